@@ -1,0 +1,1 @@
+"""postback plugin: AppLovin Axon Conversion API (work in progress)."""

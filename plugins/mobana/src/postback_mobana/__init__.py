@@ -1,0 +1,1 @@
+"""postback plugin: Mobana conversion tracking (work in progress)."""

@@ -1,0 +1,1 @@
+"""postback plugin: Ton AI conversion reporting (work in progress)."""

@@ -1,0 +1,1 @@
+"""postback plugin: Whop conversion events (work in progress)."""

@@ -1,0 +1,1 @@
+"""postback plugin: X (Twitter) Mobile App Conversion Tracking (work in progress)."""

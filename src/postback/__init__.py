@@ -1,0 +1,88 @@
+"""postback: send server-side conversion events to ad and attribution vendors.
+
+::
+
+    from postback import Tracker
+
+    tracker = Tracker.from_config("postback.toml")
+    tracker.track("purchase", user={"email": "a@b.co"}, value=49.99, currency="USD")
+
+Vendor plugins implement hooks with :data:`hookimpl` and register :class:`Destination`
+subclasses; see the plugin authoring guide.
+"""
+
+from __future__ import annotations
+
+from postback.config import Config, ConfigError
+from postback.delivery.engine import FlushReport, VendorReport
+from postback.destination import (
+    Delivered,
+    Destination,
+    Emulator,
+    Halt,
+    Outcome,
+    Prepared,
+    RateHint,
+    RateLimit,
+    Rejected,
+    RejectedBatch,
+    Retry,
+    RetryPolicy,
+    Secret,
+    SkipEvent,
+    setting,
+)
+from postback.errors import (
+    ConfigProblem,
+    InvalidEvent,
+    PluginError,
+    PostbackError,
+    Problem,
+    QueueCorrupt,
+    QueueError,
+    QueueFull,
+    TrackerClosed,
+)
+from postback.events import Attribution, Context, Event, User
+from postback.hookspecs import hookimpl
+from postback.tracker import Tracker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attribution",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "Context",
+    "Delivered",
+    "Destination",
+    "Emulator",
+    "Event",
+    "FlushReport",
+    "Halt",
+    "InvalidEvent",
+    "Outcome",
+    "PluginError",
+    "PostbackError",
+    "Prepared",
+    "Problem",
+    "QueueCorrupt",
+    "QueueError",
+    "QueueFull",
+    "RateHint",
+    "RateLimit",
+    "Rejected",
+    "RejectedBatch",
+    "Retry",
+    "RetryPolicy",
+    "Secret",
+    "SkipEvent",
+    "Tracker",
+    "TrackerClosed",
+    "User",
+    "VendorReport",
+    "__version__",
+    "hookimpl",
+    "setting",
+]

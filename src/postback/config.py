@@ -1,0 +1,562 @@
+"""Configuration: a TOML file, ``[tool.postback]`` in pyproject.toml, or a dict of the same shape.
+
+::
+
+    [postback]
+    queue = "sqlite:///var/lib/myapp/postback.db"
+    default_currency = "USD"
+
+    [vendors.applovin]
+    api_key = "${APPLOVIN_API_KEY}"
+    pixel_id = "..."
+
+Strings may reference environment variables as ``${NAME}`` or ``${NAME:-default}``, which is how
+secrets should arrive. Loading reports *every* problem at once, each with its key path
+(``vendors.x.hmac_key``), in one :class:`~postback.ConfigError`: unknown keys (with a "did you
+mean"), wrong types, missing settings and secrets, vendors that are configured but not
+installed (with the list of those that are).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+
+from postback.destination import Destination, RateLimit, RetryPolicy, Secret
+from postback.errors import ConfigError, ConfigProblem
+from postback.events import CANONICAL_EVENTS, normalize_currency, normalize_event_name
+
+__all__ = [
+    "Config",
+    "CoreSettings",
+    "VendorConfig",
+    "build_config",
+    "find_config",
+    "parse_duration",
+    "parse_rate_limit",
+    "read_config",
+    "settings_help",
+]
+
+DEFAULT_QUEUE = "sqlite://postback.db"
+CONFIG_FILENAMES = ("postback.toml", "pyproject.toml")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_RATE_RE = re.compile(
+    r"^\s*(\d+)\s*(?:/|per)\s*(\d+(?:\.\d+)?)?\s*"
+    r"(ms|s|sec|second|seconds|m|min|minute|minutes|h|hour|hours|d|day|days)\s*$"
+)
+_RATE_UNITS = {
+    "ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400,
+}  # fmt: skip
+
+
+@attrs.frozen
+class CoreSettings:
+    """The ``[postback]`` table."""
+
+    queue: str = DEFAULT_QUEUE
+    on_invalid: str = "raise"
+    default_currency: str | None = None
+    exit_timeout: float = 2.0
+    workers: bool = True
+    max_queue_size: int = 100_000
+    sqlite_synchronous: str = "normal"
+
+
+CORE_HELP: dict[str, str] = {
+    "queue": "Where events wait for delivery: 'sqlite:///abs/path.db', 'sqlite://rel/path.db' "
+    "(relative to the config file), 'memory://' or 'redis://host:6379/0'.",
+    "on_invalid": "'raise' (track() raises InvalidEvent) or 'log' (log and skip the vendors "
+    "that refused the event).",
+    "default_currency": "ISO 4217 currency used when track() gets a value without currency.",
+    "exit_timeout": "Seconds the exit hook spends flushing; the rest stays queued (default 2).",
+    "workers": "Deliver from this process (true) or only enqueue, for a separate "
+    "'postback worker' (false).",
+    "max_queue_size": "Bound of the memory:// queue (track() raises QueueFull beyond it).",
+    "sqlite_synchronous": "'normal' (survives a process crash; the default) or 'full' "
+    "(also survives power loss, slower).",
+}
+
+#: Settings every vendor takes, handled by the core.
+VENDOR_COMMON_HELP: dict[str, str] = {
+    "base_url": "Replaces the vendor's origin and keeps its path (sandbox, proxy, tests).",
+    "events": "Only these canonical events go to the vendor (default: every event it maps).",
+    "event_map": "Canonical event name -> the vendor's event name, overriding its defaults.",
+    "enabled": "Set false to keep the table but send nothing to this vendor.",
+    "rate_limit": "Requests per window, e.g. '600/minute' or '60000/15 minutes'; false for none.",
+    "concurrency": "Requests in flight at once to this vendor.",
+    "timeout": "Seconds to wait for the vendor's response (default 10).",
+    "batch_size": "Events per request, at most the vendor's maximum.",
+    "linger": "Seconds to wait for a fuller batch (default 0.05).",
+    "retry": "Table: max_attempts, max_age, initial_backoff, max_backoff.",
+}
+_RETRY_KEYS = ("max_attempts", "max_age", "initial_backoff", "max_backoff")
+
+
+@attrs.frozen
+class VendorConfig:
+    """One ``[vendors.NAME]`` table, validated."""
+
+    name: str
+    settings: Any
+    base_url: str | None = None
+    events: frozenset[str] | None = None
+    event_map: Mapping[str, str] = attrs.field(factory=dict)
+    enabled: bool = True
+    rate_limit: RateLimit | None = None
+    rate_limit_disabled: bool = False
+    concurrency: int | None = None
+    timeout: float = 10.0
+    batch_size: int | None = None
+    linger: float = 0.05
+    retry: RetryPolicy | None = None
+
+    def make_destination(self, cls: type[Destination]) -> Destination:
+        return cls(self.settings, base_url=self.base_url, event_map=self.event_map)
+
+
+@attrs.frozen
+class Config:
+    """A whole validated configuration."""
+
+    core: CoreSettings
+    vendors: Mapping[str, VendorConfig]
+    source: str | None = None
+    base_dir: Path = attrs.field(factory=Path.cwd)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """``$POSTBACK_CONFIG``, else postback.toml or a pyproject.toml with [tool.postback]."""
+    env = os.environ.get("POSTBACK_CONFIG")
+    if env:
+        return Path(env)
+    here = start or Path.cwd()
+    for name in CONFIG_FILENAMES:
+        path = here / name
+        if path.is_file():
+            if name == "pyproject.toml":
+                with path.open("rb") as f:
+                    if "postback" not in tomllib.load(f).get("tool", {}):
+                        continue
+            return path
+    return None
+
+
+def read_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], str | None, Path]:
+    """Read a config source into (raw dict of the TOML file's shape, label, base directory)."""
+    if isinstance(source, Mapping):
+        return dict(source), None, Path.cwd()
+    if source is None:
+        found = find_config()
+        if found is None:
+            raise ConfigError(
+                [
+                    "no configuration found: pass a file or dict to Tracker.from_config(), set "
+                    "POSTBACK_CONFIG, or create postback.toml (see 'postback config check')"
+                ]
+            )
+        source = found
+    path = Path(source)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError([f"config file {str(path)!r} does not exist"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], source=str(path)) from None
+    if path.name == "pyproject.toml":
+        tool = data.get("tool", {}).get("postback")
+        if tool is None:
+            raise ConfigError(["pyproject.toml has no [tool.postback] table"], source=str(path))
+        tool = dict(tool)
+        vendors = tool.pop("vendors", {})
+        data = {"postback": tool, "vendors": vendors}
+    return data, str(path), path.resolve().parent
+
+
+# --------------------------------------------------------------------------------------------
+# Small parsers
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as ``"500ms"``, ``"2s"``, ``"15m"``, ``"24h"``."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration (seconds, or e.g. '15m'), got bool")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"must be a duration such as 30, '500ms', '15m' or '24h', got {value!r}")
+
+
+def parse_rate_limit(value: object) -> RateLimit:
+    """``"600/minute"``, ``"60000/15 minutes"``, ``"60000 per 15m"`` or {requests, per}."""
+    if isinstance(value, Mapping) and set(value) == {"requests", "per"}:
+        requests, per = value["requests"], parse_duration(value["per"])
+        if isinstance(requests, int) and requests > 0 and per > 0:
+            return RateLimit(requests, per)
+    elif isinstance(value, str):
+        m = _RATE_RE.match(value)
+        if m:
+            window = float(m.group(2) or 1) * _RATE_UNITS[m.group(3)]
+            if int(m.group(1)) > 0 and window > 0:
+                return RateLimit(int(m.group(1)), window)
+    raise ValueError(
+        f"must look like '600/minute' or '60000/15 minutes' (or false for no limit), got {value!r}"
+    )
+
+
+def _did_you_mean(key: str, known: list[str]) -> str:
+    hits = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {hits[0]!r}?)" if hits else ""
+
+
+def _substitute_env(value: Any, path: str, problems: list[ConfigProblem]) -> Any:
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            got = os.environ.get(name)
+            if got is None or got == "":
+                if default is not None:
+                    return default
+                problems.append(
+                    ConfigProblem(
+                        path,
+                        f"environment variable {name} is not set: export {name}=... before "
+                        "starting (secrets belong in the environment, not the file)",
+                    )
+                )
+                return ""
+            return got
+
+        return _ENV_RE.sub(repl, value)
+    if isinstance(value, Mapping):
+        return {k: _substitute_env(v, f"{path}.{k}", problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_env(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+def _make_settings_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+    def structure_secret(value: object, _: type) -> Secret:
+        if isinstance(value, Secret):
+            return value
+        if not isinstance(value, str) or not value:
+            raise ValueError("must be a non-empty string (usually \"${ENV_VAR}\")")
+        return Secret(value)
+
+    def structure_str(value: object, _: type) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # app ids written as TOML integers
+        raise ValueError(f"must be a string, got {type(value).__name__}")
+
+    def structure_int(value: object, _: type) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"must be an integer, got {type(value).__name__}")
+
+    def structure_bool(value: object, _: type) -> bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"must be true or false, got {value!r}")
+
+    def structure_float(value: object, _: type) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"must be a number, got {type(value).__name__}")
+
+    conv.register_structure_hook(Secret, structure_secret)
+    conv.register_structure_hook(str, structure_str)
+    conv.register_structure_hook(int, structure_int)
+    conv.register_structure_hook(bool, structure_bool)
+    conv.register_structure_hook(float, structure_float)
+    return conv
+
+
+settings_converter = _make_settings_converter()
+
+
+def _cattrs_problems(exc: BaseException, path: str) -> list[ConfigProblem]:
+    out: list[ConfigProblem] = []
+    for msg in cattrs.transform_error(exc, path="$"):  # type: ignore[arg-type]
+        text, _, where = msg.rpartition(" @ ")
+        sub = where[2:] if where.startswith("$.") else ""
+        full = f"{path}.{sub}" if sub else path
+        if text == "required field missing":
+            text = "required setting is missing"
+        out.append(ConfigProblem(full, text))
+    return out
+
+
+def settings_help(cls: type[Any]) -> list[tuple[str, str, bool, str]]:
+    """(name, help, secret, default) for each field of a vendor's settings class."""
+    rows = []
+    for a in attrs.fields(cls):
+        meta = a.metadata or {}
+        if a.default is attrs.NOTHING:
+            default = "required"
+        elif isinstance(a.default, attrs.Factory):  # type: ignore[arg-type]
+            default = repr(a.default.factory())  # type: ignore[attr-defined]
+        else:
+            default = repr(a.default)
+        rows.append((a.name, meta.get("help", ""), bool(meta.get("secret")), default))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+
+
+def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
+    if raw is None:
+        return CoreSettings()
+    if not isinstance(raw, Mapping):
+        problems.append(ConfigProblem("postback", "must be a table"))
+        return CoreSettings()
+    known = [a.name for a in attrs.fields(CoreSettings)]
+    kwargs: dict[str, Any] = {}
+    for key, val in raw.items():
+        path = f"postback.{key}"
+        if key not in known:
+            problems.append(
+                ConfigProblem(path, f"unknown setting{_did_you_mean(key, known)}; known: "
+                              f"{', '.join(known)}")
+            )
+            continue
+        try:
+            if key in ("queue", "on_invalid", "sqlite_synchronous"):
+                if not isinstance(val, str):
+                    raise ValueError("must be a string")
+                if key == "on_invalid" and val not in ("raise", "log"):
+                    raise ValueError("must be 'raise' or 'log'")
+                if key == "sqlite_synchronous" and val not in ("normal", "full"):
+                    raise ValueError("must be 'normal' or 'full'")
+                if key == "queue" and not val.startswith(("sqlite:", "memory:", "redis",
+                                                           "rediss:")):
+                    raise ValueError(
+                        "must be a URL: 'sqlite:///path/to/file.db', 'memory://' or "
+                        "'redis://host:6379/0'"
+                    )
+                kwargs[key] = val
+            elif key == "default_currency":
+                kwargs[key] = normalize_currency(val)
+            elif key == "exit_timeout":
+                kwargs[key] = parse_duration(val)
+            elif key == "workers":
+                if not isinstance(val, bool):
+                    raise ValueError("must be true or false")
+                kwargs[key] = val
+            elif key == "max_queue_size":
+                if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                    raise ValueError("must be a positive integer")
+                kwargs[key] = val
+        except ValueError as exc:
+            problems.append(ConfigProblem(path, str(exc)))
+    return CoreSettings(**kwargs)
+
+
+def _build_vendor(
+    name: str, raw: object, cls: type[Destination], problems: list[ConfigProblem]
+) -> VendorConfig | None:
+    base = f"vendors.{name}"
+    if not isinstance(raw, Mapping):
+        problems.append(ConfigProblem(base, "must be a table of settings"))
+        return None
+    own_fields = [a.name for a in attrs.fields(cls.settings_class)]
+    known = own_fields + list(VENDOR_COMMON_HELP)
+    own: dict[str, Any] = {}
+    common: dict[str, Any] = {}
+    n_before = len(problems)
+    for key, val in raw.items():
+        if key in VENDOR_COMMON_HELP:
+            common[key] = val
+        elif key in own_fields:
+            own[key] = val
+        else:
+            problems.append(
+                ConfigProblem(
+                    f"{base}.{key}",
+                    f"unknown setting for {name}{_did_you_mean(key, known)}; "
+                    f"{name} takes: {', '.join(sorted(known))}",
+                )
+            )
+    try:
+        settings = settings_converter.structure(own, cls.settings_class)
+    except Exception as exc:  # cattrs ClassValidationError / ValueError from validators
+        problems.extend(_cattrs_problems(exc, base))
+        settings = None
+
+    kwargs: dict[str, Any] = {}
+    for key, val in common.items():
+        path = f"{base}.{key}"
+        try:
+            if key == "base_url":
+                if not isinstance(val, str) or not re.match(r"^https?://[^/\s]+", val):
+                    raise ValueError(
+                        "must be an http(s) URL such as 'http://127.0.0.1:8090' "
+                        "(the vendor's path is appended)"
+                    )
+                kwargs[key] = val.rstrip("/")
+            elif key == "events":
+                if not isinstance(val, list) or not all(isinstance(v, str) for v in val):
+                    raise ValueError("must be a list of event names, e.g. ['purchase']")
+                kwargs[key] = frozenset(normalize_event_name(v) for v in val)
+            elif key == "event_map":
+                if not isinstance(val, Mapping) or not all(
+                    isinstance(v, str) for v in val.values()
+                ):
+                    raise ValueError("must be a table of canonical name = vendor name")
+                kwargs[key] = {normalize_event_name(k): v for k, v in val.items()}
+            elif key == "enabled":
+                if not isinstance(val, bool):
+                    raise ValueError("must be true or false")
+                kwargs[key] = val
+            elif key == "rate_limit":
+                if val is False or val == "none":
+                    kwargs["rate_limit_disabled"] = True
+                else:
+                    kwargs[key] = parse_rate_limit(val)
+            elif key == "concurrency":
+                if not isinstance(val, int) or isinstance(val, bool) or not 1 <= val <= 256:
+                    raise ValueError("must be an integer from 1 to 256")
+                kwargs[key] = val
+            elif key in ("timeout", "linger"):
+                kwargs[key] = parse_duration(val)
+            elif key == "batch_size":
+                if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                    raise ValueError("must be a positive integer")
+                if val > cls.max_batch_size:
+                    raise ValueError(
+                        f"{name} takes at most {cls.max_batch_size} event(s) per request"
+                    )
+                kwargs[key] = val
+            elif key == "retry":
+                kwargs[key] = _build_retry(val, cls.retry_policy, path, problems)
+        except ValueError as exc:
+            problems.append(ConfigProblem(path, str(exc)))
+
+    # The events filter may only name events the vendor can map.
+    if settings is not None and "events" in kwargs:
+        probe = cls(settings, event_map=kwargs.get("event_map"))
+        for ev in sorted(kwargs["events"]):
+            if probe.vendor_event_name(ev) is None:
+                problems.append(
+                    ConfigProblem(
+                        f"{base}.events",
+                        f"{name} has no event for {ev!r}: add it to "
+                        f"[vendors.{name}.event_map] or remove it from events",
+                    )
+                )
+    if len(problems) > n_before or settings is None:
+        return None
+    return VendorConfig(name=name, settings=settings, **kwargs)
+
+
+def _build_retry(
+    val: object, default: RetryPolicy, path: str, problems: list[ConfigProblem]
+) -> RetryPolicy:
+    if not isinstance(val, Mapping):
+        raise ValueError(f"must be a table with {', '.join(_RETRY_KEYS)}")
+    kw: dict[str, Any] = {}
+    for k, v in val.items():
+        if k not in _RETRY_KEYS:
+            problems.append(
+                ConfigProblem(f"{path}.{k}", f"unknown setting{_did_you_mean(k, list(_RETRY_KEYS))}")
+            )
+        elif k == "max_attempts":
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                problems.append(ConfigProblem(f"{path}.{k}", "must be a positive integer"))
+            else:
+                kw[k] = v
+        else:
+            try:
+                kw[k] = parse_duration(v)
+            except ValueError as exc:
+                problems.append(ConfigProblem(f"{path}.{k}", str(exc)))
+    return attrs.evolve(default, **kw)
+
+
+def build_config(
+    raw: Mapping[str, Any],
+    destinations: Mapping[str, type[Destination]],
+    *,
+    source: str | None = None,
+    base_dir: Path | None = None,
+    broken: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate a raw config against the installed destinations; raise ConfigError listing all."""
+    problems: list[ConfigProblem] = []
+    raw = _substitute_env(raw, "", problems)
+    # _substitute_env prefixes paths with "."; strip it.
+    problems = [ConfigProblem(p.path.lstrip("."), p.message) for p in problems]
+    for key in raw:
+        if key not in ("postback", "vendors"):
+            problems.append(
+                ConfigProblem(
+                    str(key),
+                    "unknown top-level table"
+                    f"{_did_you_mean(str(key), ['postback', 'vendors'])}; "
+                    "a config has [postback] and [vendors.NAME] tables",
+                )
+            )
+    core = _build_core(raw.get("postback"), problems)
+    vendors_raw = raw.get("vendors", {})
+    vendors: dict[str, VendorConfig] = {}
+    if not isinstance(vendors_raw, Mapping):
+        problems.append(ConfigProblem("vendors", "must be a table of [vendors.NAME] tables"))
+        vendors_raw = {}
+    installed = sorted(destinations)
+    for name, table in vendors_raw.items():
+        cls = destinations.get(name)
+        if cls is None:
+            why = ""
+            if broken and name in broken:
+                why = f"; its plugin is installed but failed to load: {broken[name]}"
+            problems.append(
+                ConfigProblem(
+                    f"vendors.{name}",
+                    f"vendor {name!r} is configured but not installed{why}. "
+                    f"Install it (pip install postback-{name}) or remove the table. "
+                    f"Installed vendors: {', '.join(installed) or 'none'}",
+                )
+            )
+            continue
+        vc = _build_vendor(name, table, cls, problems)
+        if vc is not None:
+            vendors[name] = vc
+    if problems:
+        raise ConfigError(problems, source=source)
+    return Config(core=core, vendors=vendors, source=source, base_dir=base_dir or Path.cwd())
+
+
+def known_event_names() -> frozenset[str]:
+    return CANONICAL_EVENTS

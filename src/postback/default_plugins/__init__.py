@@ -1,0 +1,1 @@
+"""The core's own behaviour, shipped as plugins (see ``postback.plugins.DEFAULT_PLUGINS``)."""

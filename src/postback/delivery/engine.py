@@ -1,0 +1,638 @@
+"""The delivery engine: background lanes that drain the queue into the vendors' APIs.
+
+One *lane* per vendor (a thread that claims batches, plus a bounded pool of request threads),
+so a slow or failing vendor never delays another. Each lane batches up to the vendor's maximum
+with a short linger, keeps at most ``concurrency`` requests in flight, obeys the vendor's rate
+limit per credential (a moving window from the ``limits`` library, slowed further by the
+vendor's own rate-limit headers), retries with exponential backoff and full jitter or the delay
+the vendor asked for, splits batches the vendor refused as a whole, and pauses (without dropping
+anything) when the vendor refuses our credentials.
+
+Threads start lazily on the first ``track()``; in a queue shared by several processes only one
+process (the elected deliverer) runs lanes, the others just enqueue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import httpx
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage, Storage
+from limits.strategies import MovingWindowRateLimiter
+
+from postback.delivery.queue import Claimed, Queue, Settlement
+from postback.delivery.retry import backoff_seconds
+from postback.destination import (
+    Delivered,
+    Destination,
+    Halt,
+    Outcome,
+    Prepared,
+    RateHint,
+    RateLimit,
+    Rejected,
+    RejectedBatch,
+    Retry,
+    RetryPolicy,
+    SkipEvent,
+)
+from postback.events import loads_event
+
+if TYPE_CHECKING:
+    from postback.config import VendorConfig
+    from postback.plugins import PluginHost
+
+__all__ = ["DeliveryEngine", "FlushReport", "Lane", "VendorReport", "VendorStats"]
+
+log = logging.getLogger("postback.delivery")
+
+HALT_PAUSE = 60.0  # seconds a lane waits after the vendor refused our credentials
+IDLE_POLL_SHARED = 0.2  # another process may enqueue: look again this often
+IDLE_POLL_PRIVATE = 5.0
+MAINTENANCE_EVERY = 1.0
+_SINGLE = (Delivered, Retry, Rejected, RejectedBatch, Halt)
+
+
+@attrs.define
+class VendorStats:
+    """Per-vendor counters (since the tracker started)."""
+
+    tracked: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    skipped: int = 0
+    requests: int = 0
+    attributed: int = 0
+    halted: str | None = None
+    latencies: deque[float] = attrs.field(factory=lambda: deque(maxlen=2048))
+
+    def snapshot(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(int(len(lat) * p), len(lat) - 1)], 6) if lat else None
+
+        return {
+            "tracked": self.tracked,
+            "delivered": self.delivered,
+            "retried": self.retried,
+            "dead": self.dead,
+            "skipped": self.skipped,
+            "requests": self.requests,
+            "attributed": self.attributed,
+            "halted": self.halted,
+            "latency_p50": pct(0.5),
+            "latency_p95": pct(0.95),
+        }
+
+
+@attrs.frozen
+class VendorReport:
+    """What a flush saw for one vendor: counts since the previous flush, and what is left."""
+
+    delivered: int
+    dead: int
+    retried: int
+    skipped: int
+    pending: int
+    halted: str | None = None
+
+
+@attrs.frozen
+class FlushReport:
+    """Returned by ``flush()``: ``complete`` is true when nothing is left to deliver."""
+
+    complete: bool
+    vendors: dict[str, VendorReport]
+
+    def __getitem__(self, vendor: str) -> VendorReport:
+        return self.vendors[vendor]
+
+
+class RateGate:
+    """A vendor's rate limit per credential, plus spacing from its rate-limit headers."""
+
+    def __init__(self, limit: RateLimit | None, key: tuple[str, str], storage: Storage) -> None:
+        self.key = key
+        self.item = (
+            RateLimitItemPerSecond(limit.requests, max(1, round(limit.per_seconds)))
+            if limit
+            else None
+        )
+        if limit and limit.per_seconds < 1:  # sub-second windows: scale to one second
+            self.item = RateLimitItemPerSecond(max(1, round(limit.requests / limit.per_seconds)), 1)
+        self.limiter = MovingWindowRateLimiter(storage)
+        self._lock = threading.Lock()
+        self._spacing = 0.0
+        self._spacing_until = 0.0
+        self._next_at = 0.0
+
+    def hint(self, hint: RateHint, concurrency: int) -> None:
+        """Spread the requests the vendor says are left over the time until its reset."""
+        now = time.time()
+        window = max(hint.reset_at - now, 0.0)
+        with self._lock:
+            if hint.remaining <= max(concurrency * 2, 10) and window > 0:
+                self._spacing = window / max(hint.remaining, 1)
+                self._spacing_until = hint.reset_at
+            elif now >= self._spacing_until:
+                self._spacing = 0.0
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block until one request may go; False if stopping."""
+        while not stop.is_set():
+            delay = 0.0
+            with self._lock:
+                now = time.time()
+                if self._spacing and now < self._spacing_until and now < self._next_at:
+                    delay = self._next_at - now
+                elif self.item is None or self.limiter.hit(self.item, *self.key):
+                    if self._spacing and now < self._spacing_until:
+                        self._next_at = now + self._spacing
+                    return True
+                else:
+                    stats = self.limiter.get_window_stats(self.item, *self.key)
+                    delay = max(stats.reset_time - now, 0.005)
+            stop.wait(min(delay, 1.0))
+        return False
+
+
+class Lane:
+    """Delivery to one vendor."""
+
+    def __init__(
+        self,
+        engine: DeliveryEngine,
+        destination: Destination,
+        config: VendorConfig,
+        storage: Storage,
+    ) -> None:
+        self.engine = engine
+        self.dest = destination
+        self.name = destination.name
+        self.batch_size = min(config.batch_size or destination.max_batch_size,
+                              destination.max_batch_size)
+        self.concurrency = config.concurrency or destination.default_concurrency
+        self.policy: RetryPolicy = config.retry or destination.retry_policy
+        limit = None if config.rate_limit_disabled else (
+            config.rate_limit or destination.default_rate_limit
+        )
+        self.rate_limit = limit
+        self.gate = RateGate(limit, (self.name, destination.credential_id()), storage)
+        self.timeout = httpx.Timeout(config.timeout)
+        self.linger = config.linger if self.batch_size > 1 else 0.0
+        self.stats = VendorStats()
+        self.wake = threading.Event()
+        self.paused_until = 0.0
+        self._slots = threading.Semaphore(self.concurrency)
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+        self._reported = VendorStats()
+
+    # --- lane thread -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"postback-{self.name}")
+        self._thread = threading.Thread(target=self._run, name=f"postback-lane-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._inflight > 0
+
+    def _run(self) -> None:
+        stop = self.engine.stopping
+        queue = self.engine.queue
+        while not stop.is_set():
+            try:
+                now = time.time()
+                if now < self.paused_until:
+                    stop.wait(min(self.paused_until - now, 1.0))
+                    continue
+                if not self._acquire_slot(stop):
+                    break
+                claimed = queue.claim(self.name, self.batch_size, int(now * 1000))
+                if claimed and len(claimed) < self.batch_size and self.linger:
+                    if not stop.wait(self.linger):
+                        more = queue.claim(self.name, self.batch_size - len(claimed),
+                                           int(time.time() * 1000))
+                        claimed.extend(more)
+                if not claimed:
+                    self._slots.release()
+                    self._idle(queue)
+                    continue
+                if not self.gate.wait(stop):
+                    self._slots.release()
+                    queue.settle(self.name, [Settlement(c, "release", 0) for c in claimed],
+                                 int(time.time() * 1000))
+                    break
+                with self._inflight_lock:
+                    self._inflight += 1
+                assert self._pool is not None
+                self._pool.submit(self._process_guarded, claimed)
+            except Exception:
+                # Never let the lane die: log, back off a little, go on.
+                log.exception("%s: delivery lane error (continuing)", self.name)
+                stop.wait(1.0)
+
+    def _acquire_slot(self, stop: threading.Event) -> bool:
+        while not self._slots.acquire(timeout=0.5):
+            if stop.is_set():
+                return False
+        return True
+
+    def _idle(self, queue: Queue) -> None:
+        now = time.time()
+        wait = IDLE_POLL_SHARED if queue.shared else IDLE_POLL_PRIVATE
+        due = queue.next_due_ms(self.name)
+        if due is not None:
+            wait = min(wait, max(due / 1000.0 - now, 0.001))
+        self.wake.wait(wait)
+        self.wake.clear()
+
+    # --- request threads -------------------------------------------------------------------------
+
+    def _process_guarded(self, claimed: list[Claimed]) -> None:
+        try:
+            self._process(claimed)
+        except Exception:
+            log.exception("%s: failed to process a batch; its events stay queued", self.name)
+            try:
+                self.engine.queue.settle(
+                    self.name,
+                    [Settlement(c, "release", int(time.time() * 1000) + 1000) for c in claimed],
+                    int(time.time() * 1000),
+                )
+            except Exception:
+                log.exception("%s: could not release the batch", self.name)
+        finally:
+            with self._inflight_lock:
+                self._inflight -= 1
+            self._slots.release()
+            self.engine.progress.set()
+
+    def _process(self, claimed: list[Claimed]) -> None:
+        host = self.engine.host
+        now = time.time()
+        now_ms = int(now * 1000)
+        settlements: list[Settlement] = []
+        batch: list[tuple[Claimed, Prepared]] = []
+        for c in claimed:
+            try:
+                event = loads_event(c.payload)
+            except Exception as exc:
+                settlements.append(self._dead(c, f"stored event is unreadable: {exc}"))
+                continue
+            try:
+                record = host.transform(event, self.dest)
+            except SkipEvent as exc:
+                settlements.append(Settlement(c, "done"))
+                self.stats.skipped += 1
+                log.debug("%s: skipped %s: %s", self.name, event.event_id, exc)
+                continue
+            except Exception as exc:
+                settlements.append(
+                    self._dead(c, f"transform failed: {type(exc).__name__}: {exc}")
+                )
+                log.warning("%s: transform of %s failed: %s", self.name, event.event_id,
+                            self.dest.redact(str(exc)))
+                continue
+            if record is None:
+                settlements.append(self._dead(c, "no plugin transformed the event"))
+                continue
+            batch.append((c, Prepared(event, record)))
+
+        if batch:
+            outcomes = self._deliver_split([p for _, p in batch])
+            for (c, p), outcome in zip(batch, outcomes, strict=True):
+                settlements.append(self._settle(c, p, outcome, now))
+        if settlements:
+            self.engine.queue.settle(self.name, settlements, now_ms)
+
+    def _dead(self, c: Claimed, reason: str) -> Settlement:
+        self.stats.dead += 1
+        return Settlement(c, "dead", error=reason, attempts=c.attempts + 1)
+
+    def _deliver_split(self, batch: list[Prepared]) -> list[Outcome]:
+        """Deliver; where the vendor refused the batch as a whole, bisect to find the bad event."""
+        outcomes = list(self._deliver_once(batch))
+        refused = [i for i, o in enumerate(outcomes) if isinstance(o, RejectedBatch)]
+        if not refused:
+            return outcomes
+        if len(refused) == 1:
+            o = outcomes[refused[0]]
+            assert isinstance(o, RejectedBatch)
+            outcomes[refused[0]] = Rejected(o.reason, o.status)
+            return outcomes
+        sub = [batch[i] for i in refused]
+        mid = len(sub) // 2
+        results: list[Outcome] = []
+        for half in (sub[:mid], sub[mid:]):
+            if not self.gate.wait(self.engine.stopping):
+                results.extend(Halt("shutting down") for _ in half)
+                continue
+            results.extend(self._deliver_split(half))
+        for i, o in zip(refused, results, strict=True):
+            outcomes[i] = o
+        return outcomes
+
+    def _deliver_once(self, batch: Sequence[Prepared]) -> Sequence[Outcome]:
+        engine = self.engine
+        t0 = time.perf_counter()
+        timeout = self.timeout.as_dict()
+
+        def send(request: httpx.Request) -> httpx.Response:
+            request.extensions["timeout"] = timeout
+            response = engine.client.send(request)
+            try:
+                hint = self.dest.rate_hint(response)
+            except Exception:
+                hint = None
+            if hint is not None:
+                self.gate.hint(hint, self.concurrency)
+            return response
+
+        try:
+            outcomes = list(engine.host.deliver(self.dest, batch, send))
+        except Exception as exc:
+            reason = self.dest.redact(f"{type(exc).__name__}: {exc}")
+            log.warning("%s: delivery failed, will retry: %s", self.name, reason)
+            outcomes = [Retry(f"delivery failed: {reason}")] * len(batch)
+        latency = time.perf_counter() - t0
+        self.stats.requests += 1
+        self.stats.latencies.append(latency)
+        for p, o in zip(batch, outcomes, strict=False):
+            if engine.notify_delivery:
+                engine.host.on_delivery(self.name, p.event, o, 1, latency)
+        return outcomes
+
+    def _settle(self, c: Claimed, p: Prepared, outcome: Outcome, now: float) -> Settlement:
+        attempts = c.attempts + 1
+        if isinstance(outcome, Delivered):
+            self.stats.delivered += 1
+            self.stats.halted = None
+            if outcome.attribution is not None:
+                self.stats.attributed += 1
+                self.engine.host.on_attribution(outcome.attribution, p.event)
+            return Settlement(c, "done", attempts=attempts)
+        if isinstance(outcome, Retry):
+            age = now - c.created_ms / 1000.0
+            if attempts >= self.policy.max_attempts or age >= self.policy.max_age:
+                why = (f"gave up after {attempts} attempts" if attempts >= self.policy.max_attempts
+                       else f"gave up after {age:.0f}s (max_age)")
+                return self._dead(c, f"{why}: {outcome.reason}")
+            wait = outcome.after if outcome.after is not None else backoff_seconds(
+                self.policy, attempts)
+            if outcome.after is not None:
+                # The vendor told us when: hold the whole lane, not just this event.
+                self.paused_until = max(self.paused_until, now + outcome.after)
+            self.stats.retried += 1
+            log.info("%s: %s will be retried in %.1fs: %s", self.name, p.event.event_id, wait,
+                     outcome.reason)
+            return Settlement(c, "retry", due_ms=int((now + wait) * 1000), error=outcome.reason,
+                              attempts=attempts)
+        if isinstance(outcome, Halt):
+            pause = outcome.after if outcome.after is not None else HALT_PAUSE
+            self.paused_until = max(self.paused_until, now + pause)
+            if self.stats.halted != outcome.reason:
+                log.error(
+                    "%s: the vendor refused our credentials: %s. Delivery to %s is paused "
+                    "(retrying every %.0fs); no event is dropped. Fix the [vendors.%s] "
+                    "credentials and restart.",
+                    self.name, outcome.reason, self.name, pause, self.name,
+                )
+            self.stats.halted = outcome.reason
+            return Settlement(c, "release", due_ms=int((now + pause) * 1000), error=outcome.reason)
+        if isinstance(outcome, (Rejected, RejectedBatch)):
+            detail = f" ({outcome.detail})" if isinstance(outcome, Rejected) and outcome.detail \
+                else ""
+            log.warning("%s: %s rejected: %s%s", self.name, p.event.event_id, outcome.reason,
+                        detail)
+            return self._dead(c, f"{outcome.reason}{detail}")
+        return self._dead(c, f"unknown outcome {outcome!r}")
+
+    def report(self, pending: int) -> VendorReport:
+        s, r = self.stats, self._reported
+        rep = VendorReport(
+            delivered=s.delivered - r.delivered,
+            dead=s.dead - r.dead,
+            retried=s.retried - r.retried,
+            skipped=s.skipped - r.skipped,
+            pending=pending,
+            halted=s.halted,
+        )
+        self._reported = VendorStats(delivered=s.delivered, dead=s.dead, retried=s.retried,
+                                     skipped=s.skipped)
+        return rep
+
+    def stop(self, wait: float) -> None:
+        if self._thread is not None:
+            self._thread.join(wait)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class DeliveryEngine:
+    """Owns the lanes, the HTTP connection pool and the deliverer election."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        host: PluginHost,
+        vendors: Sequence[tuple[Destination, VendorConfig]],
+        *,
+        transport: httpx.BaseTransport | None = None,
+        deliver: bool = True,
+        rate_storage: Storage | None = None,
+    ) -> None:
+        self.queue = queue
+        self.host = host
+        self.transport = transport
+        self.deliver = deliver
+        self.stopping = threading.Event()
+        self.progress = threading.Event()
+        self.notify_delivery = host.has_delivery_listeners()
+        self._rate_storage = rate_storage or MemoryStorage()
+        self.lanes: dict[str, Lane] = {
+            d.name: Lane(self, d, vc, self._rate_storage) for d, vc in vendors
+        }
+        self._lock = threading.Lock()
+        self._started = False
+        self._delivering = False
+        self._coordinator: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    total = sum(lane.concurrency for lane in self.lanes.values()) or 1
+                    self._client = httpx.Client(
+                        transport=self.transport,
+                        limits=httpx.Limits(max_connections=total + 4,
+                                            max_keepalive_connections=total + 4),
+                        follow_redirects=False,
+                        headers={"user-agent": _user_agent()},
+                    )
+        return self._client
+
+    @property
+    def delivering(self) -> bool:
+        return self._delivering
+
+    def start(self) -> None:
+        if self._started or not self.deliver or not self.lanes:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            self.stopping.clear()
+            self._coordinator = threading.Thread(
+                target=self._coordinate, name="postback-coordinator", daemon=True
+            )
+            self._coordinator.start()
+
+    def _coordinate(self) -> None:
+        """Become the deliverer when possible, start lanes, run housekeeping."""
+        serve = getattr(self.queue, "serve", None)
+        while not self.stopping.is_set():
+            try:
+                if not self._delivering:
+                    if self.queue.acquire_delivery():
+                        if serve is not None:
+                            serve(list(self.lanes))
+                        recovered = self.queue.recover()
+                        if recovered:
+                            log.info("recovered %d events a previous deliverer left", recovered)
+                        self._delivering = True
+                        for lane in self.lanes.values():
+                            lane.start()
+                    else:
+                        self.stopping.wait(1.0)
+                        continue
+                self.queue.maintenance()
+            except Exception:
+                log.exception("delivery coordinator error (continuing)")
+            self.stopping.wait(MAINTENANCE_EVERY)
+
+    def notify(self, vendors: Sequence[str]) -> None:
+        if not self._started:
+            self.start()
+        for v in vendors:
+            lane = self.lanes.get(v)
+            if lane is not None:
+                lane.wake.set()
+
+    def pending(self) -> dict[str, int]:
+        now_ms = int(time.time() * 1000)
+        depth = self.queue.depth(list(self.lanes), now_ms)
+        return {v: depth[v].pending for v in self.lanes}
+
+    def flush(self, timeout: float | None = None) -> FlushReport:
+        self.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for lane in self.lanes.values():
+            lane.wake.set()
+        pending = self.pending()
+        while any(pending.values()) and (self.deliver or self.queue.shared):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if all(
+                time.time() < lane.paused_until and lane.stats.halted
+                for v, lane in self.lanes.items() if pending[v]
+            ) and deadline is None:
+                break  # every vendor with work is halted on bad credentials
+            self.progress.wait(0.02)
+            self.progress.clear()
+            pending = self.pending()
+        return FlushReport(
+            complete=not any(pending.values()),
+            vendors={v: lane.report(pending[v]) for v, lane in self.lanes.items()},
+        )
+
+    def stop(self, wait: float = 1.0) -> None:
+        self.stopping.set()
+        for lane in self.lanes.values():
+            lane.wake.set()
+        if self._coordinator is not None:
+            self._coordinator.join(wait)
+        end = time.monotonic() + wait
+        for lane in self.lanes.values():
+            lane.stop(max(end - time.monotonic(), 0.05))
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._delivering:
+            self.queue.release_delivery()
+            self._delivering = False
+        self._started = False
+
+    def after_fork(self) -> None:
+        """In a forked child: no threads survived, so start over lazily."""
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.progress = threading.Event()
+        self._started = False
+        self._delivering = False
+        self._coordinator = None
+        self._client = None
+        self._rate_storage = MemoryStorage()
+        self.lanes = {
+            name: Lane(self, lane.dest, _LaneConfig.of(lane), self._rate_storage)
+            for name, lane in self.lanes.items()
+        }
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        now_ms = int(time.time() * 1000)
+        depth = self.queue.depth(list(self.lanes), now_ms)
+        out = {}
+        for name, lane in self.lanes.items():
+            snap = lane.stats.snapshot()
+            d = depth[name]
+            snap.update(queue_depth=d.pending, ready=d.ready, retrying=d.retrying,
+                        inflight=d.inflight, dead_letters=d.dead)
+            out[name] = snap
+        return out
+
+
+class _LaneConfig:
+    """Rebuild a lane's VendorConfig-shaped settings from a live lane (after fork)."""
+
+    @staticmethod
+    def of(lane: Lane) -> Any:
+        from postback.config import VendorConfig
+
+        return VendorConfig(
+            name=lane.name,
+            settings=lane.dest.settings,
+            rate_limit=lane.rate_limit,
+            rate_limit_disabled=lane.rate_limit is None,
+            concurrency=lane.concurrency,
+            timeout=lane.timeout.read or 10.0,
+            batch_size=lane.batch_size,
+            linger=lane.linger,
+            retry=lane.policy,
+        )
+
+
+def _user_agent() -> str:
+    from postback import __version__
+
+    return f"postback/{__version__}"
+
+
+Send = Callable[[httpx.Request], httpx.Response]

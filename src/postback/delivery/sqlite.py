@@ -1,0 +1,485 @@
+"""``sqlite://``: the default durable queue, one file per host, shared by the app's processes.
+
+Layout (WAL mode)::
+
+    events(seq, event_id, name, created_ms, vendors, payload)   append-only log, one row per event
+    cursors(vendor, seq)                                        how far each vendor's lane has got
+    pending(vendor, seq, attempts, due_ms, lease, last_error)   only events that need a retry
+    dead_letters(id, vendor, event_id, ..., reason, payload)    refused or out of retries
+    remembered(vendor, key)                                     e.g. Ton AI's once-per-user marks
+
+``track()`` costs one INSERT and a WAL commit (no fsync with ``synchronous=normal``: the write
+survives a crash of the process, not a power cut; ``full`` survives both). The deliverer (one
+process per file, elected with ``flock``) reads new events past its lane's cursor without taking
+the write lock, and persists the cursor as a low watermark when it settles a batch. Events it
+had read but not settled when it died lie past the persisted cursor, so the next deliverer reads
+them again: delivery is at-least-once, and the vendors' dedupe keys absorb the repeats.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from postback.delivery.queue import Claimed, DeadLetter, Queue, QueueDepth, Settlement
+from postback.errors import QueueCorrupt, QueueError
+
+__all__ = ["SQLiteQueue"]
+
+log = logging.getLogger("postback.queue")
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    vendors TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors(vendor TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pending(
+    vendor TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    due_ms INTEGER NOT NULL,
+    lease INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    PRIMARY KEY(vendor, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pending_due ON pending(vendor, lease, due_ms);
+CREATE TABLE IF NOT EXISTS dead_letters(
+    id INTEGER PRIMARY KEY,
+    vendor TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    failed_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_by_vendor ON dead_letters(vendor, failed_ms);
+CREATE TABLE IF NOT EXISTS remembered(
+    vendor TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY(vendor, key)
+) WITHOUT ROWID;
+"""
+_INSERT = "INSERT INTO events(event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?)"
+_abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
+
+
+def _vendor_key(vendor: str) -> str:
+    return f",{vendor},"
+
+
+class SQLiteQueue(Queue):
+    shared = True
+
+    def __init__(self, path: Path | str, *, synchronous: str = "normal") -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.synchronous = synchronous.upper()
+        self._put_lock = threading.Lock()
+        self._work_lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._read_pos: dict[str, int] = {}
+        self._inflight: dict[str, set[int]] = {}
+        self._served: frozenset[str] = frozenset()
+        self._open()
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def _connect(self, autocheckpoint: int) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
+            return conn
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc) from None
+
+    def _explain(self, exc: sqlite3.Error) -> QueueError:
+        msg = str(exc)
+        if "not a database" in msg or "malformed" in msg:
+            return QueueCorrupt(
+                f"the queue file {self.path} is damaged or is not a SQLite database ({msg}). "
+                "Move it aside (its events may be recoverable with the sqlite3 tool) and "
+                "start again to create a new queue"
+            )
+        if "unable to open" in msg or "readonly" in msg or "read-only" in msg:
+            return QueueError(
+                f"cannot write the queue file {self.path} ({msg}): make its directory writable "
+                "by this process or set [postback] queue to another path"
+            )
+        if "disk is full" in msg or "disk I/O" in msg:
+            return QueueError(
+                f"the queue file {self.path} cannot grow ({msg}): free disk space; "
+                "the event was not accepted"
+            )
+        return QueueError(f"queue file {self.path}: {msg}")
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise QueueError(
+                f"cannot create the directory for the queue file {self.path}: {exc}"
+            ) from None
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise QueueError(
+                f"the queue file {self.path} is not writable by this process: fix its "
+                "permissions or set [postback] queue to another path"
+            )
+        self._work = self._connect(1000)
+        try:
+            self._work.execute("PRAGMA journal_mode=WAL")
+            tables = {
+                r[0]
+                for r in self._work.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            if tables and "meta" not in tables:
+                raise QueueCorrupt(
+                    f"{self.path} is a SQLite database but not a postback queue (it has tables "
+                    f"{', '.join(sorted(tables))}); point [postback] queue at another file"
+                )
+            self._work.executescript(_SCHEMA)
+            self._work.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('format', 'postback-queue'), ('version', ?)",
+                (SCHEMA_VERSION,),
+            )
+            version = self._work.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+            if version and version[0] != SCHEMA_VERSION:
+                raise QueueCorrupt(
+                    f"{self.path} is a postback queue of format {version[0]}, this postback "
+                    f"reads format {SCHEMA_VERSION}: deliver it with the version that wrote it"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc) from None
+        self._work.create_function("pb_served", 1, self._is_served, deterministic=False)
+        self._put = self._connect(4000)
+
+    def _is_served(self, vendors: str) -> int:
+        return int(all(v in self._served for v in vendors.strip(",").split(",") if v))
+
+    def after_fork(self) -> None:
+        _abandoned.extend((self._put, self._work))
+        self._put_lock = threading.Lock()
+        self._work_lock = threading.RLock()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the parent's lock stays the parent's
+            self._lock_fd = None
+        self._read_pos.clear()
+        self._inflight.clear()
+        self._work = self._connect(1000)
+        self._work.create_function("pb_served", 1, self._is_served, deterministic=False)
+        self._put = self._connect(4000)
+
+    def close(self) -> None:
+        self.release_delivery()
+        with self._put_lock:
+            self._put.close()
+        with self._work_lock:
+            self._work.close()
+
+    # --- enqueue (the track() path) --------------------------------------------------------------
+
+    def put(
+        self, event_id: str, name: str, created_ms: int, vendors: Sequence[str], payload: bytes
+    ) -> None:
+        key = "," + ",".join(vendors) + ","
+        try:
+            with self._put_lock:
+                self._put.execute(_INSERT, (event_id, name, created_ms, key, payload))
+        except sqlite3.Error as exc:
+            raise self._explain(exc) from None
+
+    # --- the deliverer ---------------------------------------------------------------------------
+
+    def acquire_delivery(self) -> bool:
+        if self._lock_fd is not None:
+            return True
+        fd = os.open(f"{self.path}.deliver.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def release_delivery(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def serve(self, vendors: Sequence[str]) -> None:
+        """Tell the queue which vendors this deliverer serves (for garbage collection)."""
+        self._served = frozenset(vendors)
+
+    def recover(self) -> int:
+        with self._work_lock:
+            cur = self._work.execute("UPDATE pending SET lease=0 WHERE lease=1")
+            self._read_pos.clear()
+            self._inflight.clear()
+            return cur.rowcount
+
+    def _cursor(self, vendor: str) -> int:
+        pos = self._read_pos.get(vendor)
+        if pos is None:
+            row = self._work.execute(
+                "SELECT seq FROM cursors WHERE vendor=?", (vendor,)
+            ).fetchone()
+            pos = row[0] if row else 0
+            self._read_pos[vendor] = pos
+        return pos
+
+    def claim(self, vendor: str, limit: int, now_ms: int) -> list[Claimed]:
+        out: list[Claimed] = []
+        key = _vendor_key(vendor)
+        with self._work_lock:
+            conn = self._work
+            try:
+                conn.execute("BEGIN")
+                rows = conn.execute(
+                    "SELECT p.seq, e.event_id, e.payload, p.attempts, e.created_ms "
+                    "FROM pending p JOIN events e ON e.seq = p.seq "
+                    "WHERE p.vendor=? AND p.lease=0 AND p.due_ms<=? ORDER BY p.due_ms LIMIT ?",
+                    (vendor, now_ms, limit),
+                ).fetchall()
+                if rows:
+                    conn.executemany(
+                        "UPDATE pending SET lease=1 WHERE vendor=? AND seq=?",
+                        [(vendor, r[0]) for r in rows],
+                    )
+                    out.extend(Claimed(r[0], r[1], r[2], r[3], r[4]) for r in rows)
+                room = limit - len(out)
+                if room > 0:
+                    pos = self._cursor(vendor)
+                    new = conn.execute(
+                        "SELECT seq, event_id, payload, created_ms FROM events "
+                        "WHERE seq > ? AND instr(vendors, ?) > 0 ORDER BY seq LIMIT ?",
+                        (pos, key, room),
+                    ).fetchall()
+                    if len(new) == room:
+                        self._read_pos[vendor] = new[-1][0]
+                    else:
+                        top = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+                        self._read_pos[vendor] = max(pos, top or 0)
+                    if new:
+                        self._inflight.setdefault(vendor, set()).update(r[0] for r in new)
+                        out.extend(Claimed(r[0], r[1], r[2], 0, r[3]) for r in new)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._explain(exc) from None
+        return out
+
+    def settle(self, vendor: str, settlements: Sequence[Settlement], now_ms: int) -> None:
+        with self._work_lock:
+            conn = self._work
+            inflight = self._inflight.setdefault(vendor, set())
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for s in settlements:
+                    seq = s.claimed.seq
+                    fresh = seq in inflight
+                    if s.kind == "done":
+                        if not fresh:
+                            conn.execute(
+                                "DELETE FROM pending WHERE vendor=? AND seq=?", (vendor, seq)
+                            )
+                    elif s.kind in ("retry", "release"):
+                        attempts = s.attempts if s.kind == "retry" else s.claimed.attempts
+                        conn.execute(
+                            "INSERT INTO pending(vendor, seq, attempts, due_ms, lease, last_error)"
+                            " VALUES (?,?,?,?,0,?) ON CONFLICT(vendor, seq) DO UPDATE SET "
+                            "attempts=excluded.attempts, due_ms=excluded.due_ms, lease=0, "
+                            "last_error=coalesce(excluded.last_error, last_error)",
+                            (vendor, seq, attempts, s.due_ms, s.error),
+                        )
+                    else:  # dead
+                        conn.execute(
+                            "INSERT INTO dead_letters(vendor, event_id, name, created_ms, "
+                            "failed_ms, attempts, reason, payload) SELECT ?, event_id, name, "
+                            "created_ms, ?, ?, ?, payload FROM events WHERE seq=?",
+                            (vendor, now_ms, s.attempts, s.error or "", seq),
+                        )
+                        if not fresh:
+                            conn.execute(
+                                "DELETE FROM pending WHERE vendor=? AND seq=?", (vendor, seq)
+                            )
+                    inflight.discard(seq)
+                self._save_cursor(vendor)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._explain(exc) from None
+
+    def _save_cursor(self, vendor: str) -> None:
+        pos = self._cursor(vendor)
+        inflight = self._inflight.get(vendor)
+        low = min(inflight) - 1 if inflight else pos
+        self._work.execute(
+            "INSERT INTO cursors(vendor, seq) VALUES (?, ?) "
+            "ON CONFLICT(vendor) DO UPDATE SET seq=max(seq, excluded.seq)",
+            (vendor, low),
+        )
+
+    def next_due_ms(self, vendor: str) -> int | None:
+        with self._work_lock:
+            row = self._work.execute(
+                "SELECT min(due_ms) FROM pending WHERE vendor=? AND lease=0", (vendor,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def maintenance(self) -> None:
+        """Persist cursors, drop events every served vendor is done with, checkpoint the WAL."""
+        with self._work_lock:
+            conn = self._work
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for vendor in list(self._read_pos):
+                    self._save_cursor(vendor)
+                conn.execute("COMMIT")
+                if not self._served:
+                    return
+                rows = conn.execute(
+                    "SELECT vendor, seq FROM cursors WHERE vendor IN (%s)"
+                    % ",".join("?" * len(self._served)),
+                    tuple(self._served),
+                ).fetchall()
+                done = {v: s for v, s in rows}
+                if len(done) < len(self._served):
+                    return  # a vendor has not started yet: keep everything for it
+                upto = min(done.values())
+                conn.execute(
+                    "DELETE FROM events WHERE seq <= ? AND seq < (SELECT max(seq) FROM events) "
+                    "AND seq NOT IN (SELECT seq FROM pending) AND pb_served(vendors)",
+                    (upto,),
+                )
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                log.warning("queue maintenance failed (will retry): %s", exc)
+
+    # --- inspection ------------------------------------------------------------------------------
+
+    def depth(self, vendors: Sequence[str], now_ms: int) -> dict[str, QueueDepth]:
+        out: dict[str, QueueDepth] = {}
+        with self._work_lock:
+            conn = self._work
+            for v in vendors:
+                row = conn.execute("SELECT seq FROM cursors WHERE vendor=?", (v,)).fetchone()
+                cursor = row[0] if row else 0
+                inflight_new = len(self._inflight.get(v, ()))
+                pos = self._read_pos.get(v, cursor)
+                unread = conn.execute(
+                    "SELECT count(*) FROM events WHERE seq > ? AND instr(vendors, ?) > 0",
+                    (pos, _vendor_key(v)),
+                ).fetchone()[0]
+                due, waiting, leased = conn.execute(
+                    "SELECT coalesce(sum(lease=0 AND due_ms<=?),0), "
+                    "coalesce(sum(lease=0 AND due_ms>?),0), coalesce(sum(lease=1),0) "
+                    "FROM pending WHERE vendor=?",
+                    (now_ms, now_ms, v),
+                ).fetchone()
+                dead = conn.execute(
+                    "SELECT count(*) FROM dead_letters WHERE vendor=?", (v,)
+                ).fetchone()[0]
+                out[v] = QueueDepth(
+                    ready=unread + due, retrying=waiting, inflight=leased + inflight_new, dead=dead
+                )
+        return out
+
+    def vendors_seen(self) -> list[str]:
+        """Every vendor that has a cursor, pending work or dead letters in this file."""
+        with self._work_lock:
+            rows = self._work.execute(
+                "SELECT vendor FROM cursors UNION SELECT vendor FROM pending "
+                "UNION SELECT vendor FROM dead_letters"
+            ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def _dead_rows(self, where: str, args: tuple[object, ...], limit: int) -> list[DeadLetter]:
+        with self._work_lock:
+            rows = self._work.execute(
+                "SELECT id, vendor, event_id, name, created_ms, failed_ms, attempts, reason, "
+                f"payload FROM dead_letters {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [DeadLetter(*r) for r in rows]
+
+    @staticmethod
+    def _dead_filter(
+        vendor: str | None, since_ms: int | None, ids: Sequence[int] = ()
+    ) -> tuple[str, tuple[object, ...]]:
+        clauses, args = [], []
+        if vendor is not None:
+            clauses.append("vendor=?")
+            args.append(vendor)
+        if since_ms is not None:
+            clauses.append("failed_ms>=?")
+            args.append(since_ms)
+        if ids:
+            clauses.append(f"id IN ({','.join('?' * len(ids))})")
+            args.extend(ids)
+        return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+    def dead_letters(
+        self, vendor: str | None = None, since_ms: int | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        where, args = self._dead_filter(vendor, since_ms)
+        return self._dead_rows(where, args, limit)
+
+    def dead_letter(self, id: int) -> DeadLetter | None:
+        rows = self._dead_rows("WHERE id=?", (id,), 1)
+        return rows[0] if rows else None
+
+    def requeue_dead(
+        self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()
+    ) -> list[DeadLetter]:
+        where, args = self._dead_filter(vendor, since_ms, ids)
+        with self._work_lock, self._put_lock:
+            rows = self._dead_rows(where, args, 10**9)
+            conn = self._put
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    _INSERT,
+                    [(d.event_id, d.name, d.created_ms, _vendor_key(d.vendor), d.payload)
+                     for d in reversed(rows)],
+                )
+                conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._explain(exc) from None
+        return rows
+
+    def remember(self, vendor: str, key: str) -> bool:
+        with self._work_lock:
+            cur = self._work.execute(
+                "INSERT OR IGNORE INTO remembered(vendor, key) VALUES (?, ?)", (vendor, key)
+            )
+            return cur.rowcount == 1
+
+    def forget(self, vendor: str, key: str) -> None:
+        with self._work_lock:
+            self._work.execute("DELETE FROM remembered WHERE vendor=? AND key=?", (vendor, key))
+
+    def __repr__(self) -> str:
+        return f"<SQLiteQueue {self.path}>"

@@ -1,0 +1,402 @@
+"""The vendor contract: a :class:`Destination` speaks one vendor's API, without doing any I/O.
+
+A vendor plugin subclasses :class:`Destination` and registers the class through the
+``postback_register_destinations`` hook. The core instantiates it once per tracker with the
+vendor's validated settings, then drives it through four sans-I/O steps::
+
+    validate(event)            -> problems          (at track() time, on the caller's thread)
+    transform(event)           -> wire record       (at delivery time, per event)
+    build_request(batch)       -> httpx.Request     (one request per batch of records)
+    parse_response(batch, rsp) -> outcome(s)        (per event: Delivered / Retry / Rejected ...)
+
+The delivery engine owns everything with side effects: the queue, the connection pool, rate
+limits, retries, dead letters. So every vendor gets them the same way and a vendor's tests need
+no network (``httpx.MockTransport`` with the vendor's :class:`Emulator`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, TypeAlias
+
+import attrs
+import httpx
+
+from postback.errors import Problem
+from postback.events import Attribution, Event
+
+__all__ = [
+    "Delivered",
+    "Destination",
+    "Emulator",
+    "Halt",
+    "KeyStore",
+    "MemoryKeyStore",
+    "Outcome",
+    "Prepared",
+    "RateHint",
+    "RateLimit",
+    "Rejected",
+    "RejectedBatch",
+    "Retry",
+    "RetryPolicy",
+    "Secret",
+    "SkipEvent",
+    "setting",
+]
+
+
+# ------------------------------------------------------------------------------------------
+# Settings
+
+
+@attrs.frozen(repr=False, eq=True)
+class Secret:
+    """A secret setting (API key, token). Its repr and str never show the value.
+
+    Read the value with :meth:`reveal` only where it goes on the wire.
+    """
+
+    _value: str
+
+    def reveal(self) -> str:
+        """The secret value. Call it only to put the secret on the wire."""
+        return self._value
+
+    def fingerprint(self) -> str:
+        """A short, stable, non-reversible id for logs and rate-limit keys."""
+        return hashlib.sha256(self._value.encode()).hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def setting(
+    *,
+    help: str,
+    default: Any = attrs.NOTHING,
+    secret: bool = False,
+    factory: Any = None,
+    validator: Any = None,
+    converter: Any = None,
+) -> Any:
+    """Declare a field of a vendor's settings class (an ``attrs`` class).
+
+    ``help`` documents the setting in ``postback plugins``, ``config check`` and the reference
+    docs; ``secret=True`` marks it for redaction (type it as :class:`Secret`).
+    """
+    kwargs: dict[str, Any] = {"metadata": {"help": help, "secret": secret}}
+    if factory is not None:
+        kwargs["factory"] = factory
+    elif default is not attrs.NOTHING:
+        kwargs["default"] = default
+    if validator is not None:
+        kwargs["validator"] = validator
+    if converter is not None:
+        kwargs["converter"] = converter
+    return attrs.field(**kwargs)
+
+
+@attrs.frozen
+class RateLimit:
+    """At most ``requests`` requests per ``per_seconds`` seconds, per vendor and credential."""
+
+    requests: int
+    per_seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.per_seconds:g}s"
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How a vendor's transient failures are retried.
+
+    Backoff is exponential with full jitter: attempt *n* waits a random time in
+    ``[0, min(max_backoff, initial_backoff * 2**n)]`` unless the vendor said when (Retry-After).
+    After ``max_attempts`` attempts or once an event is older than ``max_age`` seconds it goes
+    to the dead-letter store with the last error.
+    """
+
+    max_attempts: int = 20
+    max_age: float = 24 * 3600.0
+    initial_backoff: float = 1.0
+    max_backoff: float = 300.0
+
+
+@attrs.frozen
+class RateHint:
+    """What a response says about the vendor's rate limit (e.g. X's ``x-rate-limit-*``)."""
+
+    remaining: int
+    reset_at: float  # epoch seconds
+
+
+# ------------------------------------------------------------------------------------------
+# Outcomes: what parse_response() says happened to each event of a batch.
+
+
+@attrs.frozen
+class Delivered:
+    """The vendor accepted the event. ``attribution`` is set when the vendor returned one."""
+
+    attribution: Attribution | None = None
+    vendor_ref: str | None = None
+
+
+@attrs.frozen
+class Retry:
+    """A transient failure: try again later (after ``after`` seconds if the vendor said)."""
+
+    reason: str
+    after: float | None = None
+
+
+@attrs.frozen
+class Rejected:
+    """The vendor refused this event for good: it goes to the dead-letter store with the reason."""
+
+    reason: str
+    status: int | None = None
+    detail: str | None = None
+
+
+@attrs.frozen
+class RejectedBatch:
+    """The vendor refused the whole batch without saying which event was bad.
+
+    The engine splits the batch in halves and resends each, until the bad event is alone (and
+    then rejected with ``reason``) and the good ones are delivered.
+    """
+
+    reason: str
+    status: int | None = None
+
+
+@attrs.frozen
+class Halt:
+    """The vendor refused our credentials (401/403): stop the lane, keep every event queued.
+
+    The engine logs ``reason`` loudly, pauses the lane for ``after`` seconds (or its default)
+    and tries again; no event is dropped or counted as an attempt.
+    """
+
+    reason: str
+    status: int | None = None
+    after: float | None = None
+
+
+Outcome: TypeAlias = Delivered | Retry | Rejected | RejectedBatch | Halt
+
+
+class SkipEvent(Exception):
+    """Raise from ``transform`` (or a ``postback_transform`` wrapper) to not send an event
+    to this vendor, e.g. for lack of consent. It is recorded as skipped, not dead-lettered."""
+
+
+@attrs.frozen
+class Prepared:
+    """An event with the wire record its vendor's ``transform`` made from it."""
+
+    event: Event
+    record: Any
+
+
+# ------------------------------------------------------------------------------------------
+# A small durable memory for vendors (e.g. "report one conversion per user")
+
+
+class KeyStore:
+    """Keys a vendor remembers for good, stored in the tracker's queue (so across restarts).
+
+    ``remember(key)`` is atomic: it returns True only for the first caller, which makes
+    "at most once per key" safe with several requests in flight.
+    """
+
+    def remember(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def forget(self, key: str) -> None:
+        raise NotImplementedError
+
+
+class MemoryKeyStore(KeyStore):
+    """The default before a tracker binds its queue's store: a set in memory."""
+
+    def __init__(self) -> None:
+        self._keys: set[str] = set()
+
+    def remember(self, key: str) -> bool:
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        return True
+
+    def forget(self, key: str) -> None:
+        self._keys.discard(key)
+
+
+# ------------------------------------------------------------------------------------------
+# The destination base class
+
+
+class Destination:
+    """Base class of a vendor. Subclass it, set the class attributes, implement the steps.
+
+    Class attributes:
+
+    ``name``
+        The vendor name: the entry-point name and the ``[vendors.NAME]`` config table.
+    ``settings_class``
+        An ``attrs`` class of the vendor's own settings (declare fields with :func:`setting`).
+        Settings every vendor takes (``base_url``, ``events``, ``event_map``, ``rate_limit``,
+        ``concurrency``, ``timeout``, ``batch_size``, ``retry``) are handled by the core.
+    ``default_origin``
+        The vendor's origin (``https://b.applovin.com``); ``base_url`` replaces it.
+    ``default_event_map``
+        Canonical event name -> the vendor's name. Only these events (plus the config's
+        ``event_map``) are routed to the vendor unless ``accepts_custom_events`` is true.
+    ``max_batch_size``
+        Events per request (1 for vendors without a batch endpoint).
+    ``default_rate_limit``, ``retry_policy``, ``default_concurrency``
+        Delivery defaults from the vendor's docs; users override them in config.
+    ``option_keys``
+        The per-event options ``track(vendors={NAME: {...}})`` accepts.
+    """
+
+    name: ClassVar[str]
+    settings_class: ClassVar[type[Any]]
+    default_origin: ClassVar[str] = ""
+    default_event_map: ClassVar[Mapping[str, str]] = {}
+    accepts_custom_events: ClassVar[bool] = False
+    max_batch_size: ClassVar[int] = 1
+    default_rate_limit: ClassVar[RateLimit | None] = None
+    retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
+    default_concurrency: ClassVar[int] = 8
+    option_keys: ClassVar[frozenset[str]] = frozenset()
+    version: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        base_url: str | None = None,
+        event_map: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.event_map: dict[str, str] = {**self.default_event_map, **(event_map or {})}
+        #: Durable per-vendor memory; the tracker binds it to its queue.
+        self.store: KeyStore = MemoryKeyStore()
+
+    # --- routing and naming -----------------------------------------------------------------
+
+    def origin(self) -> str:
+        """Where requests go: ``base_url`` when configured, else the vendor's origin."""
+        return self.base_url or self.default_origin
+
+    def url(self, path: str) -> str:
+        """``origin() + path``: ``base_url`` replaces the origin and keeps the vendor's path."""
+        return self.origin() + path
+
+    def supports(self, event_name: str) -> bool:
+        """Whether events of this name go to this vendor when its ``events`` filter is unset."""
+        return event_name in self.event_map or self.accepts_custom_events
+
+    def vendor_event_name(self, event_name: str) -> str | None:
+        """The vendor's name for a canonical event, or ``None`` when it has none."""
+        mapped = self.event_map.get(event_name)
+        if mapped is None and self.accepts_custom_events:
+            return event_name
+        return mapped
+
+    def credential_id(self) -> str:
+        """A non-secret id of the credentials in use, to key rate limits (per credential)."""
+        parts = [
+            getattr(self.settings, a.name).fingerprint()
+            for a in attrs.fields(type(self.settings))
+            if isinstance(getattr(self.settings, a.name, None), Secret)
+        ]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12] if parts else "-"
+
+    # --- the four sans-I/O steps ---------------------------------------------------------------
+
+    def validate(self, event: Event) -> Iterable[Problem]:
+        """Yield every problem this vendor has with ``event`` (field path and message).
+
+        Runs at ``track()`` time on the caller's thread, so keep it cheap. The core sets
+        ``Problem.vendor``; yield ``Problem(field, message)``.
+        """
+        return ()
+
+    def transform(self, event: Event) -> Any:
+        """Map a canonical event to this vendor's wire record (a JSON-able dict, usually)."""
+        raise NotImplementedError
+
+    def build_request(self, batch: Sequence[Prepared]) -> httpx.Request:
+        """Build the one HTTP request that carries ``batch`` (at most ``max_batch_size``)."""
+        raise NotImplementedError
+
+    def parse_response(
+        self, batch: Sequence[Prepared], response: httpx.Response
+    ) -> Outcome | Sequence[Outcome]:
+        """Read the vendor's response into one outcome for the batch, or one per event."""
+        raise NotImplementedError
+
+    def classify_exception(self, exc: Exception) -> Outcome:
+        """What a transport error means. Network errors and timeouts are retried by default."""
+        return Retry(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+    def rate_hint(self, response: httpx.Response) -> RateHint | None:
+        """Read the vendor's rate-limit headers, if it sends any, so the lane slows early."""
+        return None
+
+    def redact(self, text: str) -> str:
+        """Remove every secret setting's value from ``text`` (for logs and dry runs)."""
+        for a in attrs.fields(type(self.settings)):
+            val = getattr(self.settings, a.name, None)
+            if isinstance(val, Secret) and val.reveal():
+                text = text.replace(val.reveal(), "***")
+        return text
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} -> {self.origin()}>"
+
+
+# ------------------------------------------------------------------------------------------
+# Emulators: the sandbox side of a vendor
+
+
+class Emulator:
+    """A local emulation of one vendor's API, sans-I/O: ``handle(request) -> response``.
+
+    A vendor plugin registers its emulator class through ``postback_register_emulators``.
+    ``postback sandbox`` serves every registered emulator under ``/<vendor>`` on loopback;
+    tests use ``httpx.MockTransport(emulator.handle)`` directly. An emulator checks requests
+    the way its vendor's docs say (auth, required fields, formats) and answers as the vendor
+    does (status codes, error bodies, attribution).
+
+    ``settings`` are the vendor settings the emulator expects the client to use (credentials
+    it accepts, app ids it knows); :meth:`demo_settings` gives the ones the demo uses.
+    Every event the emulator accepted is appended to :attr:`received` as a dict with at least
+    ``event_id`` (or ``None`` when the vendor's wire format has no id) and ``name``.
+    """
+
+    vendor: ClassVar[str]
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        self.settings: dict[str, Any] = dict(settings or self.demo_settings())
+        self.received: list[dict[str, Any]] = []
+        self.requests = 0
+
+    @classmethod
+    def demo_settings(cls) -> dict[str, Any]:
+        """Vendor settings (secrets included, sandbox-only values) that this emulator accepts."""
+        return {}
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request as the vendor would."""
+        raise NotImplementedError

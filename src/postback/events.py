@@ -1,0 +1,505 @@
+"""The canonical event model: what ``track()`` accepts, stores and hands to vendor plugins.
+
+An :class:`Event` is frozen (attrs) and already normalised when it exists: a snake_case name,
+an upper-case ISO 4217 currency, a timestamp as integer epoch milliseconds (UTC), money as exact
+integer micros (``49.99`` becomes ``49_990_000``, never ``49_989_999``). :func:`make_event`
+builds one from the loose keywords of ``track()`` and reports *every* problem at once.
+
+The queue stores events as bytes produced by :data:`converter` (one cattrs converter for the
+canonical form, orjson underneath): :func:`dumps_event` and :func:`loads_event`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+import attrs
+import orjson
+from cattrs.preconf.orjson import make_converter
+
+from postback.iso import CURRENCIES
+from postback.errors import InvalidEvent, Problem
+
+__all__ = [
+    "CANONICAL_EVENTS",
+    "CONTEXT_FIELDS",
+    "USER_FIELDS",
+    "Attribution",
+    "Context",
+    "Event",
+    "User",
+    "converter",
+    "dumps_event",
+    "loads_event",
+    "make_event",
+    "normalize_currency",
+    "normalize_event_name",
+    "to_micros",
+    "to_timestamp_ms",
+]
+
+#: The canonical event names. Vendors map these to their own vocabulary; any other snake_case
+#: name is a custom event, which a vendor maps through ``event_map`` or refuses.
+CANONICAL_EVENTS: frozenset[str] = frozenset(
+    """
+    install app_open sign_up login lead purchase add_to_cart add_to_wishlist begin_checkout
+    add_payment_info search view_item share invite rate tutorial_complete level_achieved
+    achievement_unlocked reservation spent_credits re_engage subscribe contact schedule
+    submit_application page_view remove_from_cart view_cart
+    """.split()
+)
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_SEP_RE = re.compile(r"[\s\-.]+")
+_EVENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+_MIN_TIMESTAMP_MS = 978_307_200_000  # 2001-01-01: anything earlier is almost surely seconds
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+_MICROS = Decimal(1_000_000)
+
+
+@attrs.frozen(slots=True)
+class User:
+    """Who did it. Every field is optional; vendors say which ones they need.
+
+    Identifiers are sent as given (vendor plugins hash them when their vendor wants hashes);
+    ``email`` is trimmed and lower-cased on the way in.
+    """
+
+    user_id: str | None = None
+    external_id: str | None = None
+    anonymous_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    name: str | None = None
+    username: str | None = None
+    birthdate: str | None = None
+    gender: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+    country: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+    install_id: str | None = None
+    ifa: str | None = None
+    idfv: str | None = None
+    os: str | None = None
+    telegram_user_id: str | None = None
+    client_id: str | None = None
+    member_id: str | None = None
+    membership_id: str | None = None
+
+
+@attrs.frozen(slots=True)
+class Context:
+    """Where it happened: page, click ids and campaign parameters.
+
+    ``action_source`` says where the event originated (``app``, ``website``, ``email``, ...;
+    Whop's vocabulary, which AppLovin's ``esi`` is derived from).
+    """
+
+    url: str | None = None
+    referrer_url: str | None = None
+    action_source: str | None = None
+    session_id: str | None = None
+    language: str | None = None
+    timezone: str | None = None
+    screen_resolution: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_content: str | None = None
+    utm_term: str | None = None
+    utm_id: str | None = None
+    gclid: str | None = None
+    gbraid: str | None = None
+    wbraid: str | None = None
+    fbclid: str | None = None
+    fbc: str | None = None
+    fbp: str | None = None
+    ttclid: str | None = None
+    ttp: str | None = None
+    twclid: str | None = None
+    msclkid: str | None = None
+    li_fat_id: str | None = None
+    rdt_cid: str | None = None
+    sc: str | None = None
+    sccid: str | None = None
+    ig_sid: str | None = None
+    ga: str | None = None
+    ad_campaign_id: str | None = None
+    ad_id: str | None = None
+    ad_set_id: str | None = None
+    aleid: str | None = None
+    alart: str | None = None
+    axwrt: str | None = None
+
+
+USER_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(User))
+CONTEXT_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(Context))
+_USER_FIELD_SET = frozenset(USER_FIELDS)
+_CONTEXT_FIELD_SET = frozenset(CONTEXT_FIELDS)
+_EMPTY_USER = User()
+_EMPTY_CONTEXT = Context()
+
+
+@attrs.frozen(slots=True)
+class Event:
+    """A canonical conversion event, normalised and ready to queue.
+
+    ``value_micros`` is the value in millionths of a currency unit (exact integer arithmetic);
+    :attr:`value` gives it back as a :class:`~decimal.Decimal`. ``timestamp_ms`` is UTC epoch
+    milliseconds; :attr:`timestamp` gives an aware :class:`~datetime.datetime`.
+    ``vendor_options`` holds the per-vendor overrides passed as ``track(vendors=...)``.
+    """
+
+    name: str
+    event_id: str
+    timestamp_ms: int
+    user: User = _EMPTY_USER
+    value_micros: int | None = None
+    currency: str | None = None
+    context: Context = _EMPTY_CONTEXT
+    properties: Mapping[str, Any] = attrs.field(factory=dict)
+    vendor_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+    @property
+    def value(self) -> Decimal | None:
+        """The value as an exact :class:`~decimal.Decimal` in major units, or ``None``."""
+        if self.value_micros is None:
+            return None
+        return (Decimal(self.value_micros) / _MICROS).normalize()
+
+    @property
+    def timestamp(self) -> datetime:
+        """The event time as an aware UTC datetime (millisecond precision)."""
+        return _EPOCH + timedelta(milliseconds=self.timestamp_ms)
+
+    def options_for(self, vendor: str) -> Mapping[str, Any]:
+        """The per-event options given for ``vendor`` in ``track(vendors={...})``."""
+        opts = self.vendor_options.get(vendor)
+        return opts if isinstance(opts, Mapping) else {}
+
+
+@attrs.frozen(slots=True)
+class Attribution:
+    """Attribution that a vendor returned for a delivered event.
+
+    Vendors fill what they know; ``raw`` keeps the vendor's own object for anything else.
+    ``network`` tells which of the vendor's networks claimed it (X: ``"x"`` for
+    ``twitter_attribution``, ``"tpn"`` for ``tpn_attribution``).
+    """
+
+    vendor: str
+    event_id: str
+    network: str | None = None
+    attribution_type: str | None = None
+    engagement_type: str | None = None
+    engagement_time: datetime | None = None
+    country_code: str | None = None
+    account_id: str | None = None
+    campaign_id: str | None = None
+    campaign_name: str | None = None
+    ad_group_id: str | None = None
+    objective: str | None = None
+    creative_id: str | None = None
+    publisher_app_id: str | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+def _make_converter() -> Any:
+    conv = make_converter(omit_if_default=True)
+    return conv
+
+
+#: The one cattrs converter for the canonical form (never the global one).
+converter = _make_converter()
+_unstructure_event = converter.get_unstructure_hook(Event)
+_structure_event = converter.get_structure_hook(Event)
+
+
+def dumps_event(event: Event) -> bytes:
+    """Serialise an event to the bytes the queue stores."""
+    return orjson.dumps(_unstructure_event(event))
+
+
+def loads_event(data: bytes | str) -> Event:
+    """Read back an event that :func:`dumps_event` produced."""
+    return _structure_event(orjson.loads(data), Event)  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------------------------
+# Normalisation helpers: each returns the normalised value or raises ValueError with a message
+# that says how to fix the input. make_event() turns those into Problems.
+
+
+def normalize_event_name(name: object) -> str:
+    """``"Add To Cart"``, ``"addToCart"`` and ``"add-to-cart"`` all become ``"add_to_cart"``."""
+    if not isinstance(name, str):
+        raise ValueError(f"must be a string, got {type(name).__name__}")
+    if name in CANONICAL_EVENTS:
+        return name
+    norm = _SEP_RE.sub("_", _CAMEL_RE.sub("_", name.strip())).lower()
+    if not _NAME_RE.match(norm):
+        raise ValueError(
+            f"{name!r} is not a usable event name: use snake_case letters, digits and "
+            "underscores, starting with a letter, at most 64 characters (e.g. 'purchase')"
+        )
+    return norm
+
+
+def normalize_currency(currency: object) -> str:
+    """Return the upper-case ISO 4217 code, or raise ValueError."""
+    if not isinstance(currency, str):
+        raise ValueError(f"must be an ISO 4217 code such as 'USD', got {type(currency).__name__}")
+    code = currency.strip().upper()
+    if code not in CURRENCIES:
+        raise ValueError(f"{currency!r} is not an ISO 4217 currency code (e.g. 'USD', 'EUR')")
+    return code
+
+
+def to_micros(value: object) -> int:
+    """Convert a money amount to exact integer micros.
+
+    Floats go through their shortest repr, so ``49.99`` is ``Decimal("49.99")`` and becomes
+    ``49_990_000``; amounts finer than a micro are rounded half-to-even.
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a number, got bool")
+    if isinstance(value, int):
+        return value * 1_000_000
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
+        dec = Decimal(repr(value))
+    elif isinstance(value, Decimal):
+        dec = value
+    elif isinstance(value, str):
+        try:
+            dec = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a number") from None
+    else:
+        raise ValueError(f"must be a number, got {type(value).__name__}")
+    if not dec.is_finite():
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return int((dec * _MICROS).to_integral_value(ROUND_HALF_EVEN))
+
+
+def to_timestamp_ms(value: object) -> int:
+    """Accept an aware datetime, epoch milliseconds, or an ISO-8601 string with an offset."""
+    if isinstance(value, bool):
+        raise ValueError("must be a datetime or epoch milliseconds, got bool")
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                "naive datetime: pass an aware one, e.g. datetime.now(timezone.utc)"
+            )
+        return (value - _EPOCH) // _MILLISECOND
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be finite, got {value!r}")
+        ms = round(value)
+        if ms < _MIN_TIMESTAMP_MS:
+            raise ValueError(
+                f"{value!r} is before 2001 as epoch milliseconds; "
+                "if it is epoch seconds, multiply by 1000"
+            )
+        return ms
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not ISO 8601 (e.g. '2026-11-24T10:00:00.123Z')"
+            ) from None
+        return to_timestamp_ms(parsed)
+    raise ValueError(
+        f"must be an aware datetime, epoch milliseconds or ISO 8601, got {type(value).__name__}"
+    )
+
+
+def _close_matches(key: str, known: frozenset[str]) -> str:
+    import difflib
+
+    hits = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"; did you mean {hits[0]!r}?" if hits else ""
+
+
+def _coerce_str(value: object) -> str | None:
+    """User and context fields are strings; numbers (Telegram ids, user ids) are accepted."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return None
+
+
+def _build_fields(
+    cls: type[Any],
+    group: str,
+    data: object,
+    known: frozenset[str],
+    problems: list[Problem],
+) -> Any:
+    if data is None:
+        return _EMPTY_USER if cls is User else _EMPTY_CONTEXT
+    if not isinstance(data, Mapping):
+        problems.append(Problem(group, f"must be a dict, got {type(data).__name__}"))
+        return _EMPTY_USER if cls is User else _EMPTY_CONTEXT
+    clean: dict[str, str] = {}
+    for key, raw in data.items():
+        if key not in known:
+            problems.append(
+                Problem(
+                    f"{group}.{key}",
+                    f"unknown {group} field{_close_matches(str(key), known)} "
+                    f"(known fields: {', '.join(sorted(known))})",
+                )
+            )
+            continue
+        if raw is None:
+            continue
+        val = _coerce_str(raw)
+        if val is None:
+            problems.append(
+                Problem(f"{group}.{key}", f"must be a string, got {type(raw).__name__}")
+            )
+            continue
+        val = val.strip()
+        if not val:
+            continue
+        if key == "email":
+            val = val.lower()
+        clean[key] = val
+    return cls(**clean) if clean else (_EMPTY_USER if cls is User else _EMPTY_CONTEXT)
+
+
+def make_event(
+    name: object,
+    *,
+    user: Mapping[str, Any] | None = None,
+    value: object = None,
+    currency: object = None,
+    event_id: object = None,
+    timestamp: object = None,
+    context: Mapping[str, Any] | None = None,
+    properties: Mapping[str, Any] | None = None,
+    vendors: Mapping[str, Any] | None = None,
+    default_currency: str | None = None,
+) -> Event:
+    """Build a normalised :class:`Event` from ``track()``'s keywords.
+
+    Raises :class:`~postback.InvalidEvent` listing every problem with the canonical event.
+    """
+    problems: list[Problem] = []
+
+    try:
+        norm_name = normalize_event_name(name)
+    except ValueError as exc:
+        problems.append(Problem("name", str(exc)))
+        norm_name = str(name)
+
+    if event_id is None:
+        eid = str(uuid.uuid4())
+    elif isinstance(event_id, str) and _EVENT_ID_RE.match(event_id):
+        eid = event_id
+    else:
+        problems.append(
+            Problem(
+                "event_id",
+                "must be 1 to 255 printable ASCII characters without spaces "
+                f"(e.g. 'order-1042-purchase'), got {event_id!r}",
+            )
+        )
+        eid = ""
+
+    if timestamp is None:
+        ts = time.time_ns() // 1_000_000
+    else:
+        try:
+            ts = to_timestamp_ms(timestamp)
+        except ValueError as exc:
+            problems.append(Problem("timestamp", str(exc)))
+            ts = 0
+
+    micros: int | None = None
+    if value is not None:
+        try:
+            micros = to_micros(value)
+        except ValueError as exc:
+            problems.append(Problem("value", str(exc)))
+
+    cur: str | None = None
+    if currency is not None:
+        try:
+            cur = normalize_currency(currency)
+        except ValueError as exc:
+            problems.append(Problem("currency", str(exc)))
+    elif value is not None:
+        if default_currency:
+            cur = default_currency
+        else:
+            problems.append(
+                Problem(
+                    "currency",
+                    "a value needs a currency: pass currency='USD' (ISO 4217) or set "
+                    "default_currency in [postback]",
+                )
+            )
+
+    user_obj = _build_fields(User, "user", user, _USER_FIELD_SET, problems)
+    ctx_obj = _build_fields(Context, "context", context, _CONTEXT_FIELD_SET, problems)
+
+    props: Mapping[str, Any]
+    if properties is None:
+        props = {}
+    elif isinstance(properties, Mapping):
+        props = properties
+    else:
+        problems.append(Problem("properties", f"must be a dict, got {type(properties).__name__}"))
+        props = {}
+
+    opts: Mapping[str, Any]
+    if vendors is None:
+        opts = {}
+    elif isinstance(vendors, Mapping):
+        opts = vendors
+        for vname, vopts in vendors.items():
+            if not (isinstance(vopts, Mapping) or vopts is False or vopts is True):
+                problems.append(
+                    Problem(
+                        f"vendors.{vname}",
+                        "must be a dict of options for that vendor, or False to skip it",
+                    )
+                )
+    else:
+        problems.append(Problem("vendors", f"must be a dict, got {type(vendors).__name__}"))
+        opts = {}
+
+    if problems:
+        raise InvalidEvent(str(name), problems)
+    return Event(
+        name=norm_name,
+        event_id=eid,
+        timestamp_ms=ts,
+        user=user_obj,
+        value_micros=micros,
+        currency=cur,
+        context=ctx_obj,
+        properties=props,
+        vendor_options=opts,
+    )

@@ -1,0 +1,146 @@
+"""Hook specifications: every point where a plugin takes part in postback.
+
+A plugin is a module or object with functions decorated by ``postback.hookimpl``, named like
+the specs below. Vendor plugins are found through the ``postback`` entry-point group; in-process
+plugins (an app's attribution listener, a consent filter) are passed as
+``Tracker.from_config(config, plugins=[...])``. Both take part in the same hooks.
+
+Lifecycle of one event::
+
+    register_destinations  (once per tracker)
+    validate               (track(), caller's thread; all implementations run)
+    -- queued durably --
+    transform              (delivery worker; firstresult)
+    deliver                (delivery worker; firstresult)
+    on_attribution         (when a vendor returned attribution; all run)
+    on_delivery            (every outcome; all run: metrics exporters)
+
+Call semantics follow pytest's conventions: an *all-run* hook collects a list of results; a
+*firstresult* hook stops at the first non-``None`` result. The core ships a ``trylast``
+implementation of ``postback_transform`` and ``postback_deliver`` that delegates to the
+vendor's :class:`~postback.Destination`, so another plugin can take over (``tryfirst``) or wrap
+them (``@hookimpl(wrapper=True)``) without any knowledge of vendor names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import httpx
+
+    from postback.destination import Destination, Emulator, Outcome, Prepared
+    from postback.errors import Problem
+    from postback.events import Attribution, Event
+
+__all__ = ["hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("postback")
+#: The marker a plugin uses to implement hooks: ``from postback import hookimpl``.
+hookimpl = pluggy.HookimplMarker("postback")
+
+
+@hookspec
+def postback_register_destinations(register: Callable[[type[Destination]], None]) -> None:
+    """Register the vendor :class:`~postback.Destination` classes this plugin provides.
+
+    :param register: call it once per destination class, e.g. ``register(MobanaDestination)``.
+
+    Called once when a tracker's plugin host starts. Registering a name twice raises
+    :class:`~postback.PluginError` naming both plugins. A destination is only *used* when the
+    configuration has a ``[vendors.NAME]`` table for it.
+    """
+
+
+@hookspec
+def postback_register_emulators(register: Callable[[type[Emulator]], None]) -> None:
+    """Register local emulations of vendor APIs for ``postback sandbox`` and tests.
+
+    :param register: call it once per :class:`~postback.Emulator` subclass.
+
+    Each emulator is served under ``/<vendor>`` by the sandbox; ``postback demo`` points the
+    vendor's ``base_url`` there.
+    """
+
+
+@hookspec
+def postback_validate(event: Event, destination: Destination) -> Iterable[Problem] | None:
+    """Check ``event`` before it is queued for ``destination``'s vendor.
+
+    :param event: the normalised canonical event.
+    :param destination: the vendor the event is routed to.
+    :return: an iterable of :class:`~postback.Problem` (empty or ``None`` when all is well).
+
+    All implementations run (all-run); the problems of every implementation and every vendor
+    are collected into one :class:`~postback.InvalidEvent`. Runs on the caller's thread inside
+    ``track()``, so keep it fast and free of I/O. The core's implementation calls
+    ``destination.validate(event)``.
+    """
+
+
+@hookspec(firstresult=True)
+def postback_transform(event: Event, destination: Destination) -> Any:
+    """Turn ``event`` into ``destination``'s wire record (the vendor's JSON object, usually).
+
+    :return: the record, or ``None`` to let the next implementation decide.
+    :raises postback.SkipEvent: to not send this event to this vendor (recorded as skipped).
+
+    firstresult: the first non-``None`` result wins. Runs on the delivery worker, also on
+    replay, so a fixed plugin re-delivers dead letters from the stored canonical event. The
+    core's ``trylast`` implementation calls ``destination.transform(event)``; wrap it with
+    ``@hookimpl(wrapper=True)`` to enrich or filter records.
+    """
+
+
+@hookspec(firstresult=True)
+def postback_deliver(
+    destination: Destination,
+    batch: Sequence[Prepared],
+    send: Callable[[httpx.Request], httpx.Response],
+) -> Sequence[Outcome] | None:
+    """Deliver one batch of prepared events and say what happened to each.
+
+    :param destination: the vendor.
+    :param batch: events with their wire records, at most ``destination.max_batch_size``.
+    :param send: sends an ``httpx.Request`` through the engine's connection pool and returns
+        the response; transport errors propagate as ``httpx`` exceptions.
+    :return: one outcome per event of ``batch``, in order; or ``None`` to pass.
+
+    firstresult. The core's ``trylast`` implementation builds the request with
+    ``destination.build_request``, sends it, and reads the response with
+    ``destination.parse_response``. Exceptions are classified by
+    ``destination.classify_exception`` (network errors are retried).
+    """
+
+
+@hookspec
+def postback_on_attribution(attribution: Attribution, event: Event) -> None:
+    """A vendor attributed a delivered event (e.g. X names the campaign and tweet).
+
+    :param attribution: what the vendor said, normalised (``attribution.raw`` keeps the rest).
+    :param event: the canonical event it is about.
+
+    Notification (all run). Called on the delivery worker thread: store it or hand it off,
+    don't block. An exception here is logged and does not affect delivery.
+    """
+
+
+@hookspec
+def postback_on_delivery(
+    vendor: str, event: Event, outcome: Outcome, attempt: int, latency: float
+) -> None:
+    """Every outcome of every delivery attempt, for metrics exporters and audit logs.
+
+    :param vendor: the vendor name.
+    :param event: the canonical event.
+    :param outcome: :class:`~postback.Delivered`, :class:`~postback.Retry`,
+        :class:`~postback.Rejected` or :class:`~postback.Halt`.
+    :param attempt: 1 for the first attempt.
+    :param latency: seconds the request took (0 when no request was sent).
+
+    Notification (all run), on the delivery worker thread. An exception here is logged and
+    does not affect delivery.
+    """

@@ -1,0 +1,213 @@
+"""The plugin host: one per tracker, never a module global.
+
+It loads the ``postback`` entry points one at a time (a plugin that fails to import is logged
+and skipped, so one broken package cannot take the application down), registers the core's
+built-in plugins and the tracker's in-process plugins, checks that every hook implementation
+matches a spec (``check_pending``), and collects the destinations and emulators that plugins
+register. :class:`PluginHost` is also the typed facade over ``pm.hook``: no other module calls
+hooks untyped.
+
+``POSTBACK_DISABLE_PLUGINS`` (comma-separated entry-point names, or ``*`` for all) keeps
+entry-point plugins from loading, e.g. to rule one out while debugging.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pluggy
+
+from postback import hookspecs
+from postback.destination import Destination, Emulator
+from postback.errors import PluginError, Problem
+
+if TYPE_CHECKING:
+    import httpx
+
+    from postback.destination import Outcome, Prepared
+    from postback.events import Attribution, Event
+
+__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginHost", "PluginInfo"]
+
+log = logging.getLogger("postback.plugins")
+
+ENTRY_POINT_GROUP = "postback"
+#: The core's own behaviour, shipped as plugins registered by module name.
+DEFAULT_PLUGINS: tuple[str, ...] = ("postback.default_plugins.core",)
+
+
+@attrs.frozen
+class PluginInfo:
+    """What ``postback plugins`` shows about one loaded (or broken) plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    destinations: tuple[str, ...] = ()
+    emulators: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class PluginHost:
+    """Owns a ``pluggy.PluginManager`` for one tracker (or one CLI command)."""
+
+    def __init__(
+        self,
+        plugins: Iterable[object] = (),
+        *,
+        load_entry_points: bool = True,
+        disable: Iterable[str] | None = None,
+    ) -> None:
+        self.pm = pluggy.PluginManager("postback")
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self._entry_point_names: dict[str, tuple[str | None, str | None]] = {}
+        for modname in DEFAULT_PLUGINS:
+            self.pm.register(importlib.import_module(modname), name=modname)
+        if load_entry_points:
+            self._load_entry_points(self._disabled(disable))
+        for i, plugin in enumerate(plugins):
+            name = getattr(plugin, "__name__", None) or f"in-process-{i}:{type(plugin).__name__}"
+            self.pm.register(plugin, name=name)
+        self.pm.check_pending()
+        self.destinations: dict[str, type[Destination]] = {}
+        self.emulators: dict[str, type[Emulator]] = {}
+        self._collect()
+
+    # --- loading -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _disabled(disable: Iterable[str] | None) -> set[str]:
+        names = set(disable or ())
+        env = os.environ.get("POSTBACK_DISABLE_PLUGINS", "")
+        names.update(n.strip() for n in env.split(",") if n.strip())
+        return names
+
+    def _load_entry_points(self, disabled: set[str]) -> None:
+        if "*" in disabled:
+            log.info("POSTBACK_DISABLE_PLUGINS=*: no entry-point plugins loaded")
+            return
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in disabled:
+                log.info("plugin %r disabled by POSTBACK_DISABLE_PLUGINS", ep.name)
+                continue
+            dist = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else None
+            if self.pm.has_plugin(ep.name):
+                continue  # the same distribution seen twice on sys.path
+            try:
+                plugin = ep.load()
+                self.pm.register(plugin, name=ep.name)
+            except Exception as exc:  # a broken plugin must not take the app down
+                log.warning(
+                    "skipping postback plugin %r from %s: it failed to load: %s: %s",
+                    ep.name,
+                    dist or ep.value,
+                    type(exc).__name__,
+                    exc,
+                )
+                self.infos[ep.name] = PluginInfo(
+                    ep.name, dist, version, error=f"{type(exc).__name__}: {exc}"
+                )
+                continue
+            self._entry_point_names[ep.name] = (dist, version)
+
+    def _collect(self) -> None:
+        owners: dict[str, str] = {}
+
+        def register_destination(plugin_name: str) -> Callable[[type[Destination]], None]:
+            def register(cls: type[Destination]) -> None:
+                if not (isinstance(cls, type) and issubclass(cls, Destination)):
+                    raise PluginError(
+                        f"plugin {plugin_name!r} registered {cls!r}, which is not a "
+                        "postback.Destination subclass"
+                    )
+                name = getattr(cls, "name", None)
+                if not isinstance(name, str) or not name:
+                    raise PluginError(f"destination {cls.__qualname__} has no 'name'")
+                if name in self.destinations and self.destinations[name] is not cls:
+                    raise PluginError(
+                        f"vendor {name!r} is registered twice: by {owners[name]!r} and by "
+                        f"{plugin_name!r}; uninstall one or disable it with "
+                        "POSTBACK_DISABLE_PLUGINS"
+                    )
+                self.destinations[name] = cls
+                owners[name] = plugin_name
+
+            return register
+
+        def register_emulator(cls: type[Emulator]) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, Emulator)):
+                raise PluginError(f"{cls!r} is not a postback.Emulator subclass")
+            self.emulators[cls.vendor] = cls
+
+        # Call each plugin's registration hook on its own, so we know who registered what.
+        dest_by_plugin: dict[str, tuple[str, ...]] = {}
+        emu_by_plugin: dict[str, tuple[str, ...]] = {}
+        for impl in self.pm.hook.postback_register_destinations.get_hookimpls():
+            before = set(self.destinations)
+            impl.function(register=register_destination(impl.plugin_name))
+            dest_by_plugin[impl.plugin_name] = tuple(sorted(set(self.destinations) - before))
+        for impl in self.pm.hook.postback_register_emulators.get_hookimpls():
+            before = set(self.emulators)
+            impl.function(register=register_emulator)
+            emu_by_plugin[impl.plugin_name] = tuple(sorted(set(self.emulators) - before))
+        for plugin_name, (dist, version) in self._entry_point_names.items():
+            self.infos[plugin_name] = PluginInfo(
+                plugin_name,
+                dist,
+                version,
+                dest_by_plugin.get(plugin_name, ()),
+                emu_by_plugin.get(plugin_name, ()),
+            )
+
+    # --- typed facade over pm.hook ----------------------------------------------------------
+
+    def validate(self, event: Event, destination: Destination) -> list[Problem]:
+        problems: list[Problem] = []
+        for result in self.pm.hook.postback_validate(event=event, destination=destination):
+            if result:
+                for p in result:
+                    problems.append(
+                        p if p.vendor else Problem(p.field, p.message, destination.name)
+                    )
+        return problems
+
+    def transform(self, event: Event, destination: Destination) -> Any:
+        return self.pm.hook.postback_transform(event=event, destination=destination)
+
+    def deliver(
+        self,
+        destination: Destination,
+        batch: Sequence[Prepared],
+        send: Callable[[httpx.Request], httpx.Response],
+    ) -> Sequence[Outcome]:
+        result = self.pm.hook.postback_deliver(destination=destination, batch=batch, send=send)
+        if result is None:
+            raise PluginError(f"no plugin delivered the batch for {destination.name!r}")
+        return result  # type: ignore[no-any-return]
+
+    def on_attribution(self, attribution: Attribution, event: Event) -> None:
+        try:
+            self.pm.hook.postback_on_attribution(attribution=attribution, event=event)
+        except Exception:
+            log.exception("a postback_on_attribution hook failed (delivery is unaffected)")
+
+    def on_delivery(
+        self, vendor: str, event: Event, outcome: Outcome, attempt: int, latency: float
+    ) -> None:
+        try:
+            self.pm.hook.postback_on_delivery(
+                vendor=vendor, event=event, outcome=outcome, attempt=attempt, latency=latency
+            )
+        except Exception:
+            log.exception("a postback_on_delivery hook failed (delivery is unaffected)")
+
+    def has_delivery_listeners(self) -> bool:
+        return bool(self.pm.hook.postback_on_delivery.get_hookimpls())

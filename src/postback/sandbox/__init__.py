@@ -1,0 +1,237 @@
+"""``postback sandbox``: local emulations of the vendors' APIs, served on loopback.
+
+Every :class:`~postback.Emulator` that a plugin registers is mounted under ``/<vendor>``, so a
+tracker whose vendor has ``base_url = "http://127.0.0.1:PORT/<vendor>"`` talks to it exactly as
+it would talk to the vendor. The sandbox also injects faults for reliability tests::
+
+    POST /_sandbox/faults   {"vendor": "x", "status": 503, "count": 3}      next 3 answers fail
+                            {"vendor": "x", "latency": 0.02}                 add 20 ms to each
+                            {"vendor": "x", "hang": 30, "count": 1}          never answer in time
+                            {"vendor": "x", "body": "<html>", "status": 200} answer garbage
+    GET  /_sandbox/received  what each emulator accepted
+    POST /_sandbox/reset     forget faults and received events
+
+The same controls are methods on :class:`Sandbox` for tests in the same process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import attrs
+import httpx
+
+from postback.destination import Emulator
+
+__all__ = ["Fault", "Sandbox"]
+
+log = logging.getLogger("postback.sandbox")
+
+
+@attrs.define
+class Fault:
+    """What the sandbox does to the next ``count`` requests for a vendor (None: all of them)."""
+
+    status: int | None = None
+    count: int | None = None
+    latency: float = 0.0
+    hang: float = 0.0
+    body: str | None = None
+    headers: dict[str, str] = attrs.field(factory=dict)
+
+    def take(self) -> bool:
+        """Consume one use; False when used up."""
+        if self.count is None:
+            return True
+        if self.count <= 0:
+            return False
+        self.count -= 1
+        return True
+
+
+class Sandbox:
+    """Serve emulators on ``127.0.0.1`` in a background thread."""
+
+    def __init__(
+        self,
+        emulators: Iterable[Emulator] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.emulators: dict[str, Emulator] = {e.vendor: e for e in emulators}
+        self.faults: dict[str, Fault] = {}
+        self._lock = threading.Lock()
+        self._server = _Server((host, port), _Handler)
+        self._server.sandbox = self
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_plugins(
+        cls,
+        emulator_classes: Mapping[str, type[Emulator]],
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> Sandbox:
+        """One emulator per registered class (with ``settings[vendor]`` or its demo settings)."""
+        settings = settings or {}
+        return cls(
+            [klass(settings.get(name)) for name, klass in sorted(emulator_classes.items())],
+            **kwargs,
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def base_url(self, vendor: str) -> str:
+        """The ``base_url`` a tracker uses to reach ``vendor``'s emulator."""
+        return f"{self.url}/{vendor}"
+
+    def vendor_config(self, vendor: str) -> dict[str, Any]:
+        """The ``[vendors.NAME]`` table that points a tracker at this emulator."""
+        return {**self.emulators[vendor].settings, "base_url": self.base_url(vendor)}
+
+    def config(self, **core: Any) -> dict[str, Any]:
+        """A whole config dict with every emulated vendor pointed at the sandbox."""
+        return {
+            "postback": {"queue": "memory://", **core},
+            "vendors": {v: self.vendor_config(v) for v in self.emulators},
+        }
+
+    def start(self) -> Sandbox:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+            name="postback-sandbox", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- faults and inspection ---------------------------------------------------------------
+
+    def set_fault(self, vendor: str, **fault: Any) -> None:
+        """Inject a fault for ``vendor`` (see :class:`Fault`)."""
+        with self._lock:
+            self.faults[vendor] = Fault(**fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.faults.clear()
+            for e in self.emulators.values():
+                e.received.clear()
+                e.requests = 0
+
+    def received(self, vendor: str) -> list[dict[str, Any]]:
+        return list(self.emulators[vendor].received)
+
+    # --- request handling --------------------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        vendor, _, rest = path.lstrip("/").partition("/")
+        if vendor == "_sandbox":
+            return self._control(rest, request)
+        emulator = self.emulators.get(vendor)
+        if emulator is None:
+            return httpx.Response(
+                404, json={"error": f"no emulator for {vendor!r}; have {sorted(self.emulators)}"}
+            )
+        with self._lock:
+            fault = self.faults.get(vendor)
+            active = fault is not None and fault.take()
+        if active and fault is not None:
+            if fault.latency:
+                time.sleep(fault.latency)
+            if fault.hang:
+                time.sleep(fault.hang)
+            if fault.status is not None or fault.body is not None:
+                return httpx.Response(
+                    fault.status or 200,
+                    content=(fault.body or json.dumps({"error": "injected fault"})).encode(),
+                    headers={"content-type": "application/json", **fault.headers},
+                )
+        url = request.url.copy_with(path="/" + rest)
+        inner = httpx.Request(request.method, url, headers=request.headers,
+                              content=request.content)
+        emulator.requests += 1
+        try:
+            return emulator.handle(inner)
+        except Exception as exc:  # an emulator bug: answer 500 like a broken server would
+            log.exception("emulator %s failed", vendor)
+            return httpx.Response(500, json={"error": f"emulator error: {exc}"})
+
+    def _control(self, what: str, request: httpx.Request) -> httpx.Response:
+        if what == "received":
+            return httpx.Response(200, json={v: e.received for v, e in self.emulators.items()})
+        if what == "reset" and request.method == "POST":
+            self.reset()
+            return httpx.Response(200, json={"ok": True})
+        if what == "faults" and request.method == "POST":
+            body = json.loads(request.content or b"{}")
+            vendor = body.pop("vendor")
+            self.set_fault(vendor, **body)
+            return httpx.Response(200, json={"ok": True})
+        return httpx.Response(404, json={"error": f"unknown sandbox control {what!r}"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    sandbox: Sandbox
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        host, port = self.server.server_address[:2]
+        request = httpx.Request(
+            self.command,
+            f"http://{host}:{port}{self.path}",
+            headers=list(self.headers.items()),
+            content=body,
+        )
+        response = self.server.sandbox.handle(request)
+        content = response.content
+        self.send_response(response.status_code)
+        for k, v in response.headers.items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(k, v)
+        self.send_header("content-length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("sandbox: " + format, *args)

@@ -1,0 +1,1 @@
+"""Test helpers for app authors and plugin authors (also the ``postback`` pytest plugin)."""

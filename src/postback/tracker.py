@@ -1,0 +1,307 @@
+"""The :class:`Tracker`: what an application holds and calls ``track()`` on.
+
+``track()`` validates the event synchronously (the canonical event, then each vendor it is
+routed to), stores it durably in the queue, wakes the delivery lanes and returns the event id.
+It never waits on a vendor. Delivery happens on background threads that start on the first
+``track()``; ``flush()`` waits for them, ``close()`` stops them, and an exit hook flushes for a
+bounded time (``[postback] exit_timeout``, default 2 s) and leaves the rest queued for the next
+start. After ``fork()`` (gunicorn ``--preload``) a child starts its own threads lazily.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from postback.config import Config, build_config, read_config
+from postback.delivery.engine import DeliveryEngine, FlushReport
+from postback.delivery.queue import Queue, QueueKeyStore, open_queue
+from postback.destination import Destination
+from postback.errors import InvalidEvent, Problem, TrackerClosed
+from postback.events import Event, dumps_event, make_event
+from postback.plugins import PluginHost
+
+__all__ = ["Tracker"]
+
+log = logging.getLogger("postback")
+
+_live: weakref.WeakSet[Tracker] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+class Tracker:
+    """Send conversion events to every configured vendor, durably and in the background.
+
+    Create one per process with :meth:`from_config` and share it between threads.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        host: PluginHost,
+        *,
+        queue: Queue | None = None,
+        transport: Any = None,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.destinations: dict[str, Destination] = {}
+        for name, vc in config.vendors.items():
+            if vc.enabled:
+                self.destinations[name] = vc.make_destination(host.destinations[name])
+        self._filters = {
+            name: config.vendors[name].events for name in self.destinations
+        }
+        self.queue = queue or open_queue(
+            config.core.queue,
+            config.base_dir,
+            max_size=config.core.max_queue_size,
+            synchronous=config.core.sqlite_synchronous,
+        )
+        for name, dest in self.destinations.items():
+            dest.store = QueueKeyStore(self.queue, name)
+        self.engine = DeliveryEngine(
+            self.queue,
+            host,
+            [(d, config.vendors[n]) for n, d in self.destinations.items()],
+            transport=transport,
+            deliver=config.core.workers,
+        )
+        self._raise = config.core.on_invalid == "raise"
+        self._default_currency = config.core.default_currency
+        self._closed = False
+        self._close_lock = threading.Lock()
+        with _live_lock:
+            _live.add(self)
+        _install_process_hooks()
+
+    @classmethod
+    def from_config(
+        cls,
+        config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        transport: Any = None,
+        load_entry_points: bool = True,
+    ) -> Tracker:
+        """Build a tracker from a TOML file, a pyproject.toml, or a dict of the same shape.
+
+        ``plugins`` are in-process plugins (objects or modules with ``@hookimpl`` functions).
+        ``transport`` replaces the HTTP transport (``httpx.MockTransport`` in tests).
+        Raises :class:`~postback.ConfigError` listing every problem.
+        """
+        raw, source, base_dir = read_config(config)
+        host = PluginHost(plugins, load_entry_points=load_entry_points)
+        broken = {name: info.error for name, info in host.infos.items() if info.error}
+        cfg = build_config(
+            raw, host.destinations, source=source, base_dir=base_dir, broken=broken
+        )
+        return cls(cfg, host, transport=transport)
+
+    # --- the hot path ----------------------------------------------------------------------------
+
+    def route(self, event: Event) -> list[Destination]:
+        """The vendors an event goes to: configured, enabled, mapped, not opted out."""
+        out = []
+        opts = event.vendor_options
+        for name, dest in self.destinations.items():
+            if opts and opts.get(name) is False:
+                continue
+            flt = self._filters[name]
+            if flt is not None:
+                if event.name in flt:
+                    out.append(dest)
+            elif dest.supports(event.name) or (opts and isinstance(opts.get(name), Mapping)):
+                out.append(dest)
+        return out
+
+    def prepare(self, name: object, **fields: Any) -> tuple[Event, list[Destination]]:
+        """Validate without queueing: the normalised event and the vendors it would go to.
+
+        Raises :class:`~postback.InvalidEvent` as ``track()`` would (regardless of
+        ``on_invalid``). ``postback send --dry-run`` and ``postback validate`` use it.
+        """
+        event, targets, problems = self._check(name, fields)
+        if problems:
+            raise InvalidEvent(event.name, problems)
+        return event, targets
+
+    def _check(
+        self, name: object, fields: Mapping[str, Any]
+    ) -> tuple[Event, list[Destination], list[Problem]]:
+        event = make_event(name, default_currency=self._default_currency, **fields)
+        problems: list[Problem] = []
+        if event.vendor_options:
+            for vname in event.vendor_options:
+                if vname not in self.destinations:
+                    problems.append(
+                        Problem(
+                            f"vendors.{vname}",
+                            "is not a configured vendor (configured: "
+                            f"{', '.join(sorted(self.destinations)) or 'none'})",
+                        )
+                    )
+        targets = self.route(event)
+        validate = self.host.validate
+        for dest in targets:
+            problems.extend(validate(event, dest))
+        return event, targets, problems
+
+    def track(
+        self,
+        name: str,
+        *,
+        user: Mapping[str, Any] | None = None,
+        value: float | int | str | Any = None,
+        currency: str | None = None,
+        event_id: str | None = None,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        vendors: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Validate an event, queue it durably for every vendor it routes to, return its id.
+
+        Raises :class:`~postback.InvalidEvent` listing every problem (per vendor and field)
+        unless ``[postback] on_invalid = "log"``, which logs and skips the refusing vendors.
+        Returns once the event is stored; never waits on a vendor.
+        """
+        if self._closed:
+            raise TrackerClosed("this tracker was closed; create a new one with from_config()")
+        event, targets, problems = self._check(
+            name,
+            {
+                "user": user,
+                "value": value,
+                "currency": currency,
+                "event_id": event_id,
+                "timestamp": timestamp,
+                "context": context,
+                "properties": properties,
+                "vendors": vendors,
+            },
+        )
+        if problems:
+            if self._raise:
+                raise InvalidEvent(event.name, problems)
+            refused = {p.vendor for p in problems}
+            if None in refused:
+                log.warning("dropped invalid event %r: %s", event.name,
+                            "; ".join(map(str, problems)))
+                return event.event_id
+            log.warning("event %r not sent to %s: %s", event.name,
+                        ", ".join(sorted(v for v in refused if v)),
+                        "; ".join(map(str, problems)))
+            targets = [d for d in targets if d.name not in refused]
+        if not targets:
+            log.debug("event %r goes to no configured vendor", event.name)
+            return event.event_id
+        try:
+            payload = dumps_event(event)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise InvalidEvent(
+                event.name,
+                [Problem("properties", f"must be JSON-serialisable: {exc}")],
+            ) from None
+        names = [d.name for d in targets]
+        self.queue.put(event.event_id, event.name, event.timestamp_ms, names, payload)
+        engine = self.engine
+        for n in names:
+            engine.lanes[n].stats.tracked += 1
+        engine.notify(names)
+        return event.event_id
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 10.0) -> FlushReport:
+        """Deliver what is queued, waiting at most ``timeout`` seconds; a report per vendor."""
+        return self.engine.flush(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> FlushReport | None:
+        """Flush for at most ``timeout`` seconds, stop the workers, release the queue.
+
+        What could not be delivered in time stays queued (``sqlite://``) for the next start.
+        """
+        with self._close_lock:
+            if self._closed:
+                return None
+            self._closed = True
+        report = None
+        try:
+            if self.engine.lanes and (timeout is None or timeout > 0):
+                report = self.engine.flush(timeout)
+        finally:
+            self.engine.stop(wait=1.0)
+            self.queue.close()
+            with _live_lock:
+                _live.discard(self)
+        if report is not None and not report.complete:
+            left = {v: r.pending for v, r in report.vendors.items() if r.pending}
+            log.info("closed with undelivered events left in the queue: %s", left)
+        return report
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per-vendor counters: tracked, delivered, retried, dead, skipped, queue depth,
+        latency percentiles (seconds), and the halt reason if the vendor refused our key."""
+        return self.engine.stats()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _after_fork(self) -> None:
+        self.queue.after_fork()
+        self.engine.after_fork()
+        self._close_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Tracker vendors={sorted(self.destinations)} queue={self.queue.url!r}"
+            f"{' closed' if self._closed else ''}>"
+        )
+
+
+_hooks_installed = False
+
+
+def _install_process_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_close_all_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_all_at_exit() -> None:
+    with _live_lock:
+        trackers = list(_live)
+    for t in trackers:
+        try:
+            t.close(timeout=t.config.core.exit_timeout)
+        except Exception:
+            log.exception("error while closing a tracker at exit")
+
+
+def _after_fork_in_child() -> None:
+    global _live_lock
+    _live_lock = threading.Lock()
+    for t in list(_live):
+        try:
+            t._after_fork()
+        except Exception:
+            log.exception("error re-initialising a tracker after fork")
