@@ -73,6 +73,7 @@ class Tracker:
             [(d, config.vendors[n]) for n, d in self.destinations.items()],
             transport=transport,
             deliver=config.core.workers,
+            rate_storage=self.queue.rate_limit_storage(),  # type: ignore[arg-type]
         )
         self._raise = config.core.on_invalid == "raise"
         self._default_currency = config.core.default_currency

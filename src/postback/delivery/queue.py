@@ -151,6 +151,19 @@ class Queue(abc.ABC):
     def maintenance(self) -> None:
         """Periodic housekeeping by the deliverer (garbage collection, checkpoints)."""
 
+    def rate_limit_storage(self) -> object | None:
+        """A ``limits`` storage shared by every deliverer of this queue (Redis), or None
+        for a process-local one."""
+        return None
+
+    def vendors_seen(self) -> list[str]:
+        """Every vendor with state in this queue (for ``postback queue stats``)."""
+        return []
+
+    def health(self) -> dict[str, object]:
+        """Backend-specific health figures for ``postback queue stats`` (lag, consumers...)."""
+        return {}
+
     def after_fork(self) -> None:
         """Called in a child process after fork: reopen connections and locks."""
 

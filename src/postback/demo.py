@@ -1,0 +1,190 @@
+"""``postback demo``: the whole path, end to end, against the built-in sandbox.
+
+Starts the sandbox with every installed vendor's emulation, builds a tracker with each of those
+vendors pointed at it (a SQLite queue in a temporary directory), tracks a realistic mix of
+events with a progress bar, and prints per vendor what was delivered, what was refused (and
+why) and what was attributed. Vendors plugged in by third parties take part the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from postback.errors import InvalidEvent
+from postback.events import Attribution, Event
+from postback.hookspecs import hookimpl
+from postback.plugins import PluginHost
+from postback.sandbox import Sandbox
+from postback.tracker import Tracker
+
+__all__ = ["demo_events", "run_demo"]
+
+_FIRST = ["ada", "grace", "alan", "edsger", "barbara", "ken", "margaret", "linus", "guido", "anita"]
+_PRODUCTS = [("sku-tee", "T-Shirt", 19.99), ("sku-mug", "Mug", 9.5), ("sku-hat", "Hat", 24.0),
+             ("sku-pro", "Pro plan", 49.99), ("sku-book", "Book", 35.25)]
+_UAS = ["Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+        "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 Chrome/131.0 Mobile Safari/537.36",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 Safari/605.1.15"]
+
+
+class _AttributionLog:
+    """An in-process plugin, as an app would write one: it listens for attribution."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[Attribution]] = defaultdict(list)
+
+    @hookimpl
+    def postback_on_attribution(self, attribution: Attribution, event: Event) -> None:
+        self.seen[attribution.vendor].append(attribution)
+
+
+def _user(rng: random.Random, i: int) -> dict[str, Any]:
+    name = rng.choice(_FIRST)
+    ios = rng.random() < 0.5
+    return {
+        "user_id": f"user-{1000 + i}",
+        "email": f"{name}.{i}@example.com",
+        "phone": f"+1415555{rng.randrange(1000, 9999)}",
+        "ip_address": f"203.0.113.{rng.randrange(1, 254)}",
+        "user_agent": rng.choice(_UAS),
+        "install_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "ifa": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "os": "ios" if ios else "android",
+        "telegram_user_id": str(rng.randrange(10**8, 10**10)),
+        "client_id": f"cid-{rng.getrandbits(40):x}",
+        "country": rng.choice(["US", "GB", "DE", "FR", "BR"]),
+        "zip": f"{rng.randrange(10000, 99999)}",
+        "first_name": name.title(),
+    }
+
+
+def demo_events(n: int, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
+    """A realistic, deterministic mix of ``track()`` calls (name, keywords)."""
+    rng = random.Random(seed)
+    users = [_user(rng, i) for i in range(max(n // 4, 3))]
+    out: list[tuple[str, dict[str, Any]]] = []
+    now_ms = int(time.time() * 1000)
+    for i in range(n):
+        u = rng.choice(users)
+        ctx = {"url": f"https://shop.example.com/p/{rng.randrange(1, 50)}?utm_source=x",
+               "utm_source": rng.choice(["x", "applovin", "newsletter"]),
+               "utm_campaign": "black-friday", "action_source": rng.choice(["website", "app"])}
+        if rng.random() < 0.5:
+            ctx["aleid"] = f"al-{rng.getrandbits(32):x}"
+        sku, title, price = rng.choice(_PRODUCTS)
+        qty = rng.randrange(1, 4)
+        items = [{"item_id": sku, "item_name": title, "price": price, "quantity": qty}]
+        kind = rng.random()
+        ts = now_ms - rng.randrange(0, 3_600_000)
+        common = {"user": u, "context": ctx, "timestamp": ts}
+        if kind < 0.30:
+            currency = "USD" if rng.random() < 0.85 else "EUR"
+            value = round(price * qty, 2)
+            out.append(("purchase", {**common, "value": value, "currency": currency,
+                                     "event_id": f"order-{5000 + i}-purchase",
+                                     "properties": {"transaction_id": f"order-{5000 + i}",
+                                                    "items": items}}))
+        elif kind < 0.45:
+            out.append(("add_to_cart", {**common, "value": price, "currency": "USD",
+                                        "properties": {"items": items}}))
+        elif kind < 0.55:
+            out.append(("view_item", {**common, "properties": {"items": items}}))
+        elif kind < 0.70:
+            out.append(("sign_up", {**common, "properties": {"method": "email"}}))
+        elif kind < 0.78:
+            out.append(("install", common))
+        elif kind < 0.86:
+            out.append(("lead", {**common, "value": 0, "currency": "USD"}))
+        elif kind < 0.92:
+            out.append(("login", common))
+        else:
+            out.append(("search", {**common, "properties": {"search_term": "mug"}}))
+    return out
+
+
+def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[str, Any]:
+    """Run the demo; returns the figures it printed (for tests)."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    host = PluginHost()
+    vendors = sorted(set(host.destinations) & set(host.emulators))
+    if not vendors:
+        console.print("No vendor plugin with a sandbox emulation is installed "
+                      "(pip install postback-x, postback-applovin, ...).")
+        return {}
+    listener = _AttributionLog()
+    refused: dict[str, Counter[str]] = defaultdict(Counter)
+    with Sandbox.from_plugins({v: host.emulators[v] for v in vendors}) as box, \
+            tempfile.TemporaryDirectory(prefix="postback-demo-") as tmp:
+        config = {
+            "postback": {"queue": f"sqlite:///{tmp}/queue.db", "default_currency": "USD"},
+            "vendors": {
+                v: {**box.vendor_config(v),
+                    "retry": {"initial_backoff": 0.05, "max_backoff": 0.2, "max_attempts": 3}}
+                for v in vendors
+            },
+        }
+        console.print(f"sandbox on {box.url}: {', '.join(vendors)}")
+        tracker = Tracker.from_config(config, plugins=[listener])
+        events = demo_events(n_events, seed)
+        tracked = 0
+        started = time.perf_counter()
+        with Progress(TextColumn("tracking"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("track", total=len(events))
+            for name, kwargs in events:
+                try:
+                    tracker.track(name, **kwargs)
+                except InvalidEvent as exc:
+                    # Note who refused and why, then send it to the vendors that accept it.
+                    skip = {p.vendor for p in exc.problems if p.vendor}
+                    for p in exc.problems:
+                        refused[p.vendor or "all"][f"{p.field}: {p.message}"[:90]] += 1
+                    if None not in {p.vendor for p in exc.problems}:
+                        tracker.track(name, **{**kwargs, "vendors": dict.fromkeys(skip, False)})
+                tracked += 1
+                bar.update(task, advance=1)
+        report = tracker.flush(timeout=30)
+        elapsed = time.perf_counter() - started
+        dead = tracker.queue.dead_letters(limit=10_000)
+        stats = tracker.stats()
+        tracker.close(timeout=5)
+
+    table = Table(title=f"postback demo: {tracked} events in {elapsed:.1f}s", title_justify="left")
+    for col in ("vendor", "delivered", "refused at track()", "rejected by vendor", "attributed",
+                "pending"):
+        table.add_column(col, justify="right" if col != "vendor" else "left")
+    figures: dict[str, Any] = {}
+    for v in vendors:
+        r = report.vendors[v]
+        n_refused = sum(refused[v].values())
+        table.add_row(v, str(r.delivered), str(n_refused), str(r.dead),
+                      str(len(listener.seen[v])), str(r.pending))
+        figures[v] = {"delivered": r.delivered, "refused": n_refused, "dead": r.dead,
+                      "attributed": len(listener.seen[v]), "pending": r.pending,
+                      "requests": stats[v]["requests"]}
+    console.print(table)
+
+    for v in vendors:
+        reasons = Counter(d.reason for d in dead if d.vendor == v)
+        lines = [f"  refused at track(), {n}x: {why}" for why, n in refused[v].most_common(3)]
+        lines += [f"  rejected by {v}, {n}x: {why[:110]}" for why, n in reasons.most_common(3)]
+        for a in listener.seen[v][:2]:
+            lines.append(f"  attributed {a.event_id}: network={a.network} campaign={a.campaign_id}"
+                         f" ad_group={a.ad_group_id} creative={a.creative_id}")
+        if lines:
+            console.print(f"[bold]{v}[/]")
+            for line in lines:
+                console.print(line, markup=False, highlight=False)
+    complete = "all delivered or settled" if report.complete else "some events still queued"
+    console.print(f"done: {complete}.")
+    return figures

@@ -1,0 +1,53 @@
+"""Fixtures for the core's own tests: the example vendor, its sandbox, trackers on real queues."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import postback.testing.example as example
+from postback import Tracker
+from postback.sandbox import Sandbox
+from postback.testing.example import ExampleEmulator
+
+FAST_RETRY = {"initial_backoff": 0.01, "max_backoff": 0.05, "max_attempts": 5}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox([ExampleEmulator()]) as box:
+        yield box
+
+
+@pytest.fixture
+def make_tracker(
+    tmp_path: Path, sandbox: Sandbox
+) -> Iterator[Callable[..., Tracker]]:
+    """Build trackers for the example vendor on a SQLite file (or any queue); closed after."""
+    made: list[Tracker] = []
+
+    def make(
+        *,
+        queue: str | None = None,
+        vendor: dict[str, Any] | None = None,
+        core: dict[str, Any] | None = None,
+        plugins: list[object] | None = None,
+    ) -> Tracker:
+        cfg = {
+            "postback": {"queue": queue or f"sqlite:///{tmp_path}/queue.db", **(core or {})},
+            "vendors": {
+                "example": {**sandbox.vendor_config("example"), "retry": FAST_RETRY,
+                            "linger": 0.01, **(vendor or {})}
+            },
+        }
+        t = Tracker.from_config(cfg, plugins=[example, *(plugins or [])],
+                                load_entry_points=False)
+        made.append(t)
+        return t
+
+    yield make
+    for t in made:
+        t.close(timeout=1)

@@ -1,0 +1,152 @@
+"""Configuration: every problem at once, with key paths and a way to fix each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import postback.testing.example as example
+from postback import ConfigError, Secret, Tracker
+from postback.config import build_config, parse_duration, parse_rate_limit, read_config
+from postback.destination import RateLimit
+from postback.testing.example import ExampleDestination
+
+DESTS = {"example": ExampleDestination}
+
+
+def problems(raw: dict, **kw: object) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as info:
+        build_config(raw, DESTS, **kw)  # type: ignore[arg-type]
+    return [(p.path, p.message) for p in info.value.problems]
+
+
+def test_a_good_config() -> None:
+    cfg = build_config(
+        {
+            "postback": {"queue": "memory://", "default_currency": "eur", "exit_timeout": "500ms"},
+            "vendors": {"example": {"api_key": "k", "rate_limit": "600/minute",
+                                    "events": ["Purchase", "sign_up"],
+                                    "retry": {"max_age": "2h", "max_attempts": 3}}},
+        },
+        DESTS,
+    )
+    assert cfg.core.default_currency == "EUR"
+    assert cfg.core.exit_timeout == 0.5
+    vc = cfg.vendors["example"]
+    assert isinstance(vc.settings.api_key, Secret)
+    assert vc.settings.api_key.reveal() == "k"
+    assert vc.rate_limit == RateLimit(600, 60)
+    assert vc.events == frozenset({"purchase", "sign_up"})
+    assert vc.retry is not None and vc.retry.max_age == 7200 and vc.retry.max_attempts == 3
+
+
+def test_every_problem_with_its_key_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EXAMPLE_KEY", raising=False)
+    found = problems(
+        {
+            "postbak": {},
+            "postback": {"queue": "ftp://x", "on_invalid": "explode", "workerz": 1},
+            "vendors": {
+                "example": {"api_key": "${EXAMPLE_KEY}", "acount": "a", "rate_limit": "lots",
+                            "batch_size": 500, "base_url": "not a url"},
+                "applovin": {"api_key": "k"},
+            },
+        }
+    )
+    paths = [p for p, _ in found]
+    assert paths == [
+        "vendors.example.api_key",
+        "postbak",
+        "postback.queue",
+        "postback.on_invalid",
+        "postback.workerz",
+        "vendors.example.acount",
+        "vendors.example.api_key",
+        "vendors.example.rate_limit",
+        "vendors.example.batch_size",
+        "vendors.example.base_url",
+        "vendors.applovin",
+    ]
+    text = dict(found)
+    assert "export EXAMPLE_KEY=" in found[0][1]
+    assert "did you mean 'postback'" in text["postbak"]
+    assert "did you mean 'workers'" in text["postback.workerz"]
+    assert "did you mean 'account'" in text["vendors.example.acount"]
+    assert "at most 50" in text["vendors.example.batch_size"]
+    assert "not installed" in text["vendors.applovin"]
+    assert "pip install postback-applovin" in text["vendors.applovin"]
+    assert "Installed vendors: example" in text["vendors.applovin"]
+
+
+def test_missing_secret_is_reported() -> None:
+    found = problems({"vendors": {"example": {"account": "a"}}})
+    assert found == [("vendors.example.api_key", "required setting is missing")]
+
+
+def test_env_substitution_with_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXAMPLE_KEY", "from-env")
+    cfg = build_config({"vendors": {"example": {"api_key": "${EXAMPLE_KEY}",
+                                                "account": "${ACCOUNT:-acme}"}}}, DESTS)
+    assert cfg.vendors["example"].settings.api_key.reveal() == "from-env"
+    assert cfg.vendors["example"].settings.account == "acme"
+
+
+def test_events_filter_must_be_mappable() -> None:
+    class Strict(ExampleDestination):
+        accepts_custom_events = False
+
+    with pytest.raises(ConfigError, match="has no event for 'level_achieved'"):
+        build_config({"vendors": {"example": {"api_key": "k", "events": ["level_achieved"]}}},
+                     {"example": Strict})
+
+
+def test_secrets_never_in_errors_or_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXAMPLE_KEY", "super-secret-value")
+    cfg = build_config({"vendors": {"example": {"api_key": "${EXAMPLE_KEY}"}}}, DESTS)
+    settings = cfg.vendors["example"].settings
+    assert "super-secret-value" not in repr(settings)
+    assert "super-secret-value" not in repr(cfg)
+    with pytest.raises(ConfigError) as info:
+        build_config({"vendors": {"example": {"api_key": "${EXAMPLE_KEY}", "x": 1}}}, DESTS)
+    assert "super-secret-value" not in str(info.value)
+
+
+def test_toml_file_and_pyproject(tmp_path: Path) -> None:
+    (tmp_path / "postback.toml").write_text(
+        '[postback]\nqueue = "memory://"\n\n[vendors.example]\napi_key = "k"\n'
+    )
+    raw, source, base = read_config(tmp_path / "postback.toml")
+    assert raw["vendors"]["example"]["api_key"] == "k"
+    assert base == tmp_path.resolve()
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "app"\n\n[tool.postback]\nqueue = "memory://"\n\n'
+        '[tool.postback.vendors.example]\napi_key = "k"\n'
+    )
+    raw, _, _ = read_config(tmp_path / "pyproject.toml")
+    assert raw == {"postback": {"queue": "memory://"}, "vendors": {"example": {"api_key": "k"}}}
+    t = Tracker.from_config(tmp_path / "pyproject.toml", plugins=[example],
+                            load_entry_points=False)
+    assert list(t.destinations) == ["example"]
+    t.close()
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "postback.toml"
+    bad.write_text("[postback\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        read_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_config(tmp_path / "nope.toml")
+
+
+def test_durations_and_rate_limits() -> None:
+    assert parse_duration("15m") == 900
+    assert parse_duration(2) == 2.0
+    assert parse_rate_limit("60000/15 minutes") == RateLimit(60000, 900)
+    assert parse_rate_limit("600 per minute") == RateLimit(600, 60)
+    assert parse_rate_limit({"requests": 10, "per": "1s"}) == RateLimit(10, 1)
+    with pytest.raises(ValueError):
+        parse_rate_limit("fast")
+    with pytest.raises(ValueError):
+        parse_duration("-1")

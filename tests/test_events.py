@@ -1,0 +1,157 @@
+"""The canonical event model: normalisation on the way in, and every problem reported at once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from postback import InvalidEvent
+from postback.events import (
+    CANONICAL_EVENTS,
+    dumps_event,
+    loads_event,
+    make_event,
+    normalize_currency,
+    normalize_event_name,
+    to_micros,
+    to_timestamp_ms,
+)
+
+
+@pytest.mark.parametrize(
+    ("given_name", "expected"),
+    [
+        ("purchase", "purchase"),
+        ("Purchase", "purchase"),
+        ("Add To Cart", "add_to_cart"),
+        ("addToCart", "add_to_cart"),
+        ("add-to-cart", "add_to_cart"),
+        ("  level.achieved ", "level_achieved"),
+        ("my_custom_event", "my_custom_event"),
+    ],
+)
+def test_event_names_are_normalised(given_name: str, expected: str) -> None:
+    assert normalize_event_name(given_name) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "1purchase", "purchase!", "x" * 65, "ümlaut"])
+def test_unusable_event_names_are_refused_with_a_hint(bad: str) -> None:
+    with pytest.raises(ValueError, match="snake_case"):
+        normalize_event_name(bad)
+
+
+def test_canonical_names_include_the_design_list() -> None:
+    assert {"install", "purchase", "submit_application", "page_view", "re_engage"} <= (
+        CANONICAL_EVENTS
+    )
+
+
+def test_money_is_exact() -> None:
+    assert to_micros(49.99) == 49_990_000  # never 49_989_999
+    assert to_micros(0.1 + 0.2) == 300_000  # 0.30000000000000004 rounds to the micro
+    assert to_micros("19.99") == 19_990_000
+    assert to_micros(Decimal("1.0000005")) == 1_000_000  # half-even at the micro
+    assert to_micros(Decimal("1.0000015")) == 1_000_002
+    assert to_micros(7) == 7_000_000
+    assert to_micros(-5.5) == -5_500_000
+
+
+@given(st.decimals(min_value=-10**9, max_value=10**9, places=2, allow_nan=False))
+def test_two_decimal_amounts_survive_float_round_trip(amount: Decimal) -> None:
+    assert to_micros(float(amount)) == int(amount * 1_000_000)
+
+
+@pytest.mark.parametrize("bad", [True, float("nan"), float("inf"), "abc", [1], None.__class__])
+def test_bad_money_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError):
+        to_micros(bad)
+
+
+def test_currency_is_validated_and_upper_cased() -> None:
+    assert normalize_currency("usd") == "USD"
+    assert normalize_currency(" eur ") == "EUR"
+    with pytest.raises(ValueError, match="ISO 4217"):
+        normalize_currency("DOLLARS")
+    with pytest.raises(ValueError, match="ISO 4217"):
+        normalize_currency("XYZ")
+
+
+def test_timestamps_become_utc_milliseconds() -> None:
+    aware = datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    assert to_timestamp_ms(aware) == int(datetime(2026, 11, 24, 8, 0, 0, 123000,
+                                                  tzinfo=UTC).timestamp() * 1000)
+    assert to_timestamp_ms(1_764_000_000_123) == 1_764_000_000_123
+    assert to_timestamp_ms("2014-05-22T02:38:28.103Z") == 1_400_726_308_103
+    with pytest.raises(ValueError, match="naive"):
+        to_timestamp_ms(datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="seconds"):
+        to_timestamp_ms(1_764_000_000)  # seconds, not milliseconds
+    with pytest.raises(ValueError, match="ISO 8601"):
+        to_timestamp_ms("yesterday")
+
+
+def test_make_event_normalises_everything() -> None:
+    e = make_event(
+        "Purchase",
+        user={"email": "  Ada@Example.COM ", "telegram_user_id": 1728125519, "phone": None},
+        value=49.99,
+        currency="usd",
+        timestamp="2026-11-24T10:00:00.5+00:00",
+        context={"utm_source": "x"},
+        properties={"transaction_id": "1042"},
+        vendors={"x": {"app_id": "1"}},
+    )
+    assert e.name == "purchase"
+    assert e.user.email == "ada@example.com"
+    assert e.user.telegram_user_id == "1728125519"
+    assert e.user.phone is None
+    assert e.value_micros == 49_990_000
+    assert e.value == Decimal("49.99")
+    assert e.currency == "USD"
+    assert e.timestamp == datetime(2026, 11, 24, 10, 0, 0, 500000, tzinfo=UTC)
+    assert e.options_for("x") == {"app_id": "1"}
+    assert e.options_for("whop") == {}
+    assert len(e.event_id) == 36  # generated uuid
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(InvalidEvent) as info:
+        make_event(
+            "bad name!",
+            user={"emial": "a@b.co", "ifa": 12.5},
+            value="lots",
+            currency="dollars",
+            event_id="has space",
+            timestamp=123,
+            context={"utm_sauce": "x"},
+            properties=[1, 2],
+        )
+    fields = [p.field for p in info.value.problems]
+    assert fields == ["name", "event_id", "timestamp", "value", "currency", "user.emial",
+                      "user.ifa", "context.utm_sauce", "properties"]
+    message = str(info.value)
+    assert "did you mean 'email'" in message
+    assert "did you mean 'utm_source'" in message
+    assert "9 problem(s)" in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_value_needs_a_currency_unless_a_default_is_configured() -> None:
+    with pytest.raises(InvalidEvent, match="default_currency"):
+        make_event("purchase", value=10)
+    assert make_event("purchase", value=10, default_currency="EUR").currency == "EUR"
+
+
+def test_round_trip_through_the_stored_form() -> None:
+    e = make_event("purchase", user={"email": "a@b.co", "ifa": "AB-CD"}, value=1.5,
+                   currency="JPY", context={"url": "https://x.example/p"},
+                   properties={"items": [{"item_id": "a", "quantity": 2}]},
+                   vendors={"x": {"level": 3}}, event_id="order-1")
+    data = dumps_event(e)
+    assert isinstance(data, bytes)
+    assert b'"first_name"' not in data  # unset fields are omitted
+    assert loads_event(data) == e

@@ -1,0 +1,149 @@
+"""Tracker behaviour: validation, routing, hooks, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from postback import (
+    Attribution,
+    Event,
+    InvalidEvent,
+    SkipEvent,
+    Tracker,
+    TrackerClosed,
+    hookimpl,
+)
+from postback.destination import Destination, Outcome
+from postback.sandbox import Sandbox
+
+
+def test_track_delivers_and_flush_reports(make_tracker: Callable[..., Tracker],
+                                          sandbox: Sandbox) -> None:
+    t = make_tracker()
+    ids = [t.track("purchase", user={"email": f"u{i}@x.co"}, value=49.99, currency="USD")
+           for i in range(7)]
+    report = t.flush(timeout=10)
+    assert report.complete
+    assert report["example"].delivered == 7
+    got = sandbox.received("example")
+    assert sorted(r["event_id"] for r in got) == sorted(ids)
+    assert {r["value_micros"] for r in got} == {49_990_000}
+    # A second flush reports only what happened since the first.
+    assert t.flush(timeout=1)["example"].delivered == 0
+
+
+def test_invalid_event_lists_problems_per_vendor_and_queues_nothing(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    t = make_tracker()
+    with pytest.raises(InvalidEvent) as info:
+        t.track("purchase", user={"ip_address": "1.2.3.4"}, currency="USD",
+                vendors={"example": {"clik_id": "c"}, "nope": {}})
+    text = str(info.value)
+    assert "vendors.nope: is not a configured vendor (configured: example)" in text
+    assert "example: value: a purchase needs a value" in text
+    assert "example: user: needs user.email or user.user_id" in text
+    assert "example: vendors.example.clik_id: unknown option" in text
+    t.flush(timeout=1)
+    assert sandbox.received("example") == []
+
+
+def test_on_invalid_log_skips_and_logs(make_tracker: Callable[..., Tracker], sandbox: Sandbox,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    t = make_tracker(core={"on_invalid": "log"})
+    with caplog.at_level(logging.WARNING, logger="postback"):
+        t.track("purchase", user={"email": "a@b.co"})  # no value
+    assert "not sent to example" in caplog.text
+    t.flush(timeout=2)
+    assert sandbox.received("example") == []
+
+
+def test_routing_filters_and_opt_out(make_tracker: Callable[..., Tracker],
+                                     sandbox: Sandbox) -> None:
+    t = make_tracker(vendor={"events": ["sign_up"]})
+    t.track("purchase", user={"email": "a@b.co"}, value=1, currency="USD")
+    t.track("sign_up", user={"email": "a@b.co"}, vendors={"example": False})
+    kept = t.track("sign_up", user={"email": "a@b.co"})
+    t.flush(timeout=5)
+    assert [r["event_id"] for r in sandbox.received("example")] == [kept]
+    assert sandbox.received("example")[0]["event"] == "signup"  # default event map
+
+
+def test_attribution_and_delivery_hooks(make_tracker: Callable[..., Tracker]) -> None:
+    seen: list[tuple[str, str | None]] = []
+    outcomes: list[tuple[str, str]] = []
+
+    class Listener:
+        @hookimpl
+        def postback_on_attribution(self, attribution: Attribution, event: Event) -> None:
+            seen.append((event.event_id, attribution.campaign_id))
+
+        @hookimpl
+        def postback_on_delivery(self, vendor: str, event: Event, outcome: Outcome,
+                                 attempt: int, latency: float) -> None:
+            outcomes.append((vendor, type(outcome).__name__))
+
+    t = make_tracker(plugins=[Listener()])
+    t.track("sign_up", user={"email": "a@b.co"}, event_id="e1",
+            vendors={"example": {"click_id": "42"}})
+    t.track("sign_up", user={"email": "b@b.co"}, event_id="e2")
+    t.flush(timeout=5)
+    assert seen == [("e1", "cmp-42")]
+    assert sorted(outcomes) == [("example", "Delivered"), ("example", "Delivered")]
+
+
+def test_a_consent_filter_wraps_transform(make_tracker: Callable[..., Tracker],
+                                          sandbox: Sandbox) -> None:
+    class Consent:
+        @hookimpl(wrapper=True)
+        def postback_transform(self, event: Event, destination: Destination) -> Any:
+            if event.properties.get("consent") is False:
+                raise SkipEvent("no consent")
+            record = yield
+            record["consented"] = True
+            return record
+
+    t = make_tracker(plugins=[Consent()])
+    t.track("sign_up", user={"email": "a@b.co"}, properties={"consent": False})
+    ok = t.track("sign_up", user={"email": "b@b.co"})
+    report = t.flush(timeout=5)
+    assert [r["event_id"] for r in sandbox.received("example")] == [ok]
+    assert sandbox.received("example")[0]["consented"] is True
+    assert report["example"].skipped == 1
+
+
+def test_properties_must_serialise(make_tracker: Callable[..., Tracker]) -> None:
+    t = make_tracker()
+    with pytest.raises(InvalidEvent, match="JSON-serialisable"):
+        t.track("sign_up", user={"email": "a@b.co"}, properties={"when": object()})
+
+
+def test_closed_tracker_refuses(make_tracker: Callable[..., Tracker]) -> None:
+    t = make_tracker()
+    t.close()
+    with pytest.raises(TrackerClosed):
+        t.track("sign_up", user={"email": "a@b.co"})
+    assert t.close() is None  # idempotent
+
+
+def test_stats_and_repr_hold_no_secret(make_tracker: Callable[..., Tracker]) -> None:
+    t = make_tracker()
+    t.track("sign_up", user={"email": "a@b.co"})
+    t.flush(timeout=5)
+    s = t.stats()["example"]
+    assert s["tracked"] == 1 and s["delivered"] == 1 and s["queue_depth"] == 0
+    assert s["latency_p50"] is not None
+    assert "sandbox-example-key" not in repr(t) + repr(t.destinations) + str(s)
+
+
+def test_prepare_validates_without_queueing(make_tracker: Callable[..., Tracker],
+                                            sandbox: Sandbox) -> None:
+    t = make_tracker()
+    event, targets = t.prepare("sign_up", user={"email": "a@b.co"})
+    assert event.name == "sign_up" and [d.name for d in targets] == ["example"]
+    t.flush(timeout=1)
+    assert sandbox.received("example") == []
