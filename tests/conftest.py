@@ -23,9 +23,7 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def make_tracker(
-    tmp_path: Path, sandbox: Sandbox
-) -> Iterator[Callable[..., Tracker]]:
+def make_tracker(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Tracker]]:
     """Build trackers for the example vendor on a SQLite file (or any queue); closed after."""
     made: list[Tracker] = []
 
@@ -39,12 +37,15 @@ def make_tracker(
         cfg = {
             "postback": {"queue": queue or f"sqlite:///{tmp_path}/queue.db", **(core or {})},
             "vendors": {
-                "example": {**sandbox.vendor_config("example"), "retry": FAST_RETRY,
-                            "linger": 0.01, **(vendor or {})}
+                "example": {
+                    **sandbox.vendor_config("example"),
+                    "retry": FAST_RETRY,
+                    "linger": 0.01,
+                    **(vendor or {}),
+                }
             },
         }
-        t = Tracker.from_config(cfg, plugins=[example, *(plugins or [])],
-                                load_entry_points=False)
+        t = Tracker.from_config(cfg, plugins=[example, *(plugins or [])], load_entry_points=False)
         made.append(t)
         return t
 

@@ -25,9 +25,14 @@ def test_a_good_config() -> None:
     cfg = build_config(
         {
             "postback": {"queue": "memory://", "default_currency": "eur", "exit_timeout": "500ms"},
-            "vendors": {"example": {"api_key": "k", "rate_limit": "600/minute",
-                                    "events": ["Purchase", "sign_up"],
-                                    "retry": {"max_age": "2h", "max_attempts": 3}}},
+            "vendors": {
+                "example": {
+                    "api_key": "k",
+                    "rate_limit": "600/minute",
+                    "events": ["Purchase", "sign_up"],
+                    "retry": {"max_age": "2h", "max_attempts": 3},
+                }
+            },
         },
         DESTS,
     )
@@ -48,8 +53,13 @@ def test_every_problem_with_its_key_path(monkeypatch: pytest.MonkeyPatch) -> Non
             "postbak": {},
             "postback": {"queue": "ftp://x", "on_invalid": "explode", "workerz": 1},
             "vendors": {
-                "example": {"api_key": "${EXAMPLE_KEY}", "acount": "a", "rate_limit": "lots",
-                            "batch_size": 500, "base_url": "not a url"},
+                "example": {
+                    "api_key": "${EXAMPLE_KEY}",
+                    "acount": "a",
+                    "rate_limit": "lots",
+                    "batch_size": 500,
+                    "base_url": "not a url",
+                },
                 "applovin": {"api_key": "k"},
             },
         }
@@ -86,8 +96,10 @@ def test_missing_secret_is_reported() -> None:
 
 def test_env_substitution_with_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXAMPLE_KEY", "from-env")
-    cfg = build_config({"vendors": {"example": {"api_key": "${EXAMPLE_KEY}",
-                                                "account": "${ACCOUNT:-acme}"}}}, DESTS)
+    cfg = build_config(
+        {"vendors": {"example": {"api_key": "${EXAMPLE_KEY}", "account": "${ACCOUNT:-acme}"}}},
+        DESTS,
+    )
     assert cfg.vendors["example"].settings.api_key.reveal() == "from-env"
     assert cfg.vendors["example"].settings.account == "acme"
 
@@ -97,8 +109,10 @@ def test_events_filter_must_be_mappable() -> None:
         accepts_custom_events = False
 
     with pytest.raises(ConfigError, match="has no event for 'level_achieved'"):
-        build_config({"vendors": {"example": {"api_key": "k", "events": ["level_achieved"]}}},
-                     {"example": Strict})
+        build_config(
+            {"vendors": {"example": {"api_key": "k", "events": ["level_achieved"]}}},
+            {"example": Strict},
+        )
 
 
 def test_secrets_never_in_errors_or_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,7 +130,7 @@ def test_toml_file_and_pyproject(tmp_path: Path) -> None:
     (tmp_path / "postback.toml").write_text(
         '[postback]\nqueue = "memory://"\n\n[vendors.example]\napi_key = "k"\n'
     )
-    raw, source, base = read_config(tmp_path / "postback.toml")
+    raw, _source, base = read_config(tmp_path / "postback.toml")
     assert raw["vendors"]["example"]["api_key"] == "k"
     assert base == tmp_path.resolve()
     (tmp_path / "pyproject.toml").write_text(
@@ -125,8 +139,7 @@ def test_toml_file_and_pyproject(tmp_path: Path) -> None:
     )
     raw, _, _ = read_config(tmp_path / "pyproject.toml")
     assert raw == {"postback": {"queue": "memory://"}, "vendors": {"example": {"api_key": "k"}}}
-    t = Tracker.from_config(tmp_path / "pyproject.toml", plugins=[example],
-                            load_entry_points=False)
+    t = Tracker.from_config(tmp_path / "pyproject.toml", plugins=[example], load_entry_points=False)
     assert list(t.destinations) == ["example"]
     t.close()
 

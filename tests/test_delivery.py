@@ -37,11 +37,13 @@ def test_timeouts_are_retried(make_tracker: Callable[..., Tracker], sandbox: San
     assert report["example"].retried == 1
 
 
-def test_vendor_down_for_a_while_loses_nothing(make_tracker: Callable[..., Tracker],
-                                               sandbox: Sandbox) -> None:
+def test_vendor_down_for_a_while_loses_nothing(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
     sandbox.set_fault("example", status=502)  # down until cleared
-    t = make_tracker(vendor={"retry": {"initial_backoff": 0.05, "max_backoff": 0.2,
-                                       "max_attempts": 1000}})
+    t = make_tracker(
+        vendor={"retry": {"initial_backoff": 0.05, "max_backoff": 0.2, "max_attempts": 1000}}
+    )
     ids = {t.track("sign_up", user={"email": f"u{i}@x.co"}) for i in range(30)}
     assert not t.flush(timeout=0.5).complete
     sandbox.clear_faults()
@@ -50,8 +52,9 @@ def test_vendor_down_for_a_while_loses_nothing(make_tracker: Callable[..., Track
     assert {r["event_id"] for r in sandbox.received("example")} == ids
 
 
-def test_retry_after_spacing_is_honoured(make_tracker: Callable[..., Tracker],
-                                         sandbox: Sandbox) -> None:
+def test_retry_after_spacing_is_honoured(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
     sandbox.set_fault("example", status=429, count=1, headers={"retry-after": "1"})
     t = make_tracker()
     started = time.monotonic()
@@ -61,9 +64,9 @@ def test_retry_after_spacing_is_honoured(make_tracker: Callable[..., Tracker],
     assert time.monotonic() - started >= 0.95  # waited for the vendor, not our backoff
 
 
-def test_bad_key_halts_the_lane_and_drops_nothing(make_tracker: Callable[..., Tracker],
-                                                  sandbox: Sandbox,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_key_halts_the_lane_and_drops_nothing(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
     t = make_tracker(vendor={"api_key": "wrong-key-123"})
     with caplog.at_level(logging.ERROR, logger="postback"):
         for i in range(3):
@@ -111,11 +114,13 @@ def test_per_event_rejections_go_to_dead_letters_and_replay(
     assert [r["event_id"] for r in sandbox.received("example")] == [ok]
 
 
-def test_garbage_answers_are_retried_then_dead_lettered(make_tracker: Callable[..., Tracker],
-                                                        sandbox: Sandbox) -> None:
+def test_garbage_answers_are_retried_then_dead_lettered(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
     sandbox.set_fault("example", status=200, body="<html>oops</html>")
-    t = make_tracker(vendor={"retry": {"initial_backoff": 0.01, "max_backoff": 0.02,
-                                       "max_attempts": 2}})
+    t = make_tracker(
+        vendor={"retry": {"initial_backoff": 0.01, "max_backoff": 0.02, "max_attempts": 2}}
+    )
     t.track("sign_up", user={"email": "a@x.co"})
     t.flush(timeout=5)
     (dead,) = t.queue.dead_letters()
@@ -171,8 +176,7 @@ def test_rate_limit_is_obeyed(make_tracker: Callable[..., Tracker], sandbox: San
     assert sandbox.emulators["example"].requests == 5
 
 
-def test_memory_queue_is_bounded(make_tracker: Callable[..., Tracker],
-                                 sandbox: Sandbox) -> None:
+def test_memory_queue_is_bounded(make_tracker: Callable[..., Tracker], sandbox: Sandbox) -> None:
     from postback import QueueFull
 
     sandbox.set_fault("example", status=503)
@@ -183,8 +187,9 @@ def test_memory_queue_is_bounded(make_tracker: Callable[..., Tracker],
         t.track("sign_up", user={"email": "x@x.co"})
 
 
-def test_concurrent_track_from_many_threads(make_tracker: Callable[..., Tracker],
-                                            sandbox: Sandbox) -> None:
+def test_concurrent_track_from_many_threads(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
     t = make_tracker()
     ids: list[str] = []
     lock = threading.Lock()

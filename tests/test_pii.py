@@ -32,8 +32,10 @@ def test_bad_phones_say_why(bad: str) -> None:
 
 def test_phone_hash_digits_only_or_with_plus() -> None:
     assert pii.hash_phone("+1 415 555 0123") == hashlib.sha256(b"14155550123").hexdigest()
-    assert pii.hash_phone("+1 415 555 0123", keep_plus=True) == hashlib.sha256(
-        b"+14155550123").hexdigest()
+    assert (
+        pii.hash_phone("+1 415 555 0123", keep_plus=True)
+        == hashlib.sha256(b"+14155550123").hexdigest()
+    )
     digest = hashlib.sha256(b"x").hexdigest()
     assert pii.hash_phone(digest) == digest
 

@@ -21,11 +21,14 @@ from postback.destination import Destination, Outcome
 from postback.sandbox import Sandbox
 
 
-def test_track_delivers_and_flush_reports(make_tracker: Callable[..., Tracker],
-                                          sandbox: Sandbox) -> None:
+def test_track_delivers_and_flush_reports(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
     t = make_tracker()
-    ids = [t.track("purchase", user={"email": f"u{i}@x.co"}, value=49.99, currency="USD")
-           for i in range(7)]
+    ids = [
+        t.track("purchase", user={"email": f"u{i}@x.co"}, value=49.99, currency="USD")
+        for i in range(7)
+    ]
     report = t.flush(timeout=10)
     assert report.complete
     assert report["example"].delivered == 7
@@ -41,8 +44,12 @@ def test_invalid_event_lists_problems_per_vendor_and_queues_nothing(
 ) -> None:
     t = make_tracker()
     with pytest.raises(InvalidEvent) as info:
-        t.track("purchase", user={"ip_address": "1.2.3.4"}, currency="USD",
-                vendors={"example": {"clik_id": "c"}, "nope": {}})
+        t.track(
+            "purchase",
+            user={"ip_address": "1.2.3.4"},
+            currency="USD",
+            vendors={"example": {"clik_id": "c"}, "nope": {}},
+        )
     text = str(info.value)
     assert "vendors.nope: is not a configured vendor (configured: example)" in text
     assert "example: value: a purchase needs a value" in text
@@ -52,8 +59,9 @@ def test_invalid_event_lists_problems_per_vendor_and_queues_nothing(
     assert sandbox.received("example") == []
 
 
-def test_on_invalid_log_skips_and_logs(make_tracker: Callable[..., Tracker], sandbox: Sandbox,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_on_invalid_log_skips_and_logs(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
     t = make_tracker(core={"on_invalid": "log"})
     with caplog.at_level(logging.WARNING, logger="postback"):
         t.track("purchase", user={"email": "a@b.co"})  # no value
@@ -62,8 +70,9 @@ def test_on_invalid_log_skips_and_logs(make_tracker: Callable[..., Tracker], san
     assert sandbox.received("example") == []
 
 
-def test_routing_filters_and_opt_out(make_tracker: Callable[..., Tracker],
-                                     sandbox: Sandbox) -> None:
+def test_routing_filters_and_opt_out(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
     t = make_tracker(vendor={"events": ["sign_up"]})
     t.track("purchase", user={"email": "a@b.co"}, value=1, currency="USD")
     t.track("sign_up", user={"email": "a@b.co"}, vendors={"example": False})
@@ -83,21 +92,24 @@ def test_attribution_and_delivery_hooks(make_tracker: Callable[..., Tracker]) ->
             seen.append((event.event_id, attribution.campaign_id))
 
         @hookimpl
-        def postback_on_delivery(self, vendor: str, event: Event, outcome: Outcome,
-                                 attempt: int, latency: float) -> None:
+        def postback_on_delivery(
+            self, vendor: str, event: Event, outcome: Outcome, attempt: int, latency: float
+        ) -> None:
             outcomes.append((vendor, type(outcome).__name__))
 
     t = make_tracker(plugins=[Listener()])
-    t.track("sign_up", user={"email": "a@b.co"}, event_id="e1",
-            vendors={"example": {"click_id": "42"}})
+    t.track(
+        "sign_up", user={"email": "a@b.co"}, event_id="e1", vendors={"example": {"click_id": "42"}}
+    )
     t.track("sign_up", user={"email": "b@b.co"}, event_id="e2")
     t.flush(timeout=5)
     assert seen == [("e1", "cmp-42")]
     assert sorted(outcomes) == [("example", "Delivered"), ("example", "Delivered")]
 
 
-def test_a_consent_filter_wraps_transform(make_tracker: Callable[..., Tracker],
-                                          sandbox: Sandbox) -> None:
+def test_a_consent_filter_wraps_transform(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
     class Consent:
         @hookimpl(wrapper=True)
         def postback_transform(self, event: Event, destination: Destination) -> Any:
@@ -140,10 +152,52 @@ def test_stats_and_repr_hold_no_secret(make_tracker: Callable[..., Tracker]) -> 
     assert "sandbox-example-key" not in repr(t) + repr(t.destinations) + str(s)
 
 
-def test_prepare_validates_without_queueing(make_tracker: Callable[..., Tracker],
-                                            sandbox: Sandbox) -> None:
+def test_prepare_validates_without_queueing(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
     t = make_tracker()
     event, targets = t.prepare("sign_up", user={"email": "a@b.co"})
     assert event.name == "sign_up" and [d.name for d in targets] == ["example"]
     t.flush(timeout=1)
     assert sandbox.received("example") == []
+
+
+def test_a_plugin_adds_validation_rules(make_tracker: Callable[..., Tracker]) -> None:
+    class Policy:
+        @hookimpl
+        def postback_validate(self, event: Event, destination: Destination) -> list[Any]:
+            from postback import Problem
+
+            if not event.user.country:
+                return [Problem("user.country", "our policy needs a country")]
+            return []
+
+    t = make_tracker(plugins=[Policy()])
+    with pytest.raises(InvalidEvent) as info:
+        t.track("sign_up", user={"email": "a@b.co"})
+    assert [str(p) for p in info.value.problems] == [
+        "example: user.country: our policy needs a country"
+    ]
+    t.track("sign_up", user={"email": "a@b.co", "country": "US"})
+
+
+def test_a_plugin_can_take_over_delivery(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    from postback import Delivered, Prepared
+
+    captured: list[str] = []
+
+    class Capture:
+        @hookimpl(tryfirst=True)
+        def postback_deliver(
+            self, destination: Destination, batch: list[Prepared], send: Any
+        ) -> list[Outcome]:
+            captured.extend(p.event.event_id for p in batch)
+            return [Delivered() for _ in batch]
+
+    t = make_tracker(plugins=[Capture()])
+    eid = t.track("sign_up", user={"email": "a@b.co"})
+    assert t.flush(timeout=5)["example"].delivered == 1
+    assert captured == [eid]
+    assert sandbox.received("example") == []  # nothing went over the wire

@@ -13,7 +13,7 @@ subclasses; see the plugin authoring guide.
 
 from __future__ import annotations
 
-from postback.config import Config, ConfigError
+from postback.config import Config
 from postback.delivery.engine import FlushReport, VendorReport
 from postback.destination import (
     Delivered,
@@ -33,6 +33,7 @@ from postback.destination import (
     setting,
 )
 from postback.errors import (
+    ConfigError,
     ConfigProblem,
     InvalidEvent,
     PluginError,

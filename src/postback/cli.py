@@ -26,8 +26,6 @@ from rich.table import Table
 
 from postback import __version__
 from postback.config import (
-    CORE_HELP,
-    VENDOR_COMMON_HELP,
     find_config,
     parse_duration,
     read_config,
@@ -41,8 +39,8 @@ from postback.tracker import Tracker
 
 __all__ = ["main"]
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("postback.cli")
 
 config_option = click.option(
@@ -73,7 +71,7 @@ def _errors() -> Iterator[None]:
 
 
 def _tracker(config_path: Path | None, **overrides: Any) -> Tracker:
-    raw, source, base_dir = read_config(config_path)
+    raw, _source, base_dir = read_config(config_path)
     if overrides:
         raw = {**raw, "postback": {**raw.get("postback", {}), **overrides}}
         return Tracker.from_config(_with_base(raw, base_dir))
@@ -83,8 +81,10 @@ def _tracker(config_path: Path | None, **overrides: Any) -> Tracker:
 def _with_base(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """Resolve a relative sqlite path against the config file's directory for a dict config."""
     queue = raw.get("postback", {}).get("queue")
-    if isinstance(queue, str) and queue.startswith("sqlite:") and not queue.startswith(
-        "sqlite:///"
+    if (
+        isinstance(queue, str)
+        and queue.startswith("sqlite:")
+        and not queue.startswith("sqlite:///")
     ):
         from postback.delivery.queue import sqlite_path
 
@@ -156,8 +156,11 @@ def plugins(config_path: Path | None) -> None:
     if path is not None:
         try:
             raw, _, _ = read_config(path)
-            enabled = {n for n, t in raw.get("vendors", {}).items()
-                       if not (isinstance(t, Mapping) and t.get("enabled") is False)}
+            enabled = {
+                n
+                for n, t in raw.get("vendors", {}).items()
+                if not (isinstance(t, Mapping) and t.get("enabled") is False)
+            }
         except ConfigError:
             pass
     table = Table(title="postback plugins", title_justify="left")
@@ -170,9 +173,14 @@ def plugins(config_path: Path | None) -> None:
             status = "[green]enabled[/]"
         else:
             status = "installed" + (" (not in config)" if path else "")
-        table.add_row(name, info.distribution or "-", info.version or "-",
-                      ", ".join(info.destinations) or "-", ", ".join(info.emulators) or "-",
-                      status)
+        table.add_row(
+            name,
+            info.distribution or "-",
+            info.version or "-",
+            ", ".join(info.destinations) or "-",
+            ", ".join(info.emulators) or "-",
+            status,
+        )
     console.print(table)
     if not host.infos:
         console.print("No vendor plugins installed. Install one, e.g. pip install postback-x")
@@ -196,14 +204,17 @@ def config_check(config_path: Path | None) -> None:
             console.print(f"queue: {tracker.queue.url}")
             for name, vc in tracker.config.vendors.items():
                 dest = tracker.destinations.get(name)
-                table = Table(title=f"[vendors.{name}]" + ("" if vc.enabled else " (disabled)"),
-                              title_justify="left")
+                table = Table(
+                    title=f"[vendors.{name}]" + ("" if vc.enabled else " (disabled)"),
+                    title_justify="left",
+                )
                 table.add_column("setting")
                 table.add_column("value")
                 for fname, _help, secret, _default in settings_help(type(vc.settings)):
                     value = getattr(vc.settings, fname)
-                    table.add_row(fname, "***" if secret or isinstance(value, Secret)
-                                  else repr(value))
+                    table.add_row(
+                        fname, "***" if secret or isinstance(value, Secret) else repr(value)
+                    )
                 table.add_row("base_url", dest.origin() if dest else repr(vc.base_url))
                 if vc.events is not None:
                     table.add_row("events", ", ".join(sorted(vc.events)))
@@ -238,24 +249,41 @@ def _render_request(prep_dest: Any, batch: list[Prepared]) -> str:
 @click.option("--event-id", default=None)
 @click.option("--timestamp", default=None, help="ISO 8601 time or epoch milliseconds.")
 @click.option("--context", "context", multiple=True, metavar="KEY=VALUE")
-@click.option("--property", "-p", "props", multiple=True, metavar="KEY=VALUE",
-              help="Event property; JSON values allowed (items='[{...}]').")
+@click.option(
+    "--property",
+    "-p",
+    "props",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Event property; JSON values allowed (items='[{...}]').",
+)
 @click.option("--vendor-option", "vopts", multiple=True, metavar="VENDOR.KEY=VALUE")
 @click.option("--dry-run", is_flag=True, help="Print each vendor's exact request; send nothing.")
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for delivery.")
 @config_option
-def send(name: str, user: tuple[str, ...], value: str | None, currency: str | None,
-         event_id: str | None, timestamp: str | None, context: tuple[str, ...],
-         props: tuple[str, ...], vopts: tuple[str, ...], dry_run: bool, timeout: float,
-         config_path: Path | None) -> None:
+def send(
+    name: str,
+    user: tuple[str, ...],
+    value: str | None,
+    currency: str | None,
+    event_id: str | None,
+    timestamp: str | None,
+    context: tuple[str, ...],
+    props: tuple[str, ...],
+    vopts: tuple[str, ...],
+    dry_run: bool,
+    timeout: float,
+    config_path: Path | None,
+) -> None:
     """Track one event (or, with --dry-run, show the HTTP request each vendor would get)."""
     vendors: dict[str, dict[str, Any]] = {}
     for pair in vopts:
         key, sep, val = pair.partition("=")
         vendor, dot, opt = key.partition(".")
         if not sep or not dot:
-            raise click.BadParameter(f"expected VENDOR.KEY=VALUE, got {pair!r}",
-                                     param_hint="--vendor-option")
+            raise click.BadParameter(
+                f"expected VENDOR.KEY=VALUE, got {pair!r}", param_hint="--vendor-option"
+            )
         vendors.setdefault(vendor, {})[opt] = _value(val)
     ts: Any = timestamp
     if timestamp and timestamp.isdigit():
@@ -280,8 +308,11 @@ def send(name: str, user: tuple[str, ...], value: str | None, currency: str | No
                 for dest in targets:
                     record = tracker.host.transform(event, dest)
                     console.rule(f"{dest.name}")
-                    console.print(_render_request(dest, [Prepared(event, record)]),
-                                  markup=False, highlight=False)
+                    console.print(
+                        _render_request(dest, [Prepared(event, record)]),
+                        markup=False,
+                        highlight=False,
+                    )
                 return
             eid = tracker.track(name, **fields)
             report = tracker.flush(timeout)
@@ -296,8 +327,15 @@ def _print_report(report: Any) -> None:
     for col in ("vendor", "delivered", "dead", "retried", "skipped", "pending", "note"):
         table.add_column(col)
     for vendor, r in report.vendors.items():
-        table.add_row(vendor, str(r.delivered), str(r.dead), str(r.retried), str(r.skipped),
-                      str(r.pending), f"[red]halted: {r.halted}[/]" if r.halted else "")
+        table.add_row(
+            vendor,
+            str(r.delivered),
+            str(r.dead),
+            str(r.retried),
+            str(r.skipped),
+            str(r.pending),
+            f"[red]halted: {r.halted}[/]" if r.halted else "",
+        )
     console.print(table)
 
 
@@ -372,8 +410,9 @@ def sandbox(host: str, port: int) -> None:
 
 
 @main.command()
-@click.option("--events", "n_events", default=120, show_default=True,
-              help="How many events to track.")
+@click.option(
+    "--events", "n_events", default=120, show_default=True, help="How many events to track."
+)
 @click.option("--seed", default=7, show_default=True)
 def demo(n_events: int, seed: int) -> None:
     """Track a realistic mix of events to every installed vendor's sandbox emulation."""
@@ -403,8 +442,11 @@ def worker(config_path: Path | None, stats_every: float) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     tracker.engine.start()
-    err.print(f"postback worker: delivering from {tracker.queue.url} to "
-              f"{', '.join(tracker.destinations) or 'no vendor'}", highlight=False)
+    err.print(
+        f"postback worker: delivering from {tracker.queue.url} to "
+        f"{', '.join(tracker.destinations) or 'no vendor'}",
+        highlight=False,
+    )
     last = time.monotonic()
     while not stop.wait(0.5):
         if stats_every and time.monotonic() - last >= stats_every:
@@ -432,13 +474,24 @@ def queue_stats(config_path: Path | None, as_json: bool) -> None:
         depth = tracker.queue.depth(vendors, int(time.time() * 1000))
         health = tracker.queue.health()
         if as_json:
-            console.print_json(json.dumps({
-                "queue": tracker.queue.url,
-                "vendors": {v: {"ready": d.ready, "retrying": d.retrying,
-                                "inflight": d.inflight, "dead": d.dead}
-                            for v, d in depth.items()},
-                "health": health,
-            }, default=str))
+            console.print_json(
+                json.dumps(
+                    {
+                        "queue": tracker.queue.url,
+                        "vendors": {
+                            v: {
+                                "ready": d.ready,
+                                "retrying": d.retrying,
+                                "inflight": d.inflight,
+                                "dead": d.dead,
+                            }
+                            for v, d in depth.items()
+                        },
+                        "health": health,
+                    },
+                    default=str,
+                )
+            )
             return
         table = Table(title=f"queue {tracker.queue.url}", title_justify="left")
         for col in ("vendor", "ready", "retrying", "in flight", "dead letters"):
@@ -446,8 +499,8 @@ def queue_stats(config_path: Path | None, as_json: bool) -> None:
         for v, d in depth.items():
             table.add_row(v, str(d.ready), str(d.retrying), str(d.inflight), str(d.dead))
         console.print(table)
-        for k, v in health.items():
-            console.print(f"{k}: {v}", highlight=False)
+        for key, val in health.items():
+            console.print(f"{key}: {val}", highlight=False)
     finally:
         tracker.close(timeout=0)
 
@@ -466,8 +519,9 @@ def _ms(ms: int) -> str:
 @click.option("--vendor", default=None)
 @click.option("--since", default=None, help="ISO time, or a duration ago (2h, 7d).")
 @click.option("--limit", default=50, show_default=True)
-def deadletters_list(config_path: Path | None, vendor: str | None, since: str | None,
-                     limit: int) -> None:
+def deadletters_list(
+    config_path: Path | None, vendor: str | None, since: str | None, limit: int
+) -> None:
     """List dead letters, newest first."""
     with _errors():
         tracker = _tracker(config_path, workers=False)
@@ -477,8 +531,9 @@ def deadletters_list(config_path: Path | None, vendor: str | None, since: str | 
         for col in ("id", "vendor", "event", "event id", "failed", "attempts", "reason"):
             table.add_column(col, overflow="fold")
         for d in rows:
-            table.add_row(str(d.id), d.vendor, d.name, d.event_id, _ms(d.failed_ms),
-                          str(d.attempts), d.reason)
+            table.add_row(
+                str(d.id), d.vendor, d.name, d.event_id, _ms(d.failed_ms), str(d.attempts), d.reason
+            )
         console.print(table)
     finally:
         tracker.close(timeout=0)
@@ -497,11 +552,21 @@ def deadletters_show(dead_id: int, config_path: Path | None) -> None:
             err.print(f"no dead letter {dead_id}")
             sys.exit(1)
         event = orjson.loads(d.payload)
-        console.print_json(json.dumps({
-            "id": d.id, "vendor": d.vendor, "event_id": d.event_id, "name": d.name,
-            "created": _ms(d.created_ms), "failed": _ms(d.failed_ms),
-            "attempts": d.attempts, "reason": d.reason, "event": event,
-        }))
+        console.print_json(
+            json.dumps(
+                {
+                    "id": d.id,
+                    "vendor": d.vendor,
+                    "event_id": d.event_id,
+                    "name": d.name,
+                    "created": _ms(d.created_ms),
+                    "failed": _ms(d.failed_ms),
+                    "attempts": d.attempts,
+                    "reason": d.reason,
+                    "event": event,
+                }
+            )
+        )
     finally:
         tracker.close(timeout=0)
 
@@ -512,8 +577,13 @@ def deadletters_show(dead_id: int, config_path: Path | None) -> None:
 @click.option("--since", default=None, help="Only those failed since (ISO time or 2h, 7d).")
 @click.option("--id", "ids", multiple=True, type=int, help="Only these dead letter ids.")
 @click.option("--timeout", default=60.0, show_default=True)
-def replay(config_path: Path | None, vendor: str | None, since: str | None,
-           ids: tuple[int, ...], timeout: float) -> None:
+def replay(
+    config_path: Path | None,
+    vendor: str | None,
+    since: str | None,
+    ids: tuple[int, ...],
+    timeout: float,
+) -> None:
     """Re-deliver dead letters: re-transformed from the stored canonical event, so a fixed
     plugin sends them correctly this time."""
     with _errors():
@@ -530,8 +600,14 @@ def replay(config_path: Path | None, vendor: str | None, since: str | None,
         tracker.engine.notify(vendors)
         total = len(rows)
         deadline = time.monotonic() + timeout
-        with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as bar:
+        with Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
             task = bar.add_task("replay", total=total)
             while time.monotonic() < deadline:
                 left = sum(v for k, v in tracker.engine.pending().items() if k in vendors)

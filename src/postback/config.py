@@ -269,7 +269,7 @@ def _make_settings_converter() -> cattrs.Converter:
         if isinstance(value, Secret):
             return value
         if not isinstance(value, str) or not value:
-            raise ValueError("must be a non-empty string (usually \"${ENV_VAR}\")")
+            raise ValueError('must be a non-empty string (usually "${ENV_VAR}")')
         return Secret(value)
 
     def structure_str(value: object, _: type) -> str:
@@ -307,7 +307,7 @@ settings_converter = _make_settings_converter()
 
 def _cattrs_problems(exc: BaseException, path: str) -> list[ConfigProblem]:
     out: list[ConfigProblem] = []
-    for msg in cattrs.transform_error(exc, path="$"):  # type: ignore[arg-type]
+    for msg in cattrs.transform_error(exc, path="$"):  # type: ignore[arg-type,unused-ignore]
         text, _, where = msg.rpartition(" @ ")
         sub = where[2:] if where.startswith("$.") else ""
         full = f"{path}.{sub}" if sub else path
@@ -324,8 +324,8 @@ def settings_help(cls: type[Any]) -> list[tuple[str, str, bool, str]]:
         meta = a.metadata or {}
         if a.default is attrs.NOTHING:
             default = "required"
-        elif isinstance(a.default, attrs.Factory):  # type: ignore[arg-type]
-            default = repr(a.default.factory())  # type: ignore[attr-defined]
+        elif isinstance(a.default, attrs.Factory):  # type: ignore[arg-type,unused-ignore]
+            default = repr(a.default.factory())  # type: ignore[attr-defined,unused-ignore]
         else:
             default = repr(a.default)
         rows.append((a.name, meta.get("help", ""), bool(meta.get("secret")), default))
@@ -348,8 +348,9 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
         path = f"postback.{key}"
         if key not in known:
             problems.append(
-                ConfigProblem(path, f"unknown setting{_did_you_mean(key, known)}; known: "
-                              f"{', '.join(known)}")
+                ConfigProblem(
+                    path, f"unknown setting{_did_you_mean(key, known)}; known: {', '.join(known)}"
+                )
             )
             continue
         try:
@@ -360,8 +361,9 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
                     raise ValueError("must be 'raise' or 'log'")
                 if key == "sqlite_synchronous" and val not in ("normal", "full"):
                     raise ValueError("must be 'normal' or 'full'")
-                if key == "queue" and not val.startswith(("sqlite:", "memory:", "redis",
-                                                           "rediss:")):
+                if key == "queue" and not val.startswith(
+                    ("sqlite:", "memory:", "redis", "rediss:")
+                ):
                     raise ValueError(
                         "must be a URL: 'sqlite:///path/to/file.db', 'memory://' or "
                         "'redis://host:6379/0'"
@@ -490,7 +492,9 @@ def _build_retry(
     for k, v in val.items():
         if k not in _RETRY_KEYS:
             problems.append(
-                ConfigProblem(f"{path}.{k}", f"unknown setting{_did_you_mean(k, list(_RETRY_KEYS))}")
+                ConfigProblem(
+                    f"{path}.{k}", f"unknown setting{_did_you_mean(k, list(_RETRY_KEYS))}"
+                )
             )
         elif k == "max_attempts":
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -30,11 +30,18 @@ from postback.tracker import Tracker
 __all__ = ["demo_events", "run_demo"]
 
 _FIRST = ["ada", "grace", "alan", "edsger", "barbara", "ken", "margaret", "linus", "guido", "anita"]
-_PRODUCTS = [("sku-tee", "T-Shirt", 19.99), ("sku-mug", "Mug", 9.5), ("sku-hat", "Hat", 24.0),
-             ("sku-pro", "Pro plan", 49.99), ("sku-book", "Book", 35.25)]
-_UAS = ["Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
-        "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 Chrome/131.0 Mobile Safari/537.36",
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 Safari/605.1.15"]
+_PRODUCTS = [
+    ("sku-tee", "T-Shirt", 19.99),
+    ("sku-mug", "Mug", 9.5),
+    ("sku-hat", "Hat", 24.0),
+    ("sku-pro", "Pro plan", 49.99),
+    ("sku-book", "Book", 35.25),
+]
+_UAS = [
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 Chrome/131.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 Safari/605.1.15",
+]
 
 
 class _AttributionLog:
@@ -76,9 +83,12 @@ def demo_events(n: int, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
     now_ms = int(time.time() * 1000)
     for i in range(n):
         u = rng.choice(users)
-        ctx = {"url": f"https://shop.example.com/p/{rng.randrange(1, 50)}?utm_source=x",
-               "utm_source": rng.choice(["x", "applovin", "newsletter"]),
-               "utm_campaign": "black-friday", "action_source": rng.choice(["website", "app"])}
+        ctx = {
+            "url": f"https://shop.example.com/p/{rng.randrange(1, 50)}?utm_source=x",
+            "utm_source": rng.choice(["x", "applovin", "newsletter"]),
+            "utm_campaign": "black-friday",
+            "action_source": rng.choice(["website", "app"]),
+        }
         if rng.random() < 0.5:
             ctx["aleid"] = f"al-{rng.getrandbits(32):x}"
         sku, title, price = rng.choice(_PRODUCTS)
@@ -90,13 +100,25 @@ def demo_events(n: int, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
         if kind < 0.30:
             currency = "USD" if rng.random() < 0.85 else "EUR"
             value = round(price * qty, 2)
-            out.append(("purchase", {**common, "value": value, "currency": currency,
-                                     "event_id": f"order-{5000 + i}-purchase",
-                                     "properties": {"transaction_id": f"order-{5000 + i}",
-                                                    "items": items}}))
+            out.append(
+                (
+                    "purchase",
+                    {
+                        **common,
+                        "value": value,
+                        "currency": currency,
+                        "event_id": f"order-{5000 + i}-purchase",
+                        "properties": {"transaction_id": f"order-{5000 + i}", "items": items},
+                    },
+                )
+            )
         elif kind < 0.45:
-            out.append(("add_to_cart", {**common, "value": price, "currency": "USD",
-                                        "properties": {"items": items}}))
+            out.append(
+                (
+                    "add_to_cart",
+                    {**common, "value": price, "currency": "USD", "properties": {"items": items}},
+                )
+            )
         elif kind < 0.55:
             out.append(("view_item", {**common, "properties": {"items": items}}))
         elif kind < 0.70:
@@ -118,18 +140,24 @@ def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[st
     host = PluginHost()
     vendors = sorted(set(host.destinations) & set(host.emulators))
     if not vendors:
-        console.print("No vendor plugin with a sandbox emulation is installed "
-                      "(pip install postback-x, postback-applovin, ...).")
+        console.print(
+            "No vendor plugin with a sandbox emulation is installed "
+            "(pip install postback-x, postback-applovin, ...)."
+        )
         return {}
     listener = _AttributionLog()
     refused: dict[str, Counter[str]] = defaultdict(Counter)
-    with Sandbox.from_plugins({v: host.emulators[v] for v in vendors}) as box, \
-            tempfile.TemporaryDirectory(prefix="postback-demo-") as tmp:
+    with (
+        Sandbox.from_plugins({v: host.emulators[v] for v in vendors}) as box,
+        tempfile.TemporaryDirectory(prefix="postback-demo-") as tmp,
+    ):
         config = {
             "postback": {"queue": f"sqlite:///{tmp}/queue.db", "default_currency": "USD"},
             "vendors": {
-                v: {**box.vendor_config(v),
-                    "retry": {"initial_backoff": 0.05, "max_backoff": 0.2, "max_attempts": 3}}
+                v: {
+                    **box.vendor_config(v),
+                    "retry": {"initial_backoff": 0.05, "max_backoff": 0.2, "max_attempts": 3},
+                }
                 for v in vendors
             },
         }
@@ -138,8 +166,13 @@ def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[st
         events = demo_events(n_events, seed)
         tracked = 0
         started = time.perf_counter()
-        with Progress(TextColumn("tracking"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as bar:
+        with Progress(
+            TextColumn("tracking"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
             task = bar.add_task("track", total=len(events))
             for name, kwargs in events:
                 try:
@@ -160,18 +193,35 @@ def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[st
         tracker.close(timeout=5)
 
     table = Table(title=f"postback demo: {tracked} events in {elapsed:.1f}s", title_justify="left")
-    for col in ("vendor", "delivered", "refused at track()", "rejected by vendor", "attributed",
-                "pending"):
+    for col in (
+        "vendor",
+        "delivered",
+        "refused at track()",
+        "rejected by vendor",
+        "attributed",
+        "pending",
+    ):
         table.add_column(col, justify="right" if col != "vendor" else "left")
     figures: dict[str, Any] = {}
     for v in vendors:
         r = report.vendors[v]
         n_refused = sum(refused[v].values())
-        table.add_row(v, str(r.delivered), str(n_refused), str(r.dead),
-                      str(len(listener.seen[v])), str(r.pending))
-        figures[v] = {"delivered": r.delivered, "refused": n_refused, "dead": r.dead,
-                      "attributed": len(listener.seen[v]), "pending": r.pending,
-                      "requests": stats[v]["requests"]}
+        table.add_row(
+            v,
+            str(r.delivered),
+            str(n_refused),
+            str(r.dead),
+            str(len(listener.seen[v])),
+            str(r.pending),
+        )
+        figures[v] = {
+            "delivered": r.delivered,
+            "refused": n_refused,
+            "dead": r.dead,
+            "attributed": len(listener.seen[v]),
+            "pending": r.pending,
+            "requests": stats[v]["requests"],
+        }
     console.print(table)
 
     for v in vendors:
@@ -179,8 +229,10 @@ def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[st
         lines = [f"  refused at track(), {n}x: {why}" for why, n in refused[v].most_common(3)]
         lines += [f"  rejected by {v}, {n}x: {why[:110]}" for why, n in reasons.most_common(3)]
         for a in listener.seen[v][:2]:
-            lines.append(f"  attributed {a.event_id}: network={a.network} campaign={a.campaign_id}"
-                         f" ad_group={a.ad_group_id} creative={a.creative_id}")
+            lines.append(
+                f"  attributed {a.event_id}: network={a.network} campaign={a.campaign_id}"
+                f" ad_group={a.ad_group_id} creative={a.creative_id}"
+            )
         if lines:
             console.print(f"[bold]{v}[/]")
             for line in lines:

@@ -24,8 +24,8 @@ import attrs
 import orjson
 from cattrs.preconf.orjson import make_converter
 
-from postback.iso import CURRENCIES
 from postback.errors import InvalidEvent, Problem
+from postback.iso import CURRENCIES
 
 __all__ = [
     "CANONICAL_EVENTS",
@@ -172,7 +172,7 @@ class Event:
     currency: str | None = None
     context: Context = _EMPTY_CONTEXT
     properties: Mapping[str, Any] = attrs.field(factory=dict)
-    vendor_options: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    vendor_options: Mapping[str, Any] = attrs.field(factory=dict)
 
     @property
     def value(self) -> Decimal | None:
@@ -303,9 +303,7 @@ def to_timestamp_ms(value: object) -> int:
         raise ValueError("must be a datetime or epoch milliseconds, got bool")
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(
-                "naive datetime: pass an aware one, e.g. datetime.now(timezone.utc)"
-            )
+            raise ValueError("naive datetime: pass an aware one, e.g. datetime.now(timezone.utc)")
         return (value - _EPOCH) // _MILLISECOND
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
@@ -391,14 +389,14 @@ def _build_fields(
 def make_event(
     name: object,
     *,
-    user: Mapping[str, Any] | None = None,
+    user: object = None,
     value: object = None,
     currency: object = None,
     event_id: object = None,
     timestamp: object = None,
-    context: Mapping[str, Any] | None = None,
-    properties: Mapping[str, Any] | None = None,
-    vendors: Mapping[str, Any] | None = None,
+    context: object = None,
+    properties: object = None,
+    vendors: object = None,
     default_currency: str | None = None,
 ) -> Event:
     """Build a normalised :class:`Event` from ``track()``'s keywords.

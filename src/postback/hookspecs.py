@@ -85,6 +85,8 @@ def postback_validate(event: Event, destination: Destination) -> Iterable[Proble
 def postback_transform(event: Event, destination: Destination) -> Any:
     """Turn ``event`` into ``destination``'s wire record (the vendor's JSON object, usually).
 
+    :param event: the canonical event, read back from the queue.
+    :param destination: the vendor it is being delivered to.
     :return: the record, or ``None`` to let the next implementation decide.
     :raises postback.SkipEvent: to not send this event to this vendor (recorded as skipped).
 

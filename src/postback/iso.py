@@ -6,7 +6,7 @@ Regenerate with pycountry if ISO publishes a change (see CONTRIBUTING in docs).
 
 from __future__ import annotations
 
-__all__ = ["CURRENCIES", "COUNTRIES", "CURRENCY_EXPONENT"]
+__all__ = ["COUNTRIES", "CURRENCIES", "CURRENCY_EXPONENT"]
 
 CURRENCIES: frozenset[str] = frozenset(
     """

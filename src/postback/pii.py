@@ -19,6 +19,8 @@ import re
 import phonenumbers
 
 __all__ = [
+    "hash_email",
+    "hash_phone",
     "hmac_sha256",
     "hmac_sha256_base64",
     "is_sha256_hex",
@@ -26,8 +28,6 @@ __all__ = [
     "normalize_phone",
     "phone_digits",
     "sha256_hex",
-    "hash_email",
-    "hash_phone",
 ]
 
 _SHA256_HEX = re.compile(r"^[A-Fa-f0-9]{64}$")

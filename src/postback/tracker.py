@@ -56,9 +56,7 @@ class Tracker:
         for name, vc in config.vendors.items():
             if vc.enabled:
                 self.destinations[name] = vc.make_destination(host.destinations[name])
-        self._filters = {
-            name: config.vendors[name].events for name in self.destinations
-        }
+        self._filters = {name: config.vendors[name].events for name in self.destinations}
         self.queue = queue or open_queue(
             config.core.queue,
             config.base_dir,
@@ -101,9 +99,7 @@ class Tracker:
         raw, source, base_dir = read_config(config)
         host = PluginHost(plugins, load_entry_points=load_entry_points)
         broken = {name: info.error for name, info in host.infos.items() if info.error}
-        cfg = build_config(
-            raw, host.destinations, source=source, base_dir=base_dir, broken=broken
-        )
+        cfg = build_config(raw, host.destinations, source=source, base_dir=base_dir, broken=broken)
         return cls(cfg, host, transport=transport)
 
     # --- the hot path ----------------------------------------------------------------------------
@@ -194,12 +190,16 @@ class Tracker:
                 raise InvalidEvent(event.name, problems)
             refused = {p.vendor for p in problems}
             if None in refused:
-                log.warning("dropped invalid event %r: %s", event.name,
-                            "; ".join(map(str, problems)))
+                log.warning(
+                    "dropped invalid event %r: %s", event.name, "; ".join(map(str, problems))
+                )
                 return event.event_id
-            log.warning("event %r not sent to %s: %s", event.name,
-                        ", ".join(sorted(v for v in refused if v)),
-                        "; ".join(map(str, problems)))
+            log.warning(
+                "event %r not sent to %s: %s",
+                event.name,
+                ", ".join(sorted(v for v in refused if v)),
+                "; ".join(map(str, problems)),
+            )
             targets = [d for d in targets if d.name not in refused]
         if not targets:
             log.debug("event %r goes to no configured vendor", event.name)

@@ -179,12 +179,15 @@ class Lane:
         self.engine = engine
         self.dest = destination
         self.name = destination.name
-        self.batch_size = min(config.batch_size or destination.max_batch_size,
-                              destination.max_batch_size)
+        self.batch_size = min(
+            config.batch_size or destination.max_batch_size, destination.max_batch_size
+        )
         self.concurrency = config.concurrency or destination.default_concurrency
         self.policy: RetryPolicy = config.retry or destination.retry_policy
-        limit = None if config.rate_limit_disabled else (
-            config.rate_limit or destination.default_rate_limit
+        limit = (
+            None
+            if config.rate_limit_disabled
+            else (config.rate_limit or destination.default_rate_limit)
         )
         self.rate_limit = limit
         self.gate = RateGate(limit, (self.name, destination.credential_id()), storage)
@@ -203,9 +206,12 @@ class Lane:
     # --- lane thread -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"postback-{self.name}")
-        self._thread = threading.Thread(target=self._run, name=f"postback-lane-{self.name}",
-                                        daemon=True)
+        self._pool = ThreadPoolExecutor(
+            self.concurrency, thread_name_prefix=f"postback-{self.name}"
+        )
+        self._thread = threading.Thread(
+            target=self._run, name=f"postback-lane-{self.name}", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -224,19 +230,27 @@ class Lane:
                 if not self._acquire_slot(stop):
                     break
                 claimed = queue.claim(self.name, self.batch_size, int(now * 1000))
-                if claimed and len(claimed) < self.batch_size and self.linger:
-                    if not stop.wait(self.linger):
-                        more = queue.claim(self.name, self.batch_size - len(claimed),
-                                           int(time.time() * 1000))
-                        claimed.extend(more)
+                if (
+                    claimed
+                    and len(claimed) < self.batch_size
+                    and self.linger
+                    and not stop.wait(self.linger)
+                ):
+                    more = queue.claim(
+                        self.name, self.batch_size - len(claimed), int(time.time() * 1000)
+                    )
+                    claimed.extend(more)
                 if not claimed:
                     self._slots.release()
                     self._idle(queue)
                     continue
                 if not self.gate.wait(stop):
                     self._slots.release()
-                    queue.settle(self.name, [Settlement(c, "release", 0) for c in claimed],
-                                 int(time.time() * 1000))
+                    queue.settle(
+                        self.name,
+                        [Settlement(c, "release", 0) for c in claimed],
+                        int(time.time() * 1000),
+                    )
                     break
                 with self._inflight_lock:
                     self._inflight += 1
@@ -303,11 +317,13 @@ class Lane:
                 log.debug("%s: skipped %s: %s", self.name, event.event_id, exc)
                 continue
             except Exception as exc:
-                settlements.append(
-                    self._dead(c, f"transform failed: {type(exc).__name__}: {exc}")
+                settlements.append(self._dead(c, f"transform failed: {type(exc).__name__}: {exc}"))
+                log.warning(
+                    "%s: transform of %s failed: %s",
+                    self.name,
+                    event.event_id,
+                    self.dest.redact(str(exc)),
                 )
-                log.warning("%s: transform of %s failed: %s", self.name, event.event_id,
-                            self.dest.redact(str(exc)))
                 continue
             if record is None:
                 settlements.append(self._dead(c, "no plugin transformed the event"))
@@ -378,7 +394,7 @@ class Lane:
                 engine.host.on_delivery(self.name, p.event, o, 1, latency)
         return outcomes
 
-    def _settle(self, c: Claimed, p: Prepared, outcome: Outcome, now: float) -> Settlement:
+    def _settle(self, c: Claimed, p: Prepared, outcome: object, now: float) -> Settlement:
         attempts = c.attempts + 1
         if isinstance(outcome, Delivered):
             self.stats.delivered += 1
@@ -390,19 +406,31 @@ class Lane:
         if isinstance(outcome, Retry):
             age = now - c.created_ms / 1000.0
             if attempts >= self.policy.max_attempts or age >= self.policy.max_age:
-                why = (f"gave up after {attempts} attempts" if attempts >= self.policy.max_attempts
-                       else f"gave up after {age:.0f}s (max_age)")
+                why = (
+                    f"gave up after {attempts} attempts"
+                    if attempts >= self.policy.max_attempts
+                    else f"gave up after {age:.0f}s (max_age)"
+                )
                 return self._dead(c, f"{why}: {outcome.reason}")
-            wait = outcome.after if outcome.after is not None else backoff_seconds(
-                self.policy, attempts)
+            wait = (
+                outcome.after
+                if outcome.after is not None
+                else backoff_seconds(self.policy, attempts)
+            )
             if outcome.after is not None:
                 # The vendor told us when: hold the whole lane, not just this event.
                 self.paused_until = max(self.paused_until, now + outcome.after)
             self.stats.retried += 1
-            log.info("%s: %s will be retried in %.1fs: %s", self.name, p.event.event_id, wait,
-                     outcome.reason)
-            return Settlement(c, "retry", due_ms=int((now + wait) * 1000), error=outcome.reason,
-                              attempts=attempts)
+            log.info(
+                "%s: %s will be retried in %.1fs: %s",
+                self.name,
+                p.event.event_id,
+                wait,
+                outcome.reason,
+            )
+            return Settlement(
+                c, "retry", due_ms=int((now + wait) * 1000), error=outcome.reason, attempts=attempts
+            )
         if isinstance(outcome, Halt):
             pause = outcome.after if outcome.after is not None else HALT_PAUSE
             self.paused_until = max(self.paused_until, now + pause)
@@ -411,15 +439,21 @@ class Lane:
                     "%s: the vendor refused our credentials: %s. Delivery to %s is paused "
                     "(retrying every %.0fs); no event is dropped. Fix the [vendors.%s] "
                     "credentials and restart.",
-                    self.name, outcome.reason, self.name, pause, self.name,
+                    self.name,
+                    outcome.reason,
+                    self.name,
+                    pause,
+                    self.name,
                 )
             self.stats.halted = outcome.reason
             return Settlement(c, "release", due_ms=int((now + pause) * 1000), error=outcome.reason)
         if isinstance(outcome, (Rejected, RejectedBatch)):
-            detail = f" ({outcome.detail})" if isinstance(outcome, Rejected) and outcome.detail \
-                else ""
-            log.warning("%s: %s rejected: %s%s", self.name, p.event.event_id, outcome.reason,
-                        detail)
+            detail = (
+                f" ({outcome.detail})" if isinstance(outcome, Rejected) and outcome.detail else ""
+            )
+            log.warning(
+                "%s: %s rejected: %s%s", self.name, p.event.event_id, outcome.reason, detail
+            )
             return self._dead(c, f"{outcome.reason}{detail}")
         return self._dead(c, f"unknown outcome {outcome!r}")
 
@@ -433,8 +467,9 @@ class Lane:
             pending=pending,
             halted=s.halted,
         )
-        self._reported = VendorStats(delivered=s.delivered, dead=s.dead, retried=s.retried,
-                                     skipped=s.skipped)
+        self._reported = VendorStats(
+            delivered=s.delivered, dead=s.dead, retried=s.retried, skipped=s.skipped
+        )
         return rep
 
     def stop(self, wait: float) -> None:
@@ -482,8 +517,9 @@ class DeliveryEngine:
                     total = sum(lane.concurrency for lane in self.lanes.values()) or 1
                     self._client = httpx.Client(
                         transport=self.transport,
-                        limits=httpx.Limits(max_connections=total + 4,
-                                            max_keepalive_connections=total + 4),
+                        limits=httpx.Limits(
+                            max_connections=total + 4, max_keepalive_connections=total + 4
+                        ),
                         follow_redirects=False,
                         headers={"user-agent": _user_agent()},
                     )
@@ -494,7 +530,7 @@ class DeliveryEngine:
         return self._delivering
 
     def start(self) -> None:
-        if self._started or not self.deliver or not self.lanes:
+        if not self.deliver or not self.lanes:
             return
         with self._lock:
             if self._started:
@@ -551,10 +587,14 @@ class DeliveryEngine:
         while any(pending.values()) and (self.deliver or self.queue.shared):
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            if all(
-                time.time() < lane.paused_until and lane.stats.halted
-                for v, lane in self.lanes.items() if pending[v]
-            ) and deadline is None:
+            if (
+                all(
+                    time.time() < lane.paused_until and lane.stats.halted
+                    for v, lane in self.lanes.items()
+                    if pending[v]
+                )
+                and deadline is None
+            ):
                 break  # every vendor with work is halted on bad credentials
             self.progress.wait(0.02)
             self.progress.clear()
@@ -603,8 +643,13 @@ class DeliveryEngine:
         for name, lane in self.lanes.items():
             snap = lane.stats.snapshot()
             d = depth[name]
-            snap.update(queue_depth=d.pending, ready=d.ready, retrying=d.retrying,
-                        inflight=d.inflight, dead_letters=d.dead)
+            snap.update(
+                queue_depth=d.pending,
+                ready=d.ready,
+                retrying=d.retrying,
+                inflight=d.inflight,
+                dead_letters=d.dead,
+            )
             out[name] = snap
         return out
 

@@ -13,8 +13,9 @@ from postback.destination import RetryPolicy
 
 __all__ = ["backoff_seconds", "retry_after_seconds", "seconds_from_message"]
 
-_TRY_AGAIN_RE = re.compile(r"try again in\s+(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|seconds?|m|minutes?)?",
-                           re.IGNORECASE)
+_TRY_AGAIN_RE = re.compile(
+    r"try again in\s+(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|seconds?|m|minutes?)?", re.IGNORECASE
+)
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int, rng: random.Random | None = None) -> float:

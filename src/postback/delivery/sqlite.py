@@ -236,9 +236,7 @@ class SQLiteQueue(Queue):
     def _cursor(self, vendor: str) -> int:
         pos = self._read_pos.get(vendor)
         if pos is None:
-            row = self._work.execute(
-                "SELECT seq FROM cursors WHERE vendor=?", (vendor,)
-            ).fetchone()
+            row = self._work.execute("SELECT seq FROM cursors WHERE vendor=?", (vendor,)).fetchone()
             pos = row[0] if row else 0
             self._read_pos[vendor] = pos
         return pos
@@ -356,8 +354,9 @@ class SQLiteQueue(Queue):
                 if not self._served:
                     return
                 rows = conn.execute(
-                    "SELECT vendor, seq FROM cursors WHERE vendor IN (%s)"
-                    % ",".join("?" * len(self._served)),
+                    "SELECT vendor, seq FROM cursors WHERE vendor IN ({})".format(
+                        ",".join("?" * len(self._served))
+                    ),
                     tuple(self._served),
                 ).fetchall()
                 done = {v: s for v, s in rows}
@@ -426,7 +425,8 @@ class SQLiteQueue(Queue):
     def _dead_filter(
         vendor: str | None, since_ms: int | None, ids: Sequence[int] = ()
     ) -> tuple[str, tuple[object, ...]]:
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[object] = []
         if vendor is not None:
             clauses.append("vendor=?")
             args.append(vendor)
@@ -459,8 +459,10 @@ class SQLiteQueue(Queue):
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
                     _INSERT,
-                    [(d.event_id, d.name, d.created_ms, _vendor_key(d.vendor), d.payload)
-                     for d in reversed(rows)],
+                    [
+                        (d.event_id, d.name, d.created_ms, _vendor_key(d.vendor), d.payload)
+                        for d in reversed(rows)
+                    ],
                 )
                 conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
                 conn.execute("COMMIT")

@@ -89,7 +89,7 @@ class Sandbox:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def base_url(self, vendor: str) -> str:
         """The ``base_url`` a tracker uses to reach ``vendor``'s emulator."""
@@ -108,8 +108,10 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-            name="postback-sandbox", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="postback-sandbox",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -177,8 +179,7 @@ class Sandbox:
                     headers={"content-type": "application/json", **fault.headers},
                 )
         url = request.url.copy_with(path="/" + rest)
-        inner = httpx.Request(request.method, url, headers=request.headers,
-                              content=request.content)
+        inner = httpx.Request(request.method, url, headers=request.headers, content=request.content)
         emulator.requests += 1
         try:
             return emulator.handle(inner)
@@ -217,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         host, port = self.server.server_address[:2]
         request = httpx.Request(
             self.command,
-            f"http://{host}:{port}{self.path}",
+            f"http://{host!s}:{port}{self.path}",
             headers=list(self.headers.items()),
             content=body,
         )

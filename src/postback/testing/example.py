@@ -47,8 +47,12 @@ class ExampleDestination(Destination):
     name = "example"
     settings_class = ExampleSettings
     default_origin = "https://api.example.invalid"
-    default_event_map = {"purchase": "purchase", "sign_up": "signup", "lead": "lead",
-                         "add_to_cart": "cart"}
+    default_event_map = {
+        "purchase": "purchase",
+        "sign_up": "signup",
+        "lead": "lead",
+        "add_to_cart": "cart",
+    }
     accepts_custom_events = True
     max_batch_size = 50
     default_rate_limit = RateLimit(6000, 60)
@@ -83,10 +87,13 @@ class ExampleDestination(Destination):
         return httpx.Request(
             "POST",
             self.url("/v1/events"),
-            headers={"authorization": f"Bearer {self.settings.api_key.reveal()}",
-                     "content-type": "application/json"},
-            content=orjson.dumps({"account": self.settings.account,
-                                  "events": [p.record for p in batch]}),
+            headers={
+                "authorization": f"Bearer {self.settings.api_key.reveal()}",
+                "content-type": "application/json",
+            },
+            content=orjson.dumps(
+                {"account": self.settings.account, "events": [p.record for p in batch]}
+            ),
         )
 
     def parse_response(
@@ -107,8 +114,12 @@ class ExampleDestination(Destination):
             if r["status"] == "ok":
                 attribution = None
                 if r.get("campaign"):
-                    attribution = Attribution(vendor=self.name, event_id=p.event.event_id,
-                                              campaign_id=r["campaign"], raw=r)
+                    attribution = Attribution(
+                        vendor=self.name,
+                        event_id=p.event.event_id,
+                        campaign_id=r["campaign"],
+                        raw=r,
+                    )
                 outcomes.append(Delivered(attribution))
             else:
                 outcomes.append(Rejected(r.get("error", "refused")))

@@ -1,1 +1,2 @@
-"""The ``postback`` pytest plugin (entry point ``pytest11``): fixtures for app and plugin authors."""
+"""The ``postback`` pytest plugin (entry point ``pytest11``): fixtures for app and plugin
+authors."""

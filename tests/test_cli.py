@@ -1,0 +1,186 @@
+"""The command line, driven as a user would (click's runner, same process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from postback import Tracker
+from postback.cli import main
+from postback.sandbox import Sandbox
+from tests._distributions import add_entry_point_dist
+
+
+@pytest.fixture
+def example_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example vendor as an installed entry-point plugin, alone."""
+    add_entry_point_dist(
+        monkeypatch, tmp_path / "site", "postback-example", {"example": "postback.testing.example"}
+    )
+    monkeypatch.setenv("POSTBACK_DISABLE_PLUGINS", "mobana,x,whop,tonai,applovin")
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, sandbox: Sandbox, example_installed: None) -> Path:
+    path = tmp_path / "postback.toml"
+    path.write_text(
+        '[postback]\nqueue = "sqlite://queue.db"\n\n[vendors.example]\n'
+        'api_key = "${EXAMPLE_KEY}"\n'
+        f'base_url = "{sandbox.base_url("example")}"\n'
+        "retry = { initial_backoff = 0.01, max_backoff = 0.02, max_attempts = 2 }\n"
+    )
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXAMPLE_KEY", "sandbox-example-key")
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_plugins_lists_installed_and_enabled(config_file: Path) -> None:
+    code, out = run("plugins", "--config", str(config_file))
+    assert code == 0
+    assert "example" in out and "postback-example" in out and "enabled" in out
+
+
+def test_config_check_ok_redacts_secrets(config_file: Path) -> None:
+    code, out = run("config", "check", "--config", str(config_file))
+    assert code == 0, out
+    assert "ok" in out and "***" in out and "sandbox-example-key" not in out
+
+
+def test_config_check_lists_every_problem(tmp_path: Path, example_installed: None) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[postback]\nqueue = 3\n\n[vendors.example]\napi_kee = "k"\n\n[vendors.nothere]\nx = 1\n'
+    )
+    code, out = run("config", "check", "--config", str(bad))
+    assert code == 2
+    assert "postback.queue: must be a string" in out
+    assert "vendors.example.api_kee: unknown setting for example (did you mean 'api_key'?)" in out
+    assert "vendors.example.api_key: required setting is missing" in out
+    assert "vendor 'nothere' is configured but not installed" in out
+    assert "Installed vendors: example" in out
+
+
+def test_send_dry_run_prints_the_exact_request_without_secrets(
+    config_file: Path, sandbox: Sandbox
+) -> None:
+    code, out = run(
+        "send",
+        "purchase",
+        "--user",
+        "email=Ada@Example.com",
+        "--value",
+        "49.99",
+        "--currency",
+        "usd",
+        "--event-id",
+        "order-1",
+        "--vendor-option",
+        "example.click_id=c9",
+        "--dry-run",
+        "--config",
+        str(config_file),
+    )
+    assert code == 0, out
+    assert f"POST {sandbox.base_url('example')}/v1/events" in out
+    assert "authorization: Bearer ***" in out
+    assert '"value_micros": 49990000' in out and '"click_id": "c9"' in out
+    assert "sandbox-example-key" not in out
+    assert sandbox.received("example") == []
+
+
+def test_send_delivers(config_file: Path, sandbox: Sandbox) -> None:
+    code, out = run("send", "sign_up", "--user", "email=a@b.co", "--config", str(config_file))
+    assert code == 0, out
+    assert len(sandbox.received("example")) == 1
+    assert "delivered" in out
+
+
+def test_send_invalid_event_exits_1(config_file: Path) -> None:
+    code, out = run("send", "purchase", "--user", "emial=a@b.co", "--config", str(config_file))
+    assert code == 1
+    assert "user.emial: unknown user field; did you mean 'email'?" in out
+
+
+def test_validate_jsonl(config_file: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        "\n".join(
+            [
+                json.dumps({"name": "sign_up", "user": {"email": "a@b.co"}}),
+                json.dumps({"name": "purchase", "user": {"email": "a@b.co"}, "currency": "ZZZ"}),
+                "not json",
+                json.dumps({"user": {}}),
+            ]
+        )
+        + "\n"
+    )
+    code, out = run("validate", str(events), "--config", str(config_file))
+    assert code == 1
+    lines = out.splitlines()
+    assert "line 2: currency: 'ZZZ' is not an ISO 4217 currency code (e.g. 'USD', 'EUR')" in lines
+    assert any(line.startswith("line 3:") for line in lines)
+    assert any(
+        line.startswith('line 4: each line must be a JSON object with a "name"') for line in lines
+    )
+    assert "1 of 4 events valid" in out
+
+
+def test_queue_stats_deadletters_and_replay(
+    config_file: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.track("sign_up", user={"email": "b@b.co"}, event_id="ok-1")
+    t.flush(timeout=5)
+    t.close()
+    code, out = run("queue", "stats", "--config", str(config_file))
+    assert code == 0 and "example" in out
+    code, out = run("queue", "stats", "--json", "--config", str(config_file))
+    assert json.loads(out)["vendors"]["example"]["dead"] == 1
+    code, out = run("deadletters", "list", "--config", str(config_file))
+    assert code == 0 and "neg-1" in out and "negative value" in out
+    code, out = run("deadletters", "show", "1", "--config", str(config_file))
+    shown = json.loads(out)
+    assert shown["event"]["event_id"] == "neg-1" and shown["reason"] == "negative value"
+    assert "sandbox-example-key" not in out
+    code, out = run("deadletters", "show", "99", "--config", str(config_file))
+    assert code == 1
+    code, out = run(
+        "replay",
+        "--vendor",
+        "example",
+        "--since",
+        "1h",
+        "--timeout",
+        "5",
+        "--config",
+        str(config_file),
+    )
+    assert code == 0 and "replaying 1 event(s) to example" in out
+
+
+def test_demo_runs_with_every_emulated_vendor(example_installed: None) -> None:
+    code, out = run("demo", "--events", "20")
+    assert code == 0, out
+    assert "postback demo: 20 events" in out
+    assert "example" in out
+
+
+def test_since_parsing() -> None:
+    from postback.cli import _since
+
+    assert _since(None) is None
+    assert _since("2026-01-01T00:00:00Z") == 1767225600000
+    with pytest.raises(Exception, match="ISO date"):
+        _since("whenever")

@@ -1,0 +1,238 @@
+"""The SQLite queue: durability across crashes and restarts, sharing, and clear errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import postback.testing.example as example
+from postback import QueueCorrupt, QueueError, Tracker
+from postback.delivery.queue import Claimed, Settlement, open_queue, sqlite_path
+from postback.delivery.sqlite import SQLiteQueue
+from postback.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_urls_resolve_paths(tmp_path: Path) -> None:
+    assert sqlite_path("sqlite:///var/lib/app/q.db") == Path("/var/lib/app/q.db")
+    assert sqlite_path("sqlite://data/q.db", tmp_path) == tmp_path / "data/q.db"
+    assert sqlite_path("sqlite://", tmp_path) == tmp_path / "postback.db"
+    with pytest.raises(ValueError, match="unknown queue URL"):
+        open_queue("kafka://x")
+
+
+def test_log_cursor_retry_dead_and_gc(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    q.serve(["a", "b"])
+    assert q.acquire_delivery()
+    for i in range(5):
+        q.put(f"e{i}", "sign_up", 1000 + i, ["a", "b"] if i % 2 == 0 else ["a"], b"{}")
+    got = q.claim("a", 3, 10_000)
+    assert [c.event_id for c in got] == ["e0", "e1", "e2"]
+    q.settle(
+        "a",
+        [
+            Settlement(got[0], "done"),
+            Settlement(got[1], "retry", due_ms=20_000, error="503", attempts=1),
+            Settlement(got[2], "dead", error="refused", attempts=1),
+        ],
+        10_000,
+    )
+    depth = q.depth(["a", "b"], 10_000)
+    assert depth["a"].ready == 2 and depth["a"].retrying == 1 and depth["a"].dead == 1
+    assert depth["b"].ready == 3
+    assert q.next_due_ms("a") == 20_000
+    rest = q.claim("a", 10, 30_000)  # the retry is due now, then the two new events
+    assert [(c.event_id, c.attempts) for c in rest] == [("e1", 1), ("e3", 0), ("e4", 0)]
+    q.settle("a", [Settlement(c, "done") for c in rest], 30_000)
+    b = q.claim("b", 10, 30_000)
+    assert [c.event_id for c in b] == ["e0", "e2", "e4"]
+    q.settle("b", [Settlement(c, "done") for c in b], 30_000)
+    q.maintenance()
+    remaining = q._work.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert remaining == 1  # only the newest row is kept (it pins the sequence)
+    (dead,) = q.dead_letters()
+    assert (dead.event_id, dead.reason, dead.vendor) == ("e2", "refused", "a")
+    q.requeue_dead(ids=[dead.id])
+    assert [c.event_id for c in q.claim("a", 10, 40_000)] == ["e2"]
+    assert q.remember("a", "k") and not q.remember("a", "k")
+    q.forget("a", "k")
+    assert q.remember("a", "k")
+    q.close()
+
+
+def test_a_crashed_deliverer_is_recovered(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    q.acquire_delivery()
+    for i in range(4):
+        q.put(f"e{i}", "x", 1, ["a"], b"{}")
+    first = q.claim("a", 2, 1)
+    q.settle("a", [Settlement(first[0], "done")], 1)  # e1 claimed but never settled
+    q.close()  # the deliverer "dies"
+    q2 = SQLiteQueue(tmp_path / "q.db")
+    assert q2.acquire_delivery()
+    q2.recover()
+    assert [c.event_id for c in q2.claim("a", 10, 1)] == ["e1", "e2", "e3"]
+    q2.close()
+
+
+def test_one_deliverer_per_file(tmp_path: Path) -> None:
+    a, b = SQLiteQueue(tmp_path / "q.db"), SQLiteQueue(tmp_path / "q.db")
+    assert a.acquire_delivery()
+    assert not b.acquire_delivery()
+    a.release_delivery()
+    assert b.acquire_delivery()
+    a.close()
+    b.close()
+
+
+def test_corrupt_file_and_foreign_database(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(QueueCorrupt, match="damaged or is not a SQLite database"):
+        SQLiteQueue(bad)
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE users(id)")
+    with pytest.raises(QueueCorrupt, match="not a postback queue"):
+        SQLiteQueue(other)
+
+
+def test_unusable_location(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(QueueError, match="cannot create the directory"):
+        SQLiteQueue(tmp_path / "afile" / "q.db")
+
+
+def test_full_disk_is_a_clear_error_and_nothing_is_half_accepted(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    pages = q._put.execute("PRAGMA page_count").fetchone()[0]
+    q._put.execute(f"PRAGMA max_page_count={pages + 1}")
+    with pytest.raises(QueueError, match="cannot grow"):
+        for i in range(1000):
+            q.put(f"e{i}", "x", 1, ["a"], b"x" * 2000)
+    q.close()
+
+
+def _spawn(queue: str, base: str, count: int, mode: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.procs.track_loop", queue, base, str(count), mode],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _drain(sandbox: Sandbox, tmp_path: Path, expect: set[str]) -> set[str]:
+    cfg = {
+        "postback": {"queue": f"sqlite:///{tmp_path}/q.db"},
+        "vendors": {"example": sandbox.vendor_config("example")},
+    }
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    t.engine.start()
+    deadline = time.monotonic() + 30
+    got: set[str] = set()
+    while time.monotonic() < deadline:
+        got = {r["event_id"] for r in sandbox.received("example")}
+        if expect <= got:
+            break
+        time.sleep(0.05)
+    t.close(timeout=5)
+    return got
+
+
+@pytest.mark.slow
+def test_sigkill_in_a_tight_track_loop_loses_nothing(tmp_path: Path, sandbox: Sandbox) -> None:
+    sandbox.set_fault("example", status=503)  # the vendor is down: everything stays queued
+    proc = _spawn(f"sqlite:///{tmp_path}/q.db", sandbox.base_url("example"), 100_000, "loop")
+    assert proc.stdout is not None
+    returned: list[str] = []
+    for line in proc.stdout:
+        returned.append(line.strip())
+        if len(returned) >= 3000:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rest = proc.stdout.read().split()
+    returned += [r for r in rest if r != "DONE"]
+    sandbox.clear_faults()
+    got = _drain(sandbox, tmp_path, set(returned))
+    assert set(returned) <= got
+    assert len(returned) >= 3000
+
+
+@pytest.mark.slow
+def test_exit_without_flush_loses_nothing(tmp_path: Path, sandbox: Sandbox) -> None:
+    sandbox.set_fault("example", latency=0.05)  # slower than the exit hook's 0.5 s budget
+    proc = _spawn(f"sqlite:///{tmp_path}/q.db", sandbox.base_url("example"), 400, "exit")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    returned = {x for x in out.split() if x != "DONE"}
+    assert len(returned) == 400
+    sandbox.clear_faults()
+    got = _drain(sandbox, tmp_path, returned)
+    assert returned <= got
+
+
+@pytest.mark.slow
+def test_processes_share_one_file_and_one_deliverer(tmp_path: Path, sandbox: Sandbox) -> None:
+    procs = [
+        _spawn(f"sqlite:///{tmp_path}/q.db", sandbox.base_url("example"), 200, "loop")
+        for _ in range(2)
+    ]
+    ids: list[str] = []
+    for p in procs:
+        assert p.stdout is not None
+        for line in p.stdout:
+            if line.strip() == "DONE":
+                break
+            ids.append(line.strip())
+    deadline = time.monotonic() + 30
+    while len(sandbox.received("example")) < 400 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+        p.wait()
+    received = [r["event_id"] for r in sandbox.received("example")]
+    # Both processes used event ids evt-0..evt-199, so each id arrives twice: once per track().
+    assert sorted(received) == sorted(ids)
+    assert len(received) == 400
+
+
+def test_fork_child_delivers_its_own_events(tmp_path: Path, sandbox: Sandbox) -> None:
+    cfg = {
+        "postback": {"queue": f"sqlite:///{tmp_path}/q.db"},
+        "vendors": {"example": sandbox.vendor_config("example")},
+    }
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    t.track("sign_up", user={"email": "parent@x.co"}, event_id="from-parent")
+    t.flush(timeout=5)
+    pid = os.fork()
+    if pid == 0:  # child: the parent's threads did not survive the fork
+        code = 1
+        try:
+            t.track("sign_up", user={"email": "child@x.co"}, event_id="from-child")
+            t.close(timeout=5)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    t.close(timeout=5)
+    received = {r["event_id"] for r in sandbox.received("example")}
+    assert received == {"from-parent", "from-child"}
+
+
+def test_claimed_dataclass_is_slotted() -> None:
+    c = Claimed(1, "e", b"{}", 0, 1)
+    with pytest.raises(AttributeError):
+        c.extra = 1  # type: ignore[attr-defined]
