@@ -125,7 +125,7 @@ def test_garbage_answers_are_retried_then_dead_lettered(
     t.flush(timeout=5)
     (dead,) = t.queue.dead_letters()
     assert dead.reason.startswith("gave up after 2 attempts")
-    assert "JSONDecodeError" in dead.reason or "Expecting value" in dead.reason
+    assert "unreadable response" in dead.reason
 
 
 def test_a_slow_vendor_does_not_slow_another(tmp_path, sandbox: Sandbox) -> None:

@@ -66,11 +66,28 @@ class Sandbox:
         port: int = 0,
     ) -> None:
         self.emulators: dict[str, Emulator] = {e.vendor: e for e in emulators}
+        self._in_process = False
         self.faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
-        self._server = _Server((host, port), _Handler)
-        self._server.sandbox = self
+        self._address = (host, port)
+        self._server_obj: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def _server(self) -> _Server:
+        # Bound lazily: an in-process sandbox (transport()) never opens a socket.
+        if self._server_obj is None:
+            self._server_obj = _Server(self._address, _Handler)
+            self._server_obj.sandbox = self
+        return self._server_obj
+
+    def transport(self) -> httpx.MockTransport:
+        """An httpx transport that answers from the emulators in-process, with no socket.
+
+        Pair it with base URLs of the form ``http://sandbox.invalid/<vendor>``
+        (:meth:`vendor_config` with ``in_process=True``).
+        """
+        return httpx.MockTransport(self.handle)
 
     @classmethod
     def from_plugins(
@@ -86,8 +103,12 @@ class Sandbox:
             **kwargs,
         )
 
+    IN_PROCESS_URL = "http://sandbox.invalid"
+
     @property
     def url(self) -> str:
+        if self._server_obj is None and self._thread is None and self._in_process:
+            return self.IN_PROCESS_URL
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
@@ -119,11 +140,18 @@ class Sandbox:
     def serve_forever(self) -> None:
         self._server.serve_forever(poll_interval=0.2)
 
+    def in_process(self) -> Sandbox:
+        """Use this sandbox without a socket: URLs point at :attr:`IN_PROCESS_URL`."""
+        self._in_process = True
+        return self
+
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server_obj is None:
+            return
         if self._thread is not None:
+            self._server_obj.shutdown()
             self._thread.join(5)
+        self._server_obj.server_close()
 
     def __enter__(self) -> Sandbox:
         return self.start()

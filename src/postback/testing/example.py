@@ -108,7 +108,14 @@ class ExampleDestination(Destination):
             return RejectedBatch(f"HTTP 400: {response.text[:200]}", 400)
         if status != 200:
             return Rejected(f"HTTP {status}", status)
-        results = response.json()["results"]
+        try:
+            results = orjson.loads(response.content)["results"]
+            if not isinstance(results, list) or len(results) != len(batch):
+                raise ValueError(f"{len(results)} results for {len(batch)} events")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            # A 200 we cannot read: the vendor may or may not have the events; retry (the
+            # event ids make a repeat harmless at a vendor that dedupes).
+            return Retry(f"unreadable response (HTTP 200): {exc}")
         outcomes: list[Outcome] = []
         for p, r in zip(batch, results, strict=True):
             if r["status"] == "ok":

@@ -1,2 +1,51 @@
-"""The ``postback`` pytest plugin (entry point ``pytest11``): fixtures for app and plugin
-authors."""
+"""The ``postback`` pytest plugin (entry point ``pytest11``), for app and plugin authors.
+
+Fixtures:
+
+``postback_tracker``
+    A :class:`~postback.testing.RecordingTracker`: your config's vendors answered by their
+    emulators in-process, every delivery recorded, ``assert_sent(...)`` helpers. Override the
+    ``postback_config`` fixture to return your app's config (file path or dict); by default
+    every installed vendor with an emulator is enabled.
+``postback_sandbox``
+    The sandbox served on loopback (a real HTTP server on 127.0.0.1) with every installed
+    vendor's emulator, for tests that need real HTTP; ``sandbox.vendor_config(name)`` gives the
+    settings that point a tracker at it; ``sandbox.set_fault(...)`` injects failures.
+
+The plugin contract kit is :class:`postback.testing.contract.DestinationContract`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from postback.plugins import PluginHost
+from postback.sandbox import Sandbox
+from postback.testing.recorder import RecordingTracker, recording_tracker
+
+
+@pytest.fixture
+def postback_config() -> Any:
+    """The config ``postback_tracker`` uses: override it to return your app's config."""
+    return None
+
+
+@pytest.fixture
+def postback_tracker(postback_config: Any) -> Iterator[RecordingTracker]:
+    """A recording tracker for your config; closed after the test."""
+    tracker = recording_tracker(postback_config)
+    try:
+        yield tracker
+    finally:
+        tracker.close()
+
+
+@pytest.fixture
+def postback_sandbox() -> Iterator[Sandbox]:
+    """Every installed vendor's emulator served on 127.0.0.1 for the test's duration."""
+    host = PluginHost()
+    with Sandbox.from_plugins(host.emulators) as box:
+        yield box

@@ -1,0 +1,261 @@
+"""The contract test kit: the checks every vendor plugin must pass, as a pytest base class.
+
+A vendor plugin (ours or a third party's) runs them against itself::
+
+    from postback.testing.contract import DestinationContract
+
+    class TestAcmeContract(DestinationContract):
+        vendor = "acme"
+        sample_events = [
+            {"name": "purchase", "value": 49.99, "currency": "USD", "user": {"email": "a@b.co"}},
+        ]
+
+The plugin must be installed (its entry point is part of the contract). The checks cover
+registration, documented settings, secret handling, the sans-I/O steps, delivery of the sample
+events through the vendor's emulator (in-process and over loopback HTTP), retry on server
+errors, and a halt (nothing dropped) when the vendor refuses the credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import httpx
+import pytest
+
+from postback.config import VENDOR_COMMON_HELP, build_config
+from postback.destination import (
+    Delivered,
+    Destination,
+    Emulator,
+    Halt,
+    Prepared,
+    Retry,
+    Secret,
+)
+from postback.plugins import PluginHost
+from postback.sandbox import Sandbox
+from postback.testing.recorder import recording_tracker
+from postback.tracker import Tracker
+
+__all__ = ["DestinationContract"]
+
+
+class DestinationContract:
+    """Subclass in a plugin's tests and set :attr:`vendor` and :attr:`sample_events`."""
+
+    #: The vendor (entry-point) name.
+    vendor: ClassVar[str]
+    #: Valid ``track()`` calls as dicts with a ``name`` key; each must be delivered.
+    sample_events: ClassVar[list[dict[str, Any]]]
+    #: Extra ``[vendors.NAME]`` settings the samples need on top of the emulator's demo ones.
+    extra_settings: ClassVar[dict[str, Any]] = {}
+
+    @pytest.fixture
+    def host(self) -> PluginHost:
+        return PluginHost()
+
+    @pytest.fixture
+    def destination_class(self, host: PluginHost) -> type[Destination]:
+        assert self.vendor in host.destinations, (
+            f"{self.vendor!r} is not registered through the 'postback' entry-point group; "
+            f"installed vendors: {sorted(host.destinations)}"
+        )
+        return host.destinations[self.vendor]
+
+    @pytest.fixture
+    def emulator_class(self, host: PluginHost) -> type[Emulator]:
+        assert self.vendor in host.emulators, (
+            f"{self.vendor!r} registers no sandbox emulator (postback_register_emulators)"
+        )
+        return host.emulators[self.vendor]
+
+    @pytest.fixture
+    def settings(self, emulator_class: type[Emulator]) -> dict[str, Any]:
+        return {**emulator_class.demo_settings(), **self.extra_settings}
+
+    @pytest.fixture
+    def destination(
+        self, destination_class: type[Destination], settings: dict[str, Any]
+    ) -> Destination:
+        cfg = build_config({"vendors": {self.vendor: settings}}, {self.vendor: destination_class})
+        return cfg.vendors[self.vendor].make_destination(destination_class)
+
+    @pytest.fixture
+    def loopback(
+        self, emulator_class: type[Emulator], settings: dict[str, Any], tmp_path: Path
+    ) -> Iterator[tuple[Tracker, Sandbox]]:
+        with Sandbox([emulator_class(settings)]) as box:
+            cfg = {
+                "postback": {"queue": f"sqlite:///{tmp_path}/contract.db"},
+                "vendors": {
+                    self.vendor: {
+                        **box.vendor_config(self.vendor),
+                        "retry": {"initial_backoff": 0.01, "max_backoff": 0.05},
+                    }
+                },
+            }
+            tracker = Tracker.from_config(cfg)
+            try:
+                yield tracker, box
+            finally:
+                tracker.close(timeout=2)
+
+    # --- registration and settings ---------------------------------------------------------------
+
+    def test_registered_with_its_distribution(
+        self, host: PluginHost, destination_class: type[Destination]
+    ) -> None:
+        assert destination_class.name == self.vendor
+        owners = [i for i in host.infos.values() if self.vendor in i.destinations]
+        assert owners and owners[0].distribution, "the plugin must come from a distribution"
+
+    def test_settings_are_documented(self, destination_class: type[Destination]) -> None:
+        cls = destination_class.settings_class
+        assert attrs.has(cls), "settings_class must be an attrs class"
+        for field in attrs.fields(cls):
+            meta = field.metadata or {}
+            assert meta.get("help"), f"setting {field.name!r} needs help=... (use postback.setting)"
+            assert field.name not in VENDOR_COMMON_HELP, (
+                f"{field.name!r} is a common setting handled by the core; remove it"
+            )
+            is_secret_type = field.type in (Secret, "Secret", "Secret | None")
+            assert bool(meta.get("secret")) == is_secret_type, (
+                f"setting {field.name!r}: secret=True and the Secret type go together"
+            )
+
+    def test_secrets_stay_secret(self, destination: Destination, settings: dict[str, Any]) -> None:
+        secrets = [
+            getattr(destination.settings, f.name).reveal()
+            for f in attrs.fields(type(destination.settings))
+            if isinstance(getattr(destination.settings, f.name), Secret)
+        ]
+        text = repr(destination.settings) + repr(destination) + str(destination.settings)
+        for s in secrets:
+            assert s not in text
+
+    def test_sample_events_exist(self) -> None:
+        assert self.sample_events, "give at least one sample event"
+        assert all("name" in e for e in self.sample_events)
+
+    # --- the sans-I/O steps ----------------------------------------------------------------------
+
+    def test_sample_events_validate_and_build_requests(self, destination: Destination) -> None:
+        tracker = recording_tracker(vendors=[self.vendor])
+        try:
+            for sample in self.sample_events:
+                fields = {k: v for k, v in sample.items() if k != "name"}
+                event, targets = tracker.prepare(sample["name"], **fields)
+                assert [d.name for d in targets] == [self.vendor], (
+                    f"sample {sample['name']!r} is not routed to {self.vendor}"
+                )
+                record = destination.transform(event)
+                request = destination.build_request([Prepared(event, record)])
+                assert isinstance(request, httpx.Request)
+                assert str(request.url).startswith(destination.origin())
+        finally:
+            tracker.close()
+
+    def test_batches_respect_the_maximum(self, destination_class: type[Destination]) -> None:
+        assert destination_class.max_batch_size >= 1
+
+    def test_server_errors_are_retried(self, destination: Destination) -> None:
+        tracker = recording_tracker(vendors=[self.vendor])
+        try:
+            sample = self.sample_events[0]
+            event, _ = tracker.prepare(
+                sample["name"], **{k: v for k, v in sample.items() if k != "name"}
+            )
+        finally:
+            tracker.close()
+        batch = [Prepared(event, destination.transform(event))]
+        outcome = destination.parse_response(batch, httpx.Response(503, json={}))
+        outcomes = [outcome] if not isinstance(outcome, list | tuple) else list(outcome)
+        assert all(isinstance(o, Retry) for o in outcomes)
+
+    # --- delivery ----------------------------------------------------------------------------
+
+    def test_sample_events_are_delivered_in_process(self) -> None:
+        tracker = recording_tracker(vendors=[self.vendor], autoflush=False)
+        try:
+            for sample in self.sample_events:
+                tracker.track(sample["name"], **{k: v for k, v in sample.items() if k != "name"})
+            report = tracker.flush(timeout=10)
+            assert report.complete, report
+            failed = [d.describe() for d in tracker.deliveries if not d.delivered]
+            assert not failed, f"not delivered: {failed}"
+            assert len(tracker.sent(vendor=self.vendor)) == len(self.sample_events)
+        finally:
+            tracker.close()
+
+    def test_delivery_over_loopback_http(self, loopback: tuple[Tracker, Sandbox]) -> None:
+        tracker, box = loopback
+        box.set_fault(self.vendor, status=503, count=1)
+        for sample in self.sample_events:
+            tracker.track(sample["name"], **{k: v for k, v in sample.items() if k != "name"})
+        report = tracker.flush(timeout=15)
+        assert report.complete and report[self.vendor].delivered == len(self.sample_events)
+
+    def test_refused_credentials_halt_without_dropping(
+        self,
+        emulator_class: type[Emulator],
+        settings: dict[str, Any],
+        destination_class: type[Destination],
+        tmp_path: Path,
+    ) -> None:
+        secret_fields = [
+            f.name
+            for f in attrs.fields(destination_class.settings_class)
+            if (f.metadata or {}).get("secret")
+        ]
+        if not secret_fields:
+            pytest.skip(f"{self.vendor} has no credentials")
+        wrong = {**settings}
+        for name in secret_fields:
+            value = settings.get(name)
+            if isinstance(value, str):
+                # keep the format (base64, hex...) but change the value
+                wrong[name] = value[::-1] if value[::-1] != value else value + "x"
+        with Sandbox([emulator_class(settings)]) as box:
+            cfg = {
+                "postback": {"queue": f"sqlite:///{tmp_path}/halt.db"},
+                "vendors": {self.vendor: {**wrong, "base_url": box.base_url(self.vendor)}},
+            }
+            tracker = Tracker.from_config(cfg)
+            try:
+                sample = self.sample_events[0]
+                tracker.track(sample["name"], **{k: v for k, v in sample.items() if k != "name"})
+                report = tracker.flush(timeout=1.5)
+                assert report[self.vendor].halted, (
+                    "refused credentials must halt the lane (postback.Halt), not drop events"
+                )
+                assert report[self.vendor].pending == 1 and report[self.vendor].dead == 0
+            finally:
+                tracker.close(timeout=0)
+
+    def test_parse_response_never_raises_on_garbage(self, destination: Destination) -> None:
+        tracker = recording_tracker(vendors=[self.vendor])
+        try:
+            sample = self.sample_events[0]
+            event, _ = tracker.prepare(
+                sample["name"], **{k: v for k, v in sample.items() if k != "name"}
+            )
+        finally:
+            tracker.close()
+        batch = [Prepared(event, destination.transform(event))]
+        for response in (
+            httpx.Response(200, content=b"<html>"),
+            httpx.Response(500, content=b""),
+            httpx.Response(200, content=b"\xff\xfe"),
+        ):
+            outcome = destination.parse_response(batch, response)
+            outcomes = [outcome] if not isinstance(outcome, list | tuple) else list(outcome)
+            assert all(
+                not isinstance(o, Delivered) or response.status_code == 200 for o in outcomes
+            )
+            assert all(
+                isinstance(o, Delivered | Retry | Halt) or hasattr(o, "reason") for o in outcomes
+            )
