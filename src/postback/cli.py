@@ -621,5 +621,37 @@ def replay(
         tracker.close(timeout=0)
 
 
+@main.command("new-plugin")
+@click.argument("name")
+@click.option(
+    "--directory",
+    "-d",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to create postback-NAME/.",
+)
+def new_plugin(name: str, directory: Path) -> None:
+    """Scaffold a working, tested vendor plugin package postback-NAME."""
+    from postback.scaffold import create_plugin
+
+    try:
+        root = create_plugin(name, directory, core_version=__version__)
+    except (ValueError, FileExistsError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    console.print(f"created {root}")
+    console.print(
+        "next:\n"
+        f"  cd {root}\n"
+        "  pip install -e .[test]\n"
+        "  pytest                      # the contract kit and the vendor's own tests\n"
+        f"  postback plugins            # lists {name}\n"
+        "then adapt destination.py and emulator.py to the vendor's documentation.",
+        highlight=False,
+        markup=False,
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

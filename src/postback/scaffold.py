@@ -1,0 +1,381 @@
+"""``postback new-plugin NAME``: scaffold a working, tested vendor plugin package.
+
+The generated package is a complete vendor (a JSON batch API with a bearer key), its sandbox
+emulation, a README and tests (the contract kit plus golden and loopback tests) that pass as
+generated. Adapt ``destination.py`` and ``emulator.py`` to the real vendor's documentation;
+the how-to guide "Write a vendor plugin" walks through it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from string import Template
+
+__all__ = ["create_plugin", "valid_plugin_name"]
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
+
+PYPROJECT = """\
+[build-system]
+requires = ["hatchling>=1.24"]
+build-backend = "hatchling.build"
+
+[project]
+name = "postback-$dash"
+version = "0.1.0"
+description = "postback vendor plugin: $Title."
+readme = "README.md"
+requires-python = ">=3.11"
+dependencies = ["postback>=$core_version"]
+
+[project.optional-dependencies]
+test = ["pytest>=8", "pytest-timeout>=2"]
+
+# The entry point is what makes postback find the plugin: group "postback", name = vendor name.
+[project.entry-points.postback]
+$name = "postback_$name"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/postback_$name"]
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+timeout = 60
+"""
+
+README = """\
+# postback-$dash
+
+A [postback](https://pypi.org/project/postback/) vendor plugin for $Title.
+
+    pip install postback-$dash
+
+## Configuration
+
+```toml
+[vendors.$name]
+api_key = "$${${UPPER}_API_KEY}"   # secret: from the environment
+account = "acme"
+# base_url = "http://127.0.0.1:8090/$name"   # the sandbox, a proxy, tests
+```
+
+| setting | required | meaning |
+|---|---|---|
+| `api_key` | yes (secret) | Bearer key for the $Title API. |
+| `account` | no (`"default"`) | Account the events belong to. |
+
+Every vendor also takes the common settings (`base_url`, `events`, `event_map`, `rate_limit`,
+`concurrency`, `timeout`, `batch_size`, `retry`): see postback's configuration reference.
+
+## Events
+
+| canonical event | $Title event |
+|---|---|
+| `purchase` | `purchase` |
+| `sign_up` | `signup` |
+| `lead` | `lead` |
+
+## Delivery
+
+Batches of up to 50 events per request; HTTP 429 and 5xx are retried (honouring Retry-After),
+401/403 pause delivery without dropping events, other 4xx go to the dead-letter store with the
+vendor's reason.
+
+## Development
+
+    pip install -e .[test]
+    pytest
+"""
+
+INIT = '''\
+"""postback plugin for $Title: registers the destination and its sandbox emulation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from postback import Destination, Emulator, hookimpl
+
+from postback_$name.destination import ${Camel}Destination, ${Camel}Settings
+from postback_$name.emulator import ${Camel}Emulator
+
+__all__ = ["${Camel}Destination", "${Camel}Emulator", "${Camel}Settings"]
+
+
+@hookimpl
+def postback_register_destinations(register: Callable[[type[Destination]], None]) -> None:
+    register(${Camel}Destination)
+
+
+@hookimpl
+def postback_register_emulators(register: Callable[[type[Emulator]], None]) -> None:
+    register(${Camel}Emulator)
+'''
+
+DESTINATION = '''\
+"""$Title: map canonical events to its API, sans-I/O (no network code here).
+
+Adapt this file to the vendor's documentation: the endpoint and auth in ``build_request``, the
+wire record in ``transform``, the vendor's rules in ``validate`` and its answers in
+``parse_response``. postback's delivery engine does the I/O, batching, rate limits and retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+import httpx
+import orjson
+
+from postback import (
+    Delivered,
+    Destination,
+    Event,
+    Halt,
+    Outcome,
+    Prepared,
+    Problem,
+    RateLimit,
+    Rejected,
+    RejectedBatch,
+    Retry,
+    Secret,
+    setting,
+)
+from postback.delivery.retry import retry_after_seconds
+
+
+@attrs.frozen
+class ${Camel}Settings:
+    """The ``[vendors.$name]`` settings of this vendor (the core adds the common ones)."""
+
+    api_key: Secret = setting(help="Bearer key for the $Title API.", secret=True)
+    account: str = setting(help="Account the events belong to.", default="default")
+
+
+class ${Camel}Destination(Destination):
+    name = "$name"
+    settings_class = ${Camel}Settings
+    default_origin = "https://api.$name.example"
+    default_event_map = {"purchase": "purchase", "sign_up": "signup", "lead": "lead"}
+    max_batch_size = 50
+    default_rate_limit = RateLimit(600, 60)
+    settings: ${Camel}Settings
+
+    def validate(self, event: Event) -> Iterable[Problem]:
+        if event.name == "purchase" and event.value_micros is None:
+            yield Problem("value", "a purchase needs a value (track(..., value=49.99))")
+        if not (event.user.email or event.user.user_id):
+            yield Problem("user", "needs user.email or user.user_id")
+
+    def transform(self, event: Event) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": event.event_id,
+            "event": self.vendor_event_name(event.name),
+            "time_ms": event.timestamp_ms,
+            "user": event.user.email or event.user.user_id,
+        }
+        if event.value_micros is not None:
+            record["value_micros"] = event.value_micros
+            record["currency"] = event.currency
+        return record
+
+    def build_request(self, batch: Sequence[Prepared]) -> httpx.Request:
+        return httpx.Request(
+            "POST",
+            self.url("/v1/events"),
+            headers={
+                "authorization": f"Bearer {self.settings.api_key.reveal()}",
+                "content-type": "application/json",
+            },
+            content=orjson.dumps(
+                {"account": self.settings.account, "events": [p.record for p in batch]}
+            ),
+        )
+
+    def parse_response(
+        self, batch: Sequence[Prepared], response: httpx.Response
+    ) -> Outcome | Sequence[Outcome]:
+        status = response.status_code
+        if status in (401, 403):
+            return Halt(f"$Title refused the API key ({status})", status)
+        if status == 429 or status >= 500:
+            return Retry(f"HTTP {status}", retry_after_seconds(response))
+        if status == 400:
+            return RejectedBatch(f"HTTP 400: {response.text[:200]}", status)
+        if status != 200:
+            return Rejected(f"HTTP {status}: {response.text[:200]}", status)
+        try:
+            results = orjson.loads(response.content)["results"]
+            if len(results) != len(batch):
+                raise ValueError("result count differs from the batch")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            return Retry(f"unreadable response: {exc}")
+        return [
+            Delivered() if r.get("status") == "ok" else Rejected(str(r.get("error", "refused")))
+            for r in results
+        ]
+'''
+
+EMULATOR = '''\
+"""A local emulation of the $Title API for ``postback sandbox`` and tests.
+
+It checks requests as the vendor's docs say and answers as the vendor does. Triggers: an event
+named ``"poison"`` makes the whole batch fail with 400; a negative ``value_micros`` is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from postback import Emulator
+
+
+class ${Camel}Emulator(Emulator):
+    vendor = "$name"
+
+    @classmethod
+    def demo_settings(cls) -> dict[str, Any]:
+        return {"api_key": "sandbox-$dash-key", "account": "demo"}
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "POST" or request.url.path != "/v1/events":
+            return httpx.Response(404, json={"error": "not found"})
+        if request.headers.get("authorization") != f"Bearer {self.settings['api_key']}":
+            return httpx.Response(401, json={"error": "invalid API key"})
+        try:
+            events = orjson.loads(request.content)["events"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return httpx.Response(400, json={"error": "malformed body"})
+        if any(e.get("event") == "poison" for e in events):
+            return httpx.Response(400, json={"error": "invalid event in batch"})
+        results = []
+        for e in events:
+            if e.get("value_micros", 0) < 0:
+                results.append({"id": e["id"], "status": "error", "error": "negative value"})
+                continue
+            self.received.append({"event_id": e["id"], "name": e["event"], **e})
+            results.append({"id": e["id"], "status": "ok"})
+        return httpx.Response(200, json={"results": results})
+'''
+
+TEST_CONTRACT = '''\
+"""postback's plugin contract, run against this plugin."""
+
+from postback.testing.contract import DestinationContract
+
+
+class Test${Camel}Contract(DestinationContract):
+    vendor = "$name"
+    sample_events = [
+        {"name": "purchase", "value": 49.99, "currency": "USD", "user": {"email": "a@b.co"},
+         "event_id": "order-1-purchase"},
+        {"name": "sign_up", "user": {"user_id": "u-1"}},
+    ]
+'''
+
+TEST_VENDOR = '''\
+"""$Title specifics: the exact wire format, validation, and responses."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import pytest
+
+from postback import Delivered, Halt, InvalidEvent, Rejected, RejectedBatch, Retry
+from postback.testing import recording_tracker
+
+
+@pytest.fixture
+def tracker():
+    t = recording_tracker(vendors=["$name"])
+    yield t
+    t.close()
+
+
+def test_golden_purchase(tracker) -> None:
+    tracker.track("purchase", user={"email": "Ada@Example.com"}, value=49.99,
+                  currency="usd", event_id="order-1", timestamp=1_764_000_000_000)
+    assert tracker.received("$name") == [{
+        "event_id": "order-1", "name": "purchase", "id": "order-1", "event": "purchase",
+        "time_ms": 1_764_000_000_000, "user": "ada@example.com",
+        "value_micros": 49_990_000, "currency": "USD",
+    }]
+    tracker.assert_sent("purchase", vendor="$name", value=49.99, currency="USD")
+
+
+def test_validation_reports_every_problem(tracker) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("purchase", user={"ip_address": "203.0.113.1"})
+    assert [(p.vendor, p.field) for p in info.value.problems] == [
+        ("$name", "value"), ("$name", "user")]
+
+
+@pytest.mark.parametrize(("status", "outcome"), [
+    (401, Halt), (403, Halt), (429, Retry), (500, Retry), (503, Retry),
+    (400, RejectedBatch), (404, Rejected),
+])
+def test_status_codes(tracker, status, outcome) -> None:
+    event, (dest,) = tracker.prepare("sign_up", user={"email": "a@b.co"})
+    from postback import Prepared
+
+    batch = [Prepared(event, dest.transform(event))]
+    assert isinstance(dest.parse_response(batch, httpx.Response(status)), outcome)
+
+
+def test_per_event_results(tracker) -> None:
+    event, (dest,) = tracker.prepare("sign_up", user={"email": "a@b.co"})
+    from postback import Prepared
+
+    batch = [Prepared(event, dest.transform(event))] * 2
+    body = orjson.dumps({"results": [{"status": "ok"}, {"status": "error", "error": "dup"}]})
+    got = dest.parse_response(batch, httpx.Response(200, content=body))
+    assert isinstance(got[0], Delivered) and got[1] == Rejected("dup")
+'''
+
+
+def valid_plugin_name(name: str) -> bool:
+    return bool(_NAME_RE.match(name))
+
+
+def create_plugin(name: str, directory: Path, *, core_version: str = "0.1") -> Path:
+    """Write the package ``postback-NAME`` into ``directory/postback-NAME`` and return it."""
+    if not valid_plugin_name(name):
+        raise ValueError(
+            f"{name!r} is not a usable vendor name: lower-case letters, digits and "
+            "underscores, starting with a letter (e.g. 'acme')"
+        )
+    dash = name.replace("_", "-")
+    root = directory / f"postback-{dash}"
+    if root.exists():
+        raise FileExistsError(f"{root} already exists; choose another directory or name")
+    words = {
+        "name": name,
+        "dash": dash,
+        "UPPER": name.upper(),
+        "Camel": "".join(part.title() for part in name.split("_")),
+        "Title": " ".join(part.title() for part in name.split("_")),
+        "core_version": core_version,
+    }
+    files = {
+        "pyproject.toml": PYPROJECT,
+        "README.md": README,
+        f"src/postback_{name}/__init__.py": INIT,
+        f"src/postback_{name}/destination.py": DESTINATION,
+        f"src/postback_{name}/emulator.py": EMULATOR,
+        f"src/postback_{name}/py.typed": "",
+        "tests/test_contract.py": TEST_CONTRACT,
+        f"tests/test_{name}.py": TEST_VENDOR,
+    }
+    for rel, template in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Template(template).substitute(words))
+    return root

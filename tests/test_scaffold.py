@@ -1,0 +1,72 @@
+"""`postback new-plugin`: the generated package installs in a fresh virtualenv and passes its
+own tests there."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from postback.cli import main
+from postback.scaffold import create_plugin
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cli_scaffolds_and_refuses_bad_names(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["new-plugin", "acme", "-d", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "postback-acme"
+    assert (root / "pyproject.toml").read_text().count('acme = "postback_acme"') == 1
+    assert (root / "src/postback_acme/destination.py").exists()
+    again = runner.invoke(main, ["new-plugin", "acme", "-d", str(tmp_path)])
+    assert again.exit_code == 2 and "already exists" in again.output
+    bad = runner.invoke(main, ["new-plugin", "Bad-Name", "-d", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a usable vendor name" in bad.output
+
+
+@pytest.mark.slow
+def test_generated_plugin_passes_its_tests_in_a_fresh_virtualenv(tmp_path: Path) -> None:
+    root = create_plugin("acme_ads", tmp_path)
+    venv = tmp_path / "venv"
+    run = {"check": True, "capture_output": True, "text": True, "timeout": 600}
+    subprocess.run(
+        [sys.executable, "-m", "uv", "venv", "-q", "--python", sys.executable, str(venv)], **run
+    )
+    python = venv / "bin" / "python"
+    # The core from this checkout, then the generated plugin with its test extra.
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "uv",
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(python),
+            "-e",
+            str(ROOT),
+            "-e",
+            f"{root}[test]",
+        ],
+        **run,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "POSTBACK"))}
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "21 passed" in result.stdout
+    listing = subprocess.run([str(venv / "bin" / "postback"), "plugins"], env=env, **run).stdout
+    assert "acme_ads" in listing and "postback-acme-ads" in listing
