@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
+import attrs
 import pytest
 
 import postback.testing.example as example
-from postback import ConfigError, Secret, Tracker
+from postback import ConfigError, Secret, Tracker, setting
 from postback.config import build_config, parse_duration, parse_rate_limit, read_config
 from postback.destination import RateLimit
 from postback.testing.example import ExampleDestination
@@ -72,7 +74,6 @@ def test_every_problem_with_its_key_path(monkeypatch: pytest.MonkeyPatch) -> Non
         "postback.on_invalid",
         "postback.workerz",
         "vendors.example.acount",
-        "vendors.example.api_key",
         "vendors.example.rate_limit",
         "vendors.example.batch_size",
         "vendors.example.base_url",
@@ -163,3 +164,44 @@ def test_durations_and_rate_limits() -> None:
         parse_rate_limit("fast")
     with pytest.raises(ValueError):
         parse_duration("-1")
+
+
+def no_spaces(_inst: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+    if " " in value:
+        raise ValueError("must not contain spaces")
+
+
+@attrs.frozen
+class StrictSettings:
+    api_key: Secret = setting(help="key", secret=True)
+    mode: Literal["events", "conversions"] = setting(help="api shape", default="events")
+    region: str = setting(help="region", default="eu", validator=attrs.validators.in_(["eu", "us"]))
+    account: str = setting(help="account", default="a", validator=no_spaces)
+
+
+class Strict(ExampleDestination):
+    settings_class = StrictSettings
+
+
+def test_vendor_validator_errors_keep_their_path_and_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("UNSET_KEY", raising=False)
+    with pytest.raises(ConfigError) as info:
+        build_config(
+            {"vendors": {"example": {"api_key": "${UNSET_KEY}", "mode": "graphql"}}},
+            {"example": Strict},
+        )
+    got = [(p.path, p.message) for p in info.value.problems]
+    assert got[0][0] == "vendors.example.api_key" and "UNSET_KEY" in got[0][1]
+    assert got[1:] == [
+        ("vendors.example.mode", "must be one of 'events', 'conversions' (got 'graphql')")
+    ]
+    with pytest.raises(ConfigError) as info:
+        build_config(
+            {"vendors": {"example": {"api_key": "k", "region": "mars", "account": "a b"}}},
+            {"example": Strict},
+        )
+    got = [(p.path, p.message) for p in info.value.problems]
+    assert got[0][0] == "vendors.example.region" and "'mars'" in got[0][1]
+    assert got[1] == ("vendors.example.account", "must not contain spaces")

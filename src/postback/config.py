@@ -25,7 +25,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import cattrs
@@ -305,9 +305,29 @@ def _make_settings_converter() -> cattrs.Converter:
 settings_converter = _make_settings_converter()
 
 
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    """Say what is wrong with a setting in words a user can act on."""
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    origin = getattr(type_, "__origin__", None)
+    if origin is Literal or (
+        type_ is not None and "Literal" in repr(type_) and hasattr(type_, "__args__")
+    ):
+        choices = ", ".join(repr(a) for a in getattr(type_, "__args__", ()))
+        got = str(exc.args[0]).split(" not in literal", 1)[0] if exc.args else ""
+        return f"must be one of {choices}" + (f" (got {got!r})" if got else "")
+    if isinstance(exc, (ValueError, TypeError)) and exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return cattrs.v.format_exception(exc, type_)
+
+
 def _cattrs_problems(exc: BaseException, path: str) -> list[ConfigProblem]:
     out: list[ConfigProblem] = []
-    for msg in cattrs.transform_error(exc, path="$"):  # type: ignore[arg-type,unused-ignore]
+    if not isinstance(exc, cattrs.BaseValidationError):
+        return [ConfigProblem(path, _format_exception(exc, None))]
+    for msg in cattrs.transform_error(  # type: ignore[arg-type,unused-ignore]
+        exc, path="$", format_exception=_format_exception
+    ):
         text, _, where = msg.rpartition(" @ ")
         sub = where[2:] if where.startswith("$.") else ""
         full = f"{path}.{sub}" if sub else path
@@ -411,11 +431,7 @@ def _build_vendor(
                     f"{name} takes: {', '.join(sorted(known))}",
                 )
             )
-    try:
-        settings = settings_converter.structure(own, cls.settings_class)
-    except Exception as exc:  # cattrs ClassValidationError / ValueError from validators
-        problems.extend(_cattrs_problems(exc, base))
-        settings = None
+    settings = _structure_settings(own, cls.settings_class, base, problems)
 
     kwargs: dict[str, Any] = {}
     for key, val in common.items():
@@ -481,6 +497,33 @@ def _build_vendor(
     if len(problems) > n_before or settings is None:
         return None
     return VendorConfig(name=name, settings=settings, **kwargs)
+
+
+def _structure_settings(
+    own: Mapping[str, Any], cls: type[Any], base: str, problems: list[ConfigProblem]
+) -> Any:
+    """Structure a vendor's settings; report type errors and then each field validator's
+    error at the field's own key path (attrs validators run per field, not all-or-nothing)."""
+    reported = {p.path for p in problems}
+    try:
+        with attrs.validators.disabled():
+            settings = settings_converter.structure(own, cls)
+    except Exception as exc:  # cattrs' grouped errors, or a converter's ValueError
+        problems.extend(p for p in _cattrs_problems(exc, base) if p.path not in reported)
+        return None
+    ok = True
+    for field in attrs.fields(cls):
+        if field.validator is None:
+            continue
+        try:
+            field.validator(settings, field, getattr(settings, field.name))
+        except Exception as exc:  # a plugin's validator may raise any error type
+            message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+            path = f"{base}.{field.name}"
+            if path not in reported:
+                problems.append(ConfigProblem(path, message))
+            ok = False
+    return settings if ok else None
 
 
 def _build_retry(

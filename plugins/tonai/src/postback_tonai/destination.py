@@ -1,0 +1,379 @@
+"""Ton AI conversion reporting: ``POST {base}/api/v2/openapi/{product}/event/report/conversion``.
+
+Ton AI (https://docs.ton.ai) runs "exchange" and advertiser campaigns for Telegram mini apps. A
+*conversion* is a new user that such a campaign brought in; the app reports it with the user's
+Telegram id and nothing else::
+
+    POST https://app.ton.ai/api/v2/openapi/exchange/event/report/conversion
+    x-api-key: <App Key>
+    content-type: application/json
+    accept: application/json
+
+    {"eventType": "conversion", "eventData": {"telegramUserId": "1728125519"}}
+
+Success is HTTP 200 ``{"status": "success"}``. Nothing else is documented (no error shapes, no
+rate limits, no idempotency key), so the choices below are ours; README.md lists them and
+DIGEST.md section 4 has the evidence:
+
+* Only ``user.telegram_user_id`` is ever sent ("transmit only essential information").
+* Which canonical events count as Ton AI's conversion is the vendor's ``events`` filter. Every
+  canonical event *can* be one (``default_event_map`` maps them all to ``"conversion"``), but
+  without a filter only ``sign_up`` is routed here (:attr:`TonAIDestination.default_events`).
+* Retries are short and bounded as Ton AI asks ("you may retry shortly, but avoid excessive
+  retries"): network errors, 408, 429 and 5xx, at most 5 attempts within 10 minutes.
+* ``once_per_user = true`` reports at most one conversion per Telegram user, remembered in the
+  tracker's queue store (so across restarts).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Literal
+
+import attrs
+import httpx
+import orjson
+
+from postback.delivery.retry import retry_after_seconds
+from postback.destination import (
+    Delivered,
+    Destination,
+    Halt,
+    Outcome,
+    Prepared,
+    RateLimit,
+    Rejected,
+    Retry,
+    RetryPolicy,
+    Secret,
+    SkipEvent,
+    setting,
+)
+from postback.errors import ConfigError, ConfigProblem, Problem
+from postback.events import CANONICAL_EVENTS, Event
+
+__all__ = [
+    "CONVERSION",
+    "ENVIRONMENTS",
+    "PRODUCTS",
+    "TonAIDestination",
+    "TonAISettings",
+    "check_telegram_user_id",
+    "conversion_path",
+]
+
+#: The only ``eventType`` the conversion endpoint takes.
+CONVERSION: Final = "conversion"
+
+#: ``environment`` setting -> origin (DIGEST.md section 4, "Endpoint / auth").
+ENVIRONMENTS: Final[Mapping[str, str]] = {
+    "production": "https://app.ton.ai",
+    "staging": "https://staging.ton.ai",
+}
+
+#: ``product`` setting -> path segment: the exchange product, or the advertiser ("ad") product.
+PRODUCTS: Final = ("exchange", "ad")
+
+#: Telegram user ids fit in a signed 64-bit integer (Telegram Bot API: "a 64-bit integer or
+#: double-precision float type are safe for storing this identifier").
+_MAX_TELEGRAM_ID: Final = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]+")
+_SNIPPET = 300
+
+
+def conversion_path(product: str) -> str:
+    """The documented path for ``product`` (``exchange`` or ``ad``)."""
+    return f"/api/v2/openapi/{product}/event/report/conversion"
+
+
+def check_telegram_user_id(value: str | None) -> str | None:
+    """Why ``value`` is not a usable Telegram user id, or ``None`` when it is one.
+
+    A Telegram user id is a positive integer written as decimal digits: ``"1728125519"``.
+    """
+    if value is None or value == "":
+        return (
+            "is required: Ton AI identifies the converted user only by their Telegram user id; "
+            "pass user={'telegram_user_id': '1728125519'} (initData user.id in a mini app, "
+            "message.from.id in a bot)"
+        )
+    shown = repr(value[:40] + ("..." if len(value) > 40 else ""))
+    if value.startswith("@"):
+        return (
+            f"{shown} looks like a Telegram username; Ton AI needs the numeric user id "
+            "(e.g. '1728125519'), not the @username"
+        )
+    if value.startswith("-") and _DIGITS.fullmatch(value[1:]):
+        return (
+            f"{shown} is negative: that is a Telegram group or channel id; Ton AI needs the "
+            "id of the user who converted (a positive number)"
+        )
+    if not _DIGITS.fullmatch(value):
+        return (
+            f"{shown} is not a Telegram user id: it must be the numeric id written as digits "
+            "only (e.g. '1728125519')"
+        )
+    if value.startswith("0"):
+        return (
+            f"{shown} starts with 0: a Telegram user id is a positive number without leading "
+            "zeros (e.g. '1728125519')"
+        )
+    if len(value) > 19 or int(value) > _MAX_TELEGRAM_ID:
+        return (
+            f"{shown} is too large for a Telegram user id (they fit in a signed 64-bit "
+            "integer); check that it is not another identifier"
+        )
+    return None
+
+
+@attrs.frozen
+class TonAISettings:
+    """The ``[vendors.tonai]`` settings of Ton AI (the common ones come from the core)."""
+
+    api_key: Secret = setting(
+        help="The App Key from the Ton AI dashboard (sent as the x-api-key header).",
+        secret=True,
+    )
+    product: Literal["exchange", "ad"] = setting(
+        help="Which Ton AI product the conversions belong to: 'exchange' (exchange campaigns, "
+        "/api/v2/openapi/exchange/...) or 'ad' (advertiser campaigns, /api/v2/openapi/ad/...).",
+        default="exchange",
+        validator=attrs.validators.in_(PRODUCTS),
+    )
+    environment: Literal["production", "staging"] = setting(
+        help="'production' (https://app.ton.ai) or 'staging' (https://staging.ton.ai); "
+        "base_url overrides both.",
+        default="production",
+        validator=attrs.validators.in_(tuple(ENVIRONMENTS)),
+    )
+    once_per_user: bool = setting(
+        help="Report at most one conversion per Telegram user, remembered in the queue store "
+        "across restarts (a conversion Ton AI refused is forgotten so a later one is sent).",
+        default=False,
+    )
+
+
+class TonAIDestination(Destination):
+    """Report conversions to Ton AI (sans-I/O; the delivery engine sends the requests)."""
+
+    name = "tonai"
+    settings_class = TonAISettings
+    default_origin = ENVIRONMENTS["production"]
+    #: Ton AI has a single event type, so any canonical event *may* count as its conversion:
+    #: the ``events`` filter picks which (config validation accepts any of these names).
+    default_event_map: ClassVar[Mapping[str, str]] = {
+        n: CONVERSION for n in sorted(CANONICAL_EVENTS)
+    }
+    #: What is routed here when the config sets no ``events`` filter: a new user signing up.
+    default_events: ClassVar[frozenset[str]] = frozenset({"sign_up"})
+    accepts_custom_events = False
+    max_batch_size = 1  # one conversion per request: the endpoint has no batch form
+    default_rate_limit = RateLimit(600, 60)  # undocumented; a polite 10/s (README, DIGEST §4)
+    retry_policy = RetryPolicy(max_attempts=5, max_age=600.0, initial_backoff=5.0, max_backoff=60.0)
+    default_concurrency = 4
+    option_keys: ClassVar[frozenset[str]] = frozenset()
+    version = "0.1.0"
+    settings: TonAISettings
+
+    def __init__(
+        self,
+        settings: TonAISettings,
+        *,
+        base_url: str | None = None,
+        event_map: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(settings, base_url=base_url, event_map=event_map)
+        #: The events the config mapped itself (routed even without an ``events`` filter).
+        self.configured_events: frozenset[str] = frozenset(event_map or ())
+        key = settings.api_key.reveal()
+        if key != key.strip() or any(c.isspace() or ord(c) < 32 for c in key):
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "vendors.tonai.api_key",
+                        "contains spaces, tabs or line breaks (often a trailing newline from "
+                        "the environment variable or secret file); set it to the App Key alone",
+                    )
+                ]
+            )
+
+    # --- routing -----------------------------------------------------------------------------
+
+    def origin(self) -> str:
+        """``base_url`` if set, else the origin of the configured ``environment``."""
+        return self.base_url or ENVIRONMENTS[self.settings.environment]
+
+    def supports(self, event_name: str) -> bool:
+        """Without an ``events`` filter: ``sign_up`` and whatever ``event_map`` names."""
+        return event_name in self.default_events or event_name in self.configured_events
+
+    # --- validate ----------------------------------------------------------------------------
+
+    def validate(self, event: Event) -> Iterable[Problem]:
+        why = check_telegram_user_id(event.user.telegram_user_id)
+        if why is not None:
+            yield Problem("user.telegram_user_id", why)
+        mapped = self.vendor_event_name(event.name)
+        if mapped is None:
+            yield Problem(
+                "name",
+                f"{event.name!r} is not mapped to Ton AI's conversion: add "
+                f'{event.name} = "conversion" to [vendors.tonai.event_map] '
+                f"(and to [vendors.tonai] events) if it counts as one",
+            )
+        elif mapped != CONVERSION:
+            yield Problem(
+                "name",
+                f"[vendors.tonai.event_map] maps {event.name!r} to {mapped!r}, but Ton AI's "
+                f'conversion report only takes eventType "conversion": map it to "conversion"',
+            )
+        for key in sorted(event.options_for(self.name)):
+            yield Problem(
+                f"vendors.{self.name}.{key}",
+                "unknown option: Ton AI takes no per-event options (it receives only the "
+                "Telegram user id); remove it",
+            )
+
+    # --- transform ---------------------------------------------------------------------------
+
+    def _keys(self, telegram_id: str, event_id: str) -> tuple[str, str]:
+        """(user key, owner key) in the store, scoped by environment and product."""
+        scope = f"{self.settings.environment}/{self.settings.product}/tg:{telegram_id}"
+        return scope, f"{scope}/event:{event_id}"
+
+    def transform(self, event: Event) -> dict[str, Any]:
+        telegram_id = event.user.telegram_user_id
+        why = check_telegram_user_id(telegram_id)
+        if why is not None or telegram_id is None:
+            # Only reachable for events queued without this plugin's validation (an older
+            # version, a replay): the event cannot be sent, so it goes to the dead letters.
+            raise ValueError(f"user.telegram_user_id {why}")
+        if self.settings.once_per_user:
+            self._claim_user(telegram_id, event.event_id)
+        return {"eventType": CONVERSION, "eventData": {"telegramUserId": telegram_id}}
+
+    def _claim_user(self, telegram_id: str, event_id: str) -> None:
+        """Let one event per Telegram user through; raise SkipEvent for the others.
+
+        ``transform`` runs again on every attempt (retries, a halted lane, a replayed dead
+        letter), so the event that claimed the user must keep passing: it is the *owner*, and
+        the store remembers which event that is. The owner key is written first, so a crash in
+        between can at worst send a duplicate, never lose the user's conversion.
+        """
+        user_key, owner_key = self._keys(telegram_id, event_id)
+        first_sight = self.store.remember(owner_key)
+        if self.store.remember(user_key):
+            return  # this event claims the user
+        if not first_sight:
+            return  # seen before and never released: the owner, on a retry or a replay
+        self.store.forget(owner_key)
+        raise SkipEvent(
+            "once_per_user: a conversion for this Telegram user was already reported "
+            "(or is being reported) to Ton AI"
+        )
+
+    def _release_user(self, batch: Sequence[Prepared]) -> None:
+        """Ton AI refused the conversion for good: let a later one for the user through."""
+        if not self.settings.once_per_user:
+            return
+        for p in batch:
+            telegram_id = p.event.user.telegram_user_id
+            if telegram_id:
+                user_key, owner_key = self._keys(telegram_id, p.event.event_id)
+                self.store.forget(user_key)
+                self.store.forget(owner_key)
+
+    # --- request / response ------------------------------------------------------------------
+
+    def build_request(self, batch: Sequence[Prepared]) -> httpx.Request:
+        if len(batch) != 1:
+            raise ValueError(f"Ton AI takes one conversion per request, got {len(batch)}")
+        return httpx.Request(
+            "POST",
+            self.url(conversion_path(self.settings.product)),
+            headers={
+                "x-api-key": self.settings.api_key.reveal(),
+                "content-type": "application/json",
+                "accept": "application/json",
+            },
+            content=orjson.dumps(batch[0].record),
+        )
+
+    def parse_response(
+        self, batch: Sequence[Prepared], response: httpx.Response
+    ) -> Outcome | Sequence[Outcome]:
+        status = response.status_code
+        if 200 <= status < 300:
+            body = _json_body(response)
+            if not isinstance(body, dict):
+                # Not Ton AI's JSON: a proxy's or gateway's page. Retry within the short bound.
+                return Retry(
+                    f'HTTP {status} without a JSON body (expected {{"status": "success"}}): '
+                    f"{self._snippet(response)}",
+                    retry_after_seconds(response),
+                )
+            result = body.get("status")
+            if isinstance(result, str) and result.lower() == "success":
+                return Delivered()
+            self._release_user(batch)
+            return Rejected(
+                f"Ton AI did not accept the conversion (HTTP {status}, status "
+                f"{result!r}): {self._message(response, body)}",
+                status,
+                detail=self._snippet(response),
+            )
+        if status in (401, 403):
+            return Halt(
+                f"Ton AI refused the API key (HTTP {status}: {self._message(response)}); check "
+                f"[vendors.tonai] api_key is the App Key of this account for the "
+                f"{self.settings.environment!r} environment and the {self.settings.product!r} "
+                "product",
+                status,
+            )
+        if status in (408, 429) or status >= 500:
+            return Retry(f"HTTP {status}: {self._message(response)}", retry_after_seconds(response))
+        if 300 <= status < 400:
+            where = response.headers.get("location", "?")
+            self._release_user(batch)
+            return Rejected(
+                f"Ton AI answered with a redirect (HTTP {status} to {where}); check base_url "
+                "and environment in [vendors.tonai]",
+                status,
+            )
+        self._release_user(batch)
+        return Rejected(
+            f"Ton AI refused the conversion (HTTP {status}): {self._message(response)}",
+            status,
+            detail=self._snippet(response),
+        )
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _snippet(self, response: httpx.Response) -> str:
+        try:
+            text = response.text
+        except Exception:  # undecodable bytes: say so, never raise from parse_response
+            text = repr(response.content[:_SNIPPET])
+        text = " ".join(text.split())
+        if len(text) > _SNIPPET:
+            text = text[:_SNIPPET] + "..."
+        return self.redact(text) or "(empty body)"
+
+    def _message(self, response: httpx.Response, body: object = None) -> str:
+        """The vendor's error message if its JSON body has one, else a snippet of the body."""
+        if body is None:
+            body = _json_body(response)
+        if isinstance(body, dict):
+            for key in ("message", "msg", "error", "detail", "errorMessage"):
+                value = body.get(key)
+                if isinstance(value, str) and value.strip():
+                    return self.redact(value.strip()[:_SNIPPET])
+        return self._snippet(response)
+
+
+def _json_body(response: httpx.Response) -> object:
+    try:
+        return orjson.loads(response.content)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return None

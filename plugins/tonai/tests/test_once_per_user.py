@@ -1,0 +1,88 @@
+"""once_per_user: at most one conversion per Telegram user (unit level, MemoryKeyStore)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from postback.destination import MemoryKeyStore, Prepared, Rejected, Retry, SkipEvent
+from postback_tonai import TonAIDestination
+
+from .conftest import event, make_destination
+
+
+@pytest.fixture
+def dest() -> TonAIDestination:
+    return make_destination(once_per_user=True)
+
+
+def test_off_by_default_and_then_the_store_is_untouched() -> None:
+    dest = make_destination()
+    store = MemoryKeyStore()
+    dest.store = store
+    for _ in range(3):
+        dest.transform(event(event_id=None))
+    assert store._keys == set()
+
+
+def test_second_conversion_of_a_user_is_skipped(dest: TonAIDestination) -> None:
+    first, second = event(event_id="e1"), event(event_id="e2")
+    assert dest.transform(first)["eventData"] == {"telegramUserId": "1728125519"}
+    with pytest.raises(SkipEvent, match="already reported"):
+        dest.transform(second)
+    with pytest.raises(SkipEvent):
+        dest.transform(second)  # and again: the skipped event left nothing behind
+
+
+def test_other_users_are_not_affected(dest: TonAIDestination) -> None:
+    dest.transform(event(telegram_user_id="111", event_id="e1"))
+    assert dest.transform(event(telegram_user_id="222", event_id="e2"))
+
+
+def test_the_claiming_event_passes_again_on_retry_halt_or_replay(dest: TonAIDestination) -> None:
+    """transform runs on every attempt: the event that claimed the user must not be skipped."""
+    first = event(event_id="e1")
+    for _ in range(4):
+        assert dest.transform(first)["eventType"] == "conversion"
+
+
+def test_a_refused_conversion_releases_the_user(dest: TonAIDestination) -> None:
+    first, second = event(event_id="e1"), event(event_id="e2")
+    batch = [Prepared(first, dest.transform(first))]
+    response = httpx.Response(400, json={"message": "not attributed"})
+    assert isinstance(dest.parse_response(batch, response), Rejected)
+    assert dest.transform(second)  # a later conversion is reported
+    with pytest.raises(SkipEvent):
+        dest.transform(first)  # and now the first is the one that lost
+
+
+def test_a_200_that_is_not_success_releases_the_user(dest: TonAIDestination) -> None:
+    first, second = event(event_id="e1"), event(event_id="e2")
+    batch = [Prepared(first, dest.transform(first))]
+    assert isinstance(
+        dest.parse_response(batch, httpx.Response(200, json={"status": "fail"})), Rejected
+    )
+    assert dest.transform(second)
+
+
+def test_a_transient_failure_keeps_the_claim(dest: TonAIDestination) -> None:
+    first, second = event(event_id="e1"), event(event_id="e2")
+    batch = [Prepared(first, dest.transform(first))]
+    assert isinstance(dest.parse_response(batch, httpx.Response(503)), Retry)
+    with pytest.raises(SkipEvent):
+        dest.transform(second)
+    assert dest.transform(first)
+
+
+def test_the_claim_is_per_environment_and_product() -> None:
+    store = MemoryKeyStore()
+    dests = [
+        make_destination(once_per_user=True),
+        make_destination(once_per_user=True, product="ad"),
+        make_destination(once_per_user=True, environment="staging"),
+    ]
+    for i, d in enumerate(dests):
+        d.store = store
+        assert d.transform(event(event_id=f"e{i}"))
+    with pytest.raises(SkipEvent):
+        dests[0].transform(event(event_id="again"))
