@@ -205,3 +205,34 @@ def test_vendor_validator_errors_keep_their_path_and_message(
     got = [(p.path, p.message) for p in info.value.problems]
     assert got[0][0] == "vendors.example.region" and "'mars'" in got[0][1]
     assert got[1] == ("vendors.example.account", "must not contain spaces")
+
+
+def test_vendor_whole_config_checks_and_list_settings() -> None:
+    @attrs.frozen
+    class ListSettings:
+        api_key: Secret = setting(help="key", secret=True)
+        tags: list[str] = setting(help="tags", factory=list)
+
+    class Checked(ExampleDestination):
+        settings_class = ListSettings
+
+        def check_config(self):  # type: ignore[no-untyped-def]
+            for canonical, name in self.event_map.items():
+                if name.startswith("bad"):
+                    yield f"event_map.{canonical}", f"{name!r} is not an event this vendor knows"
+
+    with pytest.raises(ConfigError) as info:
+        build_config(
+            {"vendors": {"example": {"api_key": "k", "tags": "abc"}}}, {"example": Checked}
+        )
+    assert [(p.path, p.message) for p in info.value.problems] == [
+        ("vendors.example.tags", 'must be a list of strings, not a string: e.g. ["a", "b"]')
+    ]
+    with pytest.raises(ConfigError) as info:
+        build_config(
+            {"vendors": {"example": {"api_key": "k", "event_map": {"lead": "bad_lead"}}}},
+            {"example": Checked},
+        )
+    assert [(p.path, p.message) for p in info.value.problems] == [
+        ("vendors.example.event_map.lead", "'bad_lead' is not an event this vendor knows")
+    ]

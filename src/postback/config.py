@@ -482,9 +482,26 @@ def _build_vendor(
         except ValueError as exc:
             problems.append(ConfigProblem(path, str(exc)))
 
-    # The events filter may only name events the vendor can map.
-    if settings is not None and "events" in kwargs:
-        probe = cls(settings, event_map=kwargs.get("event_map"))
+    # The vendor's own whole-config checks, and: the events filter may only name events the
+    # vendor can map.
+    probe: Destination | None = None
+    if settings is not None and len(problems) == n_before:
+        try:
+            probe = cls(settings, event_map=kwargs.get("event_map"))
+        except ConfigError as exc:
+            problems.extend(
+                ConfigProblem(
+                    p.path if p.path.startswith(base) else (f"{base}.{p.path}" if p.path else base),
+                    p.message,
+                )
+                for p in exc.problems
+            )
+        except ValueError as exc:
+            problems.append(ConfigProblem(base, str(exc)))
+        if probe is not None:
+            for key, message in probe.check_config():
+                problems.append(ConfigProblem(f"{base}.{key}" if key else base, message))
+    if probe is not None and "events" in kwargs:
         for ev in sorted(kwargs["events"]):
             if probe.vendor_event_name(ev) is None:
                 problems.append(
@@ -505,6 +522,21 @@ def _structure_settings(
     """Structure a vendor's settings; report type errors and then each field validator's
     error at the field's own key path (attrs validators run per field, not all-or-nothing)."""
     reported = {p.path for p in problems}
+    for field in attrs.fields(cls):
+        # cattrs would happily turn "abc" into ["a", "b", "c"] for a list setting.
+        origin = getattr(field.type, "__origin__", None) or (
+            field.type.split("[", 1)[0] if isinstance(field.type, str) else None
+        )
+        if origin in (list, tuple, set, frozenset, "list", "tuple", "set", "frozenset") and (
+            isinstance(own.get(field.name), str)
+        ):
+            problems.append(
+                ConfigProblem(
+                    f"{base}.{field.name}",
+                    'must be a list of strings, not a string: e.g. ["a", "b"]',
+                )
+            )
+            return None
     try:
         with attrs.validators.disabled():
             settings = settings_converter.structure(own, cls)

@@ -213,7 +213,10 @@ class KeyStore:
     """Keys a vendor remembers for good, stored in the tracker's queue (so across restarts).
 
     ``remember(key)`` is atomic: it returns True only for the first caller, which makes
-    "at most once per key" safe with several requests in flight.
+    "at most once per key" safe with several requests in flight. Note that ``transform`` runs
+    again on every delivery attempt (retries, replays): remember *which event* claimed a key
+    (e.g. ``remember(f"{key}={event_id}")`` next to ``remember(key)``), or a retry of the
+    claiming event would be skipped as a repeat.
     """
 
     def remember(self, key: str) -> bool:
@@ -321,6 +324,13 @@ class Destination:
             if isinstance(getattr(self.settings, a.name, None), Secret)
         ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12] if parts else "-"
+
+    def check_config(self) -> Iterable[tuple[str, str]]:
+        """Yield ``(setting, message)`` for problems that need the whole configuration (e.g. an
+        ``event_map`` naming an event the vendor does not know). Called once when the config
+        is loaded, so the problems are reported together with all others; ``setting`` is
+        relative to ``[vendors.NAME]`` (``"event_map.lead"``), or ``""`` for the table."""
+        return ()
 
     # --- the four sans-I/O steps ---------------------------------------------------------------
 

@@ -1,0 +1,547 @@
+"""Every validation rule: a valid purchase, changed one way, gives exactly the expected problem.
+
+Validation runs at track() time, so an event AppLovin would refuse (and with it, its whole
+batch) never reaches a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from postback.errors import InvalidEvent
+from postback.tracker import Tracker
+from postback_applovin import AppLovinEventInvalid
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    """Set (or with value=DELETE, remove) a dotted key of the track() keywords."""
+
+    def mutate(kw: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = kw
+        for p in parents:
+            node = node.setdefault(p, {}) if isinstance(node, dict) else node[int(p)]
+        if value is DELETE:
+            if isinstance(node, dict):
+                node.pop(last, None)
+        elif isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+
+    return mutate
+
+
+DELETE = object()
+
+
+def _all(*mutations: Mutation) -> Mutation:
+    def mutate(kw: dict[str, Any]) -> None:
+        for m in mutations:
+            m(kw)
+
+    return mutate
+
+
+def _opts(options: dict[str, Any]) -> Mutation:
+    return _set("vendors", {"applovin": options})
+
+
+MPD_OK = {
+    "is_claimable": True,
+    "attribution_model": "LAST_CLICK",
+    "attribution_share": 1,
+    "accounting_mode": "CASH",
+}
+
+# (id, mutation, field, fragment of the message)
+RULES: list[tuple[str, Mutation, str, str]] = [
+    # event name
+    (
+        "unmapped-name",
+        _all(_set("name", "install"), _opts({})),
+        "name",
+        "AppLovin has no event for 'install'",
+    ),
+    # event_source_url
+    ("url-missing", _set("context", None), "context.url", "Axon requires event_source_url"),
+    (
+        "url-incomplete",
+        _set("context.url", "shop.example.com/thanks"),
+        "context.url",
+        "complete URL with a scheme and a host",
+    ),
+    (
+        "url-spaces",
+        _set("context.url", "https://shop.example.com/a b"),
+        "context.url",
+        "without spaces",
+    ),
+    (
+        "url-web-needs-http",
+        _set("context.url", "fitapp://thanks"),
+        "context.url",
+        "http(s) URL for a web event",
+    ),
+    (
+        "url-bad-port",
+        _set("context.url", "https://shop.example.com:99999/"),
+        "context.url",
+        "not a valid URL",
+    ),
+    # user_data
+    ("ip-missing", _set("user.ip_address", DELETE), "user.ip_address", "client's IP address"),
+    (
+        "ip-invalid",
+        _set("user.ip_address", "203.0.113"),
+        "user.ip_address",
+        "not an IPv4 or IPv6 address",
+    ),
+    ("ua-missing", _set("user.user_agent", DELETE), "user.user_agent", "user agent"),
+    (
+        "no-identifier",
+        _all(_set("user.email", DELETE), _set("context.aleid", "AL-1")),
+        "user",
+        "at least one user identifier",
+    ),
+    ("email-invalid", _set("user.email", "jane.example.com"), "user.email", "not an email address"),
+    (
+        "phone-national-without-region",
+        _set("user.phone", "020 7946 0958"),
+        "user.phone",
+        "default_phone_region",
+    ),
+    ("phone-too-short", _set("user.phone", "+1 415"), "user.phone", "international form"),
+    ("country-invalid", _set("user.country", "XX"), "user.country", "not an ISO 3166"),
+    ("country-uk", _set("user.country", "UK"), "user.country", "'GB'"),
+    (
+        "us-zip-invalid",
+        _all(_set("user.country", "US"), _set("user.zip", "9410")),
+        "user.zip",
+        "5 digits",
+    ),
+    # data: purchase
+    (
+        "value-missing",
+        _all(_set("value", None), _set("currency", None)),
+        "value",
+        "purchase needs a value",
+    ),
+    (
+        "currency-missing",
+        _all(_set("value", None), _set("currency", None)),
+        "currency",
+        "purchase needs a currency",
+    ),
+    ("value-negative", _set("value", -1), "value", "must not be negative"),
+    (
+        "transaction-id-missing",
+        _set("properties.transaction_id", DELETE),
+        "properties.transaction_id",
+        "needs a transaction_id",
+    ),
+    (
+        "transaction-id-type",
+        _set("properties.transaction_id", {"id": 1}),
+        "properties.transaction_id",
+        "non-empty string",
+    ),
+    (
+        "items-missing",
+        _set("properties.items", DELETE),
+        "properties.items",
+        "needs at least one item",
+    ),
+    ("items-empty", _set("properties.items", []), "properties.items", "needs at least one item"),
+    (
+        "items-not-list",
+        _set("properties.items", "SKU-1"),
+        "properties.items",
+        "must be a list of items",
+    ),
+    ("item-not-dict", _set("properties.items", ["SKU-1"]), "properties.items[0]", "must be a dict"),
+    (
+        "item-id-missing",
+        _set("properties.items", [{"price": 1}]),
+        "properties.items[0].item_id",
+        "requires item_id",
+    ),
+    (
+        "item-id-type",
+        _set("properties.items", [{"item_id": ["x"]}]),
+        "properties.items[0].item_id",
+        "requires item_id",
+    ),
+    (
+        "item-quantity-zero",
+        _set("properties.items", [{"item_id": "a", "quantity": 0}]),
+        "properties.items[0].quantity",
+        "at least 1",
+    ),
+    (
+        "item-quantity-fraction",
+        _set("properties.items", [{"item_id": "a", "quantity": 1.5}]),
+        "properties.items[0].quantity",
+        "whole number",
+    ),
+    (
+        "item-price-not-number",
+        _set("properties.items", [{"item_id": "a", "price": "cheap"}]),
+        "properties.items[0].price",
+        "not a number",
+    ),
+    (
+        "item-price-negative",
+        _set("properties.items", [{"item_id": "a", "price": -2}]),
+        "properties.items[0].price",
+        "must not be negative",
+    ),
+    (
+        "item-discount-not-number",
+        _set("properties.items", [{"item_id": "a", "discount": True}]),
+        "properties.items[0].discount",
+        "must be a number",
+    ),
+    (
+        "item-image-url",
+        _set("properties.items", [{"item_id": "a", "image_url": "/img/a.png"}]),
+        "properties.items[0].image_url",
+        "complete URL",
+    ),
+    (
+        "item-category-id",
+        _set("properties.items", [{"item_id": "a", "item_category_id": "x"}]),
+        "properties.items[0].item_category_id",
+        "integer",
+    ),
+    (
+        "item-name-type",
+        _set("properties.items", [{"item_id": "a", "item_name": {"x": 1}}]),
+        "properties.items[0].item_name",
+        "non-empty string",
+    ),
+    (
+        "shipping-invalid",
+        _set("properties.shipping", "free"),
+        "properties.shipping",
+        "not a number",
+    ),
+    ("tax-negative", _set("properties.tax", -0.5), "properties.tax", "must not be negative"),
+    # data: other events
+    (
+        "begin-checkout-items",
+        _all(_set("name", "begin_checkout"), _set("properties.items", DELETE)),
+        "properties.items",
+        "begin_checkout needs at least one item",
+    ),
+    (
+        "view-item-items",
+        _all(_set("name", "view_item"), _set("properties", {})),
+        "properties.items",
+        "view_item needs at least one item",
+    ),
+    (
+        "add-to-cart-items",
+        _all(_set("name", "add_to_cart"), _set("properties", {})),
+        "properties.items",
+        "add_to_cart needs at least one item",
+    ),
+    (
+        "remove-from-cart-items",
+        _all(_set("name", "remove_from_cart"), _set("properties", {})),
+        "properties.items",
+        "remove_from_cart needs at least one item",
+    ),
+    (
+        "lead-value",
+        _all(_set("name", "lead"), _set("value", None), _set("currency", None)),
+        "value",
+        "generate_lead needs a value",
+    ),
+    (
+        "lead-currency",
+        _all(_set("name", "lead"), _set("value", None), _set("currency", None)),
+        "currency",
+        "generate_lead needs a currency",
+    ),
+    (
+        "add-payment-info-currency",
+        _all(_set("name", "add_payment_info"), _set("value", None), _set("currency", None)),
+        "currency",
+        "add_payment_info needs a currency",
+    ),
+    (
+        "search-term-missing",
+        _all(_set("name", "search"), _set("properties", {})),
+        "properties.search_term",
+        "search needs search_term",
+    ),
+    (
+        "search-term-type",
+        _all(_set("name", "search"), _set("properties", {"search_term": [1]})),
+        "properties.search_term",
+        "non-empty string",
+    ),
+    (
+        "search-results-not-list",
+        _all(_set("name", "search"), _set("properties", {"search_term": "x", "results": 3})),
+        "properties.results",
+        "must be a list",
+    ),
+    # per-event options
+    ("option-unknown", _opts({"click_id": "x"}), "vendors.applovin.click_id", "unknown option"),
+    ("option-esi", _opts({"esi": "tv"}), "vendors.applovin.esi", "'web' or 'app'"),
+    (
+        "option-dedupe-id",
+        _opts({"dedupe_id": "has space"}),
+        "vendors.applovin.dedupe_id",
+        "printable ASCII",
+    ),
+    (
+        "mpd-not-dict",
+        _opts({"measurement_partner_data": "LAST_CLICK"}),
+        "vendors.applovin.measurement_partner_data",
+        "must be a dict",
+    ),
+    (
+        "mpd-required",
+        _opts({"measurement_partner_data": {"is_claimable": True}}),
+        "vendors.applovin.measurement_partner_data.attribution_model",
+        "required by Axon",
+    ),
+    (
+        "mpd-unknown-key",
+        _opts({"measurement_partner_data": {**MPD_OK, "credit": 1}}),
+        "vendors.applovin.measurement_partner_data.credit",
+        "unknown key",
+    ),
+    (
+        "mpd-model",
+        _opts({"measurement_partner_data": {**MPD_OK, "attribution_model": "LAST"}}),
+        "vendors.applovin.measurement_partner_data.attribution_model",
+        "LAST_CLICK",
+    ),
+    (
+        "mpd-accounting",
+        _opts({"measurement_partner_data": {**MPD_OK, "accounting_mode": "DEFERRED"}}),
+        "vendors.applovin.measurement_partner_data.accounting_mode",
+        "ACCRUAL, CASH",
+    ),
+    (
+        "mpd-share",
+        _opts({"measurement_partner_data": {**MPD_OK, "attribution_share": 1.5}}),
+        "vendors.applovin.measurement_partner_data.attribution_share",
+        "from 0 to 1",
+    ),
+    (
+        "mpd-bool",
+        _opts({"measurement_partner_data": {**MPD_OK, "is_claimable": "yes"}}),
+        "vendors.applovin.measurement_partner_data.is_claimable",
+        "true or false",
+    ),
+    (
+        "mpd-lookback",
+        _opts({"measurement_partner_data": {**MPD_OK, "attribution_lookback_window_hours": -1}}),
+        "vendors.applovin.measurement_partner_data.attribution_lookback_window_hours",
+        "hours",
+    ),
+    (
+        "mpd-ts",
+        _opts({"measurement_partner_data": {**MPD_OK, "first_visit_ts": "2026-01-01"}}),
+        "vendors.applovin.measurement_partner_data.first_visit_ts",
+        "epoch milliseconds",
+    ),
+    (
+        "mpd-campaign-id",
+        _opts({"measurement_partner_data": {**MPD_OK, "campaign_id": 1.5}}),
+        "vendors.applovin.measurement_partner_data.campaign_id",
+        "non-empty string",
+    ),
+]
+
+
+def test_base_event_is_valid(destination, event_from, purchase_kwargs) -> None:
+    assert list(destination.validate(event_from(purchase_kwargs))) == []
+
+
+@pytest.mark.parametrize(
+    ("mutation", "field", "fragment"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
+)
+def test_rule(destination, event_from, purchase_kwargs, mutation, field, fragment) -> None:
+    mutation(purchase_kwargs)
+    problems = list(destination.validate(event_from(purchase_kwargs)))
+    hits = [p for p in problems if p.field == field]
+    assert hits, f"no problem at {field!r}; got {problems}"
+    assert any(fragment in p.message for p in hits), hits
+    # The same event can never reach a batch: transform refuses it too.
+    with pytest.raises(AppLovinEventInvalid, match=field.replace(".", r"\.").replace("[", r"\[")):
+        destination.transform(event_from(purchase_kwargs))
+
+
+def test_every_problem_is_reported_at_once(destination, event_from) -> None:
+    event = event_from(
+        {
+            "name": "purchase",
+            "user": {"email": "nope", "phone": "12", "country": "ZZ"},
+            "context": {"url": "example.com"},
+            "properties": {"items": [{"quantity": -1, "price": "x"}, "bad"]},
+            "vendors": {"applovin": {"esi": "desktop", "extra": 1}},
+        }
+    )
+    fields = {p.field for p in destination.validate(event)}
+    assert fields >= {
+        "vendors.applovin.extra",
+        "vendors.applovin.esi",
+        "context.url",
+        "user.ip_address",
+        "user.user_agent",
+        "user.email",
+        "user.phone",
+        "user.country",
+        "currency",
+        "value",
+        "properties.transaction_id",
+        "properties.items[0].item_id",
+        "properties.items[0].price",
+        "properties.items[0].quantity",
+        "properties.items[1]",
+    }
+
+
+def test_event_map_to_unknown_name_is_a_problem_too(
+    make_destination, event_from, purchase_kwargs
+) -> None:
+    dest = make_destination(
+        extra_event_names=["add_to_wishlist"], event_map={"add_to_wishlist": "add_to_wishlist"}
+    )
+    purchase_kwargs["name"] = "add_to_wishlist"
+    assert list(dest.validate(event_from(purchase_kwargs))) == []
+    dest.event_map["add_to_wishlist"] = "wishlist"  # changed behind the config's back
+    problems = list(dest.validate(event_from(purchase_kwargs)))
+    assert [p.field for p in problems] == ["name"]
+    assert "not an Axon event name" in problems[0].message
+
+
+def test_aleid_alone_is_not_an_identifier(destination, event_from, purchase_kwargs) -> None:
+    del purchase_kwargs["user"]["email"]
+    purchase_kwargs["context"]["aleid"] = "AL-1"
+    assert [p.field for p in destination.validate(event_from(purchase_kwargs))] == ["user"]
+    for key, where in [
+        ("client_id", "user"),
+        ("user_id", "user"),
+        ("phone", "user"),
+        ("axwrt", "context"),
+        ("alart", "context"),
+    ]:
+        kw = {**purchase_kwargs, where: {**purchase_kwargs.get(where, {})}}
+        kw[where][key] = "+14155550123" if key == "phone" else "id-123456"
+        assert list(destination.validate(event_from(kw))) == [], key
+
+
+def test_unknown_os_is_left_out_not_refused(destination, event_from, purchase_kwargs) -> None:
+    purchase_kwargs["user"]["os"] = "tvOS"
+    event = event_from(purchase_kwargs)
+    assert list(destination.validate(event)) == []
+    assert "os" not in destination.transform(event)["user_data"]
+
+
+def test_quantity_defaults_to_one(destination, event_from, purchase_kwargs) -> None:
+    purchase_kwargs["properties"]["items"] = [{"item_id": "a"}]
+    items = destination.transform(event_from(purchase_kwargs))["data"]["items"]
+    assert items == [{"item_id": "a", "quantity": 1}]
+
+
+def test_zip_plus4_without_country_is_cut(destination, event_from, purchase_kwargs) -> None:
+    purchase_kwargs["user"]["zip"] = "10001-0001"
+    ud = destination.transform(event_from(purchase_kwargs))["user_data"]
+    assert ud["zip"] == "10001"
+    assert "country_code" not in ud
+
+
+@pytest.mark.parametrize(
+    ("setting", "context", "user", "name", "esi"),
+    [
+        ("auto", {"url": "https://a.example/"}, {}, "purchase", "web"),
+        ("auto", {"url": "https://a.example/", "action_source": "app"}, {}, "purchase", "app"),
+        ("app", {"url": "https://a.example/", "action_source": "website"}, {}, "purchase", "web"),
+        ("app", {"url": "https://a.example/"}, {}, "purchase", "app"),
+        ("web", {"url": "https://a.example/"}, {"ifa": "x"}, "purchase", "web"),
+        ("auto", {}, {"ifa": "x"}, "purchase", "app"),
+        ("auto", {"url": "https://a.example/"}, {"idfv": "x"}, "purchase", "web"),
+        ("auto", {"url": "https://a.example/"}, {}, "app_open", "app"),
+    ],
+)
+def test_esi_rule(
+    make_destination, event_from, purchase_kwargs, setting, context, user, name, esi
+) -> None:
+    dest = make_destination(esi=setting, event_source_url="https://fallback.example/")
+    purchase_kwargs.update(name=name, context=context)
+    purchase_kwargs["user"].update(user)
+    record = dest.transform(event_from(purchase_kwargs))
+    assert record["user_data"]["esi"] == esi
+    # the per-event option beats everything
+    purchase_kwargs["vendors"] = {"applovin": {"esi": "web" if esi == "app" else "app"}}
+    record = dest.transform(event_from(purchase_kwargs))
+    assert record["user_data"]["esi"] != esi
+
+
+def test_fallback_url_must_suit_a_web_event(make_destination, event_from, purchase_kwargs) -> None:
+    dest = make_destination(event_source_url="fitapp://home")
+    purchase_kwargs["context"] = {}
+    problems = list(dest.validate(event_from(purchase_kwargs)))
+    assert [p.field for p in problems] == ["context.url"]
+    assert "fallback" in problems[0].message
+    purchase_kwargs["context"] = {"action_source": "app"}
+    assert list(dest.validate(event_from(purchase_kwargs))) == []
+
+
+def test_messages_never_echo_personal_data(destination, event_from, purchase_kwargs) -> None:
+    purchase_kwargs["user"].update(email="secret.person@", phone="5550199", ip_address="10.0.0.999")
+    text = " ".join(str(p) for p in destination.validate(event_from(purchase_kwargs)))
+    assert "secret.person" not in text
+    assert "5550199" not in text
+    assert "10.0.0.999" not in text
+
+
+def test_track_refuses_an_invalid_event_and_queues_nothing(make_destination) -> None:
+    tracker = Tracker.from_config(
+        {
+            "postback": {"queue": "memory://", "workers": False},
+            "vendors": {"applovin": {"api_key": "k", "pixel_id": "p"}},
+        }
+    )
+    try:
+        with pytest.raises(InvalidEvent) as info:
+            tracker.track("purchase", user={"email": "a@b.co"}, value=5, currency="USD")
+        problems = info.value.problems
+        assert {p.vendor for p in problems} == {"applovin"}
+        assert {
+            "context.url",
+            "user.ip_address",
+            "user.user_agent",
+            "properties.transaction_id",
+            "properties.items",
+        } <= {p.field for p in problems}
+        assert tracker.stats()["applovin"]["queue_depth"] == 0
+    finally:
+        tracker.close(timeout=0)
+
+
+def test_unmapped_events_are_not_routed() -> None:
+    tracker = Tracker.from_config(
+        {
+            "postback": {"queue": "memory://", "workers": False},
+            "vendors": {"applovin": {"api_key": "k", "pixel_id": "p"}},
+        }
+    )
+    try:
+        for name in ("install", "share", "level_achieved", "my_custom_event"):
+            _event, targets = tracker.prepare(name, user={"user_id": "u"})
+            assert targets == [], name
+    finally:
+        tracker.close(timeout=0)
