@@ -76,6 +76,8 @@ class PluginHost:
             name = getattr(plugin, "__name__", None) or f"in-process-{i}:{type(plugin).__name__}"
             self.pm.register(plugin, name=name)
         self.pm.check_pending()
+        impls = self.pm.hook.postback_validate.get_hookimpls()
+        self._validate_is_builtin_only = [i.plugin_name for i in impls] == list(DEFAULT_PLUGINS)
         self.destinations: dict[str, type[Destination]] = {}
         self.emulators: dict[str, type[Emulator]] = {}
         self._collect()
@@ -171,6 +173,11 @@ class PluginHost:
 
     def validate(self, event: Event, destination: Destination) -> list[Problem]:
         problems: list[Problem] = []
+        if self._validate_is_builtin_only:
+            # Only the core's implementation exists: skip the hook machinery on the hot path.
+            for p in destination.validate(event):
+                problems.append(p if p.vendor else Problem(p.field, p.message, destination.name))
+            return problems
         for result in self.pm.hook.postback_validate(event=event, destination=destination):
             if result:
                 for p in result:
