@@ -222,3 +222,17 @@ def test_retry_timing_helpers() -> None:
     assert seconds_from_message("Try again in 12 seconds.") == 12
     assert seconds_from_message("try again in 1.5 minutes") == 90
     assert seconds_from_message("nope") is None
+
+
+def test_max_age_counts_from_queueing_not_the_event_time(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    sandbox.set_fault("example", status=503, count=1)
+    t = make_tracker(vendor={"retry": {"max_age": "1h", "initial_backoff": 0.01,
+                                       "max_backoff": 0.02}})
+    # A backfilled event from last week: the first failure must not make it a dead letter.
+    week_ago = int((time.time() - 7 * 86400) * 1000)
+    t.track("sign_up", user={"email": "a@x.co"}, timestamp=week_ago)
+    report = t.flush(timeout=5)
+    assert report["example"].delivered == 1 and report["example"].dead == 0
+    assert sandbox.received("example")[0]["ts"] == week_ago

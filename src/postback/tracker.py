@@ -14,6 +14,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -212,7 +213,9 @@ class Tracker:
                 [Problem("properties", f"must be JSON-serialisable: {exc}")],
             ) from None
         names = [d.name for d in targets]
-        self.queue.put(event.event_id, event.name, event.timestamp_ms, names, payload)
+        # The queue's clock is when we accepted the event (retry max_age counts from it), not
+        # the event's own time, which may be long ago for backfilled events.
+        self.queue.put(event.event_id, event.name, time.time_ns() // 1_000_000, names, payload)
         engine = self.engine
         for n in names:
             engine.lanes[n].stats.tracked += 1

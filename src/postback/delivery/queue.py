@@ -29,7 +29,7 @@ __all__ = [
 
 @attrs.frozen(slots=True)
 class Claimed:
-    """An event a lane has claimed for one vendor."""
+    """An event a lane has claimed for one vendor (``created_ms``: when it was queued)."""
 
     seq: int
     event_id: str

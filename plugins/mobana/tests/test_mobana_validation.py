@@ -1,0 +1,224 @@
+"""Every validation rule of the Mobana plugin, one test each, plus all problems at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from postback import InvalidEvent, Tracker
+from postback.events import Event
+from postback_mobana import MobanaDestination, UnsendableEvent
+from postback_mobana.destination import install_id_problem
+
+Dest = Callable[..., MobanaDestination]
+Ev = Callable[..., Event]
+
+CANONICAL_UUID = "550e8400-e29b-41d4-a716-446655440000"
+DOCS_EXAMPLE = "520e8400-c466-a554-40e0-0"  # the vendor page's own (non-canonical) example
+
+
+def problems(dest: MobanaDestination, ev: Event) -> dict[str, str]:
+    found = list(dest.validate(ev))
+    out = {p.field: p.message for p in found}
+    assert len(out) == len(found), "one problem per field expected here"
+    return out
+
+
+def test_a_valid_event_has_no_problem(dest: MobanaDestination, make_event_: Ev) -> None:
+    ev = make_event_(value=49.99, currency="USD", vendors={"mobana": {"flow_session_id": "s-1"}})
+    assert list(dest.validate(ev)) == []
+
+
+# --- user.install_id -------------------------------------------------------------------------
+
+
+def test_install_id_is_required(dest: MobanaDestination, make_event_: Ev) -> None:
+    found = problems(dest, make_event_(user={"email": "a@b.co"}))
+    assert list(found) == ["user.install_id"]
+    assert "Mobana.getInstallId()" in found["user.install_id"]
+    assert "vendors={'mobana': False}" in found["user.install_id"]
+
+
+def test_install_id_at_most_36_characters(dest: MobanaDestination, make_event_: Ev) -> None:
+    too_long = CANONICAL_UUID + "a"  # 37 hex/dash characters
+    found = problems(dest, make_event_(user={"install_id": too_long}))
+    assert "37 characters" in found["user.install_id"]
+    assert "at most 36" in found["user.install_id"]
+
+
+def test_install_id_must_be_hex_and_dashes(dest: MobanaDestination, make_event_: Ev) -> None:
+    for bad in (
+        "user-42",
+        "{550e8400-e29b}",
+        "550e8400 e29b",
+        "-550e8400",
+        "550e8400-",
+        "550e8400--e29b",
+        "urn:uuid:550e8400",
+    ):
+        found = problems(dest, make_event_(user={"install_id": bad}))
+        assert "hex digits in dash-separated groups" in found["user.install_id"], bad
+        assert repr(bad) in found["user.install_id"]
+
+
+@pytest.mark.parametrize(
+    "good",
+    [CANONICAL_UUID, CANONICAL_UUID.upper(), DOCS_EXAMPLE, "0123456789abcdef0123456789abcdef"],
+)
+def test_loose_format_accepts_uuids_and_the_docs_example(
+    dest: MobanaDestination, make_event_: Ev, good: str
+) -> None:
+    assert problems(dest, make_event_(user={"install_id": good})) == {}
+
+
+def test_uuid_format_accepts_only_canonical_uuids(make_dest: Dest, make_event_: Ev) -> None:
+    strict = make_dest(install_id_format="uuid")
+    assert problems(strict, make_event_(user={"install_id": CANONICAL_UUID})) == {}
+    assert problems(strict, make_event_(user={"install_id": CANONICAL_UUID.upper()})) == {}
+    for bad in (DOCS_EXAMPLE, "0123456789abcdef0123456789abcdef"):
+        found = problems(strict, make_event_(user={"install_id": bad}))
+        assert "install_id_format = 'uuid'" in found["user.install_id"]
+
+
+def test_install_id_problem_helper() -> None:
+    assert install_id_problem(CANONICAL_UUID) is None
+    assert install_id_problem(DOCS_EXAMPLE) is None
+    assert install_id_problem(DOCS_EXAMPLE, "uuid") is not None
+    assert install_id_problem(None) is not None
+    assert install_id_problem("x" * 500) is not None
+    long_message = install_id_problem("g" * 500)
+    assert long_message is not None and len(long_message) < 300  # the value is shortened
+
+
+# --- currency ----------------------------------------------------------------------------------
+
+
+def test_other_currency_without_rate_is_refused(dest: MobanaDestination, make_event_: Ev) -> None:
+    found = problems(dest, make_event_(value=49.99, currency="EUR"))
+    msg = found["currency"]
+    assert "no currency field" in msg
+    assert "app currency USD" in msg
+    assert "[vendors.mobana.rates] EUR" in msg
+
+
+def test_other_currency_with_a_rate_is_accepted(make_dest: Dest, make_event_: Ev) -> None:
+    dest = make_dest(rates={"EUR": "1.08"})
+    assert problems(dest, make_event_(value=49.99, currency="EUR")) == {}
+
+
+def test_app_currency_is_configurable(make_dest: Dest, make_event_: Ev) -> None:
+    eur = make_dest(currency="eur")
+    assert eur.settings.currency == "EUR"
+    assert problems(eur, make_event_(value=10, currency="EUR")) == {}
+    assert "app currency EUR" in problems(eur, make_event_(value=10, currency="USD"))["currency"]
+
+
+def test_transform_refuses_an_event_whose_rate_disappeared(
+    make_dest: Dest, make_event_: Ev
+) -> None:
+    """Queued under a config with a rate, delivered under one without: never a wrong number."""
+    ev = make_event_(value=10, currency="EUR")
+    assert problems(make_dest(rates={"EUR": "1.1"}), ev) == {}
+    with pytest.raises(UnsendableEvent, match="no currency field"):
+        make_dest().transform(ev)
+
+
+def test_transform_refuses_an_event_without_install_id(
+    dest: MobanaDestination, make_event_: Ev
+) -> None:
+    with pytest.raises(UnsendableEvent, match=r"user\.install_id"):
+        dest.transform(make_event_(user={"email": "a@b.co"}))
+
+
+# --- event names -------------------------------------------------------------------------------
+
+
+def test_event_name_defaults_to_the_canonical_name(
+    dest: MobanaDestination, make_event_: Ev
+) -> None:
+    assert dest.transform(make_event_("tutorial_complete"))["name"] == "tutorial_complete"
+    assert dest.transform(make_event_("boss_defeated"))["name"] == "boss_defeated"
+    assert dest.supports("anything_custom")
+
+
+def test_event_map_renames(make_dest: Dest, make_event_: Ev) -> None:
+    dest = make_dest(event_map={"sign_up": "signup"})
+    assert dest.transform(make_event_("sign_up"))["name"] == "signup"
+    assert dest.transform(make_event_("purchase"))["name"] == "purchase"
+
+
+def test_empty_mapped_name_is_refused(make_dest: Dest, make_event_: Ev) -> None:
+    dest = make_dest(event_map={"sign_up": " "})
+    found = problems(dest, make_event_("sign_up"))
+    assert "empty Mobana conversion name" in found["name"]
+    with pytest.raises(UnsendableEvent, match="maps to no Mobana conversion name"):
+        dest.transform(make_event_("sign_up"))
+
+
+# --- per-event options -------------------------------------------------------------------------
+
+
+def test_unknown_option_is_refused(dest: MobanaDestination, make_event_: Ev) -> None:
+    found = problems(dest, make_event_(vendors={"mobana": {"flowSessionId": "s"}}))
+    assert "unknown option" in found["vendors.mobana.flowSessionId"]
+    assert "flow_session_id" in found["vendors.mobana.flowSessionId"]
+
+
+@pytest.mark.parametrize("bad", ["", "   ", 42, ["s"]])
+def test_flow_session_id_must_be_a_non_empty_string(
+    dest: MobanaDestination, make_event_: Ev, bad: Any
+) -> None:
+    found = problems(dest, make_event_(vendors={"mobana": {"flow_session_id": bad}}))
+    assert "startFlow()" in found["vendors.mobana.flow_session_id"]
+
+
+def test_flow_session_id_is_sent(dest: MobanaDestination, make_event_: Ev) -> None:
+    record = dest.transform(make_event_(vendors={"mobana": {"flow_session_id": "abc123"}}))
+    assert record["flowSessionId"] == "abc123"
+    assert "flowSessionId" not in dest.transform(make_event_())
+
+
+def test_timestamp_is_the_event_time(dest: MobanaDestination, make_event_: Ev) -> None:
+    assert dest.transform(make_event_(timestamp=1706745600000))["timestamp"] == 1706745600000
+
+
+# --- every problem at once, through track() ----------------------------------------------------
+
+
+@pytest.fixture
+def tracker(settings: dict[str, Any]) -> Iterator[Tracker]:
+    t = Tracker.from_config(
+        {
+            "postback": {"queue": "memory://"},
+            "vendors": {"mobana": {**settings, "event_map": {"lead": ""}}},
+        }
+    )
+    yield t
+    t.close(timeout=0)
+
+
+def test_every_problem_is_reported_at_once(tracker: Tracker) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track(
+            "lead",
+            user={"install_id": "not-an-install-id!"},
+            value=12.5,
+            currency="GBP",
+            vendors={"mobana": {"flow_session_id": 7, "colour": "red"}},
+        )
+    found = {(p.vendor, p.field) for p in info.value.problems}
+    assert found == {
+        ("mobana", "name"),
+        ("mobana", "user.install_id"),
+        ("mobana", "currency"),
+        ("mobana", "vendors.mobana.flow_session_id"),
+        ("mobana", "vendors.mobana.colour"),
+    }
+    assert tracker.queue.depth(["mobana"], 0)["mobana"].pending == 0  # nothing queued
+
+
+def test_opting_out_skips_validation(tracker: Tracker) -> None:
+    """A web event without an install id can be kept from Mobana per event."""
+    tracker.track("page_view", user={"email": "a@b.co"}, vendors={"mobana": False})
