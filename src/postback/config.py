@@ -309,6 +309,9 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     """Say what is wrong with a setting in words a user can act on."""
     if isinstance(exc, KeyError):
         return "required field missing"
+    args = [a for a in getattr(type_, "__args__", ()) if a is not type(None)]
+    if len(args) == 1 and getattr(args[0], "__origin__", None) is Literal:
+        type_ = args[0]  # Literal[...] | None: name the choices
     origin = getattr(type_, "__origin__", None)
     if origin is Literal or (
         type_ is not None and "Literal" in repr(type_) and hasattr(type_, "__args__")

@@ -134,9 +134,83 @@ def demo_events(n: int, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def _short(text: str, limit: int = 150) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def flawed_events(emulators: dict[str, Any], seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
+    """Events that show refusals: three with problems some vendors refuse at ``track()``, and
+    one per emulator that its vendor rejects (``Emulator.demo_rejection``)."""
+    rng = random.Random(seed + 1)
+    user = _user(rng, 999)
+    ctx = {"url": "https://shop.example.com/checkout/done", "action_source": "website"}
+    items = [{"item_id": "sku-mug", "item_name": "Mug", "price": 9.5, "quantity": 1}]
+    base = {
+        "user": user,
+        "context": ctx,
+        "value": 9.5,
+        "currency": "USD",
+        "properties": {"transaction_id": "order-9000", "items": items},
+    }
+    out: list[tuple[str, dict[str, Any]]] = [
+        # A currency not every vendor can take (one without a conversion rate).
+        (
+            "purchase",
+            _merge(
+                base,
+                {
+                    "currency": "BRL",
+                    "event_id": "order-9001-purchase",
+                    "properties": {"transaction_id": "order-9001"},
+                },
+            ),
+        ),
+        # A server-side event that lost the browser's IP address and user agent.
+        (
+            "sign_up",
+            {
+                "user": {k: v for k, v in user.items() if k not in ("ip_address", "user_agent")},
+                "context": ctx,
+            },
+        ),
+        # A Telegram handle where the numeric id belongs.
+        ("sign_up", {"user": {**user, "telegram_user_id": "@ada_lovelace"}, "context": ctx}),
+    ]
+    for vendor, emulator in sorted(emulators.items()):
+        patch = emulator.demo_rejection()
+        if not patch:
+            continue
+        name = patch.pop("name", "purchase")
+        others = {v: False for v in emulators if v != vendor}
+        routing = {**others, **patch.pop("vendors", {})}
+        out.append((name, _merge(base, {**patch, "vendors": routing})))
+    return out
+
+
 def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[str, Any]:
     """Run the demo; returns the figures it printed (for tests)."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The summary reports every rejection; the engine's own warnings would repeat them.
+    delivery_log = logging.getLogger("postback.delivery")
+    level = delivery_log.level
+    if delivery_log.getEffectiveLevel() >= logging.WARNING:
+        delivery_log.setLevel(logging.ERROR)
+    try:
+        return _run_demo(console, n_events, seed)
+    finally:
+        delivery_log.setLevel(level)
+
+
+def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
     host = PluginHost()
     vendors = sorted(set(host.destinations) & set(host.emulators))
     if not vendors:
@@ -163,7 +237,9 @@ def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[st
         }
         console.print(f"sandbox on {box.url}: {', '.join(vendors)}")
         tracker = Tracker.from_config(config, plugins=[listener])
-        events = demo_events(n_events, seed)
+        events = demo_events(n_events, seed) + flawed_events(
+            {v: host.emulators[v] for v in vendors}, seed
+        )
         tracked = 0
         started = time.perf_counter()
         with Progress(
@@ -181,7 +257,7 @@ def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[st
                     # Note who refused and why, then send it to the vendors that accept it.
                     skip = {p.vendor for p in exc.problems if p.vendor}
                     for p in exc.problems:
-                        refused[p.vendor or "all"][f"{p.field}: {p.message}"[:90]] += 1
+                        refused[p.vendor or "all"][_short(f"{p.field}: {p.message}")] += 1
                     if None not in {p.vendor for p in exc.problems}:
                         tracker.track(name, **{**kwargs, "vendors": dict.fromkeys(skip, False)})
                 tracked += 1
@@ -227,7 +303,7 @@ def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[st
     for v in vendors:
         reasons = Counter(d.reason for d in dead if d.vendor == v)
         lines = [f"  refused at track(), {n}x: {why}" for why, n in refused[v].most_common(3)]
-        lines += [f"  rejected by {v}, {n}x: {why[:110]}" for why, n in reasons.most_common(3)]
+        lines += [f"  rejected by {v}, {n}x: {_short(why)}" for why, n in reasons.most_common(3)]
         for a in listener.seen[v][:2]:
             lines.append(
                 f"  attributed {a.event_id}: network={a.network} campaign={a.campaign_id}"

@@ -407,6 +407,13 @@ class Emulator:
         """Vendor settings (secrets included, sandbox-only values) that this emulator accepts."""
         return {}
 
+    @classmethod
+    def demo_rejection(cls) -> dict[str, Any] | None:
+        """Changes to a demo event that make this emulator refuse it as the vendor would
+        (e.g. ``{"user": {"telegram_user_id": "9990000400"}}``), so ``postback demo`` can show
+        a vendor-side rejection; ``name`` may be set too. ``None``: the demo shows none."""
+        return None
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one request as the vendor would."""
         raise NotImplementedError

@@ -207,7 +207,11 @@ class Sandbox:
                     headers={"content-type": "application/json", **fault.headers},
                 )
         url = request.url.copy_with(path="/" + rest)
-        inner = httpx.Request(request.method, url, headers=request.headers, content=request.content)
+        # The emulator sees the vendor's own path; x-forwarded-prefix says where it was mounted
+        # (an emulator that checks signatures over the URL needs the URL as it was sent).
+        headers = httpx.Headers(request.headers)
+        headers["x-forwarded-prefix"] = f"/{vendor}"
+        inner = httpx.Request(request.method, url, headers=headers, content=request.content)
         emulator.requests += 1
         try:
             return emulator.handle(inner)

@@ -18,6 +18,7 @@ errors, and a halt (nothing dropped) when the vendor refuses the credentials.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -122,7 +123,8 @@ class DestinationContract:
             assert field.name not in VENDOR_COMMON_HELP, (
                 f"{field.name!r} is a common setting handled by the core; remove it"
             )
-            is_secret_type = field.type in (Secret, "Secret", "Secret | None")
+            kinds = {field.type, *typing.get_args(field.type)}
+            is_secret_type = bool(kinds & {Secret, "Secret", "Secret | None"})
             assert bool(meta.get("secret")) == is_secret_type, (
                 f"setting {field.name!r}: secret=True and the Secret type go together"
             )

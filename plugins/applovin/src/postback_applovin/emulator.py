@@ -127,6 +127,11 @@ class AppLovinEmulator(Emulator):
             "pixel_id": "sbx-axon-event-key-4d2a91",
         }
 
+    @classmethod
+    def demo_rejection(cls) -> dict[str, Any] | None:
+        """An event this emulator refuses as the vendor would, for ``postback demo``."""
+        return {"name": "purchase", "properties": {"transaction_id": "emulator-invalid-demo"}}
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.rstrip("/") != "/v1/event":
             return self._answer(404, "Not found: the Conversion API is POST /v1/event")

@@ -102,6 +102,11 @@ class MobanaEmulator(Emulator):
             "rates": {"EUR": "1.08", "GBP": "1.27"},
         }
 
+    @classmethod
+    def demo_rejection(cls) -> dict[str, Any] | None:
+        """An event this emulator refuses as the vendor would, for ``postback demo``."""
+        return {"name": "sign_up", "user": {"install_id": "00000000-0000-0000-0000-000000000422"}}
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.rstrip("/") != "/conversion":
             return _error(404, f"no such endpoint: {request.url.path}")

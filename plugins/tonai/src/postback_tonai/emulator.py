@@ -69,6 +69,11 @@ class TonAIEmulator(Emulator):
         # Sandbox-only: Ton AI never issued this key.
         return {"api_key": "sandbox-tonai-app-key-7Qm2xV9c", "product": "exchange"}
 
+    @classmethod
+    def demo_rejection(cls) -> dict[str, Any] | None:
+        """An event this emulator refuses as the vendor would, for ``postback demo``."""
+        return {"name": "sign_up", "user": {"telegram_user_id": "9990000400"}}
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         product = self._product(path)

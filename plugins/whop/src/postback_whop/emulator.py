@@ -137,6 +137,11 @@ class WhopEmulator(Emulator):
             "api": "events",
         }
 
+    @classmethod
+    def demo_rejection(cls) -> dict[str, Any] | None:
+        """An event this emulator refuses as the vendor would, for ``postback demo``."""
+        return {"name": "lead", "event_id": "whop-422-demo"}
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         with self._lock:
             try:
