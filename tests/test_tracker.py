@@ -201,3 +201,43 @@ def test_a_plugin_can_take_over_delivery(
     assert t.flush(timeout=5)["example"].delivered == 1
     assert captured == [eid]
     assert sandbox.received("example") == []  # nothing went over the wire
+
+
+def test_close_leaves_no_threads_or_open_files(
+    make_tracker: Callable[..., Tracker], tmp_path: Any
+) -> None:
+    import os
+    import threading
+    import time
+
+    def open_queue_files() -> list[str]:
+        fds = os.listdir("/proc/self/fd")
+        out = []
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if str(tmp_path) in target:
+                out.append(target)
+        return out
+
+    t = make_tracker()
+    for i in range(20):
+        t.track("sign_up", user={"email": f"u{i}@b.co"})
+    assert t.flush(timeout=5).complete
+    assert any(th.name.startswith("postback") for th in threading.enumerate())
+    assert open_queue_files()
+    t.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(
+        th.name.startswith("postback") and th.name != "postback-sandbox"
+        for th in threading.enumerate()
+    ):
+        time.sleep(0.05)
+    assert [
+        th.name
+        for th in threading.enumerate()
+        if th.name.startswith("postback") and th.name != "postback-sandbox"
+    ] == []
+    assert open_queue_files() == []
