@@ -13,6 +13,7 @@ subclasses; see the plugin authoring guide.
 
 from __future__ import annotations
 
+from postback.aio import AsyncTracker
 from postback.config import Config
 from postback.delivery.engine import FlushReport, VendorReport
 from postback.destination import (
@@ -51,6 +52,7 @@ from postback.tracker import Tracker
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncTracker",
     "Attribution",
     "Config",
     "ConfigError",

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -71,25 +69,13 @@ def _errors() -> Iterator[None]:
 
 
 def _tracker(config_path: Path | None, **overrides: Any) -> Tracker:
-    raw, _source, base_dir = read_config(config_path)
-    if overrides:
-        raw = {**raw, "postback": {**raw.get("postback", {}), **overrides}}
-        return Tracker.from_config(_with_base(raw, base_dir))
-    return Tracker.from_config(config_path)
+    """A tracker for a command; ``overrides`` replace ``[postback]`` settings (a relative
+    sqlite queue stays relative to the config file's directory)."""
+    if not overrides:
+        return Tracker.from_config(config_path)
+    from postback.integrations import config_with_overrides
 
-
-def _with_base(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Resolve a relative sqlite path against the config file's directory for a dict config."""
-    queue = raw.get("postback", {}).get("queue")
-    if (
-        isinstance(queue, str)
-        and queue.startswith("sqlite:")
-        and not queue.startswith("sqlite:///")
-    ):
-        from postback.delivery.queue import sqlite_path
-
-        raw["postback"]["queue"] = f"sqlite:///{sqlite_path(queue, base_dir)}"
-    return raw
+    return Tracker.from_config(config_with_overrides(config_path, overrides))
 
 
 def _kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -431,29 +417,15 @@ def demo(n_events: int, seed: int) -> None:
 @click.option("--stats-every", default=0.0, help="Print stats every N seconds (0: never).")
 def worker(config_path: Path | None, stats_every: float) -> None:
     """Deliver queued events until SIGTERM/SIGINT, then finish in-flight requests and stop."""
+    from postback.integrations import run_worker
+
     with _errors():
         tracker = _tracker(config_path, workers=True)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.warning("received %s: finishing in-flight requests", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    tracker.engine.start()
-    err.print(
-        f"postback worker: delivering from {tracker.queue.url} to "
-        f"{', '.join(tracker.destinations) or 'no vendor'}",
-        highlight=False,
+    run_worker(
+        tracker,
+        stats_every=stats_every,
+        write=lambda line: err.print(line, highlight=False, markup=False),
     )
-    last = time.monotonic()
-    while not stop.wait(0.5):
-        if stats_every and time.monotonic() - last >= stats_every:
-            last = time.monotonic()
-            err.print(json.dumps(tracker.stats()), highlight=False)
-    tracker.engine.stop(wait=10.0)
-    tracker.close(timeout=0)
     err.print("postback worker: stopped", highlight=False)
 
 

@@ -238,8 +238,11 @@ class Tracker:
                 return None
             self._closed = True
         report = None
+        # An enqueue-only process (workers = false) on a shared queue leaves delivery to the
+        # deliverer: its events are stored, so there is nothing to wait for.
+        enqueue_only = not self.config.core.workers and self.queue.shared
         try:
-            if self.engine.lanes and (timeout is None or timeout > 0):
+            if self.engine.lanes and not enqueue_only and (timeout is None or timeout > 0):
                 report = self.engine.flush(timeout)
         finally:
             self.engine.stop(wait=1.0)

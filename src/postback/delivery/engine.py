@@ -252,14 +252,31 @@ class Lane:
                         int(time.time() * 1000),
                     )
                     break
-                with self._inflight_lock:
-                    self._inflight += 1
-                assert self._pool is not None
-                self._pool.submit(self._process_guarded, claimed)
+                if stop.is_set() or not self._submit(claimed):
+                    self._slots.release()
+                    queue.settle(
+                        self.name,
+                        [Settlement(c, "release", 0) for c in claimed],
+                        int(time.time() * 1000),
+                    )
+                    break
             except Exception:
                 # Never let the lane die: log, back off a little, go on.
                 log.exception("%s: delivery lane error (continuing)", self.name)
                 stop.wait(1.0)
+
+    def _submit(self, claimed: list[Claimed]) -> bool:
+        """Hand a batch to the request threads; False if they are shutting down."""
+        assert self._pool is not None
+        with self._inflight_lock:
+            self._inflight += 1
+        try:
+            self._pool.submit(self._process_guarded, claimed)
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            with self._inflight_lock:
+                self._inflight -= 1
+            return False
+        return True
 
     def _acquire_slot(self, stop: threading.Event) -> bool:
         while not self._slots.acquire(timeout=0.5):

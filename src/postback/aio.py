@@ -1,0 +1,350 @@
+"""The :class:`AsyncTracker`: :class:`~postback.Tracker` for asyncio applications.
+
+::
+
+    from postback import AsyncTracker
+
+    async with AsyncTracker.from_config("postback.toml") as tracker:
+        event_id = await tracker.track("purchase", user={"email": "a@b.co"},
+                                       value=49.99, currency="USD")
+
+It wraps a :class:`~postback.Tracker` and has its API with ``await``: the same arguments, the
+same validation and :class:`~postback.InvalidEvent`, the same durable queue and delivery lanes
+(which already run on their own threads). What it adds is keeping the event loop free.
+
+``track()`` ends in a write to the queue (an INSERT and a WAL commit for ``sqlite://``, a round
+trip for ``redis://``), which must not run on the loop. Every ``AsyncTracker`` has one writer
+thread that runs the wrapped ``track()`` calls in the order they were awaited (so events from
+one coroutine are queued in order) and hands each result back to its loop; when several calls
+are waiting it runs them all and wakes each loop once. Validation runs on that thread too:
+doing it on the loop would need a second copy of ``Tracker.track()``, and it costs the same
+tens of microseconds of CPU on either thread. With ``memory://`` there is no I/O, so
+``track()`` runs inline.
+
+Measured on a busy 2-core VM (Python 3.11, ``sqlite://`` on local disk, a purchase with user
+and context; medians of five runs of 5,000 calls): the synchronous ``Tracker.track()`` costs
+28 µs; ``await track()`` costs 63 µs of latency awaited one at a time (two thread hand-offs)
+and 45 µs per call when 5,000 are awaited at once (hand-offs are shared);
+``asyncio.to_thread(Tracker.track)`` costs 128 µs, shares the default executor and does not
+keep the order of calls. Calling ``Tracker.track()`` on the loop instead stalled it for
+14-27 ms at worst over 4,000 calls (WAL checkpoints); the docs' FastAPI how-to has the table.
+
+Cancelling a task that awaits ``track()`` does not un-queue the event: once submitted, the
+write completes. After ``fork()`` a child starts its own writer thread on first use; at
+interpreter exit, writes already submitted are finished before the core's exit hook closes the
+trackers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from postback.delivery.engine import FlushReport
+from postback.delivery.memory import MemoryQueue
+from postback.errors import TrackerClosed
+from postback.integrations._context import current_request_context, merge_request_context
+from postback.tracker import Tracker
+
+__all__ = ["AsyncTracker"]
+
+log = logging.getLogger("postback")
+
+T = TypeVar("T")
+_EXIT_DRAIN_SECONDS = 5.0
+
+_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+_Result = tuple["asyncio.Future[Any]", bool, Any]
+
+
+class _Writer:
+    """One daemon thread that runs jobs in submission order and resolves their futures.
+
+    Results go back to each caller's loop with ``call_soon_threadsafe``, batched: one wake-up
+    per loop for every job that was waiting when the thread got to them.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if self._stopped:
+                raise TrackerClosed("this tracker was closed; create a new one with from_config()")
+            if self._thread is None:
+                self._start()
+            self._jobs.put((loop, future, fn))
+        return future
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        _install_process_hooks()
+        with _live_lock:
+            _live_writers.add(self)
+
+    def _run(self) -> None:
+        jobs = self._jobs
+        while True:
+            batch = [jobs.get()]
+            while True:
+                try:
+                    batch.append(jobs.get_nowait())
+                except queue.Empty:
+                    break
+            done: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
+            stop = False
+            for job in batch:
+                if job is None:
+                    stop = True
+                    continue
+                loop, future, fn = job
+                try:
+                    result: _Result = (future, True, fn())
+                except BaseException as exc:  # handed to the awaiting caller, like an executor
+                    result = (future, False, exc)
+                done.setdefault(loop, []).append(result)
+            for loop, results in done.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, results)
+                except RuntimeError:
+                    pass  # that loop is closed: nobody waits for these results any more
+            if stop:
+                return
+
+    def stop(self, wait: float | None) -> None:
+        """Finish the jobs already submitted, refuse new ones, end the thread."""
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+            if thread is not None:
+                self._jobs.put(None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(wait)
+
+    def after_fork(self) -> None:
+        """In a forked child: the thread did not survive; the parent's jobs are not ours."""
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread = None
+
+
+def _resolve(results: list[_Result]) -> None:
+    for future, ok, value in results:
+        if future.done():  # the caller was cancelled; the write happened anyway
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class AsyncTracker:
+    """Send conversion events from asyncio code; ``await`` never blocks the event loop.
+
+    Create one per process, at start-up (``from_config`` reads the config file and opens the
+    queue synchronously), for example in an ASGI lifespan; share it between tasks.
+    """
+
+    def __init__(self, tracker: Tracker) -> None:
+        self._tracker = tracker
+        self._writer = _Writer(f"postback-writer-{id(self):x}")
+        self._inline = isinstance(tracker.queue, MemoryQueue)
+        self._closing = False
+
+    @classmethod
+    def from_config(
+        cls,
+        config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        transport: Any = None,
+        load_entry_points: bool = True,
+    ) -> AsyncTracker:
+        """Build from a TOML file, a pyproject.toml or a dict, as :meth:`Tracker.from_config`."""
+        return cls(
+            Tracker.from_config(
+                config, plugins=plugins, transport=transport, load_entry_points=load_entry_points
+            )
+        )
+
+    @property
+    def tracker(self) -> Tracker:
+        """The wrapped synchronous tracker (its queue, config, destinations, engine)."""
+        return self._tracker
+
+    @property
+    def closed(self) -> bool:
+        return self._closing or self._tracker.closed
+
+    async def track(
+        self,
+        name: str,
+        *,
+        user: Mapping[str, Any] | None = None,
+        value: float | int | str | Any = None,
+        currency: str | None = None,
+        event_id: str | None = None,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        vendors: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Validate an event, queue it durably for its vendors, return its id.
+
+        Same arguments and errors as :meth:`Tracker.track`. Inside a request handled with a
+        postback middleware (Starlette/FastAPI, Django), the request's ip, user agent, url,
+        click ids, utm parameters and pixel cookies fill what ``user``/``context`` leave out.
+        """
+        if self._closing:
+            raise TrackerClosed("this tracker was closed; create a new one with from_config()")
+        user, context = merge_request_context(current_request_context(), user, context)
+        track = self._tracker.track
+        if self._inline:
+            return track(
+                name,
+                user=user,
+                value=value,
+                currency=currency,
+                event_id=event_id,
+                timestamp=timestamp,
+                context=context,
+                properties=properties,
+                vendors=vendors,
+            )
+        return await self._writer.submit(
+            lambda: track(
+                name,
+                user=user,
+                value=value,
+                currency=currency,
+                event_id=event_id,
+                timestamp=timestamp,
+                context=context,
+                properties=properties,
+                vendors=vendors,
+            )
+        )
+
+    def track_blocking(
+        self,
+        name: str,
+        *,
+        user: Mapping[str, Any] | None = None,
+        value: float | int | str | Any = None,
+        currency: str | None = None,
+        event_id: str | None = None,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        vendors: Mapping[str, Any] | None = None,
+    ) -> str:
+        """:meth:`track` for synchronous code that runs off the loop (a FastAPI ``def``
+        endpoint runs in a thread pool): writes on the calling thread, fills the request
+        context the same way. Never call it on the event loop's thread."""
+        if self._closing:
+            raise TrackerClosed("this tracker was closed; create a new one with from_config()")
+        user, context = merge_request_context(current_request_context(), user, context)
+        return self._tracker.track(
+            name,
+            user=user,
+            value=value,
+            currency=currency,
+            event_id=event_id,
+            timestamp=timestamp,
+            context=context,
+            properties=properties,
+            vendors=vendors,
+        )
+
+    async def flush(self, timeout: float | None = 10.0) -> FlushReport:
+        """Deliver what is queued (including ``track()`` calls still being written), waiting at
+        most ``timeout`` seconds; a report per vendor."""
+        if not self._closing and self._writer.started:
+            await self._writer.submit(lambda: None)  # every earlier write has landed
+        return await asyncio.to_thread(self._tracker.flush, timeout)
+
+    async def close(self, timeout: float | None = 10.0) -> FlushReport | None:
+        """Finish pending writes, flush for at most ``timeout`` seconds, stop the workers and
+        release the queue. What is not delivered in time stays queued (``sqlite://``)."""
+        if self._closing:
+            return None
+        self._closing = True
+        await asyncio.to_thread(self._writer.stop, None)
+        return await asyncio.to_thread(self._tracker.close, timeout)
+
+    def close_blocking(self, timeout: float | None = 10.0) -> FlushReport | None:
+        """:meth:`close` for synchronous shutdown code (signal handlers, settings reloads);
+        blocks the calling thread, so never call it on the event loop's thread."""
+        if self._closing:
+            return None
+        self._closing = True
+        self._writer.stop(None)
+        return self._tracker.close(timeout)
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per-vendor counters and queue depth, as :meth:`Tracker.stats` (a short read)."""
+        return self._tracker.stats()
+
+    async def __aenter__(self) -> AsyncTracker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncTracker wrapping {self._tracker!r}>"
+
+
+# --------------------------------------------------------------------------------------------
+# Process hooks: re-create writer threads after fork, finish submitted writes at exit.
+
+_live_writers: weakref.WeakSet[_Writer] = weakref.WeakSet()
+_live_lock = threading.Lock()
+_hooks_installed = False
+
+
+def _install_process_hooks() -> None:
+    # Called when the first writer thread starts, which is after the first Tracker installed
+    # the core's exit hook: atexit runs in reverse order, so writes land before trackers close.
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_finish_writes_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _finish_writes_at_exit() -> None:
+    with _live_lock:
+        writers = list(_live_writers)
+    for writer in writers:
+        try:
+            writer.stop(_EXIT_DRAIN_SECONDS)
+        except Exception:
+            log.exception("error while finishing queued writes at exit")
+
+
+def _after_fork_in_child() -> None:
+    global _live_lock
+    _live_lock = threading.Lock()
+    for writer in list(_live_writers):
+        writer.after_fork()

@@ -1,0 +1,162 @@
+"""Web framework integrations, and what they share.
+
+- :mod:`postback.integrations.flask`: the ``Postback`` Flask extension.
+- :mod:`postback.integrations.asgi`: a Starlette/FastAPI lifespan, middleware and dependency
+  around :class:`~postback.AsyncTracker`.
+- :mod:`postback.integrations.django`: a Django app (settings, middleware, the
+  ``postback_worker`` management command).
+
+All three fill an event's ``user``/``context`` from the current request in the same way; that
+logic, and its settings (:class:`RequestContextSettings`: proxy setup, per-field opt-out), live
+in :mod:`postback.integrations._context`. This module adds the other shared pieces: turning
+plugin names from settings into objects, loading a config with overrides (a worker forces
+``workers = true``), and the worker loop behind ``flask postback worker`` and
+``manage.py postback_worker``. Importing it imports no web framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from postback.config import DEFAULT_QUEUE, read_config
+from postback.delivery.queue import sqlite_path
+from postback.errors import ConfigError, ConfigProblem
+from postback.integrations._context import (
+    RequestContext,
+    RequestContextSettings,
+    RequestInfo,
+    current_request_context,
+    extract_request_context,
+    merge_request_context,
+)
+from postback.tracker import Tracker
+
+__all__ = [
+    "ConfigSource",
+    "RequestContext",
+    "RequestContextSettings",
+    "RequestInfo",
+    "config_with_overrides",
+    "current_request_context",
+    "extract_request_context",
+    "merge_request_context",
+    "resolve_path",
+    "resolve_plugins",
+    "run_worker",
+]
+
+log = logging.getLogger("postback.integrations")
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
+
+
+def resolve_plugins(specs: Iterable[object], *, where: str) -> list[object]:
+    """In-process plugins from settings: objects as they are, strings imported.
+
+    A string is a module path (``"myapp.postback_hooks"``) or ``"module:attribute"``.
+    Raises :class:`~postback.ConfigError` naming ``where`` for any that cannot be imported.
+    """
+    if isinstance(specs, (str, bytes)):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    where,
+                    "must be a list of plugins (module paths or objects), not a single string",
+                )
+            ]
+        )
+    plugins: list[object] = []
+    problems: list[ConfigProblem] = []
+    for spec in specs:
+        if not isinstance(spec, str):
+            plugins.append(spec)
+            continue
+        module_name, _, attribute = spec.partition(":")
+        try:
+            obj: object = importlib.import_module(module_name)
+            for part in filter(None, attribute.split(".")):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            problems.append(
+                ConfigProblem(where, f"cannot import plugin {spec!r}: {type(exc).__name__}: {exc}")
+            )
+            continue
+        plugins.append(obj)
+    if problems:
+        raise ConfigError(problems)
+    return plugins
+
+
+def config_with_overrides(config: ConfigSource, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Read ``config`` (file, dict, or ``None`` for the default search) into a dict with
+    ``[postback]`` settings overridden, keeping a relative ``sqlite://`` queue relative to the
+    config file's directory as ``Tracker.from_config(path)`` would."""
+    raw, _source, base_dir = read_config(config)
+    core = dict(raw.get("postback") or {})
+    core.update(overrides)
+    queue = core.get("queue", DEFAULT_QUEUE)
+    if (
+        isinstance(queue, str)
+        and queue.startswith("sqlite:")
+        and not queue.startswith("sqlite:///")
+    ):
+        core["queue"] = f"sqlite:///{sqlite_path(queue, base_dir)}"
+    return {**raw, "postback": core}
+
+
+def run_worker(
+    tracker: Tracker,
+    *,
+    stop: threading.Event | None = None,
+    stats_every: float = 0.0,
+    write: Callable[[str], None] = print,
+    handle_signals: bool = True,
+) -> None:
+    """Deliver from ``tracker``'s queue until SIGTERM/SIGINT (or ``stop`` is set), then finish
+    the requests in flight and close it. What ``postback worker`` does, for framework CLIs.
+
+    The tracker must have been built with ``workers = true``; with a ``sqlite://`` queue shared
+    with web processes that have ``workers = false``, this process becomes the deliverer.
+    """
+    stop = stop or threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+
+        def on_signal(signum: int, _frame: object) -> None:
+            log.warning("received %s: finishing in-flight requests", signal.Signals(signum).name)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        tracker.engine.start()
+        write(
+            f"postback worker: delivering from {tracker.queue.url} to "
+            f"{', '.join(tracker.destinations) or 'no vendor'}"
+        )
+        waited = 0.0
+        while not stop.wait(0.5):
+            waited += 0.5
+            if stats_every and waited >= stats_every:
+                waited = 0.0
+                write(json.dumps(tracker.stats()))
+    finally:
+        tracker.engine.stop(wait=10.0)
+        tracker.close(timeout=0)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    write("postback worker: stopped")
+
+
+def resolve_path(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Path:
+    """``path`` as given if absolute, else relative to ``root`` (a framework's app root)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(root) / p

@@ -1,0 +1,437 @@
+"""Request context for the web integrations: who sent a request and which click brought them.
+
+Flask, Starlette/FastAPI and Django all fill an event's context the same way, from this module:
+
+==================  ========================================================================
+field               where it comes from
+==================  ========================================================================
+``ip_address``      the socket peer, or the ``X-Forwarded-For`` entry your proxy setup makes
+                    trustworthy (``trusted_proxy_hops`` or ``trusted_proxies``; neither is
+                    set by default, so a client cannot forge its address)
+``user_agent``      the ``User-Agent`` header
+``url``             the full request URL
+``referrer_url``    the ``Referer`` header
+``language``        the first tag of ``Accept-Language``
+click ids           query parameters ``gclid gbraid wbraid fbclid ttclid twclid msclkid
+                    li_fat_id rdt_cid sccid aleid alart`` (names are case-insensitive, so
+                    Snap's ``ScCid`` counts)
+``utm_*``           ``utm_source utm_medium utm_campaign utm_content utm_term utm_id``
+cookies             AppLovin's ``_axeid`` -> ``aleid``, ``_axart`` -> ``alart``, ``_axwrt``
+                    -> ``axwrt``; Meta's ``_fbp``/``_fbc`` -> ``fbp``/``fbc``; TikTok's
+                    ``_ttp`` -> ``ttp``; Google's ``_ga`` -> ``ga``
+==================  ========================================================================
+
+``ip_address`` and ``user_agent`` go to the event's ``user``, the rest to its ``context``. A
+click id in the URL wins over the cookie that stored an earlier click. Values longer than
+:data:`MAX_VALUE_LENGTH` characters are dropped (they are not ids; they are junk or attacks).
+
+Any field can be switched off with ``exclude``, and so can a whole source: ``click_ids`` and
+``utm`` (those query parameters) or ``cookies``. What the application passes to ``track()``
+always wins: a key it gives (even with the value ``None``, which means "send nothing")
+replaces the request-derived one.
+
+Extraction is lazy: the integrations bind a :class:`LazyRequestContext` per request (a
+contextvar set and reset, nothing parsed), and the headers are read only when ``track()`` is
+called during that request.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+
+from postback.errors import ConfigError, ConfigProblem
+
+__all__ = [
+    "CLICK_ID_PARAMETERS",
+    "COOKIE_FIELDS",
+    "EXCLUDABLE",
+    "MAX_VALUE_LENGTH",
+    "SOURCES",
+    "UTM_PARAMETERS",
+    "LazyRequestContext",
+    "RequestContext",
+    "RequestContextSettings",
+    "RequestInfo",
+    "bind_request_context",
+    "client_ip",
+    "current_request_context",
+    "extract_request_context",
+    "merge_request_context",
+]
+
+#: Query parameters that carry an ad click id, by their lower-case name -> Context field.
+CLICK_ID_PARAMETERS: Mapping[str, str] = {
+    name: name
+    for name in (
+        "gclid", "gbraid", "wbraid", "fbclid", "ttclid", "twclid", "msclkid", "li_fat_id",
+        "rdt_cid", "sccid", "aleid", "alart",
+    )
+}  # fmt: skip
+#: Campaign parameters, by their lower-case name -> Context field.
+UTM_PARAMETERS: Mapping[str, str] = {
+    name: name
+    for name in ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "utm_id")
+}
+#: First-party cookies set by the vendors' pixels -> Context field.
+COOKIE_FIELDS: Mapping[str, str] = {
+    "_axeid": "aleid",
+    "_axart": "alart",
+    "_axwrt": "axwrt",
+    "_fbp": "fbp",
+    "_fbc": "fbc",
+    "_ttp": "ttp",
+    "_ga": "ga",
+}
+_HEADER_USER_FIELDS = ("ip_address", "user_agent")
+_HEADER_CONTEXT_FIELDS = ("url", "referrer_url", "language")
+#: Sources that ``exclude`` can switch off as a whole.
+SOURCES: frozenset[str] = frozenset({"click_ids", "utm", "cookies"})
+#: Every name ``exclude`` accepts: the fields this module fills and the sources.
+EXCLUDABLE: frozenset[str] = frozenset(
+    {
+        *_HEADER_USER_FIELDS,
+        *_HEADER_CONTEXT_FIELDS,
+        *SOURCES,
+        *CLICK_ID_PARAMETERS.values(),
+        *UTM_PARAMETERS.values(),
+        *COOKIE_FIELDS.values(),
+    }
+)
+#: Longer request-derived values are dropped rather than stored.
+MAX_VALUE_LENGTH = 2048
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+
+
+@attrs.frozen
+class RequestContextSettings:
+    """How an integration reads the request context.
+
+    ``trusted_proxy_hops``: how many reverse proxies (load balancer, nginx, ...) stand in front
+    of the app and append to ``X-Forwarded-For``; the client address is that many entries from
+    the right (only safe when the app cannot be reached except through them).
+    ``trusted_proxies``: the addresses or networks of your proxies instead; the header is read
+    only when the peer is one of them, and the client is the right-most entry that is not.
+    Set at most one; with neither the socket peer is the client and forwarding headers are
+    ignored. ``forwarded_header`` names the header to read (``X-Real-IP`` or
+    ``CF-Connecting-IP`` work with ``trusted_proxy_hops = 1``). ``exclude`` lists fields not
+    to fill, or sources not to read (``click_ids``, ``utm``, ``cookies``).
+    """
+
+    exclude: frozenset[str] = frozenset()
+    trusted_proxy_hops: int = 0
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    forwarded_header: str = "x-forwarded-for"
+
+    @property
+    def enabled_fields(self) -> frozenset[str]:
+        """The fields this configuration may fill (a group excludes a *source*, not fields:
+        ``cookies`` stops reading cookies, an ``aleid`` in the URL still counts)."""
+        return frozenset(EXCLUDABLE - SOURCES - self.exclude)
+
+    @classmethod
+    def coerce(
+        cls, value: RequestContextSettings | Mapping[str, Any] | None, *, where: str
+    ) -> RequestContextSettings:
+        """Accept settings, a mapping of the same keys, or ``None`` (defaults).
+
+        ``where`` names the setting in error messages (``POSTBACK_REQUEST_CONTEXT``).
+        Raises :class:`~postback.ConfigError` listing every problem.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, RequestContextSettings):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError([ConfigProblem(where, f"must be a dict, got {type(value).__name__}")])
+        return cls.from_mapping(value, where=where)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], *, where: str) -> RequestContextSettings:
+        """Validate a mapping with the keys of this class; every problem at once."""
+        problems: list[ConfigProblem] = []
+        known = [a.name for a in attrs.fields(cls)]
+        for key in raw:
+            if key not in known:
+                problems.append(
+                    ConfigProblem(f"{where}.{key}", f"unknown setting; known: {', '.join(known)}")
+                )
+        exclude = _parse_exclude(raw.get("exclude", ()), f"{where}.exclude", problems)
+        hops = raw.get("trusted_proxy_hops", 0)
+        if not isinstance(hops, int) or isinstance(hops, bool) or hops < 0:
+            problems.append(
+                ConfigProblem(
+                    f"{where}.trusted_proxy_hops",
+                    f"must be a whole number of proxies (0 when clients connect directly), "
+                    f"got {hops!r}",
+                )
+            )
+            hops = 0
+        proxies = _parse_networks(
+            raw.get("trusted_proxies", ()), f"{where}.trusted_proxies", problems
+        )
+        if hops and proxies:
+            problems.append(
+                ConfigProblem(
+                    where,
+                    "set either trusted_proxy_hops (how many proxies) or trusted_proxies "
+                    "(which addresses), not both",
+                )
+            )
+        header = raw.get("forwarded_header", "x-forwarded-for")
+        if not isinstance(header, str) or not header.strip():
+            problems.append(
+                ConfigProblem(
+                    f"{where}.forwarded_header",
+                    f"must be a header name such as 'X-Forwarded-For', got {header!r}",
+                )
+            )
+            header = "x-forwarded-for"
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            exclude=exclude,
+            trusted_proxy_hops=hops,
+            trusted_proxies=proxies,
+            forwarded_header=header.strip().lower(),
+        )
+
+
+def _parse_exclude(value: object, path: str, problems: list[ConfigProblem]) -> frozenset[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        problems.append(
+            ConfigProblem(path, f"must be a list of field names, got {type(value).__name__}")
+        )
+        return frozenset()
+    names = list(value)
+    unknown = [n for n in names if n not in EXCLUDABLE]
+    if unknown:
+        problems.append(
+            ConfigProblem(
+                path,
+                f"unknown field(s) {', '.join(map(repr, unknown))}; excludable: "
+                f"{', '.join(sorted(EXCLUDABLE))}",
+            )
+        )
+    return frozenset(n for n in names if n in EXCLUDABLE)
+
+
+def _parse_networks(
+    value: object, path: str, problems: list[ConfigProblem]
+) -> tuple[IPNetwork, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        problems.append(
+            ConfigProblem(
+                path,
+                f"must be a list of addresses or networks (e.g. ['10.0.0.0/8']), got "
+                f"{type(value).__name__}",
+            )
+        )
+        return ()
+    out: list[IPNetwork] = []
+    for item in value:
+        try:
+            out.append(ipaddress.ip_network(str(item).strip(), strict=False))
+        except ValueError:
+            problems.append(ConfigProblem(path, f"{item!r} is not an IP address or network (CIDR)"))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction
+
+
+@attrs.frozen
+class RequestInfo:
+    """What every framework can tell about a request, already read from its own objects.
+
+    ``forwarded`` holds the values of the configured forwarding header, one per header line,
+    in the order received.
+    """
+
+    remote_addr: str | None
+    forwarded: Sequence[str] = ()
+    user_agent: str | None = None
+    url: str | None = None
+    referrer: str | None = None
+    accept_language: str | None = None
+    query: Iterable[tuple[str, str]] = ()
+    cookies: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RequestContext:
+    """The request-derived part of an event: ``user`` fields and ``context`` fields."""
+
+    user: Mapping[str, str] = attrs.field(factory=dict)
+    context: Mapping[str, str] = attrs.field(factory=dict)
+
+
+def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address from a header entry or a peer: strips quotes, brackets and ports."""
+    if not text:
+        return None
+    value = text.strip().strip('"')
+    if value.startswith("["):  # "[2001:db8::1]:443"
+        value = value[1 : value.find("]")] if "]" in value else value[1:]
+    elif value.count(":") == 1:  # "203.0.113.7:51234"
+        value = value.split(":", 1)[0]
+    value = value.split("%", 1)[0]  # zone index: fe80::1%eth0
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def client_ip(
+    remote_addr: str | None, forwarded: Sequence[str], settings: RequestContextSettings
+) -> str | None:
+    """The client's address under ``settings``' proxy setup, or ``None`` if unknowable.
+
+    With no proxy settings the socket peer is the client: forwarding headers are ignored,
+    because anyone can send them. With ``trusted_proxy_hops = n`` the client is the n-th
+    forwarded entry from the right (the peer if there are fewer entries: the request did not
+    pass the proxies). With ``trusted_proxies`` the header is read only when the peer is a
+    trusted proxy, and the client is the right-most entry that is not one.
+    """
+    peer = _parse_ip(remote_addr)
+    if not settings.trusted_proxy_hops and not settings.trusted_proxies:
+        return str(peer) if peer is not None else None
+    entries = [e for value in forwarded for e in value.split(",") if e.strip()]
+    if settings.trusted_proxy_hops:
+        if len(entries) < settings.trusted_proxy_hops:
+            return str(peer) if peer is not None else None
+        addr = _parse_ip(entries[-settings.trusted_proxy_hops])
+        return str(addr) if addr is not None else None
+    networks = settings.trusted_proxies
+    if peer is None or not any(peer in net for net in networks):
+        return str(peer) if peer is not None else None
+    hop = peer
+    for entry in reversed(entries):
+        addr = _parse_ip(entry)
+        if addr is None:
+            return None  # garbage where a proxy should have written an address: trust nothing
+        hop = addr
+        if not any(addr in net for net in networks):
+            return str(addr)
+    return str(hop)  # every hop was a trusted proxy: the left-most is the best we know
+
+
+def _usable(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > MAX_VALUE_LENGTH:
+        return None
+    return value
+
+
+def extract_request_context(info: RequestInfo, settings: RequestContextSettings) -> RequestContext:
+    """Turn what a framework read from a request into canonical ``user``/``context`` fields."""
+    wanted = settings.enabled_fields
+    user: dict[str, str] = {}
+    context: dict[str, str] = {}
+    if "ip_address" in wanted:
+        ip = client_ip(info.remote_addr, info.forwarded, settings)
+        if ip:
+            user["ip_address"] = ip
+    if "user_agent" in wanted and (ua := _usable(info.user_agent)):
+        user["user_agent"] = ua
+    if "url" in wanted and (url := _usable(info.url)):
+        context["url"] = url
+    if "referrer_url" in wanted and (ref := _usable(info.referrer)):
+        context["referrer_url"] = ref
+    if "language" in wanted and info.accept_language:
+        first = info.accept_language.split(",", 1)[0].split(";", 1)[0]
+        if (lang := _usable(first)) and lang != "*":
+            context["language"] = lang
+    excluded = settings.exclude
+    if "cookies" not in excluded:
+        for cookie, field in COOKIE_FIELDS.items():
+            if field in wanted and (val := _usable(info.cookies.get(cookie))):
+                context[field] = val
+    parameters: dict[str, str] = {}
+    if "click_ids" not in excluded:
+        parameters.update(CLICK_ID_PARAMETERS)
+    if "utm" not in excluded:
+        parameters.update(UTM_PARAMETERS)
+    from_query: dict[str, str] = {}
+    for key, raw in info.query if parameters else ():
+        target = parameters.get(key.lower())
+        if target is not None and target in wanted and (val := _usable(raw)):
+            from_query.setdefault(target, val)  # the first occurrence of a parameter counts
+    context.update(from_query)  # a fresh click in the URL beats one a cookie stored
+    return RequestContext(user=user, context=context)
+
+
+class LazyRequestContext:
+    """A request's context, extracted on first use and then kept for the rest of the request.
+
+    ``read`` turns the framework's request into a :class:`RequestInfo`; it runs at most once.
+    """
+
+    __slots__ = ("_read", "_resolved", "_settings")
+
+    def __init__(self, settings: RequestContextSettings, read: Callable[[], RequestInfo]):
+        self._settings = settings
+        self._read = read
+        self._resolved: RequestContext | None = None
+
+    def resolve(self) -> RequestContext:
+        if self._resolved is None:
+            self._resolved = extract_request_context(self._read(), self._settings)
+        return self._resolved
+
+
+_current: contextvars.ContextVar[LazyRequestContext | None] = contextvars.ContextVar(
+    "postback_request_context", default=None
+)
+
+
+@contextmanager
+def bind_request_context(lazy: LazyRequestContext | None) -> Iterator[None]:
+    """Make ``lazy`` the current request's context (in this thread or task) inside the block."""
+    token = _current.set(lazy)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def current_request_context() -> RequestContext | None:
+    """The context of the request being handled, if a postback middleware bound one."""
+    lazy = _current.get()
+    return lazy.resolve() if lazy is not None else None
+
+
+def merge_request_context(
+    derived: RequestContext | None,
+    user: Mapping[str, Any] | None,
+    context: Mapping[str, Any] | None,
+) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """``track()``'s ``user`` and ``context`` with request-derived fields filled in.
+
+    Explicit keys win, including explicit ``None`` (which sends nothing for that field).
+    Arguments that are not mappings pass through untouched so that ``track()`` reports them.
+    """
+    if derived is None:
+        return user, context
+    if derived.user and (user is None or isinstance(user, Mapping)):
+        user = {**derived.user, **(user or {})}
+    if derived.context and (context is None or isinstance(context, Mapping)):
+        context = {**derived.context, **(context or {})}
+    return user, context

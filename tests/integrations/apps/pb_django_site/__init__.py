@@ -1,0 +1,1 @@
+"""A minimal Django project using the postback app (in-process tests and real servers)."""

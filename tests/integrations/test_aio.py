@@ -1,0 +1,245 @@
+"""AsyncTracker: Tracker's API with await, writes off the event loop, in order, fork- and
+exit-safe."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import postback.testing.example
+from postback import InvalidEvent, TrackerClosed
+from postback.aio import AsyncTracker
+from postback.delivery.sqlite import SQLiteQueue
+from postback.integrations._context import (
+    LazyRequestContext,
+    RequestContextSettings,
+    RequestInfo,
+    bind_request_context,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def make_tracker(config, *more_plugins):
+    import pb_context_echo
+
+    return AsyncTracker.from_config(
+        config, plugins=[postback.testing.example, pb_context_echo, *more_plugins]
+    )
+
+
+def sqlite_config(example_config, tmp_path, **core):
+    return example_config(queue=f"sqlite:///{tmp_path / 'queue.db'}", **core)
+
+
+def queue_depth(path):
+    queue = SQLiteQueue(path)
+    try:
+        return queue.depth(["example"], int(time.time() * 1000))["example"].pending
+    finally:
+        queue.close()
+
+
+def test_track_flush_close_like_the_sync_tracker(example_config, tmp_path, sandbox):
+    async def main():
+        async with make_tracker(sqlite_config(example_config, tmp_path)) as tracker:
+            event_id = await tracker.track(
+                "purchase",
+                user={"email": "A@B.co"},
+                value=49.99,
+                currency="USD",
+                event_id="order-1",
+            )
+            assert event_id == "order-1"
+            generated = await tracker.track("sign_up", user={"user_id": "u1"})
+            report = await tracker.flush(timeout=20)
+            assert report.complete
+            assert report["example"].delivered == 2
+            assert tracker.stats()["example"]["delivered"] == 2
+            return generated
+        # leaving the block closed it
+
+    generated = asyncio.run(main())
+    received = {e["event_id"]: e for e in sandbox.received("example")}
+    assert received["order-1"]["value_micros"] == 49_990_000
+    assert received["order-1"]["user"] == "a@b.co"
+    assert generated in received
+
+
+def test_invalid_events_raise_the_same_error(example_config, tmp_path):
+    async def main():
+        async with make_tracker(sqlite_config(example_config, tmp_path)) as tracker:
+            with pytest.raises(InvalidEvent) as info:
+                await tracker.track("purchase", user={"email": "a@b.co"}, currency="usd$")
+            fields = {(p.vendor, p.field) for p in info.value.problems}
+            assert (None, "currency") in fields
+            with pytest.raises(InvalidEvent):
+                tracker.tracker.track("purchase", user={"email": "a@b.co"}, currency="usd$")
+
+    asyncio.run(main())
+
+
+def test_writes_run_on_one_writer_thread_in_call_order(example_config, tmp_path):
+    puts: list[tuple[str, str]] = []
+
+    async def main():
+        tracker = make_tracker(sqlite_config(example_config, tmp_path, workers=False))
+        queue = tracker.tracker.queue
+        original = queue.put
+
+        def recording_put(event_id, *args, **kwargs):
+            puts.append((event_id, threading.current_thread().name))
+            return original(event_id, *args, **kwargs)
+
+        queue.put = recording_put  # type: ignore[method-assign]
+        ids = [f"e-{i}" for i in range(50)]
+        await asyncio.gather(
+            *(tracker.track("sign_up", user={"user_id": "u"}, event_id=i) for i in ids)
+        )
+        await tracker.close(timeout=0)
+        return ids
+
+    ids = asyncio.run(main())
+    assert [event_id for event_id, _ in puts] == ids
+    threads = {name for _, name in puts}
+    assert len(threads) == 1
+    assert threads.pop().startswith("postback-writer")
+    assert queue_depth(tmp_path / "queue.db") == 50
+
+
+def test_memory_queue_writes_inline(example_config):
+    async def main():
+        tracker = make_tracker(example_config())
+        await tracker.track("sign_up", user={"user_id": "u"})
+        assert not tracker._writer.started  # no I/O, so no thread hop
+        await tracker.close(timeout=10)
+
+    asyncio.run(main())
+
+
+def test_request_context_from_the_contextvar(example_config, tmp_path, sandbox):
+    info = RequestInfo(
+        remote_addr="10.0.0.1",
+        forwarded=["203.0.113.50"],
+        user_agent="UA/1",
+        url="https://shop.example/p?utm_campaign=spring",
+        query=[("utm_campaign", "spring")],
+        cookies={"_axwrt": "WRT"},
+    )
+    lazy = LazyRequestContext(RequestContextSettings(trusted_proxy_hops=1), lambda: info)
+
+    async def main():
+        async with make_tracker(sqlite_config(example_config, tmp_path)) as tracker:
+            with bind_request_context(lazy):
+                await tracker.track(
+                    "sign_up",
+                    user={"user_id": "u"},
+                    event_id="in-request",
+                    context={"utm_campaign": "explicit"},
+                )
+            await tracker.track("sign_up", user={"user_id": "u"}, event_id="outside")
+            assert (await tracker.flush(timeout=20)).complete
+
+    asyncio.run(main())
+    got = {e["event_id"]: e for e in sandbox.received("example")}
+    assert got["in-request"]["ip"] == "203.0.113.50"
+    assert got["in-request"]["ua"] == "UA/1"
+    assert got["in-request"]["ctx"]["utm_campaign"] == "explicit"
+    assert got["in-request"]["ctx"]["axwrt"] == "WRT"
+    assert got["outside"]["ip"] is None
+    assert got["outside"]["ctx"] == {}
+
+
+def test_a_cancelled_caller_does_not_unqueue_its_event(example_config, tmp_path):
+    async def main():
+        tracker = make_tracker(sqlite_config(example_config, tmp_path, workers=False))
+        task = asyncio.create_task(tracker.track("sign_up", user={"user_id": "u"}))
+        await asyncio.sleep(0)  # the task has submitted its write
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await tracker.close(timeout=0)  # waits for submitted writes
+
+    asyncio.run(main())
+    assert queue_depth(tmp_path / "queue.db") == 1
+
+
+def test_closed_tracker_refuses_events(example_config):
+    async def main():
+        tracker = make_tracker(example_config())
+        assert await tracker.close() is not None or True
+        assert tracker.closed
+        assert await tracker.close() is None  # idempotent
+        with pytest.raises(TrackerClosed):
+            await tracker.track("sign_up", user={"user_id": "u"})
+        with pytest.raises(TrackerClosed):
+            tracker.track_blocking("sign_up", user={"user_id": "u"})
+
+    asyncio.run(main())
+
+
+SCRIPT_PRELUDE = """
+import asyncio, os, sys
+import postback.testing.example
+from postback.aio import AsyncTracker
+config = {"postback": {"queue": "sqlite:///" + sys.argv[1], "workers": False, "exit_timeout": 0},
+          "vendors": {"example": {"api_key": "k", "base_url": "http://127.0.0.1:9/example"}}}
+tracker = AsyncTracker.from_config(config, plugins=[postback.testing.example])
+def track(event_id):
+    return tracker.track("sign_up", user={"user_id": "u"}, event_id=event_id)
+"""
+
+
+def run_script(body, tmp_path):
+    script = SCRIPT_PRELUDE + textwrap.dedent(body)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "queue.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "POSTBACK_DISABLE_PLUGINS": "*"},
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_a_forked_child_gets_its_own_writer(tmp_path):
+    run_script(
+        """
+        asyncio.run(track("parent-before"))      # the parent's writer thread is running
+        pid = os.fork()
+        if pid == 0:
+            try:
+                asyncio.run(track("child"))
+            except BaseException:
+                import traceback; traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child could not track"
+        asyncio.run(track("parent-after"))
+        """,
+        tmp_path,
+    )
+    assert queue_depth(tmp_path / "queue.db") == 3
+
+
+def test_submitted_writes_finish_at_interpreter_exit(tmp_path):
+    run_script(
+        """
+        async def main():
+            for i in range(200):
+                asyncio.get_running_loop().create_task(track(f"e-{i}"))
+            await asyncio.sleep(0)   # every task has submitted; nobody awaits the results
+        asyncio.run(main())
+        """,
+        tmp_path,
+    )
+    assert queue_depth(tmp_path / "queue.db") == 200

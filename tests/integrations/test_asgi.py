@@ -1,0 +1,177 @@
+"""Starlette/FastAPI: lifespan, middleware and dependency, through TestClient and uvicorn."""
+
+from __future__ import annotations
+
+import signal
+import time
+import warnings
+
+import pb_asgi_app
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from postback import ConfigError
+from postback.aio import AsyncTracker
+from postback.delivery.sqlite import SQLiteQueue
+from postback.integrations.asgi import PostbackMiddleware, get_tracker
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette asks for httpx2 instead of httpx
+    from starlette.testclient import TestClient
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
+
+BROWSER = {
+    "User-Agent": "Mozilla/5.0 (ASGI test)",
+    "Referer": "https://news.example/article",
+    "X-Forwarded-For": "6.6.6.6, 203.0.113.7",
+}
+QUERY = "utm_source=news&utm_medium=cpc&ttclid=TT-1&msclkid=MS-1"
+COOKIES = {"_axeid": "ALE-COOKIE", "_fbp": "fb.1.1700000000.42"}
+
+
+def sqlite_config(example_config, tmp_path):
+    return example_config(queue=f"sqlite:///{tmp_path / 'queue.db'}")
+
+
+def flushed(client):
+    tracker = client.app.state.postback
+    assert client.portal.call(tracker.flush, 20).complete
+    return tracker
+
+
+def test_fastapi_request_context_reaches_the_vendor(
+    example_config, tmp_path, sandbox, received_by_id
+):
+    app = pb_asgi_app.create_fastapi(
+        sqlite_config(example_config, tmp_path), {"trusted_proxy_hops": 1}
+    )
+    with TestClient(app, client=("10.0.0.2", 40000), cookies=COOKIES) as client:
+        response = client.get(f"/buy?id=f-1&{QUERY}", headers=BROWSER)
+        assert response.status_code == 200, response.text
+        assert response.json()["event_id"] == "f-1"
+        sync = client.get("/buy-sync?id=f-sync", headers=BROWSER)
+        assert sync.status_code == 200, sync.text
+        tracker = flushed(client)
+    assert tracker.closed  # the lifespan closed it at shutdown
+
+    got = received_by_id(sandbox)
+    event = got["f-1"]
+    assert event["ip"] == "203.0.113.7"
+    assert event["ua"] == "Mozilla/5.0 (ASGI test)"
+    assert event["ctx"] == {
+        "url": f"http://testserver/buy?id=f-1&{QUERY}",
+        "referrer_url": "https://news.example/article",
+        "utm_source": "news",
+        "utm_medium": "cpc",
+        "ttclid": "TT-1",
+        "msclkid": "MS-1",
+        "aleid": "ALE-COOKIE",
+        "fbp": "fb.1.1700000000.42",
+    }
+    # A sync endpoint in the thread pool sees the same request context.
+    assert got["f-sync"]["ip"] == "203.0.113.7"
+    assert got["f-sync"]["ctx"]["fbp"] == "fb.1.1700000000.42"
+
+
+def test_fastapi_explicit_values_win(example_config, sandbox, received_by_id):
+    app = pb_asgi_app.create_fastapi(example_config(), {"trusted_proxy_hops": 1})
+    with TestClient(app, client=("10.0.0.2", 40000)) as client:
+        event_id = client.get(f"/explicit?{QUERY}", headers=BROWSER).json()["event_id"]
+        flushed(client)
+    event = received_by_id(sandbox)[event_id]
+    assert event["ip"] == "198.51.100.1"
+    assert event["ua"] is None
+    assert event["ctx"]["utm_source"] == "explicit"
+    assert event["ctx"]["ttclid"] == "TT-1"
+
+
+def test_starlette_defaults_trust_the_peer_only(example_config, sandbox, received_by_id):
+    app = pb_asgi_app.create_starlette(example_config(), {"exclude": ["url"]})
+    with TestClient(app, client=("198.51.100.77", 40000)) as client:
+        response = client.get("/signup?id=s-1&utm_source=news", headers=BROWSER)
+        assert response.status_code == 200, response.text
+        flushed(client)
+    event = received_by_id(sandbox)["s-1"]
+    assert event["ip"] == "198.51.100.77"
+    assert event["ctx"] == {"utm_source": "news", "referrer_url": "https://news.example/article"}
+
+
+def test_get_tracker_explains_a_missing_lifespan():
+    async def endpoint(request: Request) -> JSONResponse:
+        get_tracker(request)
+        return JSONResponse({})
+
+    app = Starlette(routes=[Route("/", endpoint)])
+    with TestClient(app) as client, pytest.raises(RuntimeError, match="postback_lifespan"):
+        client.get("/")
+
+
+def test_middleware_settings_are_validated():
+    with pytest.raises(ConfigError, match=r"PostbackMiddleware\.trusted_proxy_hops"):
+        PostbackMiddleware(Starlette(), trusted_proxy_hops=-1)
+    with pytest.raises(TypeError, match="not both"):
+        PostbackMiddleware(Starlette(), request_context={}, exclude=["url"])
+
+
+def test_a_given_tracker_is_closed_at_shutdown(example_config):
+    import pb_settings
+
+    from postback.integrations.asgi import postback_lifespan
+
+    tracker = AsyncTracker.from_config(example_config(), plugins=pb_settings.PLUGINS)
+    app = Starlette(lifespan=postback_lifespan(tracker=tracker))
+    with TestClient(app):
+        assert app.state.postback is tracker
+    assert tracker.closed
+
+
+def pending_in(queue_file):
+    queue = SQLiteQueue(queue_file)
+    try:
+        return queue.depth(["example"], int(time.time() * 1000))["example"].pending
+    finally:
+        queue.close()
+
+
+@pytest.mark.parametrize(
+    ("uvicorn_flags", "hops"),
+    [(["--no-proxy-headers"], "1"), ([], "0")],
+    ids=["postback-reads-the-header", "uvicorn-reads-the-header"],
+)
+def test_uvicorn(uvicorn_flags, hops, start_process, sandbox, tmp_path, wait_until, received_by_id):
+    server = start_process(
+        [
+            "uvicorn",
+            "pb_asgi_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--lifespan",
+            "on",
+            *uvicorn_flags,
+        ],
+        {"PB_TEST_QUEUE": f"sqlite:///{tmp_path / 'queue.db'}", "PB_TEST_PROXY_HOPS": hops},
+    )
+    server.http.cookies.update(COOKIES)
+    for i in range(5):
+        server.get(f"/buy?id=u-{i}&{QUERY}", headers=BROWSER)
+    wait_until(lambda: len(sandbox.received("example")) == 5, "5 events from uvicorn")
+    got = received_by_id(sandbox)
+    # Either way the client is the entry our (one, loopback) proxy appended.
+    assert {e["ip"] for e in got.values()} == {"203.0.113.7"}
+    assert {e["ctx"]["aleid"] for e in got.values()} == {"ALE-COOKIE"}
+    assert {e["ctx"]["ttclid"] for e in got.values()} == {"TT-1"}
+    assert {e["ua"] for e in got.values()} == {BROWSER["User-Agent"]}
+    # uvicorn shuts down gracefully, then re-raises the signal so the exit status shows it.
+    assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM), server.output
+    assert "Application shutdown complete" in server.output
+    assert "Traceback" not in server.output, server.output
+    assert pending_in(tmp_path / "queue.db") == 0
