@@ -14,6 +14,7 @@ process (the elected deliverer) runs lanes, the others just enqueue.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import threading
 import time
@@ -30,6 +31,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from postback.delivery.queue import Claimed, Queue, Settlement
 from postback.delivery.retry import backoff_seconds
+from postback.delivery.transport import default_transport
 from postback.destination import (
     Delivered,
     Destination,
@@ -54,6 +56,15 @@ __all__ = ["DeliveryEngine", "FlushReport", "Lane", "VendorReport", "VendorStats
 
 log = logging.getLogger("postback.delivery")
 
+
+def _user_agent() -> str:
+    try:
+        return f"postback/{importlib.metadata.version('postback')}"
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from source
+        return "postback"
+
+
+USER_AGENT = _user_agent()
 HALT_PAUSE = 60.0  # seconds a lane waits after the vendor refused our credentials
 IDLE_POLL_SHARED = 0.2  # another process may enqueue: look again this often
 IDLE_POLL_PRIVATE = 5.0
@@ -388,7 +399,10 @@ class Lane:
 
         def send(request: httpx.Request) -> httpx.Response:
             request.extensions["timeout"] = timeout
-            response = engine.client.send(request)
+            if "user-agent" not in request.headers:
+                request.headers["user-agent"] = USER_AGENT
+            response = engine.http.handle_request(request)
+            response.read()
             try:
                 hint = self.dest.rate_hint(response)
             except Exception:
@@ -524,23 +538,18 @@ class DeliveryEngine:
         self._started = False
         self._delivering = False
         self._coordinator: threading.Thread | None = None
-        self._client: httpx.Client | None = None
+        self._http: httpx.BaseTransport | None = None
 
     @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
+    def http(self) -> httpx.BaseTransport:
+        """The transport requests go through: the app's (tests pass ``MockTransport``), else
+        the pooled stdlib transport (see ``postback.delivery.transport``)."""
+        if self._http is None:
             with self._lock:
-                if self._client is None:
+                if self._http is None:
                     total = sum(lane.concurrency for lane in self.lanes.values()) or 1
-                    self._client = httpx.Client(
-                        transport=self.transport,
-                        limits=httpx.Limits(
-                            max_connections=total + 4, max_keepalive_connections=total + 4
-                        ),
-                        follow_redirects=False,
-                        headers={"user-agent": _user_agent()},
-                    )
-        return self._client
+                    self._http = self.transport or default_transport(total + 4)
+        return self._http
 
     @property
     def delivering(self) -> bool:
@@ -630,9 +639,10 @@ class DeliveryEngine:
         end = time.monotonic() + wait
         for lane in self.lanes.values():
             lane.stop(max(end - time.monotonic(), 0.05))
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._http is not None:
+            if self.transport is None:  # ours to close; an app's transport stays the app's
+                self._http.close()
+            self._http = None
         if self._delivering:
             self.queue.release_delivery()
             self._delivering = False
@@ -646,7 +656,7 @@ class DeliveryEngine:
         self._started = False
         self._delivering = False
         self._coordinator = None
-        self._client = None
+        self._http = None
         self._rate_storage = MemoryStorage()
         self.lanes = {
             name: Lane(self, lane.dest, _LaneConfig.of(lane), self._rate_storage)
@@ -689,12 +699,6 @@ class _LaneConfig:
             linger=lane.linger,
             retry=lane.policy,
         )
-
-
-def _user_agent() -> str:
-    from postback import __version__
-
-    return f"postback/{__version__}"
 
 
 Send = Callable[[httpx.Request], httpx.Response]
