@@ -228,8 +228,9 @@ def test_max_age_counts_from_queueing_not_the_event_time(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:
     sandbox.set_fault("example", status=503, count=1)
-    t = make_tracker(vendor={"retry": {"max_age": "1h", "initial_backoff": 0.01,
-                                       "max_backoff": 0.02}})
+    t = make_tracker(
+        vendor={"retry": {"max_age": "1h", "initial_backoff": 0.01, "max_backoff": 0.02}}
+    )
     # A backfilled event from last week: the first failure must not make it a dead letter.
     week_ago = int((time.time() - 7 * 86400) * 1000)
     t.track("sign_up", user={"email": "a@x.co"}, timestamp=week_ago)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from postback import InvalidEvent
 from postback.events import (
     CANONICAL_EVENTS,
+    Event,
     dumps_event,
     loads_event,
     make_event,
@@ -171,3 +172,55 @@ def test_round_trip_through_the_stored_form() -> None:
     assert isinstance(data, bytes)
     assert b'"first_name"' not in data  # unset fields are omitted
     assert loads_event(data) == e
+
+
+def test_fast_paths_match_cattrs_generated_hooks() -> None:
+    from postback.events import (
+        _generated_structure_event,
+        _generated_unstructure_event,
+        converter,
+    )
+
+    for e in [
+        make_event("sign_up"),
+        make_event(
+            "purchase",
+            user={"email": "A@b.co", "telegram_user_id": 5},
+            value=1,
+            currency="EUR",
+            context={"url": "u"},
+            properties={"a": [1]},
+            vendors={"x": False},
+            event_id="e-1",
+        ),
+    ]:
+        assert converter.unstructure(e) == _generated_unstructure_event(e)
+        data = converter.unstructure(e)
+        assert converter.structure(data, Event) == _generated_structure_event(data, Event) == e
+    # An unexpected stored shape still reads through cattrs (and fails clearly).
+    with pytest.raises(Exception):
+        loads_event(b'{"name": "x"}')
+
+
+def test_user_fields_that_are_not_strings_take_the_general_path() -> None:
+    from datetime import date
+
+    e = make_event(
+        "sign_up", user={"birthdate": date(1990, 1, 15), "user_id": 42, "email": " X@Y.CO "}
+    )
+    assert (e.user.birthdate, e.user.user_id, e.user.email) == ("1990-01-15", "42", "x@y.co")
+
+
+def test_fast_built_user_and_context_behave_like_attrs_built_ones() -> None:
+    import attrs
+
+    from postback import Context, User
+
+    fast = make_event("x", user={"email": "a@b.co"}, context={"url": "u"})
+    assert fast.user == User(email="a@b.co") and hash(fast.user) == hash(User(email="a@b.co"))
+    assert fast.context == Context(url="u") and repr(fast.context) == repr(Context(url="u"))
+    assert fast.user.phone is None and fast.context.aleid is None
+    assert attrs.asdict(fast.user) == attrs.asdict(User(email="a@b.co"))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.user.email = "b@b.co"  # type: ignore[misc]
+    assert attrs.evolve(fast.user, phone="+1") == User(email="a@b.co", phone="+1")

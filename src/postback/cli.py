@@ -426,7 +426,6 @@ def worker(config_path: Path | None, stats_every: float) -> None:
         stats_every=stats_every,
         write=lambda line: err.print(line, highlight=False, markup=False),
     )
-    err.print("postback worker: stopped", highlight=False)
 
 
 @main.group()
@@ -471,8 +470,22 @@ def queue_stats(config_path: Path | None, as_json: bool) -> None:
         for v, d in depth.items():
             table.add_row(v, str(d.ready), str(d.retrying), str(d.inflight), str(d.dead))
         console.print(table)
+        groups = health.get("groups")
         for key, val in health.items():
-            console.print(f"{key}: {val}", highlight=False)
+            if key != "groups":
+                console.print(f"{key}: {val}", highlight=False)
+        if isinstance(groups, Mapping) and groups:
+            columns = sorted({k for g in groups.values() if isinstance(g, Mapping) for k in g})
+            gtable = Table(title="consumer groups", title_justify="left")
+            gtable.add_column("vendor")
+            for col in columns:
+                gtable.add_column(col.replace("_", " "))
+            for vendor, g in groups.items():
+                if isinstance(g, Mapping):
+                    gtable.add_row(
+                        vendor, *("-" if g.get(c) is None else str(g.get(c)) for c in columns)
+                    )
+            console.print(gtable)
     finally:
         tracker.close(timeout=0)
 

@@ -255,26 +255,29 @@ class Lane:
                     self._slots.release()
                     self._idle(queue)
                     continue
-                if not self.gate.wait(stop):
+                try:
+                    allowed = self.gate.wait(stop)
+                except Exception:
+                    # The rate limiter's storage failed (e.g. Redis unreachable): give the
+                    # batch back rather than hold it until its lease runs out.
+                    allowed = False
+                    log.exception("%s: rate limiter failed; batch released", self.name)
+                    stop.wait(1.0)
+                if not allowed or stop.is_set() or not self._submit(claimed):
                     self._slots.release()
-                    queue.settle(
-                        self.name,
-                        [Settlement(c, "release", 0) for c in claimed],
-                        int(time.time() * 1000),
-                    )
-                    break
-                if stop.is_set() or not self._submit(claimed):
-                    self._slots.release()
-                    queue.settle(
-                        self.name,
-                        [Settlement(c, "release", 0) for c in claimed],
-                        int(time.time() * 1000),
-                    )
-                    break
+                    self._release(claimed)
+                    if stop.is_set():
+                        break
             except Exception:
                 # Never let the lane die: log, back off a little, go on.
                 log.exception("%s: delivery lane error (continuing)", self.name)
                 stop.wait(1.0)
+
+    def _release(self, claimed: list[Claimed]) -> None:
+        """Give claimed events back untouched (no attempt counted)."""
+        self.engine.queue.settle(
+            self.name, [Settlement(c, "release", 0) for c in claimed], int(time.time() * 1000)
+        )
 
     def _submit(self, claimed: list[Claimed]) -> bool:
         """Hand a batch to the request threads; False if they are shutting down."""
@@ -504,8 +507,12 @@ class Lane:
         return rep
 
     def stop(self, wait: float) -> None:
+        """Stop claiming, let requests in flight finish (within ``wait``), then stop."""
+        end = time.monotonic() + wait
         if self._thread is not None:
             self._thread.join(wait)
+        while self._inflight and time.monotonic() < end:
+            time.sleep(0.02)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -596,7 +603,7 @@ class DeliveryEngine:
             self.start()
         for v in vendors:
             lane = self.lanes.get(v)
-            if lane is not None:
+            if lane is not None and not lane.wake.is_set():  # set() takes a lock: skip it
                 lane.wake.set()
 
     def pending(self) -> dict[str, int]:
@@ -657,7 +664,8 @@ class DeliveryEngine:
         self._delivering = False
         self._coordinator = None
         self._http = None
-        self._rate_storage = MemoryStorage()
+        shared = self.queue.rate_limit_storage()
+        self._rate_storage = shared if isinstance(shared, Storage) else MemoryStorage()
         self.lanes = {
             name: Lane(self, lane.dest, _LaneConfig.of(lane), self._rate_storage)
             for name, lane in self.lanes.items()
