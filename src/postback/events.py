@@ -326,7 +326,7 @@ def dumps_event(event: Event) -> bytes:
 
 def loads_event(data: bytes | str) -> Event:
     """Read back an event that :func:`dumps_event` produced."""
-    return _structure_event(orjson.loads(data), Event)  # type: ignore[no-any-return]
+    return _structure_event(orjson.loads(data), Event)
 
 
 def new_event_id() -> str:
@@ -484,13 +484,13 @@ def _build_fields(
             continue
         if raw is None:
             continue
-        val = _coerce_str(raw)
-        if val is None:
+        coerced = _coerce_str(raw)
+        if coerced is None:
             problems.append(
                 Problem(f"{group}.{key}", f"must be a string, got {type(raw).__name__}")
             )
             continue
-        val = val.strip()
+        val = coerced.strip()
         if not val:
             continue
         if key == "email":
