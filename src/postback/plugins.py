@@ -24,6 +24,7 @@ import attrs
 import pluggy
 
 from postback import hookspecs
+from postback.default_plugins.core import postback_deliver as builtin_deliver
 from postback.destination import Destination, Emulator
 from postback.errors import PluginError, Problem
 
@@ -76,8 +77,17 @@ class PluginHost:
             name = getattr(plugin, "__name__", None) or f"in-process-{i}:{type(plugin).__name__}"
             self.pm.register(plugin, name=name)
         self.pm.check_pending()
-        impls = self.pm.hook.postback_validate.get_hookimpls()
-        self._validate_is_builtin_only = [i.plugin_name for i in impls] == list(DEFAULT_PLUGINS)
+        # Where only the core's own implementation of a per-event hook exists, the facade calls
+        # it directly: the hook machinery would cost more than the step on the hot paths.
+        builtin = list(DEFAULT_PLUGINS)
+
+        def only_builtin(hook: str) -> bool:
+            impls = getattr(self.pm.hook, hook).get_hookimpls()
+            return [i.plugin_name for i in impls] == builtin
+
+        self._validate_is_builtin_only = only_builtin("postback_validate")
+        self._transform_is_builtin_only = only_builtin("postback_transform")
+        self._deliver_is_builtin_only = only_builtin("postback_deliver")
         self.destinations: dict[str, type[Destination]] = {}
         self.emulators: dict[str, type[Emulator]] = {}
         self._collect()
@@ -187,6 +197,8 @@ class PluginHost:
         return problems
 
     def transform(self, event: Event, destination: Destination) -> Any:
+        if self._transform_is_builtin_only:
+            return destination.transform(event)
         return self.pm.hook.postback_transform(event=event, destination=destination)
 
     def deliver(
@@ -195,6 +207,8 @@ class PluginHost:
         batch: Sequence[Prepared],
         send: Callable[[httpx.Request], httpx.Response],
     ) -> Sequence[Outcome]:
+        if self._deliver_is_builtin_only:
+            return builtin_deliver(destination, batch, send)
         result = self.pm.hook.postback_deliver(destination=destination, batch=batch, send=send)
         if result is None:
             raise PluginError(f"no plugin delivered the batch for {destination.name!r}")
