@@ -212,18 +212,16 @@ def test_a_third_party_distribution_is_installed_discovered_and_receives_events(
         {"acme": "postback_acme"},
     )
     target = tmp_path / "site"
+    # A real installer: uv's pip interface (tox-uv environments have no pip), else pip.
+    import importlib.util
+
+    installer = (
+        ["uv", "pip", "install", "--python", sys.executable]
+        if importlib.util.find_spec("uv")
+        else ["pip", "install"]
+    )
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--target",
-            str(target),
-            str(wheel),
-        ],
+        [sys.executable, "-m", *installer, "-q", "--no-deps", "--target", str(target), str(wheel)],
         check=True,
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), *sys.path])}
