@@ -236,3 +236,15 @@ def test_claimed_dataclass_is_slotted() -> None:
     c = Claimed(1, "e", b"{}", 0, 1)
     with pytest.raises(AttributeError):
         c.extra = 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_the_exit_hook_delivers_within_its_budget(tmp_path: Path, sandbox: Sandbox) -> None:
+    # No fault: within exit_timeout (0.5 s in the child) everything is delivered before the
+    # process ends, with no restart needed.
+    proc = _spawn(f"sqlite:///{tmp_path}/q.db", sandbox.base_url("example"), 300, "exit")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    returned = {x for x in out.split() if x != "DONE"}
+    assert len(returned) == 300
+    assert {r["event_id"] for r in sandbox.received("example")} == returned

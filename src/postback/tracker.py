@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -33,7 +32,9 @@ __all__ = ["Tracker"]
 
 log = logging.getLogger("postback")
 
-_live: weakref.WeakSet[Tracker] = weakref.WeakSet()
+# Strong references: a tracker must stay reachable until it is closed, even if the app dropped
+# it, or its exit flush and its threads' owner would vanish with the garbage collector.
+_live: set[Tracker] = set()
 _live_lock = threading.Lock()
 
 
@@ -289,9 +290,31 @@ def _install_process_hooks() -> None:
     if _hooks_installed:
         return
     _hooks_installed = True
+    # Flush when the main thread finishes, before concurrent.futures shuts down the lanes'
+    # request threads (its own hook is registered earlier, and these run newest first);
+    # release everything at interpreter exit. Events tracked in between stay queued.
+    register_threading_atexit = getattr(threading, "_register_atexit", None)
+    if register_threading_atexit is not None:
+        register_threading_atexit(_flush_all_at_exit)
     atexit.register(_close_all_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+_flushed_at_exit = False
+
+
+def _flush_all_at_exit() -> None:
+    global _flushed_at_exit
+    _flushed_at_exit = True
+    with _live_lock:
+        trackers = list(_live)
+    for t in trackers:
+        try:
+            if t.engine.lanes and not t.closed and (t.config.core.workers or not t.queue.shared):
+                t.engine.flush(t.config.core.exit_timeout)
+        except Exception:
+            log.exception("error while flushing a tracker at exit")
 
 
 def _close_all_at_exit() -> None:
@@ -299,7 +322,7 @@ def _close_all_at_exit() -> None:
         trackers = list(_live)
     for t in trackers:
         try:
-            t.close(timeout=t.config.core.exit_timeout)
+            t.close(timeout=0 if _flushed_at_exit else t.config.core.exit_timeout)
         except Exception:
             log.exception("error while closing a tracker at exit")
 

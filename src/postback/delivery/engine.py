@@ -629,6 +629,16 @@ class DeliveryEngine:
                 and deadline is None
             ):
                 break  # every vendor with work is halted on bad credentials
+            # While a lane has requests in flight there is work left: wait for progress rather
+            # than count the queue (a query) every time something settles.
+            checked = time.monotonic()
+            while any(lane.busy for lane in self.lanes.values()) and (
+                time.monotonic() - checked < 0.5
+            ):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                self.progress.wait(0.05)
+                self.progress.clear()
             self.progress.wait(0.02)
             self.progress.clear()
             pending = self.pending()

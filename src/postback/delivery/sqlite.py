@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS remembered(
     vendor TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY(vendor, key)
 ) WITHOUT ROWID;
 """
+CHECKPOINT_EVERY_PUTS = 20_000
+GC_CHUNK = 2_000
 _INSERT = "INSERT INTO events(event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?)"
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
@@ -86,8 +88,13 @@ class SQLiteQueue(Queue):
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         self.synchronous = synchronous.upper()
-        self._put_lock = threading.Lock()
+        # Every write transaction of this process, on either connection, takes _write_lock
+        # first: our own writers then queue in Python instead of colliding inside SQLite,
+        # whose busy handler sleeps 1, 2, 5, 10 ms... (a track() behind a settle would wait
+        # milliseconds instead of microseconds). Other processes still meet SQLite's locks.
+        self._write_lock = threading.Lock()
         self._work_lock = threading.RLock()
+        self._puts_since_checkpoint = 0
         self._lock_fd: int | None = None
         self._read_pos: dict[str, int] = {}
         self._inflight: dict[str, set[int]] = {}
@@ -139,7 +146,7 @@ class SQLiteQueue(Queue):
                 f"the queue file {self.path} is not writable by this process: fix its "
                 "permissions or set [postback] queue to another path"
             )
-        self._work = self._connect(1000)
+        self._work = self._connect(0)
         try:
             self._work.execute("PRAGMA journal_mode=WAL")
             tables = {
@@ -165,27 +172,27 @@ class SQLiteQueue(Queue):
         except sqlite3.DatabaseError as exc:
             raise self._explain(exc) from None
         self._work.create_function("pb_served", 1, self._is_served, deterministic=False)
-        self._put = self._connect(4000)
+        self._put = self._connect(0)
 
     def _is_served(self, vendors: str) -> int:
         return int(all(v in self._served for v in vendors.strip(",").split(",") if v))
 
     def after_fork(self) -> None:
         _abandoned.extend((self._put, self._work))
-        self._put_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._work_lock = threading.RLock()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # the parent's lock stays the parent's
             self._lock_fd = None
         self._read_pos.clear()
         self._inflight.clear()
-        self._work = self._connect(1000)
+        self._work = self._connect(0)
         self._work.create_function("pb_served", 1, self._is_served, deterministic=False)
-        self._put = self._connect(4000)
+        self._put = self._connect(0)
 
     def close(self) -> None:
         self.release_delivery()
-        with self._put_lock:
+        with self._write_lock:
             self._put.close()
         with self._work_lock:
             self._work.close()
@@ -197,10 +204,19 @@ class SQLiteQueue(Queue):
     ) -> None:
         key = "," + ",".join(vendors) + ","
         try:
-            with self._put_lock:
+            with self._write_lock:
                 self._put.execute(_INSERT, (event_id, name, created_ms, key, payload))
         except sqlite3.Error as exc:
             raise self._explain(exc) from None
+        # The deliverer checkpoints the WAL once a second (maintenance); a process that only
+        # enqueues, with no deliverer anywhere, checkpoints now and then so the WAL stays small.
+        self._puts_since_checkpoint += 1
+        if self._puts_since_checkpoint >= CHECKPOINT_EVERY_PUTS and self._lock_fd is None:
+            self._puts_since_checkpoint = 0
+            try:
+                self._put.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.debug("checkpoint skipped: %s", exc)
 
     # --- the deliverer ---------------------------------------------------------------------------
 
@@ -227,7 +243,7 @@ class SQLiteQueue(Queue):
         self._served = frozenset(vendors)
 
     def recover(self) -> int:
-        with self._work_lock:
+        with self._work_lock, self._write_lock:
             cur = self._work.execute("UPDATE pending SET lease=0 WHERE lease=1")
             self._read_pos.clear()
             self._inflight.clear()
@@ -247,7 +263,8 @@ class SQLiteQueue(Queue):
         with self._work_lock:
             conn = self._work
             try:
-                conn.execute("BEGIN")
+                # Due retries: only this process claims (it holds the deliverer lock), so
+                # reading them and then leasing them in a short write is race-free.
                 rows = conn.execute(
                     "SELECT p.seq, e.event_id, e.payload, p.attempts, e.created_ms "
                     "FROM pending p JOIN events e ON e.seq = p.seq "
@@ -255,14 +272,20 @@ class SQLiteQueue(Queue):
                     (vendor, now_ms, limit),
                 ).fetchall()
                 if rows:
-                    conn.executemany(
-                        "UPDATE pending SET lease=1 WHERE vendor=? AND seq=?",
-                        [(vendor, r[0]) for r in rows],
-                    )
+                    with self._write_lock:
+                        conn.execute("BEGIN IMMEDIATE")
+                        conn.executemany(
+                            "UPDATE pending SET lease=1 WHERE vendor=? AND seq=?",
+                            [(vendor, r[0]) for r in rows],
+                        )
+                        conn.execute("COMMIT")
                     out.extend(Claimed(r[0], r[1], r[2], r[3], r[4]) for r in rows)
                 room = limit - len(out)
                 if room > 0:
+                    # New events: a read transaction (one snapshot for both queries), which
+                    # never takes the write lock, so track() is never held up by it.
                     pos = self._cursor(vendor)
+                    conn.execute("BEGIN")
                     new = conn.execute(
                         "SELECT seq, event_id, payload, created_ms FROM events "
                         "WHERE seq > ? AND instr(vendors, ?) > 0 ORDER BY seq LIMIT ?",
@@ -273,10 +296,10 @@ class SQLiteQueue(Queue):
                     else:
                         top = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
                         self._read_pos[vendor] = max(pos, top or 0)
+                    conn.execute("COMMIT")
                     if new:
                         self._inflight.setdefault(vendor, set()).update(r[0] for r in new)
                         out.extend(Claimed(r[0], r[1], r[2], 0, r[3]) for r in new)
-                conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -284,7 +307,7 @@ class SQLiteQueue(Queue):
         return out
 
     def settle(self, vendor: str, settlements: Sequence[Settlement], now_ms: int) -> None:
-        with self._work_lock:
+        with self._work_lock, self._write_lock:
             conn = self._work
             inflight = self._inflight.setdefault(vendor, set())
             try:
@@ -343,36 +366,47 @@ class SQLiteQueue(Queue):
         return row[0] if row else None
 
     def maintenance(self) -> None:
-        """Persist cursors, drop events every served vendor is done with, checkpoint the WAL."""
+        """Persist cursors, drop events every served vendor is done with (in small chunks, so
+        track() never waits long behind it), checkpoint the WAL (without the write lock)."""
         with self._work_lock:
             conn = self._work
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                for vendor in list(self._read_pos):
-                    self._save_cursor(vendor)
-                conn.execute("COMMIT")
-                if not self._served:
-                    return
-                rows = conn.execute(
-                    "SELECT vendor, seq FROM cursors WHERE vendor IN ({})".format(
-                        ",".join("?" * len(self._served))
-                    ),
-                    tuple(self._served),
-                ).fetchall()
-                done = {v: s for v, s in rows}
-                if len(done) < len(self._served):
-                    return  # a vendor has not started yet: keep everything for it
-                upto = min(done.values())
-                conn.execute(
-                    "DELETE FROM events WHERE seq <= ? AND seq < (SELECT max(seq) FROM events) "
-                    "AND seq NOT IN (SELECT seq FROM pending) AND pb_served(vendors)",
-                    (upto,),
-                )
+                with self._write_lock:
+                    conn.execute("BEGIN IMMEDIATE")
+                    for vendor in list(self._read_pos):
+                        self._save_cursor(vendor)
+                    conn.execute("COMMIT")
+                upto = self._collectable_upto()
+                while upto is not None:
+                    with self._write_lock:
+                        deleted = conn.execute(
+                            "DELETE FROM events WHERE seq IN (SELECT seq FROM events "
+                            "WHERE seq <= ? AND seq < (SELECT max(seq) FROM events) "
+                            "AND seq NOT IN (SELECT seq FROM pending) AND pb_served(vendors) "
+                            "ORDER BY seq LIMIT ?)",
+                            (upto, GC_CHUNK),
+                        ).rowcount
+                    if deleted < GC_CHUNK:
+                        break
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 log.warning("queue maintenance failed (will retry): %s", exc)
+
+    def _collectable_upto(self) -> int | None:
+        """The sequence number up to which every served vendor's cursor has moved."""
+        if not self._served:
+            return None
+        rows = self._work.execute(
+            "SELECT vendor, seq FROM cursors WHERE vendor IN ({})".format(
+                ",".join("?" * len(self._served))
+            ),
+            tuple(self._served),
+        ).fetchall()
+        if len(rows) < len(self._served):
+            return None  # a vendor has not started yet: keep everything for it
+        return int(min(seq for _, seq in rows))
 
     # --- inspection ------------------------------------------------------------------------------
 
@@ -452,7 +486,7 @@ class SQLiteQueue(Queue):
         self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()
     ) -> list[DeadLetter]:
         where, args = self._dead_filter(vendor, since_ms, ids)
-        with self._work_lock, self._put_lock:
+        with self._work_lock, self._write_lock:
             rows = self._dead_rows(where, args, 10**9)
             conn = self._put
             try:
@@ -473,14 +507,14 @@ class SQLiteQueue(Queue):
         return rows
 
     def remember(self, vendor: str, key: str) -> bool:
-        with self._work_lock:
+        with self._work_lock, self._write_lock:
             cur = self._work.execute(
                 "INSERT OR IGNORE INTO remembered(vendor, key) VALUES (?, ?)", (vendor, key)
             )
             return cur.rowcount == 1
 
     def forget(self, vendor: str, key: str) -> None:
-        with self._work_lock:
+        with self._work_lock, self._write_lock:
             self._work.execute("DELETE FROM remembered WHERE vendor=? AND key=?", (vendor, key))
 
     def __repr__(self) -> str:
