@@ -248,3 +248,26 @@ def test_the_exit_hook_delivers_within_its_budget(tmp_path: Path, sandbox: Sandb
     returned = {x for x in out.split() if x != "DONE"}
     assert len(returned) == 300
     assert {r["event_id"] for r in sandbox.received("example")} == returned
+
+
+def test_put_waits_briefly_for_another_process_then_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+    import threading
+
+    import postback.delivery.sqlite as sq
+
+    q = SQLiteQueue(tmp_path / "q.db")
+    other = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.05, lambda: other.execute("COMMIT")).start()
+    q.put("e1", "x", 1, ["a"], b"{}")  # waits ~50 ms, in small steps, then succeeds
+    assert q.depth(["a"], 1)["a"].ready == 1
+    monkeypatch.setattr(sq, "BUSY_TIMEOUT", 0.1)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(QueueError, match=r"another process kept the queue file .* locked"):
+        q.put("e2", "x", 1, ["a"], b"{}")
+    other.execute("COMMIT")
+    other.close()
+    q.close()

@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,8 +72,9 @@ CREATE TABLE IF NOT EXISTS remembered(
     vendor TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY(vendor, key)
 ) WITHOUT ROWID;
 """
+BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction
 CHECKPOINT_EVERY_PUTS = 20_000
-GC_CHUNK = 2_000
+GC_CHUNK = 250  # rows per delete: another process's track() may wait for one chunk
 _INSERT = "INSERT INTO events(event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?)"
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
@@ -95,6 +97,7 @@ class SQLiteQueue(Queue):
         self._write_lock = threading.Lock()
         self._work_lock = threading.RLock()
         self._puts_since_checkpoint = 0
+        self._checkpointing = False
         self._lock_fd: int | None = None
         self._read_pos: dict[str, int] = {}
         self._inflight: dict[str, set[int]] = {}
@@ -103,10 +106,10 @@ class SQLiteQueue(Queue):
 
     # --- connections ---------------------------------------------------------------------------
 
-    def _connect(self, autocheckpoint: int) -> sqlite3.Connection:
+    def _connect(self, autocheckpoint: int, timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
@@ -126,6 +129,13 @@ class SQLiteQueue(Queue):
             return QueueError(
                 f"cannot write the queue file {self.path} ({msg}): make its directory writable "
                 "by this process or set [postback] queue to another path"
+            )
+        if "locked" in msg or "busy" in msg:
+            return QueueError(
+                f"another process kept the queue file {self.path} locked for more than "
+                f"{BUSY_TIMEOUT:g} s ({msg}); the event was not accepted. Look for a process "
+                "stuck inside a transaction on this file (or a file on a network filesystem, "
+                "where SQLite's locks are unreliable)"
             )
         if "disk is full" in msg or "disk I/O" in msg:
             return QueueError(
@@ -172,7 +182,7 @@ class SQLiteQueue(Queue):
         except sqlite3.DatabaseError as exc:
             raise self._explain(exc) from None
         self._work.create_function("pb_served", 1, self._is_served, deterministic=False)
-        self._put = self._connect(0)
+        self._put = self._connect(0, timeout=0)
 
     def _is_served(self, vendors: str) -> int:
         return int(all(v in self._served for v in vendors.strip(",").split(",") if v))
@@ -188,7 +198,7 @@ class SQLiteQueue(Queue):
         self._inflight.clear()
         self._work = self._connect(0)
         self._work.create_function("pb_served", 1, self._is_served, deterministic=False)
-        self._put = self._connect(0)
+        self._put = self._connect(0, timeout=0)
 
     def close(self) -> None:
         self.release_delivery()
@@ -203,9 +213,15 @@ class SQLiteQueue(Queue):
         self, event_id: str, name: str, created_ms: int, vendors: Sequence[str], payload: bytes
     ) -> None:
         key = "," + ",".join(vendors) + ","
+        row = (event_id, name, created_ms, key, payload)
         try:
             with self._write_lock:
-                self._put.execute(_INSERT, (event_id, name, created_ms, key, payload))
+                try:
+                    self._put.execute(_INSERT, row)
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                    self._put_when_free(row)
         except sqlite3.Error as exc:
             raise self._explain(exc) from None
         # The deliverer checkpoints the WAL once a second (maintenance); a process that only
@@ -213,10 +229,46 @@ class SQLiteQueue(Queue):
         self._puts_since_checkpoint += 1
         if self._puts_since_checkpoint >= CHECKPOINT_EVERY_PUTS and self._lock_fd is None:
             self._puts_since_checkpoint = 0
+            self._checkpoint_in_background()
+
+    def _checkpoint_in_background(self) -> None:
+        """A WAL checkpoint on a connection of its own: checkpoints run alongside writers, so
+        track() does not wait for it (inline, it cost 50 ms every 20,000 events)."""
+        if self._checkpointing:
+            return
+        self._checkpointing = True
+
+        def run() -> None:
             try:
-                self._put.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                finally:
+                    conn.close()
             except sqlite3.Error as exc:
                 log.debug("checkpoint skipped: %s", exc)
+            finally:
+                self._checkpointing = False
+
+        threading.Thread(target=run, name="postback-checkpoint", daemon=True).start()
+
+    def _put_when_free(self, row: tuple[object, ...]) -> None:
+        """Another process holds the write lock (its deliverer settling a batch): retry with
+        short waits. SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries, far
+        longer than the few hundred microseconds a settle holds the lock."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        wait = 0.00005
+        while True:
+            time.sleep(wait)
+            try:
+                self._put.execute(_INSERT, row)
+                return
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or (
+                    time.monotonic() >= deadline
+                ):
+                    raise
+            wait = min(wait * 2, 0.002)
 
     # --- the deliverer ---------------------------------------------------------------------------
 
