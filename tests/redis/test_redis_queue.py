@@ -400,3 +400,32 @@ def test_dead_letters_replay_through_the_cli(
     q = RedisQueue(redis_url)
     assert q.dead_letters() == []
     q.close()
+
+
+def test_an_outcome_redis_could_not_record_is_redelivered(
+    local_redis: Callable[..., RedisServer],
+) -> None:
+    """Redis restarting while a batch settles: the events are not kept 'held' (and renewed)
+    by this process; after the visibility timeout they are claimed and delivered again."""
+    server = local_redis("everysec")
+    q = open_queue(f"{server.url}?prefix=lost&visibility_timeout=1")
+    assert isinstance(q, RedisQueue)
+    try:
+        q.put("e1", "sign_up", int(time.time() * 1000), ["a"], b"{}")
+        (claimed,) = q.claim("a", 10, int(time.time() * 1000))
+        server.shutdown()
+        with pytest.raises(QueueError):
+            q.settle("a", [Settlement(claimed, "done")], int(time.time() * 1000))
+        server.start()
+        deadline = time.monotonic() + 15
+        again: list[Claimed] = []
+        while not again and time.monotonic() < deadline:
+            try:
+                q.maintenance()  # renews only what this process still holds
+                again = q.claim("a", 10, int(time.time() * 1000))
+            except QueueError:
+                pass  # Redis still loading its append-only file
+            time.sleep(0.2)
+        assert [c.event_id for c in again] == ["e1"]
+    finally:
+        q.close()

@@ -1006,24 +1006,29 @@ class RedisQueue(Queue):
                 }
                 args += ["dead", entry_id, 0, _pack(meta, c.payload)]
         keys = self._vkeys(vendor)
-        with self._errors(f"recording delivery outcomes for {vendor}"):
-            applied = self._settle_script(
-                keys=[
-                    self.stream_key,
-                    keys["retry"],
-                    keys["leased"],
-                    keys["retrydata"],
-                    keys["owner"],
-                    self._dead_key,
-                    keys["dead"],
-                    self._dead_all_key,
-                    self._dead_seq_key,
-                ],
-                args=args,
-            )
-        with self._lock:
-            for s in settlements:
-                mine.pop(s.claimed.seq, None)
+        try:
+            with self._errors(f"recording delivery outcomes for {vendor}"):
+                applied = self._settle_script(
+                    keys=[
+                        self.stream_key,
+                        keys["retry"],
+                        keys["leased"],
+                        keys["retrydata"],
+                        keys["owner"],
+                        self._dead_key,
+                        keys["dead"],
+                        self._dead_all_key,
+                        self._dead_seq_key,
+                    ],
+                    args=args,
+                )
+        finally:
+            # Recorded or not, this process is done with them. If Redis could not take the
+            # outcome (it was restarting), they must not stay "held" here and be renewed:
+            # their lease runs out and they are claimed again and redelivered (at least once).
+            with self._lock:
+                for s in settlements:
+                    mine.pop(s.claimed.seq, None)
         skipped = len(settlements) - int(applied)
         if skipped:
             log.info(
