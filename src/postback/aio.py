@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import logging
 import os
 import queue
@@ -216,32 +217,21 @@ class AsyncTracker:
         if self._closing:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
         user, context = merge_request_context(current_request_context(), user, context)
-        track = self._tracker.track
-        if self._inline:
-            return track(
-                name,
-                user=user,
-                value=value,
-                currency=currency,
-                event_id=event_id,
-                timestamp=timestamp,
-                context=context,
-                properties=properties,
-                vendors=vendors,
-            )
-        return await self._writer.submit(
-            lambda: track(
-                name,
-                user=user,
-                value=value,
-                currency=currency,
-                event_id=event_id,
-                timestamp=timestamp,
-                context=context,
-                properties=properties,
-                vendors=vendors,
-            )
+        call = functools.partial(
+            self._tracker.track,
+            name,
+            user=user,
+            value=value,
+            currency=currency,
+            event_id=event_id,
+            timestamp=timestamp,
+            context=context,
+            properties=properties,
+            vendors=vendors,
         )
+        if self._inline:
+            return call()
+        return await self._writer.submit(call)
 
     def track_blocking(
         self,

@@ -263,7 +263,7 @@ def _set_fields(obj: Any) -> dict[str, Any]:
 
 #: The one cattrs converter for the canonical form (never the global one).
 converter = _make_converter()
-_unstructure_event = converter.get_unstructure_hook(Event)
+_generated_unstructure_event = converter.get_unstructure_hook(Event)
 _generated_structure_event = converter.get_structure_hook(Event)
 
 
@@ -314,14 +314,12 @@ def _unstructure_event_fast(e: Event) -> dict[str, Any]:
     return d
 
 
-_generated_unstructure_event = _unstructure_event
 converter.register_unstructure_hook(Event, _unstructure_event_fast)
-_unstructure_event = _unstructure_event_fast
 
 
 def dumps_event(event: Event) -> bytes:
     """Serialise an event to the bytes the queue stores."""
-    return orjson.dumps(_unstructure_event(event))
+    return orjson.dumps(_unstructure_event_fast(event))
 
 
 def loads_event(data: bytes | str) -> Event:

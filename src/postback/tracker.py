@@ -73,7 +73,6 @@ class Tracker:
             [(d, config.vendors[n]) for n, d in self.destinations.items()],
             transport=transport,
             deliver=config.core.workers,
-            rate_storage=self.queue.rate_limit_storage(),  # type: ignore[arg-type]
         )
         self._raise = config.core.on_invalid == "raise"
         self._default_currency = config.core.default_currency
@@ -127,15 +126,14 @@ class Tracker:
         Raises :class:`~postback.InvalidEvent` as ``track()`` would (regardless of
         ``on_invalid``). ``postback send --dry-run`` and ``postback validate`` use it.
         """
-        event, targets, problems = self._check(name, fields)
+        event = make_event(name, default_currency=self._default_currency, **fields)
+        targets, problems = self._check(event)
         if problems:
             raise InvalidEvent(event.name, problems)
         return event, targets
 
-    def _check(
-        self, name: object, fields: Mapping[str, Any]
-    ) -> tuple[Event, list[Destination], list[Problem]]:
-        event = make_event(name, default_currency=self._default_currency, **fields)
+    def _check(self, event: Event) -> tuple[list[Destination], list[Problem]]:
+        """The vendors ``event`` routes to, and every problem they (and its options) have."""
         problems: list[Problem] = []
         if event.vendor_options:
             for vname in event.vendor_options:
@@ -151,7 +149,7 @@ class Tracker:
         validate = self.host.validate
         for dest in targets:
             problems.extend(validate(event, dest))
-        return event, targets, problems
+        return targets, problems
 
     def track(
         self,
@@ -174,19 +172,19 @@ class Tracker:
         """
         if self._closed:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
-        event, targets, problems = self._check(
+        event = make_event(
             name,
-            {
-                "user": user,
-                "value": value,
-                "currency": currency,
-                "event_id": event_id,
-                "timestamp": timestamp,
-                "context": context,
-                "properties": properties,
-                "vendors": vendors,
-            },
+            user=user,
+            value=value,
+            currency=currency,
+            event_id=event_id,
+            timestamp=timestamp,
+            context=context,
+            properties=properties,
+            vendors=vendors,
+            default_currency=self._default_currency,
         )
+        targets, problems = self._check(event)
         if problems:
             if self._raise:
                 raise InvalidEvent(event.name, problems)

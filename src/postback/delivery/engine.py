@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -134,13 +134,11 @@ class RateGate:
 
     def __init__(self, limit: RateLimit | None, key: tuple[str, str], storage: Storage) -> None:
         self.key = key
-        self.item = (
-            RateLimitItemPerSecond(limit.requests, max(1, round(limit.per_seconds)))
-            if limit
-            else None
-        )
-        if limit and limit.per_seconds < 1:  # sub-second windows: scale to one second
+        self.item: RateLimitItemPerSecond | None = None
+        if limit is not None and limit.per_seconds < 1:  # sub-second windows: scale to 1 s
             self.item = RateLimitItemPerSecond(max(1, round(limit.requests / limit.per_seconds)), 1)
+        elif limit is not None:
+            self.item = RateLimitItemPerSecond(limit.requests, max(1, round(limit.per_seconds)))
         self.limiter = MovingWindowRateLimiter(storage)
         self._lock = threading.Lock()
         self._spacing = 0.0
@@ -189,6 +187,7 @@ class Lane:
     ) -> None:
         self.engine = engine
         self.dest = destination
+        self.config = config
         self.name = destination.name
         self.batch_size = min(
             config.batch_size or destination.max_batch_size, destination.max_batch_size
@@ -528,7 +527,6 @@ class DeliveryEngine:
         *,
         transport: httpx.BaseTransport | None = None,
         deliver: bool = True,
-        rate_storage: Storage | None = None,
     ) -> None:
         self.queue = queue
         self.host = host
@@ -537,10 +535,7 @@ class DeliveryEngine:
         self.stopping = threading.Event()
         self.progress = threading.Event()
         self.notify_delivery = host.has_delivery_listeners()
-        self._rate_storage = rate_storage or MemoryStorage()
-        self.lanes: dict[str, Lane] = {
-            d.name: Lane(self, d, vc, self._rate_storage) for d, vc in vendors
-        }
+        self.lanes = self._make_lanes([(d, vc) for d, vc in vendors])
         self._lock = threading.Lock()
         self._started = False
         self._delivering = False
@@ -674,12 +669,14 @@ class DeliveryEngine:
         self._delivering = False
         self._coordinator = None
         self._http = None
+        self.lanes = self._make_lanes([(lane.dest, lane.config) for lane in self.lanes.values()])
+
+    def _make_lanes(self, vendors: Sequence[tuple[Destination, VendorConfig]]) -> dict[str, Lane]:
+        """One lane per vendor, their rate limits kept where the queue says: shared by every
+        deliverer (Redis) or in this process."""
         shared = self.queue.rate_limit_storage()
-        self._rate_storage = shared if isinstance(shared, Storage) else MemoryStorage()
-        self.lanes = {
-            name: Lane(self, lane.dest, _LaneConfig.of(lane), self._rate_storage)
-            for name, lane in self.lanes.items()
-        }
+        storage = shared if isinstance(shared, Storage) else MemoryStorage()
+        return {d.name: Lane(self, d, vc, storage) for d, vc in vendors}
 
     def stats(self) -> dict[str, dict[str, Any]]:
         now_ms = int(time.time() * 1000)
@@ -697,26 +694,3 @@ class DeliveryEngine:
             )
             out[name] = snap
         return out
-
-
-class _LaneConfig:
-    """Rebuild a lane's VendorConfig-shaped settings from a live lane (after fork)."""
-
-    @staticmethod
-    def of(lane: Lane) -> Any:
-        from postback.config import VendorConfig
-
-        return VendorConfig(
-            name=lane.name,
-            settings=lane.dest.settings,
-            rate_limit=lane.rate_limit,
-            rate_limit_disabled=lane.rate_limit is None,
-            concurrency=lane.concurrency,
-            timeout=lane.timeout.read or 10.0,
-            batch_size=lane.batch_size,
-            linger=lane.linger,
-            retry=lane.policy,
-        )
-
-
-Send = Callable[[httpx.Request], httpx.Response]
