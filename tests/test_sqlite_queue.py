@@ -271,3 +271,26 @@ def test_put_waits_briefly_for_another_process_then_says_why(
     other.execute("COMMIT")
     other.close()
     q.close()
+
+
+def test_processes_opening_a_new_file_at_once_all_start(tmp_path: Path) -> None:
+    # Each child opens the same not-yet-existing queue file at the same moment.
+    code = (
+        "import sys, time; from postback.delivery.sqlite import SQLiteQueue; "
+        "t = float(sys.argv[2]); time.sleep(max(0, t - time.time())); "
+        "q = SQLiteQueue(sys.argv[1]); q.put('e', 'x', 1, ['a'], b'{}'); q.close()"
+    )
+    start = str(time.time() + 1.0)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "new.db"), start],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    q = SQLiteQueue(tmp_path / "new.db")
+    assert q.depth(["a"], 1)["a"].ready == 6
+    q.close()

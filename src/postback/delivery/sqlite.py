@@ -156,6 +156,24 @@ class SQLiteQueue(Queue):
                 f"the queue file {self.path} is not writable by this process: fix its "
                 "permissions or set [postback] queue to another path"
             )
+        # Processes that open the same new file at once (gunicorn workers starting) would race
+        # on switching it to WAL and creating the schema, and SQLite answers that race with an
+        # immediate "database is locked": initialise one process at a time.
+        try:
+            init_fd = os.open(f"{self.path}.init.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise QueueError(
+                f"cannot write next to the queue file {self.path} ({exc}): make its directory "
+                "writable by this process or set [postback] queue to another path"
+            ) from None
+        try:
+            fcntl.flock(init_fd, fcntl.LOCK_EX)
+            self._initialise()
+        finally:
+            fcntl.flock(init_fd, fcntl.LOCK_UN)
+            os.close(init_fd)
+
+    def _initialise(self) -> None:
         self._work = self._connect(0)
         try:
             self._work.execute("PRAGMA journal_mode=WAL")
