@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import postback.delivery.sqlite as sq
 import postback.testing.example as example
 from postback import QueueCorrupt, QueueError, Tracker
+from postback.delivery import spool
 from postback.delivery.queue import Claimed, Settlement, open_queue, sqlite_path
 from postback.delivery.sqlite import SQLiteQueue
 from postback.sandbox import Sandbox
@@ -113,13 +115,126 @@ def test_unusable_location(tmp_path: Path) -> None:
         SQLiteQueue(tmp_path / "afile" / "q.db")
 
 
+_FILL_UNTIL_FULL = """
+import resource, signal, sys
+from postback.delivery.sqlite import SQLiteQueue
+from postback.errors import QueueError
+q = SQLiteQueue(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+accepted = 0
+try:
+    for i in range(1000):
+        q.put(f"e{i}", "x", 1, ["a"], b"x" * 700)
+        accepted += 1
+except QueueError as exc:
+    print(accepted)
+    print(exc)
+"""
+
+
 def test_full_disk_is_a_clear_error_and_nothing_is_half_accepted(tmp_path: Path) -> None:
+    # A real write failure: the child's file-size limit stands in for a full disk (the next
+    # record crosses it, so the kernel writes part of it and then refuses).
+    out = subprocess.run(
+        [sys.executable, "-c", _FILL_UNTIL_FULL, str(tmp_path / "q.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    accepted, message = int(out[0]), out[1]
+    assert 0 < accepted < 1000
+    assert "cannot write to the queue's spool directory" in message
+    assert "free disk space" in message and "the event was not accepted" in message
     q = SQLiteQueue(tmp_path / "q.db")
-    pages = q._put.execute("PRAGMA page_count").fetchone()[0]
-    q._put.execute(f"PRAGMA max_page_count={pages + 1}")
+    assert q.acquire_delivery()
+    got = q.claim("a", 2000, 1)
+    assert [c.event_id for c in got] == [f"e{i}" for i in range(accepted)]
+    assert list(q.spool_dir.iterdir()) == []  # ingested to the end, writer gone: deleted
+    q.close()
+
+
+def test_a_full_database_keeps_events_in_the_spool(tmp_path: Path) -> None:
+    q = SQLiteQueue(tmp_path / "q.db")
+    assert q.acquire_delivery()
+    pages = q._work.execute("PRAGMA page_count").fetchone()[0]
+    q._work.execute(f"PRAGMA max_page_count={pages}")
+    for i in range(50):
+        q.put(f"e{i}", "x", 1, ["a"], b"x" * 2000)  # track() does not touch the database
     with pytest.raises(QueueError, match="cannot grow"):
-        for i in range(1000):
-            q.put(f"e{i}", "x", 1, ["a"], b"x" * 2000)
+        q.claim("a", 100, 1)
+    q._work.execute("PRAGMA max_page_count=1073741823")
+    assert [c.event_id for c in q.claim("a", 100, 1)] == [f"e{i}" for i in range(50)]
+    q.close()
+
+
+def test_spool_segments_rotate_and_are_ingested_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool, "SEGMENT_BYTES", 1000)
+    monkeypatch.setattr(sq, "INGEST_POLL", 0.0)  # look at other processes' spools every time
+    writer = SQLiteQueue(tmp_path / "q.db")
+    for i in range(40):
+        writer.put(f"e{i}", "x", 1, ["a"], b"y" * 100)
+    segments = sorted(writer.spool_dir.iterdir())
+    assert len(segments) > 3
+    deliverer = SQLiteQueue(tmp_path / "q.db")
+    assert deliverer.acquire_delivery()
+    assert deliverer.depth(["a"], 1)["a"].ready == 40
+    # Rotated-away segments are deleted once ingested; the writer's open one stays.
+    assert sorted(writer.spool_dir.iterdir()) == [writer._spool.segment]
+    writer.put("e40", "x", 1, ["a"], b"{}")
+    got = deliverer.claim("a", 100, 1)
+    assert [c.event_id for c in got] == [f"e{i}" for i in range(41)]
+    writer.close()
+    deliverer.poll()
+    deliverer.maintenance()
+    assert list(writer.spool_dir.iterdir()) == []
+    deliverer.close()
+
+
+def test_a_record_cut_short_is_skipped_only_once_its_writer_is_gone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sq, "INGEST_POLL", 0.0)
+    writer = SQLiteQueue(tmp_path / "q.db")
+    writer.put("e0", "x", 1, ["a"], b"{}")
+    segment = writer._spool.segment
+    assert segment is not None
+    whole = spool.encode("e1", "x", 1, ["a"], b"{}")
+    with open(segment, "ab") as f:  # the first half of a record: a write in progress
+        f.write(whole[:10])
+    deliverer = SQLiteQueue(tmp_path / "q.db")
+    assert deliverer.acquire_delivery()
+    assert [c.event_id for c in deliverer.claim("a", 10, 1)] == ["e0"]
+    with open(segment, "ab") as f:  # the writer finishes it
+        f.write(whole[10:])
+    deliverer.poll()
+    assert [c.event_id for c in deliverer.claim("a", 10, 1)] == ["e1"]
+    with open(segment, "ab") as f:  # a torn record, and then the writer dies
+        f.write(whole[:20])
+    writer._spool.close()
+    deliverer.maintenance()
+    assert deliverer.claim("a", 10, 1) == []
+    assert "damaged bytes at offset" in caplog.text
+    assert not segment.exists()
+    deliverer.close()
+    writer.close()
+
+
+def test_track_never_waits_for_the_database_lock(tmp_path: Path) -> None:
+    import sqlite3
+
+    q = SQLiteQueue(tmp_path / "q.db")
+    other = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process in a long write transaction
+    started = time.monotonic()
+    q.put("e1", "x", 1, ["a"], b"{}")
+    assert time.monotonic() - started < 0.5
+    assert q.depth(["a"], 1)["a"].ready == 1  # counted from the spool
+    other.execute("COMMIT")
+    other.close()
     q.close()
 
 
@@ -250,26 +365,21 @@ def test_the_exit_hook_delivers_within_its_budget(tmp_path: Path, sandbox: Sandb
     assert {r["event_id"] for r in sandbox.received("example")} == returned
 
 
-def test_put_waits_briefly_for_another_process_then_says_why(
+def test_ingest_waits_for_another_process_then_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sqlite3
-    import threading
 
-    import postback.delivery.sqlite as sq
-
-    q = SQLiteQueue(tmp_path / "q.db")
-    other = sqlite3.connect(tmp_path / "q.db", isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    threading.Timer(0.05, lambda: other.execute("COMMIT")).start()
-    q.put("e1", "x", 1, ["a"], b"{}")  # waits ~50 ms, in small steps, then succeeds
-    assert q.depth(["a"], 1)["a"].ready == 1
-    monkeypatch.setattr(sq, "BUSY_TIMEOUT", 0.1)
+    q = SQLiteQueue(tmp_path / "q.db", busy_timeout=0.1)
+    assert q.acquire_delivery()
+    q.put("e1", "x", 1, ["a"], b"{}")
+    other = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     with pytest.raises(QueueError, match=r"another process kept the queue file .* locked"):
-        q.put("e2", "x", 1, ["a"], b"{}")
+        q.claim("a", 10, 1)
     other.execute("COMMIT")
     other.close()
+    assert [c.event_id for c in q.claim("a", 10, 1)] == ["e1"]  # nothing was lost
     q.close()
 
 

@@ -70,7 +70,7 @@ class CoreSettings:
     on_invalid: str = "raise"
     default_currency: str | None = None
     exit_timeout: float = 2.0
-    workers: bool = True
+    workers: bool | str = True
     max_queue_size: int = 100_000
     sqlite_synchronous: str = "normal"
 
@@ -82,8 +82,9 @@ CORE_HELP: dict[str, str] = {
     "that refused the event).",
     "default_currency": "ISO 4217 currency used when track() gets a value without currency.",
     "exit_timeout": "Seconds the exit hook spends flushing; the rest stays queued (default 2).",
-    "workers": "Deliver from this process (true) or only enqueue, for a separate "
-    "'postback worker' (false).",
+    "workers": "Deliver from background threads of this process (true, the default), from a "
+    "worker process this process starts and stops ('process'), or only enqueue, for a "
+    "separate 'postback worker' (false).",
     "max_queue_size": "Bound of the memory:// queue (track() raises QueueFull beyond it).",
     "sqlite_synchronous": "'normal' (survives a process crash; the default) or 'full' "
     "(also survives power loss, slower).",
@@ -135,6 +136,9 @@ class Config:
     vendors: Mapping[str, VendorConfig]
     source: str | None = None
     base_dir: Path = attrs.field(factory=Path.cwd)
+    #: The mapping it was built from, ``${ENV}`` references unresolved (a worker process
+    #: builds its own from it). Never shown: it may hold literal secrets.
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,8 +401,10 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
             elif key == "exit_timeout":
                 kwargs[key] = parse_duration(val)
             elif key == "workers":
-                if not isinstance(val, bool):
-                    raise ValueError("must be true or false")
+                if val == "thread":
+                    val = True
+                if not isinstance(val, bool) and val != "process":
+                    raise ValueError("must be true (or 'thread'), 'process' or false")
                 kwargs[key] = val
             elif key == "max_queue_size":
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:
@@ -597,6 +603,7 @@ def build_config(
 ) -> Config:
     """Validate a raw config against the installed destinations; raise ConfigError listing all."""
     problems: list[ConfigProblem] = []
+    original = raw
     raw = _substitute_env(raw, "", problems)
     # _substitute_env prefixes paths with "."; strip it.
     problems = [ConfigProblem(p.path.lstrip("."), p.message) for p in problems]
@@ -611,6 +618,14 @@ def build_config(
                 )
             )
     core = _build_core(raw.get("postback"), problems)
+    if core.workers == "process" and core.queue.startswith("memory:"):
+        problems.append(
+            ConfigProblem(
+                "postback.workers",
+                "'process' delivers from another process, which cannot read a memory:// "
+                "queue: use the default sqlite:// queue (or redis://), or workers = true",
+            )
+        )
     vendors_raw = raw.get("vendors", {})
     vendors: dict[str, VendorConfig] = {}
     if not isinstance(vendors_raw, Mapping):
@@ -637,7 +652,8 @@ def build_config(
             vendors[name] = vc
     if problems:
         raise ConfigError(problems, source=source)
-    return Config(core=core, vendors=vendors, source=source, base_dir=base_dir or Path.cwd())
+    config = Config(core=core, vendors=vendors, source=source, base_dir=base_dir or Path.cwd())
+    return attrs.evolve(config, raw=original)
 
 
 def known_event_names() -> frozenset[str]:

@@ -66,6 +66,10 @@ class PluginHost:
         disable: Iterable[str] | None = None,
     ) -> None:
         self.pm = pluggy.PluginManager("postback")
+        #: What it was built from (a worker process builds its own host the same way).
+        self.in_process: list[object] = list(plugins)
+        self.load_entry_points = load_entry_points
+        self.disable = None if disable is None else list(disable)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self._entry_point_names: dict[str, tuple[str | None, str | None]] = {}
@@ -73,7 +77,7 @@ class PluginHost:
             self.pm.register(importlib.import_module(modname), name=modname)
         if load_entry_points:
             self._load_entry_points(self._disabled(disable))
-        for i, plugin in enumerate(plugins):
+        for i, plugin in enumerate(self.in_process):
             name = getattr(plugin, "__name__", None) or f"in-process-{i}:{type(plugin).__name__}"
             self.pm.register(plugin, name=name)
         self.pm.check_pending()

@@ -536,6 +536,7 @@ class DeliveryEngine:
         self.progress = threading.Event()
         self.notify_delivery = host.has_delivery_listeners()
         self.lanes = self._make_lanes([(d, vc) for d, vc in vendors])
+        queue.on_new = self._wake
         self._lock = threading.Lock()
         self._started = False
         self._delivering = False
@@ -589,9 +590,25 @@ class DeliveryEngine:
                         self.stopping.wait(1.0)
                         continue
                 self.queue.maintenance()
+                self._poll_until(time.monotonic() + MAINTENANCE_EVERY)
             except Exception:
                 log.exception("delivery coordinator error (continuing)")
-            self.stopping.wait(MAINTENANCE_EVERY)
+                self.stopping.wait(MAINTENANCE_EVERY)
+
+    def _poll_until(self, deadline: float) -> None:
+        """Between maintenance rounds, look for other processes' events every so often."""
+        interval = self.queue.poll_interval
+        if interval is None:
+            self.stopping.wait(max(deadline - time.monotonic(), 0.0))
+            return
+        while not self.stopping.wait(interval) and time.monotonic() < deadline:
+            self.queue.poll()
+
+    def _wake(self, vendors: set[str]) -> None:
+        for v in vendors:
+            lane = self.lanes.get(v)
+            if lane is not None and not lane.wake.is_set():
+                lane.wake.set()
 
     def notify(self, vendors: Sequence[str]) -> None:
         if not self._started:

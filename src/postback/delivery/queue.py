@@ -9,7 +9,7 @@ lock elects it); any number of processes may ``put``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -90,6 +90,10 @@ class Queue(abc.ABC):
     url: str
     #: Whether other processes may enqueue into it (then idle lanes poll it).
     shared: bool = False
+    #: How often the deliverer should call :meth:`poll` (None: never).
+    poll_interval: float | None = None
+    #: Set by the engine: called with the vendors that :meth:`poll` found new events for.
+    on_new: Callable[[set[str]], None] | None = None
 
     @abc.abstractmethod
     def put(
@@ -147,6 +151,9 @@ class Queue(abc.ABC):
     def recover(self) -> int:
         """On becoming deliverer: give back events claimed by a deliverer that died."""
         return 0
+
+    def poll(self) -> None:
+        """Look for events other processes queued (the deliverer calls it often: cheap)."""
 
     def maintenance(self) -> None:
         """Periodic housekeeping by the deliverer (garbage collection, checkpoints)."""

@@ -8,25 +8,32 @@ Layout (WAL mode)::
     dead_letters(id, vendor, event_id, ..., reason, payload)    refused or out of retries
     remembered(vendor, key)                                     e.g. Ton AI's once-per-user marks
 
-``track()`` costs one INSERT and a WAL commit (no fsync with ``synchronous=normal``: the write
-survives a crash of the process, not a power cut; ``full`` survives both). The deliverer (one
-process per file, elected with ``flock``) reads new events past its lane's cursor without taking
-the write lock, and persists the cursor as a low watermark when it settles a batch. Events it
-had read but not settled when it died lie past the persisted cursor, so the next deliverer reads
-them again: delivery is at-least-once, and the vendors' dedupe keys absorb the repeats.
+    spool(segment, offset)                                      how far each spool file is ingested
+
+``track()`` costs one ``write()`` to this process's spool file next to the queue file (see
+:mod:`postback.delivery.spool`; no fsync with ``synchronous=normal``: the event survives a crash
+of the process, not a power cut; ``full`` survives both). The deliverer (one process per file,
+elected with ``flock``) ingests every process's spool into the ``events`` log in bulk, reads new
+events past its lane's cursor without taking the write lock, and persists the cursor as a low
+watermark when it settles a batch. Events it had read but not settled when it died lie past the
+persisted cursor, so the next deliverer reads them again: delivery is at-least-once, and the
+vendors' dedupe keys absorb the repeats.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from postback.delivery import spool
 from postback.delivery.queue import Claimed, DeadLetter, Queue, QueueDepth, Settlement
 from postback.errors import QueueCorrupt, QueueError
 
@@ -71,10 +78,13 @@ CREATE INDEX IF NOT EXISTS dead_by_vendor ON dead_letters(vendor, failed_ms);
 CREATE TABLE IF NOT EXISTS remembered(
     vendor TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY(vendor, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS spool(segment TEXT PRIMARY KEY, offset INTEGER NOT NULL);
 """
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction
-CHECKPOINT_EVERY_PUTS = 20_000
-GC_CHUNK = 250  # rows per delete: another process's track() may wait for one chunk
+GC_CHUNK = 1000  # rows per delete: the deliverer's own lanes may wait for one chunk
+INGEST_CHUNK = 1 << 20  # bytes of spool read (and rows inserted) per transaction
+INGEST_POLL = 0.05  # seconds between looks at other processes' spool files
+STALE_NEW_SEGMENT = 60.0  # a ".new" spool file unlocked this long was left by a crash
 _INSERT = "INSERT INTO events(event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?)"
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
@@ -85,9 +95,13 @@ def _vendor_key(vendor: str) -> str:
 
 class SQLiteQueue(Queue):
     shared = True
+    poll_interval = INGEST_POLL
 
-    def __init__(self, path: Path | str, *, synchronous: str = "normal") -> None:
+    def __init__(
+        self, path: Path | str, *, synchronous: str = "normal", busy_timeout: float = BUSY_TIMEOUT
+    ) -> None:
         self.path = Path(path)
+        self.busy_timeout = busy_timeout
         self.url = f"sqlite:///{self.path}"
         self.synchronous = synchronous.upper()
         # Every write transaction of this process, on either connection, takes _write_lock
@@ -96,20 +110,25 @@ class SQLiteQueue(Queue):
         # milliseconds instead of microseconds). Other processes still meet SQLite's locks.
         self._write_lock = threading.Lock()
         self._work_lock = threading.RLock()
-        self._puts_since_checkpoint = 0
-        self._checkpointing = False
+        self._ingest_lock = threading.Lock()
         self._lock_fd: int | None = None
         self._read_pos: dict[str, int] = {}
         self._inflight: dict[str, set[int]] = {}
         self._served: frozenset[str] = frozenset()
+        self.spool_dir = Path(f"{self.path}.spool")
+        self._spool = spool.SpoolWriter(self.spool_dir, sync=self.synchronous == "FULL")
+        self._readers: dict[str, spool.SegmentReader] = {}
+        self._offsets: dict[str, int] | None = None
+        self._dirty = False
+        self._ingested_at = 0.0
         self._open()
 
     # --- connections ---------------------------------------------------------------------------
 
-    def _connect(self, autocheckpoint: int, timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
+    def _connect(self, autocheckpoint: int) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
@@ -133,16 +152,29 @@ class SQLiteQueue(Queue):
         if "locked" in msg or "busy" in msg:
             return QueueError(
                 f"another process kept the queue file {self.path} locked for more than "
-                f"{BUSY_TIMEOUT:g} s ({msg}); the event was not accepted. Look for a process "
-                "stuck inside a transaction on this file (or a file on a network filesystem, "
-                "where SQLite's locks are unreliable)"
+                f"{self.busy_timeout:g} s ({msg}). Look for a process stuck inside a "
+                "transaction on this file (or a file on a network filesystem, where SQLite's "
+                "locks are unreliable)"
             )
         if "disk is full" in msg or "disk I/O" in msg:
             return QueueError(
                 f"the queue file {self.path} cannot grow ({msg}): free disk space; "
-                "the event was not accepted"
+                "nothing already queued is lost"
             )
         return QueueError(f"queue file {self.path}: {msg}")
+
+    def _explain_spool(self, exc: OSError) -> QueueError:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            why = "free disk space (or raise the quota or file-size limit)"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            why = "make it writable by this process or set [postback] queue to another path"
+        else:
+            why = "check the disk and the directory"
+        return QueueError(
+            f"cannot write to the queue's spool directory {self.spool_dir} "
+            f"({exc.strerror or exc}): {why}; the event was not accepted, and nothing already "
+            "queued is lost"
+        )
 
     def _open(self) -> None:
         try:
@@ -200,28 +232,47 @@ class SQLiteQueue(Queue):
         except sqlite3.DatabaseError as exc:
             raise self._explain(exc) from None
         self._work.create_function("pb_served", 1, self._is_served, deterministic=False)
-        self._put = self._connect(0, timeout=0)
+        try:
+            self.spool_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise self._explain_spool(exc) from None
+        if not os.access(self.spool_dir, os.W_OK | os.X_OK):
+            raise self._explain_spool(PermissionError(errno.EACCES, "Permission denied"))
 
     def _is_served(self, vendors: str) -> int:
         return int(all(v in self._served for v in vendors.strip(",").split(",") if v))
 
     def after_fork(self) -> None:
-        _abandoned.extend((self._put, self._work))
+        _abandoned.append(self._work)
         self._write_lock = threading.Lock()
         self._work_lock = threading.RLock()
+        self._ingest_lock = threading.Lock()
+        self._spool.after_fork()
+        self._drop_readers()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # the parent's lock stays the parent's
             self._lock_fd = None
         self._read_pos.clear()
         self._inflight.clear()
+        self._offsets = None
         self._work = self._connect(0)
         self._work.create_function("pb_served", 1, self._is_served, deterministic=False)
-        self._put = self._connect(0, timeout=0)
+
+    def _drop_readers(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
 
     def close(self) -> None:
+        self._spool.close()
+        if self._lock_fd is not None:
+            try:  # what this process spooled last goes into the log before it lets go
+                self._ingest()
+            except QueueError as exc:
+                log.warning("could not ingest the spool on close (it stays for later): %s", exc)
         self.release_delivery()
-        with self._write_lock:
-            self._put.close()
+        with self._ingest_lock:
+            self._drop_readers()
         with self._work_lock:
             self._work.close()
 
@@ -230,63 +281,182 @@ class SQLiteQueue(Queue):
     def put(
         self, event_id: str, name: str, created_ms: int, vendors: Sequence[str], payload: bytes
     ) -> None:
-        key = "," + ",".join(vendors) + ","
-        row = (event_id, name, created_ms, key, payload)
+        record = spool.encode(event_id, name, created_ms, list(vendors), payload)
         try:
-            with self._write_lock:
-                try:
-                    self._put.execute(_INSERT, row)
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
-                        raise
-                    self._put_when_free(row)
-        except sqlite3.Error as exc:
-            raise self._explain(exc) from None
-        # The deliverer checkpoints the WAL once a second (maintenance); a process that only
-        # enqueues, with no deliverer anywhere, checkpoints now and then so the WAL stays small.
-        self._puts_since_checkpoint += 1
-        if self._puts_since_checkpoint >= CHECKPOINT_EVERY_PUTS and self._lock_fd is None:
-            self._puts_since_checkpoint = 0
-            self._checkpoint_in_background()
+            self._spool.append(record)
+        except OSError as exc:
+            raise self._explain_spool(exc) from None
+        self._dirty = True
 
-    def _checkpoint_in_background(self) -> None:
-        """A WAL checkpoint on a connection of its own: checkpoints run alongside writers, so
-        track() does not wait for it (inline, it cost 50 ms every 20,000 events)."""
-        if self._checkpointing:
+    # --- ingesting the spool (the deliverer) -----------------------------------------------------
+
+    def poll(self) -> None:
+        self._ingest_if_due()
+
+    def _ingest_if_due(self) -> None:
+        """Ingest when this process spooled something, or now and then for other processes."""
+        if self._lock_fd is None:
             return
-        self._checkpointing = True
+        if not self._dirty and time.monotonic() - self._ingested_at < INGEST_POLL:
+            return
+        self._ingest()
 
-        def run() -> None:
+    def _ingest(self) -> int:
+        """Move every spooled record into the ``events`` log; returns how many."""
+        with self._ingest_lock:
+            self._dirty = False  # before reading: a put() from now on asks again
+            self._ingested_at = time.monotonic()
             try:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                finally:
-                    conn.close()
+                return self._ingest_locked()
             except sqlite3.Error as exc:
-                log.debug("checkpoint skipped: %s", exc)
-            finally:
-                self._checkpointing = False
+                self._dirty = True  # what is left stays spooled: the next claim tries again
+                raise self._explain(exc) from None
 
-        threading.Thread(target=run, name="postback-checkpoint", daemon=True).start()
+    def _ingest_locked(self) -> int:
+        with self._work_lock:
+            if self._offsets is None:
+                self._offsets = dict(self._work.execute("SELECT segment, offset FROM spool"))
+        offsets = self._offsets
+        total = 0
+        woken: set[str] = set()
+        present: set[str] = set()
+        for path in spool.segments(self.spool_dir):
+            name = path.name
+            present.add(name)
+            reader = self._readers.get(name)
+            if reader is None:
+                try:
+                    reader = self._readers[name] = spool.SegmentReader(path)
+                except FileNotFoundError:
+                    continue
+            gone = reader.writer_gone()  # before reading: then what we read is all there is
+            offset = offsets.get(name, 0)
+            size = reader.size()
+            while offset < size:
+                data = reader.read(offset, max(INGEST_CHUNK, self._record_size(reader, offset)))
+                records, used, damaged = spool.parse_records(data)
+                if not records and not damaged and gone and offset + len(data) >= size:
+                    damaged = True  # a record cut short, and its writer is gone
+                if damaged and gone:
+                    log.warning(
+                        "spool file %s: %d damaged bytes at offset %d skipped (a record cut "
+                        "short by a crash or a full disk; its track() had not returned)",
+                        path,
+                        size - offset - used,
+                        offset + used,
+                    )
+                    used = size - offset
+                if not used:
+                    break
+                offset += used
+                self._store(name, offset, records)
+                total += len(records)
+                for r in records:
+                    woken.update(r.vendors)
+                if damaged:
+                    break
+            if gone and offset >= size:
+                self._forget_segment(name, reader)
+        for name in set(self._readers) - present:
+            self._readers.pop(name).close()
+        if woken and self.on_new is not None:
+            self.on_new(woken)
+        return total
 
-    def _put_when_free(self, row: tuple[object, ...]) -> None:
-        """Another process holds the write lock (its deliverer settling a batch): retry with
-        short waits. SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries, far
-        longer than the few hundred microseconds a settle holds the lock."""
-        deadline = time.monotonic() + BUSY_TIMEOUT
-        wait = 0.00005
-        while True:
-            time.sleep(wait)
+    @staticmethod
+    def _record_size(reader: spool.SegmentReader, offset: int) -> int:
+        head = reader.read(offset, spool.HEADER.size)
+        if len(head) < spool.HEADER.size:
+            return 0
+        length = spool.HEADER.unpack(head)[0]
+        return spool.HEADER.size + length if length <= spool.MAX_RECORD else 0
+
+    def _store(self, segment: str, offset: int, records: list[spool.Record]) -> None:
+        """Insert records and the segment's new offset in one transaction."""
+        assert self._offsets is not None
+        with self._work_lock, self._write_lock:
+            conn = self._work
             try:
-                self._put.execute(_INSERT, row)
-                return
-            except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or (
-                    time.monotonic() >= deadline
-                ):
-                    raise
-            wait = min(wait * 2, 0.002)
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    _INSERT,
+                    [
+                        (
+                            r.event_id,
+                            r.name,
+                            r.created_ms,
+                            "," + ",".join(r.vendors) + ",",
+                            r.payload,
+                        )
+                        for r in records
+                    ],
+                )
+                conn.execute(
+                    "INSERT INTO spool(segment, offset) VALUES (?, ?) "
+                    "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset",
+                    (segment, offset),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        self._offsets[segment] = offset
+
+    def _forget_segment(self, name: str, reader: spool.SegmentReader) -> None:
+        """A segment read to its end whose writer is gone: delete it, then its offset."""
+        assert self._offsets is not None
+        try:
+            os.unlink(reader.path)
+        except FileNotFoundError:
+            pass
+        reader.close()
+        del self._readers[name]
+        if name in self._offsets:
+            with self._work_lock, self._write_lock:
+                self._work.execute("DELETE FROM spool WHERE segment=?", (name,))
+            del self._offsets[name]
+
+    def _clean_spool_dir(self) -> None:
+        """Remove ``.new`` files a crash left between creating and naming a segment, and
+        offsets of segments that no longer exist."""
+        now = time.time()
+        try:
+            entries = list(os.scandir(self.spool_dir))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if not entry.name.endswith(".new"):
+                continue
+            try:
+                if now - entry.stat().st_mtime < STALE_NEW_SEGMENT:
+                    continue
+                reader = spool.SegmentReader(Path(entry.path))
+            except FileNotFoundError:
+                continue
+            try:
+                if reader.writer_gone() and reader.size() == 0:
+                    os.unlink(entry.path)
+            finally:
+                reader.close()
+
+    def _spool_backlog(self, vendors: Sequence[str]) -> Counter[str]:
+        """Per vendor, records spooled but not yet ingested (read, not ingested: this process
+        is not the deliverer)."""
+        with self._work_lock:
+            offsets = dict(self._work.execute("SELECT segment, offset FROM spool"))
+        wanted = set(vendors)
+        counts: Counter[str] = Counter()
+        for path in spool.segments(self.spool_dir):
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offsets.get(path.name, 0))
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            for r in spool.parse_records(data)[0]:
+                counts.update(v for v in r.vendors if v in wanted)
+        return counts
 
     # --- the deliverer ---------------------------------------------------------------------------
 
@@ -317,6 +487,7 @@ class SQLiteQueue(Queue):
             cur = self._work.execute("UPDATE pending SET lease=0 WHERE lease=1")
             self._read_pos.clear()
             self._inflight.clear()
+            self._offsets = None
             return cur.rowcount
 
     def _cursor(self, vendor: str) -> int:
@@ -328,6 +499,7 @@ class SQLiteQueue(Queue):
         return pos
 
     def claim(self, vendor: str, limit: int, now_ms: int) -> list[Claimed]:
+        self._ingest_if_due()
         out: list[Claimed] = []
         key = _vendor_key(vendor)
         with self._work_lock:
@@ -436,8 +608,13 @@ class SQLiteQueue(Queue):
         return row[0] if row else None
 
     def maintenance(self) -> None:
-        """Persist cursors, drop events every served vendor is done with (in small chunks, so
-        track() never waits long behind it), checkpoint the WAL (without the write lock)."""
+        """Ingest the spool, persist cursors, drop events every served vendor is done with (in
+        chunks), checkpoint the WAL (without the write lock)."""
+        try:
+            self._ingest()
+            self._clean_spool_dir()
+        except (QueueError, OSError) as exc:
+            log.warning("ingesting the spool failed (will retry): %s", exc)
         with self._work_lock:
             conn = self._work
             try:
@@ -482,6 +659,11 @@ class SQLiteQueue(Queue):
 
     def depth(self, vendors: Sequence[str], now_ms: int) -> dict[str, QueueDepth]:
         out: dict[str, QueueDepth] = {}
+        if self._lock_fd is not None:
+            self._ingest()
+            spooled: Counter[str] = Counter()
+        else:
+            spooled = self._spool_backlog(vendors)
         with self._work_lock:
             conn = self._work
             for v in vendors:
@@ -503,7 +685,10 @@ class SQLiteQueue(Queue):
                     "SELECT count(*) FROM dead_letters WHERE vendor=?", (v,)
                 ).fetchone()[0]
                 out[v] = QueueDepth(
-                    ready=unread + due, retrying=waiting, inflight=leased + inflight_new, dead=dead
+                    ready=unread + spooled[v] + due,
+                    retrying=waiting,
+                    inflight=leased + inflight_new,
+                    dead=dead,
                 )
         return out
 
@@ -558,7 +743,7 @@ class SQLiteQueue(Queue):
         where, args = self._dead_filter(vendor, since_ms, ids)
         with self._work_lock, self._write_lock:
             rows = self._dead_rows(where, args, 10**9)
-            conn = self._put
+            conn = self._work
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
