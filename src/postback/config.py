@@ -401,11 +401,9 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
             elif key == "exit_timeout":
                 kwargs[key] = parse_duration(val)
             elif key == "workers":
-                if val == "thread":
-                    val = True
-                if not isinstance(val, bool) and val != "process":
+                if not isinstance(val, bool) and val not in ("thread", "process"):
                     raise ValueError("must be true (or 'thread'), 'process' or false")
-                kwargs[key] = val
+                kwargs[key] = True if val == "thread" else val
             elif key == "max_queue_size":
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                     raise ValueError("must be a positive integer")

@@ -72,8 +72,12 @@ class Tracker:
             host,
             [(d, config.vendors[n]) for n, d in self.destinations.items()],
             transport=transport,
-            deliver=config.core.workers,
+            deliver=bool(config.core.workers),
         )
+        if config.core.workers == "process":
+            from postback.delivery.process import DeliveryProcess
+
+            self.engine.external = DeliveryProcess(self)
         self._raise = config.core.on_invalid == "raise"
         self._default_currency = config.core.default_currency
         self._closed = False

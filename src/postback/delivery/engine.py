@@ -50,6 +50,7 @@ from postback.events import loads_event
 
 if TYPE_CHECKING:
     from postback.config import VendorConfig
+    from postback.delivery.process import DeliveryProcess
     from postback.plugins import PluginHost
 
 __all__ = ["DeliveryEngine", "FlushReport", "Lane", "VendorReport", "VendorStats"]
@@ -532,6 +533,8 @@ class DeliveryEngine:
         self.host = host
         self.transport = transport
         self.deliver = deliver
+        #: Set for ``workers = "process"``: the child process that delivers instead of lanes.
+        self.external: DeliveryProcess | None = None
         self.stopping = threading.Event()
         self.progress = threading.Event()
         self.notify_delivery = host.has_delivery_listeners()
@@ -559,6 +562,10 @@ class DeliveryEngine:
         return self._delivering
 
     def start(self) -> None:
+        if self.external is not None and self.lanes:
+            self._started = True
+            self.external.start()
+            return
         if not self.deliver or not self.lanes:
             return
         with self._lock:
@@ -624,6 +631,16 @@ class DeliveryEngine:
         return {v: depth[v].pending for v in self.lanes}
 
     def flush(self, timeout: float | None = None) -> FlushReport:
+        if self.external is not None and self.lanes:
+            report = self.external.flush(timeout)
+            if report is not None:
+                return report
+            # The delivery process is gone (it is being replaced): say what is left.
+            pending = self.pending()
+            return FlushReport(
+                complete=not any(pending.values()),
+                vendors={v: lane.report(pending[v]) for v, lane in self.lanes.items()},
+            )
         self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         for lane in self.lanes.values():
@@ -660,6 +677,9 @@ class DeliveryEngine:
         )
 
     def stop(self, wait: float = 1.0) -> None:
+        if self.external is not None:
+            self.external.stop(wait)
+            self._started = False
         self.stopping.set()
         for lane in self.lanes.values():
             lane.wake.set()
@@ -687,6 +707,8 @@ class DeliveryEngine:
         self._coordinator = None
         self._http = None
         self.lanes = self._make_lanes([(lane.dest, lane.config) for lane in self.lanes.values()])
+        if self.external is not None:
+            self.external.after_fork()
 
     def _make_lanes(self, vendors: Sequence[tuple[Destination, VendorConfig]]) -> dict[str, Lane]:
         """One lane per vendor, their rate limits kept where the queue says: shared by every
@@ -696,6 +718,12 @@ class DeliveryEngine:
         return {d.name: Lane(self, d, vc, storage) for d, vc in vendors}
 
     def stats(self) -> dict[str, dict[str, Any]]:
+        if self.external is not None and self.lanes and self.external.running:
+            remote = self.external.stats()
+            if remote is not None:  # its counters, with what this process tracked
+                for name, lane in self.lanes.items():
+                    remote[name]["tracked"] = lane.stats.tracked
+                return remote
         now_ms = int(time.time() * 1000)
         depth = self.queue.depth(list(self.lanes), now_ms)
         out = {}

@@ -1,0 +1,333 @@
+"""``workers = "process"``: delivery in a child process that the tracker starts and stops.
+
+Python runs one thread at a time per process. With delivery on threads of the app's own process
+(``workers = true``), every batch the lanes encode and every response they read is time the
+app's request threads wait for the interpreter lock; on a busy process that shows as slow
+``track()`` calls now and then, and the rate at which the app can track and deliver at once is
+what one core does for both. With ``workers = "process"`` the tracking process only validates
+and appends to the queue's spool; a child process (``python -m postback.delivery.process``,
+the same engine as ``postback worker``) delivers on another core.
+
+The child is started on the first ``track()``, gets the tracker's configuration (the mapping
+it was built from, ``${ENV}`` references resolved by the child from the inherited environment)
+and in-process plugins (modules by name, other objects pickled) over a socket pair, and exits
+when the tracker closes it, or by itself when the tracking process dies (end of file on the
+socket), after a last bounded flush. ``flush()`` and ``stats()`` are forwarded to it. Hooks
+that run per delivery (``postback_on_attribution``, ``postback_on_delivery``, transform and
+deliver wrappers) run in the child, as in a separate ``postback worker``. If the child dies, the
+tracker starts another after a pause; nothing is lost, since the events wait in the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from postback.errors import ConfigError
+
+if TYPE_CHECKING:
+    from postback.delivery.engine import FlushReport
+    from postback.tracker import Tracker
+
+__all__ = ["DeliveryProcess", "main"]
+
+log = logging.getLogger("postback.delivery")
+
+START_TIMEOUT = 60.0  # seconds for the child to import and build its tracker
+RESTART_PAUSE = 1.0  # seconds before replacing a child that died
+REPLY_GRACE = 5.0  # seconds a reply may take beyond the timeout it was asked to keep
+
+
+def _loads(data: bytes) -> Any:
+    # Only ever bytes from the other end of a socketpair this process created with its own
+    # child (no name, no address, not reachable by anyone else): as trusted as our memory.
+    return pickle.loads(data)  # noqa: S301
+
+
+def child_spec(tracker: Tracker) -> bytes:
+    """What the child needs to build the same tracker, pickled (raises ConfigError if an
+    in-process plugin cannot be sent)."""
+    config = tracker.config
+    raw = dict(config.raw)
+    core = dict(raw.get("postback") or {})
+    core["workers"] = True
+    core["queue"] = tracker.queue.url  # absolute: the child may not share our directory
+    raw["postback"] = core
+    plugins: list[tuple[str, Any]] = []
+    for plugin in tracker.host.in_process:
+        module = (
+            plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+        )
+        if module == "__main__":
+            raise _unsendable(f"{plugin!r} is defined in the script being run, not a module")
+        if isinstance(plugin, types.ModuleType):
+            plugins.append(("module", plugin.__name__))
+            continue
+        try:
+            plugins.append(("object", pickle.dumps(plugin)))
+        except Exception as exc:
+            raise _unsendable(f"{plugin!r} cannot be pickled: {exc}") from None
+    spec = {
+        "raw": raw,
+        "source": config.source,
+        "base_dir": str(config.base_dir),
+        "plugins": plugins,
+        "load_entry_points": tracker.host.load_entry_points,
+        "disable": tracker.host.disable,
+        "sys_path": list(sys.path),
+        "log_level": logging.getLogger("postback").getEffectiveLevel(),
+        "exit_timeout": config.core.exit_timeout,
+    }
+    return pickle.dumps(spec)
+
+
+def _unsendable(why: str) -> ConfigError:
+    return ConfigError(
+        [
+            "workers = 'process' delivers from a child process, which must rebuild this "
+            f"tracker's in-process plugins, and one cannot be sent to it: {why}. Pass plugins "
+            "as importable modules or picklable objects of importable classes, or use "
+            "workers = true"
+        ]
+    )
+
+
+class DeliveryProcess:
+    """The tracking process's handle on its delivery child."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        if tracker.engine.transport is not None:
+            raise ConfigError(
+                [
+                    "workers = 'process' delivers from a child process, which cannot use a "
+                    "transport passed to from_config(): use workers = true with it"
+                ]
+            )
+        self._spec = child_spec(tracker)  # fail at start-up, not on the first track()
+        self._exit_timeout = tracker.config.core.exit_timeout
+        self._lock = threading.Lock()  # one request and its reply at a time
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._stopping = False
+        self._watcher: threading.Thread | None = None
+        self._restart_at = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        with self._lock:
+            self._start_locked()
+
+    def _start_locked(self) -> None:
+        if self._stopping or self.running:
+            return
+        wait = self._restart_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        ours, theirs = socket.socketpair()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "postback.delivery.process", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        conn.send_bytes(self._spec)
+        self._proc, self._conn = proc, conn
+        reply = self._reply(conn, START_TIMEOUT)
+        if reply is None or reply[0] != "ready":
+            why = reply[1] if reply is not None else "it exited or did not answer"
+            self._discard()
+            self._restart_at = time.monotonic() + RESTART_PAUSE
+            raise ConfigError([f"the delivery process could not start: {why}"])
+        self._watcher = threading.Thread(
+            target=self._watch, args=(proc,), name="postback-process-watch", daemon=True
+        )
+        self._watcher.start()
+        log.debug("delivery process %d started", proc.pid)
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Wait (blocked, no CPU) for the child to end; replace it if it died on its own."""
+        code = proc.wait()
+        if self._stopping or proc is not self._proc:
+            return
+        log.error(
+            "the delivery process %d exited (%s); starting another in %.0f s (queued events "
+            "wait in the queue)",
+            proc.pid,
+            f"exit code {code}" if code >= 0 else f"signal {-code}",
+            RESTART_PAUSE,
+        )
+        with self._lock:
+            if proc is self._proc:
+                self._discard()
+                self._restart_at = time.monotonic() + RESTART_PAUSE
+        time.sleep(RESTART_PAUSE)
+        try:
+            self.start()
+        except Exception:
+            log.exception("could not restart the delivery process")
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = self._conn = None
+
+    def _reply(self, conn: Connection, timeout: float | None) -> Any:
+        """The child's next message, or None if it went away or took longer than timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not conn.poll(0.1):
+                if self._proc is None or self._proc.poll() is not None:
+                    return None
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+            return _loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return None
+
+    def request(self, message: tuple[Any, ...], timeout: float | None) -> Any:
+        """Send a request to the child (starting it if needed) and wait for its reply."""
+        with self._lock:
+            self._start_locked()
+            conn = self._conn
+            if conn is None:
+                return None
+            try:
+                conn.send_bytes(pickle.dumps(message))
+            except OSError:
+                return None
+            return self._reply(conn, None if timeout is None else timeout + REPLY_GRACE)
+
+    def flush(self, timeout: float | None) -> FlushReport | None:
+        reply = self.request(("flush", timeout), timeout)
+        return reply[1] if reply is not None and reply[0] == "report" else None
+
+    def stats(self) -> dict[str, dict[str, Any]] | None:
+        reply = self.request(("stats",), 10.0)
+        return reply[1] if reply is not None and reply[0] == "stats" else None
+
+    def stop(self, timeout: float) -> None:
+        """Ask the child to stop (finishing requests in flight), then make sure it did."""
+        self._stopping = True
+        with self._lock:
+            proc, conn = self._proc, self._conn
+            if proc is None or conn is None:
+                return
+            try:
+                conn.send_bytes(pickle.dumps(("stop", timeout)))
+                self._reply(conn, timeout + REPLY_GRACE)
+            except OSError:
+                pass
+            try:
+                proc.wait(timeout + REPLY_GRACE)
+            except subprocess.TimeoutExpired:
+                log.warning("the delivery process %d did not stop; killing it", proc.pid)
+            self._discard()
+
+    def after_fork(self) -> None:
+        """In a forked child: the delivery process is the parent's; start our own lazily."""
+        self._lock = threading.Lock()
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+        self._watcher = None
+        self._stopping = False
+
+
+# --------------------------------------------------------------------------------------------
+# The child
+
+
+def main() -> None:
+    """Entry point of the delivery process: ``python -m postback.delivery.process FD``."""
+    conn = Connection(int(sys.argv[1]))
+    spec = _loads(conn.recv_bytes())
+    sys.path[:0] = [p for p in spec["sys_path"] if p not in sys.path]
+    logging.basicConfig(
+        level=spec["log_level"],
+        format="%(asctime)s postback delivery[%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    # Ctrl-C reaches the whole process group: the tracking process decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    try:
+        tracker = _build(spec)
+    except Exception as exc:
+        conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
+        return
+    conn.send_bytes(pickle.dumps(("ready", os.getpid())))
+    tracker.engine.start()
+    try:
+        while not stop.is_set():
+            if not conn.poll(0.5):
+                continue
+            try:
+                message = _loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                # The tracking process is gone: deliver what we can in the time an exit
+                # flush gets, leave the rest queued for the next start.
+                tracker.close(timeout=spec["exit_timeout"])
+                return
+            op = message[0]
+            if op == "flush":
+                conn.send_bytes(pickle.dumps(("report", tracker.flush(message[1]))))
+            elif op == "stats":
+                conn.send_bytes(pickle.dumps(("stats", tracker.stats())))
+            elif op == "stop":
+                report = tracker.close(timeout=message[1])
+                conn.send_bytes(pickle.dumps(("stopped", report)))
+                return
+    finally:
+        tracker.close(timeout=0)
+
+
+def _build(spec: dict[str, Any]) -> Tracker:
+    import importlib
+    from pathlib import Path
+
+    from postback.config import build_config
+    from postback.plugins import PluginHost
+    from postback.tracker import Tracker
+
+    plugins = [
+        importlib.import_module(ref) if kind == "module" else _loads(ref)
+        for kind, ref in spec["plugins"]
+    ]
+    host = PluginHost(plugins, load_entry_points=spec["load_entry_points"], disable=spec["disable"])
+    broken = {name: info.error for name, info in host.infos.items() if info.error}
+    cfg = build_config(
+        spec["raw"],
+        host.destinations,
+        source=spec["source"],
+        base_dir=Path(spec["base_dir"]),
+        broken=broken,
+    )
+    return Tracker(cfg, host)
+
+
+if __name__ == "__main__":
+    main()

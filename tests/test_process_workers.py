@@ -1,0 +1,141 @@
+"""``workers = "process"``: delivery from a child process the tracker starts, restarts, stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from postback import ConfigError, Tracker
+from postback.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by its parent) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def test_a_child_process_delivers_and_reports(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    t = make_tracker(core={"workers": "process"})
+    assert t.engine.external is not None and t.engine.external.pid is None  # started lazily
+    for i in range(300):
+        t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"p-{i}")
+    child = t.engine.external.pid
+    assert child is not None and child != os.getpid() and _alive(child)
+    report = t.flush(timeout=20)
+    assert report.complete and report["example"].delivered == 300
+    assert {r["event_id"] for r in sandbox.received("example")} == {f"p-{i}" for i in range(300)}
+    stats = t.stats()["example"]
+    assert stats["tracked"] == 300 and stats["delivered"] == 300 and stats["queue_depth"] == 0
+    # No delivery thread in this process: only the watcher that waits on the child.
+    names = {th.name for th in threading.enumerate()}
+    assert not any(n.startswith(("postback-lane", "postback-coordinator")) for n in names)
+    t.close(timeout=5)
+    assert not _alive(child)
+
+
+def test_a_child_that_dies_is_replaced_and_nothing_is_lost(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    t = make_tracker(core={"workers": "process"})
+    t.track("sign_up", user={"email": "a@x.co"}, event_id="before")
+    assert t.flush(timeout=20).complete
+    assert t.engine.external is not None
+    first = t.engine.external.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    for i in range(50):  # accepted while no child is running
+        t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"after-{i}")
+    assert _wait_for(lambda: t.engine.external.pid not in (None, first))
+    report = t.flush(timeout=20)
+    assert report.complete
+    got = {r["event_id"] for r in sandbox.received("example")}
+    assert got >= {"before", *(f"after-{i}" for i in range(50))}
+
+
+_ORPHAN = """
+import sys, time
+import postback.testing.example as example
+from postback import Tracker
+t = Tracker.from_config(
+    {"postback": {"queue": sys.argv[1], "workers": "process", "exit_timeout": 1},
+     "vendors": {"example": {"api_key": "sandbox-example-key", "base_url": sys.argv[2]}}},
+    plugins=[example], load_entry_points=False)
+for i in range(200):
+    t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"o-{i}")
+print(t.engine.external.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_child_ends_when_the_tracking_process_is_killed(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN, f"sqlite:///{tmp_path}/q.db", sandbox.base_url("example")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _wait_for(lambda: not _alive(child)), "the delivery process outlived its tracker"
+    # Its last flush delivered what the tracker had accepted, or left it queued.
+    assert _wait_for(lambda: len({r["event_id"] for r in sandbox.received("example")}) == 200)
+
+
+def test_process_mode_refuses_what_a_child_cannot_have(
+    tmp_path: Path, sandbox: Sandbox, make_tracker: Callable[..., Tracker]
+) -> None:
+    with pytest.raises(ConfigError, match="cannot read a memory:// queue"):
+        make_tracker(queue="memory://", core={"workers": "process"})
+
+    class HoldsALock:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+
+    with pytest.raises(ConfigError, match="in-process plugins, and one cannot be sent"):
+        make_tracker(core={"workers": "process"}, plugins=[HoldsALock()])
+    with pytest.raises(ConfigError, match="must be true"):
+        make_tracker(core={"workers": "processes"})
+    import postback.testing.example as example
+
+    cfg = {
+        "postback": {"queue": f"sqlite:///{tmp_path}/t.db", "workers": "process"},
+        "vendors": {"example": sandbox.vendor_config("example")},
+    }
+    with pytest.raises(ConfigError, match="cannot use a transport"):
+        Tracker.from_config(
+            cfg, plugins=[example], load_entry_points=False, transport=sandbox.transport()
+        )
