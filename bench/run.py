@@ -106,20 +106,22 @@ class Bench:
         for n in self.ns:
             for latency in self.latencies:
                 for run in range(self.runs):
-                    for lib in ("postback", "segment"):
+                    for lib in ("postback", "postback-process", "segment"):
                         spec = {
                             "scenario": "throughput",
-                            "lib": lib,
+                            "lib": "postback" if lib.startswith("postback") else lib,
                             "n": n,
                             "vendor": "bench_batch",
-                            "concurrency": 8,
+                            "concurrency": 16 if lib == "postback-process" else 8,
                             "segment_queue": max(n, 10_000),
                         }
+                        if lib == "postback-process":
+                            spec["workers"] = "process"
                         r = self.measured(spec, latency=latency)
                         r.update(lib=lib, n=n, latency_ms=latency * 1000, run=run)
                         out.append(r)
                         self.say(
-                            f"  throughput {lib:8} N={n:>6} {latency * 1000:>2.0f} ms run {run}: "
+                            f"  throughput {lib:16} N={n:>6} {latency * 1000:>2.0f} ms run {run}: "
                             f"{r.get('events_per_s', 0):>8.0f} ev/s, track p50 "
                             f"{r['latency']['p50_us']} us max {r['latency']['max_us']} us"
                         )

@@ -68,12 +68,16 @@ class PostbackClient:
         if spec.get("concurrency"):
             vendor_cfg["concurrency"] = spec["concurrency"]
         core: dict[str, Any] = {"queue": spec.get("queue_url") or f"sqlite:///{queue_path}"}
-        if spec.get("workers") is False:
-            core["workers"] = False
+        if "workers" in spec:
+            core["workers"] = spec["workers"]
         self.tracker = Tracker.from_config(
             {"postback": core, "vendors": {self.vendor: vendor_cfg}},
             plugins=[bench_vendors],
         )
+        if spec.get("workers", True):
+            # Delivery running before the clock starts, as Segment's consumer thread is (with
+            # workers = "process", the child takes ~0.4 s to import and build its tracker).
+            self.tracker.start(timeout=60)
         self._track = self.tracker.track
         self._rich = self.vendor == "applovin"
 

@@ -47,15 +47,20 @@ def test_a_child_process_delivers_and_reports(
 ) -> None:
     t = make_tracker(core={"workers": "process"})
     assert t.engine.external is not None and t.engine.external.pid is None  # started lazily
+    started = time.monotonic()
+    t.track("sign_up", user={"email": "first@x.co"}, event_id="first")
+    assert time.monotonic() - started < 0.1  # the first track() does not wait for the child
+    assert _wait_for(lambda: t.engine.external.running)
     for i in range(300):
         t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"p-{i}")
     child = t.engine.external.pid
     assert child is not None and child != os.getpid() and _alive(child)
     report = t.flush(timeout=20)
-    assert report.complete and report["example"].delivered == 300
-    assert {r["event_id"] for r in sandbox.received("example")} == {f"p-{i}" for i in range(300)}
+    assert report.complete and report["example"].delivered == 301
+    want = {"first", *(f"p-{i}" for i in range(300))}
+    assert {r["event_id"] for r in sandbox.received("example")} == want
     stats = t.stats()["example"]
-    assert stats["tracked"] == 300 and stats["delivered"] == 300 and stats["queue_depth"] == 0
+    assert stats["tracked"] == 301 and stats["delivered"] == 301 and stats["queue_depth"] == 0
     # No delivery thread in this process: only the watcher that waits on the child.
     names = {th.name for th in threading.enumerate()}
     assert not any(n.startswith(("postback-lane", "postback-coordinator")) for n in names)
@@ -92,6 +97,8 @@ t = Tracker.from_config(
     plugins=[example], load_entry_points=False)
 for i in range(200):
     t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"o-{i}")
+while not t.engine.external.running:
+    time.sleep(0.01)
 print(t.engine.external.pid, flush=True)
 time.sleep(60)
 """

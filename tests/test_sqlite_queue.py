@@ -202,7 +202,7 @@ def test_a_record_cut_short_is_skipped_only_once_its_writer_is_gone(
     writer.put("e0", "x", 1, ["a"], b"{}")
     segment = writer._spool.segment
     assert segment is not None
-    whole = spool.encode("e1", "x", 1, ["a"], b"{}")
+    whole = spool.encode("e1", "x", 1, ",a,", b"{}")
     with open(segment, "ab") as f:  # the first half of a record: a write in progress
         f.write(whole[:10])
     deliverer = SQLiteQueue(tmp_path / "q.db")

@@ -125,3 +125,53 @@ def test_proxies_from_the_environment_use_httpx(monkeypatch: pytest.MonkeyPatch)
     transport = default_transport(8)
     assert not isinstance(transport, PooledTransport)
     transport.close()
+
+
+def _canned(responses: list[bytes]) -> tuple[int, threading.Thread]:
+    """A loopback server answering one request per connection with each canned response."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with listener:
+            for raw in responses:
+                conn, _ = listener.accept()
+                with conn:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    conn.sendall(raw)
+                    conn.shutdown(socket.SHUT_WR)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+def test_response_framings() -> None:
+    port, thread = _canned(
+        [
+            # chunked, with a chunk extension and a trailer, after a 100 Continue
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+            b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+            # no length: the body runs until the server closes
+            b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 3\r\n\r\ndown for now",
+            # a body cut short
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
+            # not HTTP at all
+            b"SSH-2.0-OpenSSH_9.0\r\n",
+        ]
+    )
+    t = PooledTransport()
+    target = f"http://127.0.0.1:{port}/v1"
+    first = t.handle_request(httpx.Request("POST", target, content=b"{}"))
+    assert (first.status_code, first.content, first.headers["x-a"]) == (200, b"hello world", "1")
+    second = t.handle_request(httpx.Request("POST", target, content=b"{}"))
+    assert second.status_code == 503 and second.content == b"down for now"
+    assert second.headers["retry-after"] == "3"
+    with pytest.raises(httpx.RemoteProtocolError, match="ended after 9 of 100 bytes"):
+        t.handle_request(httpx.Request("POST", target, content=b"{}"))
+    with pytest.raises(httpx.RemoteProtocolError, match=r"not an HTTP/1\.x status line"):
+        t.handle_request(httpx.Request("POST", target, content=b"{}"))
+    thread.join(5)
+    t.close()

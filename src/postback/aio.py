@@ -49,7 +49,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from postback.delivery.engine import FlushReport
-from postback.delivery.memory import MemoryQueue
 from postback.errors import TrackerClosed
 from postback.integrations._context import current_request_context, merge_request_context
 from postback.tracker import Tracker
@@ -167,7 +166,7 @@ class AsyncTracker:
     def __init__(self, tracker: Tracker) -> None:
         self._tracker = tracker
         self._writer = _Writer(f"postback-writer-{id(self):x}")
-        self._inline = isinstance(tracker.queue, MemoryQueue)
+        self._inline = tracker.queue.loop_safe_put
         self._closing = False
 
     @classmethod

@@ -227,6 +227,19 @@ class Tracker:
 
     # --- lifecycle -------------------------------------------------------------------------------
 
+    def start(self, timeout: float | None = 10.0) -> bool:
+        """Start delivering now instead of on the first ``track()`` (e.g. at app start-up).
+
+        With ``workers = "process"``, waits at most ``timeout`` seconds for the delivery
+        process to be ready and returns whether it is; otherwise returns True at once (with
+        ``workers = false`` there is nothing to start).
+        """
+        if self._closed:
+            raise TrackerClosed("this tracker was closed; create a new one with from_config()")
+        self.engine.start()
+        external = self.engine.external
+        return external.wait_ready(timeout) if external is not None else True
+
     def flush(self, timeout: float | None = 10.0) -> FlushReport:
         """Deliver what is queued, waiting at most ``timeout`` seconds; a report per vendor."""
         return self.engine.flush(timeout)

@@ -21,6 +21,7 @@ __all__ = ["MemoryQueue"]
 
 
 class MemoryQueue(Queue):
+    loop_safe_put = True
     shared = False
 
     def __init__(self, max_size: int = 100_000) -> None:

@@ -103,7 +103,13 @@ def _unsendable(why: str) -> ConfigError:
 
 
 class DeliveryProcess:
-    """The tracking process's handle on its delivery child."""
+    """The tracking process's handle on its delivery child.
+
+    ``start()`` returns at once (``track()`` calls it): a supervisor thread spawns the child,
+    waits for it to be ready, and waits (blocked, no CPU) for it to exit, replacing it after a
+    pause if it died while the tracker was open. Requests (``flush``, ``stats``, ``stop``) wait
+    for the child to be ready, one at a time.
+    """
 
     def __init__(self, tracker: Tracker) -> None:
         if tracker.engine.transport is not None:
@@ -114,32 +120,38 @@ class DeliveryProcess:
                 ]
             )
         self._spec = child_spec(tracker)  # fail at start-up, not on the first track()
-        self._exit_timeout = tracker.config.core.exit_timeout
         self._lock = threading.Lock()  # one request and its reply at a time
+        self._ready = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._stopping = False
-        self._watcher: threading.Thread | None = None
-        self._restart_at = 0.0
+        self._supervisor: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        proc = self._proc
+        return proc.pid if proc is not None else None
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        proc = self._proc
+        return proc is not None and proc.poll() is None
 
     def start(self) -> None:
+        """Start the supervisor (and so the child) unless it runs already; never blocks."""
         with self._lock:
-            self._start_locked()
+            if self._stopping or self._supervisor is not None:
+                return
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="postback-delivery-process", daemon=True
+            )
+            self._supervisor.start()
 
-    def _start_locked(self) -> None:
-        if self._stopping or self.running:
-            return
-        wait = self._restart_at - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
+    def wait_ready(self, timeout: float | None) -> bool:
+        """Wait until the child is ready to deliver (False if it was not within timeout)."""
+        return self._ready.wait(timeout)
+
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], Connection]:
         ours, theirs = socket.socketpair()
         try:
             proc = subprocess.Popen(
@@ -147,78 +159,74 @@ class DeliveryProcess:
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         conn = Connection(ours.detach())
         conn.send_bytes(self._spec)
-        self._proc, self._conn = proc, conn
-        reply = self._reply(conn, START_TIMEOUT)
-        if reply is None or reply[0] != "ready":
-            why = reply[1] if reply is not None else "it exited or did not answer"
-            self._discard()
-            self._restart_at = time.monotonic() + RESTART_PAUSE
-            raise ConfigError([f"the delivery process could not start: {why}"])
-        self._watcher = threading.Thread(
-            target=self._watch, args=(proc,), name="postback-process-watch", daemon=True
-        )
-        self._watcher.start()
-        log.debug("delivery process %d started", proc.pid)
+        return proc, conn
 
-    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
-        """Wait (blocked, no CPU) for the child to end; replace it if it died on its own."""
-        code = proc.wait()
-        if self._stopping or proc is not self._proc:
-            return
-        log.error(
-            "the delivery process %d exited (%s); starting another in %.0f s (queued events "
-            "wait in the queue)",
-            proc.pid,
-            f"exit code {code}" if code >= 0 else f"signal {-code}",
-            RESTART_PAUSE,
-        )
-        with self._lock:
-            if proc is self._proc:
-                self._discard()
-                self._restart_at = time.monotonic() + RESTART_PAUSE
-        time.sleep(RESTART_PAUSE)
-        try:
-            self.start()
-        except Exception:
-            log.exception("could not restart the delivery process")
-
-    def _discard(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = self._conn = None
-
-    def _reply(self, conn: Connection, timeout: float | None) -> Any:
-        """The child's next message, or None if it went away or took longer than timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while not conn.poll(0.1):
-                if self._proc is None or self._proc.poll() is not None:
-                    return None
-                if deadline is not None and time.monotonic() >= deadline:
-                    return None
-            return _loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return None
+    def _supervise(self) -> None:
+        pause = RESTART_PAUSE
+        while not self._stopping:
+            try:
+                proc, conn = self._spawn()
+            except Exception:
+                log.exception("could not start the delivery process; trying again in %.0f s", pause)
+                time.sleep(pause)
+                continue
+            reply = _receive(proc, conn, START_TIMEOUT)
+            if reply is None or reply[0] != "ready":
+                why = reply[1] if reply is not None else "it exited or did not answer"
+                log.error(
+                    "the delivery process could not start (%s); trying again in %.0f s (events "
+                    "wait in the queue)",
+                    why,
+                    pause,
+                )
+                _end(proc, conn)
+                time.sleep(pause)
+                pause = min(pause * 2, 60.0)
+                continue
+            pause = RESTART_PAUSE
+            with self._lock:
+                self._proc, self._conn = proc, conn
+            self._ready.set()
+            log.debug("delivery process %d started", proc.pid)
+            code = proc.wait()
+            self._ready.clear()
+            with self._lock:
+                self._proc = self._conn = None
+            conn.close()
+            if not self._stopping:  # it died on its own
+                log.error(
+                    "the delivery process %d exited (%s); starting another in %.0f s (events "
+                    "wait in the queue)",
+                    proc.pid,
+                    f"exit code {code}" if code >= 0 else f"signal {-code}",
+                    RESTART_PAUSE,
+                )
+                time.sleep(RESTART_PAUSE)
 
     def request(self, message: tuple[Any, ...], timeout: float | None) -> Any:
-        """Send a request to the child (starting it if needed) and wait for its reply."""
+        """Send a request to the child (starting it if needed) and wait for its reply; None if
+        the child is not running, or did not answer in ``timeout`` (plus a grace period)."""
+        self.start()
+        deadline = None if timeout is None else time.monotonic() + timeout + REPLY_GRACE
+        if not self._ready.wait(START_TIMEOUT if deadline is None else timeout or 0.0):
+            return None
         with self._lock:
-            self._start_locked()
-            conn = self._conn
-            if conn is None:
+            proc, conn = self._proc, self._conn
+            if proc is None or conn is None:
                 return None
             try:
                 conn.send_bytes(pickle.dumps(message))
             except OSError:
                 return None
-            return self._reply(conn, None if timeout is None else timeout + REPLY_GRACE)
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            return _receive(proc, conn, left)
 
     def flush(self, timeout: float | None) -> FlushReport | None:
         reply = self.request(("flush", timeout), timeout)
@@ -230,30 +238,54 @@ class DeliveryProcess:
 
     def stop(self, timeout: float) -> None:
         """Ask the child to stop (finishing requests in flight), then make sure it did."""
-        self._stopping = True
         with self._lock:
+            self._stopping = True
             proc, conn = self._proc, self._conn
-            if proc is None or conn is None:
-                return
-            try:
-                conn.send_bytes(pickle.dumps(("stop", timeout)))
-                self._reply(conn, timeout + REPLY_GRACE)
-            except OSError:
-                pass
-            try:
-                proc.wait(timeout + REPLY_GRACE)
-            except subprocess.TimeoutExpired:
-                log.warning("the delivery process %d did not stop; killing it", proc.pid)
-            self._discard()
+            if proc is not None and conn is not None:
+                try:
+                    conn.send_bytes(pickle.dumps(("stop", timeout)))
+                    _receive(proc, conn, timeout + REPLY_GRACE)
+                except OSError:
+                    pass
+        supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.join(timeout + REPLY_GRACE)
+        proc = self._proc
+        if proc is not None and proc.poll() is None:  # still starting, or stuck
+            log.warning("the delivery process %d did not stop; killing it", proc.pid)
+            proc.kill()
+            proc.wait()
 
     def after_fork(self) -> None:
         """In a forked child: the delivery process is the parent's; start our own lazily."""
         self._lock = threading.Lock()
+        self._ready = threading.Event()
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
-        self._watcher = None
+        self._supervisor = None
         self._stopping = False
+
+
+def _receive(proc: subprocess.Popen[bytes], conn: Connection, timeout: float | None) -> Any:
+    """The child's next message, or None if it went away or took longer than ``timeout``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while not conn.poll(0.1):
+            if proc.poll() is not None:
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+        return _loads(conn.recv_bytes())
+    except (EOFError, OSError):
+        return None
+
+
+def _end(proc: subprocess.Popen[bytes], conn: Connection) -> None:
+    conn.close()
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,12 +306,15 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
+    from postback.delivery.engine import tune_gc_for_delivery
+
     try:
         tracker = _build(spec)
     except Exception as exc:
         conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
         return
     conn.send_bytes(pickle.dumps(("ready", os.getpid())))
+    tune_gc_for_delivery()
     tracker.engine.start()
     try:
         while not stop.is_set():

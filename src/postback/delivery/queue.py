@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import attrs
 
@@ -27,9 +27,12 @@ __all__ = [
 ]
 
 
-@attrs.frozen(slots=True)
-class Claimed:
-    """An event a lane has claimed for one vendor (``created_ms``: when it was queued)."""
+class Claimed(NamedTuple):
+    """An event a lane has claimed for one vendor (``created_ms``: when it was queued).
+
+    A named tuple rather than an attrs class: the lanes make one per event delivered, and a
+    tuple is the cheapest immutable record Python has.
+    """
 
     seq: int
     event_id: str
@@ -38,8 +41,7 @@ class Claimed:
     created_ms: int
 
 
-@attrs.frozen(slots=True)
-class Settlement:
+class Settlement(NamedTuple):
     """What happened to a claimed event.
 
     ``done``: delivered or skipped (forget it); ``retry``: try again at ``due_ms`` (attempts
@@ -90,6 +92,9 @@ class Queue(abc.ABC):
     url: str
     #: Whether other processes may enqueue into it (then idle lanes poll it).
     shared: bool = False
+    #: Whether ``put()`` is safe to call on an event loop: no network round trip, no fsync
+    #: (``AsyncTracker`` then calls ``track()`` inline instead of on its writer thread).
+    loop_safe_put: bool = False
     #: How often the deliverer should call :meth:`poll` (None: never).
     poll_interval: float | None = None
     #: Set by the engine: called with the vendors that :meth:`poll` found new events for.

@@ -17,7 +17,7 @@ ingester sees because the writer holds an ``flock`` on its segment while it is o
 Record framing (little-endian)::
 
     u32 body length | u32 CRC-32 of the body | body
-    body = JSON [event_id, name, created_ms, [vendor, ...]] | b"\\n" | the canonical event JSON
+    body = JSON [event_id, name, created_ms, ",vendor,vendor,"] | b"\\n" | the event's JSON
 
 Why not an ``INSERT`` per ``track()``: a SQLite write transaction costs 10-20 µs of CPU (WAL
 frame, shared-memory index, locks) and makes the tracking process take the write lock that the
@@ -41,10 +41,9 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
 import orjson
 
-__all__ = ["Record", "SegmentReader", "SpoolError", "SpoolWriter", "parse_records"]
+__all__ = ["Row", "SegmentReader", "SpoolError", "SpoolWriter", "encode", "parse_records"]
 
 log = logging.getLogger("postback.queue")
 
@@ -58,52 +57,50 @@ class SpoolError(OSError):
     """A spool file could not be written; ``errno`` says why."""
 
 
-@attrs.frozen(slots=True)
-class Record:
-    """One event read back from a segment."""
-
-    event_id: str
-    name: str
-    created_ms: int
-    vendors: list[str]
-    payload: bytes
+#: One event read back: (event_id, name, created_ms, vendors key ",a,b,", payload), the
+#: ``events`` table's columns in order.
+Row = tuple[str, str, int, str, bytes]
 
 
-def encode(event_id: str, name: str, created_ms: int, vendors: list[str], payload: bytes) -> bytes:
-    body = orjson.dumps((event_id, name, created_ms, vendors)) + b"\n" + payload
+def encode(event_id: str, name: str, created_ms: int, vendors_key: str, payload: bytes) -> bytes:
+    """One record; ``vendors_key`` is the vendors joined as ``",a,b,"``."""
+    body = orjson.dumps((event_id, name, created_ms, vendors_key)) + b"\n" + payload
     return HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
-def parse_records(data: bytes | memoryview) -> tuple[list[Record], int, bool]:
+def parse_records(data: bytes) -> tuple[list[Row], int, bool]:
     """Decode the complete records at the start of ``data``.
 
-    Returns the records, how many bytes they span, and whether decoding stopped at damage
+    Returns the rows, how many bytes they span, and whether decoding stopped at damage
     (a bad checksum or length) rather than at the end of the data or a record not yet
     complete.
     """
-    out: list[Record] = []
+    out: list[Row] = []
     pos = 0
     end = len(data)
     unpack = HEADER.unpack_from
     crc32 = zlib.crc32
+    loads = orjson.loads
+    find = data.find
+    append = out.append
     view = memoryview(data)
     while pos + 8 <= end:
         length, crc = unpack(data, pos)
+        start = pos + 8
+        stop = start + length
         if length == 0 or length > MAX_RECORD:
             return out, pos, True
-        if pos + 8 + length > end:
+        if stop > end:
             return out, pos, False
-        body = view[pos + 8 : pos + 8 + length]
-        if crc32(body) != crc:
+        if crc32(view[start:stop]) != crc:
             return out, pos, True
-        raw = bytes(body)
-        nl = raw.find(b"\n")
+        nl = find(b"\n", start, stop)
         try:
-            event_id, name, created_ms, vendors = orjson.loads(raw[:nl])
+            event_id, name, created_ms, vendors = loads(view[start:nl])
         except (orjson.JSONDecodeError, ValueError):
             return out, pos, True
-        out.append(Record(event_id, name, created_ms, vendors, raw[nl + 1 :]))
-        pos += 8 + length
+        append((event_id, name, created_ms, vendors, data[nl + 1 : stop]))
+        pos = stop
     return out, pos, False
 
 

@@ -104,6 +104,8 @@ class SQLiteQueue(Queue):
         self.busy_timeout = busy_timeout
         self.url = f"sqlite:///{self.path}"
         self.synchronous = synchronous.upper()
+        # One write() into the page cache; with "full" each record is also fdatasync-ed.
+        self.loop_safe_put = self.synchronous != "FULL"
         # Every write transaction of this process, on either connection, takes _write_lock
         # first: our own writers then queue in Python instead of colliding inside SQLite,
         # whose busy handler sleeps 1, 2, 5, 10 ms... (a track() behind a settle would wait
@@ -231,16 +233,12 @@ class SQLiteQueue(Queue):
                 )
         except sqlite3.DatabaseError as exc:
             raise self._explain(exc) from None
-        self._work.create_function("pb_served", 1, self._is_served, deterministic=False)
         try:
             self.spool_dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise self._explain_spool(exc) from None
         if not os.access(self.spool_dir, os.W_OK | os.X_OK):
             raise self._explain_spool(PermissionError(errno.EACCES, "Permission denied"))
-
-    def _is_served(self, vendors: str) -> int:
-        return int(all(v in self._served for v in vendors.strip(",").split(",") if v))
 
     def after_fork(self) -> None:
         _abandoned.append(self._work)
@@ -256,7 +254,6 @@ class SQLiteQueue(Queue):
         self._inflight.clear()
         self._offsets = None
         self._work = self._connect(0)
-        self._work.create_function("pb_served", 1, self._is_served, deterministic=False)
 
     def _drop_readers(self) -> None:
         for reader in self._readers.values():
@@ -281,7 +278,7 @@ class SQLiteQueue(Queue):
     def put(
         self, event_id: str, name: str, created_ms: int, vendors: Sequence[str], payload: bytes
     ) -> None:
-        record = spool.encode(event_id, name, created_ms, list(vendors), payload)
+        record = spool.encode(event_id, name, created_ms, "," + ",".join(vendors) + ",", payload)
         try:
             self._spool.append(record)
         except OSError as exc:
@@ -351,8 +348,7 @@ class SQLiteQueue(Queue):
                 offset += used
                 self._store(name, offset, records)
                 total += len(records)
-                for r in records:
-                    woken.update(r.vendors)
+                woken.update({r[3] for r in records})
                 if damaged:
                     break
             if gone and offset >= size:
@@ -360,7 +356,7 @@ class SQLiteQueue(Queue):
         for name in set(self._readers) - present:
             self._readers.pop(name).close()
         if woken and self.on_new is not None:
-            self.on_new(woken)
+            self.on_new({v for key in woken for v in key.split(",") if v})
         return total
 
     @staticmethod
@@ -371,26 +367,14 @@ class SQLiteQueue(Queue):
         length = spool.HEADER.unpack(head)[0]
         return spool.HEADER.size + length if length <= spool.MAX_RECORD else 0
 
-    def _store(self, segment: str, offset: int, records: list[spool.Record]) -> None:
+    def _store(self, segment: str, offset: int, records: list[spool.Row]) -> None:
         """Insert records and the segment's new offset in one transaction."""
         assert self._offsets is not None
         with self._work_lock, self._write_lock:
             conn = self._work
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    _INSERT,
-                    [
-                        (
-                            r.event_id,
-                            r.name,
-                            r.created_ms,
-                            "," + ",".join(r.vendors) + ",",
-                            r.payload,
-                        )
-                        for r in records
-                    ],
-                )
+                conn.executemany(_INSERT, records)
                 conn.execute(
                     "INSERT INTO spool(segment, offset) VALUES (?, ?) "
                     "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset",
@@ -455,7 +439,7 @@ class SQLiteQueue(Queue):
             except FileNotFoundError:
                 continue
             for r in spool.parse_records(data)[0]:
-                counts.update(v for v in r.vendors if v in wanted)
+                counts.update(v for v in r[3].split(",") if v in wanted)
         return counts
 
     # --- the deliverer ---------------------------------------------------------------------------
@@ -521,7 +505,7 @@ class SQLiteQueue(Queue):
                             [(vendor, r[0]) for r in rows],
                         )
                         conn.execute("COMMIT")
-                    out.extend(Claimed(r[0], r[1], r[2], r[3], r[4]) for r in rows)
+                    out.extend(map(Claimed._make, rows))
                 room = limit - len(out)
                 if room > 0:
                     # New events: a read transaction (one snapshot for both queries), which
@@ -529,7 +513,7 @@ class SQLiteQueue(Queue):
                     pos = self._cursor(vendor)
                     conn.execute("BEGIN")
                     new = conn.execute(
-                        "SELECT seq, event_id, payload, created_ms FROM events "
+                        "SELECT seq, event_id, payload, 0, created_ms FROM events "
                         "WHERE seq > ? AND instr(vendors, ?) > 0 ORDER BY seq LIMIT ?",
                         (pos, key, room),
                     ).fetchall()
@@ -541,7 +525,7 @@ class SQLiteQueue(Queue):
                     conn.execute("COMMIT")
                     if new:
                         self._inflight.setdefault(vendor, set()).update(r[0] for r in new)
-                        out.extend(Claimed(r[0], r[1], r[2], 0, r[3]) for r in new)
+                        out.extend(map(Claimed._make, new))
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -624,14 +608,20 @@ class SQLiteQueue(Queue):
                         self._save_cursor(vendor)
                     conn.execute("COMMIT")
                 upto = self._collectable_upto()
+                # An event is collectable once every vendor it is for is one we serve: its
+                # vendors key (",a,b,") with each served vendor taken out is just ",".
+                served = sorted(self._served)
+                only_served = "vendors"
+                for _ in served:
+                    only_served = f"replace({only_served}, ?, ',')"
                 while upto is not None:
                     with self._write_lock:
                         deleted = conn.execute(
                             "DELETE FROM events WHERE seq IN (SELECT seq FROM events "
                             "WHERE seq <= ? AND seq < (SELECT max(seq) FROM events) "
-                            "AND seq NOT IN (SELECT seq FROM pending) AND pb_served(vendors) "
-                            "ORDER BY seq LIMIT ?)",
-                            (upto, GC_CHUNK),
+                            "AND seq NOT IN (SELECT seq FROM pending) "
+                            f"AND {only_served} = ',' ORDER BY seq LIMIT ?)",
+                            (upto, *map(_vendor_key, served), GC_CHUNK),
                         ).rowcount
                     if deleted < GC_CHUNK:
                         break

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from postback.config import DEFAULT_QUEUE, read_config
+from postback.delivery.engine import tune_gc_for_delivery
 from postback.delivery.queue import sqlite_path
 from postback.errors import ConfigError, ConfigProblem
 from postback.integrations._context import (
@@ -119,12 +120,16 @@ def run_worker(
     stats_every: float = 0.0,
     write: Callable[[str], None] = print,
     handle_signals: bool = True,
+    tune_gc: bool = True,
 ) -> None:
     """Deliver from ``tracker``'s queue until SIGTERM/SIGINT (or ``stop`` is set), then finish
     the requests in flight and close it. What ``postback worker`` does, for framework CLIs.
 
     The tracker must have been built with ``workers = true``; with a ``sqlite://`` queue shared
     with web processes that have ``workers = false``, this process becomes the deliverer.
+    ``tune_gc`` applies :func:`~postback.delivery.engine.tune_gc_for_delivery` (right for a
+    process that only delivers, which is what this is for; pass False to leave the garbage
+    collector alone).
     """
     stop = stop or threading.Event()
     previous: dict[signal.Signals, Any] = {}
@@ -137,6 +142,8 @@ def run_worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
     try:
+        if tune_gc:
+            tune_gc_for_delivery()
         tracker.engine.start()
         write(
             f"postback worker: delivering from {tracker.queue.url} to "

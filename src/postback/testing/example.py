@@ -37,6 +37,9 @@ from postback.hookspecs import hookimpl
 __all__ = ["ExampleDestination", "ExampleEmulator", "ExampleSettings"]
 
 
+_DELIVERED = Delivered()  # outcomes are immutable: one for every plain success
+
+
 @attrs.frozen
 class ExampleSettings:
     api_key: Secret = setting(help="Bearer key for the example API.", secret=True)
@@ -127,7 +130,7 @@ class ExampleDestination(Destination):
                         campaign_id=r["campaign"],
                         raw=r,
                     )
-                outcomes.append(Delivered(attribution))
+                outcomes.append(Delivered(attribution) if attribution else _DELIVERED)
             else:
                 outcomes.append(Rejected(r.get("error", "refused")))
         return outcomes
