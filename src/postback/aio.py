@@ -12,22 +12,22 @@ It wraps a :class:`~postback.Tracker` and has its API with ``await``: the same a
 same validation and :class:`~postback.InvalidEvent`, the same durable queue and delivery lanes
 (which already run on their own threads). What it adds is keeping the event loop free.
 
-``track()`` ends in a write to the queue (an INSERT and a WAL commit for ``sqlite://``, a round
-trip for ``redis://``), which must not run on the loop. Every ``AsyncTracker`` has one writer
-thread that runs the wrapped ``track()`` calls in the order they were awaited (so events from
-one coroutine are queued in order) and hands each result back to its loop; when several calls
-are waiting it runs them all and wakes each loop once. Validation runs on that thread too:
-doing it on the loop would need a second copy of ``Tracker.track()``, and it costs the same
-tens of microseconds of CPU on either thread. With ``memory://`` there is no I/O, so
-``track()`` runs inline.
+``track()`` ends in a write to the queue. For ``sqlite://`` that is one ``write()`` to the
+process's spool file, a buffered append into the page cache like a log line, so ``track()``
+runs inline on the loop (as with ``memory://``). A round trip to ``redis://`` or an
+``fdatasync`` per event (``sqlite_synchronous = "full"``) must not run on the loop: for those,
+every ``AsyncTracker`` has one writer thread that runs the wrapped ``track()`` calls in the
+order they were awaited (so events from one coroutine are queued in order) and hands each
+result back to its loop; when several calls are waiting it runs them all and wakes each loop
+once. Validation runs on that thread too: doing it on the loop would need a second copy of
+``Tracker.track()``.
 
-Measured on a busy 2-core VM (Python 3.11, ``sqlite://`` on local disk, a purchase with user
-and context; medians of five runs of 5,000 calls): the synchronous ``Tracker.track()`` costs
-28 µs; ``await track()`` costs 63 µs of latency awaited one at a time (two thread hand-offs)
-and 45 µs per call when 5,000 are awaited at once (hand-offs are shared);
-``asyncio.to_thread(Tracker.track)`` costs 128 µs, shares the default executor and does not
-keep the order of calls. Calling ``Tracker.track()`` on the loop instead stalled it for
-14-27 ms at worst over 4,000 calls (WAL checkpoints); the docs' FastAPI how-to has the table.
+Measured on a busy 2-core VM (``python bench/aio_cost.py``: Python 3.11, ``sqlite://`` on local
+disk, a purchase with user and context; medians of five runs of 5,000 calls): ``await track()``
+inline costs 9.6 µs (``Tracker.track()`` alone 8.8 µs); through the writer thread, 63 µs awaited
+one at a time (two thread hand-offs) and 17 µs per call when 5,000 are awaited at once;
+``asyncio.to_thread(Tracker.track)`` costs 71 µs, shares the default executor and does not keep
+the order of calls. The docs' FastAPI how-to has the table.
 
 Cancelling a task that awaits ``track()`` does not un-queue the event: once submitted, the
 write completes. After ``fork()`` a child starts its own writer thread on first use; at
