@@ -112,7 +112,7 @@ class Bench:
                             "lib": "postback" if lib.startswith("postback") else lib,
                             "n": n,
                             "vendor": "bench_batch",
-                            "concurrency": 16 if lib == "postback-process" else 8,
+                            "concurrency": 16,
                             "segment_queue": max(n, 10_000),
                         }
                         if lib == "postback-process":

@@ -146,3 +146,64 @@ def test_process_mode_refuses_what_a_child_cannot_have(
         Tracker.from_config(
             cfg, plugins=[example], load_entry_points=False, transport=sandbox.transport()
         )
+
+
+def test_exit_without_flush_delivers_through_the_child_and_leaves_no_process(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.procs.track_loop",
+            f"sqlite:///{tmp_path}/q.db",
+            sandbox.base_url("example"),
+            "300",
+            "exit",
+            "process",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    lines = out.split("\n")
+    child = int(lines[0].removeprefix("CHILD "))
+    returned = {x for x in lines[1:] if x and x != "DONE"}
+    assert len(returned) == 300
+    # The exit hook flushed through the child (within exit_timeout), then stopped it.
+    assert {r["event_id"] for r in sandbox.received("example")} == returned
+    assert not _alive(child)
+
+
+def test_a_forked_child_starts_its_own_delivery_process(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    t = make_tracker(core={"workers": "process"})
+    t.track("sign_up", user={"email": "parent@x.co"}, event_id="from-parent")
+    assert t.flush(timeout=20).complete
+    assert t.engine.external is not None
+    parent_child = t.engine.external.pid
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the fork: its tracker must not talk to the parent's delivery process
+        code = 1
+        try:
+            os.close(read)
+            t.track("sign_up", user={"email": "child@x.co"}, event_id="from-fork")
+            ok = t.flush(timeout=20).complete
+            os.write(write, str(t.engine.external.pid).encode())
+            t.close(timeout=5)
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    fork_child = int(os.read(read, 64) or 0)
+    os.close(read)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert fork_child not in (0, parent_child)
+    assert t.engine.external.pid == parent_child and _alive(parent_child)
+    got = {r["event_id"] for r in sandbox.received("example")}
+    assert got == {"from-parent", "from-fork"}

@@ -1,6 +1,6 @@
 """Child process for reliability tests: track events and print each id once track() returned.
 
-usage: python -m tests.procs.track_loop QUEUE_URL BASE_URL COUNT MODE
+usage: python -m tests.procs.track_loop QUEUE_URL BASE_URL COUNT MODE [WORKERS]
 MODE "loop": track COUNT events then sleep forever (to be SIGKILLed);
 MODE "exit": track COUNT events then exit normally without flush or close.
 """
@@ -16,8 +16,9 @@ from postback import Tracker
 
 def main() -> None:
     queue, base_url, count, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    workers: bool | str = sys.argv[5] if len(sys.argv) > 5 else True
     cfg = {
-        "postback": {"queue": queue, "exit_timeout": 0.5},
+        "postback": {"queue": queue, "exit_timeout": 0.5, "workers": workers},
         "vendors": {
             "example": {
                 "api_key": "sandbox-example-key",
@@ -28,6 +29,10 @@ def main() -> None:
     }
     tracker = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
     out = sys.stdout
+    if workers == "process":
+        tracker.start(timeout=30)
+        assert tracker.engine.external is not None
+        out.write(f"CHILD {tracker.engine.external.pid}\n")
     for i in range(count):
         eid = tracker.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"evt-{i}")
         out.write(eid + "\n")
