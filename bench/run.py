@@ -18,8 +18,9 @@ and 20 ms of latency):
 ``kill``        SIGKILL at about 10,000 tracked, restart, count lost events
 ``exit``        leave without flush(): count lost events
 ``down``        100,000 events while the vendor answers 503: kept events, RSS growth
-``diagnostics`` what-ifs for the engine's authors: track() alone (no delivery), no WAL
-                autocheckpoint on the track() connection, gc.freeze() (full mode only)
+``diagnostics`` what-ifs for the engine's authors: track() with delivery in a child process or
+                off, gc.freeze(), a shorter GIL switch interval, fsync per event, memory://
+                (full mode only)
 ``profile``     py-spy profiles of the track() path and the delivery path (when py-spy works)
 
 Results: ``bench/results/results[-quick].json``, ``bench/results/summary[-quick].md`` and the
@@ -433,17 +434,13 @@ class Bench:
         n = self.ns[-1]
         out = []
         variants: list[tuple[str, dict[str, Any]]] = [
-            ("default", {}),
+            ("default (delivery on threads)", {}),
+            ('workers = "process" (delivery in a child process)', {"workers": "process"}),
             ("delivery off (workers = false)", {"workers": False}),
-            ("delivery off, no WAL autocheckpoint", {"workers": False, "no_autocheckpoint": True}),
-            ("no WAL autocheckpoint on the track() connection", {"no_autocheckpoint": True}),
             ("app calls gc.freeze() after start-up", {"gc_freeze": True}),
             ("sys.setswitchinterval(0.0005)", {"switch_interval": 0.0005}),
-            (
-                "no WAL autocheckpoint on the track() connection + gc.freeze()",
-                {"no_autocheckpoint": True, "gc_freeze": True},
-            ),
-            ("memory:// queue (no SQLite at all; not durable)", {"queue_url": "memory://"}),
+            ('sqlite_synchronous = "full" (fdatasync per event)', {"sqlite_synchronous": "full"}),
+            ("memory:// queue (no file at all; not durable)", {"queue_url": "memory://"}),
         ]
         for label, extra in variants:
             spec = {
@@ -451,7 +448,7 @@ class Bench:
                 "lib": "postback",
                 "n": n,
                 "vendor": "bench_batch",
-                "concurrency": 8,
+                "concurrency": 16,
                 "time_put": True,
                 **extra,
             }

@@ -70,6 +70,8 @@ class PostbackClient:
         core: dict[str, Any] = {"queue": spec.get("queue_url") or f"sqlite:///{queue_path}"}
         if "workers" in spec:
             core["workers"] = spec["workers"]
+        if spec.get("sqlite_synchronous"):
+            core["sqlite_synchronous"] = spec["sqlite_synchronous"]
         self.tracker = Tracker.from_config(
             {"postback": core, "vendors": {self.vendor: vendor_cfg}},
             plugins=[bench_vendors],
@@ -286,15 +288,9 @@ def scenario_throughput(spec: dict[str, Any]) -> dict[str, Any]:
     """Time each track() call; then wait until the sink has all N events (end to end)."""
     n = spec["n"]
     client = make_client(spec)
-    if spec.get("no_autocheckpoint") and isinstance(client, PostbackClient):
-        # What-if: no WAL checkpoint on the track() connection (left to the deliverer).
-        put_conn = getattr(client.tracker.queue, "_put", None)
-        if put_conn is None:
-            return {"skipped": "the queue has no _put connection any more"}
-        put_conn.execute("PRAGMA wal_autocheckpoint=0")
     put_slow: list[int] = []
     if spec.get("time_put") and isinstance(client, PostbackClient):
-        # Diagnostics: which slow track() calls were slow inside the queue's put() (SQLite).
+        # Diagnostics: which slow track() calls were slow inside the queue's put().
         queue = client.tracker.queue
         original_put = queue.put
 
