@@ -76,10 +76,6 @@ class PostbackClient:
             {"postback": core, "vendors": {self.vendor: vendor_cfg}},
             plugins=[bench_vendors],
         )
-        if spec.get("workers", True):
-            # Delivery running before the clock starts, as Segment's consumer thread is (with
-            # workers = "process", the child takes ~0.4 s to import and build its tracker).
-            self.tracker.start(timeout=60)
         self._track = self.tracker.track
         self._rich = self.vendor == "applovin"
 
@@ -307,6 +303,10 @@ def scenario_throughput(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("gc_freeze"):
         gc.collect()
         gc.freeze()  # what-if: the app freezes its start-up heap (as gunicorn apps often do)
+    if isinstance(client, PostbackClient) and spec.get("workers", True):
+        # Delivery running before the clock starts, as Segment's consumer thread is (with
+        # workers = "process", the child takes ~0.4 s to import and build its tracker).
+        client.tracker.start(timeout=60)
     track = client.track
     starts = array("q", bytes(8 * n))
     lat = array("q", bytes(8 * n))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -140,6 +141,23 @@ def test_closed_tracker_refuses(make_tracker: Callable[..., Tracker]) -> None:
     with pytest.raises(TrackerClosed):
         t.track("sign_up", user={"email": "a@b.co"})
     assert t.close() is None  # idempotent
+
+
+def test_start_delivers_what_an_earlier_process_left(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    writer = make_tracker(core={"workers": False})
+    writer.track("sign_up", user={"email": "a@b.co"}, event_id="left-behind")
+    writer.close()
+    t = make_tracker()
+    assert t.start() is True  # threads: nothing to wait for
+    deadline = time.monotonic() + 10
+    while not sandbox.received("example") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r["event_id"] for r in sandbox.received("example")] == ["left-behind"]
+    t.close()
+    with pytest.raises(TrackerClosed):
+        t.start()
 
 
 def test_stats_and_repr_hold_no_secret(make_tracker: Callable[..., Tracker]) -> None:

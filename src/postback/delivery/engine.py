@@ -241,7 +241,13 @@ class Lane:
                     continue
                 if not self._acquire_slot(stop):
                     break
-                claimed = queue.claim(self.name, self.batch_size, int(now * 1000))
+                slots = 1
+                if self.batch_size == 1:
+                    # One event per request: claim for every free request slot at once (one
+                    # query for many events instead of one each).
+                    while slots < self.concurrency and self._slots.acquire(blocking=False):
+                        slots += 1
+                claimed = queue.claim(self.name, self.batch_size * slots, int(now * 1000))
                 if (
                     claimed
                     and len(claimed) < self.batch_size
@@ -252,27 +258,37 @@ class Lane:
                         self.name, self.batch_size - len(claimed), int(time.time() * 1000)
                     )
                     claimed.extend(more)
-                if not claimed:
+                batches = [[c] for c in claimed] if slots > 1 else [claimed] if claimed else []
+                for _ in range(slots - len(batches)):
                     self._slots.release()
+                if not batches:
                     self._idle(queue)
                     continue
-                try:
-                    allowed = self.gate.wait(stop)
-                except Exception:
-                    # The rate limiter's storage failed (e.g. Redis unreachable): give the
-                    # batch back rather than hold it until its lease runs out.
-                    allowed = False
-                    log.exception("%s: rate limiter failed; batch released", self.name)
-                    stop.wait(1.0)
-                if not allowed or stop.is_set() or not self._submit(claimed):
-                    self._slots.release()
-                    self._release(claimed)
-                    if stop.is_set():
+                for i, batch in enumerate(batches):
+                    if not self._send(batch, stop):
+                        for _ in range(len(batches) - i):
+                            self._slots.release()
+                        self._release([c for b in batches[i:] for c in b])
                         break
+                if stop.is_set():
+                    break
             except Exception:
                 # Never let the lane die: log, back off a little, go on.
                 log.exception("%s: delivery lane error (continuing)", self.name)
                 stop.wait(1.0)
+
+    def _send(self, batch: list[Claimed], stop: threading.Event) -> bool:
+        """Wait for the rate limit, then hand the batch to a request thread; False if it
+        could not go (stopping, or the rate limiter failed)."""
+        try:
+            allowed = self.gate.wait(stop)
+        except Exception:
+            # The rate limiter's storage failed (e.g. Redis unreachable): give the batch
+            # back rather than hold it until its lease runs out.
+            log.exception("%s: rate limiter failed; batch released", self.name)
+            stop.wait(1.0)
+            return False
+        return allowed and not stop.is_set() and self._submit(batch)
 
     def _release(self, claimed: list[Claimed]) -> None:
         """Give claimed events back untouched (no attempt counted)."""

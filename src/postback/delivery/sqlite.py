@@ -116,6 +116,8 @@ class SQLiteQueue(Queue):
         self._lock_fd: int | None = None
         self._read_pos: dict[str, int] = {}
         self._inflight: dict[str, set[int]] = {}
+        self._cursor_dirty: set[str] = set()
+        self._persist_lock = threading.Lock()
         self._served: frozenset[str] = frozenset()
         self.spool_dir = Path(f"{self.path}.spool")
         self._spool = spool.SpoolWriter(self.spool_dir, sync=self.synchronous == "FULL")
@@ -245,6 +247,8 @@ class SQLiteQueue(Queue):
         self._write_lock = threading.Lock()
         self._work_lock = threading.RLock()
         self._ingest_lock = threading.Lock()
+        self._persist_lock = threading.Lock()
+        self._cursor_dirty.clear()
         self._spool.after_fork()
         self._drop_readers()
         if self._lock_fd is not None:
@@ -533,6 +537,20 @@ class SQLiteQueue(Queue):
         return out
 
     def settle(self, vendor: str, settlements: Sequence[Settlement], now_ms: int) -> None:
+        if all(s.kind == "done" for s in settlements):
+            # The common case, events read from the log and delivered: nothing to write but
+            # the cursor, which request threads settling at the same time share (one
+            # transaction for all of them instead of one each).
+            with self._work_lock:
+                inflight = self._inflight.setdefault(vendor, set())
+                seqs = [s.claimed.seq for s in settlements]
+                fresh = all(seq in inflight for seq in seqs)
+                if fresh:
+                    inflight.difference_update(seqs)
+                    self._cursor_dirty.add(vendor)
+            if fresh:
+                self._persist_cursors()
+                return
         with self._work_lock, self._write_lock:
             conn = self._work
             inflight = self._inflight.setdefault(vendor, set())
@@ -573,6 +591,32 @@ class SQLiteQueue(Queue):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise self._explain(exc) from None
+
+    def _persist_cursors(self) -> None:
+        """Write the cursors marked dirty, in one transaction; a thread that finds another
+        writing them leaves its mark for that one, which looks again before it stops."""
+        while self._cursor_dirty:
+            if not self._persist_lock.acquire(blocking=False):
+                return
+            try:
+                with self._work_lock, self._write_lock:
+                    vendors = list(self._cursor_dirty)
+                    self._cursor_dirty.clear()
+                    conn = self._work
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                        for vendor in vendors:
+                            self._save_cursor(vendor)
+                        conn.execute("COMMIT")
+                    except sqlite3.Error as exc:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        # Maintenance writes every cursor once a second: nothing is lost, a
+                        # crash now would re-deliver a little more.
+                        log.warning("could not save delivery progress (will retry): %s", exc)
+                        return
+            finally:
+                self._persist_lock.release()
 
     def _save_cursor(self, vendor: str) -> None:
         pos = self._cursor(vendor)
