@@ -117,15 +117,20 @@ def test_unusable_location(tmp_path: Path) -> None:
 
 _FILL_UNTIL_FULL = """
 import resource, signal, sys
+from postback.delivery import spool
 from postback.delivery.sqlite import SQLiteQueue
 from postback.errors import QueueError
+spool.SpoolWriter.mapped = sys.argv[2] == "mapped"
+spool.SEGMENT_BYTES = 16_384
 q = SQLiteQueue(sys.argv[1])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
 resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
 accepted = 0
 try:
     for i in range(1000):
-        q.put(f"e{i}", "x", 1, ["a"], b"x" * 700)
+        # The 11th record does not fit in what a segment may hold: mapped, allocating its
+        # segment fails; with write(), the kernel writes part of it and then refuses.
+        q.put(f"e{i}", "x", 1, ",a,", b"x" * (700 if i < 10 else 30_000))
         accepted += 1
 except QueueError as exc:
     print(accepted)
@@ -133,18 +138,18 @@ except QueueError as exc:
 """
 
 
-def test_full_disk_is_a_clear_error_and_nothing_is_half_accepted(tmp_path: Path) -> None:
-    # A real write failure: the child's file-size limit stands in for a full disk (the next
-    # record crosses it, so the kernel writes part of it and then refuses).
+@pytest.mark.parametrize("how", ["mapped", "write"])
+def test_full_disk_is_a_clear_error_and_nothing_is_half_accepted(tmp_path: Path, how: str) -> None:
+    # A real failure to write: the child's file-size limit stands in for a full disk.
     out = subprocess.run(
-        [sys.executable, "-c", _FILL_UNTIL_FULL, str(tmp_path / "q.db")],
+        [sys.executable, "-c", _FILL_UNTIL_FULL, str(tmp_path / "q.db"), how],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout.splitlines()
     accepted, message = int(out[0]), out[1]
-    assert 0 < accepted < 1000
+    assert accepted == 10
     assert "cannot write to the queue's spool directory" in message
     assert "free disk space" in message and "the event was not accepted" in message
     q = SQLiteQueue(tmp_path / "q.db")
@@ -194,10 +199,47 @@ def test_spool_segments_rotate_and_are_ingested_in_order(
     deliverer.close()
 
 
-def test_a_record_cut_short_is_skipped_only_once_its_writer_is_gone(
+def test_a_record_half_copied_waits_and_a_torn_one_is_skipped_once_its_writer_is_gone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The mapped segment, as a reader on another core may see it mid-copy.
     monkeypatch.setattr(sq, "INGEST_POLL", 0.0)
+    writer = SQLiteQueue(tmp_path / "q.db")
+    writer.put("e0", "x", 1, ["a"], b"{}")
+    w = writer._spool
+    assert w._map is not None and w.segment is not None
+    segment = w.segment
+    whole = spool.encode("e1", "x", 1, ",a,", b"{}")
+    at = w._size
+    w._map[at : at + 12] = whole[:12]  # the header and a little of the body, so far
+    deliverer = SQLiteQueue(tmp_path / "q.db")
+    assert deliverer.acquire_delivery()
+    assert [c.event_id for c in deliverer.claim("a", 10, 1)] == ["e0"]  # waits for the rest
+    w._map[at : at + len(whole)] = whole
+    w._size += len(whole)
+    deliverer.poll()
+    assert [c.event_id for c in deliverer.claim("a", 10, 1)] == ["e1"]
+    torn = spool.encode("e2", "x", 1, ",a,", b"{}")
+    w._map[w._size : w._size + 20] = torn[:20]
+    w._map.close()  # the writer dies here: no truncation, its lock goes with its descriptor
+    w._map = None
+    assert w._fd is not None
+    os.close(w._fd)
+    w._fd = None
+    deliverer.maintenance()
+    assert deliverer.claim("a", 10, 1) == []
+    assert "damaged record at offset" in caplog.text
+    assert not segment.exists()
+    deliverer.close()
+    writer.close()
+
+
+def test_write_path_a_record_cut_short_is_skipped_only_once_its_writer_is_gone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Filesystems that cannot allocate ahead get one write() per record instead.
+    monkeypatch.setattr(sq, "INGEST_POLL", 0.0)
+    monkeypatch.setattr(spool.SpoolWriter, "mapped", False)
     writer = SQLiteQueue(tmp_path / "q.db")
     writer.put("e0", "x", 1, ["a"], b"{}")
     segment = writer._spool.segment
@@ -217,7 +259,7 @@ def test_a_record_cut_short_is_skipped_only_once_its_writer_is_gone(
     writer._spool.close()
     deliverer.maintenance()
     assert deliverer.claim("a", 10, 1) == []
-    assert "damaged bytes at offset" in caplog.text
+    assert "damaged record at offset" in caplog.text
     assert not segment.exists()
     deliverer.close()
     writer.close()

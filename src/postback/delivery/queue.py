@@ -199,9 +199,19 @@ class QueueKeyStore(KeyStore):
 
 
 def open_queue(
-    url: str, base_dir: Path | None = None, *, max_size: int = 100_000, synchronous: str = "normal"
+    url: str,
+    base_dir: Path | None = None,
+    *,
+    max_size: int = 100_000,
+    synchronous: str = "normal",
+    delivers_on_threads: bool = True,
 ) -> Queue:
-    """Open the queue backend a ``queue`` URL names."""
+    """Open the queue backend a ``queue`` URL names.
+
+    ``delivers_on_threads``: whether this process will also deliver on its own threads
+    (``workers = true``); the SQLite queue then writes its spool through a memory mapping,
+    which never releases the interpreter lock to them (see :mod:`postback.delivery.spool`).
+    """
     if url.startswith("memory:"):
         from postback.delivery.memory import MemoryQueue
 
@@ -209,7 +219,11 @@ def open_queue(
     if url.startswith("sqlite:"):
         from postback.delivery.sqlite import SQLiteQueue
 
-        return SQLiteQueue(sqlite_path(url, base_dir), synchronous=synchronous)
+        return SQLiteQueue(
+            sqlite_path(url, base_dir),
+            synchronous=synchronous,
+            mapped_spool=delivers_on_threads,
+        )
     if url.startswith(("redis:", "rediss:", "redis+sentinel:", "redis+cluster:")):
         from postback.delivery.redis import RedisQueue
 

@@ -10,9 +10,10 @@ Layout (WAL mode)::
 
     spool(segment, offset)                                      how far each spool file is ingested
 
-``track()`` costs one ``write()`` to this process's spool file next to the queue file (see
-:mod:`postback.delivery.spool`; no fsync with ``synchronous=normal``: the event survives a crash
-of the process, not a power cut; ``full`` survives both). The deliverer (one process per file,
+``track()`` appends the event to this process's spool file next to the queue file (a memory
+copy or one ``write()``, see :mod:`postback.delivery.spool`; no fsync with
+``synchronous=normal``: the event survives a crash of the process, not a power cut; ``full``
+survives both). The deliverer (one process per file,
 elected with ``flock``) ingests every process's spool into the ``events`` log in bulk, reads new
 events past its lane's cursor without taking the write lock, and persists the cursor as a low
 watermark when it settles a batch. Events it had read but not settled when it died lie past the
@@ -84,6 +85,7 @@ BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction
 GC_CHUNK = 1000  # rows per delete: the deliverer's own lanes may wait for one chunk
 INGEST_CHUNK = 1 << 20  # bytes of spool read (and rows inserted) per transaction
 INGEST_POLL = 0.05  # seconds between looks at other processes' spool files
+_NOTHING_WRITTEN = bytes(spool.HEADER.size)  # the zeros of an allocated, unwritten record
 STALE_NEW_SEGMENT = 60.0  # a ".new" spool file unlocked this long was left by a crash
 _INSERT = "INSERT INTO events(event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?)"
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
@@ -98,7 +100,12 @@ class SQLiteQueue(Queue):
     poll_interval = INGEST_POLL
 
     def __init__(
-        self, path: Path | str, *, synchronous: str = "normal", busy_timeout: float = BUSY_TIMEOUT
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "normal",
+        busy_timeout: float = BUSY_TIMEOUT,
+        mapped_spool: bool = True,
     ) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
@@ -120,7 +127,9 @@ class SQLiteQueue(Queue):
         self._persist_lock = threading.Lock()
         self._served: frozenset[str] = frozenset()
         self.spool_dir = Path(f"{self.path}.spool")
-        self._spool = spool.SpoolWriter(self.spool_dir, sync=self.synchronous == "FULL")
+        self._spool = spool.SpoolWriter(
+            self.spool_dir, sync=self.synchronous == "FULL", mapped=mapped_spool
+        )
         self._readers: dict[str, spool.SegmentReader] = {}
         self._offsets: dict[str, int] | None = None
         self._dirty = False
@@ -332,44 +341,50 @@ class SQLiteQueue(Queue):
                     continue
             gone = reader.writer_gone()  # before reading: then what we read is all there is
             offset = offsets.get(name, 0)
-            size = reader.size()
-            while offset < size:
-                data = reader.read(offset, max(INGEST_CHUNK, self._record_size(reader, offset)))
+            finished = False
+            while True:
+                head = reader.read(offset, spool.HEADER.size)
+                if len(head) < spool.HEADER.size or head == _NOTHING_WRITTEN:
+                    finished = gone  # the end of what its writer wrote
+                    break
+                length = spool.HEADER.unpack(head)[0]
+                want = max(INGEST_CHUNK, spool.HEADER.size + min(length, spool.MAX_RECORD))
+                data = reader.read(offset, want)
                 records, used, damaged = spool.parse_records(data)
-                if not records and not damaged and gone and offset + len(data) >= size:
+                rest = data[used : used + spool.HEADER.size]
+                at_end = len(rest) < spool.HEADER.size or rest == _NOTHING_WRITTEN
+                if not damaged and not at_end and len(data) < want and gone:
                     damaged = True  # a record cut short, and its writer is gone
+                if used:
+                    offset += used
+                    self._store(name, offset, records)
+                    total += len(records)
+                    woken.update({r[3] for r in records})
                 if damaged and gone:
                     log.warning(
-                        "spool file %s: %d damaged bytes at offset %d skipped (a record cut "
-                        "short by a crash or a full disk; its track() had not returned)",
+                        "spool file %s: a damaged record at offset %d and what follows it were "
+                        "skipped (cut short by a crash or a full disk: its track() had not "
+                        "returned)",
                         path,
-                        size - offset - used,
-                        offset + used,
+                        offset,
                     )
-                    used = size - offset
-                if not used:
+                    offset = reader.size()
+                    self._store(name, offset, [])
+                    finished = True
                     break
-                offset += used
-                self._store(name, offset, records)
-                total += len(records)
-                woken.update({r[3] for r in records})
-                if damaged:
+                if damaged or at_end or len(data) < want or not used:
+                    # Read up to what was written when we looked (what a live writer adds
+                    # meanwhile waits for the next look: fewer, larger transactions), or a
+                    # record still being copied.
+                    finished = gone and at_end and not damaged
                     break
-            if gone and offset >= size:
+            if finished:
                 self._forget_segment(name, reader)
         for name in set(self._readers) - present:
             self._readers.pop(name).close()
         if woken and self.on_new is not None:
             self.on_new({v for key in woken for v in key.split(",") if v})
         return total
-
-    @staticmethod
-    def _record_size(reader: spool.SegmentReader, offset: int) -> int:
-        head = reader.read(offset, spool.HEADER.size)
-        if len(head) < spool.HEADER.size:
-            return 0
-        length = spool.HEADER.unpack(head)[0]
-        return spool.HEADER.size + length if length <= spool.MAX_RECORD else 0
 
     def _store(self, segment: str, offset: int, records: list[spool.Row]) -> None:
         """Insert records and the segment's new offset in one transaction."""
@@ -422,8 +437,8 @@ class SQLiteQueue(Queue):
                 reader = spool.SegmentReader(Path(entry.path))
             except FileNotFoundError:
                 continue
-            try:
-                if reader.writer_gone() and reader.size() == 0:
+            try:  # records are written only after the rename: a ".new" file holds none
+                if reader.writer_gone():
                     os.unlink(entry.path)
             finally:
                 reader.close()
