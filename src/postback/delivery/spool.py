@@ -52,7 +52,7 @@ __all__ = ["Row", "SegmentReader", "SpoolError", "SpoolWriter", "encode", "parse
 log = logging.getLogger("postback.queue")
 
 HEADER = struct.Struct("<II")
-SEGMENT_BYTES = 32 * 1024 * 1024  # the size of a segment (allocated when it starts)
+SEGMENT_BYTES = 8 * 1024 * 1024  # the size of a segment (allocated when it starts)
 MAX_RECORD = 64 * 1024 * 1024  # a length beyond this is damage, not an event
 SUFFIX = ".spool"
 
