@@ -265,6 +265,27 @@ def test_write_path_a_record_cut_short_is_skipped_only_once_its_writer_is_gone(
     writer.close()
 
 
+def test_a_process_that_does_not_deliver_counts_the_spool(tmp_path: Path) -> None:
+    writer = SQLiteQueue(tmp_path / "q.db")
+    observer = SQLiteQueue(tmp_path / "q.db")
+    for i in range(5):
+        writer.put(f"e{i}", "x", 1, ["a", "b"] if i % 2 else ["a"], b"{}")
+    assert observer.depth(["a", "b"], 1)["a"].ready == 5
+    for i in range(5, 8):
+        writer.put(f"e{i}", "x", 1, ["a"], b"{}")
+    depth = observer.depth(["a", "b"], 1)  # only the three new records are read
+    assert (depth["a"].ready, depth["b"].ready) == (8, 2)
+    deliverer = SQLiteQueue(tmp_path / "q.db")
+    assert deliverer.acquire_delivery()
+    deliverer.poll()  # ingested: counted from the log now, not twice
+    depth = observer.depth(["a", "b"], 1)
+    assert (depth["a"].ready, depth["b"].ready) == (8, 2)
+    writer.put("e8", "x", 1, ["b"], b"{}")
+    assert observer.depth(["a", "b"], 1)["b"].ready == 3
+    for q in (deliverer, observer, writer):
+        q.close()
+
+
 def test_track_never_waits_for_the_database_lock(tmp_path: Path) -> None:
     import sqlite3
 

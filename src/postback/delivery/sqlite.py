@@ -134,6 +134,7 @@ class SQLiteQueue(Queue):
         self._offsets: dict[str, int] | None = None
         self._dirty = False
         self._ingested_at = 0.0
+        self._backlog: dict[str, tuple[int, int, Counter[str]]] = {}
         self._open()
 
     # --- connections ---------------------------------------------------------------------------
@@ -444,22 +445,43 @@ class SQLiteQueue(Queue):
                 reader.close()
 
     def _spool_backlog(self, vendors: Sequence[str]) -> Counter[str]:
-        """Per vendor, records spooled but not yet ingested (read, not ingested: this process
-        is not the deliverer)."""
+        """Per vendor, records spooled but not yet ingested, read by a process that is not
+        the deliverer. Each segment's count is kept between calls and only what was written
+        since is read (``flush()`` asks every few milliseconds, and a backlog can be large
+        while no deliverer runs); it is counted again from the start when the deliverer has
+        ingested part of it since."""
         with self._work_lock:
             offsets = dict(self._work.execute("SELECT segment, offset FROM spool"))
-        wanted = set(vendors)
         counts: Counter[str] = Counter()
+        seen: dict[str, tuple[int, int, Counter[str]]] = {}
         for path in spool.segments(self.spool_dir):
+            start = offsets.get(path.name, 0)
+            cached = self._backlog.get(path.name)
+            if cached is not None and cached[0] == start:
+                _, parsed_to, per_key = cached
+            else:
+                parsed_to, per_key = start, Counter()
             try:
                 with open(path, "rb") as f:
-                    f.seek(offsets.get(path.name, 0))
-                    data = f.read()
+                    while True:  # up to the end of what was written (mapped: the zeros)
+                        f.seek(parsed_to)
+                        data = f.read(INGEST_CHUNK)
+                        rows, used, _ = spool.parse_records(data)
+                        if rows:
+                            per_key = per_key + Counter(r[3] for r in rows)
+                        parsed_to += used
+                        if not used or len(data) < INGEST_CHUNK:
+                            break
             except FileNotFoundError:
                 continue
-            for r in spool.parse_records(data)[0]:
-                counts.update(v for v in r[3].split(",") if v in wanted)
-        return counts
+            seen[path.name] = (start, parsed_to, per_key)
+            for key, n in per_key.items():
+                for v in key.split(","):
+                    if v:
+                        counts[v] += n
+        self._backlog = seen
+        wanted = set(vendors)
+        return Counter({v: n for v, n in counts.items() if v in wanted})
 
     # --- the deliverer ---------------------------------------------------------------------------
 
