@@ -207,3 +207,21 @@ def test_a_forked_child_starts_its_own_delivery_process(
     assert t.engine.external.pid == parent_child and _alive(parent_child)
     got = {r["event_id"] for r in sandbox.received("example")}
     assert got == {"from-parent", "from-fork"}
+
+
+def test_closing_while_the_child_starts_leaves_no_process(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    t = make_tracker(core={"workers": "process"})
+    t.track("sign_up", user={"email": "a@x.co"}, event_id="early")  # starts the child
+    assert t.engine.external is not None
+    assert _wait_for(lambda: t.engine.external._supervisor is not None)
+    started = time.monotonic()
+    t.close(timeout=0)  # no flush: straight to stopping the child, which is still starting
+    assert time.monotonic() - started < 5
+    children = subprocess.run(
+        ["pgrep", "-P", str(os.getpid()), "-f", "postback.delivery.process"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert [pid for pid in children if _alive(int(pid))] == []

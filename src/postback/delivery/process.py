@@ -31,6 +31,7 @@ import threading
 import time
 import types
 from multiprocessing.connection import Connection
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from postback.errors import ConfigError
@@ -177,7 +178,10 @@ class DeliveryProcess:
                 log.exception("could not start the delivery process; trying again in %.0f s", pause)
                 time.sleep(pause)
                 continue
-            reply = _receive(proc, conn, START_TIMEOUT)
+            reply = _receive(proc, conn, START_TIMEOUT, cancelled=lambda: self._stopping)
+            if self._stopping:  # closed while the child was starting: it delivered nothing yet
+                _end(proc, conn)
+                return
             if reply is None or reply[0] != "ready":
                 why = reply[1] if reply is not None else "it exited or did not answer"
                 log.error(
@@ -192,6 +196,9 @@ class DeliveryProcess:
                 continue
             pause = RESTART_PAUSE
             with self._lock:
+                if self._stopping:  # stop() came between the reply and now
+                    _end(proc, conn)
+                    return
                 self._proc, self._conn = proc, conn
             self._ready.set()
             log.debug("delivery process %d started", proc.pid)
@@ -267,12 +274,18 @@ class DeliveryProcess:
         self._stopping = False
 
 
-def _receive(proc: subprocess.Popen[bytes], conn: Connection, timeout: float | None) -> Any:
-    """The child's next message, or None if it went away or took longer than ``timeout``."""
+def _receive(
+    proc: subprocess.Popen[bytes],
+    conn: Connection,
+    timeout: float | None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Any:
+    """The child's next message, or None if it went away, took longer than ``timeout``, or
+    ``cancelled()`` became true."""
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while not conn.poll(0.1):
-            if proc.poll() is not None:
+            if proc.poll() is not None or cancelled():
                 return None
             if deadline is not None and time.monotonic() >= deadline:
                 return None
