@@ -30,8 +30,8 @@ import sys
 import threading
 import time
 import types
-from multiprocessing.connection import Connection
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from postback.errors import ConfigError
@@ -138,6 +138,9 @@ class DeliveryProcess:
         proc = self._proc
         return proc is not None and proc.poll() is None
 
+    def _stopped(self) -> bool:
+        return self._stopping  # a method: set by another thread while the supervisor loops
+
     def start(self) -> None:
         """Start the supervisor (and so the child) unless it runs already; never blocks."""
         with self._lock:
@@ -178,8 +181,8 @@ class DeliveryProcess:
                 log.exception("could not start the delivery process; trying again in %.0f s", pause)
                 time.sleep(pause)
                 continue
-            reply = _receive(proc, conn, START_TIMEOUT, cancelled=lambda: self._stopping)
-            if self._stopping:  # closed while the child was starting: it delivered nothing yet
+            reply = _receive(proc, conn, START_TIMEOUT, cancelled=self._stopped)
+            if self._stopped():  # closed while the child was starting: it delivered nothing yet
                 _end(proc, conn)
                 return
             if reply is None or reply[0] != "ready":
@@ -196,7 +199,7 @@ class DeliveryProcess:
                 continue
             pause = RESTART_PAUSE
             with self._lock:
-                if self._stopping:  # stop() came between the reply and now
+                if self._stopped():  # stop() came between the reply and now
                     _end(proc, conn)
                     return
                 self._proc, self._conn = proc, conn
