@@ -174,10 +174,12 @@ def test_a_full_database_keeps_events_in_the_spool(tmp_path: Path) -> None:
     q.close()
 
 
+@pytest.mark.parametrize("mapped", [True, False])
 def test_spool_segments_rotate_and_are_ingested_in_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mapped: bool
 ) -> None:
     monkeypatch.setattr(spool, "SEGMENT_BYTES", 1000)
+    monkeypatch.setattr(spool.SpoolWriter, "mapped", mapped)
     monkeypatch.setattr(sq, "INGEST_POLL", 0.0)  # look at other processes' spools every time
     writer = SQLiteQueue(tmp_path / "q.db")
     for i in range(40):

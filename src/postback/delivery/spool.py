@@ -216,7 +216,7 @@ class SpoolWriter:
         self._finish()
         self._fd, self._map, self.segment = fd, mm, path
         self._size = 0
-        self._capacity = capacity if mm is not None else 1 << 62
+        self._capacity = capacity  # with write(), too: a segment is let go of at this size
 
     def _finish(self) -> None:
         """Let go of the current segment: cut it to what was written, unmap, unlock."""
