@@ -124,7 +124,8 @@ spool.SpoolWriter.mapped = sys.argv[2] == "mapped"
 spool.SEGMENT_BYTES = 16_384
 q = SQLiteQueue(sys.argv[1])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
-resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))
 accepted = 0
 try:
     for i in range(1000):
@@ -135,6 +136,11 @@ try:
 except QueueError as exc:
     print(accepted)
     print(exc)
+# Space again: the next events are accepted and readable after the refused one.
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+q.put("after-1", "x", 1, ",a,", b"{}")
+q.put("after-2", "x", 1, ",a,", b"{}")
+q.close()
 """
 
 
@@ -155,7 +161,7 @@ def test_full_disk_is_a_clear_error_and_nothing_is_half_accepted(tmp_path: Path,
     q = SQLiteQueue(tmp_path / "q.db")
     assert q.acquire_delivery()
     got = q.claim("a", 2000, 1)
-    assert [c.event_id for c in got] == [f"e{i}" for i in range(accepted)]
+    assert [c.event_id for c in got] == [f"e{i}" for i in range(accepted)] + ["after-1", "after-2"]
     assert list(q.spool_dir.iterdir()) == []  # ingested to the end, writer gone: deleted
     q.close()
 

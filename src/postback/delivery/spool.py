@@ -172,8 +172,10 @@ class SpoolWriter:
                 os.fdatasync(fd)
 
     def _undo(self, fd: int) -> None:
+        """Cut a record the kernel took only part of, and write the next one where it began."""
         try:
             os.ftruncate(fd, self._size)
+            os.lseek(fd, self._size, os.SEEK_SET)
         except OSError:
             pass
 
