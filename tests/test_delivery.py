@@ -6,12 +6,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
+import postback.delivery.engine as engine_module
 import postback.testing.example as example
-from postback import Tracker
+from postback import QueueError, Tracker
 from postback.delivery.retry import backoff_seconds, retry_after_seconds, seconds_from_message
 from postback.destination import RetryPolicy
 from postback.sandbox import Sandbox
@@ -237,3 +239,27 @@ def test_max_age_counts_from_queueing_not_the_event_time(
     report = t.flush(timeout=5)
     assert report["example"].delivered == 1 and report["example"].dead == 0
     assert sandbox.received("example")[0]["ts"] == week_ago
+
+
+def test_a_lane_survives_claims_that_fail(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More failures than the lane has request slots: each failed claim must give its slots
+    # back, or the lane would wait for a slot for ever.
+    t = make_tracker(vendor={"concurrency": 2})
+    real_claim = t.queue.claim
+    failures = {"left": 5}
+
+    def flaky_claim(*args: Any, **kwargs: Any) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise QueueError("the queue file is locked (injected)")
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(t.queue, "claim", flaky_claim)
+    monkeypatch.setattr(engine_module, "LANE_ERROR_PAUSE", 0.01)
+    for i in range(3):
+        t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"f-{i}")
+    assert t.flush(timeout=20).complete
+    assert failures["left"] == 0
+    assert {r["event_id"] for r in sandbox.received("example")} == {"f-0", "f-1", "f-2"}

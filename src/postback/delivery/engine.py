@@ -71,6 +71,7 @@ HALT_PAUSE = 60.0  # seconds a lane waits after the vendor refused our credentia
 IDLE_POLL_SHARED = 0.2  # another process may enqueue: look again this often
 IDLE_POLL_PRIVATE = 5.0
 MAINTENANCE_EVERY = 1.0
+LANE_ERROR_PAUSE = 1.0  # seconds a lane waits after an unexpected error before going on
 _SINGLE = (Delivered, Retry, Rejected, RejectedBatch, Halt)
 
 
@@ -247,17 +248,12 @@ class Lane:
                     # query for many events instead of one each).
                     while slots < self.concurrency and self._slots.acquire(blocking=False):
                         slots += 1
-                claimed = queue.claim(self.name, self.batch_size * slots, int(now * 1000))
-                if (
-                    claimed
-                    and len(claimed) < self.batch_size
-                    and self.linger
-                    and not stop.wait(self.linger)
-                ):
-                    more = queue.claim(
-                        self.name, self.batch_size - len(claimed), int(time.time() * 1000)
-                    )
-                    claimed.extend(more)
+                try:
+                    claimed = self._claim(queue, slots, now, stop)
+                except BaseException:
+                    for _ in range(slots):  # or the lane would run out of request slots
+                        self._slots.release()
+                    raise
                 batches = [[c] for c in claimed] if slots > 1 else [claimed] if claimed else []
                 for _ in range(slots - len(batches)):
                     self._slots.release()
@@ -275,7 +271,20 @@ class Lane:
             except Exception:
                 # Never let the lane die: log, back off a little, go on.
                 log.exception("%s: delivery lane error (continuing)", self.name)
-                stop.wait(1.0)
+                stop.wait(LANE_ERROR_PAUSE)
+
+    def _claim(self, queue: Queue, slots: int, now: float, stop: threading.Event) -> list[Claimed]:
+        """Up to a batch per slot; a batch not full waits ``linger`` once for more."""
+        claimed = queue.claim(self.name, self.batch_size * slots, int(now * 1000))
+        if (
+            claimed
+            and len(claimed) < self.batch_size
+            and self.linger
+            and not stop.wait(self.linger)
+        ):
+            more = queue.claim(self.name, self.batch_size - len(claimed), int(time.time() * 1000))
+            claimed.extend(more)
+        return claimed
 
     def _send(self, batch: list[Claimed], stop: threading.Event) -> bool:
         """Wait for the rate limit, then hand the batch to a request thread; False if it
