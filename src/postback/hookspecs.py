@@ -126,7 +126,9 @@ def postback_on_attribution(attribution: Attribution, event: Event) -> None:
     :param event: the canonical event it is about.
 
     Notification (all run). Called on the delivery worker thread: store it or hand it off,
-    don't block. An exception here is logged and does not affect delivery.
+    don't block. An exception here is logged and does not affect delivery. It runs in the
+    process that delivers: with ``workers = "process"`` that is the tracker's delivery child
+    (which rebuilt your in-process plugins), with ``workers = false`` the ``postback worker``.
     """
 
 
