@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -254,8 +254,11 @@ class Lane:
                     for _ in range(slots):  # or the lane would run out of request slots
                         self._slots.release()
                     raise
-                batches = [[c] for c in claimed] if slots > 1 else [claimed] if claimed else []
-                for _ in range(slots - len(batches)):
+                if self.batch_size == 1:
+                    batches = [[c] for c in claimed]
+                else:
+                    batches = [claimed] if claimed else []
+                for _ in range(slots - len(batches)):  # slots this claim found no work for
                     self._slots.release()
                 if not batches:
                     self._idle(queue)
@@ -608,6 +611,7 @@ class DeliveryEngine:
             self.external.start()
             return
         if not self.deliver or not self.lanes:
+            self._started = True  # nothing to start here: track() need not ask again
             return
         with self._lock:
             if self._started:
@@ -652,36 +656,35 @@ class DeliveryEngine:
         while not self.stopping.wait(interval) and time.monotonic() < deadline:
             self.queue.poll()
 
-    def _wake(self, vendors: set[str]) -> None:
-        for v in vendors:
-            lane = self.lanes.get(v)
-            if lane is not None and not lane.wake.is_set():
-                lane.wake.set()
-
-    def notify(self, vendors: Sequence[str]) -> None:
-        if not self._started:
-            self.start()
+    def _wake(self, vendors: Iterable[str]) -> None:
         for v in vendors:
             lane = self.lanes.get(v)
             if lane is not None and not lane.wake.is_set():  # set() takes a lock: skip it
                 lane.wake.set()
+
+    def notify(self, vendors: Sequence[str]) -> None:
+        """Called by track(): start delivery on first use; wake the lanes if they run here."""
+        if not self._started:
+            self.start()
+        if self._delivering:
+            self._wake(vendors)
 
     def pending(self) -> dict[str, int]:
         now_ms = int(time.time() * 1000)
         depth = self.queue.depth(list(self.lanes), now_ms)
         return {v: depth[v].pending for v in self.lanes}
 
+    def _report(self, pending: dict[str, int]) -> FlushReport:
+        return FlushReport(
+            complete=not any(pending.values()),
+            vendors={v: lane.report(pending[v]) for v, lane in self.lanes.items()},
+        )
+
     def flush(self, timeout: float | None = None) -> FlushReport:
         if self.external is not None and self.lanes:
             report = self.external.flush(timeout)
-            if report is not None:
-                return report
-            # The delivery process is gone (it is being replaced): say what is left.
-            pending = self.pending()
-            return FlushReport(
-                complete=not any(pending.values()),
-                vendors={v: lane.report(pending[v]) for v, lane in self.lanes.items()},
-            )
+            # None: the delivery process is gone (it is being replaced): say what is left.
+            return report if report is not None else self._report(self.pending())
         self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         for lane in self.lanes.values():
@@ -712,10 +715,7 @@ class DeliveryEngine:
             self.progress.wait(0.02)
             self.progress.clear()
             pending = self.pending()
-        return FlushReport(
-            complete=not any(pending.values()),
-            vendors={v: lane.report(pending[v]) for v, lane in self.lanes.items()},
-        )
+        return self._report(pending)
 
     def stop(self, wait: float = 1.0) -> None:
         if self.external is not None:

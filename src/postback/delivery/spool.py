@@ -44,16 +44,27 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 import orjson
 
-__all__ = ["Row", "SegmentReader", "SpoolError", "SpoolWriter", "encode", "parse_records"]
+__all__ = [
+    "Chunk",
+    "Row",
+    "SegmentReader",
+    "SpoolError",
+    "SpoolWriter",
+    "encode",
+    "parse_records",
+    "segments",
+]
 
 log = logging.getLogger("postback.queue")
 
 HEADER = struct.Struct("<II")
 SEGMENT_BYTES = 8 * 1024 * 1024  # the size of a segment (allocated when it starts)
 MAX_RECORD = 64 * 1024 * 1024  # a length beyond this is damage, not an event
+NOTHING_WRITTEN = bytes(8)  # the header of an allocated record slot not written yet
 SUFFIX = ".spool"
 
 
@@ -150,8 +161,9 @@ class SpoolWriter:
             start = self._size
             mm = self._map
             if mm is not None:
-                mm[start + HEADER.size : start + n] = record[HEADER.size :]
-                mm[start : start + HEADER.size] = record[: HEADER.size]
+                view = memoryview(record)
+                mm[start + HEADER.size : start + n] = view[HEADER.size :]
+                mm[start : start + HEADER.size] = view[: HEADER.size]  # last: now it counts
                 self._size = start + n
                 if self.sync:
                     page = start - start % mmap.PAGESIZE
@@ -251,6 +263,20 @@ class SpoolWriter:
         self._size = self._capacity = 0
 
 
+ChunkState = Literal["more", "end", "incomplete", "damaged"]
+
+
+class Chunk(NamedTuple):
+    """Records read from a segment, the offset just past them, and what follows them:
+    ``more`` (the chunk was full: read on), ``end`` (the end of what is written),
+    ``incomplete`` (a record still being copied, or cut short for good if its writer is gone),
+    ``damaged`` (a bad length or checksum: the same, or damage)."""
+
+    rows: list[Row]
+    end: int
+    state: ChunkState
+
+
 class SegmentReader:
     """A reader's handle on one segment: reads from an offset, knows if its writer is gone."""
 
@@ -264,6 +290,33 @@ class SegmentReader:
 
     def read(self, offset: int, limit: int) -> bytes:
         return os.pread(self.fd, limit, offset)
+
+    def chunks(self, offset: int, size: int) -> Iterator[Chunk]:
+        """The records from ``offset`` up to the end of what is written now, ``size`` bytes at
+        a time (or one record, if it is larger); the last chunk says why reading stopped."""
+        while True:
+            head = self.read(offset, HEADER.size)
+            if len(head) < HEADER.size or head == NOTHING_WRITTEN:
+                yield Chunk([], offset, "end")
+                return
+            length = HEADER.unpack(head)[0]
+            want = max(size, HEADER.size + min(length, MAX_RECORD))
+            data = self.read(offset, want)
+            rows, used, damaged = parse_records(data)
+            rest = data[used : used + HEADER.size]
+            offset += used
+            state: ChunkState
+            if damaged:
+                state = "damaged"
+            elif len(rest) < HEADER.size or rest == NOTHING_WRITTEN:
+                state = "end"
+            elif len(data) < want or not used:
+                state = "incomplete"
+            else:
+                state = "more"
+            yield Chunk(rows, offset, state)
+            if state != "more":
+                return
 
     def writer_gone(self) -> bool:
         """True if no process holds the segment open for writing."""

@@ -85,7 +85,6 @@ BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction
 GC_CHUNK = 1000  # rows per delete: the deliverer's own lanes may wait for one chunk
 INGEST_CHUNK = 1 << 20  # bytes of spool read (and rows inserted) per transaction
 INGEST_POLL = 0.05  # seconds between looks at other processes' spool files
-_NOTHING_WRITTEN = bytes(spool.HEADER.size)  # the zeros of an allocated, unwritten record
 STALE_NEW_SEGMENT = 60.0  # a ".new" spool file unlocked this long was left by a crash
 _INSERT = "INSERT INTO events(event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?)"
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
@@ -343,25 +342,17 @@ class SQLiteQueue(Queue):
             gone = reader.writer_gone()  # before reading: then what we read is all there is
             offset = offsets.get(name, 0)
             finished = False
-            while True:
-                head = reader.read(offset, spool.HEADER.size)
-                if len(head) < spool.HEADER.size or head == _NOTHING_WRITTEN:
+            # Up to what is written now: a record still being copied, and what a live writer
+            # adds meanwhile, wait for the next look (fewer, larger transactions).
+            for chunk in reader.chunks(offset, INGEST_CHUNK):
+                if chunk.end != offset:
+                    offset = chunk.end
+                    self._store(name, offset, chunk.rows)
+                    total += len(chunk.rows)
+                    woken.update({r[3] for r in chunk.rows})
+                if chunk.state == "end":
                     finished = gone  # the end of what its writer wrote
-                    break
-                length = spool.HEADER.unpack(head)[0]
-                want = max(INGEST_CHUNK, spool.HEADER.size + min(length, spool.MAX_RECORD))
-                data = reader.read(offset, want)
-                records, used, damaged = spool.parse_records(data)
-                rest = data[used : used + spool.HEADER.size]
-                at_end = len(rest) < spool.HEADER.size or rest == _NOTHING_WRITTEN
-                if not damaged and not at_end and len(data) < want and gone:
-                    damaged = True  # a record cut short, and its writer is gone
-                if used:
-                    offset += used
-                    self._store(name, offset, records)
-                    total += len(records)
-                    woken.update({r[3] for r in records})
-                if damaged and gone:
+                elif chunk.state != "more" and gone:
                     log.warning(
                         "spool file %s: a damaged record at offset %d and what follows it were "
                         "skipped (cut short by a crash or a full disk: its track() had not "
@@ -372,13 +363,6 @@ class SQLiteQueue(Queue):
                     offset = reader.size()
                     self._store(name, offset, [])
                     finished = True
-                    break
-                if damaged or at_end or len(data) < want or not used:
-                    # Read up to what was written when we looked (what a live writer adds
-                    # meanwhile waits for the next look: fewer, larger transactions), or a
-                    # record still being copied.
-                    finished = gone and at_end and not damaged
-                    break
             if finished:
                 self._forget_segment(name, reader)
         for name in set(self._readers) - present:
@@ -462,18 +446,16 @@ class SQLiteQueue(Queue):
             else:
                 parsed_to, per_key = start, Counter()
             try:
-                with open(path, "rb") as f:
-                    while True:  # up to the end of what was written (mapped: the zeros)
-                        f.seek(parsed_to)
-                        data = f.read(INGEST_CHUNK)
-                        rows, used, _ = spool.parse_records(data)
-                        if rows:
-                            per_key = per_key + Counter(r[3] for r in rows)
-                        parsed_to += used
-                        if not used or len(data) < INGEST_CHUNK:
-                            break
+                reader = spool.SegmentReader(path)
             except FileNotFoundError:
                 continue
+            try:
+                for chunk in reader.chunks(parsed_to, INGEST_CHUNK):
+                    if chunk.rows:
+                        per_key = per_key + Counter(r[3] for r in chunk.rows)
+                    parsed_to = chunk.end
+            finally:
+                reader.close()
             seen[path.name] = (start, parsed_to, per_key)
             for key, n in per_key.items():
                 for v in key.split(","):
