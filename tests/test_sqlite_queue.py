@@ -273,6 +273,27 @@ def test_write_path_a_record_cut_short_is_skipped_only_once_its_writer_is_gone(
     writer.close()
 
 
+@pytest.mark.parametrize("mapped", [True, False])
+@pytest.mark.parametrize("split", range(1, 9))
+def test_a_chunk_ending_inside_a_record_header_is_read_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mapped: bool, split: int
+) -> None:
+    # The reader goes through a segment a chunk at a time; where a chunk ends inside the next
+    # record's 8-byte header, that is not the end of the segment (it used to be taken for
+    # it, and a released segment was deleted with the rest of its records).
+    monkeypatch.setattr(spool.SpoolWriter, "mapped", mapped)
+    size = len(spool.encode("e00", "x", 1, ",a,", b"{}"))
+    monkeypatch.setattr(sq, "INGEST_CHUNK", 3 * size + split)
+    writer = SQLiteQueue(tmp_path / "q.db")
+    for i in range(20):
+        writer.put(f"e{i:02d}", "x", 1, ["a"], b"{}")
+    writer.close()  # the writer lets go: what the reader calls the end is final
+    deliverer = SQLiteQueue(tmp_path / "q.db")
+    assert deliverer.acquire_delivery()
+    assert [c.event_id for c in deliverer.claim("a", 100, 1)] == [f"e{i:02d}" for i in range(20)]
+    deliverer.close()
+
+
 def test_a_process_that_does_not_deliver_counts_the_spool(tmp_path: Path) -> None:
     writer = SQLiteQueue(tmp_path / "q.db")
     observer = SQLiteQueue(tmp_path / "q.db")

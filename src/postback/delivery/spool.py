@@ -308,12 +308,14 @@ class SegmentReader:
             state: ChunkState
             if damaged:
                 state = "damaged"
-            elif len(rest) < HEADER.size or rest == NOTHING_WRITTEN:
-                state = "end"
+            elif rest == NOTHING_WRITTEN or (
+                len(data) < want and rest == NOTHING_WRITTEN[: len(rest)]
+            ):
+                state = "end"  # unwritten space, or the end of the file with nothing after
             elif len(data) < want or not used:
                 state = "incomplete"
             else:
-                state = "more"
+                state = "more"  # the chunk ended inside a record (or its header): read on
             yield Chunk(rows, offset, state)
             if state != "more":
                 return
