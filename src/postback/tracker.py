@@ -64,7 +64,7 @@ class Tracker:
             config.base_dir,
             max_size=config.core.max_queue_size,
             synchronous=config.core.sqlite_synchronous,
-            delivers_on_threads=config.core.workers is True,
+            delivers_on_threads=config.core.workers in (True, "process"),
         )
         for name, dest in self.destinations.items():
             dest.store = QueueKeyStore(self.queue, name)

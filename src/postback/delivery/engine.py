@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryEngine", "FlushReport", "Lane", "VendorReport", "VendorStats"]
 
 log = logging.getLogger("postback.delivery")
+_new_tuple = tuple.__new__  # a named tuple without its Python-level __new__
 
 
 def _user_agent() -> str:
@@ -465,7 +466,7 @@ class Lane:
             if outcome.attribution is not None:
                 self.stats.attributed += 1
                 self.engine.host.on_attribution(outcome.attribution, p.event)
-            return Settlement(c, "done", attempts=attempts)
+            return _new_tuple(Settlement, (c, "done", 0, None, attempts))  # the common case
         if isinstance(outcome, Retry):
             age = now - c.created_ms / 1000.0
             if attempts >= self.policy.max_attempts or age >= self.policy.max_age:

@@ -150,6 +150,37 @@ class SpoolWriter:
         self._size = 0
         self._capacity = 0
         self.segment: Path | None = None
+        # Made ready by prepare() on another thread: the next segment, and those let go of.
+        self._next: tuple[int, mmap.mmap | None, Path, int] | None = None
+        self._retired: list[tuple[int, mmap.mmap | None, int]] = []
+
+    def prepare(self) -> None:
+        """Off the ``track()`` path (the deliverer's thread in the same process calls it):
+        create the next segment once the current one is half full, and let go of the ones
+        ``track()`` has moved on from. Every system call a ``track()`` makes gives the
+        interpreter lock to the delivery threads, which may keep it a switch interval (5 ms)
+        each; a rotation done here costs ``track()`` none."""
+        with self._lock:
+            retired, self._retired = self._retired, []
+            wanted = (
+                self.mapped
+                and self._map is not None
+                and self._next is None
+                and self._size * 2 > self._capacity
+            )
+        for fd, mm, size in retired:
+            self._let_go(fd, mm, size)
+        if not wanted:
+            return
+        try:
+            made = self._create(SEGMENT_BYTES)
+        except SpoolError:
+            return  # track() will try itself, and report what stops it
+        with self._lock:
+            if self._next is None and self._fd is not None:
+                self._next = made
+                return
+        self._let_go(made[0], made[1], 0)
 
     def append(self, record: bytes) -> None:
         """Write one encoded record; raises :class:`SpoolError` and leaves nothing behind
@@ -192,6 +223,23 @@ class SpoolWriter:
             pass
 
     def _rotate(self, need: int) -> None:
+        made, self._next = self._next, None
+        prepared = made is not None and made[3] >= need
+        if made is not None and not prepared:
+            self._retired.append((made[0], made[1], 0))
+        if not prepared:
+            made = self._create(need)
+        assert made is not None
+        if self._fd is not None:
+            self._retired.append((self._fd, self._map, self._size))
+        if not prepared:
+            self._finish_retired()  # no prepare() seems to run here: let go of them now
+        fd, mm, path, capacity = made
+        self._fd, self._map, self.segment = fd, mm, path
+        self._size = 0
+        self._capacity = capacity  # with write(), too: a segment is let go of at this size
+
+    def _create(self, need: int) -> tuple[int, mmap.mmap | None, Path, int]:
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
         path = self.directory / (name + SUFFIX)
         # Created under another name, allocated, locked ("a writer is here"), then renamed: a
@@ -227,24 +275,33 @@ class SpoolWriter:
             except OSError:
                 pass
             raise SpoolError(exc.errno, exc.strerror) from None
-        self._finish()
-        self._fd, self._map, self.segment = fd, mm, path
-        self._size = 0
-        self._capacity = capacity  # with write(), too: a segment is let go of at this size
+        return fd, mm, path, capacity
+
+    @staticmethod
+    def _let_go(fd: int, mm: mmap.mmap | None, size: int) -> None:
+        """Let go of a segment: cut it to what was written, unmap, unlock."""
+        if mm is not None:
+            mm.close()
+            try:
+                os.ftruncate(fd, size)  # readers then see where it ends
+            except OSError:
+                pass
+        os.close(fd)
+
+    def _finish_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        for fd, mm, size in retired:
+            self._let_go(fd, mm, size)
 
     def _finish(self) -> None:
-        """Let go of the current segment: cut it to what was written, unmap, unlock."""
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-            if self._fd is not None:
-                try:
-                    os.ftruncate(self._fd, self._size)  # readers then see where it ends
-                except OSError:
-                    pass
+        """Let go of the current segment, the one made ready and those retired."""
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            self._retired.append((self._fd, self._map, self._size))
+            self._fd = self._map = None
+        if self._next is not None:
+            self._retired.append((self._next[0], self._next[1], 0))
+            self._next = None
+        self._finish_retired()
 
     def close(self) -> None:
         with self._lock:
@@ -253,12 +310,16 @@ class SpoolWriter:
     def after_fork(self) -> None:
         """In a child: the parent's segment stays the parent's (its lock is the parent's too)."""
         self._lock = threading.Lock()
-        if self._map is not None:
-            self._map.close()  # unmaps it in this process only
-            self._map = None
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = None
+        held = [(self._fd, self._map)] if self._fd is not None else []
+        if self._next is not None:
+            held.append((self._next[0], self._next[1]))
+        held.extend((fd, mm) for fd, mm, _ in self._retired)
+        for fd, mm in held:
+            if mm is not None:
+                mm.close()  # unmaps it in this process only
+            os.close(fd)
+        self._fd = self._map = self._next = None
+        self._retired = []
         self.segment = None
         self._size = self._capacity = 0
 

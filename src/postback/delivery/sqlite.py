@@ -30,7 +30,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,14 +84,65 @@ CREATE TABLE IF NOT EXISTS spool(segment TEXT PRIMARY KEY, offset INTEGER NOT NU
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction
 GC_CHUNK = 1000  # rows per delete: the deliverer's own lanes may wait for one chunk
 INGEST_CHUNK = 1 << 20  # bytes of spool read (and rows inserted) per transaction
+# Bytes of spool read at a time to hold for the lanes: parsing is pure Python, and a smaller
+# bite gives a thread that tracks events in this process the interpreter lock back sooner.
+HOLD_CHUNK = 1 << 18
 INGEST_POLL = 0.05  # seconds between looks at other processes' spool files
 STALE_NEW_SEGMENT = 60.0  # a ".new" spool file unlocked this long was left by a crash
+HOT_LIMIT = 10_000  # events read from the spool and held for the lanes, not yet in the log
+HOT_STALE = 2.0  # seconds an unsettled held event may wait before it is written to the log
+HOT_LOOK = 0.002  # a lane with nothing held for it looks at the spool again after this
+_NEVER = 1 << 62  # no retry waiting
 _INSERT = "INSERT INTO events(event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?)"
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
 
 def _vendor_key(vendor: str) -> str:
     return f",{vendor},"
+
+
+ROW_BITS = 22  # a held event's seq is -(chunk number << ROW_BITS | row index)
+ROW_MASK = (1 << ROW_BITS) - 1
+
+
+class _Chunk:
+    """Spool records read together and held in memory for the lanes.
+
+    Per vendor: the rows for it (``lists``), how many of those it has claimed, the ones it
+    has in flight, and the ones it gave back to claim again. ``open`` counts (row, vendor)
+    pairs not settled yet: the segment's offset moves past the chunk only at zero. After
+    a write-back, ``written`` maps rows to their ``seq`` in the log, for the settles of
+    requests that were in flight then.
+    """
+
+    __slots__ = (
+        "born",
+        "claimed",
+        "end",
+        "first",
+        "inflight",
+        "lists",
+        "number",
+        "open",
+        "returned",
+        "rows",
+        "segment",
+        "written",
+    )
+
+    def __init__(self, number: int, segment: str, end: int, rows: list[spool.Row]) -> None:
+        self.number = number
+        self.first = -(number << ROW_BITS)
+        self.segment = segment
+        self.end = end
+        self.rows = rows
+        self.born = time.monotonic()
+        self.open = 0
+        self.lists: dict[str, Sequence[int]] = {}
+        self.claimed: dict[str, int] = {}
+        self.inflight: dict[str, set[int]] = {}
+        self.returned: dict[str, list[int]] = {}
+        self.written: dict[int, int] | None = None
 
 
 class SQLiteQueue(Queue):
@@ -130,11 +181,33 @@ class SQLiteQueue(Queue):
             self.spool_dir, sync=self.synchronous == "FULL", mapped=mapped_spool
         )
         self._readers: dict[str, spool.SegmentReader] = {}
-        self._offsets: dict[str, int] | None = None
+        self._offsets: dict[str, int] | None = None  # as saved in the spool table
         self._dirty = False
         self._ingested_at = 0.0
         self._backlog: dict[str, tuple[int, int, Counter[str]]] = {}
+        self._routes: dict[str, tuple[list[str], str]] = {}
+        self._log_version = 0
+        self._reset_held()
         self._open()
+
+    def _reset_held(self) -> None:
+        """Forget the events held in memory (they are still in the spool: the saved offsets
+        never pass an event that is neither delivered nor in the log)."""
+        # Claims skip queries that cannot find anything: when the next retry is due (only the
+        # deliverer writes retries), and whether the log grew since a lane caught up with it.
+        self._due_hint: dict[str, int] = {}
+        self._log_checked: dict[str, tuple[int, float]] = {}
+        self._live: dict[int, _Chunk] = {}  # by number: chunks with work open
+        self._chunk_number = 0
+        self._held_count = 0  # rows of the live chunks not written back
+        self._ready: dict[str, deque[_Chunk]] = {}  # per vendor: chunks with rows to claim
+        self._waiting: Counter[str] = Counter()  # per vendor: held rows not claimed
+        self._holding: Counter[str] = Counter()  # per vendor: held rows in flight
+        self._chunks: dict[str, deque[_Chunk]] = {}  # per segment, in order, until settled
+        self._read_to: dict[str, int] = {}  # how far each segment has been read
+        self._offsets_dirty: dict[str, int] = {}  # offsets to save with the next cursors
+        self._base: dict[str, int] = {}  # where this deliverer started reading each segment
+        self._taken: dict[str, Counter[str]] = {}  # vendor keys read since the base
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -266,6 +339,7 @@ class SQLiteQueue(Queue):
         self._read_pos.clear()
         self._inflight.clear()
         self._offsets = None
+        self._reset_held()
         self._work = self._connect(0)
 
     def _drop_readers(self) -> None:
@@ -277,7 +351,8 @@ class SQLiteQueue(Queue):
         self._spool.close()
         if self._lock_fd is not None:
             try:  # what this process spooled last goes into the log before it lets go
-                self._ingest()
+                self._write_back()
+                self._ingest(hold=False)
             except QueueError as exc:
                 log.warning("could not ingest the spool on close (it stays for later): %s", exc)
         self.release_delivery()
@@ -301,32 +376,47 @@ class SQLiteQueue(Queue):
     # --- ingesting the spool (the deliverer) -----------------------------------------------------
 
     def poll(self) -> None:
+        self._spool.prepare()
         self._ingest_if_due()
 
-    def _ingest_if_due(self) -> None:
-        """Ingest when this process spooled something, or now and then for other processes."""
+    def _ingest_if_due(self, vendor: str | None = None) -> None:
+        """Read the spool when this process spooled something, when a lane has nothing held
+        for it, or now and then for other processes."""
         if self._lock_fd is None:
             return
-        if not self._dirty and time.monotonic() - self._ingested_at < INGEST_POLL:
+        elapsed = time.monotonic() - self._ingested_at
+        if (
+            not self._dirty
+            and elapsed < INGEST_POLL
+            and (vendor is None or self._waiting[vendor] or elapsed < HOT_LOOK)
+        ):
             return
         self._ingest()
 
-    def _ingest(self) -> int:
-        """Move every spooled record into the ``events`` log; returns how many."""
+    def _ingest(self, *, hold: bool = True) -> int:
+        """Read every process's spool: hand fresh events to the lanes in memory (``hold``),
+        or write them into the ``events`` log. Returns how many records were read."""
         with self._ingest_lock:
             self._dirty = False  # before reading: a put() from now on asks again
             self._ingested_at = time.monotonic()
             try:
-                return self._ingest_locked()
+                return self._ingest_locked(hold)
             except sqlite3.Error as exc:
                 self._dirty = True  # what is left stays spooled: the next claim tries again
                 raise self._explain(exc) from None
 
-    def _ingest_locked(self) -> int:
+    def _ingest_locked(self, hold: bool) -> int:
+        """The spool is read into memory up to :data:`HOT_LIMIT` held events; past that it
+        waits in its files (a backlog costs disk, not memory). Held events that wait longer
+        than :data:`HOT_STALE` (a vendor down, paused or slow) are written to the log, and
+        so are events for vendors this deliverer does not serve."""
         with self._work_lock:
             if self._offsets is None:
                 self._offsets = dict(self._work.execute("SELECT segment, offset FROM spool"))
-        offsets = self._offsets
+                self._read_to = dict(self._offsets)
+            hold = hold and bool(self._served)
+            if self._held_count and (not hold or self._stale()):
+                self._write_back()
         total = 0
         woken: set[str] = set()
         present: set[str] = set()
@@ -340,16 +430,18 @@ class SQLiteQueue(Queue):
                 except FileNotFoundError:
                     continue
             gone = reader.writer_gone()  # before reading: then what we read is all there is
-            offset = offsets.get(name, 0)
+            offset = self._read_to.setdefault(name, self._offsets.get(name, 0))
+            self._base.setdefault(name, offset)
             finished = False
             # Up to what is written now: a record still being copied, and what a live writer
             # adds meanwhile, wait for the next look (fewer, larger transactions).
-            for chunk in reader.chunks(offset, INGEST_CHUNK):
+            if hold and self._held_count >= HOT_LIMIT:
+                continue  # the lanes have enough: the rest waits in the spool
+            for chunk in reader.chunks(offset, HOLD_CHUNK if hold else INGEST_CHUNK):
                 if chunk.end != offset:
                     offset = chunk.end
-                    self._store(name, offset, chunk.rows)
+                    self._take(name, offset, chunk.rows, hold, woken)
                     total += len(chunk.rows)
-                    woken.update({r[3] for r in chunk.rows})
                 if chunk.state == "end":
                     finished = gone  # the end of what its writer wrote
                 elif chunk.state != "more" and gone:
@@ -361,20 +453,191 @@ class SQLiteQueue(Queue):
                         offset,
                     )
                     offset = reader.size()
-                    self._store(name, offset, [])
+                    self._take(name, offset, [], hold, woken)
                     finished = True
-            if finished:
+                if hold and self._held_count >= HOT_LIMIT:
+                    break  # before the next chunk is read
+            if finished and not self._chunks.get(name):
                 self._forget_segment(name, reader)
         for name in set(self._readers) - present:
             self._readers.pop(name).close()
+        if self._offsets_dirty:
+            self._persist_cursors()
         if woken and self.on_new is not None:
-            self.on_new({v for key in woken for v in key.split(",") if v})
+            self.on_new(woken)
         return total
+
+    def _route(self, key: str) -> tuple[list[str], str]:
+        """A record's vendors key -> (the vendors served here, a key of the others)."""
+        route = self._routes.get(key)
+        if route is None:
+            vendors = [v for v in key.split(",") if v]
+            mine = [v for v in vendors if v in self._served]
+            others = [v for v in vendors if v not in self._served]
+            route = self._routes[key] = (mine, "," + ",".join(others) + "," if others else "")
+        return route
+
+    def _take(
+        self, segment: str, end: int, rows: list[spool.Row], hold: bool, woken: set[str]
+    ) -> None:
+        """Records read from ``segment`` up to ``end``: held for the lanes, or into the log."""
+        with self._work_lock:
+            if not hold and not self._chunks.get(segment):
+                # Nothing of this segment held: the records and the offset in one transaction.
+                self._store(segment, end, rows)
+                for r in rows:
+                    woken.update(v for v in r[3].split(",") if v)
+            else:
+                keys = {r[3] for r in rows}
+                routes = {k: self._route(k) for k in keys}
+                if any(rest for _, rest in routes.values()):
+                    # For vendors another process serves: into the log now (a crash before the
+                    # offset is saved writes them again: at least once).
+                    self._insert(
+                        [(r[0], r[1], r[2], routes[r[3]][1], r[4]) for r in rows if routes[r[3]][1]]
+                    )
+                self._chunk_number += 1
+                chunk = _Chunk(self._chunk_number, segment, end, rows)
+                lists = chunk.lists
+                if len(keys) == 1:
+                    for v in routes[next(iter(keys))][0]:
+                        lists[v] = range(len(rows))
+                else:
+                    for i, r in enumerate(rows):
+                        for v in routes[r[3]][0]:
+                            lists.setdefault(v, []).append(i)  # type: ignore[attr-defined]
+                for v, rows_for_v in lists.items():
+                    chunk.claimed[v] = 0
+                    chunk.inflight[v] = set()
+                    queue = self._ready.get(v)
+                    if queue is None:
+                        queue = self._ready[v] = deque()
+                    queue.append(chunk)
+                    self._waiting[v] += len(rows_for_v)
+                    chunk.open += len(rows_for_v)
+                    woken.add(v)
+                self._chunks.setdefault(segment, deque()).append(chunk)
+                if chunk.open:
+                    self._live[chunk.number] = chunk
+                    self._held_count += len(rows)
+                else:
+                    self._advance(segment)
+            self._read_to[segment] = end
+            taken = self._taken.get(segment)
+            if taken is None:
+                taken = self._taken[segment] = Counter()
+            taken.update(r[3] for r in rows)
+
+    def _insert(self, rows: list[spool.Row]) -> None:
+        self._log_version += 1
+        with self._write_lock:
+            conn = self._work
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _advance(self, segment: str) -> None:
+        """Move the segment's offset (saved with the next cursors) past its settled chunks."""
+        chunks = self._chunks[segment]
+        end = None
+        while chunks and not chunks[0].open:
+            end = chunks.popleft().end
+        if end is not None:
+            self._offsets_dirty[segment] = end
+
+    def _stale(self) -> bool:
+        horizon = time.monotonic() - HOT_STALE
+        return any(c and c[0].born < horizon for c in self._chunks.values())
+
+    def _write_back(self) -> None:
+        """Write every held event that is not settled into the log, in one transaction with
+        the offsets read so far: for the vendors that have not claimed it, as a new event;
+        for those with a request in flight, as a leased retry that their settle completes
+        (or that ``recover()`` frees after a crash)."""
+        with self._work_lock, self._write_lock:
+            if self._offsets is None:
+                return
+            self._log_version += 1
+            conn = self._work
+            offsets = {k: v for k, v in self._read_to.items() if self._offsets.get(k) != v}
+            plan: list[tuple[_Chunk, dict[int, list[str]], list[tuple[str, int]]]] = []
+            for chunk in self._live.values():
+                if chunk.written is not None:
+                    continue
+                waiting: dict[int, list[str]] = {}
+                leases: list[tuple[str, int]] = []
+                for v, rows_for_v in chunk.lists.items():
+                    for i in rows_for_v[chunk.claimed[v] :]:
+                        waiting.setdefault(i, []).append(v)
+                    for i in chunk.returned.get(v, ()):
+                        waiting.setdefault(i, []).append(v)
+                    for i in chunk.inflight[v]:
+                        waiting.setdefault(i, [])
+                        leases.append((v, i))
+                plan.append((chunk, waiting, leases))
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                seq = conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+                numbers: list[dict[int, int]] = []
+                events: list[tuple[object, ...]] = []
+                pending: list[tuple[str, int]] = []
+                for chunk, waiting, leases in plan:
+                    numbered: dict[int, int] = {}
+                    for i in sorted(waiting):
+                        seq += 1
+                        numbered[i] = seq
+                        e = chunk.rows[i]
+                        key = ",".join(["", *waiting[i], ""])
+                        events.append((seq, e[0], e[1], e[2], key, e[4]))
+                    pending.extend((v, numbered[i]) for v, i in leases)
+                    numbers.append(numbered)
+                conn.executemany(
+                    "INSERT INTO events(seq, event_id, name, created_ms, vendors, payload) "
+                    "VALUES (?,?,?,?,?,?)",
+                    events,
+                )
+                conn.executemany(
+                    "INSERT INTO pending(vendor, seq, attempts, due_ms, lease) VALUES (?,?,0,0,1)"
+                    " ON CONFLICT(vendor, seq) DO UPDATE SET lease=1",
+                    pending,
+                )
+                conn.executemany(
+                    "INSERT INTO spool(segment, offset) VALUES (?, ?) "
+                    "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset",
+                    list(offsets.items()),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            woken = {v for _, waiting, _ in plan for vs in waiting.values() for v in vs}
+            for (chunk, _, _), numbered in zip(plan, numbers, strict=True):
+                chunk.written = numbered
+                if not any(chunk.inflight.values()):
+                    del self._live[chunk.number]
+            self._offsets.update(offsets)
+            self._offsets_dirty.clear()
+            self._chunks.clear()
+            self._ready.clear()
+            self._waiting.clear()
+            self._holding.clear()  # leased retries in the log now: counted there
+            self._held_count = 0
+        if events:
+            log.debug("wrote %d held events to the log", len(events))
+        if woken and self.on_new is not None:
+            self.on_new(woken)
 
     def _store(self, segment: str, offset: int, records: list[spool.Row]) -> None:
         """Insert records and the segment's new offset in one transaction."""
         assert self._offsets is not None
         with self._work_lock, self._write_lock:
+            self._log_version += 1
             conn = self._work
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -400,10 +663,14 @@ class SQLiteQueue(Queue):
             pass
         reader.close()
         del self._readers[name]
-        if name in self._offsets:
-            with self._work_lock, self._write_lock:
-                self._work.execute("DELETE FROM spool WHERE segment=?", (name,))
-            del self._offsets[name]
+        with self._work_lock:
+            if name in self._offsets:
+                with self._write_lock:
+                    self._work.execute("DELETE FROM spool WHERE segment=?", (name,))
+                del self._offsets[name]
+            for state in (self._read_to, self._base, self._taken, self._offsets_dirty):
+                state.pop(name, None)
+            self._chunks.pop(name, None)
 
     def _clean_spool_dir(self) -> None:
         """Remove ``.new`` files a crash left between creating and naming a segment, and
@@ -429,13 +696,20 @@ class SQLiteQueue(Queue):
                 reader.close()
 
     def _spool_backlog(self, vendors: Sequence[str]) -> Counter[str]:
-        """Per vendor, records spooled but not yet ingested, read by a process that is not
-        the deliverer. Each segment's count is kept between calls and only what was written
-        since is read (``flush()`` asks every few milliseconds, and a backlog can be large
-        while no deliverer runs); it is counted again from the start when the deliverer has
-        ingested part of it since."""
+        """Per vendor, records spooled but not yet read by the deliverer.
+
+        Each segment's count is kept between calls and only what was written since is read
+        (``flush()`` asks every few milliseconds, and a backlog can be large). In another
+        process it counts from the offsets the deliverer saved, again from the start when
+        they moved; in the deliverer, from where it started reading each segment, less what
+        it has read since."""
         with self._work_lock:
-            offsets = dict(self._work.execute("SELECT segment, offset FROM spool"))
+            if self._lock_fd is None or self._offsets is None:
+                offsets = dict(self._work.execute("SELECT segment, offset FROM spool"))
+                taken: dict[str, Counter[str]] = {}
+            else:
+                offsets = {**self._offsets, **self._base}
+                taken = {k: Counter(v) for k, v in self._taken.items()}
         counts: Counter[str] = Counter()
         seen: dict[str, tuple[int, int, Counter[str]]] = {}
         for path in spool.segments(self.spool_dir):
@@ -457,6 +731,8 @@ class SQLiteQueue(Queue):
             finally:
                 reader.close()
             seen[path.name] = (start, parsed_to, per_key)
+            if path.name in taken:
+                per_key = per_key - taken[path.name]
             for key, n in per_key.items():
                 for v in key.split(","):
                     if v:
@@ -481,13 +757,28 @@ class SQLiteQueue(Queue):
 
     def release_delivery(self) -> None:
         if self._lock_fd is not None:
+            try:  # events held in memory go into the log: the next deliverer finds them there
+                if self._live or self._offsets_dirty:
+                    self._write_back()
+            except (sqlite3.Error, QueueError) as exc:
+                log.warning(
+                    "could not save the events held for delivery (the spool still "
+                    "has them; the next deliverer sends them again): %s",
+                    exc,
+                )
+            self._reset_held()
+            self._offsets = None
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
 
     def serve(self, vendors: Sequence[str]) -> None:
-        """Tell the queue which vendors this deliverer serves (for garbage collection)."""
-        self._served = frozenset(vendors)
+        """Tell the queue which vendors this deliverer serves: fresh events for them are
+        handed to their lanes from the spool, and the log keeps only what is not served
+        here, retries and what waited too long (garbage collection counts on it, too)."""
+        with self._work_lock:
+            self._served = frozenset(vendors)
+            self._routes.clear()
 
     def recover(self) -> int:
         with self._work_lock, self._write_lock:
@@ -495,6 +786,7 @@ class SQLiteQueue(Queue):
             self._read_pos.clear()
             self._inflight.clear()
             self._offsets = None
+            self._reset_held()
             return cur.rowcount
 
     def _cursor(self, vendor: str) -> int:
@@ -506,20 +798,32 @@ class SQLiteQueue(Queue):
         return pos
 
     def claim(self, vendor: str, limit: int, now_ms: int) -> list[Claimed]:
-        self._ingest_if_due()
+        self._ingest_if_due(vendor)
         out: list[Claimed] = []
         key = _vendor_key(vendor)
         with self._work_lock:
             conn = self._work
             try:
                 # Due retries: only this process claims (it holds the deliverer lock), so
-                # reading them and then leasing them in a short write is race-free.
-                rows = conn.execute(
-                    "SELECT p.seq, e.event_id, e.payload, p.attempts, e.created_ms "
-                    "FROM pending p JOIN events e ON e.seq = p.seq "
-                    "WHERE p.vendor=? AND p.lease=0 AND p.due_ms<=? ORDER BY p.due_ms LIMIT ?",
-                    (vendor, now_ms, limit),
-                ).fetchall()
+                # reading them and then leasing them in a short write is race-free. Only this
+                # process writes retries, too: it knows when the next is due.
+                due_hint = self._due_hint.get(vendor)
+                rows = []
+                if due_hint is None or due_hint <= now_ms:
+                    rows = conn.execute(
+                        "SELECT p.seq, e.event_id, e.payload, p.attempts, e.created_ms "
+                        "FROM pending p JOIN events e ON e.seq = p.seq "
+                        "WHERE p.vendor=? AND p.lease=0 AND p.due_ms<=? "
+                        "ORDER BY p.due_ms LIMIT ?",
+                        (vendor, now_ms, limit),
+                    ).fetchall()
+                    if len(rows) < limit:
+                        row = conn.execute(
+                            "SELECT min(due_ms) FROM pending WHERE vendor=? AND lease=0 "
+                            "AND due_ms>?",
+                            (vendor, now_ms),
+                        ).fetchone()
+                        self._due_hint[vendor] = row[0] if row[0] is not None else _NEVER
                 if rows:
                     with self._write_lock:
                         conn.execute("BEGIN IMMEDIATE")
@@ -530,9 +834,15 @@ class SQLiteQueue(Queue):
                         conn.execute("COMMIT")
                     out.extend(map(Claimed._make, rows))
                 room = limit - len(out)
-                if room > 0:
+                checked = self._log_checked.get(vendor)
+                if room > 0 and (
+                    checked is None
+                    or checked[0] != self._log_version
+                    or time.monotonic() - checked[1] > INGEST_POLL  # another process's replay
+                ):
                     # New events: a read transaction (one snapshot for both queries), which
                     # never takes the write lock, so track() is never held up by it.
+                    version = self._log_version
                     pos = self._cursor(vendor)
                     conn.execute("BEGIN")
                     new = conn.execute(
@@ -542,13 +852,18 @@ class SQLiteQueue(Queue):
                     ).fetchall()
                     if len(new) == room:
                         self._read_pos[vendor] = new[-1][0]
+                        self._log_checked.pop(vendor, None)
                     else:
                         top = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
                         self._read_pos[vendor] = max(pos, top or 0)
+                        self._log_checked[vendor] = (version, time.monotonic())
                     conn.execute("COMMIT")
                     if new:
                         self._inflight.setdefault(vendor, set()).update(r[0] for r in new)
                         out.extend(map(Claimed._make, new))
+                room = limit - len(out)
+                if room > 0 and self._waiting[vendor]:
+                    out.extend(self._claim_held(vendor, room))
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -556,6 +871,11 @@ class SQLiteQueue(Queue):
         return out
 
     def settle(self, vendor: str, settlements: Sequence[Settlement], now_ms: int) -> None:
+        if any(s.claimed.seq < 0 for s in settlements):
+            settlements = self._settle_held(vendor, settlements, now_ms)
+            if not settlements:
+                self._persist_cursors()
+                return
         if all(s.kind == "done" for s in settlements):
             # The common case, events read from the log and delivered: nothing to write but
             # the cursor, which request threads settling at the same time share (one
@@ -573,6 +893,7 @@ class SQLiteQueue(Queue):
         with self._work_lock, self._write_lock:
             conn = self._work
             inflight = self._inflight.setdefault(vendor, set())
+            self._due_hint.pop(vendor, None)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for s in settlements:
@@ -611,25 +932,174 @@ class SQLiteQueue(Queue):
                     conn.execute("ROLLBACK")
                 raise self._explain(exc) from None
 
+    def _claim_held(self, vendor: str, room: int) -> list[Claimed]:
+        """Up to ``room`` events held from the spool (their seq: negative, see ROW_BITS)."""
+        out: list[Claimed] = []
+        chunks = self._ready[vendor]
+        new = tuple.__new__
+        while room and chunks:
+            chunk = chunks[0]
+            returned = chunk.returned.get(vendor)
+            if returned:
+                take: Sequence[int] = returned[:room]
+                del returned[:room]
+            else:
+                start = chunk.claimed[vendor]
+                take = chunk.lists[vendor][start : start + room]
+                chunk.claimed[vendor] = start + len(take)
+            if not take or (not returned and chunk.claimed[vendor] >= len(chunk.lists[vendor])):
+                chunks.popleft()
+            if take:
+                chunk.inflight[vendor].update(take)
+                rows = chunk.rows
+                first = chunk.first
+                out.extend(
+                    [
+                        new(Claimed, (first - i, r[0], r[4], 0, r[2]))
+                        for i in take
+                        for r in (rows[i],)
+                    ]
+                )
+                room -= len(take)
+        self._waiting[vendor] -= len(out)
+        self._holding[vendor] += len(out)
+        return out
+
+    def _settle_held(
+        self, vendor: str, settlements: Sequence[Settlement], now_ms: int
+    ) -> list[Settlement]:
+        """Settle the events held from the spool; returns the settlements for the log.
+
+        Delivered: nothing to write (the segment's offset moves once its chunk is settled).
+        Failed: the event goes into the log with its retry (or into the dead letters) before
+        the spool lets go of it. Released: held again for the lane.
+        """
+        rest: list[Settlement] = []
+        failed: list[tuple[_Chunk, int, Settlement]] = []
+        done = 0
+        with self._work_lock:
+            live = self._live
+            for s in settlements:
+                ident = s.claimed.seq
+                if ident >= 0:
+                    rest.append(s)
+                    continue
+                found = live.get(-ident >> ROW_BITS)
+                i = -ident & ROW_MASK
+                inflight = found.inflight.get(vendor) if found is not None else None
+                if found is None or inflight is None or i not in inflight:
+                    continue  # held before a recover(): the spool still has it
+                chunk = found
+                if chunk.written is not None:  # written back while in flight: a leased retry
+                    inflight.discard(i)
+                    if not any(chunk.inflight.values()):
+                        del live[chunk.number]
+                    rest.append(s._replace(claimed=s.claimed._replace(seq=chunk.written[i])))
+                elif s.kind == "done":
+                    inflight.discard(i)
+                    chunk.open -= 1
+                    done += 1
+                    if not chunk.open:
+                        self._chunk_settled(chunk)
+                elif s.kind == "release" and s.due_ms <= now_ms:
+                    inflight.discard(i)
+                    chunk.returned.setdefault(vendor, []).append(i)
+                    self._holding[vendor] -= 1
+                    self._waiting[vendor] += 1
+                    self._ready.setdefault(vendor, deque()).appendleft(chunk)
+                else:
+                    failed.append((chunk, i, s))
+            if failed:
+                self._write_failed(vendor, failed, now_ms)
+                for chunk, i, _ in failed:
+                    chunk.inflight[vendor].discard(i)
+                    chunk.open -= 1
+                    done += 1
+                    if not chunk.open:
+                        self._chunk_settled(chunk)
+            self._holding[vendor] -= done
+        return rest
+
+    def _write_failed(
+        self, vendor: str, failed: list[tuple[_Chunk, int, Settlement]], now_ms: int
+    ) -> None:
+        self._due_hint.pop(vendor, None)
+        with self._write_lock:
+            conn = self._work
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                seq = conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+                for chunk, i, s in failed:
+                    event_id, name, created_ms, _, payload = chunk.rows[i]
+                    if s.kind == "dead":
+                        conn.execute(
+                            "INSERT INTO dead_letters(vendor, event_id, name, created_ms, "
+                            "failed_ms, attempts, reason, payload) VALUES (?,?,?,?,?,?,?,?)",
+                            (
+                                vendor,
+                                event_id,
+                                name,
+                                created_ms,
+                                now_ms,
+                                s.attempts,
+                                s.error or "",
+                                payload,
+                            ),
+                        )
+                        continue
+                    seq += 1  # in the log for its retries only: no vendor reads it as new
+                    conn.execute(
+                        "INSERT INTO events(seq, event_id, name, created_ms, vendors, payload) "
+                        "VALUES (?,?,?,?,',',?)",
+                        (seq, event_id, name, created_ms, payload),
+                    )
+                    conn.execute(
+                        "INSERT INTO pending(vendor, seq, attempts, due_ms, lease, last_error) "
+                        "VALUES (?,?,?,?,0,?)",
+                        (vendor, seq, s.attempts if s.kind == "retry" else 0, s.due_ms, s.error),
+                    )
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._explain(exc) from None
+
+    def _chunk_settled(self, chunk: _Chunk) -> None:
+        del self._live[chunk.number]
+        self._held_count -= len(chunk.rows)
+        if chunk.segment in self._chunks:
+            self._advance(chunk.segment)
+
     def _persist_cursors(self) -> None:
         """Write the cursors marked dirty, in one transaction; a thread that finds another
         writing them leaves its mark for that one, which looks again before it stops."""
-        while self._cursor_dirty:
+        while self._cursor_dirty or self._offsets_dirty:
             if not self._persist_lock.acquire(blocking=False):
                 return
             try:
                 with self._work_lock, self._write_lock:
                     vendors = list(self._cursor_dirty)
                     self._cursor_dirty.clear()
+                    offsets = self._offsets_dirty
+                    self._offsets_dirty = {}
                     conn = self._work
                     try:
                         conn.execute("BEGIN IMMEDIATE")
                         for vendor in vendors:
                             self._save_cursor(vendor)
+                        if offsets:
+                            conn.executemany(
+                                "INSERT INTO spool(segment, offset) VALUES (?, ?) "
+                                "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset",
+                                list(offsets.items()),
+                            )
                         conn.execute("COMMIT")
+                        if self._offsets is not None:
+                            self._offsets.update(offsets)
                     except sqlite3.Error as exc:
                         if conn.in_transaction:
                             conn.execute("ROLLBACK")
+                        self._offsets_dirty = {**offsets, **self._offsets_dirty}
                         # Maintenance writes every cursor once a second: nothing is lost, a
                         # crash now would re-deliver a little more.
                         log.warning("could not save delivery progress (will retry): %s", exc)
@@ -714,9 +1184,7 @@ class SQLiteQueue(Queue):
         out: dict[str, QueueDepth] = {}
         if self._lock_fd is not None:
             self._ingest()
-            spooled: Counter[str] = Counter()
-        else:
-            spooled = self._spool_backlog(vendors)
+        spooled = self._spool_backlog(vendors)
         with self._work_lock:
             conn = self._work
             for v in vendors:
@@ -738,9 +1206,9 @@ class SQLiteQueue(Queue):
                     "SELECT count(*) FROM dead_letters WHERE vendor=?", (v,)
                 ).fetchone()[0]
                 out[v] = QueueDepth(
-                    ready=unread + spooled[v] + due,
+                    ready=unread + spooled[v] + due + self._waiting[v],
                     retrying=waiting,
-                    inflight=leased + inflight_new,
+                    inflight=leased + inflight_new + self._holding[v],
                     dead=dead,
                 )
         return out
@@ -796,6 +1264,7 @@ class SQLiteQueue(Queue):
         where, args = self._dead_filter(vendor, since_ms, ids)
         with self._work_lock, self._write_lock:
             rows = self._dead_rows(where, args, 10**9)
+            self._log_version += 1
             conn = self._work
             try:
                 conn.execute("BEGIN IMMEDIATE")
