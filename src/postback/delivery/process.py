@@ -46,6 +46,7 @@ log = logging.getLogger("postback.delivery")
 
 START_TIMEOUT = 60.0  # seconds for the child to import and build its tracker
 RESTART_PAUSE = 1.0  # seconds before replacing a child that died
+POLL_EVERY = 0.05  # seconds between the supervisor's looks at the queue
 REPLY_GRACE = 5.0  # seconds a reply may take beyond the timeout it was asked to keep
 
 
@@ -121,6 +122,7 @@ class DeliveryProcess:
                 ]
             )
         self._spec = child_spec(tracker)  # fail at start-up, not on the first track()
+        self._queue_poll = tracker.queue.poll  # e.g. the spool's next segment, made ready here
         self._lock = threading.Lock()  # one request and its reply at a time
         self._ready = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -205,7 +207,7 @@ class DeliveryProcess:
                 self._proc, self._conn = proc, conn
             self._ready.set()
             log.debug("delivery process %d started", proc.pid)
-            code = proc.wait()
+            code = self._wait(proc)
             self._ready.clear()
             with self._lock:
                 self._proc = self._conn = None
@@ -219,6 +221,19 @@ class DeliveryProcess:
                     RESTART_PAUSE,
                 )
                 time.sleep(RESTART_PAUSE)
+
+    def _wait(self, proc: subprocess.Popen[bytes]) -> int:
+        """Wait for the child to exit, doing the queue's housekeeping for this process
+        meanwhile (the SQLite spool prepares its next segment here, not in ``track()``)."""
+        while True:
+            try:
+                return proc.wait(timeout=POLL_EVERY)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                self._queue_poll()
+            except Exception:
+                log.debug("queue housekeeping failed (track() will do it)", exc_info=True)
 
     def request(self, message: tuple[Any, ...], timeout: float | None) -> Any:
         """Send a request to the child (starting it if needed) and wait for its reply; None if

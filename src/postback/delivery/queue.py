@@ -208,9 +208,10 @@ def open_queue(
 ) -> Queue:
     """Open the queue backend a ``queue`` URL names.
 
-    ``delivers_on_threads``: whether this process will also deliver on its own threads
-    (``workers = true``); the SQLite queue then writes its spool through a memory mapping,
-    which never releases the interpreter lock to them (see :mod:`postback.delivery.spool`).
+    ``delivers_on_threads``: whether this process will also deliver (``workers = true`` or
+    ``"process"``); the SQLite queue then writes its spool through a memory mapping, which
+    never releases the interpreter lock to a delivery thread (see
+    :mod:`postback.delivery.spool`).
     """
     if url.startswith("memory:"):
         from postback.delivery.memory import MemoryQueue

@@ -133,9 +133,10 @@ class SpoolWriter:
     cache, so a record survives the process being killed as soon as it is copied.
     Where the filesystem cannot allocate ahead (``EOPNOTSUPP``), or with ``mapped=False``,
     records are appended with one ``write()`` each instead. The queue asks for that in a
-    process that does not deliver on its own threads: nothing there competes for the lock,
-    and the deliverer (another process) then spent about 2 µs less CPU per event reading the
-    segments (measured, docs/performance.md).
+    process that only enqueues (``workers = false``): it allocates nothing ahead, and nothing
+    there competes for the lock. A thread of the writing process calls :meth:`prepare` now
+    and then (the deliverer's coordinator, or the supervisor of a ``workers = "process"``
+    child), which makes the next segment ready before ``track()`` needs it.
     """
 
     mapped = True  # tests turn it off to exercise the write() path
