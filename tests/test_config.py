@@ -53,7 +53,12 @@ def test_every_problem_with_its_key_path(monkeypatch: pytest.MonkeyPatch) -> Non
     found = problems(
         {
             "postbak": {},
-            "postback": {"queue": "ftp://x", "on_invalid": "explode", "workerz": 1},
+            "postback": {
+                "queue": "ftp://x",
+                "on_invalid": "explode",
+                "workerz": 1,
+                "process_nice": 25,
+            },
             "vendors": {
                 "example": {
                     "api_key": "${EXAMPLE_KEY}",
@@ -73,6 +78,7 @@ def test_every_problem_with_its_key_path(monkeypatch: pytest.MonkeyPatch) -> Non
         "postback.queue",
         "postback.on_invalid",
         "postback.workerz",
+        "postback.process_nice",
         "vendors.example.acount",
         "vendors.example.rate_limit",
         "vendors.example.batch_size",
@@ -83,6 +89,7 @@ def test_every_problem_with_its_key_path(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "export EXAMPLE_KEY=" in found[0][1]
     assert "did you mean 'postback'" in text["postbak"]
     assert "did you mean 'workers'" in text["postback.workerz"]
+    assert "from 0 (the app's priority) to 19" in text["postback.process_nice"]
     assert "did you mean 'account'" in text["vendors.example.acount"]
     assert "at most 50" in text["vendors.example.batch_size"]
     assert "not installed" in text["vendors.applovin"]

@@ -55,6 +55,9 @@ def test_a_child_process_delivers_and_reports(
         t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"p-{i}")
     child = t.engine.external.pid
     assert child is not None and child != os.getpid() and _alive(child)
+    # It runs below the app's CPU priority (process_nice, default 10).
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert _wait_for(lambda: os.getpriority(os.PRIO_PROCESS, child) == min(ours + 10, 19))
     report = t.flush(timeout=20)
     assert report.complete and report["example"].delivered == 301
     want = {"first", *(f"p-{i}" for i in range(300))}

@@ -33,6 +33,7 @@ def logged(q: SQLiteQueue) -> list[tuple[str, str]]:
 
 
 def saved_offsets(q: SQLiteQueue) -> dict[str, int]:
+    q.poll()  # progress is saved every few milliseconds, and on every poll
     return dict(q._work.execute("SELECT segment, offset FROM spool"))
 
 
@@ -189,7 +190,7 @@ def test_stopping_writes_back_what_was_held(tmp_path: Path) -> None:
     q = deliverer(tmp_path / "q.db", ["a"])
     for i in range(5):
         q.put(f"e{i}", "x", 1, ["a"], b"{}")
-    e0, e1 = q.claim("a", 2, 1)
+    e0, _ = q.claim("a", 2, 1)
     q.settle("a", [Settlement(e0, "done")], 1)  # e1 stays in flight: the stop cut it off
     q.close()
     q2 = deliverer(tmp_path / "q.db", ["a"])

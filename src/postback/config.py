@@ -73,6 +73,7 @@ class CoreSettings:
     workers: bool | str = True
     max_queue_size: int = 100_000
     sqlite_synchronous: str = "normal"
+    process_nice: int = 10
 
 
 CORE_HELP: dict[str, str] = {
@@ -88,6 +89,9 @@ CORE_HELP: dict[str, str] = {
     "max_queue_size": "Bound of the memory:// queue (track() raises QueueFull beyond it).",
     "sqlite_synchronous": "'normal' (survives a process crash; the default) or 'full' "
     "(also survives power loss, slower).",
+    "process_nice": "With workers = 'process': how much lower the delivery process's CPU "
+    "priority is than the app's (0-19, default 10; 0 for the same). When they compete for a "
+    "core, the app's requests come first and delivery catches up after; events wait on disk.",
 }
 
 #: Settings every vendor takes, handled by the core.
@@ -407,6 +411,10 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
             elif key == "max_queue_size":
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                     raise ValueError("must be a positive integer")
+                kwargs[key] = val
+            elif key == "process_nice":
+                if not isinstance(val, int) or isinstance(val, bool) or not 0 <= val <= 19:
+                    raise ValueError("must be an integer from 0 (the app's priority) to 19")
                 kwargs[key] = val
         except ValueError as exc:
             problems.append(ConfigProblem(path, str(exc)))

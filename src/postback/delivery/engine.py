@@ -69,6 +69,8 @@ def _user_agent() -> str:
 
 USER_AGENT = _user_agent()
 HALT_PAUSE = 60.0  # seconds a lane waits after the vendor refused our credentials
+LINGER_STEP = 0.005  # seconds between looks for more events while a batch lingers
+POLL_BUSY = 0.005  # seconds between looks at other processes' events while they come
 IDLE_POLL_SHARED = 0.2  # another process may enqueue: look again this often
 IDLE_POLL_PRIVATE = 5.0
 MAINTENANCE_EVERY = 1.0
@@ -278,14 +280,16 @@ class Lane:
                 stop.wait(LANE_ERROR_PAUSE)
 
     def _claim(self, queue: Queue, slots: int, now: float, stop: threading.Event) -> list[Claimed]:
-        """Up to a batch per slot; a batch not full waits ``linger`` once for more."""
+        """Up to a batch per slot; a batch not full waits up to ``linger`` for more, looking
+        again every few milliseconds, and goes as soon as it is full."""
         claimed = queue.claim(self.name, self.batch_size * slots, int(now * 1000))
-        if (
-            claimed
-            and len(claimed) < self.batch_size
-            and self.linger
-            and not stop.wait(self.linger)
-        ):
+        if not claimed or len(claimed) >= self.batch_size or not self.linger:
+            return claimed
+        deadline = time.monotonic() + self.linger
+        while len(claimed) < self.batch_size:
+            left = deadline - time.monotonic()
+            if left <= 0 or stop.wait(min(left, LINGER_STEP)):
+                break
             more = queue.claim(self.name, self.batch_size - len(claimed), int(time.time() * 1000))
             claimed.extend(more)
         return claimed
@@ -654,8 +658,11 @@ class DeliveryEngine:
         if interval is None:
             self.stopping.wait(max(deadline - time.monotonic(), 0.0))
             return
-        while not self.stopping.wait(interval) and time.monotonic() < deadline:
-            self.queue.poll()
+        wait = interval
+        while not self.stopping.wait(wait) and time.monotonic() < deadline:
+            # Sooner while other processes are queueing (a lane that is idle sleeps until a
+            # poll wakes it), back to the interval when they stop.
+            wait = POLL_BUSY if self.queue.poll() else min(wait * 2, interval)
 
     def _wake(self, vendors: Iterable[str]) -> None:
         for v in vendors:

@@ -345,6 +345,9 @@ def main() -> None:
         conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
         return
     conn.send_bytes(pickle.dumps(("ready", os.getpid())))
+    if tracker.config.core.process_nice:
+        # Below the app: when both want a core, its requests come first; delivery catches up.
+        os.nice(tracker.config.core.process_nice)
     tune_gc_for_delivery()
     tracker.engine.start()
     try:

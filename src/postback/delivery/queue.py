@@ -157,8 +157,10 @@ class Queue(abc.ABC):
         """On becoming deliverer: give back events claimed by a deliverer that died."""
         return 0
 
-    def poll(self) -> None:
-        """Look for events other processes queued (the deliverer calls it often: cheap)."""
+    def poll(self) -> bool:
+        """Look for events other processes queued (the deliverer calls it often: cheap);
+        whether it found any (the deliverer then looks again sooner)."""
+        return False
 
     def maintenance(self) -> None:
         """Periodic housekeeping by the deliverer (garbage collection, checkpoints)."""

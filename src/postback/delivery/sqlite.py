@@ -92,6 +92,7 @@ STALE_NEW_SEGMENT = 60.0  # a ".new" spool file unlocked this long was left by a
 HOT_LIMIT = 10_000  # events read from the spool and held for the lanes, not yet in the log
 HOT_STALE = 2.0  # seconds an unsettled held event may wait before it is written to the log
 HOT_LOOK = 0.002  # a lane with nothing held for it looks at the spool again after this
+PERSIST_EVERY = 0.01  # seconds between saves of delivery progress (offsets, cursors)
 _NEVER = 1 << 62  # no retry waiting
 _INSERT = "INSERT INTO events(event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?)"
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
@@ -175,6 +176,7 @@ class SQLiteQueue(Queue):
         self._inflight: dict[str, set[int]] = {}
         self._cursor_dirty: set[str] = set()
         self._persist_lock = threading.Lock()
+        self._persisted_at = 0.0
         self._served: frozenset[str] = frozenset()
         self.spool_dir = Path(f"{self.path}.spool")
         self._spool = spool.SpoolWriter(
@@ -375,9 +377,14 @@ class SQLiteQueue(Queue):
 
     # --- ingesting the spool (the deliverer) -----------------------------------------------------
 
-    def poll(self) -> None:
+    def poll(self) -> bool:
         self._spool.prepare()
-        self._ingest_if_due()
+        found = 0
+        if self._lock_fd is not None:
+            found = self._ingest()
+            if self._offsets_dirty or self._cursor_dirty:
+                self._persist_cursors()
+        return found > 0
 
     def _ingest_if_due(self, vendor: str | None = None) -> None:
         """Read the spool when this process spooled something, when a lane has nothing held
@@ -758,6 +765,7 @@ class SQLiteQueue(Queue):
     def release_delivery(self) -> None:
         if self._lock_fd is not None:
             try:  # events held in memory go into the log: the next deliverer finds them there
+                self._persist_cursors()
                 if self._live or self._offsets_dirty:
                     self._write_back()
             except (sqlite3.Error, QueueError) as exc:
@@ -874,7 +882,7 @@ class SQLiteQueue(Queue):
         if any(s.claimed.seq < 0 for s in settlements):
             settlements = self._settle_held(vendor, settlements, now_ms)
             if not settlements:
-                self._persist_cursors()
+                self._persist_soon()
                 return
         if all(s.kind == "done" for s in settlements):
             # The common case, events read from the log and delivered: nothing to write but
@@ -888,7 +896,7 @@ class SQLiteQueue(Queue):
                     inflight.difference_update(seqs)
                     self._cursor_dirty.add(vendor)
             if fresh:
-                self._persist_cursors()
+                self._persist_soon()
                 return
         with self._work_lock, self._write_lock:
             conn = self._work
@@ -1070,6 +1078,14 @@ class SQLiteQueue(Queue):
         if chunk.segment in self._chunks:
             self._advance(chunk.segment)
 
+    def _persist_soon(self) -> None:
+        """Save progress if it was last saved more than PERSIST_EVERY ago (else the next
+        settle, poll or maintenance does): one small transaction per batch delivered was
+        half a microsecond per event. Progress saved later only means that a deliverer
+        that dies sends a few more events again."""
+        if time.monotonic() - self._persisted_at >= PERSIST_EVERY:
+            self._persist_cursors()
+
     def _persist_cursors(self) -> None:
         """Write the cursors marked dirty, in one transaction; a thread that finds another
         writing them leaves its mark for that one, which looks again before it stops."""
@@ -1078,6 +1094,7 @@ class SQLiteQueue(Queue):
                 return
             try:
                 with self._work_lock, self._write_lock:
+                    self._persisted_at = time.monotonic()
                     vendors = list(self._cursor_dirty)
                     self._cursor_dirty.clear()
                     offsets = self._offsets_dirty
