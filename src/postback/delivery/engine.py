@@ -209,6 +209,7 @@ class Lane:
         self.gate = RateGate(limit, (self.name, destination.credential_id()), storage)
         self.timeout = httpx.Timeout(config.timeout)
         self.linger = config.linger if self.batch_size > 1 else 0.0
+        self._last_full = False  # the last claim filled a batch: a backlog was being drained
         self.stats = VendorStats()
         self.wake = threading.Event()
         self.paused_until = 0.0
@@ -281,9 +282,13 @@ class Lane:
 
     def _claim(self, queue: Queue, slots: int, now: float, stop: threading.Event) -> list[Claimed]:
         """Up to a batch per slot; a batch not full waits up to ``linger`` for more, looking
-        again every few milliseconds, and goes as soon as it is full."""
+        again every few milliseconds, and goes as soon as it is full. At the end of a burst
+        (the last batch was full, and a look finds nothing new) it goes at once: the backlog
+        is drained, and what it waited for is not coming."""
         claimed = queue.claim(self.name, self.batch_size * slots, int(now * 1000))
-        if not claimed or len(claimed) >= self.batch_size or not self.linger:
+        burst = self._last_full
+        self._last_full = len(claimed) >= self.batch_size
+        if not claimed or self._last_full or not self.linger:
             return claimed
         deadline = time.monotonic() + self.linger
         while len(claimed) < self.batch_size:
@@ -291,6 +296,8 @@ class Lane:
             if left <= 0 or stop.wait(min(left, LINGER_STEP)):
                 break
             more = queue.claim(self.name, self.batch_size - len(claimed), int(time.time() * 1000))
+            if not more and burst:
+                break
             claimed.extend(more)
         return claimed
 
