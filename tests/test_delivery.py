@@ -263,3 +263,47 @@ def test_a_lane_survives_claims_that_fail(
     assert t.flush(timeout=20).complete
     assert failures["left"] == 0
     assert {r["event_id"] for r in sandbox.received("example")} == {"f-0", "f-1", "f-2"}
+
+
+class ScriptedQueue:
+    """Answers a lane's claims from a script of batch sizes (what arrived meanwhile)."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+        self.calls: list[int] = []
+
+    def claim(self, vendor: str, limit: int, now_ms: int) -> list[Any]:
+        self.calls.append(limit)
+        n = min(self.sizes.pop(0) if self.sizes else 0, limit)
+        return [object()] * n
+
+
+@pytest.mark.parametrize(
+    ("last_full", "script", "want", "quick"),
+    [
+        # A steady trickle: the batch lingers and gathers what arrives.
+        (False, [10, 5, 0, 7], 22, False),
+        # Full as soon as enough arrived: it goes then, without waiting out the linger.
+        (False, [60, 0, 40], 100, True),
+        # The end of a burst (the last batch was full): a look finding nothing sends it.
+        (True, [30, 0, 50], 30, True),
+    ],
+)
+def test_a_lingering_batch(
+    make_tracker: Callable[..., Tracker],
+    last_full: bool,
+    script: list[int],
+    want: int,
+    quick: bool,
+) -> None:
+    t = make_tracker(vendor={"linger": 0.3})
+    lane = t.engine.lanes["example"]
+    lane.batch_size = 100
+    lane._last_full = last_full
+    queue = ScriptedQueue(script)
+    started = time.monotonic()
+    claimed = lane._claim(queue, 1, time.time(), threading.Event())  # type: ignore[arg-type]
+    took = time.monotonic() - started
+    assert len(claimed) == want
+    assert took < 0.15 if quick else took >= 0.29
+    assert all(limit <= 100 for limit in queue.calls)
