@@ -69,6 +69,7 @@ def _user_agent() -> str:
 
 USER_AGENT = _user_agent()
 HALT_PAUSE = 60.0  # seconds a lane waits after the vendor refused our credentials
+NUDGE_EVERY = 0.02  # seconds: track() nudges a delivery process at most this often
 LINGER_STEP = 0.005  # seconds between looks for more events while a batch lingers
 POLL_BUSY = 0.005  # seconds between looks at other processes' events while they come
 IDLE_POLL_SHARED = 0.2  # another process may enqueue: look again this often
@@ -593,6 +594,8 @@ class DeliveryEngine:
         self.external: DeliveryProcess | None = None
         self.stopping = threading.Event()
         self.progress = threading.Event()
+        self._nudged = threading.Event()
+        self._nudged_at = 0.0
         self.notify_delivery = host.has_delivery_listeners()
         self.lanes = self._make_lanes([(d, vc) for d, vc in vendors])
         queue.on_new = self._wake
@@ -666,9 +669,13 @@ class DeliveryEngine:
             self.stopping.wait(max(deadline - time.monotonic(), 0.0))
             return
         wait = interval
-        while not self.stopping.wait(wait) and time.monotonic() < deadline:
+        while not self.stopping.is_set() and time.monotonic() < deadline:
             # Sooner while other processes are queueing (a lane that is idle sleeps until a
-            # poll wakes it), back to the interval when they stop.
+            # poll wakes it), or when nudged; back to the interval when they stop.
+            if self._nudged.wait(wait):
+                self._nudged.clear()
+            if self.stopping.is_set():
+                break
             wait = POLL_BUSY if self.queue.poll() else min(wait * 2, interval)
 
     def _wake(self, vendors: Iterable[str]) -> None:
@@ -678,11 +685,21 @@ class DeliveryEngine:
                 lane.wake.set()
 
     def notify(self, vendors: Sequence[str]) -> None:
-        """Called by track(): start delivery on first use; wake the lanes if they run here."""
+        """Called by track(): start delivery on first use; wake the lanes if they run here,
+        or now and then the delivery process."""
         if not self._started:
             self.start()
         if self._delivering:
             self._wake(vendors)
+        elif self.external is not None:
+            now = time.monotonic()
+            if now - self._nudged_at > NUDGE_EVERY:
+                self._nudged_at = now
+                self.external.nudge()
+
+    def nudge(self) -> None:
+        """Events are coming from another process: look at the queue now."""
+        self._nudged.set()
 
     def pending(self) -> dict[str, int]:
         now_ms = int(time.time() * 1000)
@@ -737,6 +754,7 @@ class DeliveryEngine:
             self.external.stop(wait)
             self._started = False
         self.stopping.set()
+        self._nudged.set()  # the coordinator may be waiting for a nudge
         for lane in self.lanes.values():
             lane.wake.set()
         if self._coordinator is not None:
@@ -758,6 +776,8 @@ class DeliveryEngine:
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self.progress = threading.Event()
+        self._nudged = threading.Event()
+        self._nudged_at = 0.0
         self._started = False
         self._delivering = False
         self._coordinator = None

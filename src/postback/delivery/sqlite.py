@@ -404,13 +404,16 @@ class SQLiteQueue(Queue):
         """Read every process's spool: hand fresh events to the lanes in memory (``hold``),
         or write them into the ``events`` log. Returns how many records were read."""
         with self._ingest_lock:
-            self._dirty = False  # before reading: a put() from now on asks again
-            self._ingested_at = time.monotonic()
-            try:
-                return self._ingest_locked(hold)
-            except sqlite3.Error as exc:
-                self._dirty = True  # what is left stays spooled: the next claim tries again
-                raise self._explain(exc) from None
+            return self._ingest_now(hold)
+
+    def _ingest_now(self, hold: bool = True) -> int:
+        self._dirty = False  # before reading: a put() from now on asks again
+        self._ingested_at = time.monotonic()
+        try:
+            return self._ingest_locked(hold)
+        except sqlite3.Error as exc:
+            self._dirty = True  # what is left stays spooled: the next claim tries again
+            raise self._explain(exc) from None
 
     def _ingest_locked(self, hold: bool) -> int:
         """The spool is read into memory up to :data:`HOT_LIMIT` held events; past that it
@@ -1198,10 +1201,18 @@ class SQLiteQueue(Queue):
     # --- inspection ------------------------------------------------------------------------------
 
     def depth(self, vendors: Sequence[str], now_ms: int) -> dict[str, QueueDepth]:
+        if self._lock_fd is None:
+            return self._depth(vendors, now_ms, self._spool_backlog(vendors))
+        # The deliverer: no reading of the spool meanwhile, or records read between counting
+        # the spool and counting what is held would count twice (or not at all).
+        with self._ingest_lock:
+            self._ingest_now()
+            return self._depth(vendors, now_ms, self._spool_backlog(vendors))
+
+    def _depth(
+        self, vendors: Sequence[str], now_ms: int, spooled: Counter[str]
+    ) -> dict[str, QueueDepth]:
         out: dict[str, QueueDepth] = {}
-        if self._lock_fd is not None:
-            self._ingest()
-        spooled = self._spool_backlog(vendors)
         with self._work_lock:
             conn = self._work
             for v in vendors:
