@@ -10,14 +10,17 @@ leaves it in the spool for the next (at least once, never lost).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import postback.delivery.sqlite as sq
+from postback import Tracker
 from postback.delivery import spool
 from postback.delivery.queue import Settlement
 from postback.delivery.sqlite import SQLiteQueue
+from postback.sandbox import Sandbox
 
 
 def deliverer(path: Path, vendors: list[str]) -> SQLiteQueue:
@@ -256,3 +259,24 @@ def test_the_next_segment_is_prepared_off_the_track_path(
     assert not first.exists()  # read to its end, its writer gone: deleted
     q.close()
     assert list(q.spool_dir.iterdir()) == []
+
+
+def test_the_depth_counts_each_event_once_while_lanes_read_the_spool(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vendor answering 503: lanes keep reading the spool, failing and writing retries
+    while stats() counts; every count is exactly what was tracked (none twice, none lost)."""
+    monkeypatch.setattr(sq, "HOLD_CHUNK", 2_000)  # many small reads: many chances to race
+    monkeypatch.setattr(sq, "HOT_LIMIT", 40)  # and the lanes read on as they fail
+    sandbox.set_fault("example", status=503)
+    t = make_tracker(
+        vendor={"retry": {"max_attempts": 1000, "max_age": "1h"}, "concurrency": 4, "linger": 0}
+    )
+    n = 3_000
+    for i in range(n):
+        t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"d-{i}")
+    counts = [t.stats()["example"]["queue_depth"] for _ in range(40)]
+    assert counts == [n] * 40
+    sandbox.clear_faults()
+    assert t.flush(timeout=30).complete
+    assert {r["event_id"] for r in sandbox.received("example")} == {f"d-{i}" for i in range(n)}
