@@ -235,7 +235,7 @@ def test_the_next_segment_is_prepared_off_the_track_path(
     q = deliverer(tmp_path / "q.db", ["a"])
     writer = q._spool
     writer.prepare()
-    assert writer._next is None  # not half full yet
+    assert writer._next is None  # not a quarter full yet
     for i in range(6):
         q.put(f"e{i}", "x", 1, ["a"], b"y" * 100)
     first = writer.segment

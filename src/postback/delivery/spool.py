@@ -154,11 +154,22 @@ class SpoolWriter:
         # Made ready by prepare() on another thread: the next segment, and those let go of.
         self._next: tuple[int, mmap.mmap | None, Path, int] | None = None
         self._retired: list[tuple[int, mmap.mmap | None, int]] = []
+        self._preparing = False
+
+    @property
+    def wants_preparing(self) -> bool:
+        """Whether :meth:`prepare` has work (read without the lock: a hint)."""
+        return bool(self._retired) or (
+            self._next is None
+            and not self._preparing
+            and self._map is not None
+            and self._size * 4 > self._capacity
+        )
 
     def prepare(self) -> None:
-        """Off the ``track()`` path (the deliverer's thread in the same process calls it):
-        create the next segment once the current one is half full, and let go of the ones
-        ``track()`` has moved on from. Every system call a ``track()`` makes gives the
+        """Off the ``track()`` path (the deliverer's threads in the same process call it):
+        create the next segment once the current one is a quarter full, and let go of the
+        ones ``track()`` has moved on from. Every system call a ``track()`` makes gives the
         interpreter lock to the delivery threads, which may keep it a switch interval (5 ms)
         each; a rotation done here costs ``track()`` none."""
         with self._lock:
@@ -167,8 +178,10 @@ class SpoolWriter:
                 self.mapped
                 and self._map is not None
                 and self._next is None
-                and self._size * 2 > self._capacity
+                and not self._preparing
+                and self._size * 4 > self._capacity
             )
+            self._preparing = self._preparing or wanted  # one thread at a time makes it
         for fd, mm, size in retired:
             self._let_go(fd, mm, size)
         if not wanted:
@@ -176,8 +189,10 @@ class SpoolWriter:
         try:
             made = self._create(SEGMENT_BYTES)
         except SpoolError:
+            self._preparing = False
             return  # track() will try itself, and report what stops it
         with self._lock:
+            self._preparing = False
             if self._next is None and self._fd is not None:
                 self._next = made
                 return
@@ -321,6 +336,7 @@ class SpoolWriter:
             os.close(fd)
         self._fd = self._map = self._next = None
         self._retired = []
+        self._preparing = False
         self.segment = None
         self._size = self._capacity = 0
 

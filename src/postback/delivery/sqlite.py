@@ -809,6 +809,8 @@ class SQLiteQueue(Queue):
         return pos
 
     def claim(self, vendor: str, limit: int, now_ms: int) -> list[Claimed]:
+        if self._spool.wants_preparing:  # whichever delivery thread runs first does it
+            self._spool.prepare()
         self._ingest_if_due(vendor)
         out: list[Claimed] = []
         key = _vendor_key(vendor)
