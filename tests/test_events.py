@@ -224,3 +224,16 @@ def test_fast_built_user_and_context_behave_like_attrs_built_ones() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         fast.user.email = "b@b.co"  # type: ignore[misc]
     assert attrs.evolve(fast.user, phone="+1") == User(email="a@b.co", phone="+1")
+
+
+def test_events_built_without_attrs_init_are_whole() -> None:
+    """make_event() and loads_event() fill the slots directly: every field is set, and the
+    result equals, reprs and evolves like an Event built through attrs."""
+    import attrs
+
+    e = make_event("purchase", user={"email": "a@b.co"}, value=2, currency="USD", event_id="w-1")
+    built = Event(**{f.name: getattr(e, f.name) for f in attrs.fields(Event)})
+    for event in (e, loads_event(dumps_event(e))):
+        assert all(hasattr(event, f.name) for f in attrs.fields(Event))
+        assert event == built and repr(event) == repr(built)
+        assert attrs.evolve(event, name="refund").name == "refund"
