@@ -71,7 +71,8 @@ USER_AGENT = _user_agent()
 HALT_PAUSE = 60.0  # seconds a lane waits after the vendor refused our credentials
 NUDGE_EVERY = 0.02  # seconds: track() nudges a delivery process at most this often
 LINGER_STEP = 0.005  # seconds between looks for more events while a batch lingers
-POLL_BUSY = 0.005  # seconds between looks at other processes' events while they come
+BURST_END_STEP = 0.001  # the same after a full batch: is the burst over?
+POLL_BUSY = 0.002  # seconds between looks at other processes' events while they come
 IDLE_POLL_SHARED = 0.2  # another process may enqueue: look again this often
 IDLE_POLL_PRIVATE = 5.0
 MAINTENANCE_EVERY = 1.0
@@ -294,7 +295,7 @@ class Lane:
         deadline = time.monotonic() + self.linger
         while len(claimed) < self.batch_size:
             left = deadline - time.monotonic()
-            if left <= 0 or stop.wait(min(left, LINGER_STEP)):
+            if left <= 0 or stop.wait(min(left, BURST_END_STEP if burst else LINGER_STEP)):
                 break
             more = queue.claim(self.name, self.batch_size - len(claimed), int(time.time() * 1000))
             if not more and burst:
