@@ -280,3 +280,28 @@ def test_the_depth_counts_each_event_once_while_lanes_read_the_spool(
     sandbox.clear_faults()
     assert t.flush(timeout=30).complete
     assert {r["event_id"] for r in sandbox.received("example")} == {f"d-{i}" for i in range(n)}
+
+
+def test_a_slow_vendor_does_not_hold_up_another_when_the_held_set_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """b takes nothing (down, paused, slow): its share fills the held set. a, which keeps
+    taking, must not wait HOT_STALE for the set to be written back."""
+    monkeypatch.setattr(sq, "HOT_LIMIT", 6)
+    monkeypatch.setattr(sq, "HOLD_CHUNK", 1)  # one record per chunk
+    monkeypatch.setattr(sq, "HOT_STALE", 3600.0)
+    q = deliverer(tmp_path / "q.db", ["a", "b"])
+    for i in range(30):
+        q.put(f"e{i}", "x", 1, ["a", "b"], b"{}")
+    got: list[str] = []
+    for _ in range(40):
+        batch = q.claim("a", 2, 1)
+        got += [c.event_id for c in batch]
+        q.settle("a", [Settlement(c, "done") for c in batch], 1)
+    assert got == [f"e{i}" for i in range(30)]
+    # What b did not take went to the log, with the offsets past it: nothing is lost for b.
+    b = q.claim("b", 100, 1)
+    assert sorted(c.event_id for c in b) == sorted(f"e{i}" for i in range(30))
+    q.settle("b", [Settlement(c, "done") for c in b], 1)
+    assert q.depth(["a", "b"], 1)["b"].pending == 0
+    q.close()

@@ -91,6 +91,7 @@ INGEST_POLL = 0.05  # seconds between looks at other processes' spool files
 STALE_NEW_SEGMENT = 60.0  # a ".new" spool file unlocked this long was left by a crash
 HOT_LIMIT = 10_000  # events read from the spool and held for the lanes, not yet in the log
 HOT_STALE = 2.0  # seconds an unsettled held event may wait before it is written to the log
+STARVING_AFTER = 1.0  # a vendor that took held events this recently and has none is starving
 HOT_LOOK = 0.002  # a lane with nothing held for it looks at the spool again after this
 PERSIST_EVERY = 0.01  # seconds between saves of delivery progress (offsets, cursors)
 _NEVER = 1 << 62  # no retry waiting
@@ -205,6 +206,7 @@ class SQLiteQueue(Queue):
         self._ready: dict[str, deque[_Chunk]] = {}  # per vendor: chunks with rows to claim
         self._waiting: Counter[str] = Counter()  # per vendor: held rows not claimed
         self._holding: Counter[str] = Counter()  # per vendor: held rows in flight
+        self._claimed_at: dict[str, float] = {}  # per vendor: when it last took held rows
         self._chunks: dict[str, deque[_Chunk]] = {}  # per segment, in order, until settled
         self._read_to: dict[str, int] = {}  # how far each segment has been read
         self._offsets_dirty: dict[str, int] = {}  # offsets to save with the next cursors
@@ -425,7 +427,9 @@ class SQLiteQueue(Queue):
                 self._offsets = dict(self._work.execute("SELECT segment, offset FROM spool"))
                 self._read_to = dict(self._offsets)
             hold = hold and bool(self._served)
-            if self._held_count and (not hold or self._stale()):
+            if self._held_count and (
+                not hold or self._stale() or (self._held_count >= HOT_LIMIT and self._starving())
+            ):
                 self._write_back()
         total = 0
         woken: set[str] = set()
@@ -559,6 +563,14 @@ class SQLiteQueue(Queue):
             end = chunks.popleft().end
         if end is not None:
             self._offsets_dirty[segment] = end
+
+    def _starving(self) -> bool:
+        """Whether a vendor that has been taking held events has none left while the held
+        set is full (of events another vendor is slow to take): it must not wait for them."""
+        now = time.monotonic()
+        return any(
+            not self._waiting[v] and now - at < STARVING_AFTER for v, at in self._claimed_at.items()
+        )
 
     def _stale(self) -> bool:
         horizon = time.monotonic() - HOT_STALE
@@ -976,6 +988,7 @@ class SQLiteQueue(Queue):
                 room -= len(take)
         self._waiting[vendor] -= len(out)
         self._holding[vendor] += len(out)
+        self._claimed_at[vendor] = time.monotonic()
         return out
 
     def _settle_held(
