@@ -27,6 +27,7 @@ __all__ = [
     "rss_bytes",
     "run_worker",
     "source_fingerprint",
+    "throughput_spec",
 ]
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -197,6 +198,13 @@ def machine() -> dict[str, Any]:
         "loadavg_at_start": os.getloadavg(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
+
+
+def throughput_spec(n: int, **extra: Any) -> dict[str, Any]:
+    """A ``throughput`` workload (``workload.py``): postback tracks ``n`` events for the
+    batched bench vendor with 16 requests in flight; ``extra`` adds or overrides keys."""
+    spec = {"scenario": "throughput", "lib": "postback", "n": n, "vendor": "bench_batch"}
+    return {**spec, "concurrency": 16, **extra}
 
 
 def run_worker(spec: dict[str, Any], *, timeout: float = 300.0) -> dict[str, Any]:

@@ -46,7 +46,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BENCH_DIR, SCRATCH_ENV, Sink, machine, run_worker, source_fingerprint
+from common import (
+    BENCH_DIR,
+    SCRATCH_ENV,
+    Sink,
+    machine,
+    run_worker,
+    source_fingerprint,
+    throughput_spec,
+)
 
 RESULTS_DIR = BENCH_DIR / "results"
 DOCS_PLOT = BENCH_DIR.parent / "docs" / "performance.png"
@@ -108,14 +116,11 @@ class Bench:
             for latency in self.latencies:
                 for run in range(self.runs):
                     for lib in ("postback", "postback-process", "segment"):
-                        spec = {
-                            "scenario": "throughput",
-                            "lib": "postback" if lib.startswith("postback") else lib,
-                            "n": n,
-                            "vendor": "bench_batch",
-                            "concurrency": 16,
-                            "segment_queue": max(n, 10_000),
-                        }
+                        spec = throughput_spec(
+                            n,
+                            lib="postback" if lib.startswith("postback") else lib,
+                            segment_queue=max(n, 10_000),
+                        )
                         if lib == "postback-process":
                             spec["workers"] = "process"
                         r = self.measured(spec, latency=latency)
@@ -128,13 +133,7 @@ class Bench:
                         )
         if self._applovin_available():
             for latency in self.latencies:
-                spec = {
-                    "scenario": "throughput",
-                    "lib": "postback",
-                    "n": self.ns[0],
-                    "vendor": "applovin",
-                    "concurrency": 8,
-                }
+                spec = throughput_spec(self.ns[0], vendor="applovin", concurrency=8)
                 r = self.measured(spec, latency=latency)
                 r.update(lib="postback-applovin", n=self.ns[0], latency_ms=latency * 1000, run=0)
                 out.append(r)
@@ -185,13 +184,7 @@ class Bench:
         n = 20_000
         for latency in self.latencies:
             for conc in (2, 4, 8, 16):
-                spec = {
-                    "scenario": "throughput",
-                    "lib": "postback",
-                    "n": n,
-                    "vendor": "bench_batch",
-                    "concurrency": conc,
-                }
+                spec = throughput_spec(n, concurrency=conc)
                 r = self.measured(spec, latency=latency)
                 out.append(
                     {
@@ -218,13 +211,7 @@ class Bench:
         engine = []
         for conc in (16, 32, 64):
             for run in range(self.runs):
-                spec = {
-                    "scenario": "throughput",
-                    "lib": "postback",
-                    "n": n,
-                    "vendor": "bench_single",
-                    "concurrency": conc,
-                }
+                spec = throughput_spec(n, vendor="bench_single", concurrency=conc)
                 r = self.measured(spec, latency=latency)
                 r.update(concurrency=conc, n=n, latency_ms=20.0, run=run)
                 engine.append(r)
@@ -443,15 +430,7 @@ class Bench:
             ("memory:// queue (no file at all; not durable)", {"queue_url": "memory://"}),
         ]
         for label, extra in variants:
-            spec = {
-                "scenario": "throughput",
-                "lib": "postback",
-                "n": n,
-                "vendor": "bench_batch",
-                "concurrency": 16,
-                "time_put": True,
-                **extra,
-            }
+            spec = throughput_spec(n, time_put=True, **extra)
             r = self.measured(spec, latency=0.02)
             r.update(label=label, n=n)
             out.append(r)

@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SCRATCH_ENV, Sink, run_worker
+from common import SCRATCH_ENV, Sink, run_worker, throughput_spec
 
 MODES = {"threads": True, "process": "process"}
 
@@ -38,17 +38,13 @@ def soak(
         for mode in modes:
             sink.client.reset()
             sink.client.configure(latency=latency, status=None)
-            spec = {
-                "scenario": "throughput",
-                "lib": "postback",
-                "n": n,
-                "vendor": "bench_batch",
-                "concurrency": 16,
-                "workers": MODES[mode],
-                "sink_url": sink.url,
-                "tag": f"soak{run}{mode[0]}",
-                "wait_timeout": 120,
-            }
+            spec = throughput_spec(
+                n,
+                workers=MODES[mode],
+                sink_url=sink.url,
+                tag=f"soak{run}{mode[0]}",
+                wait_timeout=120,
+            )
             result = run_worker(spec, timeout=300)
             stats = sink.client.stats()
             row = {

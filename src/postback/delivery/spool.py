@@ -156,15 +156,19 @@ class SpoolWriter:
         self._retired: list[tuple[int, mmap.mmap | None, int]] = []
         self._preparing = False
 
+    def _next_wanted(self) -> bool:
+        """A mapped segment a quarter full, with no next one made or being made."""
+        return (
+            self._map is not None
+            and self._next is None
+            and not self._preparing
+            and self._size * 4 > self._capacity
+        )
+
     @property
     def wants_preparing(self) -> bool:
         """Whether :meth:`prepare` has work (read without the lock: a hint)."""
-        return bool(self._retired) or (
-            self._next is None
-            and not self._preparing
-            and self._map is not None
-            and self._size * 4 > self._capacity
-        )
+        return bool(self._retired) or self._next_wanted()
 
     def prepare(self) -> None:
         """Off the ``track()`` path (the deliverer's threads in the same process call it):
@@ -174,13 +178,7 @@ class SpoolWriter:
         each; a rotation done here costs ``track()`` none."""
         with self._lock:
             retired, self._retired = self._retired, []
-            wanted = (
-                self.mapped
-                and self._map is not None
-                and self._next is None
-                and not self._preparing
-                and self._size * 4 > self._capacity
-            )
+            wanted = self._next_wanted()
             self._preparing = self._preparing or wanted  # one thread at a time makes it
         for fd, mm, size in retired:
             self._let_go(fd, mm, size)
@@ -241,10 +239,10 @@ class SpoolWriter:
     def _rotate(self, need: int) -> None:
         made, self._next = self._next, None
         prepared = made is not None and made[3] >= need
-        if made is not None and not prepared:
-            self._retired.append((made[0], made[1], 0))
         if not prepared:
-            made = self._create(need)
+            if made is not None:  # made ready, but too small for this record
+                self._retired.append((made[0], made[1], 0))
+            made = self._create(need)  # if this fails, the current segment stays current
         assert made is not None
         if self._fd is not None:
             self._retired.append((self._fd, self._map, self._size))

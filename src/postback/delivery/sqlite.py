@@ -31,7 +31,8 @@ import sqlite3
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from postback.delivery import spool
@@ -96,6 +97,13 @@ HOT_LOOK = 0.002  # a lane with nothing held for it looks at the spool again aft
 PERSIST_EVERY = 0.01  # seconds between saves of delivery progress (offsets, cursors)
 _NEVER = 1 << 62  # no retry waiting
 _INSERT = "INSERT INTO events(event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?)"
+_INSERT_NUMBERED = (
+    "INSERT INTO events(seq, event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?,?)"
+)
+_SAVE_OFFSET = (
+    "INSERT INTO spool(segment, offset) VALUES (?, ?) "
+    "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset"
+)
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
 
@@ -388,16 +396,16 @@ class SQLiteQueue(Queue):
                 self._persist_cursors()
         return found > 0
 
-    def _ingest_if_due(self, vendor: str | None = None) -> None:
-        """Read the spool when this process spooled something, when a lane has nothing held
-        for it, or now and then for other processes."""
+    def _ingest_if_due(self, vendor: str) -> None:
+        """Read the spool when this process spooled something, when ``vendor``'s lane has
+        nothing held for it, or now and then for other processes."""
         if self._lock_fd is None:
             return
         elapsed = time.monotonic() - self._ingested_at
         if (
             not self._dirty
             and elapsed < INGEST_POLL
-            and (vendor is None or self._waiting[vendor] or elapsed < HOT_LOOK)
+            and (self._waiting[vendor] or elapsed < HOT_LOOK)
         ):
             return
         self._ingest()
@@ -542,18 +550,28 @@ class SQLiteQueue(Queue):
                 taken = self._taken[segment] = Counter()
             taken.update(r[3] for r in rows)
 
-    def _insert(self, rows: list[spool.Row]) -> None:
-        self._log_version += 1
-        with self._write_lock:
-            conn = self._work
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the work connection, rolled back if anything fails in it
+        (the caller holds ``_write_lock``)."""
+        conn = self._work
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _insert(self, rows: list[spool.Row], offset: tuple[str, int] | None = None) -> None:
+        """Insert records into the log, with a segment's new offset if given."""
+        with self._work_lock, self._write_lock:
+            self._log_version += 1
+            with self._transaction() as conn:
                 conn.executemany(_INSERT, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                if offset is not None:
+                    conn.execute(_SAVE_OFFSET, offset)
 
     def _advance(self, segment: str) -> None:
         """Move the segment's offset (saved with the next cursors) past its settled chunks."""
@@ -585,7 +603,6 @@ class SQLiteQueue(Queue):
             if self._offsets is None:
                 return
             self._log_version += 1
-            conn = self._work
             offsets = {k: v for k, v in self._read_to.items() if self._offsets.get(k) != v}
             plan: list[tuple[_Chunk, dict[int, list[str]], list[tuple[str, int]]]] = []
             for chunk in self._live.values():
@@ -602,8 +619,7 @@ class SQLiteQueue(Queue):
                         waiting.setdefault(i, [])
                         leases.append((v, i))
                 plan.append((chunk, waiting, leases))
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+            with self._transaction() as conn:
                 seq = conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
                 numbers: list[dict[int, int]] = []
                 events: list[tuple[object, ...]] = []
@@ -618,26 +634,13 @@ class SQLiteQueue(Queue):
                         events.append((seq, e[0], e[1], e[2], key, e[4]))
                     pending.extend((v, numbered[i]) for v, i in leases)
                     numbers.append(numbered)
-                conn.executemany(
-                    "INSERT INTO events(seq, event_id, name, created_ms, vendors, payload) "
-                    "VALUES (?,?,?,?,?,?)",
-                    events,
-                )
+                conn.executemany(_INSERT_NUMBERED, events)
                 conn.executemany(
                     "INSERT INTO pending(vendor, seq, attempts, due_ms, lease) VALUES (?,?,0,0,1)"
                     " ON CONFLICT(vendor, seq) DO UPDATE SET lease=1",
                     pending,
                 )
-                conn.executemany(
-                    "INSERT INTO spool(segment, offset) VALUES (?, ?) "
-                    "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset",
-                    list(offsets.items()),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                conn.executemany(_SAVE_OFFSET, list(offsets.items()))
             woken = {v for _, waiting, _ in plan for vs in waiting.values() for v in vs}
             for (chunk, _, _), numbered in zip(plan, numbers, strict=True):
                 chunk.written = numbered
@@ -658,22 +661,7 @@ class SQLiteQueue(Queue):
     def _store(self, segment: str, offset: int, records: list[spool.Row]) -> None:
         """Insert records and the segment's new offset in one transaction."""
         assert self._offsets is not None
-        with self._work_lock, self._write_lock:
-            self._log_version += 1
-            conn = self._work
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_INSERT, records)
-                conn.execute(
-                    "INSERT INTO spool(segment, offset) VALUES (?, ?) "
-                    "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset",
-                    (segment, offset),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        self._insert(records, (segment, offset))
         self._offsets[segment] = offset
 
     def _forget_segment(self, name: str, reader: spool.SegmentReader) -> None:
@@ -1050,10 +1038,8 @@ class SQLiteQueue(Queue):
         self, vendor: str, failed: list[tuple[_Chunk, int, Settlement]], now_ms: int
     ) -> None:
         self._due_hint.pop(vendor, None)
-        with self._write_lock:
-            conn = self._work
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+        try:
+            with self._write_lock, self._transaction() as conn:
                 seq = conn.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
                 for chunk, i, s in failed:
                     event_id, name, created_ms, _, payload = chunk.rows[i]
@@ -1074,21 +1060,14 @@ class SQLiteQueue(Queue):
                         )
                         continue
                     seq += 1  # in the log for its retries only: no vendor reads it as new
-                    conn.execute(
-                        "INSERT INTO events(seq, event_id, name, created_ms, vendors, payload) "
-                        "VALUES (?,?,?,?,',',?)",
-                        (seq, event_id, name, created_ms, payload),
-                    )
+                    conn.execute(_INSERT_NUMBERED, (seq, event_id, name, created_ms, ",", payload))
                     conn.execute(
                         "INSERT INTO pending(vendor, seq, attempts, due_ms, lease, last_error) "
                         "VALUES (?,?,?,?,0,?)",
                         (vendor, seq, s.attempts if s.kind == "retry" else 0, s.due_ms, s.error),
                     )
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise self._explain(exc) from None
+        except sqlite3.Error as exc:
+            raise self._explain(exc) from None
 
     def _chunk_settled(self, chunk: _Chunk) -> None:
         del self._live[chunk.number]
@@ -1117,23 +1096,14 @@ class SQLiteQueue(Queue):
                     self._cursor_dirty.clear()
                     offsets = self._offsets_dirty
                     self._offsets_dirty = {}
-                    conn = self._work
                     try:
-                        conn.execute("BEGIN IMMEDIATE")
-                        for vendor in vendors:
-                            self._save_cursor(vendor)
-                        if offsets:
-                            conn.executemany(
-                                "INSERT INTO spool(segment, offset) VALUES (?, ?) "
-                                "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset",
-                                list(offsets.items()),
-                            )
-                        conn.execute("COMMIT")
+                        with self._transaction() as conn:
+                            for vendor in vendors:
+                                self._save_cursor(vendor)
+                            conn.executemany(_SAVE_OFFSET, list(offsets.items()))
                         if self._offsets is not None:
                             self._offsets.update(offsets)
                     except sqlite3.Error as exc:
-                        if conn.in_transaction:
-                            conn.execute("ROLLBACK")
                         self._offsets_dirty = {**offsets, **self._offsets_dirty}
                         # Maintenance writes every cursor once a second: nothing is lost, a
                         # crash now would re-deliver a little more.
