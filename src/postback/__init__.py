@@ -30,7 +30,9 @@ from postback.destination import (
     Retry,
     RetryPolicy,
     Secret,
+    Skip,
     SkipEvent,
+    Skipped,
     setting,
 )
 from postback.errors import (
@@ -80,7 +82,9 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "Secret",
+    "Skip",
     "SkipEvent",
+    "Skipped",
     "Tracker",
     "TrackerClosed",
     "User",

@@ -42,7 +42,9 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "Secret",
+    "Skip",
     "SkipEvent",
+    "Skipped",
     "setting",
 ]
 
@@ -189,7 +191,43 @@ class Halt:
     after: float | None = None
 
 
+@attrs.frozen
+class Skipped:
+    """The event was not sent to this vendor, on purpose (a :class:`Skip` at ``track()``,
+    or :class:`SkipEvent` raised from ``transform``). Never an error, never a dead letter:
+    reported to ``postback_on_delivery`` and counted per vendor and ``reason``."""
+
+    reason: str
+
+
 Outcome: TypeAlias = Delivered | Retry | Rejected | RejectedBatch | Halt
+
+
+@attrs.frozen
+class Skip:
+    """What :meth:`Destination.validate` yields when this vendor cannot use an event *as
+    given*, although the event itself is well formed: its identifier is missing (X: a device
+    id), or a field the vendor requires for this event type is absent.
+
+    The event then goes to every other vendor and skips this one; nothing raises (unless the
+    tracker is strict). A malformed event (a wrong type, a bad format) is a
+    :class:`~postback.Problem` instead, which refuses the event.
+
+    ``reason`` is short and stable (it is counted per vendor and reason, and logged once per
+    process with ``fix``), e.g. ``"no device id"``; ``field`` names the canonical field that
+    would fix it (``"user.ifa"``); ``fix`` says how (``"pass user={'ifa': ...}, or list the
+    events X should get with events = [...]"``). The core sets ``vendor``.
+    """
+
+    reason: str
+    field: str = ""
+    fix: str = ""
+    vendor: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.vendor}: " if self.vendor else ""
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.reason}"
 
 
 class SkipEvent(Exception):
