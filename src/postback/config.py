@@ -74,6 +74,7 @@ class CoreSettings:
     max_queue_size: int = 100_000
     sqlite_synchronous: str = "normal"
     process_nice: int = 10
+    ca_bundle: str | None = None
 
 
 CORE_HELP: dict[str, str] = {
@@ -89,6 +90,9 @@ CORE_HELP: dict[str, str] = {
     "max_queue_size": "Bound of the memory:// queue (track() raises QueueFull beyond it).",
     "sqlite_synchronous": "'normal' (survives a process crash; the default) or 'full' "
     "(also survives power loss, slower).",
+    "ca_bundle": "A PEM file (or a directory of them) of CA certificates to trust for the "
+    "vendors' TLS, besides the default ones: a private CA, or a TLS-inspecting proxy's. "
+    "Relative to the config file.",
     "process_nice": "With workers = 'process': how much lower the delivery process's CPU "
     "priority is than the app's (0-19, default 10; 0 for the same). When they compete for a "
     "core, the app's requests come first and delivery catches up after; events wait on disk.",
@@ -412,6 +416,10 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                     raise ValueError("must be a positive integer")
                 kwargs[key] = val
+            elif key == "ca_bundle":
+                if not isinstance(val, str) or not val.strip():
+                    raise ValueError("must be the path of a PEM file of CA certificates")
+                kwargs[key] = val
             elif key == "process_nice":
                 if not isinstance(val, int) or isinstance(val, bool) or not 0 <= val <= 19:
                     raise ValueError("must be an integer from 0 (the app's priority) to 19")
@@ -599,6 +607,33 @@ def _build_retry(
     return attrs.evolve(default, **kw)
 
 
+def _check_ca_bundle(
+    core: CoreSettings, base_dir: Path, problems: list[ConfigProblem]
+) -> CoreSettings:
+    """Resolve ``ca_bundle`` against the config's directory and load it once, so that a
+    missing or unreadable file is a start-up error rather than every delivery failing."""
+    import ssl
+
+    path = base_dir / Path(core.ca_bundle or "").expanduser()
+    try:
+        ctx = ssl.create_default_context()
+        if path.is_dir():
+            ctx.load_verify_locations(capath=str(path))
+        else:
+            ctx.load_verify_locations(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        problems.append(
+            ConfigProblem(
+                "postback.ca_bundle",
+                f"cannot load CA certificates from {str(path)!r} ({exc}); give the path of a "
+                "PEM file (-----BEGIN CERTIFICATE-----) of the CA that signed the vendor's or "
+                "your proxy's certificate",
+            )
+        )
+        return attrs.evolve(core, ca_bundle=None)
+    return attrs.evolve(core, ca_bundle=str(path))
+
+
 def build_config(
     raw: Mapping[str, Any],
     destinations: Mapping[str, type[Destination]],
@@ -624,6 +659,8 @@ def build_config(
                 )
             )
     core = _build_core(raw.get("postback"), problems)
+    if core.ca_bundle is not None:
+        core = _check_ca_bundle(core, base_dir or Path.cwd(), problems)
     if core.workers == "process" and core.queue.startswith("memory:"):
         problems.append(
             ConfigProblem(

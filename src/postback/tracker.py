@@ -74,6 +74,7 @@ class Tracker:
             [(d, config.vendors[n]) for n, d in self.destinations.items()],
             transport=transport,
             deliver=bool(config.core.workers),
+            ca_bundle=config.core.ca_bundle,
         )
         if config.core.workers == "process":
             from postback.delivery.process import DeliveryProcess

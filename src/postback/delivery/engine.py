@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from limits.storage import MemoryStorage, Storage
 
+from postback.delivery.http import DeliveryClients
 from postback.delivery.lanes import Lane
 from postback.delivery.queue import Queue
 from postback.delivery.stats import FlushReport, VendorReport, VendorStats
-from postback.delivery.transport import default_transport
 from postback.destination import Destination
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class DeliveryEngine:
         *,
         transport: httpx.BaseTransport | None = None,
         deliver: bool = True,
+        ca_bundle: str | None = None,
     ) -> None:
         self.queue = queue
         self.host = host
@@ -84,18 +85,9 @@ class DeliveryEngine:
         self._started = False
         self._delivering = False
         self._coordinator: threading.Thread | None = None
-        self._http: httpx.BaseTransport | None = None
-
-    @property
-    def http(self) -> httpx.BaseTransport:
-        """The transport requests go through: the app's (tests pass ``MockTransport``), else
-        the pooled stdlib transport (see ``postback.delivery.transport``)."""
-        if self._http is None:
-            with self._lock:
-                if self._http is None:
-                    total = sum(lane.concurrency for lane in self.lanes.values()) or 1
-                    self._http = self.transport or default_transport(total + 4)
-        return self._http
+        #: The HTTP clients requests go through (``postback.delivery.http``): over the app's
+        #: transport if it passed one (tests pass ``httpx.MockTransport``), else the network.
+        self.clients = DeliveryClients(transport=transport, ca_bundle=ca_bundle)
 
     @property
     def delivering(self) -> bool:
@@ -243,10 +235,7 @@ class DeliveryEngine:
         end = time.monotonic() + wait
         for lane in self.lanes.values():
             lane.stop(max(end - time.monotonic(), 0.05))
-        if self._http is not None:
-            if self.transport is None:  # ours to close; an app's transport stays the app's
-                self._http.close()
-            self._http = None
+        self.clients.close()  # an app's transport stays open: it is the app's
         if self._delivering:
             self.queue.release_delivery()
             self._delivering = False
@@ -262,7 +251,8 @@ class DeliveryEngine:
         self._started = False
         self._delivering = False
         self._coordinator = None
-        self._http = None
+        # The parent's connections are the parent's: new clients, on first use.
+        self.clients = DeliveryClients(transport=self.transport, ca_bundle=self.clients.ca_bundle)
         self.lanes = self._make_lanes([(lane.dest, lane.config) for lane in self.lanes.values()])
         if self.external is not None:
             self.external.after_fork()

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import queue as queue_module
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import traceback
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import httpx
@@ -25,10 +26,9 @@ from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from postback.delivery.queue import Claimed, Queue, Settlement
-from postback.delivery.retry import backoff_seconds
+from postback.delivery.settle import Verdict, Verdicts
 from postback.delivery.stats import VendorReport, VendorStats
 from postback.destination import (
-    Delivered,
     Destination,
     Halt,
     Outcome,
@@ -37,20 +37,19 @@ from postback.destination import (
     RateLimit,
     Rejected,
     RejectedBatch,
-    Retry,
     RetryPolicy,
     SkipEvent,
 )
+from postback.errors import PluginError
 from postback.events import loads_event
 
 if TYPE_CHECKING:
     from postback.config import VendorConfig
     from postback.delivery.engine import DeliveryEngine
 
-__all__ = ["Lane", "RateGate"]
+__all__ = ["Lane", "RateGate", "RequestThreads"]
 
 log = logging.getLogger("postback.delivery")
-_new_tuple = tuple.__new__  # a named tuple without its Python-level __new__
 
 
 def _user_agent() -> str:
@@ -61,7 +60,6 @@ def _user_agent() -> str:
 
 
 USER_AGENT = _user_agent()
-HALT_PAUSE = 60.0  # seconds a lane waits after the vendor refused our credentials
 LINGER_STEP = 0.005  # seconds between looks for more events while a batch lingers
 BURST_END_STEP = 0.001  # the same after a full batch: is the burst over?
 IDLE_POLL_SHARED = 0.2  # another process may enqueue: look again this often
@@ -115,6 +113,60 @@ class RateGate:
         return False
 
 
+class RequestThreads:
+    """A lane's request threads: up to ``count`` daemon threads, started as work comes.
+
+    Not a ``ThreadPoolExecutor``: the interpreter joins an executor's threads at exit, so one
+    request stuck on a vendor would hold the process past its ``exit_timeout``. These threads
+    are daemons; what they had in flight at exit stays queued for the next start.
+    """
+
+    def __init__(self, name: str, count: int, work: Callable[[list[Claimed]], None]) -> None:
+        self.name = name
+        self.count = count
+        self.work = work
+        self._queue: queue_module.SimpleQueue[list[Claimed] | None] = queue_module.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, batch: list[Claimed]) -> bool:
+        """Queue ``batch`` for a thread; False once :meth:`shutdown` was called."""
+        if self._closed:
+            return False
+        self._queue.put(batch)
+        if not self._idle.acquire(blocking=False) and len(self._threads) < self.count:
+            with self._lock:
+                if len(self._threads) < self.count and not self._closed:
+                    thread = threading.Thread(
+                        target=self._serve,
+                        name=f"postback-{self.name}-{len(self._threads)}",
+                        daemon=True,
+                    )
+                    self._threads.append(thread)
+                    thread.start()
+        return True
+
+    def _serve(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            try:
+                self.work(batch)
+            except BaseException:  # work() logs its own errors; never lose the thread silently
+                log.exception("%s: request thread error", self.name)
+            self._idle.release()
+
+    def shutdown(self) -> None:
+        """No more work: each thread ends after what it is doing (not waited for)."""
+        with self._lock:
+            self._closed = True
+            for _ in self._threads:
+                self._queue.put(None)
+
+
 class Lane:
     """Delivery to one vendor."""
 
@@ -141,7 +193,7 @@ class Lane:
         )
         self.rate_limit = limit
         self.gate = RateGate(limit, (self.name, destination.credential_id()), storage)
-        self.timeout = httpx.Timeout(config.timeout)
+        self.timeout = httpx.Timeout(config.timeout).as_dict()
         self.linger = config.linger if self.batch_size > 1 else 0.0
         self._last_full = False  # the last claim filled a batch: a backlog was being drained
         self.stats = VendorStats()
@@ -150,16 +202,16 @@ class Lane:
         self._slots = threading.Semaphore(self.concurrency)
         self._inflight = 0
         self._inflight_lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: RequestThreads | None = None
         self._thread: threading.Thread | None = None
         self._reported = VendorStats()
+        self.verdicts = Verdicts(self)
+        self._logged_errors: set[str] = set()
 
     # --- lane thread -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._pool = ThreadPoolExecutor(
-            self.concurrency, thread_name_prefix=f"postback-{self.name}"
-        )
+        self._pool = RequestThreads(self.name, self.concurrency, self._process_guarded)
         self._thread = threading.Thread(
             target=self._run, name=f"postback-lane-{self.name}", daemon=True
         )
@@ -259,9 +311,7 @@ class Lane:
         assert self._pool is not None
         with self._inflight_lock:
             self._inflight += 1
-        try:
-            self._pool.submit(self._process_guarded, claimed)
-        except RuntimeError:  # "cannot schedule new futures after shutdown"
+        if not self._pool.submit(claimed):  # shutting down
             with self._inflight_lock:
                 self._inflight -= 1
             return False
@@ -305,47 +355,39 @@ class Lane:
 
     def _process(self, claimed: list[Claimed]) -> None:
         host = self.engine.host
+        verdicts = self.verdicts
         now = time.time()
-        now_ms = int(now * 1000)
-        settlements: list[Settlement] = []
+        out: list[Verdict] = []
         batch: list[tuple[Claimed, Prepared]] = []
         for c in claimed:
             try:
                 event = loads_event(c.payload)
             except Exception as exc:
-                settlements.append(self._dead(c, f"stored event is unreadable: {exc}"))
+                out.append(verdicts.dead(c, None, f"stored event is unreadable: {exc}"))
                 continue
             try:
                 record = host.transform(event, self.dest)
             except SkipEvent as exc:
-                settlements.append(Settlement(c, "done"))
-                self.stats.skipped += 1
-                log.debug("%s: skipped %s: %s", self.name, event.event_id, exc)
+                out.append(verdicts.skipped(c, event, str(exc) or "SkipEvent"))
                 continue
             except Exception as exc:
-                settlements.append(self._dead(c, f"transform failed: {type(exc).__name__}: {exc}"))
-                log.warning(
-                    "%s: transform of %s failed: %s",
-                    self.name,
-                    event.event_id,
-                    self.dest.redact(str(exc)),
-                )
+                out.append(verdicts.dead(c, event, self._plugin_error(exc, "transform")))
                 continue
             if record is None:
-                settlements.append(self._dead(c, "no plugin transformed the event"))
+                out.append(verdicts.dead(c, event, "no plugin transformed the event"))
                 continue
             batch.append((c, Prepared(event, record)))
-
+        latency = 0.0
         if batch:
+            t0 = time.perf_counter()
             outcomes = self._deliver_split([p for _, p in batch])
+            latency = time.perf_counter() - t0
+            self.stats.latencies.append(latency)
             for (c, p), outcome in zip(batch, outcomes, strict=True):
-                settlements.append(self._settle(c, p, outcome, now))
-        if settlements:
-            self.engine.queue.settle(self.name, settlements, now_ms)
-
-    def _dead(self, c: Claimed, reason: str) -> Settlement:
-        self.stats.dead += 1
-        return Settlement(c, "dead", error=reason, attempts=c.attempts + 1)
+                out.append(verdicts.decide(c, p.event, outcome, now))
+        if out:
+            self.engine.queue.settle(self.name, [v.settlement for v in out], int(now * 1000))
+            verdicts.apply(out, latency)
 
     def _deliver_split(self, batch: list[Prepared]) -> list[Outcome]:
         """Deliver; where the vendor refused the batch as a whole, bisect to find the bad event."""
@@ -371,100 +413,73 @@ class Lane:
         return outcomes
 
     def _deliver_once(self, batch: Sequence[Prepared]) -> Sequence[Outcome]:
-        engine = self.engine
-        t0 = time.perf_counter()
-        timeout = self.timeout.as_dict()
+        """One ``postback_deliver`` call: the vendor's outcome for each event of ``batch``.
 
-        def send(request: httpx.Request) -> httpx.Response:
-            request.extensions["timeout"] = timeout
-            if "user-agent" not in request.headers:
-                request.headers["user-agent"] = USER_AGENT
-            response = engine.http.handle_request(request)
-            response.read()
-            try:
-                hint = self.dest.rate_hint(response)
-            except Exception:
-                hint = None
-            if hint is not None:
-                self.gate.hint(hint, self.concurrency)
-            return response
-
+        A transport error the hook let through is classified by the destination; any other
+        exception is a plugin's bug: its events go to the dead letters (``_plugin_error``),
+        and the lane goes on with the next batch.
+        """
         try:
-            outcomes = list(engine.host.deliver(self.dest, batch, send))
+            outcomes = list(self.engine.host.deliver(self.dest, batch, self._http_send))
+        except httpx.TransportError as exc:
+            try:
+                outcome = self.dest.classify_exception(exc)
+            except Exception as bug:
+                outcome = Rejected(self._plugin_error(bug, "classify_exception"))
+            outcomes = [outcome] * len(batch)
         except Exception as exc:
-            reason = self.dest.redact(f"{type(exc).__name__}: {exc}")
-            log.warning("%s: delivery failed, will retry: %s", self.name, reason)
-            outcomes = [Retry(f"delivery failed: {reason}")] * len(batch)
-        latency = time.perf_counter() - t0
-        self.stats.requests += 1
-        self.stats.latencies.append(latency)
-        for p, o in zip(batch, outcomes, strict=False):
-            if engine.notify_delivery:
-                engine.host.on_delivery(self.name, p.event, o, 1, latency)
+            outcomes = [Rejected(self._plugin_error(exc, "postback_deliver"))] * len(batch)
+        if len(outcomes) != len(batch):
+            reason = self._plugin_error(
+                PluginError(
+                    f"a postback_deliver hook returned {len(outcomes)} outcomes for a batch of "
+                    f"{len(batch)}"
+                ),
+                "postback_deliver",
+            )
+            outcomes = [Rejected(reason)] * len(batch)
         return outcomes
 
-    def _settle(self, c: Claimed, p: Prepared, outcome: object, now: float) -> Settlement:
-        attempts = c.attempts + 1
-        if isinstance(outcome, Delivered):
-            self.stats.delivered += 1
-            self.stats.halted = None
-            if outcome.attribution is not None:
-                self.stats.attributed += 1
-                self.engine.host.on_attribution(outcome.attribution, p.event)
-            return _new_tuple(Settlement, (c, "done", 0, None, attempts))  # the common case
-        if isinstance(outcome, Retry):
-            age = now - c.created_ms / 1000.0
-            if attempts >= self.policy.max_attempts or age >= self.policy.max_age:
-                why = (
-                    f"gave up after {attempts} attempts"
-                    if attempts >= self.policy.max_attempts
-                    else f"gave up after {age:.0f}s (max_age)"
-                )
-                return self._dead(c, f"{why}: {outcome.reason}")
-            wait = (
-                outcome.after
-                if outcome.after is not None
-                else backoff_seconds(self.policy, attempts)
-            )
-            if outcome.after is not None:
-                # The vendor told us when: hold the whole lane, not just this event.
-                self.paused_until = max(self.paused_until, now + outcome.after)
-            self.stats.retried += 1
-            log.info(
-                "%s: %s will be retried in %.1fs: %s",
+    def _http_send(self, request: httpx.Request) -> httpx.Response:
+        """The ``send`` that ``postback_deliver`` gets: this thread's HTTP client, the vendor's
+        timeout for the whole exchange, the rate-limit headers read on the way back."""
+        request.extensions["timeout"] = self.timeout
+        if "user-agent" not in request.headers:
+            request.headers["user-agent"] = USER_AGENT
+        self.stats.requests += 1
+        try:
+            response = self.engine.clients.send(request, self.config.timeout)
+        except httpx.HTTPError:
+            raise
+        except Exception as exc:  # an application's transport failed in its own way
+            raise httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request) from exc
+        try:
+            hint = self.dest.rate_hint(response)
+        except Exception:
+            hint = None
+        if hint is not None:
+            self.gate.hint(hint, self.concurrency)
+        return response
+
+    def _plugin_error(self, exc: BaseException, step: str) -> str:
+        """A dead-letter reason for a plugin's exception: its traceback's last line (secrets
+        removed). The whole traceback is logged the first time a reason is seen."""
+        last = traceback.format_exception_only(type(exc), exc)[0].strip()
+        reason = self.dest.redact(" ".join(last.split()))[:500]
+        if reason not in self._logged_errors:
+            if len(self._logged_errors) < 100:
+                self._logged_errors.add(reason)
+            text = self.dest.redact("".join(traceback.format_exception(exc)))
+            log.error(
+                "%s: a plugin failed in %s; its events go to the dead letters (replay them once "
+                "the plugin is fixed):\n%s",
                 self.name,
-                p.event.event_id,
-                wait,
-                outcome.reason,
+                step,
+                text.rstrip(),
             )
-            return Settlement(
-                c, "retry", due_ms=int((now + wait) * 1000), error=outcome.reason, attempts=attempts
-            )
-        if isinstance(outcome, Halt):
-            pause = outcome.after if outcome.after is not None else HALT_PAUSE
-            self.paused_until = max(self.paused_until, now + pause)
-            if self.stats.halted != outcome.reason:
-                log.error(
-                    "%s: the vendor refused our credentials: %s. Delivery to %s is paused "
-                    "(retrying every %.0fs); no event is dropped. Fix the [vendors.%s] "
-                    "credentials and restart.",
-                    self.name,
-                    outcome.reason,
-                    self.name,
-                    pause,
-                    self.name,
-                )
-            self.stats.halted = outcome.reason
-            return Settlement(c, "release", due_ms=int((now + pause) * 1000), error=outcome.reason)
-        if isinstance(outcome, (Rejected, RejectedBatch)):
-            detail = (
-                f" ({outcome.detail})" if isinstance(outcome, Rejected) and outcome.detail else ""
-            )
-            log.warning(
-                "%s: %s rejected: %s%s", self.name, p.event.event_id, outcome.reason, detail
-            )
-            return self._dead(c, f"{outcome.reason}{detail}")
-        return self._dead(c, f"unknown outcome {outcome!r}")
+        else:
+            log.warning("%s: a plugin failed in %s: %s", self.name, step, reason)
+        return f"plugin error in {step}: {reason}"
 
     def report(self, pending: int) -> VendorReport:
         s, r = self.stats, self._reported
@@ -489,4 +504,4 @@ class Lane:
         while self._inflight and time.monotonic() < end:
             time.sleep(0.02)
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
