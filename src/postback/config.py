@@ -70,7 +70,7 @@ class CoreSettings:
     on_invalid: str = "raise"
     default_currency: str | None = None
     exit_timeout: float = 2.0
-    workers: bool | str = True
+    workers: bool | str = "auto"
     max_queue_size: int = 100_000
     sqlite_synchronous: str = "normal"
     process_nice: int = 10
@@ -84,9 +84,11 @@ CORE_HELP: dict[str, str] = {
     "that refused the event).",
     "default_currency": "ISO 4217 currency used when track() gets a value without currency.",
     "exit_timeout": "Seconds the exit hook spends flushing; the rest stays queued (default 2).",
-    "workers": "Deliver from background threads of this process (true, the default), from a "
-    "worker process this process starts and stops ('process'), or only enqueue, for a "
-    "separate 'postback worker' (false).",
+    "workers": "Deliver from a worker process this process starts and stops ('process'), from "
+    "background threads of this process (true, or 'thread'), or only enqueue, for a separate "
+    "'postback worker' (false). The default, 'auto', is 'process' where that is safe (a "
+    "sqlite:// queue, no transport or delivery hooks passed in-process, not under pytest) "
+    "and threads otherwise.",
     "max_queue_size": "Bound of the memory:// queue (track() raises QueueFull beyond it).",
     "sqlite_synchronous": "'normal' (survives a process crash; the default) or 'full' "
     "(also survives power loss, slower).",
@@ -409,8 +411,10 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
             elif key == "exit_timeout":
                 kwargs[key] = parse_duration(val)
             elif key == "workers":
-                if not isinstance(val, bool) and val not in ("thread", "process"):
-                    raise ValueError("must be true (or 'thread'), 'process' or false")
+                if not isinstance(val, bool) and val not in ("auto", "thread", "process"):
+                    raise ValueError(
+                        "must be 'auto' (the default), 'process', true (or 'thread') or false"
+                    )
                 kwargs[key] = True if val == "thread" else val
             elif key == "max_queue_size":
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:

@@ -232,22 +232,24 @@ class Lane:
                     continue
                 if not self._acquire_slot(stop):
                     break
+                # Claim for every free request slot at once: one claim (a lock, a query or a
+                # look at the spool) for several batches instead of one each.
                 slots = 1
-                if self.batch_size == 1:
-                    # One event per request: claim for every free request slot at once (one
-                    # query for many events instead of one each).
-                    while slots < self.concurrency and self._slots.acquire(blocking=False):
-                        slots += 1
+                while slots < self.concurrency and self._slots.acquire(blocking=False):
+                    slots += 1
                 try:
                     claimed = self._claim(queue, slots, now, stop)
                 except BaseException:
                     for _ in range(slots):  # or the lane would run out of request slots
                         self._slots.release()
                     raise
-                if self.batch_size == 1:
+                size = self.batch_size
+                if size == 1:
                     batches = [[c] for c in claimed]
-                else:
+                elif len(claimed) <= size:
                     batches = [claimed] if claimed else []
+                else:
+                    batches = [claimed[i : i + size] for i in range(0, len(claimed), size)]
                 for _ in range(slots - len(batches)):  # slots this claim found no work for
                     self._slots.release()
                 if not batches:
