@@ -159,12 +159,22 @@ class RequestThreads:
                 log.exception("%s: request thread error", self.name)
             self._idle.release()
 
-    def shutdown(self) -> None:
-        """No more work: each thread ends after what it is doing (not waited for)."""
+    def shutdown(self) -> list[list[Claimed]]:
+        """No more work: each thread ends after what it is doing (not waited for). Returns
+        the batches that no thread had started, for the caller to give back."""
+        pending: list[list[Claimed]] = []
         with self._lock:
             self._closed = True
+            while True:
+                try:
+                    batch = self._queue.get_nowait()
+                except queue_module.Empty:
+                    break
+                if batch is not None:
+                    pending.append(batch)
             for _ in self._threads:
                 self._queue.put(None)
+        return pending
 
 
 class Lane:
@@ -506,4 +516,11 @@ class Lane:
         while self._inflight and time.monotonic() < end:
             time.sleep(0.02)
         if self._pool is not None:
-            self._pool.shutdown()
+            for batch in self._pool.shutdown():  # claimed, never started: give them back
+                try:
+                    self._release(batch)
+                except Exception:
+                    log.exception("%s: could not give back a batch at stop", self.name)
+                with self._inflight_lock:
+                    self._inflight -= 1
+                self._slots.release()
