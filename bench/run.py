@@ -12,6 +12,8 @@ and 20 ms of latency):
 
 ``throughput``  track() on the caller's thread (per-call p50/p99/max, GC pauses) and batched
                 delivery end to end (100 events per request), postback vs Segment
+``busy``        the same at N = 100,000 on a busy machine: a CPU-bound neighbour process spins
+                on the other core during every measurement
 ``sweep``       postback's ``concurrency`` for the batched vendor (full mode only)
 ``single``      a one-event-per-request vendor at 20 ms: postback at concurrency 16/32/64, and
                 bare HTTP clients (threads + httpx.Client vs httpx.AsyncClient)
@@ -49,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     BENCH_DIR,
     SCRATCH_ENV,
+    Neighbour,
     Sink,
     machine,
     run_worker,
@@ -60,6 +63,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 DOCS_PLOT = BENCH_DIR.parent / "docs" / "performance.png"
 SECTIONS = (
     "throughput",
+    "busy",
     "capacity",
     "sweep",
     "single",
@@ -111,26 +115,7 @@ class Bench:
 
     def throughput(self) -> None:
         """Per-call track() latency and batched end-to-end throughput, both libraries."""
-        out: list[dict[str, Any]] = []
-        for n in self.ns:
-            for latency in self.latencies:
-                for run in range(self.runs):
-                    for lib in ("postback", "postback-process", "segment"):
-                        spec = throughput_spec(
-                            n,
-                            lib="postback" if lib.startswith("postback") else lib,
-                            segment_queue=max(n, 10_000),
-                        )
-                        if lib == "postback-process":
-                            spec["workers"] = "process"
-                        r = self.measured(spec, latency=latency)
-                        r.update(lib=lib, n=n, latency_ms=latency * 1000, run=run)
-                        out.append(r)
-                        self.say(
-                            f"  throughput {lib:16} N={n:>6} {latency * 1000:>2.0f} ms run {run}: "
-                            f"{r.get('events_per_s', 0):>8.0f} ev/s, track p50 "
-                            f"{r['latency']['p50_us']} us max {r['latency']['max_us']} us"
-                        )
+        out = self._throughput(self.ns)
         if self._applovin_available():
             for latency in self.latencies:
                 spec = throughput_spec(self.ns[0], vendor="applovin", concurrency=8)
@@ -142,6 +127,38 @@ class Bench:
                     f"{r.get('events_per_s', 0):.0f} ev/s"
                 )
         self.results["throughput"] = out
+
+    def busy(self) -> None:
+        """The same on a busy machine: a CPU-bound neighbour spins on the other core."""
+        self.results["busy"] = self._throughput([5_000] if self.quick else [100_000], busy=True)
+
+    def _throughput(self, ns: list[int], *, busy: bool = False) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for n in ns:
+            for latency in self.latencies:
+                for run in range(self.runs):
+                    for lib in ("postback", "postback-process", "segment"):
+                        spec = throughput_spec(
+                            n,
+                            lib="postback" if lib.startswith("postback") else lib,
+                            segment_queue=max(n, 10_000),
+                        )
+                        if lib.startswith("postback"):
+                            spec["workers"] = "process" if lib == "postback-process" else True
+                        if busy:
+                            with Neighbour():
+                                r = self.measured(spec, latency=latency)
+                        else:
+                            r = self.measured(spec, latency=latency)
+                        r.update(lib=lib, n=n, latency_ms=latency * 1000, run=run, busy=busy)
+                        out.append(r)
+                        self.say(
+                            f"  {'busy' if busy else 'throughput'} {lib:16} N={n:>6} "
+                            f"{latency * 1000:>2.0f} ms run {run}: "
+                            f"{r.get('events_per_s', 0):>8.0f} ev/s, track p50 "
+                            f"{r['latency']['p50_us']} us max {r['latency']['max_us']} us"
+                        )
+        return out
 
     @staticmethod
     def _applovin_available() -> bool:
