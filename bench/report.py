@@ -167,7 +167,15 @@ def summarise(document: dict[str, Any]) -> dict[str, Any]:
     by = {(g["lib"], g["n"], g["latency_ms"]): g for g in groups}
 
     # --- targets -------------------------------------------------------------------------------
-    default = document["machine"].get("default_workers", True)
+    # The default delivery mode of the code measured last (a partial run may be newer).
+    default = next(
+        (
+            m["default_workers"]
+            for m in [*reversed(document.get("partial_runs", [])), document["machine"]]
+            if "default_workers" in m
+        ),
+        True,
+    )
     targets += _throughput_targets(by, default, busy=False)
     busy_groups = throughput_groups(res.get("busy", []))
     targets += _throughput_targets(

@@ -184,6 +184,7 @@ class Bench:
                     "tag": tag,
                     "queue_path": str(self.tmp / f"{tag}.db"),
                     "n": count,
+                    "workers": True,  # delivered on this process's threads: its CPU is measured
                 }
                 run_worker({**base, "scenario": "fill"})
                 r = self.measured({**base, "scenario": "drain", "expect": count}, latency=latency)
