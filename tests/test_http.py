@@ -270,3 +270,26 @@ def test_each_thread_has_its_own_client(
         t.join()
     assert len({id(c) for c in seen}) == 4
     assert server.requests == 4
+
+
+def test_ca_bundle_is_read_relative_to_the_config_and_checked_at_start_up(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    from postback import ConfigError
+    from postback.config import build_config
+    from postback.testing.example import ExampleDestination
+
+    (tmp_path / "certs").mkdir()
+    ca.cert_pem.write_to_path(str(tmp_path / "certs" / "ca.pem"))
+    vendors = {"example": {"api_key": "k"}}
+    dests = {"example": ExampleDestination}
+    cfg = build_config(
+        {"postback": {"ca_bundle": "certs/ca.pem"}, "vendors": vendors}, dests, base_dir=tmp_path
+    )
+    assert cfg.core.ca_bundle == str(tmp_path / "certs" / "ca.pem")
+    with pytest.raises(ConfigError, match=r"postback\.ca_bundle: cannot load CA certificates"):
+        build_config(
+            {"postback": {"ca_bundle": "certs/missing.pem"}, "vendors": vendors},
+            dests,
+            base_dir=tmp_path,
+        )

@@ -614,28 +614,16 @@ def _build_retry(
 def _check_ca_bundle(
     core: CoreSettings, base_dir: Path, problems: list[ConfigProblem]
 ) -> CoreSettings:
-    """Resolve ``ca_bundle`` against the config's directory and load it once, so that a
-    missing or unreadable file is a start-up error rather than every delivery failing."""
-    import ssl
+    """Resolve ``ca_bundle`` against the config's directory and load it once, so that a bad
+    file is a start-up error rather than every delivery failing."""
+    from postback.delivery.http import ca_bundle_problem
 
-    path = base_dir / Path(core.ca_bundle or "").expanduser()
-    try:
-        ctx = ssl.create_default_context()
-        if path.is_dir():
-            ctx.load_verify_locations(capath=str(path))
-        else:
-            ctx.load_verify_locations(cafile=str(path))
-    except (OSError, ssl.SSLError) as exc:
-        problems.append(
-            ConfigProblem(
-                "postback.ca_bundle",
-                f"cannot load CA certificates from {str(path)!r} ({exc}); give the path of a "
-                "PEM file (-----BEGIN CERTIFICATE-----) of the CA that signed the vendor's or "
-                "your proxy's certificate",
-            )
-        )
+    path = str(base_dir / Path(core.ca_bundle or "").expanduser())
+    problem = ca_bundle_problem(path)
+    if problem is not None:
+        problems.append(ConfigProblem("postback.ca_bundle", problem))
         return attrs.evolve(core, ca_bundle=None)
-    return attrs.evolve(core, ca_bundle=str(path))
+    return attrs.evolve(core, ca_bundle=path)
 
 
 def build_config(

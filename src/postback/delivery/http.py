@@ -34,7 +34,13 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["MAX_RESPONSE_BYTES", "DeliveryClients", "ResponseTooLarge", "ssl_context"]
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "DeliveryClients",
+    "ResponseTooLarge",
+    "ca_bundle_problem",
+    "ssl_context",
+]
 
 log = logging.getLogger("postback.delivery")
 
@@ -65,6 +71,21 @@ def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
         else:
             ctx.load_verify_locations(cafile=ca_bundle)
     return ctx
+
+
+def ca_bundle_problem(path: str) -> str | None:
+    """Why the CA certificates at ``path`` cannot be used, or None when they load."""
+    try:
+        ssl.create_default_context().load_verify_locations(
+            **({"capath": path} if os.path.isdir(path) else {"cafile": path})
+        )
+    except (OSError, ssl.SSLError) as exc:
+        return (
+            f"cannot load CA certificates from {path!r} ({exc}); give the path of a PEM file "
+            "(-----BEGIN CERTIFICATE-----) of the CA that signed the vendor's or your proxy's "
+            "certificate"
+        )
+    return None
 
 
 class _NoCookies(http.cookiejar.CookieJar):
