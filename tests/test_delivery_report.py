@@ -338,3 +338,27 @@ def test_opentelemetry_httpx_instrumentation_makes_a_client_span_per_request(
     assert {
         s.attributes.get("http.request.method", s.attributes.get("http.method")) for s in spans
     } == {"POST"}
+
+
+def test_outcomes_the_queue_cannot_take_are_recorded_when_it_can(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postback import QueueError
+
+    rec = Recorder()
+    t = make_tracker(plugins=[rec])
+    real = t.queue.settle
+    failures = {"left": 4}  # Redis restarting, a full disk: the vendor has answered meanwhile
+
+    def flaky(vendor: str, settlements: Any, now_ms: int) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise QueueError("cannot reach the queue")
+        real(vendor, settlements, now_ms)
+
+    monkeypatch.setattr(t.queue, "settle", flaky)
+    ids = {t.track("sign_up", user={"email": f"u{i}@x.co"}) for i in range(3)}
+    report = t.flush(timeout=10)
+    assert report.complete and report["example"].delivered == 3
+    assert sorted(r["event_id"] for r in sandbox.received("example")) == sorted(ids)  # once
+    assert sorted(eid for eid, kind, _, _ in rec.calls if kind == "Delivered") == sorted(ids)

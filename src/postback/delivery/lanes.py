@@ -40,7 +40,7 @@ from postback.destination import (
     RetryPolicy,
     SkipEvent,
 )
-from postback.errors import PluginError
+from postback.errors import PluginError, QueueError
 from postback.events import loads_event
 
 if TYPE_CHECKING:
@@ -398,8 +398,32 @@ class Lane:
             for (c, p), outcome in zip(batch, outcomes, strict=True):
                 out.append(verdicts.decide(c, p.event, outcome, now))
         if out:
-            self.engine.queue.settle(self.name, [v.settlement for v in out], int(now * 1000))
+            self._record([v.settlement for v in out], int(now * 1000))
             verdicts.apply(out, latency)
+
+    def _record(self, settlements: list[Settlement], now_ms: int) -> None:
+        """Record outcomes in the queue, trying again while it cannot take them (Redis
+        restarting, a full disk): the vendor has answered, and an outcome given up here would
+        leave its events claimed by this process, neither delivered again nor settled, until
+        it restarts. Gives up (raises) only when the engine stops."""
+        delay = 0.05
+        while True:
+            try:
+                self.engine.queue.settle(self.name, settlements, now_ms)
+                return
+            except QueueError as exc:
+                if self.engine.stopping.is_set():
+                    raise
+                if delay == 0.05:
+                    log.warning(
+                        "%s: cannot record %d outcome(s) in the queue, trying again until it "
+                        "can: %s",
+                        self.name,
+                        len(settlements),
+                        exc,
+                    )
+                self.engine.stopping.wait(delay)
+                delay = min(delay * 2, 2.0)
 
     def _deliver_split(self, batch: list[Prepared]) -> list[Outcome]:
         """Deliver; where the vendor refused the batch as a whole, bisect to find the bad event."""
