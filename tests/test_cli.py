@@ -250,3 +250,22 @@ def test_since_parsing() -> None:
     assert _since("2026-01-01T00:00:00Z") == 1767225600000
     with pytest.raises(Exception, match="ISO date"):
         _since("whenever")
+
+
+def test_demo_with_the_five_plugins_skips_where_a_vendor_cannot_use_an_event() -> None:
+    for plugin in ("postback_applovin", "postback_mobana", "postback_tonai", "postback_whop"):
+        pytest.importorskip(plugin)
+    pytest.importorskip("postback_x")
+    import io
+
+    from rich.console import Console
+
+    from postback.demo import run_demo
+
+    out = io.StringIO()
+    figures = run_demo(Console(file=out, width=200), n_events=40)
+    assert set(figures) >= {"applovin", "mobana", "tonai", "whop", "x"}
+    assert all(f["delivered"] > 0 and f["pending"] == 0 for f in figures.values())
+    assert figures["x"]["skipped"] > 0 and figures["mobana"]["skipped"] > 0  # web shoppers
+    text = out.getvalue()
+    assert "skipped at track()" in text and "no device id" in text and "no install id" in text
