@@ -207,14 +207,12 @@ class PluginHost:
                 findings.extend(with_vendor(f, destination.name) for f in result)
         return findings
 
-    def validator(self) -> Callable[[Event, Destination], Iterable[Problem | Skip]]:
-        """What ``track()`` calls per vendor: :meth:`validate`, or, when only the core
-        implements ``postback_validate``, the destination's own ``validate`` (one call less on
-        the hot path; the caller then sets ``vendor`` with :func:`with_vendor` where a finding
-        has none)."""
-        if self._validate_is_builtin_only:
-            return _call_destination_validate
-        return self.validate
+    @property
+    def only_core_validates(self) -> bool:
+        """Whether the core's implementation is the only ``postback_validate``: then
+        ``track()`` calls each destination's ``validate`` itself (one call less per vendor on
+        the hot path) and sets ``vendor`` with :func:`with_vendor` where a finding has none."""
+        return self._validate_is_builtin_only
 
     def transform(self, event: Event, destination: Destination) -> Any:
         if self._transform_is_builtin_only:
@@ -252,10 +250,6 @@ class PluginHost:
 
     def has_delivery_listeners(self) -> bool:
         return bool(self.pm.hook.postback_on_delivery.get_hookimpls())
-
-
-def _call_destination_validate(event: Event, destination: Destination) -> Iterable[Problem | Skip]:
-    return destination.validate(event)
 
 
 def with_vendor(finding: object, vendor: str) -> Problem | Skip:

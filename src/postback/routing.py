@@ -134,8 +134,7 @@ def skip_problem(skip: Skip) -> Problem:
     return Problem(skip.field or "event", f"{skip.reason} (strict mode){fix}", skip.vendor)
 
 
-#: Validation of one event for one vendor (``PluginHost.validator()``): findings may lack
-#: ``vendor``, which the router sets.
+#: Validation of one event for one vendor through the hooks (``PluginHost.validate``).
 Validate = Callable[[Event, Destination], Iterable[Problem | Skip]]
 OnSkip = Callable[[str, Event, Skipped], None]
 
@@ -154,10 +153,14 @@ class Router:
         raise_invalid: bool = True,
         on_skip: OnSkip | None = None,
         disabled: Iterable[str] = (),
+        direct: bool = False,
     ) -> None:
         self.destinations = dict(destinations)
         self.filters = dict(filters)
         self.validate = validate
+        #: Call each destination's ``validate`` without the hooks (only the core's
+        #: ``postback_validate`` exists); findings may then lack ``vendor``.
+        self.direct = direct
         self.ledger = ledger
         self.strict = strict
         self.raise_invalid = raise_invalid
@@ -241,49 +244,76 @@ class Router:
     def admit(self, event: Event) -> Sequence[Destination]:
         """The vendors ``event`` is to be queued for, after validation and this tracker's
         policy; records skips. Raises :class:`~postback.InvalidEvent` (unless
-        ``on_invalid = "log"``)."""
+        ``on_invalid = "log"``).
+
+        Written for the hot path: the vendors kept and each skipping vendor's first skip are
+        collected in the one pass over the vendors' findings."""
         opts = event.vendor_options
         targets: Sequence[Destination] = self.route(event) if opts else self._routes_for(event.name)
         problems: list[Problem] | None = None
-        skips: list[Skip] | None = None
-        validate = self.validate
-        for dest in targets:
-            found = validate(event, dest)
+        skips: list[Skip] | None = None  # every skip (for strict mode and on_invalid = "log")
+        first: list[Skip] | None = None  # each skipping vendor's first skip
+        kept: list[Destination] | None = None  # the vendors left, once one has skipped
+        validate, direct = self.validate, self.direct
+        for i, dest in enumerate(targets):
+            found = dest.validate(event) if direct else validate(event, dest)
+            skipped = None
             if found:
                 for given in found:
-                    finding = given
-                    if getattr(given, "vendor", None) is None:
-                        finding = with_vendor(given, dest.name)
+                    if given.__class__ is Skip and given.vendor is not None:  # the common case
+                        finding: Problem | Skip = given
+                    else:
+                        finding = (
+                            given
+                            if getattr(given, "vendor", None) is not None
+                            else with_vendor(given, dest.name)
+                        )
                     if isinstance(finding, Skip):
                         if skips is None:
-                            skips = []
-                        skips.append(finding)
+                            skips = [finding]
+                        else:
+                            skips.append(finding)
+                        if skipped is None:
+                            skipped = finding
+                    elif problems is None:
+                        problems = [finding]
                     else:
-                        if problems is None:
-                            problems = []
                         problems.append(finding)
+            if skipped is not None:
+                if first is None:
+                    first, kept = [skipped], list(targets[:i])
+                else:
+                    first.append(skipped)
+            elif kept is not None:
+                kept.append(dest)
         unknown = self._unknown_vendors(opts) if opts else None
         if problems is None and unknown is None:
-            if skips is None:
+            if first is None:
                 return targets
             if not self.strict:
-                return self._leave_out(event, targets, skips)
+                assert kept is not None
+                self._report(event, first)
+                return kept
         return self._settle(event, targets, problems or [], skips or [], unknown or [])
+
+    def _report(self, event: Event, first: list[Skip]) -> None:
+        """Count, log and report each skipping vendor's first skip."""
+        self.ledger.record(first, event)
+        on_skip = self.on_skip
+        if on_skip is not None:
+            for s in first:
+                on_skip(s.vendor or "", event, Skipped(s.reason))
 
     def _leave_out(
         self, event: Event, targets: Sequence[Destination], skips: list[Skip]
     ) -> list[Destination]:
-        """Record the skips (a vendor's first one counts) and drop those vendors."""
-        skipped: set[str | None] = set()
-        record, on_skip = self.ledger.record, self.on_skip
+        """Record the skips and drop those vendors. A vendor is skipped once per event: its
+        first Skip is the one counted, logged and reported."""
+        first: dict[str | None, Skip] = {}
         for s in skips:
-            vendor = s.vendor
-            if vendor not in skipped:
-                skipped.add(vendor)
-                record(vendor or "", s, event)
-                if on_skip is not None:
-                    on_skip(vendor or "", event, Skipped(s.reason))
-        return [d for d in targets if d.name not in skipped]
+            first.setdefault(s.vendor, s)
+        self._report(event, list(first.values()))
+        return [d for d in targets if d.name not in first]
 
     def _unknown_vendors(self, opts: Mapping[str, object]) -> list[Problem] | None:
         unknown = [

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterable
 
 from postback.delivery.queue import Queue
 from postback.destination import Skip
@@ -47,41 +48,51 @@ class SkipLedger:
         self._unwritten: dict[tuple[str, str], int] = {}  # not in the queue yet
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._dirty = threading.Event()
+        self._dirty = threading.Event()  # the writer thread waits on it
+        self._flagged = False  # mirrors _dirty for record()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
 
     # --- the track() path ----------------------------------------------------------------------
 
-    def record(self, vendor: str, skip: Skip, event: Event) -> None:
-        """Count that ``vendor`` was left out of ``event`` because of ``skip``; log it."""
-        key = (vendor, skip.reason)
-        self._new.append(key)
-        if key in self._warned:
-            log.debug(
-                "%s skipped %r (event %s): %s: %s",
-                vendor,
-                event.name,
-                event.event_id,
-                skip.field,
-                skip.reason,
-            )
-        else:
-            self._warned.add(key)
-            log.warning(
-                "%s skipped %r (event %s): %s. Vendors that can use the event still get it. "
-                "Logged once per vendor and reason (then at DEBUG), counted in "
-                "tracker.stats() and `postback queue stats`; [postback] strict = true makes it "
-                "an InvalidEvent.",
-                vendor,
-                event.name,
-                event.event_id,
-                _why(skip),
-            )
-        if self._thread is None:
-            self._start()
-        elif not self._dirty.is_set():
+    def record(self, skips: Iterable[Skip], event: Event) -> None:
+        """Count that each skip's vendor was left out of ``event`` (one skip per vendor);
+        log it (WARNING the first time per vendor and reason, then DEBUG)."""
+        append, warned = self._new.append, self._warned
+        debug = None
+        for skip in skips:
+            vendor = skip.vendor or ""
+            key = (vendor, skip.reason)
+            append(key)
+            if key in warned:
+                if debug is None:
+                    debug = log.isEnabledFor(logging.DEBUG)
+                if debug:
+                    log.debug(
+                        "%s skipped %r (event %s): %s: %s",
+                        vendor,
+                        event.name,
+                        event.event_id,
+                        skip.field,
+                        skip.reason,
+                    )
+            else:
+                warned.add(key)
+                log.warning(
+                    "%s skipped %r (event %s): %s. Vendors that can use the event still get "
+                    "it. Logged once per vendor and reason (then at DEBUG), counted in "
+                    "tracker.stats() and `postback queue stats`; [postback] strict = true "
+                    "makes it an InvalidEvent.",
+                    vendor,
+                    event.name,
+                    event.event_id,
+                    _why(skip),
+                )
+        if not self._flagged:  # a plain attribute: cheaper than asking the Event each time
+            self._flagged = True
+            if self._thread is None:
+                self._start()
             self._dirty.set()
 
     # --- reading and writing -------------------------------------------------------------------
@@ -140,7 +151,9 @@ class SkipLedger:
             # Let a second's worth of skips gather, then write them in one go.
             if self._stopping.wait(WRITE_EVERY):
                 return
-            self._dirty.clear()  # before draining: a skip recorded after this sets it again
+            # Before draining: a skip recorded from here on raises the flag again.
+            self._flagged = False
+            self._dirty.clear()
             self.write()
 
     def close(self) -> None:

@@ -89,12 +89,13 @@ class Tracker:
         self.router = Router(
             self.destinations,
             self._filters,
-            host.validator(),
+            host.validate,
             self.skips,
             strict=config.core.strict,
             raise_invalid=self._raise,
             on_skip=self._report_skip if self.engine.notify_delivery else None,
             disabled=[n for n, vc in config.vendors.items() if not vc.enabled],
+            direct=host.only_core_validates,
         )
         self._closed = False
         self._close_lock = threading.Lock()

@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["EventChecks", "click_ids_from_url"]
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+").fullmatch
-#: A complete http(s) URL without port or user info: the common case, checked fast.
-_WEB_URL = re.compile(r"https?://[^\s/?#:@]+(?:[/?#]\S*)?").fullmatch
+#: The start of a complete http(s) URL without port or user info (scheme and host): with no
+#: whitespace anywhere (:func:`_plain_web_url`), the common case, checked fast.
+_WEB_URL_START = re.compile(r"https?://[^\s/?#:@]+(?:[/?#]|\Z)").match
 _IPV4 = re.compile(
     r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
 ).fullmatch
@@ -93,6 +94,18 @@ def click_ids_from_url(url: str | None) -> dict[str, str]:
         if values and values[0].strip():
             out[key] = values[0].strip()
     return out
+
+
+def _plain_web_url(url: str) -> bool:
+    """``http(s)://host/...`` without whitespace, port or user info (anything else gets the
+    full check): the host is matched, the rest only searched for whitespace."""
+    return (
+        _WEB_URL_START(url) is not None
+        and " " not in url
+        and "\t" not in url
+        and "\n" not in url
+        and "\r" not in url
+    )
 
 
 def _is_text(value: object) -> bool:
@@ -220,6 +233,8 @@ class EventChecks:
         )
         #: (Axon event, data field) -> the skip for that field missing.
         self._skip_missing: dict[tuple[str, str], Skip] = {}
+        #: Axon event -> (needs currency, needs value, the properties it requires).
+        self._plans: dict[str, tuple[bool, bool, tuple[str, ...]]] = {}
         self._elsewhere = elsewhere
 
     # --- the whole check ---------------------------------------------------------------------
@@ -251,7 +266,7 @@ class EventChecks:
         url = ctx.url
         if url is None:
             self._check_fallback(event, vname, opts, found)
-        elif _WEB_URL(url) is None:
+        elif not _plain_web_url(url):
             esi = dest.esi(event, vname, opts, [])
             why = url_problem(url, web=esi == "web")
             if why:
@@ -360,13 +375,22 @@ class EventChecks:
     def _check_data(self, event: Event, vname: str, found: list[Problem | Skip]) -> None:
         """The event's ``data``: what this Axon event requires, and the formats of what the
         properties hold (only the keys present are looked at)."""
-        required = DATA_REQUIRED.get(vname, ())
-        if event.currency is None and "currency" in required:
+        plan = self._plans.get(vname)
+        if plan is None:
+            required = DATA_REQUIRED.get(vname, ())
+            plan = self._plans[vname] = (
+                "currency" in required,
+                "value" in required,
+                tuple(k for k in required if k not in ("currency", "value")),
+            )
+        needs_currency, needs_value, required_props = plan
+        if needs_currency and event.currency is None:
             found.append(self._missing(vname, "currency"))
-        if event.value_micros is None:
-            if "value" in required:
+        micros = event.value_micros
+        if micros is None:
+            if needs_value:
                 found.append(self._missing(vname, "value"))
-        elif event.value_micros < 0:
+        elif micros < 0:
             found.append(Problem("value", "must not be negative"))
         props = event.properties
         items_key = "results" if vname == "search" and "results" in props else "items"
@@ -382,9 +406,7 @@ class EventChecks:
                     found.append(Problem(f"properties.{key}", _AMOUNT))
             elif key == items_key:
                 self._check_items(raw, key, found)
-        for key in required:
-            if key == "currency" or key == "value":
-                continue
+        for key in required_props:
             raw = props.get(items_key if key == "items" else key)
             if raw is None or (key == "items" and not raw):
                 found.append(self._missing(vname, key))

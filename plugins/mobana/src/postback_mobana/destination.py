@@ -332,6 +332,7 @@ class MobanaDestination(Destination):
             "events Mobana should get with events = [...] in [vendors.mobana]",
             self.name,
         )
+        self._only_no_install_id = (self._skip_no_install_id,)
         self._skip_currency: dict[str, Skip] = {}
 
     def validate(self, event: Event) -> Iterable[Problem | Skip]:
@@ -339,11 +340,13 @@ class MobanaDestination(Destination):
         in a currency without a rate); a :class:`~postback.Problem` when it is malformed (an
         install ID of the wrong format, an empty mapped name, a bad option). Once it knows it
         skips the event it stops checking, except the per-event options for Mobana."""
+        install_id = event.user.install_id
+        if not install_id and not event.vendor_options:
+            return self._only_no_install_id  # the common case of a web event
         options = event.options_for(self.name) if event.vendor_options else None
         found: list[Problem | Skip] = []
         if options:
             found.extend(self._option_problems(options))
-        install_id = event.user.install_id
         if not install_id:
             found.append(self._skip_no_install_id)
             return found

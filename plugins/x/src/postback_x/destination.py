@@ -540,12 +540,14 @@ class XDestination(Destination):
         knows it skips the event it stops: the formats of fields only X reads matter only for
         events X takes. Per-event options for X are always checked.
         """
+        user = event.user
+        ifa = user.ifa
+        if not ifa and not event.vendor_options and event.name in self._mapped_ok:
+            return self._only_no_ifa  # the common case of a web event: nothing else to say
         opts = event.options_for(self.name) if event.vendor_options else _NO_OPTIONS
         found: list[Problem | Skip] = list(self._option_problems(event, opts)) if opts else []
         if event.name not in self._mapped_ok:
             found.append(self._name_problem(event.name, self.vendor_event_name(event.name)))
-        user = event.user
-        ifa = user.ifa
         if not ifa:
             found.append(self._skip_no_ifa)
             return found
@@ -613,6 +615,7 @@ class XDestination(Destination):
             + elsewhere,
             self.name,
         )
+        self._only_no_ifa = (self._skip_no_ifa,)
         self._skip_zero_ifa = Skip(
             "ad tracking limited",
             "user.ifa",
