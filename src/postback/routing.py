@@ -168,6 +168,7 @@ class Router:
         self.on_skip = on_skip
         self.disabled = tuple(disabled)
         self._by_name: dict[str, tuple[Destination, ...]] = {}
+        self._names_by_name: dict[str, tuple[str, ...]] = {}  # the same, as vendor names
         self._known_names = self._names_configured()
 
     # --- which vendors ---------------------------------------------------------------------------
@@ -192,6 +193,7 @@ class Router:
         )
         if len(self._by_name) < _NAME_CACHE_LIMIT:
             self._by_name[name] = routes
+            self._names_by_name[name] = tuple(d.name for d in routes)
             self._warn_about_name(name, routes)
         return routes
 
@@ -241,9 +243,9 @@ class Router:
 
     # --- the track() path -----------------------------------------------------------------------
 
-    def admit(self, event: Event) -> Sequence[Destination]:
-        """The vendors ``event`` is to be queued for, after validation and this tracker's
-        policy; records skips. Raises :class:`~postback.InvalidEvent` (unless
+    def admit(self, event: Event) -> Sequence[str]:
+        """The names of the vendors ``event`` is to be queued for, after validation and this
+        tracker's policy; records skips. Raises :class:`~postback.InvalidEvent` (unless
         ``on_invalid = "log"``).
 
         Written for the hot path: the vendors kept and each skipping vendor's first skip are
@@ -253,7 +255,7 @@ class Router:
         problems: list[Problem] | None = None
         skips: list[Skip] | None = None  # every skip (for strict mode and on_invalid = "log")
         first: list[Skip] | None = None  # each skipping vendor's first skip
-        kept: list[Destination] | None = None  # the vendors left, once one has skipped
+        kept: list[str] | None = None  # the vendors left, once one has skipped
         validate, direct = self.validate, self.direct
         for i, dest in enumerate(targets):
             found = dest.validate(event) if direct else validate(event, dest)
@@ -281,20 +283,22 @@ class Router:
                         problems.append(finding)
             if skipped is not None:
                 if first is None:
-                    first, kept = [skipped], list(targets[:i])
+                    first, kept = [skipped], [d.name for d in targets[:i]]
                 else:
                     first.append(skipped)
             elif kept is not None:
-                kept.append(dest)
+                kept.append(dest.name)
         unknown = self._unknown_vendors(opts) if opts else None
         if problems is None and unknown is None:
             if first is None:
-                return targets
+                names = None if opts else self._names_by_name.get(event.name)
+                return names if names is not None else [d.name for d in targets]
             if not self.strict:
                 assert kept is not None
                 self._report(event, first)
                 return kept
-        return self._settle(event, targets, problems or [], skips or [], unknown or [])
+        settled = self._settle(event, targets, problems or [], skips or [], unknown or [])
+        return [d.name for d in settled]
 
     def _report(self, event: Event, first: list[Skip]) -> None:
         """Count, log and report each skipping vendor's first skip."""

@@ -222,8 +222,8 @@ class Tracker:
                 "dropped invalid event %r: %s", exc.event_name, "; ".join(map(str, exc.problems))
             )
             return event_id if isinstance(event_id, str) and event_id else ""
-        targets = self.router.admit(event)
-        if not targets:
+        names = self.router.admit(event)
+        if not names:
             return event.event_id
         try:
             payload = dumps_event(event)
@@ -235,7 +235,6 @@ class Tracker:
                 raise error from None
             log.warning("dropped invalid event %r: %s", event.name, error.problems[0])
             return event.event_id
-        names = [d.name for d in targets]
         # The queue's clock is when we accepted the event (retry max_age counts from it), not
         # the event's own time, which may be long ago for backfilled events.
         self.queue.put(event.event_id, event.name, time.time_ns() // 1_000_000, names, payload)

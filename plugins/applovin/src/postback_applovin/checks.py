@@ -273,9 +273,9 @@ class EventChecks:
                 found.append(Problem("context.url", why))
         email = user.email
         if not (
-            user.client_id
+            email
             or user.user_id
-            or email
+            or user.client_id
             or user.phone
             or ctx.axwrt
             or ctx.alart
