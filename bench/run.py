@@ -118,15 +118,21 @@ class Bench:
         out: list[dict[str, Any]] = []
         n = self.ns[0]
         for run in range(self.runs):
-            for lib in ("postback", "segment"):
+            for lib in ("postback", "postback-process", "segment"):
                 spec = throughput_spec(
-                    n, lib=lib, vendor="all", event="realistic", segment_queue=max(n, 10_000)
+                    n,
+                    lib="segment" if lib == "segment" else "postback",
+                    vendor="all",
+                    event="realistic",
+                    segment_queue=max(n, 10_000),
                 )
+                if lib == "postback-process":
+                    spec["workers"] = "process"
                 r = self.measured(spec, latency=0.0)
                 r.update(lib=lib, n=n, latency_ms=0.0, run=run)
                 out.append(r)
                 self.say(
-                    f"  vendors {lib:9} N={n:>6} run {run}: track p50 "
+                    f"  vendors {lib:16} N={n:>6} run {run}: track p50 "
                     f"{r['latency']['p50_us']} us p99 {r['latency']['p99_us']} us, "
                     f"{r.get('events_per_s', 0):>8.0f} ev/s"
                 )
