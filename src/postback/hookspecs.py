@@ -164,7 +164,8 @@ def postback_on_delivery(
     Notification (all run). An exception here is logged and does not affect delivery.
     Delivery outcomes are reported on the delivery worker thread, in the process that
     delivers (with ``workers = "process"`` the delivery child, with ``workers = false`` the
-    ``postback worker``). Skips are reported in the process that tracked the event, on the
-    thread that called ``track()``, before it returns, and only when some plugin implements
-    this hook: keep the implementation quick.
+    ``postback worker``). Skips are reported in the process that tracked the event, inside
+    ``track()`` before it returns (on the caller's thread; for an ``AsyncTracker`` that writes
+    on its writer thread, that thread), and only when some plugin implements this hook: keep
+    the implementation quick.
     """
