@@ -314,6 +314,20 @@ def test_explain_a_malformed_event(make: Callable[..., Tracker]) -> None:
     assert route.error is not None
 
 
+def test_explain_properties_that_are_not_json(make: Callable[..., Tracker]) -> None:
+    route = make().explain("sign_up", user={"email": "a@b.co"}, properties={"when": object()})
+    assert route.error is not None and [p.field for p in route.problems] == ["properties"]
+
+
+def test_prepare_refuses_what_track_would_even_with_on_invalid_log(
+    make: Callable[..., Tracker],
+) -> None:
+    tracker = make(core={"on_invalid": "log", "strict": True})
+    with pytest.raises(InvalidEvent) as info:
+        tracker.prepare("purchase", **WEB_PURCHASE)
+    assert [(p.vendor, p.field) for p in info.value.problems] == [("devices", "user.ifa")]
+
+
 def test_explain_a_disabled_vendor(make: Callable[..., Tracker]) -> None:
     route = make(devices_table={"enabled": False}).explain("purchase", **WEB_PURCHASE)
     assert route.vendors["devices"].status == "not routed"

@@ -97,6 +97,17 @@ class Explanation:
     error: InvalidEvent | None
     strict: bool = False
 
+    @property
+    def all_problems(self) -> list[Problem]:
+        """Every problem with the event, the event's own and each vendor's (and, with
+        ``strict``, every skip as one), whatever ``on_invalid`` does with them."""
+        out = list(self.problems)
+        for route in self.vendors.values():
+            out.extend(route.problems)
+            if self.strict:
+                out.extend(skip_problem(s) for s in route.skips)
+        return out
+
     def by_status(self, status: RouteStatus) -> list[VendorRoute]:
         """The vendors with this status, in configuration order."""
         return [r for r in self.vendors.values() if r.status == status]

@@ -142,6 +142,9 @@ class Tracker:
         explanation = self.router.explain(event)
         if explanation.error is not None:
             raise explanation.error
+        problems = explanation.all_problems  # with on_invalid = "log", error stays None
+        if problems:
+            raise InvalidEvent(event.name, problems)
         return event, [self.destinations[v] for v in explanation.queued]
 
     def explain(
@@ -176,6 +179,13 @@ class Tracker:
             )
         except InvalidEvent as exc:
             return Router.malformed(str(name), exc, self.config.vendors)
+        try:
+            dumps_event(event)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            problem = Problem("properties", f"must be JSON-serialisable: {exc}")
+            return Router.malformed(
+                event.name, InvalidEvent(event.name, [problem]), self.destinations
+            )
         return self.router.explain(event)
 
     def track(
