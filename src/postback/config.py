@@ -68,6 +68,7 @@ class CoreSettings:
 
     queue: str = DEFAULT_QUEUE
     on_invalid: str = "raise"
+    strict: bool = False
     default_currency: str | None = None
     exit_timeout: float = 2.0
     workers: bool | str = True
@@ -79,8 +80,10 @@ class CoreSettings:
 CORE_HELP: dict[str, str] = {
     "queue": "Where events wait for delivery: 'sqlite:///abs/path.db', 'sqlite://rel/path.db' "
     "(relative to the config file), 'memory://' or 'redis://host:6379/0'.",
-    "on_invalid": "'raise' (track() raises InvalidEvent) or 'log' (log and skip the vendors "
-    "that refused the event).",
+    "on_invalid": "What track() does with a malformed event: 'raise' (InvalidEvent listing "
+    "every problem) or 'log' (log it; queue it for the vendors that took it).",
+    "strict": "Make every skip (a vendor that cannot use an event as given) an InvalidEvent "
+    "problem instead of leaving that vendor out; for development and tests (default false).",
     "default_currency": "ISO 4217 currency used when track() gets a value without currency.",
     "exit_timeout": "Seconds the exit hook spends flushing; the rest stays queued (default 2).",
     "workers": "Deliver from background threads of this process (true, the default), from a "
@@ -399,6 +402,10 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
                         "must be a URL: 'sqlite:///path/to/file.db', 'memory://' or "
                         "'redis://host:6379/0'"
                     )
+                kwargs[key] = val
+            elif key == "strict":
+                if not isinstance(val, bool):
+                    raise ValueError("must be true or false")
                 kwargs[key] = val
             elif key == "default_currency":
                 kwargs[key] = normalize_currency(val)
