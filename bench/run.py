@@ -10,6 +10,9 @@ Usage (from the repository root, in the venv or ``tox -e bench``)::
 Sections (each a list of fresh processes running ``workload.py``, against ``sink.py`` with 0 ms
 and 20 ms of latency):
 
+``vendors``     the headline: track() with the five real vendor plugins configured and a
+                realistic web purchase (email, IP, user agent, page URL with UTM, two items),
+                against Segment with the same purchase: per-call p50/p99, end to end
 ``throughput``  track() on the caller's thread (per-call p50/p99/max, GC pauses) and batched
                 delivery end to end (100 events per request), postback vs Segment
 ``busy``        the same at N = 100,000 on a busy machine: a CPU-bound neighbour process spins
@@ -62,6 +65,7 @@ from common import (
 RESULTS_DIR = BENCH_DIR / "results"
 DOCS_PLOT = BENCH_DIR.parent / "docs" / "performance.png"
 SECTIONS = (
+    "vendors",
     "throughput",
     "busy",
     "capacity",
@@ -112,6 +116,31 @@ class Bench:
         print(text, flush=True)
 
     # --- sections ----------------------------------------------------------------------------
+
+    def vendors(self) -> None:
+        """track() with every quick-start vendor plugin configured, on a realistic purchase."""
+        out: list[dict[str, Any]] = []
+        n = self.ns[0]
+        for run in range(self.runs):
+            for lib in ("postback", "postback-process", "segment"):
+                spec = throughput_spec(
+                    n,
+                    lib="segment" if lib == "segment" else "postback",
+                    vendor="all",
+                    event="realistic",
+                    segment_queue=max(n, 10_000),
+                )
+                if lib.startswith("postback"):
+                    spec["workers"] = "process" if lib == "postback-process" else True
+                r = self.measured(spec, latency=0.0)
+                r.update(lib=lib, n=n, latency_ms=0.0, run=run)
+                out.append(r)
+                self.say(
+                    f"  vendors {lib:16} N={n:>6} run {run}: track p50 "
+                    f"{r['latency']['p50_us']} us p99 {r['latency']['p99_us']} us, "
+                    f"{r.get('events_per_s', 0):>8.0f} ev/s"
+                )
+        self.results["vendors"] = out
 
     def throughput(self) -> None:
         """Per-call track() latency and batched end-to-end throughput, both libraries."""

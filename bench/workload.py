@@ -21,7 +21,10 @@ Scenarios (``spec["scenario"]``):
 ``fill``        (postback) queue N events with delivery off, for ``drain`` and the profiles.
 
 Both libraries get the same event: a purchase with a user id, an email, a value, a currency,
-a transaction id and an explicit event id (Segment's ``message_id``).
+a transaction id and an explicit event id (Segment's ``message_id``). With ``"vendor": "all"``
+postback has the five real vendor plugins configured (each pointed at the sink) and both get a
+realistic web purchase instead (:func:`realistic_purchase`): AppLovin takes it, X and Mobana are
+skipped (no device id, no install id), Whop and Ton AI do not route purchases.
 """
 
 from __future__ import annotations
@@ -47,8 +50,40 @@ from common import SCRATCH_ENV, rss_bytes
 # The two clients, behind one "track event i" function
 
 
+#: The five vendor plugins of the quick start, all configured for the ``"all"`` workloads.
+FIVE_VENDORS = ("applovin", "mobana", "tonai", "whop", "x")
+
+
+def realistic_purchase(i: int, tag: str) -> dict[str, Any]:
+    """``track()`` keywords of a web purchase: user with email, IP and user agent; the page
+    URL with UTM parameters; two items."""
+    return {
+        "user": {
+            "user_id": f"u{i}",
+            "email": f"user{i}@example.com",
+            "ip_address": "203.0.113.7",
+            "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15",
+        },
+        "value": 64.98,
+        "currency": "USD",
+        "event_id": f"{tag}-{i}",
+        "context": {
+            "url": "https://shop.example.com/checkout/done?utm_source=newsletter"
+            "&utm_medium=email&utm_campaign=black-friday"
+        },
+        "properties": {
+            "transaction_id": f"t{i}",
+            "items": [
+                {"item_id": "SKU-1", "quantity": 1, "price": 34.99},
+                {"item_id": "SKU-2", "quantity": 2, "price": 14.995},
+            ],
+        },
+    }
+
+
 class PostbackClient:
-    """postback with the default durable queue (a SQLite file) and one bench vendor."""
+    """postback with the default durable queue (a SQLite file) and one bench vendor, or (with
+    ``"vendor": "all"``) the five real vendor plugins."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         import bench_vendors
@@ -67,6 +102,11 @@ class PostbackClient:
             vendor_cfg["pixel_id"] = "bench-pixel"
         if spec.get("concurrency"):
             vendor_cfg["concurrency"] = spec["concurrency"]
+        vendors = {self.vendor: vendor_cfg}
+        self._all = self.vendor == "all"
+        if self._all:
+            vendors = self._five_vendors(vendor_cfg)
+            self.vendor = "applovin"  # the one that takes the web purchase (stats, kept())
         core: dict[str, Any] = {"queue": spec.get("queue_url") or f"sqlite:///{queue_path}"}
         if "workers" in spec:
             core["workers"] = spec["workers"]
@@ -75,13 +115,25 @@ class PostbackClient:
         if "process_nice" in spec:
             core["process_nice"] = spec["process_nice"]
         self.tracker = Tracker.from_config(
-            {"postback": core, "vendors": {self.vendor: vendor_cfg}},
+            {"postback": core, "vendors": vendors},
             plugins=[bench_vendors],
         )
         self._track = self.tracker.track
         self._rich = self.vendor == "applovin"
 
+    @staticmethod
+    def _five_vendors(common: dict[str, Any]) -> dict[str, Any]:
+        """Every quick-start vendor with its sandbox settings, pointed at the sink."""
+        from postback.plugins import PluginHost
+
+        emulators = PluginHost().emulators
+        shared = {k: v for k, v in common.items() if k != "api_key"}
+        return {name: {**emulators[name].demo_settings(), **shared} for name in FIVE_VENDORS}
+
     def track(self, i: int) -> bool:
+        if self._all:
+            self._track("purchase", **realistic_purchase(i, self.tag))
+            return True
         if self._rich:  # AppLovin requires the page, the client's IP and UA, and items
             self._track(
                 "purchase",
@@ -131,8 +183,26 @@ class SegmentClient:
             max_queue_size=spec.get("segment_queue", 10_000),
         )
         self._track = self.client.track
+        self._rich = spec.get("event") == "realistic"
 
     def track(self, i: int) -> bool:
+        if self._rich:  # the realistic purchase, as Segment's track() carries it
+            kw = realistic_purchase(i, self.tag)
+            user, props = kw["user"], kw["properties"]
+            ok, _msg = self._track(
+                user_id=user["user_id"],
+                event="purchase",
+                properties={"value": kw["value"], "currency": kw["currency"], **props},
+                context={
+                    "traits": {"email": user["email"]},
+                    "ip": user["ip_address"],
+                    "userAgent": user["user_agent"],
+                    "page": {"url": kw["context"]["url"]},
+                    "campaign": {"source": "newsletter", "medium": "email", "name": "black-friday"},
+                },
+                message_id=kw["event_id"],
+            )
+            return bool(ok)
         ok, _msg = self._track(
             user_id=f"u{i}",
             event="purchase",

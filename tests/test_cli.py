@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -92,6 +93,8 @@ def test_send_dry_run_prints_the_exact_request_without_secrets(
         str(config_file),
     )
     assert code == 0, out
+    assert "'purchase': track() would queue it for example" in out
+    assert "  example: routed" in out
     assert f"POST {sandbox.base_url('example')}/v1/events" in out
     assert "authorization: Bearer ***" in out
     assert '"value_micros": 49990000' in out and '"click_id": "c9"' in out
@@ -99,11 +102,60 @@ def test_send_dry_run_prints_the_exact_request_without_secrets(
     assert sandbox.received("example") == []
 
 
+def test_send_dry_run_says_why_a_vendor_would_skip_it(config_file: Path) -> None:
+    code, out = run(
+        "send", "purchase", "--user", "email=a@b.co", "--dry-run", "--config", str(config_file)
+    )
+    assert code == 1, out
+    assert "track() would return an id and queue the event for no vendor" in out
+    assert "example: skipped: value: purchase without value" in out
+    assert "(fix: pass value=49.99 and currency='USD' with every purchase)" in out
+
+
 def test_send_delivers(config_file: Path, sandbox: Sandbox) -> None:
     code, out = run("send", "sign_up", "--user", "email=a@b.co", "--config", str(config_file))
     assert code == 0, out
     assert len(sandbox.received("example")) == 1
     assert "delivered" in out
+
+
+def test_send_exits_1_when_the_event_goes_nowhere(config_file: Path, sandbox: Sandbox) -> None:
+    code, out = run("send", "purchase", "--user", "email=a@b.co", "--config", str(config_file))
+    assert code == 1, out
+    assert "example: skipped: value: purchase without value" in out
+    assert "not delivered: routed nowhere" in out
+    assert sandbox.received("example") == []
+
+
+def test_send_exits_1_when_the_vendor_dead_letters_it(config_file: Path) -> None:
+    code, out = run(
+        "send", "sign_up", "--user", "email=a@b.co", "--value", "-1", "--currency", "USD",
+        "--config", str(config_file),
+    )  # fmt: skip
+    assert code == 1, out
+    assert "not delivered: example: dead-lettered: negative value" in out
+
+
+def test_send_exits_1_when_the_vendor_halts(config_file: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("EXAMPLE_KEY", "a-wrong-key")
+    code, out = run(
+        "send", "sign_up", "--user", "email=a@b.co", "--timeout", "2", "--config", str(config_file)
+    )
+    assert code == 1, out
+    assert "not delivered: example: halted: API key refused (401)" in out
+    assert "a-wrong-key" not in out
+
+
+def test_send_exits_1_when_still_pending_at_the_deadline(
+    config_file: Path, sandbox: Sandbox
+) -> None:
+    sandbox.set_fault("example", latency=3.0, count=1)  # answers after the deadline
+    code, out = run(
+        "send", "sign_up", "--user", "email=a@b.co", "--timeout", "0.5",
+        "--config", str(config_file),
+    )  # fmt: skip
+    assert code == 1, out
+    assert "not delivered: example: pending: still queued at the deadline" in out
 
 
 def test_send_invalid_event_exits_1(config_file: Path) -> None:
@@ -136,18 +188,32 @@ def test_validate_jsonl(config_file: Path, tmp_path: Path) -> None:
     assert "1 of 4 events valid" in out
 
 
+def test_validate_notes_the_vendors_that_would_skip(config_file: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"name": "purchase", "user": {"email": "a@b.co"}}) + "\n")
+    code, out = run("validate", str(events), "--config", str(config_file))
+    assert code == 0, out  # well formed: a skip is a note, not an error
+    assert "line 1: note: example would skip it: value: purchase without value" in out
+    assert "line 1: note: no configured vendor would get 'purchase'" in out
+    assert "1 of 1 events valid" in out
+
+
 def test_queue_stats_deadletters_and_replay(
     config_file: Path, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     t = Tracker.from_config(config_file)
     t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
     t.track("sign_up", user={"email": "b@b.co"}, event_id="ok-1")
+    t.track("purchase", user={"email": "b@b.co"}, currency="USD")  # skipped: no value
     t.flush(timeout=5)
     t.close()
     code, out = run("queue", "stats", "--config", str(config_file))
     assert code == 0 and "example" in out
+    assert "skipped at track(), per reason" in out and "purchase without value" in out
     code, out = run("queue", "stats", "--json", "--config", str(config_file))
-    assert json.loads(out)["vendors"]["example"]["dead"] == 1
+    stats = json.loads(out)["vendors"]["example"]
+    assert stats["dead"] == 1
+    assert stats["skipped"] == {"purchase without value": 1}
     code, out = run("deadletters", "list", "--config", str(config_file))
     assert code == 0 and "neg-1" in out and "negative value" in out
     code, out = run("deadletters", "show", "1", "--config", str(config_file))
@@ -184,3 +250,22 @@ def test_since_parsing() -> None:
     assert _since("2026-01-01T00:00:00Z") == 1767225600000
     with pytest.raises(Exception, match="ISO date"):
         _since("whenever")
+
+
+def test_demo_with_the_five_plugins_skips_where_a_vendor_cannot_use_an_event() -> None:
+    for plugin in ("postback_applovin", "postback_mobana", "postback_tonai", "postback_whop"):
+        pytest.importorskip(plugin)
+    pytest.importorskip("postback_x")
+    import io
+
+    from rich.console import Console
+
+    from postback.demo import run_demo
+
+    out = io.StringIO()
+    figures = run_demo(Console(file=out, width=200), n_events=40)
+    assert set(figures) >= {"applovin", "mobana", "tonai", "whop", "x"}
+    assert all(f["delivered"] > 0 and f["pending"] == 0 for f in figures.values())
+    assert figures["x"]["skipped"] > 0 and figures["mobana"]["skipped"] > 0  # web shoppers
+    text = out.getvalue()
+    assert "skipped at track()" in text and "no device id" in text and "no install id" in text

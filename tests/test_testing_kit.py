@@ -82,13 +82,21 @@ def test_pytest_fixtures_for_app_authors(
             postback_tracker.assert_sent("purchase", vendor="example", value=49.99,
                                          currency="USD")
 
+        def test_the_fixture_is_strict(postback_tracker):
+            import postback
+            with pytest.raises(postback.InvalidEvent) as info:
+                postback_tracker.track("purchase", user={"email": "a@b.co"}, currency="USD")
+            [problem] = info.value.problems
+            assert (problem.vendor, problem.field) == ("example", "value")
+            assert "purchase without value (strict mode)" in problem.message
+
         def test_sandbox_is_real_http(postback_sandbox):
             assert postback_sandbox.url.startswith("http://127.0.0.1:")
             assert "example" in postback_sandbox.emulators
         """
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 def test_contract_kit_passes_for_the_example_vendor(
@@ -112,4 +120,4 @@ def test_contract_kit_passes_for_the_example_vendor(
         """
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=11)
+    result.assert_outcomes(passed=12)

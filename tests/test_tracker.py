@@ -47,17 +47,28 @@ def test_invalid_event_lists_problems_per_vendor_and_queues_nothing(
     with pytest.raises(InvalidEvent) as info:
         t.track(
             "purchase",
-            user={"ip_address": "1.2.3.4"},
+            user={"email": "not-an-email", "ip_address": "1.2.3.4"},
+            value=1,
             currency="USD",
             vendors={"example": {"clik_id": "c"}, "nope": {}},
         )
     text = str(info.value)
     assert "vendors.nope: is not a configured vendor (configured: example)" in text
-    assert "example: value: a purchase needs a value" in text
-    assert "example: user: needs user.email or user.user_id" in text
+    assert "example: user.email: is not an email address" in text
     assert "example: vendors.example.clik_id: unknown option" in text
     t.flush(timeout=1)
     assert sandbox.received("example") == []
+
+
+def test_an_event_the_vendor_cannot_use_is_skipped_not_refused(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    t = make_tracker()
+    event_id = t.track("purchase", user={"email": "a@b.co"}, currency="USD")  # no value
+    assert event_id
+    t.flush(timeout=2)
+    assert sandbox.received("example") == []
+    assert t.stats()["example"]["skips"] == {"purchase without value": 1}
 
 
 def test_on_invalid_log_skips_and_logs(
@@ -65,7 +76,7 @@ def test_on_invalid_log_skips_and_logs(
 ) -> None:
     t = make_tracker(core={"on_invalid": "log"})
     with caplog.at_level(logging.WARNING, logger="postback"):
-        t.track("purchase", user={"email": "a@b.co"})  # no value
+        t.track("purchase", user={"email": "nope"}, value=1, currency="USD")
     assert "not sent to example" in caplog.text
     t.flush(timeout=2)
     assert sandbox.received("example") == []

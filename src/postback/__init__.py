@@ -51,6 +51,7 @@ from postback.errors import (
 )
 from postback.events import Attribution, Context, Event, User
 from postback.hookspecs import hookimpl
+from postback.routing import Explanation, VendorRoute
 from postback.tracker import Tracker
 
 __version__ = "0.1.0"
@@ -67,6 +68,7 @@ __all__ = [
     "Destination",
     "Emulator",
     "Event",
+    "Explanation",
     "FlushReport",
     "Halt",
     "InvalidEvent",
@@ -93,6 +95,7 @@ __all__ = [
     "TrackerClosed",
     "User",
     "VendorReport",
+    "VendorRoute",
     "__version__",
     "hookimpl",
     "setting",

@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 from postback.delivery.engine import FlushReport
 from postback.errors import TrackerClosed
 from postback.integrations._context import current_request_context, merge_request_context
+from postback.routing import Explanation
 from postback.tracker import Tracker
 
 __all__ = ["AsyncTracker"]
@@ -252,6 +253,35 @@ class AsyncTracker:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
         user, context = merge_request_context(current_request_context(), user, context)
         return self._tracker.track(
+            name,
+            user=user,
+            value=value,
+            currency=currency,
+            event_id=event_id,
+            timestamp=timestamp,
+            context=context,
+            properties=properties,
+            vendors=vendors,
+        )
+
+    def explain(
+        self,
+        name: str,
+        *,
+        user: Mapping[str, Any] | None = None,
+        value: float | int | str | Any = None,
+        currency: str | None = None,
+        event_id: str | None = None,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        vendors: Mapping[str, Any] | None = None,
+    ) -> Explanation:
+        """What :meth:`track` would do with these arguments, per configured vendor (see
+        :meth:`Tracker.explain`), with the request context filled in as ``track()`` does.
+        Queues nothing and does no I/O, so it needs no ``await``."""
+        user, context = merge_request_context(current_request_context(), user, context)
+        return self._tracker.explain(
             name,
             user=user,
             value=value,

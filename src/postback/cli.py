@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -29,7 +30,7 @@ from postback.config import (
     read_config,
     settings_help,
 )
-from postback.destination import Prepared, Secret
+from postback.destination import Secret
 from postback.errors import ConfigError, InvalidEvent, PostbackError
 from postback.events import loads_event
 from postback.plugins import PluginHost
@@ -68,14 +69,14 @@ def _errors() -> Iterator[None]:
         sys.exit(1)
 
 
-def _tracker(config_path: Path | None, **overrides: Any) -> Tracker:
+def _tracker(config_path: Path | None, plugins: Sequence[object] = (), **overrides: Any) -> Tracker:
     """A tracker for a command; ``overrides`` replace ``[postback]`` settings (a relative
     sqlite queue stays relative to the config file's directory)."""
     if not overrides:
-        return Tracker.from_config(config_path)
+        return Tracker.from_config(config_path, plugins=plugins)
     from postback.integrations import config_with_overrides
 
-    return Tracker.from_config(config_with_overrides(config_path, overrides))
+    return Tracker.from_config(config_with_overrides(config_path, overrides), plugins=plugins)
 
 
 def _kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -213,20 +214,6 @@ def config_check(config_path: Path | None) -> None:
 # send, validate
 
 
-def _render_request(prep_dest: Any, batch: list[Prepared]) -> str:
-    request = prep_dest.build_request(batch)
-    lines = [f"{request.method} {request.url}"]
-    lines += [f"{k}: {v}" for k, v in request.headers.items()]
-    body = request.content
-    if body:
-        try:
-            lines.append("")
-            lines.append(json.dumps(json.loads(body), indent=2, sort_keys=False))
-        except ValueError:
-            lines.append(body.decode("utf-8", "replace"))
-    return str(prep_dest.redact("\n".join(lines)))
-
-
 @main.command()
 @click.argument("name")
 @click.option("--user", "-u", "user", multiple=True, metavar="KEY=VALUE", help="User field.")
@@ -244,7 +231,12 @@ def _render_request(prep_dest: Any, batch: list[Prepared]) -> str:
     help="Event property; JSON values allowed (items='[{...}]').",
 )
 @click.option("--vendor-option", "vopts", multiple=True, metavar="VENDOR.KEY=VALUE")
-@click.option("--dry-run", is_flag=True, help="Print each vendor's exact request; send nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Say per vendor whether it would get the event (and why not), print each request; "
+    "send nothing.",
+)
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for delivery.")
 @config_option
 def send(
@@ -261,7 +253,11 @@ def send(
     timeout: float,
     config_path: Path | None,
 ) -> None:
-    """Track one event (or, with --dry-run, show the HTTP request each vendor would get)."""
+    """Track one event and wait for its delivery; exit 1 if it was routed nowhere, refused,
+    halted, dead-lettered or still pending at the deadline (and say which). With --dry-run,
+    show per vendor what would happen and the exact HTTP request; send nothing."""
+    from postback.single_event import EventWatch, request_lines, send_and_watch
+
     vendors: dict[str, dict[str, Any]] = {}
     for pair in vopts:
         key, sep, val = pair.partition("=")
@@ -284,28 +280,41 @@ def send(
         "properties": _kv(props, "--property") or None,
         "vendors": vendors or None,
     }
+    watch = EventWatch()
     with _errors():
-        tracker = _tracker(config_path, queue="memory://") if dry_run else _tracker(config_path)
+        if dry_run:
+            tracker = _tracker(config_path, queue="memory://")
+        else:  # this process delivers the event itself, and sees each outcome
+            tracker = _tracker(config_path, plugins=[watch], workers=True)
         try:
             if dry_run:
-                event, targets = tracker.prepare(name, **fields)
-                if not targets:
-                    console.print(f"{event.name!r} goes to no configured vendor")
-                for dest in targets:
-                    record = tracker.host.transform(event, dest)
-                    console.rule(f"{dest.name}")
-                    console.print(
-                        _render_request(dest, [Prepared(event, record)]),
-                        markup=False,
-                        highlight=False,
-                    )
+                route = tracker.explain(name, **fields)
+                console.print(str(route), markup=False, highlight=False)
+                if route.event is not None and route.error is None:
+                    for vendor in route.queued:
+                        console.rule(vendor)
+                        text = request_lines(tracker, tracker.destinations[vendor], route.event)
+                        console.print(text, markup=False, highlight=False)
+                if route.error is not None or not route.queued:
+                    sys.exit(1)
                 return
-            eid = tracker.track(name, **fields)
-            report = tracker.flush(timeout)
-            console.print(f"tracked {eid}")
-            _print_report(report)
+            result = send_and_watch(tracker, watch, name, fields, timeout)
+            console.print(str(result.explanation), markup=False, highlight=False)
+            if result.event_id is not None and result.explanation.error is None:
+                console.print(f"tracked {result.event_id}", highlight=False)
+            if result.vendors:
+                table = Table(title="delivery", title_justify="left")
+                for col in ("vendor", "outcome", "note"):
+                    table.add_column(col)
+                for r in result.vendors:
+                    table.add_row(r.vendor, r.status, escape(r.note))
+                console.print(table)
+            for line in result.failures:
+                err.print(f"not delivered: {line}", markup=False, highlight=False)
+            if result.failed:
+                sys.exit(1)
         finally:
-            tracker.close(timeout=0 if dry_run else timeout)
+            tracker.close(timeout=0)
 
 
 def _print_report(report: Any) -> None:
@@ -332,7 +341,8 @@ def validate(file: Any, config_path: Path | None) -> None:
     """Validate events in a JSON Lines file (one track() call per line) without sending.
 
     Each line is an object with "name" and any of user, value, currency, event_id, timestamp,
-    context, properties, vendors. Prints one line per problem; exits 1 if any.
+    context, properties, vendors. Prints one line per problem (and a note per vendor that would
+    skip an event, or when no vendor would get it); exits 1 if any event would be refused.
     """
     with _errors():
         tracker = _tracker(config_path, queue="memory://")
@@ -347,7 +357,15 @@ def validate(file: Any, config_path: Path | None) -> None:
                 if not isinstance(data, dict) or "name" not in data:
                     raise ValueError('each line must be a JSON object with a "name"')
                 name = data.pop("name")
-                tracker.prepare(name, **data)
+                route = tracker.explain(name, **data)
+                if route.error is not None:
+                    raise route.error
+                for r in route.by_status("skipped"):
+                    note = f"line {lineno}: note: {r.vendor} would skip it: {r.reason}"
+                    console.print(note, markup=False, highlight=False)
+                if not route.queued:
+                    note = f"line {lineno}: note: no configured vendor would get {route.name!r}"
+                    console.print(note, markup=False, highlight=False)
             except InvalidEvent as exc:
                 bad += 1
                 for p in exc.problems:
@@ -437,11 +455,13 @@ def queue() -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True)
 def queue_stats(config_path: Path | None, as_json: bool) -> None:
-    """Per-vendor queue depth: ready, retrying, in flight, dead letters."""
+    """Per-vendor queue depth (ready, retrying, in flight, dead letters) and the events each
+    vendor skipped at track(), per reason, counted by every process that uses the queue."""
     with _errors():
         tracker = _tracker(config_path, workers=False)
     try:
-        vendors = sorted(set(tracker.destinations) | set(tracker.queue.vendors_seen()))
+        skips = tracker.queue.skip_counts()
+        vendors = sorted(set(tracker.destinations) | set(tracker.queue.vendors_seen()) | set(skips))
         depth = tracker.queue.depth(vendors, int(time.time() * 1000))
         health = tracker.queue.health()
         if as_json:
@@ -455,6 +475,7 @@ def queue_stats(config_path: Path | None, as_json: bool) -> None:
                                 "retrying": d.retrying,
                                 "inflight": d.inflight,
                                 "dead": d.dead,
+                                "skipped": skips.get(v, {}),
                             }
                             for v, d in depth.items()
                         },
@@ -465,11 +486,20 @@ def queue_stats(config_path: Path | None, as_json: bool) -> None:
             )
             return
         table = Table(title=f"queue {tracker.queue.url}", title_justify="left")
-        for col in ("vendor", "ready", "retrying", "in flight", "dead letters"):
+        for col in ("vendor", "ready", "retrying", "in flight", "dead letters", "skipped"):
             table.add_column(col)
         for v, d in depth.items():
-            table.add_row(v, str(d.ready), str(d.retrying), str(d.inflight), str(d.dead))
+            n_skipped = str(sum(skips.get(v, {}).values()))
+            table.add_row(v, str(d.ready), str(d.retrying), str(d.inflight), str(d.dead), n_skipped)
         console.print(table)
+        if skips:
+            why = Table(title="skipped at track(), per reason", title_justify="left")
+            for col in ("vendor", "reason", "events"):
+                why.add_column(col)
+            for v in sorted(skips):
+                for reason, n in sorted(skips[v].items(), key=lambda item: -item[1]):
+                    why.add_row(v, escape(reason), str(n))
+            console.print(why)
         groups = health.get("groups")
         for key, val in health.items():
             if key != "groups":

@@ -68,6 +68,7 @@ class CoreSettings:
 
     queue: str = DEFAULT_QUEUE
     on_invalid: str = "raise"
+    strict: bool = False
     default_currency: str | None = None
     exit_timeout: float = 2.0
     workers: bool | str = "auto"
@@ -80,8 +81,10 @@ class CoreSettings:
 CORE_HELP: dict[str, str] = {
     "queue": "Where events wait for delivery: 'sqlite:///abs/path.db', 'sqlite://rel/path.db' "
     "(relative to the config file), 'memory://' or 'redis://host:6379/0'.",
-    "on_invalid": "'raise' (track() raises InvalidEvent) or 'log' (log and skip the vendors "
-    "that refused the event).",
+    "on_invalid": "What track() does with a malformed event: 'raise' (InvalidEvent listing "
+    "every problem) or 'log' (log it; queue it for the vendors that took it).",
+    "strict": "Make every skip (a vendor that cannot use an event as given) an InvalidEvent "
+    "problem instead of leaving that vendor out; for development and tests (default false).",
     "default_currency": "ISO 4217 currency used when track() gets a value without currency.",
     "exit_timeout": "Seconds the exit hook spends flushing; the rest stays queued (default 2).",
     "workers": "Deliver from a worker process this process starts and stops ('process'), from "
@@ -406,6 +409,10 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
                         "'redis://host:6379/0'"
                     )
                 kwargs[key] = val
+            elif key == "strict":
+                if not isinstance(val, bool):
+                    raise ValueError("must be true or false")
+                kwargs[key] = val
             elif key == "default_currency":
                 kwargs[key] = normalize_currency(val)
             elif key == "exit_timeout":
@@ -611,21 +618,6 @@ def _build_retry(
     return attrs.evolve(default, **kw)
 
 
-def _check_ca_bundle(
-    core: CoreSettings, base_dir: Path, problems: list[ConfigProblem]
-) -> CoreSettings:
-    """Resolve ``ca_bundle`` against the config's directory and load it once, so that a bad
-    file is a start-up error rather than every delivery failing."""
-    from postback.delivery.http import ca_bundle_problem
-
-    path = str(base_dir / Path(core.ca_bundle or "").expanduser())
-    problem = ca_bundle_problem(path)
-    if problem is not None:
-        problems.append(ConfigProblem("postback.ca_bundle", problem))
-        return attrs.evolve(core, ca_bundle=None)
-    return attrs.evolve(core, ca_bundle=path)
-
-
 def build_config(
     raw: Mapping[str, Any],
     destinations: Mapping[str, type[Destination]],
@@ -651,8 +643,13 @@ def build_config(
                 )
             )
     core = _build_core(raw.get("postback"), problems)
-    if core.ca_bundle is not None:
-        core = _check_ca_bundle(core, base_dir or Path.cwd(), problems)
+    if core.ca_bundle is not None:  # loaded once now, so that a bad file fails at start-up
+        from postback.delivery.http import resolve_ca_bundle
+
+        path, problem = resolve_ca_bundle(core.ca_bundle, base_dir or Path.cwd())
+        if problem is not None:
+            problems.append(ConfigProblem("postback.ca_bundle", problem))
+        core = attrs.evolve(core, ca_bundle=path)
     if core.workers == "process" and core.queue.startswith("memory:"):
         problems.append(
             ConfigProblem(

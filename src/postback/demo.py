@@ -2,8 +2,11 @@
 
 Starts the sandbox with every installed vendor's emulation, builds a tracker with each of those
 vendors pointed at it (a SQLite queue in a temporary directory), tracks a realistic mix of
-events with a progress bar, and prints per vendor what was delivered, what was refused (and
-why) and what was attributed. Vendors plugged in by third parties take part the same way.
+events with a progress bar (app users with device ids, web shoppers without), and prints per
+vendor what was delivered, what it skipped at ``track()`` and why (an event it cannot use, which
+the other vendors still got), what the vendor rejected and what it attributed. It calls
+``track()`` as an app would: nothing is caught, no vendor is picked by hand. Vendors plugged in
+by third parties take part the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from postback.errors import InvalidEvent
 from postback.events import Attribution, Event
 from postback.hookspecs import hookimpl
 from postback.plugins import PluginHost
@@ -56,9 +58,10 @@ class _AttributionLog:
 
 
 def _user(rng: random.Random, i: int) -> dict[str, Any]:
+    """An app user (device ids, Telegram id) or, one in four, a web shopper (none of them)."""
     name = rng.choice(_FIRST)
     ios = rng.random() < 0.5
-    return {
+    user = {
         "user_id": f"user-{1000 + i}",
         "email": f"{name}.{i}@example.com",
         "phone": f"+1415555{rng.randrange(1000, 9999)}",
@@ -73,6 +76,10 @@ def _user(rng: random.Random, i: int) -> dict[str, Any]:
         "zip": f"{rng.randrange(10000, 99999)}",
         "first_name": name.title(),
     }
+    if i % 4 == 1:  # a web shopper: the app-only vendors will skip their events
+        for key in ("install_id", "ifa", "os", "telegram_user_id"):
+            del user[key]
+    return user
 
 
 def demo_events(n: int, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
@@ -149,8 +156,9 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 def flawed_events(emulators: dict[str, Any], seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
-    """Events that show refusals: three with problems some vendors refuse at ``track()``, and
-    one per emulator that its vendor rejects (``Emulator.demo_rejection``)."""
+    """Events that show what a vendor does not take: three that some vendors skip at
+    ``track()`` (the others get them), and one per emulator that its vendor rejects
+    (``Emulator.demo_rejection``)."""
     rng = random.Random(seed + 1)
     user = _user(rng, 999)
     ctx = {"url": "https://shop.example.com/checkout/done", "action_source": "website"}
@@ -183,8 +191,18 @@ def flawed_events(emulators: dict[str, Any], seed: int = 7) -> list[tuple[str, d
                 "context": ctx,
             },
         ),
-        # A Telegram handle where the numeric id belongs.
-        ("sign_up", {"user": {**user, "telegram_user_id": "@ada_lovelace"}, "context": ctx}),
+        # A sign-up from a web form: no Telegram user id, no device.
+        (
+            "sign_up",
+            {
+                "user": {
+                    k: v
+                    for k, v in user.items()
+                    if k not in ("telegram_user_id", "ifa", "install_id")
+                },
+                "context": ctx,
+            },
+        ),
     ]
     for vendor, emulator in sorted(emulators.items()):
         patch = emulator.demo_rejection()
@@ -199,15 +217,18 @@ def flawed_events(emulators: dict[str, Any], seed: int = 7) -> list[tuple[str, d
 
 def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[str, Any]:
     """Run the demo; returns the figures it printed (for tests)."""
-    # The summary reports every rejection; the engine's own warnings would repeat them.
-    delivery_log = logging.getLogger("postback.delivery")
-    level = delivery_log.level
-    if delivery_log.getEffectiveLevel() >= logging.WARNING:
-        delivery_log.setLevel(logging.ERROR)
+    # The summary reports every rejection and skip; the engine's warnings and the once-per-
+    # reason skip warnings would repeat them.
+    quiet = [logging.getLogger("postback.delivery"), logging.getLogger("postback")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        if lg.getEffectiveLevel() >= logging.WARNING:
+            lg.setLevel(logging.ERROR)
     try:
         return _run_demo(console, n_events, seed)
     finally:
-        delivery_log.setLevel(level)
+        for lg, level in zip(quiet, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
@@ -220,7 +241,6 @@ def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
         )
         return {}
     listener = _AttributionLog()
-    refused: dict[str, Counter[str]] = defaultdict(Counter)
     with (
         Sandbox.from_plugins({v: host.emulators[v] for v in vendors}) as box,
         tempfile.TemporaryDirectory(prefix="postback-demo-") as tmp,
@@ -251,15 +271,7 @@ def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
         ) as bar:
             task = bar.add_task("track", total=len(events))
             for name, kwargs in events:
-                try:
-                    tracker.track(name, **kwargs)
-                except InvalidEvent as exc:
-                    # Note who refused and why, then send it to the vendors that accept it.
-                    skip = {p.vendor for p in exc.problems if p.vendor}
-                    for p in exc.problems:
-                        refused[p.vendor or "all"][_short(f"{p.field}: {p.message}")] += 1
-                    if None not in {p.vendor for p in exc.problems}:
-                        tracker.track(name, **{**kwargs, "vendors": dict.fromkeys(skip, False)})
+                tracker.track(name, **kwargs)  # a vendor that cannot use it skips it
                 tracked += 1
                 bar.update(task, advance=1)
         report = tracker.flush(timeout=30)
@@ -272,7 +284,7 @@ def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
     for col in (
         "vendor",
         "delivered",
-        "refused at track()",
+        "skipped at track()",
         "rejected by vendor",
         "attributed",
         "pending",
@@ -281,18 +293,19 @@ def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for v in vendors:
         r = report.vendors[v]
-        n_refused = sum(refused[v].values())
+        skipped = Counter(stats[v]["skips"])
+        n_skipped = sum(skipped.values())
         table.add_row(
             v,
             str(r.delivered),
-            str(n_refused),
+            str(n_skipped),
             str(r.dead),
             str(len(listener.seen[v])),
             str(r.pending),
         )
         figures[v] = {
             "delivered": r.delivered,
-            "refused": n_refused,
+            "skipped": n_skipped,
             "dead": r.dead,
             "attributed": len(listener.seen[v]),
             "pending": r.pending,
@@ -302,7 +315,8 @@ def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
 
     for v in vendors:
         reasons = Counter(d.reason for d in dead if d.vendor == v)
-        lines = [f"  refused at track(), {n}x: {why}" for why, n in refused[v].most_common(3)]
+        skipped = Counter(stats[v]["skips"])
+        lines = [f"  skipped at track(), {n}x: {why}" for why, n in skipped.most_common(3)]
         lines += [f"  rejected by {v}, {n}x: {_short(why)}" for why, n in reasons.most_common(3)]
         for a in listener.seen[v][:2]:
             lines.append(

@@ -4,7 +4,7 @@ A vendor plugin subclasses :class:`Destination` and registers the class through 
 ``postback_register_destinations`` hook. The core instantiates it once per tracker with the
 vendor's validated settings, then drives it through four sans-I/O steps::
 
-    validate(event)            -> problems          (at track() time, on the caller's thread)
+    validate(event)            -> problems, skips   (at track() time, on the caller's thread)
     transform(event)           -> wire record       (at delivery time, per event)
     build_request(batch)       -> httpx.Request     (one request per batch of records)
     parse_response(batch, rsp) -> outcome(s)        (per event: Delivered / Retry / Rejected ...)
@@ -412,11 +412,22 @@ class Destination:
 
     # --- the four sans-I/O steps ---------------------------------------------------------------
 
-    def validate(self, event: Event) -> Iterable[Problem]:
-        """Yield every problem this vendor has with ``event`` (field path and message).
+    def validate(self, event: Event) -> Iterable[Problem | Skip]:
+        """Yield what keeps this vendor from sending ``event``, in two kinds:
 
-        Runs at ``track()`` time on the caller's thread, so keep it cheap. The core sets
-        ``Problem.vendor``; yield ``Problem(field, message)``.
+        - :class:`~postback.Problem` (``Problem(field, message)``): the event is *malformed*
+          for this vendor: a value of the wrong type or format (an IP address that is not one,
+          an item that is not a dict, an unknown per-event option). A programming error:
+          ``track()`` refuses the whole event with :class:`~postback.InvalidEvent`.
+        - :class:`~postback.Skip` (``Skip(reason, field=..., fix=...)``): the event is well
+          formed but this vendor cannot use it *as given*: its identifier is missing (X: a
+          device id) or a field it requires for this event type is absent. The vendor is left
+          out of this event, the others get it, and the skip is counted and logged once.
+
+        Runs at ``track()`` time on the caller's thread, once per routed vendor: check only
+        presence and formats, cheaply (no hashing, no parsing, no wire record); ``transform``
+        checks again at delivery. The core sets ``vendor`` on both kinds. Yield Skips you build
+        once (in ``__init__``): they are compared by value and counted by ``reason``.
         """
         return ()
 

@@ -9,6 +9,8 @@ Lifecycle of one event::
 
     register_destinations  (once per tracker)
     validate               (track(), caller's thread; all implementations run)
+                           -> a Problem refuses the event; a Skip leaves that vendor out
+                              (reported to on_delivery as Skipped, attempt 0)
     -- queued durably --
     transform              (delivery worker; firstresult)
     deliver                (delivery worker; firstresult)
@@ -32,7 +34,7 @@ import pluggy
 if TYPE_CHECKING:
     import httpx
 
-    from postback.destination import Destination, Emulator, Outcome, Prepared, Reported
+    from postback.destination import Destination, Emulator, Outcome, Prepared, Reported, Skip
     from postback.errors import Problem
     from postback.events import Attribution, Event
 
@@ -67,17 +69,28 @@ def postback_register_emulators(register: Callable[[type[Emulator]], None]) -> N
 
 
 @hookspec
-def postback_validate(event: Event, destination: Destination) -> Iterable[Problem] | None:
+def postback_validate(event: Event, destination: Destination) -> Iterable[Problem | Skip] | None:
     """Check ``event`` before it is queued for ``destination``'s vendor.
 
     :param event: the normalised canonical event.
     :param destination: the vendor the event is routed to.
-    :return: an iterable of :class:`~postback.Problem` (empty or ``None`` when all is well).
+    :return: an iterable of findings (empty or ``None`` when all is well), each one of:
 
-    All implementations run (all-run); the problems of every implementation and every vendor
-    are collected into one :class:`~postback.InvalidEvent`. Runs on the caller's thread inside
-    ``track()``, so keep it fast and free of I/O. The core's implementation calls
-    ``destination.validate(event)``.
+        - :class:`~postback.Problem`: the event is malformed for this vendor (a wrong type or
+          format). Any problem, from any implementation and any vendor, makes ``track()`` raise
+          one :class:`~postback.InvalidEvent` that lists every problem; nothing is queued.
+        - :class:`~postback.Skip`: the event is well formed but this vendor cannot use it as
+          given (its identifier, or a field it requires for this event type, is missing). The
+          vendor is left out of this event and the other vendors get it; the skip is counted
+          per vendor and reason, logged once, and reported to ``postback_on_delivery`` as
+          :class:`~postback.Skipped`. With ``[postback] strict = true`` a skip is a problem.
+
+    All implementations run (all-run); their findings are collected. Runs on the caller's
+    thread inside ``track()`` (and ``explain()``), so keep it fast and free of I/O: check
+    presence and formats, do not build wire records. The core's implementation calls
+    ``destination.validate(event)``; the core sets ``vendor`` on findings that have none.
+    A plugin may add findings (e.g. a ``Skip`` for lack of consent) without knowing vendors'
+    rules.
     """
 
 
@@ -157,14 +170,16 @@ def postback_on_delivery(
           ``reason`` is what the store records, ``cause`` the vendor's
           :class:`~postback.Rejected`, or the last :class:`~postback.Retry` when
           ``max_attempts`` or ``max_age`` ran out, or ``None`` when a plugin raised.
-        - :class:`~postback.Skipped`: not sent to this vendor on purpose, e.g.
-          :class:`~postback.SkipEvent` from ``transform`` (terminal).
+        - :class:`~postback.Skipped`: not sent to this vendor on purpose (terminal): a
+          :class:`~postback.Skip` from validation at ``track()`` (``attempt`` is 0), or
+          :class:`~postback.SkipEvent` from ``transform`` at delivery.
         - :class:`~postback.Halt`: the vendor refused our credentials; the event stays
           queued, this attempt is not counted, and it is reported again when it is retried.
 
     :param attempt: the attempt's number, 1 for the first, as the queue counts them (a
         halted attempt does not count, so the next one has the same number).
-    :param latency: seconds the batch's request(s) took (0 when none was sent).
+    :param latency: seconds the batch's request(s) took (0 when none was sent, and for a
+        skip at ``track()``).
 
     Each event gets exactly one call per attempt, after the queue has recorded the outcome,
     so the calls add up to ``tracker.stats()``: ``delivered``, ``retried``, ``dead`` and
@@ -172,6 +187,12 @@ def postback_on_delivery(
     read back, which is dead-lettered without a call: there is no event to pass). Nothing is
     reported for events given back unattempted (shutdown).
 
-    Notification (all run), on the delivery worker thread (in the delivery process with
-    ``workers = "process"``). An exception here is logged and does not affect delivery.
+    Notification (all run). An exception here is logged and does not affect delivery.
+    Delivery outcomes are reported on the delivery worker thread, in the process that
+    delivers (with ``workers = "process"`` the delivery child, with ``workers = false`` the
+    ``postback worker``). Skips at ``track()`` are reported in the process that tracked the
+    event, inside ``track()`` before it returns (on the caller's thread; for an
+    ``AsyncTracker`` that writes on its writer thread, that thread), and only when some plugin
+    implements this hook: keep the implementation quick. ``stats()`` counts those skips too
+    (per vendor and reason).
     """

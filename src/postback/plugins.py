@@ -25,7 +25,7 @@ import pluggy
 
 from postback import hookspecs
 from postback.default_plugins.core import postback_deliver as builtin_deliver
-from postback.destination import Destination, Emulator
+from postback.destination import Destination, Emulator, Skip
 from postback.errors import PluginError, Problem
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from postback.destination import Outcome, Prepared, Reported
     from postback.events import Attribution, Event
 
-__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginHost", "PluginInfo"]
+__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginHost", "PluginInfo", "with_vendor"]
 
 log = logging.getLogger("postback.plugins")
 
@@ -185,20 +185,34 @@ class PluginHost:
 
     # --- typed facade over pm.hook ----------------------------------------------------------
 
-    def validate(self, event: Event, destination: Destination) -> list[Problem]:
-        problems: list[Problem] = []
+    def validate(self, event: Event, destination: Destination) -> Sequence[Problem | Skip]:
+        """Every finding of every ``postback_validate`` implementation for ``destination``:
+        :class:`~postback.Problem` (malformed: refuse) and :class:`~postback.Skip` (this
+        vendor cannot use it), each with ``vendor`` set. Raises :class:`PluginError` for
+        anything else, naming the vendor."""
         if self._validate_is_builtin_only:
-            # Only the core's implementation exists: skip the hook machinery on the hot path.
-            for p in destination.validate(event):
-                problems.append(p if p.vendor else Problem(p.field, p.message, destination.name))
-            return problems
+            # Only the core's implementation exists: skip the hook machinery on the hot path,
+            # and hand back the vendor's own list when every finding already names it.
+            found: Any = destination.validate(event)
+            if found.__class__ is list or found.__class__ is tuple:
+                for f in found:
+                    if f.__class__ is not Skip or f.vendor is None:
+                        break
+                else:
+                    return found
+            return [with_vendor(f, destination.name) for f in found]
+        findings: list[Problem | Skip] = []
         for result in self.pm.hook.postback_validate(event=event, destination=destination):
             if result:
-                for p in result:
-                    problems.append(
-                        p if p.vendor else Problem(p.field, p.message, destination.name)
-                    )
-        return problems
+                findings.extend(with_vendor(f, destination.name) for f in result)
+        return findings
+
+    @property
+    def only_core_validates(self) -> bool:
+        """Whether the core's implementation is the only ``postback_validate``: then
+        ``track()`` calls each destination's ``validate`` itself (one call less per vendor on
+        the hot path) and sets ``vendor`` with :func:`with_vendor` where a finding has none."""
+        return self._validate_is_builtin_only
 
     def transform(self, event: Event, destination: Destination) -> Any:
         if self._transform_is_builtin_only:
@@ -236,3 +250,15 @@ class PluginHost:
 
     def has_delivery_listeners(self) -> bool:
         return bool(self.pm.hook.postback_on_delivery.get_hookimpls())
+
+
+def with_vendor(finding: object, vendor: str) -> Problem | Skip:
+    """``finding`` with ``vendor`` set (kept as is when it already names one)."""
+    if isinstance(finding, Skip):
+        return finding if finding.vendor else attrs.evolve(finding, vendor=vendor)
+    if isinstance(finding, Problem):
+        return finding if finding.vendor else Problem(finding.field, finding.message, vendor)
+    raise PluginError(
+        f"validation for {vendor!r} returned {finding!r}, which is neither a postback.Problem "
+        "(the event is malformed) nor a postback.Skip (this vendor cannot use it)"
+    )

@@ -76,6 +76,17 @@ Every vendor also takes the common settings (`base_url`, `events`, `event_map`, 
 | `sign_up` | `signup` |
 | `lead` | `lead` |
 
+## What $Title cannot use
+
+A *skip* leaves $Title out of that event (the other vendors get it); a *problem* makes
+`track()` raise `InvalidEvent`.
+
+| finding | when |
+|---|---|
+| skip `no user id` | neither `user.email` nor `user.user_id` |
+| skip `purchase without value` | a `purchase` without `value` |
+| problem `value` | a negative value |
+
 ## Delivery
 
 Batches of up to 50 events per request; HTTP 429 and 5xx are retried (honouring Retry-After),
@@ -143,9 +154,21 @@ from postback import (
     RejectedBatch,
     Retry,
     Secret,
+    Skip,
     setting,
 )
 from postback.delivery.retry import retry_after_seconds
+
+#: What $Title cannot do without. A Skip leaves $Title out of an event it cannot use as given
+#: (the other vendors still get it; the skip is counted, logged once and shown by explain()).
+#: Build each Skip once: they are counted by reason.
+NO_USER = Skip(
+    "no user id",
+    "user",
+    "pass user={'email': ...} or user={'user_id': ...}, or list the events $Title should get "
+    "with events = [...] in [vendors.$name]",
+)
+NO_VALUE = Skip("purchase without value", "value", "pass value=49.99 and currency='USD'")
 
 
 @attrs.frozen
@@ -165,11 +188,19 @@ class ${Camel}Destination(Destination):
     default_rate_limit = RateLimit(600, 60)
     settings: ${Camel}Settings
 
-    def validate(self, event: Event) -> Iterable[Problem]:
-        if event.name == "purchase" and event.value_micros is None:
-            yield Problem("value", "a purchase needs a value (track(..., value=49.99))")
+    def validate(self, event: Event) -> Iterable[Problem | Skip]:
+        """Runs in track(), once per event: check presence and formats only, cheaply.
+
+        Yield a Skip when $Title cannot use the event as given (an identifier or a field it
+        requires is missing), a Problem when the event is malformed (a wrong type or format),
+        which refuses the whole event with InvalidEvent.
+        """
         if not (event.user.email or event.user.user_id):
-            yield Problem("user", "needs user.email or user.user_id")
+            yield NO_USER
+        if event.name == "purchase" and event.value_micros is None:
+            yield NO_VALUE
+        if event.value_micros is not None and event.value_micros < 0:
+            yield Problem("value", "must not be negative (send refunds elsewhere)")
 
     def transform(self, event: Event) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -311,11 +342,18 @@ def test_golden_purchase(tracker) -> None:
     tracker.assert_sent("purchase", vendor="$name", value=49.99, currency="USD")
 
 
-def test_validation_reports_every_problem(tracker) -> None:
+def test_an_event_it_cannot_use_is_skipped(tracker) -> None:
+    route = tracker.explain("purchase", user={"ip_address": "203.0.113.1"})
+    assert route.vendors["$name"].status == "skipped"
+    assert [s.field for s in route.vendors["$name"].skips] == ["user", "value"]
+    tracker.track("purchase", user={"ip_address": "203.0.113.1"})  # nothing raises
+    assert tracker.stats()["$name"]["skips"] == {"no user id": 1}
+
+
+def test_a_malformed_event_is_refused(tracker) -> None:
     with pytest.raises(InvalidEvent) as info:
-        tracker.track("purchase", user={"ip_address": "203.0.113.1"})
-    assert [(p.vendor, p.field) for p in info.value.problems] == [
-        ("$name", "value"), ("$name", "user")]
+        tracker.track("purchase", user={"email": "a@b.co"}, value=-1, currency="USD")
+    assert [(p.vendor, p.field) for p in info.value.problems] == [("$name", "value")]
 
 
 @pytest.mark.parametrize(("status", "outcome"), [

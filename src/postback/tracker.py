@@ -1,7 +1,8 @@
 """The :class:`Tracker`: what an application holds and calls ``track()`` on.
 
 ``track()`` validates the event synchronously (the canonical event, then each vendor it is
-routed to), stores it durably in the queue, wakes the delivery lanes and returns the event id.
+routed to: see :mod:`postback.routing` for who gets it and who is skipped), stores it durably
+in the queue for the vendors that can use it, wakes the delivery lanes and returns the event id.
 It never waits on a vendor. Delivery happens on background threads that start on the first
 ``track()``; ``flush()`` waits for them, ``close()`` stops them, and an exit hook flushes for a
 bounded time (``[postback] exit_timeout``, default 2 s) and leaves the rest queued for the next
@@ -25,10 +26,12 @@ import orjson
 from postback.config import Config, build_config, read_config
 from postback.delivery.engine import DeliveryEngine, FlushReport
 from postback.delivery.queue import Queue, QueueKeyStore, open_queue
-from postback.destination import Destination
+from postback.destination import Destination, Skipped
 from postback.errors import InvalidEvent, Problem, TrackerClosed
 from postback.events import Event, dumps_event, make_event
 from postback.plugins import PluginHost
+from postback.routing import Explanation, Router
+from postback.skips import SkipLedger
 
 __all__ = ["Tracker", "auto_workers"]
 
@@ -87,6 +90,19 @@ class Tracker:
             self.engine.external = DeliveryProcess(self)
         self._raise = config.core.on_invalid == "raise"
         self._default_currency = config.core.default_currency
+        #: Skip counts (per vendor and reason) of this process, written to the queue in batches.
+        self.skips = SkipLedger(self.queue)
+        self.router = Router(
+            self.destinations,
+            self._filters,
+            host.validate,
+            self.skips,
+            strict=config.core.strict,
+            raise_invalid=self._raise,
+            on_skip=self._report_skip if self.engine.notify_delivery else None,
+            disabled=[n for n, vc in config.vendors.items() if not vc.enabled],
+            direct=host.only_core_validates,
+        )
         self._closed = False
         self._close_lock = threading.Lock()
         with _live_lock:
@@ -117,50 +133,66 @@ class Tracker:
     # --- the hot path ----------------------------------------------------------------------------
 
     def route(self, event: Event) -> list[Destination]:
-        """The vendors an event goes to: configured, enabled, mapped, not opted out."""
-        out = []
-        opts = event.vendor_options
-        for name, dest in self.destinations.items():
-            if opts and opts.get(name) is False:
-                continue
-            flt = self._filters[name]
-            if flt is not None:
-                if event.name in flt:
-                    out.append(dest)
-            elif dest.supports(event.name) or (opts and isinstance(opts.get(name), Mapping)):
-                out.append(dest)
-        return out
+        """The vendors an event goes to before validation: configured, enabled, mapped (or in
+        their ``events`` filter), not opted out."""
+        return self.router.route(event)
 
     def prepare(self, name: object, **fields: Any) -> tuple[Event, list[Destination]]:
-        """Validate without queueing: the normalised event and the vendors it would go to.
+        """Validate without queueing: the normalised event and the vendors that would get it
+        (those that skip it left out).
 
-        Raises :class:`~postback.InvalidEvent` as ``track()`` would (regardless of
-        ``on_invalid``). ``postback send --dry-run`` and ``postback validate`` use it.
+        Raises :class:`~postback.InvalidEvent` as ``track()`` would with ``on_invalid =
+        "raise"``, skips included when ``strict``. Nothing is counted or logged.
         """
         event = make_event(name, default_currency=self._default_currency, **fields)
-        targets, problems = self._check(event)
+        explanation = self.router.explain(event)
+        if explanation.error is not None:
+            raise explanation.error
+        problems = explanation.all_problems  # with on_invalid = "log", error stays None
         if problems:
             raise InvalidEvent(event.name, problems)
-        return event, targets
+        return event, [self.destinations[v] for v in explanation.queued]
 
-    def _check(self, event: Event) -> tuple[list[Destination], list[Problem]]:
-        """The vendors ``event`` routes to, and every problem they (and its options) have."""
-        problems: list[Problem] = []
-        if event.vendor_options:
-            for vname in event.vendor_options:
-                if vname not in self.destinations:
-                    problems.append(
-                        Problem(
-                            f"vendors.{vname}",
-                            "is not a configured vendor (configured: "
-                            f"{', '.join(sorted(self.destinations)) or 'none'})",
-                        )
-                    )
-        targets = self.route(event)
-        validate = self.host.validate
-        for dest in targets:
-            problems.extend(validate(event, dest))
-        return targets, problems
+    def explain(
+        self,
+        name: str,
+        *,
+        user: Mapping[str, Any] | None = None,
+        value: float | int | str | Any = None,
+        currency: str | None = None,
+        event_id: str | None = None,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        vendors: Mapping[str, Any] | None = None,
+    ) -> Explanation:
+        """What ``track()`` would do with these arguments, per configured vendor: routed,
+        skipped and why, refused and why, or not routed (not mapped, filtered out, opted out,
+        disabled). Queues, counts, logs and reports nothing; never raises for the event's
+        content (a malformed event is explained, with ``error`` set)."""
+        try:
+            event = make_event(
+                name,
+                user=user,
+                value=value,
+                currency=currency,
+                event_id=event_id,
+                timestamp=timestamp,
+                context=context,
+                properties=properties,
+                vendors=vendors,
+                default_currency=self._default_currency,
+            )
+        except InvalidEvent as exc:
+            return Router.malformed(str(name), exc, self.config.vendors)
+        try:
+            dumps_event(event)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            problem = Problem("properties", f"must be JSON-serialisable: {exc}")
+            return Router.malformed(
+                event.name, InvalidEvent(event.name, [problem]), self.destinations
+            )
+        return self.router.explain(event)
 
     def track(
         self,
@@ -175,54 +207,50 @@ class Tracker:
         properties: Mapping[str, Any] | None = None,
         vendors: Mapping[str, Any] | None = None,
     ) -> str:
-        """Validate an event, queue it durably for every vendor it routes to, return its id.
+        """Validate an event, queue it durably for every vendor that can use it, return its id.
 
-        Raises :class:`~postback.InvalidEvent` listing every problem (per vendor and field)
-        unless ``[postback] on_invalid = "log"``, which logs and skips the refusing vendors.
-        Returns once the event is stored; never waits on a vendor.
+        A vendor that cannot use the event as given (its identifier, or a field it requires,
+        is missing) is skipped: the others get it, and the skip is counted in :meth:`stats`,
+        logged once and reported to ``postback_on_delivery``. A malformed event raises
+        :class:`~postback.InvalidEvent` listing every problem, per vendor and field (and so
+        does a skip with ``[postback] strict = true``); with ``on_invalid = "log"`` problems
+        are logged instead. Returns once the event is stored; never waits on a vendor.
         """
         if self._closed:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
-        event = make_event(
-            name,
-            user=user,
-            value=value,
-            currency=currency,
-            event_id=event_id,
-            timestamp=timestamp,
-            context=context,
-            properties=properties,
-            vendors=vendors,
-            default_currency=self._default_currency,
-        )
-        targets, problems = self._check(event)
-        if problems:
-            if self._raise:
-                raise InvalidEvent(event.name, problems)
-            refused = {p.vendor for p in problems}
-            if None in refused:
-                log.warning(
-                    "dropped invalid event %r: %s", event.name, "; ".join(map(str, problems))
-                )
-                return event.event_id
-            log.warning(
-                "event %r not sent to %s: %s",
-                event.name,
-                ", ".join(sorted(v for v in refused if v)),
-                "; ".join(map(str, problems)),
+        try:
+            event = make_event(
+                name,
+                user=user,
+                value=value,
+                currency=currency,
+                event_id=event_id,
+                timestamp=timestamp,
+                context=context,
+                properties=properties,
+                vendors=vendors,
+                default_currency=self._default_currency,
             )
-            targets = [d for d in targets if d.name not in refused]
-        if not targets:
-            log.debug("event %r goes to no configured vendor", event.name)
+        except InvalidEvent as exc:
+            if self._raise:
+                raise
+            log.warning(
+                "dropped invalid event %r: %s", exc.event_name, "; ".join(map(str, exc.problems))
+            )
+            return event_id if isinstance(event_id, str) and event_id else ""
+        names = self.router.admit(event)
+        if not names:
             return event.event_id
         try:
             payload = dumps_event(event)
         except (TypeError, orjson.JSONEncodeError) as exc:
-            raise InvalidEvent(
-                event.name,
-                [Problem("properties", f"must be JSON-serialisable: {exc}")],
-            ) from None
-        names = [d.name for d in targets]
+            error = InvalidEvent(
+                event.name, [Problem("properties", f"must be JSON-serialisable: {exc}")]
+            )
+            if self._raise:
+                raise error from None
+            log.warning("dropped invalid event %r: %s", event.name, error.problems[0])
+            return event.event_id
         # The queue's clock is when we accepted the event (retry max_age counts from it), not
         # the event's own time, which may be long ago for backfilled events.
         self.queue.put(event.event_id, event.name, time.time_ns() // 1_000_000, names, payload)
@@ -231,6 +259,9 @@ class Tracker:
             engine.lanes[n].stats.tracked += 1
         engine.notify(names)
         return event.event_id
+
+    def _report_skip(self, vendor: str, event: Event, outcome: Skipped) -> None:
+        self.host.on_delivery(vendor, event, outcome, 0, 0.0)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -269,6 +300,7 @@ class Tracker:
                 report = self.engine.flush(timeout)
         finally:
             self.engine.stop(wait=1.0)
+            self.skips.close()
             self.queue.close()
             with _live_lock:
                 _live.discard(self)
@@ -279,8 +311,20 @@ class Tracker:
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per-vendor counters: tracked, delivered, retried, dead, skipped, queue depth,
-        latency percentiles (seconds), and the halt reason if the vendor refused our key."""
-        return self.engine.stats()
+        latency percentiles (seconds), and the halt reason if the vendor refused our key.
+
+        ``skips`` counts, per reason, the events this process left out of that vendor at
+        ``track()`` (a :class:`~postback.Skip`); ``skipped`` adds them to the events skipped
+        at delivery (``SkipEvent`` from ``transform``)."""
+        stats = self.engine.stats()
+        for vendor, reasons in self.skips.totals().items():
+            vendor_stats = stats.get(vendor)
+            if vendor_stats is not None:
+                vendor_stats["skips"] = reasons
+                vendor_stats["skipped"] = vendor_stats.get("skipped", 0) + sum(reasons.values())
+        for vendor_stats in stats.values():
+            vendor_stats.setdefault("skips", {})
+        return stats
 
     @property
     def closed(self) -> bool:
@@ -295,6 +339,7 @@ class Tracker:
     def _after_fork(self) -> None:
         self.queue.after_fork()
         self.engine.after_fork()
+        self.skips.after_fork()
         self._close_lock = threading.Lock()
 
     def __repr__(self) -> str:

@@ -261,3 +261,19 @@ def test_submitted_writes_finish_at_interpreter_exit(tmp_path):
         tmp_path,
     )
     assert queue_depth(tmp_path / "queue.db") == 200
+
+
+def test_explain_is_the_trackers_with_the_request_context(example_config, tmp_path):
+    async def main():
+        async with make_tracker(sqlite_config(example_config, tmp_path)) as tracker:
+            skipped = tracker.explain("purchase", user={"email": "a@b.co"}, currency="USD")
+            assert skipped.vendors["example"].status == "skipped"
+            assert skipped.vendors["example"].reason == "value: purchase without value"
+            info = RequestInfo("203.0.113.9", user_agent="UA", url="https://s.ex/p")
+            with bind_request_context(LazyRequestContext(RequestContextSettings(), lambda: info)):
+                route = tracker.explain("sign_up", user={"email": "a@b.co"})
+            assert route.queued == ("example",)
+            assert route.event is not None and route.event.user.ip_address == "203.0.113.9"
+            assert tracker.stats()["example"]["tracked"] == 0  # nothing was queued
+
+    asyncio.run(main())

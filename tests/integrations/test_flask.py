@@ -286,3 +286,13 @@ def test_flask_cli_worker_delivers_for_enqueue_only_apps(
     assert worker.stop(signal.SIGTERM) == 0, worker.output
     assert "postback worker: stopped" in worker.output
     assert pending_in(tmp_path / "queue.db") == 0
+
+
+def test_explain_sees_the_request_like_track(make_app):
+    app = make_app()
+    postback = pb_flask_app.postback
+    with app.test_request_context("/buy?aleid=A-1", headers=BROWSER):
+        route = postback.explain("sign_up", user={"email": "a@b.co"})
+        assert postback.stats()["example"]["tracked"] == 0
+    assert route.queued == ("example",)
+    assert route.event is not None and route.event.user.user_agent == BROWSER["User-Agent"]

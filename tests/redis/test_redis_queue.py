@@ -429,3 +429,10 @@ def test_an_outcome_redis_could_not_record_is_redelivered(
         assert [c.event_id for c in again] == ["e1"]
     finally:
         q.close()
+
+
+def test_skip_counts_are_shared_by_every_process(queue: RedisQueue, other: RedisQueue) -> None:
+    assert queue.skip_counts() == {}
+    queue.add_skips({("x", "no device id"): 3, ("applovin", "no user agent"): 1})
+    other.add_skips({("x", "no device id"): 2})
+    assert other.skip_counts() == {"x": {"no device id": 5}, "applovin": {"no user agent": 1}}

@@ -1,7 +1,10 @@
-"""Every validation rule: a valid purchase, changed one way, gives exactly the expected problem.
+"""Every validation rule: a valid purchase, changed one way, gives exactly the expected finding.
 
-Validation runs at track() time, so an event AppLovin would refuse (and with it, its whole
-batch) never reaches a batch.
+Two kinds (README, "Skip or refuse"): a required field that is missing is a Skip (AppLovin is
+left out of the event, the other vendors get it), a field of the wrong type or format is a
+Problem (the event is refused). Either way, the event never reaches a batch: transform refuses
+it too (for events queued under an older version, or replayed), and the event is dead-lettered
+alone rather than dropping its batch.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from postback.errors import InvalidEvent
+from postback.destination import Skip
+from postback.errors import InvalidEvent, Problem
 from postback.tracker import Tracker
 from postback_applovin import AppLovinEventInvalid
 
@@ -69,7 +73,7 @@ RULES: list[tuple[str, Mutation, str, str]] = [
         "AppLovin has no event for 'install'",
     ),
     # event_source_url
-    ("url-missing", _set("context", None), "context.url", "Axon requires event_source_url"),
+    ("url-missing", _set("context", None), "context.url", "context={'url': 'https://...'}"),
     (
         "url-incomplete",
         _set("context.url", "shop.example.com/thanks"),
@@ -95,7 +99,7 @@ RULES: list[tuple[str, Mutation, str, str]] = [
         "not a valid URL",
     ),
     # user_data
-    ("ip-missing", _set("user.ip_address", DELETE), "user.ip_address", "client's IP address"),
+    ("ip-missing", _set("user.ip_address", DELETE), "user.ip_address", "no IP address"),
     (
         "ip-invalid",
         _set("user.ip_address", "203.0.113"),
@@ -107,7 +111,7 @@ RULES: list[tuple[str, Mutation, str, str]] = [
         "no-identifier",
         _all(_set("user.email", DELETE), _set("context.aleid", "AL-1")),
         "user",
-        "at least one user identifier",
+        "no user identifier",
     ),
     ("email-invalid", _set("user.email", "jane.example.com"), "user.email", "not an email address"),
     (
@@ -130,20 +134,20 @@ RULES: list[tuple[str, Mutation, str, str]] = [
         "value-missing",
         _all(_set("value", None), _set("currency", None)),
         "value",
-        "purchase needs a value",
+        "purchase without value",
     ),
     (
         "currency-missing",
         _all(_set("value", None), _set("currency", None)),
         "currency",
-        "purchase needs a currency",
+        "purchase without currency",
     ),
     ("value-negative", _set("value", -1), "value", "must not be negative"),
     (
         "transaction-id-missing",
         _set("properties.transaction_id", DELETE),
         "properties.transaction_id",
-        "needs a transaction_id",
+        "purchase without transaction id",
     ),
     (
         "transaction-id-type",
@@ -155,9 +159,9 @@ RULES: list[tuple[str, Mutation, str, str]] = [
         "items-missing",
         _set("properties.items", DELETE),
         "properties.items",
-        "needs at least one item",
+        "purchase without items",
     ),
-    ("items-empty", _set("properties.items", []), "properties.items", "needs at least one item"),
+    ("items-empty", _set("properties.items", []), "properties.items", "purchase without items"),
     (
         "items-not-list",
         _set("properties.items", "SKU-1"),
@@ -168,14 +172,14 @@ RULES: list[tuple[str, Mutation, str, str]] = [
     (
         "item-id-missing",
         _set("properties.items", [{"price": 1}]),
-        "properties.items[0].item_id",
-        "requires item_id",
+        "properties.items",
+        "item without item_id",
     ),
     (
         "item-id-type",
         _set("properties.items", [{"item_id": ["x"]}]),
         "properties.items[0].item_id",
-        "requires item_id",
+        "non-empty string",
     ),
     (
         "item-quantity-zero",
@@ -193,19 +197,19 @@ RULES: list[tuple[str, Mutation, str, str]] = [
         "item-price-not-number",
         _set("properties.items", [{"item_id": "a", "price": "cheap"}]),
         "properties.items[0].price",
-        "not a number",
+        "amount in major units",
     ),
     (
         "item-price-negative",
         _set("properties.items", [{"item_id": "a", "price": -2}]),
         "properties.items[0].price",
-        "must not be negative",
+        "non-negative amount",
     ),
     (
         "item-discount-not-number",
         _set("properties.items", [{"item_id": "a", "discount": True}]),
         "properties.items[0].discount",
-        "must be a number",
+        "non-negative amount",
     ),
     (
         "item-image-url",
@@ -229,57 +233,57 @@ RULES: list[tuple[str, Mutation, str, str]] = [
         "shipping-invalid",
         _set("properties.shipping", "free"),
         "properties.shipping",
-        "not a number",
+        "amount in major units",
     ),
-    ("tax-negative", _set("properties.tax", -0.5), "properties.tax", "must not be negative"),
+    ("tax-negative", _set("properties.tax", -0.5), "properties.tax", "non-negative amount"),
     # data: other events
     (
         "begin-checkout-items",
         _all(_set("name", "begin_checkout"), _set("properties.items", DELETE)),
         "properties.items",
-        "begin_checkout needs at least one item",
+        "begin_checkout without items",
     ),
     (
         "view-item-items",
         _all(_set("name", "view_item"), _set("properties", {})),
         "properties.items",
-        "view_item needs at least one item",
+        "view_item without items",
     ),
     (
         "add-to-cart-items",
         _all(_set("name", "add_to_cart"), _set("properties", {})),
         "properties.items",
-        "add_to_cart needs at least one item",
+        "add_to_cart without items",
     ),
     (
         "remove-from-cart-items",
         _all(_set("name", "remove_from_cart"), _set("properties", {})),
         "properties.items",
-        "remove_from_cart needs at least one item",
+        "remove_from_cart without items",
     ),
     (
         "lead-value",
         _all(_set("name", "lead"), _set("value", None), _set("currency", None)),
         "value",
-        "generate_lead needs a value",
+        "generate_lead without value",
     ),
     (
         "lead-currency",
         _all(_set("name", "lead"), _set("value", None), _set("currency", None)),
         "currency",
-        "generate_lead needs a currency",
+        "generate_lead without currency",
     ),
     (
         "add-payment-info-currency",
         _all(_set("name", "add_payment_info"), _set("value", None), _set("currency", None)),
         "currency",
-        "add_payment_info needs a currency",
+        "add_payment_info without currency",
     ),
     (
         "search-term-missing",
         _all(_set("name", "search"), _set("properties", {})),
         "properties.search_term",
-        "search needs search_term",
+        "search without search term",
     ),
     (
         "search-term-type",
@@ -365,25 +369,55 @@ RULES: list[tuple[str, Mutation, str, str]] = [
 ]
 
 
+#: The rules whose finding is a Skip: a required field is missing (the rest are Problems).
+SKIPS = {
+    "url-missing",
+    "ip-missing",
+    "ua-missing",
+    "no-identifier",
+    "value-missing",
+    "currency-missing",
+    "transaction-id-missing",
+    "items-missing",
+    "items-empty",
+    "item-id-missing",
+    "begin-checkout-items",
+    "view-item-items",
+    "add-to-cart-items",
+    "remove-from-cart-items",
+    "lead-value",
+    "lead-currency",
+    "add-payment-info-currency",
+    "search-term-missing",
+}
+
+
 def test_base_event_is_valid(destination, event_from, purchase_kwargs) -> None:
     assert list(destination.validate(event_from(purchase_kwargs))) == []
 
 
 @pytest.mark.parametrize(
-    ("mutation", "field", "fragment"), [r[1:] for r in RULES], ids=[r[0] for r in RULES]
+    ("rule", "mutation", "field", "fragment"), RULES, ids=[r[0] for r in RULES]
 )
-def test_rule(destination, event_from, purchase_kwargs, mutation, field, fragment) -> None:
+def test_rule(destination, event_from, purchase_kwargs, rule, mutation, field, fragment) -> None:
     mutation(purchase_kwargs)
-    problems = list(destination.validate(event_from(purchase_kwargs)))
-    hits = [p for p in problems if p.field == field]
-    assert hits, f"no problem at {field!r}; got {problems}"
-    assert any(fragment in p.message for p in hits), hits
+    found = list(destination.validate(event_from(purchase_kwargs)))
+    if rule in SKIPS:
+        assert not [f for f in found if isinstance(f, Problem)], found  # well formed
+        hits = [f for f in found if isinstance(f, Skip) and f.field == field]
+        assert hits, f"no skip at {field!r}; got {found}"
+        assert any(fragment in f"{s.reason} {s.fix}" for s in hits), hits
+        assert all(s.vendor == "applovin" and s.fix for s in hits)
+    else:
+        hits = [f for f in found if isinstance(f, Problem) and f.field == field]
+        assert hits, f"no problem at {field!r}; got {found}"
+        assert any(fragment in p.message for p in hits), hits
     # The same event can never reach a batch: transform refuses it too.
     with pytest.raises(AppLovinEventInvalid, match=field.replace(".", r"\.").replace("[", r"\[")):
         destination.transform(event_from(purchase_kwargs))
 
 
-def test_every_problem_is_reported_at_once(destination, event_from) -> None:
+def test_every_finding_is_reported_at_once(destination, event_from) -> None:
     event = event_from(
         {
             "name": "purchase",
@@ -393,23 +427,25 @@ def test_every_problem_is_reported_at_once(destination, event_from) -> None:
             "vendors": {"applovin": {"esi": "desktop", "extra": 1}},
         }
     )
-    fields = {p.field for p in destination.validate(event)}
-    assert fields >= {
+    found = list(destination.validate(event))
+    assert {f.field for f in found if isinstance(f, Problem)} == {
         "vendors.applovin.extra",
         "vendors.applovin.esi",
         "context.url",
-        "user.ip_address",
-        "user.user_agent",
         "user.email",
         "user.phone",
         "user.country",
-        "currency",
-        "value",
-        "properties.transaction_id",
-        "properties.items[0].item_id",
         "properties.items[0].price",
         "properties.items[0].quantity",
         "properties.items[1]",
+    }
+    assert {f.field for f in found if isinstance(f, Skip)} == {
+        "user.ip_address",
+        "user.user_agent",
+        "currency",
+        "value",
+        "properties.transaction_id",
+        "properties.items",
     }
 
 
@@ -430,7 +466,8 @@ def test_event_map_to_unknown_name_is_a_problem_too(
 def test_aleid_alone_is_not_an_identifier(destination, event_from, purchase_kwargs) -> None:
     del purchase_kwargs["user"]["email"]
     purchase_kwargs["context"]["aleid"] = "AL-1"
-    assert [p.field for p in destination.validate(event_from(purchase_kwargs))] == ["user"]
+    [skip] = destination.validate(event_from(purchase_kwargs))
+    assert isinstance(skip, Skip) and skip.field == "user"
     for key, where in [
         ("client_id", "user"),
         ("user_id", "user"),
@@ -508,10 +545,35 @@ def test_messages_never_echo_personal_data(destination, event_from, purchase_kwa
     assert "10.0.0.999" not in text
 
 
-def test_track_refuses_an_invalid_event_and_queues_nothing(make_destination) -> None:
+def test_track_skips_applovin_for_an_event_it_cannot_use() -> None:
     tracker = Tracker.from_config(
         {
             "postback": {"queue": "memory://", "workers": False},
+            "vendors": {"applovin": {"api_key": "k", "pixel_id": "p"}},
+        }
+    )
+    try:
+        event_id = tracker.track("purchase", user={"email": "a@b.co"}, value=5, currency="USD")
+        assert event_id
+        assert tracker.stats()["applovin"]["queue_depth"] == 0
+        assert tracker.stats()["applovin"]["skips"] == {"no IP address": 1}  # the first counts
+        route = tracker.explain("purchase", user={"email": "a@b.co"}, value=5, currency="USD")
+        assert route.vendors["applovin"].status == "skipped"
+        assert {s.field for s in route.vendors["applovin"].skips} == {
+            "context.url",
+            "user.ip_address",
+            "user.user_agent",
+            "properties.transaction_id",
+            "properties.items",
+        }
+    finally:
+        tracker.close(timeout=0)
+
+
+def test_strict_mode_refuses_it_listing_every_missing_field() -> None:
+    tracker = Tracker.from_config(
+        {
+            "postback": {"queue": "memory://", "workers": False, "strict": True},
             "vendors": {"applovin": {"api_key": "k", "pixel_id": "p"}},
         }
     )
@@ -520,16 +582,42 @@ def test_track_refuses_an_invalid_event_and_queues_nothing(make_destination) -> 
             tracker.track("purchase", user={"email": "a@b.co"}, value=5, currency="USD")
         problems = info.value.problems
         assert {p.vendor for p in problems} == {"applovin"}
-        assert {
+        assert {p.field for p in problems} == {
             "context.url",
             "user.ip_address",
             "user.user_agent",
             "properties.transaction_id",
             "properties.items",
-        } <= {p.field for p in problems}
+        }
         assert tracker.stats()["applovin"]["queue_depth"] == 0
     finally:
         tracker.close(timeout=0)
+
+
+def test_click_ids_are_read_from_the_page_url(destination, event_from, purchase_kwargs) -> None:
+    purchase_kwargs["context"]["url"] = (
+        "https://shop.example.com/p?utm_source=x&aleid=AL-9&alart=AR-3"
+    )
+    record = destination.transform(event_from(purchase_kwargs))
+    assert (record["user_data"]["aleid"], record["user_data"]["alart"]) == ("AL-9", "AR-3")
+
+
+def test_click_ids_the_app_passes_win_over_the_url(
+    destination, event_from, purchase_kwargs
+) -> None:
+    purchase_kwargs["context"]["url"] = "https://shop.example.com/p?aleid=FROM-URL&alart=AR-3"
+    purchase_kwargs["context"]["aleid"] = "FROM-APP"
+    record = destination.transform(event_from(purchase_kwargs))
+    assert (record["user_data"]["aleid"], record["user_data"]["alart"]) == ("FROM-APP", "AR-3")
+
+
+def test_alart_in_the_url_is_an_identifier(destination, event_from, purchase_kwargs) -> None:
+    del purchase_kwargs["user"]["email"]
+    purchase_kwargs["context"]["url"] = "https://shop.example.com/p?alart=AR-3"
+    assert list(destination.validate(event_from(purchase_kwargs))) == []
+    purchase_kwargs["context"]["url"] = "https://shop.example.com/p?aleid=AL-9"  # not enough
+    [skip] = destination.validate(event_from(purchase_kwargs))
+    assert isinstance(skip, Skip) and skip.reason == "no user identifier"
 
 
 def test_unmapped_events_are_not_routed() -> None:

@@ -1,4 +1,7 @@
-"""Every validation rule of the Mobana plugin, one test each, plus all problems at once."""
+"""Every validation rule of the Mobana plugin, one test each, plus all problems at once.
+
+Two kinds: a Skip (Mobana cannot use the event as given: no install id, a currency without a
+rate; the other vendors still get it) and a Problem (the event is malformed: refused)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from postback import InvalidEvent, Tracker
+from postback import InvalidEvent, Problem, Skip, Tracker
 from postback.events import Event
 from postback_mobana import MobanaDestination, UnsendableEvent
 from postback_mobana.destination import install_id_problem
@@ -20,10 +23,16 @@ DOCS_EXAMPLE = "520e8400-c466-a554-40e0-0"  # the vendor page's own (non-canonic
 
 
 def problems(dest: MobanaDestination, ev: Event) -> dict[str, str]:
-    found = list(dest.validate(ev))
+    found = [f for f in dest.validate(ev) if isinstance(f, Problem)]
     out = {p.field: p.message for p in found}
     assert len(out) == len(found), "one problem per field expected here"
     return out
+
+
+def skips(dest: MobanaDestination, ev: Event) -> dict[str, Skip]:
+    found = [f for f in dest.validate(ev) if isinstance(f, Skip)]
+    assert all(s.vendor == "mobana" and s.reason and s.fix for s in found), found
+    return {s.field: s for s in found}
 
 
 def test_a_valid_event_has_no_problem(dest: MobanaDestination, make_event_: Ev) -> None:
@@ -34,11 +43,12 @@ def test_a_valid_event_has_no_problem(dest: MobanaDestination, make_event_: Ev) 
 # --- user.install_id -------------------------------------------------------------------------
 
 
-def test_install_id_is_required(dest: MobanaDestination, make_event_: Ev) -> None:
-    found = problems(dest, make_event_(user={"email": "a@b.co"}))
-    assert list(found) == ["user.install_id"]
-    assert "Mobana.getInstallId()" in found["user.install_id"]
-    assert "vendors={'mobana': False}" in found["user.install_id"]
+def test_no_install_id_is_a_skip(dest: MobanaDestination, make_event_: Ev) -> None:
+    ev = make_event_(user={"email": "a@b.co"})
+    assert problems(dest, ev) == {}
+    skip = skips(dest, ev)["user.install_id"]
+    assert skip.reason == "no install id"
+    assert "Mobana.getInstallId()" in skip.fix and "events = [...]" in skip.fix
 
 
 def test_install_id_at_most_36_characters(dest: MobanaDestination, make_event_: Ev) -> None:
@@ -95,12 +105,14 @@ def test_install_id_problem_helper() -> None:
 # --- currency ----------------------------------------------------------------------------------
 
 
-def test_other_currency_without_rate_is_refused(dest: MobanaDestination, make_event_: Ev) -> None:
-    found = problems(dest, make_event_(value=49.99, currency="EUR"))
-    msg = found["currency"]
-    assert "no currency field" in msg
-    assert "app currency USD" in msg
-    assert "[vendors.mobana.rates] EUR" in msg
+def test_other_currency_without_rate_is_a_skip(dest: MobanaDestination, make_event_: Ev) -> None:
+    ev = make_event_(value=49.99, currency="EUR")
+    assert problems(dest, ev) == {}
+    skip = skips(dest, ev)["currency"]
+    assert skip.reason == "no rate for EUR"
+    assert "no currency field" in skip.fix
+    assert "app currency USD" in skip.fix
+    assert "[vendors.mobana.rates] EUR" in skip.fix
 
 
 def test_other_currency_with_a_rate_is_accepted(make_dest: Dest, make_event_: Ev) -> None:
@@ -111,8 +123,8 @@ def test_other_currency_with_a_rate_is_accepted(make_dest: Dest, make_event_: Ev
 def test_app_currency_is_configurable(make_dest: Dest, make_event_: Ev) -> None:
     eur = make_dest(currency="eur")
     assert eur.settings.currency == "EUR"
-    assert problems(eur, make_event_(value=10, currency="EUR")) == {}
-    assert "app currency EUR" in problems(eur, make_event_(value=10, currency="USD"))["currency"]
+    assert list(eur.validate(make_event_(value=10, currency="EUR"))) == []
+    assert "app currency EUR" in skips(eur, make_event_(value=10, currency="USD"))["currency"].fix
 
 
 def test_transform_refuses_an_event_whose_rate_disappeared(
@@ -212,11 +224,17 @@ def test_every_problem_is_reported_at_once(tracker: Tracker) -> None:
     assert found == {
         ("mobana", "name"),
         ("mobana", "user.install_id"),
-        ("mobana", "currency"),
         ("mobana", "vendors.mobana.flow_session_id"),
         ("mobana", "vendors.mobana.colour"),
     }
     assert tracker.queue.depth(["mobana"], 0)["mobana"].pending == 0  # nothing queued
+
+
+def test_a_web_event_skips_mobana_without_raising(tracker: Tracker) -> None:
+    event_id = tracker.track("purchase", user={"email": "a@b.co"}, value=12.5, currency="GBP")
+    assert event_id
+    assert tracker.queue.depth(["mobana"], 0)["mobana"].pending == 0  # Mobana left out
+    assert tracker.stats()["mobana"]["skips"] == {"no install id": 1}
 
 
 def test_opting_out_skips_validation(tracker: Tracker) -> None:

@@ -1,4 +1,7 @@
-"""Every validation rule of the Ton AI plugin, plus routing (which events count)."""
+"""Every validation rule of the Ton AI plugin, plus routing (which events count).
+
+A Skip when Ton AI cannot use the event (no Telegram user id: the other vendors still get it),
+a Problem when it is malformed (an id that is not one, a bad mapping, an option)."""
 
 from __future__ import annotations
 
@@ -7,16 +10,23 @@ from typing import Any
 
 import pytest
 
-from postback import InvalidEvent, Tracker
+from postback import InvalidEvent, Problem, Skip, Tracker
 from postback_tonai import TonAIDestination
 
 from .conftest import DOC_USER, TEST_KEY, event, make_destination
 
 
 def problems(dest: TonAIDestination, **kwargs: Any) -> dict[str, str]:
-    out = {p.field: p.message for p in dest.validate(event(**kwargs))}
-    assert len(out) == len(list(dest.validate(event(**kwargs))))  # one problem per field
+    found = [f for f in dest.validate(event(**kwargs)) if isinstance(f, Problem)]
+    out = {p.field: p.message for p in found}
+    assert len(out) == len(found)  # one problem per field
     return out
+
+
+def skips(dest: TonAIDestination, **kwargs: Any) -> dict[str, Skip]:
+    found = [f for f in dest.validate(event(**kwargs)) if isinstance(f, Skip)]
+    assert all(s.vendor == "tonai" and s.reason and s.fix for s in found), found
+    return {s.field: s for s in found}
 
 
 @pytest.fixture
@@ -31,11 +41,12 @@ def test_a_valid_event_has_no_problems(dest: TonAIDestination) -> None:
     assert problems(dest) == {}
 
 
-def test_telegram_user_id_is_required(dest: TonAIDestination) -> None:
-    got = problems(dest, telegram_user_id=None, user={"email": "a@b.co", "user_id": "42"})
-    assert list(got) == ["user.telegram_user_id"]
-    assert "required" in got["user.telegram_user_id"]
-    assert "telegram_user_id" in got["user.telegram_user_id"]  # says how to fix it
+def test_no_telegram_user_id_is_a_skip(dest: TonAIDestination) -> None:
+    given = {"telegram_user_id": None, "user": {"email": "a@b.co", "user_id": "42"}}
+    assert problems(dest, **given) == {}
+    skip = skips(dest, **given)["user.telegram_user_id"]
+    assert skip.reason == "no Telegram user id"
+    assert "user={'telegram_user_id'" in skip.fix  # says how to fix it
 
 
 def test_telegram_user_id_given_as_an_integer_is_accepted(dest: TonAIDestination) -> None:
@@ -155,10 +166,27 @@ def test_every_problem_is_reported_at_once(tracker: Tracker) -> None:
     assert "tonai: user.telegram_user_id" in str(info.value)
 
 
-def test_track_refuses_a_sign_up_without_telegram_id(tracker: Tracker) -> None:
-    with pytest.raises(InvalidEvent) as info:
-        tracker.track("sign_up", user={"email": "a@b.co"})
-    assert [p.field for p in info.value.problems] == ["user.telegram_user_id"]
+def test_track_skips_ton_ai_for_a_sign_up_without_telegram_id(tracker: Tracker) -> None:
+    assert tracker.track("sign_up", user={"email": "a@b.co"})
+    assert tracker.stats()["tonai"]["skips"] == {"no Telegram user id": 1}
+    assert tracker.queue.depth(["tonai"], 0)["tonai"].pending == 0
+
+
+def test_strict_mode_refuses_a_sign_up_without_telegram_id(tracker: Tracker) -> None:
+    strict = Tracker.from_config(
+        {
+            "postback": {"queue": "memory://", "strict": True},
+            "vendors": {"tonai": dict(tracker.config.raw["vendors"]["tonai"])},
+        }
+    )
+    try:
+        with pytest.raises(InvalidEvent) as info:
+            strict.track("sign_up", user={"email": "a@b.co"})
+        assert [(p.vendor, p.field) for p in info.value.problems] == [
+            ("tonai", "user.telegram_user_id")
+        ]
+    finally:
+        strict.close(timeout=0)
 
 
 # --- routing: which canonical events count as Ton AI's conversion ------------------------------

@@ -1,4 +1,7 @@
-"""Every validation rule (one test each), routing and naming, and all problems at once."""
+"""Every validation rule (one test each), routing and naming, and all problems at once.
+
+A currency Whop's API does not take is a Skip (Whop cannot use the value; the other vendors
+get the event); every other rule finds a Problem (the event is malformed: refused)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import attrs
 import httpx
 import pytest
 
-from postback import InvalidEvent, Tracker
+from postback import InvalidEvent, Skip, Tracker
 from postback.errors import Problem
 from postback.events import Event
 from postback_whop import WhopDestination, WhopEmulator
@@ -21,9 +24,14 @@ Ev = Callable[..., Event]
 
 
 def problems(dest: WhopDestination, event: Event) -> dict[str, str]:
-    found = list(dest.validate(event))
-    assert all(isinstance(p, Problem) for p in found)
+    found = [f for f in dest.validate(event) if isinstance(f, Problem)]
     return {p.field: p.message for p in found}
+
+
+def skips(dest: WhopDestination, event: Event) -> dict[str, Skip]:
+    found = [f for f in dest.validate(event) if isinstance(f, Skip)]
+    assert all(s.vendor == "whop" and s.reason and s.fix for s in found), found
+    return {s.field: s for s in found}
 
 
 # --- a valid event has no problems -------------------------------------------------------
@@ -129,16 +137,18 @@ def test_action_source_option_must_be_whops(dest: WhopDestination, event: Ev) ->
 # --- money ---------------------------------------------------------------------------------
 
 
-def test_currency_must_be_on_whops_events_list(dest: WhopDestination, event: Ev) -> None:
-    got = problems(dest, event(value=5, currency="AFN"))
-    assert "does not accept 'AFN'" in got["currency"]
-    assert problems(dest, event(value=5, currency="AWG")) == {}  # events-only code
+def test_currency_not_on_whops_events_list_is_a_skip(dest: WhopDestination, event: Ev) -> None:
+    ev = event(value=5, currency="AFN")
+    assert problems(dest, ev) == {}
+    skip = skips(dest, ev)["currency"]
+    assert skip.reason == "currency AFN not accepted" and "events API takes only" in skip.fix
+    assert list(dest.validate(event(value=5, currency="AWG"))) == []  # events-only code
 
 
 def test_currency_list_of_conversions_shape(make_dest: Dest, event: Ev) -> None:
-    got = problems(make_dest(api="conversions"), event(value=5, currency="AWG"))
-    assert "conversions API does not accept 'AWG'" in got["currency"]
-    assert problems(make_dest(api="conversions"), event(value=5, currency="KZT")) == {}
+    got = skips(make_dest(api="conversions"), event(value=5, currency="AWG"))
+    assert "conversions API takes only" in got["currency"].fix
+    assert list(make_dest(api="conversions").validate(event(value=5, currency="KZT"))) == []
 
 
 # --- ids -----------------------------------------------------------------------------------
@@ -222,7 +232,6 @@ def test_track_reports_every_problem(emulator: WhopEmulator) -> None:
             )
         fields = {(p.vendor, p.field) for p in info.value.problems}
         assert fields == {
-            ("whop", "currency"),
             ("whop", "user.gender"),
             ("whop", "user.birthdate"),
             ("whop", "user.email"),

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from postback.config import build_config
-from postback.destination import Prepared
+from postback.destination import Prepared, Skip
+from postback.errors import Problem
 from postback.events import Event, make_event
 from postback_x import XDestination, XEmulator
 
@@ -59,11 +60,19 @@ class Kit:
 
     @staticmethod
     def problems(dest: XDestination, ev: Event) -> dict[str, str]:
-        """field -> message, asserting that no field is reported twice."""
-        found = list(dest.validate(ev))
+        """field -> message of the Problems (the event is malformed), asserting that no field
+        is reported twice."""
+        found = [f for f in dest.validate(ev) if isinstance(f, Problem)]
         fields = [p.field for p in found]
         assert len(fields) == len(set(fields)), fields
         return {p.field: p.message for p in found}
+
+    @staticmethod
+    def skips(dest: XDestination, ev: Event) -> dict[str, Skip]:
+        """field -> Skip (X cannot use the event as given)."""
+        found = [f for f in dest.validate(ev) if isinstance(f, Skip)]
+        assert all(f.vendor == "x" and f.reason and f.fix for f in found), found
+        return {s.field: s for s in found}
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from postback.destination import (
     Rejected,
     RejectedBatch,
     Retry,
+    Skip,
 )
 from postback.errors import Problem
 from postback.events import Event
@@ -29,7 +30,7 @@ _SINGLE = (Delivered, Retry, Rejected, RejectedBatch, Halt)
 
 
 @hookimpl(trylast=True)
-def postback_validate(event: Event, destination: Destination) -> Iterable[Problem]:
+def postback_validate(event: Event, destination: Destination) -> Iterable[Problem | Skip]:
     return list(destination.validate(event))
 
 

@@ -29,6 +29,7 @@ import os
 import ssl
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpcore
@@ -39,6 +40,7 @@ __all__ = [
     "DeliveryClients",
     "ResponseTooLarge",
     "ca_bundle_problem",
+    "resolve_ca_bundle",
     "ssl_context",
 ]
 
@@ -71,6 +73,14 @@ def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
         else:
             ctx.load_verify_locations(cafile=ca_bundle)
     return ctx
+
+
+def resolve_ca_bundle(value: str, base_dir: Path) -> tuple[str | None, str | None]:
+    """``[postback] ca_bundle`` resolved against the config's directory, and loaded once:
+    ``(absolute path, None)``, or ``(None, what is wrong and how to fix it)``."""
+    path = str(base_dir / Path(value).expanduser())
+    problem = ca_bundle_problem(path)
+    return (None, problem) if problem is not None else (path, None)
 
 
 def ca_bundle_problem(path: str) -> str | None:

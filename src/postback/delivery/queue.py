@@ -9,7 +9,7 @@ lock elects it); any number of processes may ``put``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -173,6 +173,26 @@ class Queue(abc.ABC):
     def vendors_seen(self) -> list[str]:
         """Every vendor with state in this queue (for ``postback queue stats``)."""
         return []
+
+    # --- skip counts (written by the tracker's SkipLedger, about once a second) -----------------
+
+    def add_skips(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add ``counts`` (``(vendor, reason) -> events``) to the skip counters this queue keeps
+        for ``postback queue stats``. Called in batches, never once per ``track()``.
+
+        Backends that other processes can read override it to store the counts there; this
+        default keeps them in this process only."""
+        mine: dict[tuple[str, str], int] = self.__dict__.setdefault("_skip_counts", {})
+        for key, n in counts.items():
+            mine[key] = mine.get(key, 0) + n
+
+    def skip_counts(self) -> dict[str, dict[str, int]]:
+        """Every vendor's skip counters: ``{vendor: {reason: events}}``, since the queue was
+        created, from every process that wrote to it."""
+        out: dict[str, dict[str, int]] = {}
+        for (vendor, reason), n in self.__dict__.get("_skip_counts", {}).items():
+            out.setdefault(vendor, {})[reason] = n
+        return out
 
     def health(self) -> dict[str, object]:
         """Backend-specific health figures for ``postback queue stats`` (lag, consumers...)."""

@@ -22,6 +22,7 @@ in one slot)::
     {P}:dead                hash: dead-letter id -> the event, reason, attempts
     {P}:dead:all            zset: dead-letter id -> failed time (ms), every vendor
     {P}:dead:seq            counter for dead-letter ids
+    {P}:skips               hash: "VENDOR<tab>reason" -> events the vendor was left out of
     {P}:limits:...          the shared rate limits (``limits``' moving-window lists)
 
 How an event travels:
@@ -70,7 +71,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -633,6 +634,7 @@ class RedisQueue(Queue):
         self._dead_key = f"{base}:dead"
         self._dead_all_key = f"{base}:dead:all"
         self._dead_seq_key = f"{base}:dead:seq"
+        self._skips_key = f"{base}:skips"
         self._lock = threading.Lock()
         self._held: dict[str, dict[int, _Held]] = {}
         self._autoclaim: dict[str, tuple[str, float]] = {}  # vendor -> (cursor, next scan at)
@@ -1250,6 +1252,22 @@ class RedisQueue(Queue):
         return moved
 
     # --- durable keys ----------------------------------------------------------------------------
+
+    def add_skips(self, counts: Mapping[tuple[str, str], int]) -> None:
+        with self._errors("counting skips"):
+            pipe = self._client.pipeline(transaction=False)
+            for (vendor, reason), n in counts.items():
+                pipe.hincrby(self._skips_key, f"{vendor}\t{reason}", n)
+            pipe.execute()
+
+    def skip_counts(self) -> dict[str, dict[str, int]]:
+        with self._errors("reading skip counts"):
+            raw = self._client.hgetall(self._skips_key)
+        out: dict[str, dict[str, int]] = {}
+        for field, n in raw.items():
+            vendor, _, reason = _text(field).partition("\t")
+            out.setdefault(vendor, {})[reason] = int(n)
+        return out
 
     def remember(self, vendor: str, key: str) -> bool:
         with self._errors(f"remembering a key for {vendor}"):

@@ -7,6 +7,7 @@ Layout (WAL mode)::
     pending(vendor, seq, attempts, due_ms, lease, last_error)   only events that need a retry
     dead_letters(id, vendor, event_id, ..., reason, payload)    refused or out of retries
     remembered(vendor, key)                                     e.g. Ton AI's once-per-user marks
+    skips(vendor, reason, count)                                events a vendor was left out of
 
     spool(segment, offset)                                      how far each spool file is ingested
 
@@ -31,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,6 +82,10 @@ CREATE TABLE IF NOT EXISTS remembered(
     vendor TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY(vendor, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS spool(segment TEXT PRIMARY KEY, offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS skips(
+    vendor TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY(vendor, reason)
+) WITHOUT ROWID;
 """
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction
 GC_CHUNK = 1000  # rows per delete: the deliverer's own lanes may wait for one chunk
@@ -103,6 +108,10 @@ _INSERT_NUMBERED = (
 _SAVE_OFFSET = (
     "INSERT INTO spool(segment, offset) VALUES (?, ?) "
     "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset"
+)
+_ADD_SKIPS = (
+    "INSERT INTO skips(vendor, reason, count) VALUES (?, ?, ?) "
+    "ON CONFLICT(vendor, reason) DO UPDATE SET count = count + excluded.count"
 )
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
@@ -1306,6 +1315,25 @@ class SQLiteQueue(Queue):
     def forget(self, vendor: str, key: str) -> None:
         with self._work_lock, self._write_lock:
             self._work.execute("DELETE FROM remembered WHERE vendor=? AND key=?", (vendor, key))
+
+    # --- skip counts -----------------------------------------------------------------------
+
+    def add_skips(self, counts: Mapping[tuple[str, str], int]) -> None:
+        rows = [(vendor, reason, n) for (vendor, reason), n in counts.items()]
+        with self._work_lock, self._write_lock:
+            try:
+                with self._transaction() as conn:
+                    conn.executemany(_ADD_SKIPS, rows)
+            except sqlite3.Error as exc:
+                raise self._explain(exc) from None
+
+    def skip_counts(self) -> dict[str, dict[str, int]]:
+        with self._work_lock:
+            rows = self._work.execute("SELECT vendor, reason, count FROM skips").fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for vendor, reason, n in rows:
+            out.setdefault(vendor, {})[reason] = n
+        return out
 
     def __repr__(self) -> str:
         return f"<SQLiteQueue {self.path}>"

@@ -63,6 +63,7 @@ from postback.integrations._context import (
     extract_request_context,
     merge_request_context,
 )
+from postback.routing import Explanation
 from postback.tracker import Tracker
 
 __all__ = ["Postback"]
@@ -209,6 +210,17 @@ class Postback:
             properties=properties,
             vendors=vendors,
         )
+
+    def explain(self, name: str, **fields: Any) -> Explanation:
+        """What :meth:`track` would do with these arguments (the same keywords), per
+        configured vendor, with the current request's context filled in; queues nothing."""
+        state = self._state()
+        if flask.has_request_context():
+            user, context = merge_request_context(
+                _request_context(state.request_context), fields.get("user"), fields.get("context")
+            )
+            fields = {**fields, "user": user, "context": context}
+        return state.tracker.explain(name, **fields)
 
     def flush(self, timeout: float | None = 10.0) -> FlushReport:
         """Deliver what is queued, waiting at most ``timeout`` seconds."""

@@ -11,9 +11,11 @@ A vendor plugin (ours or a third party's) runs them against itself::
         ]
 
 The plugin must be installed (its entry point is part of the contract). The checks cover
-registration, documented settings, secret handling, the sans-I/O steps, delivery of the sample
-events through the vendor's emulator (in-process and over loopback HTTP), retry on server
-errors, and a halt (nothing dropped) when the vendor refuses the credentials.
+registration, documented settings, secret handling, the sans-I/O steps (``validate`` yields
+only :class:`~postback.Problem` and :class:`~postback.Skip`, and the sample events pass it),
+delivery of the sample events through the vendor's emulator (in-process and over loopback
+HTTP), retry on server errors, and a halt (nothing dropped) when the vendor refuses the
+credentials.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from postback.destination import (
     Prepared,
     Retry,
     Secret,
+    Skip,
 )
+from postback.errors import Problem
 from postback.plugins import PluginHost
 from postback.sandbox import Sandbox
 from postback.testing.recorder import recording_tracker
@@ -150,16 +154,34 @@ class DestinationContract:
         try:
             for sample in self.sample_events:
                 fields = {k: v for k, v in sample.items() if k != "name"}
-                event, targets = tracker.prepare(sample["name"], **fields)
-                assert [d.name for d in targets] == [self.vendor], (
-                    f"sample {sample['name']!r} is not routed to {self.vendor}"
+                route = tracker.explain(sample["name"], **fields)
+                assert route.queued == (self.vendor,), (
+                    f"sample {sample['name']!r} does not go to {self.vendor}:\n{route}"
                 )
+                event, _ = tracker.prepare(sample["name"], **fields)
                 record = destination.transform(event)
                 request = destination.build_request([Prepared(event, record)])
                 assert isinstance(request, httpx.Request)
                 assert str(request.url).startswith(destination.origin())
         finally:
             tracker.close()
+
+    def test_validate_yields_problems_and_skips_only(self, destination: Destination) -> None:
+        """A Skip says what is missing and how to fix it; a reason is short (it is counted)."""
+        from postback.events import make_event
+
+        for sample in self.sample_events:
+            fields = {k: v for k, v in sample.items() if k != "name"}
+            bare = {**fields, "user": None, "context": None, "properties": None}
+            for event in (make_event(sample["name"], **fields), make_event(sample["name"], **bare)):
+                for finding in destination.validate(event):
+                    assert isinstance(finding, Problem | Skip), (
+                        f"validate yielded {finding!r}: yield postback.Problem (malformed) or "
+                        "postback.Skip (this vendor cannot use the event)"
+                    )
+                    if isinstance(finding, Skip):
+                        assert finding.reason and len(finding.reason) <= 60, finding
+                        assert finding.fix, f"say how to fix it: {finding!r}"
 
     def test_batches_respect_the_maximum(self, destination_class: type[Destination]) -> None:
         assert destination_class.max_batch_size >= 1

@@ -3,6 +3,10 @@
 ``example`` takes batches of up to 50 events as JSON at ``POST {base}/v1/events`` with a bearer
 key, answers ``{"results": [{"id": ..., "status": "ok" | "error", "error": ...}]}`` per event,
 refuses a bad key with 401, and returns a toy attribution for events with a ``click_id``.
+
+Its validation shows both kinds of finding: it *skips* an event it cannot use (no user id, or a
+purchase without a value: :class:`~postback.Skip`, the other vendors still get it) and refuses
+a malformed one (an email without ``@``, an unknown option: :class:`~postback.Problem`).
 Register it in-process: ``Tracker.from_config(cfg, plugins=[postback.testing.example])``.
 """
 
@@ -28,6 +32,7 @@ from postback.destination import (
     RejectedBatch,
     Retry,
     Secret,
+    Skip,
     setting,
 )
 from postback.errors import Problem
@@ -46,6 +51,17 @@ class ExampleSettings:
     account: str = setting(help="Account the events belong to.", default="acme")
 
 
+_NO_USER = Skip(
+    "no user id",
+    "user",
+    "pass user={'email': ...} or user={'user_id': ...}, or list the events example should get "
+    "with events = [...] in [vendors.example]",
+)
+_NO_VALUE = Skip(
+    "purchase without value", "value", "pass value=49.99 and currency='USD' with every purchase"
+)
+
+
 class ExampleDestination(Destination):
     name = "example"
     settings_class = ExampleSettings
@@ -62,11 +78,15 @@ class ExampleDestination(Destination):
     option_keys = frozenset({"click_id"})
     settings: ExampleSettings
 
-    def validate(self, event: Event) -> Iterable[Problem]:
-        if event.name == "purchase" and event.value_micros is None:
-            yield Problem("value", "a purchase needs a value")
+    def validate(self, event: Event) -> Iterable[Problem | Skip]:
+        # What the vendor cannot do without: a Skip (built once, then counted by reason).
         if not (event.user.email or event.user.user_id):
-            yield Problem("user", "needs user.email or user.user_id")
+            yield _NO_USER
+        if event.name == "purchase" and event.value_micros is None:
+            yield _NO_VALUE
+        # What is malformed: a Problem, which refuses the event.
+        if event.user.email is not None and "@" not in event.user.email:
+            yield Problem("user.email", "is not an email address (name@example.com)")
         for key in event.options_for(self.name):
             if key not in self.option_keys:
                 yield Problem(f"vendors.{self.name}.{key}", "unknown option")

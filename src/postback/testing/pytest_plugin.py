@@ -6,7 +6,10 @@ Fixtures:
     A :class:`~postback.testing.RecordingTracker`: your config's vendors answered by their
     emulators in-process, every delivery recorded, ``assert_sent(...)`` helpers. Override the
     ``postback_config`` fixture to return your app's config (file path or dict); by default
-    every installed vendor with an emulator is enabled.
+    every installed vendor with an emulator is enabled. It is *strict*: an event a configured
+    vendor would skip (its identifier or a field it requires is missing) raises
+    :class:`~postback.InvalidEvent` naming the vendor and field, so a test catches it at once.
+    Override ``postback_strict`` to return False to test skips as production has them.
 ``postback_sandbox``
     The sandbox served on loopback (a real HTTP server on 127.0.0.1) with every installed
     vendor's emulator, for tests that need real HTTP; ``sandbox.vendor_config(name)`` gives the
@@ -34,9 +37,16 @@ def postback_config() -> Any:
 
 
 @pytest.fixture
-def postback_tracker(postback_config: Any) -> Iterator[RecordingTracker]:
-    """A recording tracker for your config; closed after the test."""
-    tracker = recording_tracker(postback_config)
+def postback_strict() -> bool:
+    """Whether ``postback_tracker`` turns skips into ``InvalidEvent`` (default True)."""
+    return True
+
+
+@pytest.fixture
+def postback_tracker(postback_config: Any, postback_strict: bool) -> Iterator[RecordingTracker]:
+    """A recording tracker for your config (strict unless ``postback_strict`` says otherwise);
+    closed after the test."""
+    tracker = recording_tracker(postback_config, strict=postback_strict)
     try:
         yield tracker
     finally:

@@ -235,12 +235,14 @@ def recording_tracker(
     plugins: Iterable[object] = (),
     autoflush: bool = True,
     load_entry_points: bool = True,
+    strict: bool | None = None,
 ) -> RecordingTracker:
     """Build a :class:`RecordingTracker`.
 
     ``config`` is your app's config (file or dict) so its routing and settings are what gets
     tested; ``None`` enables every installed vendor that has an emulator (or those in
     ``vendors``) with the emulators' sandbox settings. The queue is always ``memory://``.
+    ``strict`` overrides ``[postback] strict`` (the ``postback_tracker`` fixture passes True).
     """
     plugins = list(plugins)
     host = PluginHost(plugins, load_entry_points=load_entry_points)
@@ -294,6 +296,8 @@ def recording_tracker(
             "linger": 0,
         }
     raw["postback"]["queue"] = "memory://"
+    if strict is not None:
+        raw["postback"]["strict"] = strict
     recorder = DeliveryRecorder()
     tracker = Tracker.from_config(
         raw,

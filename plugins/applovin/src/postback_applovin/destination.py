@@ -5,12 +5,19 @@ vendor's example, ``payload_format = "array"``) with ``Authorization: <Conversio
 (the raw key, no ``Bearer``). AppLovin answers 200 (all processed), 400 (an error: the *whole*
 batch was dropped) or 401 (authentication failed); no body is documented.
 
-Because one invalid event makes AppLovin drop its whole batch, every event is checked against
-Axon's documented rules at ``track()`` time (:meth:`AppLovinDestination.validate`) and again
-just before it is batched (:meth:`AppLovinDestination.transform`, for events queued under an
-older configuration or replayed from the dead-letter store). A 400 anyway is a
-:class:`~postback.RejectedBatch`: the engine splits the batch until the bad event is alone and
-dead-letters it with AppLovin's reason, and the rest are delivered.
+Because one invalid event makes AppLovin drop its whole batch, every event is checked twice.
+At ``track()`` time :meth:`AppLovinDestination.validate` checks presence and formats cheaply
+(:mod:`postback_applovin.checks`): a missing required field skips AppLovin for that event (a
+:class:`~postback.Skip`; the other vendors still get it), a malformed one refuses the event (a
+:class:`~postback.Problem`). When the record is built for delivery,
+:meth:`AppLovinDestination.transform` applies every rule with the full parsers, and an event Axon
+would refuse (queued under an older configuration, or replayed) is dead-lettered alone. A 400
+anyway is a :class:`~postback.RejectedBatch`: the engine splits the batch until the bad event
+is alone and dead-letters it with AppLovin's reason, and the rest are delivered.
+
+``aleid`` and ``alart`` (AppLovin's click ids, added to the landing page's URL after an ad
+click) are read from ``context.url``'s query string when the app did not pass them; what the
+app passes wins.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from postback.destination import (
     Retry,
     RetryPolicy,
     Secret,
+    Skip,
     setting,
 )
 from postback.errors import ConfigError, ConfigProblem, Problem
@@ -62,6 +70,7 @@ from postback_applovin._spec import (
     money,
     url_problem,
 )
+from postback_applovin.checks import EventChecks, click_ids_from_url
 
 __all__ = [
     "DEFAULT_EVENT_MAP",
@@ -296,19 +305,25 @@ class AppLovinDestination(Destination):
         event_map: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(settings, base_url=base_url, event_map=event_map)
-        self._known_names = AXON_EVENTS | frozenset(settings.extra_event_names)
-        problems = _event_map_problems(self.event_map, self._known_names, self.name)
+        #: Axon's event names, and those the settings add.
+        self.known_names = AXON_EVENTS | frozenset(settings.extra_event_names)
+        problems = _event_map_problems(self.event_map, self.known_names, self.name)
         if problems:
             raise ConfigError(problems)
         region = settings.default_phone_region
-        self._phone_region = region.strip().upper() if region else None
+        #: The region of phone numbers given without a +country code, if any.
+        self.phone_region = region.strip().upper() if region else None
         self._opt = f"vendors.{self.name}"
+        self._checks = EventChecks(self)
 
     # --- validate / transform -------------------------------------------------------------------
 
-    def validate(self, event: Event) -> Iterable[Problem]:
-        """Every reason Axon would refuse ``event`` (and so drop the batch it is in)."""
-        return self._build(event)[1]
+    def validate(self, event: Event) -> Iterable[Problem | Skip]:
+        """What keeps Axon from taking ``event``, checked cheaply at ``track()`` time: a
+        :class:`~postback.Skip` for a missing required field (IP address, user agent, page
+        URL, an identifier, or what this event type needs), a :class:`~postback.Problem` for a
+        malformed one. See :mod:`postback_applovin.checks`."""
+        return self._checks.findings(event)
 
     def transform(self, event: Event) -> dict[str, Any]:
         """The Axon server event. Raises :class:`AppLovinEventInvalid` (the event is
@@ -334,25 +349,10 @@ class AppLovinDestination(Destination):
                 )
 
         vname = self.vendor_event_name(event.name)
-        if vname is None:
-            problems.append(
-                Problem(
-                    "name",
-                    f"AppLovin has no event for {event.name!r}: map it in "
-                    f"[vendors.{self.name}.event_map] to one of "
-                    f"{', '.join(sorted(self._known_names))}, or do not send it to {self.name}",
-                )
-            )
-        elif vname not in self._known_names:
-            problems.append(
-                Problem(
-                    "name",
-                    f"{event.name!r} maps to {vname!r}, which is not an Axon event name (Axon "
-                    f"drops the whole batch for it); fix [vendors.{self.name}.event_map]",
-                )
-            )
+        if vname is None or vname not in self.known_names:
+            problems.append(self.name_problem(event.name, vname))
 
-        esi = self._esi(event, vname, opts, problems)
+        esi = self.esi(event, vname, opts, problems)
         url = self._source_url(event, esi, problems)
 
         dedupe: object = opts.get("dedupe_id", event.event_id)
@@ -375,14 +375,29 @@ class AppLovinDestination(Destination):
             "data": self._data(event, vname, problems) if vname else None,
         }
         if "measurement_partner_data" in opts:
-            mpd = self._measurement(opts["measurement_partner_data"], problems)
+            mpd = self.measurement(opts["measurement_partner_data"], problems)
             if mpd is not None:
                 record["measurement_partner_data"] = mpd
         return record, problems
 
     # --- pieces ----------------------------------------------------------------------------------
 
-    def _esi(
+    def name_problem(self, event_name: str, vname: str | None) -> Problem:
+        """The problem of an event whose name Axon has no event for."""
+        if vname is None:
+            return Problem(
+                "name",
+                f"AppLovin has no event for {event_name!r}: map it in "
+                f"[vendors.{self.name}.event_map] to one of "
+                f"{', '.join(sorted(self.known_names))}, or do not send it to {self.name}",
+            )
+        return Problem(
+            "name",
+            f"{event_name!r} maps to {vname!r}, which is not an Axon event name (Axon "
+            f"drops the whole batch for it); fix [vendors.{self.name}.event_map]",
+        )
+
+    def esi(
         self, event: Event, vname: str | None, opts: Mapping[str, Any], problems: list[Problem]
     ) -> str:
         """Event source indicator: the per-event option, else context.action_source ("app" ->
@@ -461,8 +476,9 @@ class AppLovinDestination(Destination):
             )
         else:
             ud["client_user_agent"] = u.user_agent
+        from_url = click_ids_from_url(ctx.url)  # what the app passes wins
         for key in ("aleid", "alart", "axwrt"):
-            value = getattr(ctx, key)
+            value = getattr(ctx, key) or from_url.get(key)
             if value is not None:
                 ud[key] = value
         if u.email is not None:
@@ -482,9 +498,9 @@ class AppLovinDestination(Destination):
         if u.phone is not None:
             try:
                 if self.settings.hash_pii or is_sha256_hex(u.phone):
-                    ud["phone"] = hash_phone(u.phone, self._phone_region, keep_plus=False)
+                    ud["phone"] = hash_phone(u.phone, self.phone_region, keep_plus=False)
                 else:
-                    ud["phone"] = phone_digits(u.phone, self._phone_region)
+                    ud["phone"] = phone_digits(u.phone, self.phone_region)
             except ValueError as exc:
                 problems.append(
                     Problem(
@@ -538,7 +554,10 @@ class AppLovinDestination(Destination):
             else:
                 m = _ZIP_PLUS4_RE.match(zip_code) if country is None else None
                 ud["zip"] = m.group(1) if m else zip_code
-        if not any(getattr(u, f, None) or getattr(ctx, f, None) for f in IDENTIFIER_FIELDS):
+        if not any(
+            getattr(u, f, None) or getattr(ctx, f, None) or from_url.get(f)
+            for f in IDENTIFIER_FIELDS
+        ):
             problems.append(
                 Problem(
                     "user",
@@ -720,7 +739,8 @@ class AppLovinDestination(Destination):
             return None
         return money(micros)
 
-    def _measurement(self, raw: object, problems: list[Problem]) -> dict[str, Any] | None:
+    def measurement(self, raw: object, problems: list[Problem]) -> dict[str, Any] | None:
+        """``measurement_partner_data`` as Axon takes it; what is wrong goes to ``problems``."""
         base = f"{self._opt}.measurement_partner_data"
         if not isinstance(raw, Mapping):
             problems.append(

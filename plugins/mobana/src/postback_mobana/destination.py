@@ -9,8 +9,12 @@ What this module decides where Mobana's docs are silent or uncertain (each is do
 plugin's README):
 
 * **Currency.** Mobana has no currency field: ``value`` is in the app's currency. An event in
-  another currency is converted with a fixed rate from ``rates`` when one is configured, and is
-  otherwise refused at ``track()`` time. It never sends a number in the wrong currency.
+  another currency is converted with a fixed rate from ``rates`` when one is configured, and
+  Mobana is otherwise skipped for it at ``track()`` time (a :class:`~postback.Skip`; the other
+  vendors get it). It never sends a number in the wrong currency.
+* **Skip or refuse.** An event without ``user.install_id`` (a web event, say) or in a currency
+  without a rate is one Mobana cannot use: a Skip. A malformed install ID, an empty mapped
+  name or a bad option is a :class:`~postback.Problem`, which refuses the event.
 * **installId.** Dash-separated groups of hex digits, at most 36 characters. That accepts the
   SDK's UUIDs and the docs' own shortened example ``520e8400-c466-a554-40e0-0``;
   ``install_id_format = "uuid"`` accepts only canonical UUIDs.
@@ -45,6 +49,7 @@ from postback.destination import (
     Retry,
     RetryPolicy,
     Secret,
+    Skip,
     setting,
 )
 from postback.errors import Problem
@@ -312,25 +317,76 @@ class MobanaDestination(Destination):
 
     # --- validate --------------------------------------------------------------------------
 
-    def validate(self, event: Event) -> Iterable[Problem]:
-        problems: list[Problem] = []
-        vendor_name = self.vendor_event_name(event.name)
+    def __init__(
+        self,
+        settings: MobanaSettings,
+        *,
+        base_url: str | None = None,
+        event_map: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(settings, base_url=base_url, event_map=event_map)
+        self._skip_no_install_id = Skip(
+            "no install id",
+            "user.install_id",
+            "pass user={'install_id': ...} (Mobana.getInstallId() in the app), or list the "
+            "events Mobana should get with events = [...] in [vendors.mobana]",
+            self.name,
+        )
+        self._only_no_install_id = (self._skip_no_install_id,)
+        self._skip_currency: dict[str, Skip] = {}
+
+    def validate(self, event: Event) -> Iterable[Problem | Skip]:
+        """A :class:`~postback.Skip` when Mobana cannot use the event (no install ID, a value
+        in a currency without a rate); a :class:`~postback.Problem` when it is malformed (an
+        install ID of the wrong format, an empty mapped name, a bad option). Once it knows it
+        skips the event it stops checking, except the per-event options for Mobana."""
+        install_id = event.user.install_id
+        if not install_id and not event.vendor_options:
+            return self._only_no_install_id  # the common case of a web event
+        options = event.options_for(self.name) if event.vendor_options else None
+        found: list[Problem | Skip] = []
+        if options:
+            found.extend(self._option_problems(options))
+        if not install_id:
+            found.append(self._skip_no_install_id)
+            return found
+        vendor_name = self.event_map.get(event.name)
         if vendor_name is not None and not vendor_name.strip():
-            problems.append(
+            found.append(
                 Problem(
                     "name",
                     f"{event.name!r} maps to an empty Mobana conversion name: fix "
                     f'[vendors.mobana.event_map] {event.name} = "<name in the Dashboard>"',
                 )
             )
-        why = install_id_problem(event.user.install_id, self.settings.install_id_format)
+        why = install_id_problem(install_id, self.settings.install_id_format)
         if why is not None:
-            problems.append(Problem("user.install_id", why))
+            found.append(Problem("user.install_id", why))
         if event.value_micros is not None:
-            problem = self._currency_problem(event.currency)
-            if problem is not None:
-                problems.append(Problem("currency", problem))
-        options = event.options_for(self.name)
+            currency = event.currency
+            if currency is not None and currency != self.settings.currency:
+                skip = self._currency_skip(currency)
+                if skip is not None:
+                    found.append(skip)
+        return found
+
+    def _currency_skip(self, currency: str) -> Skip | None:
+        """The skip for a value in ``currency`` (None when a rate converts it); one per code."""
+        skip = self._skip_currency.get(currency)
+        if skip is None and currency not in self.settings.rates:
+            app = self.settings.currency
+            skip = self._skip_currency[currency] = Skip(
+                f"no rate for {currency}",
+                "currency",
+                f"Mobana records values in the app currency {app} and has no currency field: "
+                f"convert the value to {app} before tracking, or add a fixed rate: "
+                f'[vendors.mobana.rates] {currency} = "<value of 1 {currency} in {app}>"',
+                self.name,
+            )
+        return skip
+
+    def _option_problems(self, options: Mapping[str, Any]) -> list[Problem]:
+        problems: list[Problem] = []
         for key, val in options.items():
             if key not in self.option_keys:
                 problems.append(

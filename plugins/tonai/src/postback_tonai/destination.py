@@ -15,7 +15,10 @@ Success is HTTP 200 ``{"status": "success"}``. Nothing else is documented (no er
 rate limits, no idempotency key), so the choices below are ours; README.md lists them and
 DIGEST.md section 4 has the evidence:
 
-* Only ``user.telegram_user_id`` is ever sent ("transmit only essential information").
+* Only ``user.telegram_user_id`` is ever sent ("transmit only essential information"). An event
+  without one is skipped for Ton AI (a :class:`~postback.Skip`: the other vendors get it); one
+  that is not a Telegram user id (an ``@username``, a group id) is a
+  :class:`~postback.Problem`, which refuses the event.
 * Which canonical events count as Ton AI's conversion is the vendor's ``events`` filter. Every
   canonical event *can* be one (``default_event_map`` maps them all to ``"conversion"``), but
   without a filter only ``sign_up`` is routed here (:attr:`TonAIDestination.default_events`).
@@ -47,6 +50,7 @@ from postback.destination import (
     Retry,
     RetryPolicy,
     Secret,
+    Skip,
     SkipEvent,
     setting,
 )
@@ -193,6 +197,14 @@ class TonAIDestination(Destination):
         super().__init__(settings, base_url=base_url, event_map=event_map)
         #: The events the config mapped itself (routed even without an ``events`` filter).
         self.configured_events: frozenset[str] = frozenset(event_map or ())
+        self._skip_no_telegram_id = Skip(
+            "no Telegram user id",
+            "user.telegram_user_id",
+            "pass user={'telegram_user_id': '1728125519'} (initData user.id in a mini app, "
+            "message.from.id in a bot), or list the events Ton AI should get with "
+            "events = [...] in [vendors.tonai]",
+            self.name,
+        )
         key = settings.api_key.reveal()
         if key != key.strip() or any(c.isspace() or ord(c) < 32 for c in key):
             raise ConfigError(
@@ -217,10 +229,17 @@ class TonAIDestination(Destination):
 
     # --- validate ----------------------------------------------------------------------------
 
-    def validate(self, event: Event) -> Iterable[Problem]:
-        why = check_telegram_user_id(event.user.telegram_user_id)
-        if why is not None:
-            yield Problem("user.telegram_user_id", why)
+    def validate(self, event: Event) -> Iterable[Problem | Skip]:
+        """A :class:`~postback.Skip` without ``user.telegram_user_id``; a
+        :class:`~postback.Problem` for one that is not a Telegram user id, a name not mapped
+        to ``"conversion"``, or any per-event option (Ton AI takes none)."""
+        telegram_id = event.user.telegram_user_id
+        if not telegram_id:
+            yield self._skip_no_telegram_id
+        else:
+            why = check_telegram_user_id(telegram_id)
+            if why is not None:
+                yield Problem("user.telegram_user_id", why)
         mapped = self.vendor_event_name(event.name)
         if mapped is None:
             yield Problem(

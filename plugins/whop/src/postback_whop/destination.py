@@ -40,6 +40,7 @@ from postback.destination import (
     Retry,
     RetryPolicy,
     Secret,
+    Skip,
     setting,
 )
 from postback.errors import Problem
@@ -310,10 +311,14 @@ class WhopDestination(Destination):
 
     # --- validation ---------------------------------------------------------------------------
 
-    def validate(self, event: Event) -> Iterable[Problem]:
+    def validate(self, event: Event) -> Iterable[Problem | Skip]:
+        """A :class:`~postback.Skip` for a currency this API shape does not take (Whop
+        cannot use the value; the other vendors get the event); a :class:`~postback.Problem`
+        for what is malformed for Whop: an option, a name too long, an action source, a
+        birthdate, gender, email or phone of the wrong format."""
         api = self.settings.api
         opts = event.options_for(self.name)
-        problems: list[Problem] = []
+        problems: list[Problem | Skip] = []
         add = problems.append
         vendor_path = f"vendors.{self.name}"
 
@@ -405,10 +410,13 @@ class WhopDestination(Destination):
             allowed = EVENTS_CURRENCIES if api == "events" else CONVERSIONS_CURRENCIES
             if event.currency.lower() not in allowed:
                 add(
-                    Problem(
+                    Skip(
+                        f"currency {event.currency} not accepted",
                         "currency",
-                        f"Whop's {api} API does not accept {event.currency!r}; "
-                        "it takes: " + ", ".join(sorted(allowed)),
+                        f"Whop's {api} API takes only: {', '.join(sorted(allowed))}; convert "
+                        "the value to one of them, or list the events Whop should get with "
+                        "events = [...] in [vendors.whop]",
+                        self.name,
                     )
                 )
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import logging
 import re
 import secrets
@@ -46,12 +45,13 @@ from postback.destination import (
     Retry,
     RetryPolicy,
     Secret,
+    Skip,
     SkipEvent,
     setting,
 )
 from postback.errors import Problem
 from postback.events import Attribution, Event, to_timestamp_ms
-from postback.pii import hmac_sha256_base64
+from postback.pii import hmac_sha256_base64, is_ip_address
 
 __all__ = [
     "CONVERSION_TYPES",
@@ -481,6 +481,7 @@ class XDestination(Destination):
             else settings.hmac_key
         )
         self._hmac_key = _decode_key(key.reveal())
+        self._build_skips()
 
     # --- naming -------------------------------------------------------------------------------
 
@@ -519,6 +520,12 @@ class XDestination(Destination):
             return s.app_id, "the app_id setting"
         return None, ""
 
+    def _app_id_setting(self, os_type: str) -> str | None:
+        """The app id the settings give for ``os_type``."""
+        s = self.settings
+        own = s.ios_app_id if os_type == "IOS" else s.android_app_id
+        return own or s.app_id or None
+
     def _windows(self, event: Event) -> tuple[int, int]:
         opts = event.options_for(self.name)
         click = opts.get("click_window", self.settings.click_window)
@@ -527,11 +534,140 @@ class XDestination(Destination):
 
     # --- validate -----------------------------------------------------------------------------
 
-    def validate(self, event: Event) -> Iterable[Problem]:
-        return list(self._problems(event))
+    def validate(self, event: Event) -> Iterable[Problem | Skip]:
+        """What keeps X from taking ``event``.
 
-    def _problems(self, event: Event) -> Iterator[Problem]:
-        opts = event.options_for(self.name)
+        A :class:`~postback.Skip` (the event is fine, X cannot use it: X measures app
+        conversions): no advertising id (``user.ifa``), the all-zero id of a device that limits
+        ad tracking, no ``os_type`` (``user.os``, the option or the setting), no app id for
+        that platform in the settings. A :class:`~postback.Problem` (malformed): an advertising
+        id, IP address, option, level or item quantity of the wrong format, a negative value.
+
+        Only presence and formats are checked here (the id is hashed at delivery), and once X
+        knows it skips the event it stops: the formats of fields only X reads matter only for
+        events X takes. Per-event options for X are always checked.
+        """
+        user = event.user
+        ifa = user.ifa
+        if not ifa and not event.vendor_options and event.name in self._mapped_ok:
+            return self._only_no_ifa  # the common case of a web event: nothing else to say
+        opts = event.options_for(self.name) if event.vendor_options else _NO_OPTIONS
+        found: list[Problem | Skip] = list(self._option_problems(event, opts)) if opts else []
+        if event.name not in self._mapped_ok:
+            found.append(self._name_problem(event.name, self.vendor_event_name(event.name)))
+        if not ifa:
+            found.append(self._skip_no_ifa)
+            return found
+        if ifa.strip() == _ZERO_IFA:
+            found.append(self._skip_zero_ifa)
+            return found
+        if not (_UUID_RE.match(ifa) or is_hashed_device_id(ifa)):
+            found.append(
+                Problem(
+                    "user.ifa",
+                    "must be an IDFA or Google advertising id (a UUID such as "
+                    "'EA7583CD-A667-48BC-B806-42ECB2B48606') or an id already hashed for X "
+                    "(base64 of HMAC-SHA256, 44 characters ending in '=')",
+                )
+            )
+        if opts:
+            os_type = self._os_type(event)[0]
+        else:  # the common case, without the option: user.os, else the setting
+            os_type = _OS_ALIASES.get(user.os.strip().lower()) if user.os else None
+            os_type = os_type or self.settings.os_type
+        if os_type is None:
+            if opts.get("os_type") is None:
+                found.append(self._skip_no_os)
+                return found
+        elif "app_id" not in opts and (no_app := self._skip_no_app.get(os_type)) is not None:
+            found.append(no_app)
+            return found
+        if user.ip_address and not is_ip_address(user.ip_address):
+            found.append(
+                Problem(
+                    "user.ip_address",
+                    f"{user.ip_address!r} is not an IPv4 or IPv6 address "
+                    "(e.g. '192.133.78.1' or '2001:db8::1')",
+                )
+            )
+        if event.value_micros is not None and event.value_micros < 0:
+            found.append(
+                Problem(
+                    "value",
+                    "must not be negative: X's price_micro is the conversion's price (send "
+                    "refunds elsewhere)",
+                )
+            )
+        props = event.properties
+        if props:
+            found.extend(_property_problems(props))
+        return found
+
+    def _build_skips(self) -> None:
+        """The skips X yields, built once (they are counted by reason); the event names
+        mapped to a conversion_type X has."""
+        self._mapped_ok = frozenset(
+            name
+            for name, mapped in self.event_map.items()
+            if mapped.strip().upper() in _CONVERSION_TYPE_SET
+        )
+        elsewhere = (
+            "or list the events X should get with events = [...] in [vendors.x] (X measures "
+            "app conversions only)"
+        )
+        self._skip_no_ifa = Skip(
+            "no device id",
+            "user.ifa",
+            "pass user={'ifa': ...} (the IDFA on iOS, the Google advertising id on Android), "
+            + elsewhere,
+            self.name,
+        )
+        self._only_no_ifa = (self._skip_no_ifa,)
+        self._skip_zero_ifa = Skip(
+            "ad tracking limited",
+            "user.ifa",
+            "nothing to fix: the all-zero advertising id (the user limited ad tracking) "
+            "cannot be attributed",
+            self.name,
+        )
+        self._skip_no_os = Skip(
+            "no os_type",
+            "user.os",
+            "pass user={'os': 'ios'} (or 'android'), vendors={'x': {'os_type': 'IOS'}}, or set "
+            "os_type in [vendors.x], " + elsewhere,
+            self.name,
+        )
+        # Per platform, whether the settings give X an app id for it (they do not change).
+        self._skip_no_app: dict[str, Skip] = {}
+        for os_type, own in (("IOS", "ios_app_id"), ("ANDROID", "android_app_id")):
+            app_id = self._app_id_setting(os_type)
+            if app_id is None or _app_id_problem(app_id, os_type):
+                self._skip_no_app[os_type] = Skip(
+                    f"no {'iOS' if os_type == 'IOS' else 'Android'} app id",
+                    f"vendors.{self.name}.app_id",
+                    f"set {own} (or app_id) in [vendors.x] to the app's "
+                    f"{'App Store id' if os_type == 'IOS' else 'package name'}, or pass "
+                    "vendors={'x': {'app_id': ...}}",
+                    self.name,
+                )
+
+    @staticmethod
+    def _name_problem(event_name: str, mapped: str | None) -> Problem:
+        if mapped is None:
+            return Problem(
+                "name",
+                f"X has no conversion_type for {event_name!r}: map it in config, e.g. "
+                f'[vendors.x.event_map] {event_name} = "PURCHASE" (X accepts '
+                f"{', '.join(CONVERSION_TYPES)}), or don't send it to X",
+            )
+        return Problem(
+            "name",
+            f"event_map maps {event_name!r} to {mapped!r}, which is not an X "
+            f"conversion_type; use one of {', '.join(CONVERSION_TYPES)}",
+        )
+
+    def _option_problems(self, event: Event, opts: Mapping[str, Any]) -> Iterator[Problem]:
+        """Problems with ``vendors={'x': {...}}`` (only called when there are options)."""
         prefix = f"vendors.{self.name}"
         for key in opts:
             if key not in self.option_keys:
@@ -539,100 +675,20 @@ class XDestination(Destination):
                     f"{prefix}.{key}",
                     f"unknown option for X; known: {', '.join(sorted(self.option_keys))}",
                 )
-
-        # conversion_type
-        mapped = self.vendor_event_name(event.name)
-        if mapped is None:
-            yield Problem(
-                "name",
-                f"X has no conversion_type for {event.name!r}: map it in config, e.g. "
-                f'[vendors.x.event_map] {event.name} = "PURCHASE" (X accepts '
-                f"{', '.join(CONVERSION_TYPES)}), or don't send it to X",
-            )
-        elif mapped.strip().upper() not in _CONVERSION_TYPE_SET:
-            yield Problem(
-                "name",
-                f"event_map maps {event.name!r} to {mapped!r}, which is not an X "
-                f"conversion_type; use one of {', '.join(CONVERSION_TYPES)}",
-            )
-
-        # os_type and app_id
         opt_os = opts.get("os_type")
         if opt_os is not None and not (
             isinstance(opt_os, str) and opt_os.strip().upper() in OS_TYPES
         ):
             yield Problem(f"{prefix}.os_type", f"must be 'IOS' or 'ANDROID', got {opt_os!r}")
-        os_type, os_source = self._os_type(event)
-        if os_type is None and opt_os is None:
-            yield Problem(
-                "user.os",
-                "X needs the app's os_type: give user.os ('ios' or 'android'), pass "
-                "vendors={'x': {'os_type': 'IOS'}}, or set os_type in [vendors.x]",
-            )
-
         opt_app = opts.get("app_id")
         field = f"{prefix}.app_id"
-        if opt_app is not None and (
-            isinstance(opt_app, bool) or not isinstance(opt_app, (str, int))
-        ):
-            yield Problem(field, f"must be a string, got {type(opt_app).__name__}")
-        else:
-            app_id, app_source = self._app_id(event, os_type)
-            if app_id is None:
-                yield Problem(
-                    field,
-                    "X needs the app id: set app_id (or ios_app_id / android_app_id) in "
-                    "[vendors.x], or pass vendors={'x': {'app_id': '333903271'}} (App Store "
-                    "id or Android package name)",
-                )
+        if opt_app is not None:
+            if isinstance(opt_app, bool) or not isinstance(opt_app, (str, int)):
+                yield Problem(field, f"must be a string, got {type(opt_app).__name__}")
             else:
-                why = _app_id_problem(app_id, os_type)
-                if why and app_source != "vendors.x.app_id":
-                    # X finds the app by app_id *and* os_type: say where each one came from.
-                    other = "android_app_id" if os_type == "ANDROID" else "ios_app_id"
-                    why = (
-                        f"{why}; it comes from {app_source} while os_type {os_type} comes from "
-                        f"{os_source}: set {other} in [vendors.x] or pass vendors={{'x': "
-                        "{'app_id': ...}} for this event"
-                    )
+                why = _app_id_problem(str(opt_app).strip(), self._os_type(event)[0])
                 if why:
                     yield Problem(field, why)
-
-        # hashed_device_id from user.ifa
-        ifa = event.user.ifa
-        if not ifa:
-            yield Problem(
-                "user.ifa",
-                "X needs the device's advertising id: pass user.ifa (the IDFA on iOS, the "
-                "Google advertising id on Android); it is HMAC-hashed with hmac_key before "
-                "sending",
-            )
-        elif not (_UUID_RE.match(ifa) or is_hashed_device_id(ifa)):
-            yield Problem(
-                "user.ifa",
-                "must be an IDFA or Google advertising id (a UUID such as "
-                "'EA7583CD-A667-48BC-B806-42ECB2B48606') or an id already hashed for X "
-                "(base64 of HMAC-SHA256, 44 characters ending in '=')",
-            )
-
-        # device_ip_address
-        if event.user.ip_address:
-            try:
-                ipaddress.ip_address(event.user.ip_address)
-            except ValueError:
-                yield Problem(
-                    "user.ip_address",
-                    f"{event.user.ip_address!r} is not an IPv4 or IPv6 address "
-                    "(e.g. '192.133.78.1' or '2001:db8::1')",
-                )
-
-        # price
-        if event.value_micros is not None and event.value_micros < 0:
-            yield Problem(
-                "value",
-                "must not be negative: X's price_micro is the conversion's price (send "
-                "refunds elsewhere)",
-            )
 
         # windows
         click, view = self._windows(event)
@@ -686,30 +742,6 @@ class XDestination(Destination):
         upi = opts.get("user_payment_info")
         if upi is not None and not isinstance(upi, bool):
             yield Problem(f"{prefix}.user_payment_info", f"must be true or false, got {upi!r}")
-
-        # properties: level, number_items
-        props = event.properties
-        if "level" in props and props["level"] is not None and _count(props["level"]) is None:
-            yield Problem(
-                "properties.level", f"must be a whole number >= 0, got {props['level']!r}"
-            )
-        if "number_items" in props and props["number_items"] is not None:
-            if _count(props["number_items"]) is None:
-                yield Problem(
-                    "properties.number_items",
-                    f"must be a whole number >= 0, got {props['number_items']!r}",
-                )
-        else:
-            items = props.get("items")
-            if isinstance(items, Sequence) and not isinstance(items, (str, bytes)):
-                for i, item in enumerate(items):
-                    qty = item.get("quantity") if isinstance(item, Mapping) else None
-                    if qty is not None and _count(qty) is None:
-                        yield Problem(
-                            f"properties.items[{i}].quantity",
-                            "must be a whole number >= 0 (X's number_items is the sum of "
-                            f"the items' quantities), got {qty!r}",
-                        )
 
     # --- transform ----------------------------------------------------------------------------
 
@@ -883,6 +915,45 @@ class XDestination(Destination):
 
 # ------------------------------------------------------------------------------------------
 # Response helpers
+
+
+_NO_OPTIONS: Mapping[str, Any] = {}
+
+
+def _property_problems(props: Mapping[str, Any]) -> list[Problem]:
+    """Problems with the properties X reads: ``level``, ``number_items``, item quantities."""
+    found: list[Problem] = []
+    level = props.get("level")
+    if level is not None and _count(level) is None:
+        found.append(Problem("properties.level", f"must be a whole number >= 0, got {level!r}"))
+    number_items = props.get("number_items")
+    if number_items is not None:
+        if _count(number_items) is None:
+            found.append(
+                Problem(
+                    "properties.number_items",
+                    f"must be a whole number >= 0, got {number_items!r}",
+                )
+            )
+        return found
+    items = props.get("items")
+    if items.__class__ is list or (
+        isinstance(items, Sequence) and not isinstance(items, (str, bytes))
+    ):
+        for i, item in enumerate(items):
+            if item.__class__ is dict or isinstance(item, Mapping):
+                qty = item.get("quantity")
+            else:
+                qty = None
+            if qty is not None and _count(qty) is None:
+                found.append(
+                    Problem(
+                        f"properties.items[{i}].quantity",
+                        "must be a whole number >= 0 (X's number_items is the sum of "
+                        f"the items' quantities), got {qty!r}",
+                    )
+                )
+    return found
 
 
 def _is_int(value: object) -> bool:

@@ -1,0 +1,179 @@
+"""Skip accounting: how many events each vendor was left out of, and why, never silently.
+
+When a vendor cannot use an event as given (its :class:`~postback.Skip` from validation), the
+routing step records it here, on the thread that called ``track()``. :class:`SkipLedger`:
+
+- counts it per ``(vendor, reason)``: in this process (``tracker.stats()``) and, in batches,
+  in the queue backend, so that ``postback queue stats`` (another process) sees every process's
+  counts. A background thread, started on the first skip, writes at most once a second while
+  skips come in, and ``close()`` writes the rest: never a write per ``track()``;
+- logs the first skip of each ``(vendor, reason)`` in this process at WARNING, with the fix,
+  and every later one at DEBUG.
+
+Recording costs a ``deque.append`` and a set lookup: the counts are added up when someone reads
+or writes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable
+
+from postback.delivery.queue import Queue
+from postback.destination import Skip
+from postback.events import Event
+
+__all__ = ["WRITE_EVERY", "SkipLedger"]
+
+log = logging.getLogger("postback")
+
+#: Seconds between writes of new skip counts to the queue while skips come in.
+WRITE_EVERY = 1.0
+#: How long ``close()`` waits for the writer thread before writing the rest itself.
+_JOIN_TIMEOUT = 2.0
+
+
+class SkipLedger:
+    """Per ``(vendor, reason)`` skip counters of one tracker, kept in memory and in its queue."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self._reset()
+
+    def _reset(self) -> None:
+        self._new: deque[tuple[str, str]] = deque()  # appended by track(), drained by readers
+        self._totals: dict[tuple[str, str], int] = {}  # this process, since the start
+        self._unwritten: dict[tuple[str, str], int] = {}  # not in the queue yet
+        self._warned: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._dirty = threading.Event()  # the writer thread waits on it
+        self._flagged = False  # mirrors _dirty for record()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # --- the track() path ----------------------------------------------------------------------
+
+    def record(self, skips: Iterable[Skip], event: Event) -> None:
+        """Count that each skip's vendor was left out of ``event`` (one skip per vendor);
+        log it (WARNING the first time per vendor and reason, then DEBUG)."""
+        append, warned = self._new.append, self._warned
+        debug = None
+        for skip in skips:
+            vendor = skip.vendor or ""
+            key = (vendor, skip.reason)
+            append(key)
+            if key in warned:
+                if debug is None:
+                    debug = log.isEnabledFor(logging.DEBUG)
+                if debug:
+                    log.debug(
+                        "%s skipped %r (event %s): %s: %s",
+                        vendor,
+                        event.name,
+                        event.event_id,
+                        skip.field,
+                        skip.reason,
+                    )
+            else:
+                warned.add(key)
+                log.warning(
+                    "%s skipped %r (event %s): %s. Vendors that can use the event still get "
+                    "it. Logged once per vendor and reason (then at DEBUG), counted in "
+                    "tracker.stats() and `postback queue stats`; [postback] strict = true "
+                    "makes it an InvalidEvent.",
+                    vendor,
+                    event.name,
+                    event.event_id,
+                    _why(skip),
+                )
+        if not self._flagged:  # a plain attribute: cheaper than asking the Event each time
+            self._flagged = True
+            if self._thread is None:
+                self._start()
+            self._dirty.set()
+
+    # --- reading and writing -------------------------------------------------------------------
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """This process's counts since the tracker started: ``{vendor: {reason: events}}``."""
+        with self._lock:
+            self._drain()
+            items = list(self._totals.items())
+        out: dict[str, dict[str, int]] = {}
+        for (vendor, reason), n in items:
+            out.setdefault(vendor, {})[reason] = n
+        return out
+
+    def write(self) -> None:
+        """Add the counts not written yet to the queue now (the thread does it every second)."""
+        with self._lock:
+            self._drain()
+            batch, self._unwritten = self._unwritten, {}
+        if not batch:
+            return
+        try:
+            self.queue.add_skips(batch)
+        except Exception as exc:
+            # Counting must never break tracking: keep them for the next write.
+            log.warning("could not store skip counts in the queue (will retry): %s", exc)
+            with self._lock:
+                for key, n in batch.items():
+                    self._unwritten[key] = self._unwritten.get(key, 0) + n
+
+    def _drain(self) -> None:
+        """Move what ``record()`` appended into the counters (the caller holds ``_lock``)."""
+        new, totals, unwritten = self._new, self._totals, self._unwritten
+        while True:
+            try:
+                key = new.popleft()
+            except IndexError:
+                return
+            totals[key] = totals.get(key, 0) + 1
+            unwritten[key] = unwritten.get(key, 0) + 1
+
+    # --- the writer thread ---------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="postback-skip-counts", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._dirty.wait()
+            # Let a second's worth of skips gather, then write them in one go.
+            if self._stopping.wait(WRITE_EVERY):
+                return
+            # Before draining: a skip recorded from here on raises the flag again.
+            self._flagged = False
+            self._dirty.clear()
+            self.write()
+
+    def close(self) -> None:
+        """Stop the writer thread and write what is left (before the queue closes)."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._stopping.set()
+        self._dirty.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_JOIN_TIMEOUT)
+        self.write()
+
+    def after_fork(self) -> None:
+        """In a forked child: the writer thread did not survive, and the parent's counts are
+        the parent's to write."""
+        self._reset()
+
+
+def _why(skip: Skip) -> str:
+    where = f"{skip.field}: " if skip.field else ""
+    fix = f". Fix: {skip.fix}" if skip.fix else ""
+    return f"{where}{skip.reason}{fix}"
