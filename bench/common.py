@@ -20,6 +20,7 @@ import httpx
 __all__ = [
     "BENCH_DIR",
     "SCRATCH_ENV",
+    "Neighbour",
     "Sink",
     "SinkClient",
     "cpu_seconds",
@@ -122,6 +123,35 @@ class Sink:
         self.stop()
 
 
+#: The busy neighbour: pinned to the machine's last CPU, it spins until it is terminated.
+_SPIN = """
+import os
+os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+x = 0
+while True:
+    x += 1
+"""
+
+
+class Neighbour:
+    """A CPU-bound process on the other core: the "busy machine" variant of a measurement.
+
+    Apps rarely have a machine to themselves: other processes (another web worker, a cron job,
+    a neighbour on the same host) want the cores too. The neighbour spins on the machine's last
+    CPU at normal priority for as long as the context is open, so the process under test, its
+    delivery process (if any) and the sink share what is left.
+    """
+
+    def __enter__(self) -> Neighbour:
+        self.process = subprocess.Popen([sys.executable, "-c", _SPIN])
+        time.sleep(0.2)  # let it start spinning before the measurement does
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
 def source_fingerprint() -> str:
     """A hash of the core's and the plugins' source, to tell whether it changed during a run."""
     import hashlib
@@ -186,7 +216,10 @@ def machine() -> dict[str, Any]:
         text=True,
         check=False,
     ).stdout.strip()
+    from postback.config import CoreSettings
+
     return {
+        "default_workers": CoreSettings().workers,
         "git": f"{git or 'unknown'}{' + uncommitted changes in src/' if dirty else ''}",
         "cpu": model,
         "cores": os.cpu_count(),

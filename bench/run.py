@@ -15,6 +15,8 @@ and 20 ms of latency):
                 against Segment with the same purchase: per-call p50/p99, end to end
 ``throughput``  track() on the caller's thread (per-call p50/p99/max, GC pauses) and batched
                 delivery end to end (100 events per request), postback vs Segment
+``busy``        the same at N = 100,000 on a busy machine: a CPU-bound neighbour process spins
+                on the other core during every measurement
 ``sweep``       postback's ``concurrency`` for the batched vendor (full mode only)
 ``single``      a one-event-per-request vendor at 20 ms: postback at concurrency 16/32/64, and
                 bare HTTP clients (threads + httpx.Client vs httpx.AsyncClient)
@@ -52,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     BENCH_DIR,
     SCRATCH_ENV,
+    Neighbour,
     Sink,
     machine,
     run_worker,
@@ -64,6 +67,7 @@ DOCS_PLOT = BENCH_DIR.parent / "docs" / "performance.png"
 SECTIONS = (
     "vendors",
     "throughput",
+    "busy",
     "capacity",
     "sweep",
     "single",
@@ -126,8 +130,8 @@ class Bench:
                     event="realistic",
                     segment_queue=max(n, 10_000),
                 )
-                if lib == "postback-process":
-                    spec["workers"] = "process"
+                if lib.startswith("postback"):
+                    spec["workers"] = "process" if lib == "postback-process" else True
                 r = self.measured(spec, latency=0.0)
                 r.update(lib=lib, n=n, latency_ms=0.0, run=run)
                 out.append(r)
@@ -140,26 +144,7 @@ class Bench:
 
     def throughput(self) -> None:
         """Per-call track() latency and batched end-to-end throughput, both libraries."""
-        out: list[dict[str, Any]] = []
-        for n in self.ns:
-            for latency in self.latencies:
-                for run in range(self.runs):
-                    for lib in ("postback", "postback-process", "segment"):
-                        spec = throughput_spec(
-                            n,
-                            lib="postback" if lib.startswith("postback") else lib,
-                            segment_queue=max(n, 10_000),
-                        )
-                        if lib == "postback-process":
-                            spec["workers"] = "process"
-                        r = self.measured(spec, latency=latency)
-                        r.update(lib=lib, n=n, latency_ms=latency * 1000, run=run)
-                        out.append(r)
-                        self.say(
-                            f"  throughput {lib:16} N={n:>6} {latency * 1000:>2.0f} ms run {run}: "
-                            f"{r.get('events_per_s', 0):>8.0f} ev/s, track p50 "
-                            f"{r['latency']['p50_us']} us max {r['latency']['max_us']} us"
-                        )
+        out = self._throughput(self.ns)
         if self._applovin_available():
             for latency in self.latencies:
                 spec = throughput_spec(self.ns[0], vendor="applovin", concurrency=8)
@@ -171,6 +156,38 @@ class Bench:
                     f"{r.get('events_per_s', 0):.0f} ev/s"
                 )
         self.results["throughput"] = out
+
+    def busy(self) -> None:
+        """The same on a busy machine: a CPU-bound neighbour spins on the other core."""
+        self.results["busy"] = self._throughput([5_000] if self.quick else [100_000], busy=True)
+
+    def _throughput(self, ns: list[int], *, busy: bool = False) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for n in ns:
+            for latency in self.latencies:
+                for run in range(self.runs):
+                    for lib in ("postback", "postback-process", "segment"):
+                        spec = throughput_spec(
+                            n,
+                            lib="postback" if lib.startswith("postback") else lib,
+                            segment_queue=max(n, 10_000),
+                        )
+                        if lib.startswith("postback"):
+                            spec["workers"] = "process" if lib == "postback-process" else True
+                        if busy:
+                            with Neighbour():
+                                r = self.measured(spec, latency=latency)
+                        else:
+                            r = self.measured(spec, latency=latency)
+                        r.update(lib=lib, n=n, latency_ms=latency * 1000, run=run, busy=busy)
+                        out.append(r)
+                        self.say(
+                            f"  {'busy' if busy else 'throughput'} {lib:16} N={n:>6} "
+                            f"{latency * 1000:>2.0f} ms run {run}: "
+                            f"{r.get('events_per_s', 0):>8.0f} ev/s, track p50 "
+                            f"{r['latency']['p50_us']} us max {r['latency']['max_us']} us"
+                        )
+        return out
 
     @staticmethod
     def _applovin_available() -> bool:
@@ -196,6 +213,7 @@ class Bench:
                     "tag": tag,
                     "queue_path": str(self.tmp / f"{tag}.db"),
                     "n": count,
+                    "workers": True,  # delivered on this process's threads: its CPU is measured
                 }
                 run_worker({**base, "scenario": "fill"})
                 r = self.measured({**base, "scenario": "drain", "expect": count}, latency=latency)

@@ -112,6 +112,8 @@ class PostbackClient:
             core["workers"] = spec["workers"]
         if spec.get("sqlite_synchronous"):
             core["sqlite_synchronous"] = spec["sqlite_synchronous"]
+        if "process_nice" in spec:
+            core["process_nice"] = spec["process_nice"]
         self.tracker = Tracker.from_config(
             {"postback": core, "vendors": vendors},
             plugins=[bench_vendors],
@@ -485,9 +487,11 @@ def scenario_drain(spec: dict[str, Any]) -> dict[str, Any]:
         if waited["reached"]:
             elapsed = (waited["reached_ns"] - start_ns) / 1e9
             result["events_per_s"] = round(expect / elapsed, 1)
-            result["cpu_us_per_event"] = round(
-                1e6 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / expect, 1
-            )
+            cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+            result["cpu_us_per_event"] = round(1e6 * cpu / expect, 1)
+            requests = client.tracker.stats()[client.vendor]["requests"]
+            result["requests"] = requests
+            result["cpu_us_per_request"] = round(1e6 * cpu / max(requests, 1), 1)
             window = (time.monotonic_ns() - start_ns) / 1e9
             sink_cpu = sink_stats(spec["sink_url"])["cpu_s"] - sink_cpu0
             result["sink_cpu_pct"] = round(100 * sink_cpu / window, 1)

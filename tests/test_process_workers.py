@@ -137,7 +137,7 @@ def test_process_mode_refuses_what_a_child_cannot_have(
 
     with pytest.raises(ConfigError, match="in-process plugins, and one cannot be sent"):
         make_tracker(core={"workers": "process"}, plugins=[HoldsALock()])
-    with pytest.raises(ConfigError, match="must be true"):
+    with pytest.raises(ConfigError, match=r"must be .auto. \(the default\)"):
         make_tracker(core={"workers": "processes"})
     import postback.testing.example as example
 

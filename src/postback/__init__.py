@@ -17,6 +17,7 @@ from postback.aio import AsyncTracker
 from postback.config import Config
 from postback.delivery.engine import FlushReport, VendorReport
 from postback.destination import (
+    DeadLettered,
     Delivered,
     Destination,
     Emulator,
@@ -27,6 +28,7 @@ from postback.destination import (
     RateLimit,
     Rejected,
     RejectedBatch,
+    Reported,
     Retry,
     RetryPolicy,
     Secret,
@@ -61,6 +63,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "Context",
+    "DeadLettered",
     "Delivered",
     "Destination",
     "Emulator",
@@ -81,6 +84,7 @@ __all__ = [
     "RateLimit",
     "Rejected",
     "RejectedBatch",
+    "Reported",
     "Retry",
     "RetryPolicy",
     "Secret",

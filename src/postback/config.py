@@ -71,10 +71,11 @@ class CoreSettings:
     strict: bool = False
     default_currency: str | None = None
     exit_timeout: float = 2.0
-    workers: bool | str = True
+    workers: bool | str = "auto"
     max_queue_size: int = 100_000
     sqlite_synchronous: str = "normal"
     process_nice: int = 10
+    ca_bundle: str | None = None
 
 
 CORE_HELP: dict[str, str] = {
@@ -86,12 +87,17 @@ CORE_HELP: dict[str, str] = {
     "problem instead of leaving that vendor out; for development and tests (default false).",
     "default_currency": "ISO 4217 currency used when track() gets a value without currency.",
     "exit_timeout": "Seconds the exit hook spends flushing; the rest stays queued (default 2).",
-    "workers": "Deliver from background threads of this process (true, the default), from a "
-    "worker process this process starts and stops ('process'), or only enqueue, for a "
-    "separate 'postback worker' (false).",
+    "workers": "Deliver from a worker process this process starts and stops ('process'), from "
+    "background threads of this process (true, or 'thread'), or only enqueue, for a separate "
+    "'postback worker' (false). The default, 'auto', is 'process' where that is safe (a "
+    "sqlite:// queue, no transport or delivery hooks passed in-process, not under pytest) "
+    "and threads otherwise.",
     "max_queue_size": "Bound of the memory:// queue (track() raises QueueFull beyond it).",
     "sqlite_synchronous": "'normal' (survives a process crash; the default) or 'full' "
     "(also survives power loss, slower).",
+    "ca_bundle": "A PEM file (or a directory of them) of CA certificates to trust for the "
+    "vendors' TLS, besides the default ones: a private CA, or a TLS-inspecting proxy's. "
+    "Relative to the config file.",
     "process_nice": "With workers = 'process': how much lower the delivery process's CPU "
     "priority is than the app's (0-19, default 10; 0 for the same). When they compete for a "
     "core, the app's requests come first and delivery catches up after; events wait on disk.",
@@ -412,12 +418,18 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
             elif key == "exit_timeout":
                 kwargs[key] = parse_duration(val)
             elif key == "workers":
-                if not isinstance(val, bool) and val not in ("thread", "process"):
-                    raise ValueError("must be true (or 'thread'), 'process' or false")
+                if not isinstance(val, bool) and val not in ("auto", "thread", "process"):
+                    raise ValueError(
+                        "must be 'auto' (the default), 'process', true (or 'thread') or false"
+                    )
                 kwargs[key] = True if val == "thread" else val
             elif key == "max_queue_size":
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                     raise ValueError("must be a positive integer")
+                kwargs[key] = val
+            elif key == "ca_bundle":
+                if not isinstance(val, str) or not val.strip():
+                    raise ValueError("must be the path of a PEM file of CA certificates")
                 kwargs[key] = val
             elif key == "process_nice":
                 if not isinstance(val, int) or isinstance(val, bool) or not 0 <= val <= 19:
@@ -631,6 +643,13 @@ def build_config(
                 )
             )
     core = _build_core(raw.get("postback"), problems)
+    if core.ca_bundle is not None:  # loaded once now, so that a bad file fails at start-up
+        from postback.delivery.http import resolve_ca_bundle
+
+        path, problem = resolve_ca_bundle(core.ca_bundle, base_dir or Path.cwd())
+        if problem is not None:
+            problems.append(ConfigProblem("postback.ca_bundle", problem))
+        core = attrs.evolve(core, ca_bundle=path)
     if core.workers == "process" and core.queue.startswith("memory:"):
         problems.append(
             ConfigProblem(

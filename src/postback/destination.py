@@ -27,6 +27,8 @@ from postback.errors import Problem
 from postback.events import Attribution, Event
 
 __all__ = [
+    "NOT_SENT",
+    "DeadLettered",
     "Delivered",
     "Destination",
     "Emulator",
@@ -39,6 +41,7 @@ __all__ = [
     "RateLimit",
     "Rejected",
     "RejectedBatch",
+    "Reported",
     "Retry",
     "RetryPolicy",
     "Secret",
@@ -204,6 +207,39 @@ Outcome: TypeAlias = Delivered | Retry | Rejected | RejectedBatch | Halt
 
 
 @attrs.frozen
+class DeadLettered:
+    """The event went to the dead-letter store: it is not sent again unless replayed.
+
+    Only the engine reports it (to ``postback_on_delivery``); a vendor's ``parse_response``
+    returns :class:`Rejected` instead. ``reason`` is what the dead letter records. ``cause`` is
+    the outcome that put the event there: the vendor's :class:`Rejected`, or the last
+    :class:`Retry` when ``max_attempts`` or ``max_age`` ran out; ``None`` when a plugin raised
+    (``reason`` is then the exception's last traceback line) or ``transform`` failed.
+    """
+
+    reason: str
+    cause: Outcome | None = None
+
+
+#: What ``postback_on_delivery`` receives: the final word on one attempt at one event.
+Reported: TypeAlias = Delivered | Retry | Halt | DeadLettered | Skipped
+
+#: Transport errors after which the vendor cannot have acted on the request: it was not
+#: written, or not completely (a server acts on a request once it has all of it). After any
+#: other ``httpx.TransportError`` the request's fate is unknown ("unconfirmed").
+NOT_SENT: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+)
+
+
+@attrs.frozen
 class Skip:
     """What :meth:`Destination.validate` yields when this vendor cannot use an event *as
     given*, although the event itself is well formed: its identifier is missing (X: a device
@@ -306,6 +342,9 @@ class Destination:
         Delivery defaults from the vendor's docs; users override them in config.
     ``option_keys``
         The per-event options ``track(vendors={NAME: {...}})`` accepts.
+    ``idempotent``
+        True when the vendor recognises a request sent again (an idempotency key or a dedupe
+        id on every event), so that a request whose outcome is unknown is safe to retry.
     """
 
     name: ClassVar[str]
@@ -318,6 +357,7 @@ class Destination:
     retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
     default_concurrency: ClassVar[int] = 8
     option_keys: ClassVar[frozenset[str]] = frozenset()
+    idempotent: ClassVar[bool] = False
     version: ClassVar[str] = ""
 
     def __init__(
@@ -406,8 +446,38 @@ class Destination:
         raise NotImplementedError
 
     def classify_exception(self, exc: Exception) -> Outcome:
-        """What a transport error means. Network errors and timeouts are retried by default."""
-        return Retry(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        """What a transport error means.
+
+        A request that was never (completely) written (:data:`NOT_SENT`: refused connection,
+        connect timeout, ...) is retried. After any other ``httpx.TransportError`` (a read
+        timeout, a connection closed before the response, a response too large to read) the
+        vendor may or may not have recorded the events: :meth:`unconfirmed` decides.
+        """
+        text = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        if isinstance(exc, NOT_SENT):
+            return Retry(f"not sent: {text}")
+        if isinstance(exc, httpx.TransportError):
+            return self.unconfirmed(f"no answer: {text}")
+        return Retry(text)
+
+    def unconfirmed(
+        self, reason: str, status: int | None = None, after: float | None = None
+    ) -> Outcome:
+        """The outcome of a failure after which the vendor may have recorded the events (no
+        answer after the request was written; a 500, 502 or 504 for most vendors).
+
+        Retried when the destination is :attr:`idempotent` (a repeat is recognised), or when
+        its settings' ``retry_unconfirmed`` is true (at least once, the default; a repeat may
+        count twice). With ``retry_unconfirmed = false`` the events go to the dead letters with
+        ``reason`` (at most once).
+        """
+        if self.idempotent or getattr(self.settings, "retry_unconfirmed", True):
+            return Retry(reason, after)
+        return Rejected(
+            f"{reason}; not retried (retry_unconfirmed = false): the vendor may have recorded "
+            "it, check before replaying",
+            status,
+        )
 
     def rate_hint(self, response: httpx.Response) -> RateHint | None:
         """Read the vendor's rate-limit headers, if it sends any, so the lane slows early."""

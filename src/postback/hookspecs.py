@@ -15,7 +15,7 @@ Lifecycle of one event::
     transform              (delivery worker; firstresult)
     deliver                (delivery worker; firstresult)
     on_attribution         (when a vendor returned attribution; all run)
-    on_delivery            (every outcome; all run: metrics exporters)
+    on_delivery            (every attempt's final word, per event; all run: metrics, audit)
 
 Call semantics follow pytest's conventions: an *all-run* hook collects a list of results; a
 *firstresult* hook stops at the first non-``None`` result. The core ships a ``trylast``
@@ -34,7 +34,7 @@ import pluggy
 if TYPE_CHECKING:
     import httpx
 
-    from postback.destination import Destination, Emulator, Outcome, Prepared, Skip, Skipped
+    from postback.destination import Destination, Emulator, Outcome, Prepared, Reported, Skip
     from postback.errors import Problem
     from postback.events import Attribution, Event
 
@@ -120,14 +120,22 @@ def postback_deliver(
 
     :param destination: the vendor.
     :param batch: events with their wire records, at most ``destination.max_batch_size``.
-    :param send: sends an ``httpx.Request`` through the engine's connection pool and returns
-        the response; transport errors propagate as ``httpx`` exceptions.
+    :param send: sends an ``httpx.Request`` through the engine's HTTP client (an
+        ``httpx.Client`` of the calling thread) and returns the response, read. The vendor's
+        ``timeout`` bounds the whole exchange, and a body over 1 MiB is not read. Transport
+        errors propagate as ``httpx.TransportError``; ``send`` never resends a request.
     :return: one outcome per event of ``batch``, in order; or ``None`` to pass.
 
     firstresult. The core's ``trylast`` implementation builds the request with
     ``destination.build_request``, sends it, and reads the response with
-    ``destination.parse_response``. Exceptions are classified by
-    ``destination.classify_exception`` (network errors are retried).
+    ``destination.parse_response``; a transport error is classified by
+    ``destination.classify_exception`` (not sent: retried; sent but unanswered: an
+    *unconfirmed* failure, see ``Destination.unconfirmed``).
+
+    Any other exception (from ``build_request``, ``parse_response`` or this hook) is a bug in
+    a plugin, not a vendor outage: the batch's events go to the dead letters at once, with
+    the exception's last traceback line as the reason (the whole traceback is logged the
+    first time), and delivery goes on with the next batch. Replay them once it is fixed.
     """
 
 
@@ -147,25 +155,44 @@ def postback_on_attribution(attribution: Attribution, event: Event) -> None:
 
 @hookspec
 def postback_on_delivery(
-    vendor: str, event: Event, outcome: Outcome | Skipped, attempt: int, latency: float
+    vendor: str, event: Event, outcome: Reported, attempt: int, latency: float
 ) -> None:
-    """Every outcome of every delivery attempt, and every skip, for metrics exporters and
-    audit logs.
+    """The final word on every delivery attempt at every event, for metrics and audit logs.
 
     :param vendor: the vendor name.
     :param event: the canonical event.
-    :param outcome: :class:`~postback.Delivered`, :class:`~postback.Retry`,
-        :class:`~postback.Rejected` or :class:`~postback.Halt` for a delivery attempt;
-        :class:`~postback.Skipped` when the vendor was left out of the event at ``track()``
-        (a :class:`~postback.Skip` from validation; ``Skipped.reason`` is the skip's reason).
-    :param attempt: 1 for the first attempt; 0 for a skip at ``track()``.
-    :param latency: seconds the request took (0 when no request was sent, and for a skip).
+    :param outcome: what became of the event at this attempt, one of:
+
+        - :class:`~postback.Delivered`: the vendor took it (terminal).
+        - :class:`~postback.Retry`: it will be tried again; ``after`` is the delay the engine
+          chose (the vendor's, bounded by ``max_age``, or the backoff).
+        - :class:`~postback.DeadLettered`: it went to the dead-letter store (terminal);
+          ``reason`` is what the store records, ``cause`` the vendor's
+          :class:`~postback.Rejected`, or the last :class:`~postback.Retry` when
+          ``max_attempts`` or ``max_age`` ran out, or ``None`` when a plugin raised.
+        - :class:`~postback.Skipped`: not sent to this vendor on purpose (terminal): a
+          :class:`~postback.Skip` from validation at ``track()`` (``attempt`` is 0), or
+          :class:`~postback.SkipEvent` from ``transform`` at delivery.
+        - :class:`~postback.Halt`: the vendor refused our credentials; the event stays
+          queued, this attempt is not counted, and it is reported again when it is retried.
+
+    :param attempt: the attempt's number, 1 for the first, as the queue counts them (a
+        halted attempt does not count, so the next one has the same number).
+    :param latency: seconds the batch's request(s) took (0 when none was sent, and for a
+        skip at ``track()``).
+
+    Each event gets exactly one call per attempt, after the queue has recorded the outcome,
+    so the calls add up to ``tracker.stats()``: ``delivered``, ``retried``, ``dead`` and
+    ``skipped`` count the calls with those outcomes (except a stored event that could not be
+    read back, which is dead-lettered without a call: there is no event to pass). Nothing is
+    reported for events given back unattempted (shutdown).
 
     Notification (all run). An exception here is logged and does not affect delivery.
     Delivery outcomes are reported on the delivery worker thread, in the process that
     delivers (with ``workers = "process"`` the delivery child, with ``workers = false`` the
-    ``postback worker``). Skips are reported in the process that tracked the event, inside
-    ``track()`` before it returns (on the caller's thread; for an ``AsyncTracker`` that writes
-    on its writer thread, that thread), and only when some plugin implements this hook: keep
-    the implementation quick.
+    ``postback worker``). Skips at ``track()`` are reported in the process that tracked the
+    event, inside ``track()`` before it returns (on the caller's thread; for an
+    ``AsyncTracker`` that writes on its writer thread, that thread), and only when some plugin
+    implements this hook: keep the implementation quick. ``stats()`` counts those skips too
+    (per vendor and reason).
     """

@@ -31,7 +31,7 @@ from postback.errors import PluginError, Problem
 if TYPE_CHECKING:
     import httpx
 
-    from postback.destination import Outcome, Prepared, Skipped
+    from postback.destination import Outcome, Prepared, Reported
     from postback.events import Attribution, Event
 
 __all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginHost", "PluginInfo", "with_vendor"]
@@ -239,7 +239,7 @@ class PluginHost:
             log.exception("a postback_on_attribution hook failed (delivery is unaffected)")
 
     def on_delivery(
-        self, vendor: str, event: Event, outcome: Outcome | Skipped, attempt: int, latency: float
+        self, vendor: str, event: Event, outcome: Reported, attempt: int, latency: float
     ) -> None:
         try:
             self.pm.hook.postback_on_delivery(

@@ -14,11 +14,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
 import orjson
 
 from postback.config import Config, build_config, read_config
@@ -31,7 +33,7 @@ from postback.plugins import PluginHost
 from postback.routing import Explanation, Router
 from postback.skips import SkipLedger
 
-__all__ = ["Tracker"]
+__all__ = ["Tracker", "auto_workers"]
 
 log = logging.getLogger("postback")
 
@@ -55,6 +57,9 @@ class Tracker:
         queue: Queue | None = None,
         transport: Any = None,
     ) -> None:
+        if config.core.workers == "auto":
+            workers = auto_workers(config, host, transport)
+            config = attrs.evolve(config, core=attrs.evolve(config.core, workers=workers))
         self.config = config
         self.host = host
         self.destinations: dict[str, Destination] = {}
@@ -77,6 +82,7 @@ class Tracker:
             [(d, config.vendors[n]) for n, d in self.destinations.items()],
             transport=transport,
             deliver=bool(config.core.workers),
+            ca_bundle=config.core.ca_bundle,
         )
         if config.core.workers == "process":
             from postback.delivery.process import DeliveryProcess
@@ -341,6 +347,42 @@ class Tracker:
             f"<Tracker vendors={sorted(self.destinations)} queue={self.queue.url!r}"
             f"{' closed' if self._closed else ''}>"
         )
+
+
+#: Hooks that run where delivery runs: an in-process plugin implementing one expects to be
+#: called in the app's own process, so ``workers = "auto"`` keeps delivery there.
+_DELIVERY_HOOKS = (
+    "postback_transform",
+    "postback_deliver",
+    "postback_on_attribution",
+    "postback_on_delivery",
+)
+
+
+def auto_workers(config: Config, host: PluginHost, transport: Any = None) -> bool | str:
+    """What ``workers = "auto"`` (the default) means for this tracker: ``"process"`` where
+    delivering from a child process changes nothing the app can see, else ``True`` (threads).
+
+    A child process is used when the queue is a ``sqlite://`` file (which the child shares),
+    no ``transport`` was passed (it could not reach the child), no in-process plugin
+    implements a hook that runs at delivery (it would run in the child, not in the app), the
+    in-process plugins can be rebuilt in the child, and the process is not running pytest
+    (where tests mock HTTP with respx or read their own plugins' calls in-process).
+    docs/deployment.md explains the choice and what it costs.
+    """
+    if not config.core.queue.startswith("sqlite:") or transport is not None:
+        return True
+    if "pytest" in sys.modules or not sys.executable:
+        return True
+    for plugin in host.in_process:
+        if any(callable(getattr(plugin, hook, None)) for hook in _DELIVERY_HOOKS):
+            return True
+    if host.in_process:
+        from postback.delivery.process import child_spec_problem
+
+        if child_spec_problem(host) is not None:
+            return True
+    return "process"
 
 
 _hooks_installed = False

@@ -126,6 +126,7 @@ def test_network_errors_are_retried(destination) -> None:
     for exc in (
         httpx.ConnectError("refused", request=request),
         httpx.ReadTimeout("slow", request=request),
+        httpx.RemoteProtocolError("closed without a response", request=request),
     ):
         assert isinstance(destination.classify_exception(exc), Retry)
 

@@ -46,7 +46,7 @@ def test_every_setting_is_documented() -> None:
         name: (help_, secret, default)
         for name, help_, secret, default in settings_help(TonAISettings)
     }
-    assert set(rows) == {"api_key", "product", "environment", "once_per_user"}
+    assert set(rows) == {"api_key", "product", "environment", "once_per_user", "retry_unconfirmed"}
     assert rows["api_key"][1] is True and rows["api_key"][2] == "required"
     assert all(help_ for help_, _, _ in rows.values())
 

@@ -203,3 +203,29 @@ def test_emulator_refuses_a_wrong_key() -> None:
     with httpx.Client(transport=httpx.MockTransport(emu.handle)) as client:
         got = dest.parse_response(batch, client.send(dest.build_request(batch)))
     assert isinstance(got, Halt) and got.status == 401
+
+
+# --- unconfirmed failures: sent, but no answer ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("closed without a response")],
+)
+def test_no_answer_is_retried_unless_retry_unconfirmed_is_off(exc: Exception) -> None:
+    assert isinstance(make_destination().classify_exception(exc), Retry)
+    got = make_destination(retry_unconfirmed=False).classify_exception(exc)
+    assert isinstance(got, Rejected) and "retry_unconfirmed = false" in got.reason
+
+
+def test_nothing_sent_is_retried_even_at_most_once() -> None:
+    dest = make_destination(retry_unconfirmed=False)
+    assert isinstance(dest.classify_exception(httpx.ConnectError("refused")), Retry)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_server_error_is_unconfirmed(status: int) -> None:
+    assert isinstance(outcome(make_destination(), status), Retry)
+    got = outcome(make_destination(retry_unconfirmed=False), status)
+    assert isinstance(got, Rejected) and got.status == status
+    assert isinstance(outcome(make_destination(retry_unconfirmed=False), 503), Retry)

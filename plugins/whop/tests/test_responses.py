@@ -212,6 +212,7 @@ def test_network_errors_are_retried(dest: WhopDestination) -> None:
     for exc in (
         httpx.ConnectError("refused", request=request),
         httpx.ReadTimeout("timed out", request=request),
+        httpx.RemoteProtocolError("closed without a response", request=request),
     ):
         assert isinstance(dest.classify_exception(exc), Retry)
 

@@ -477,3 +477,31 @@ def test_emulator_received_records(kit: Any, emulator: XEmulator, dest: XDestina
     assert got["name"] == "PURCHASE"
     assert got["price_micro"] == "49990000"
     assert got["app_id"] == "333903271"
+
+
+# --- unconfirmed failures: sent, but no answer ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("closed without a response")],
+)
+def test_no_answer_is_retried_unless_retry_unconfirmed_is_off(kit: Any, exc: Exception) -> None:
+    assert isinstance(kit.destination().classify_exception(exc), Retry)
+    got = kit.destination(retry_unconfirmed=False).classify_exception(exc)
+    assert isinstance(got, Rejected) and "retry_unconfirmed = false" in got.reason
+
+
+def test_nothing_sent_is_retried_even_at_most_once(kit: Any) -> None:
+    dest = kit.destination(retry_unconfirmed=False)
+    for exc in (httpx.ConnectError("refused"), httpx.ConnectTimeout("slow to connect")):
+        assert isinstance(dest.classify_exception(exc), Retry)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_server_error_is_unconfirmed(kit: Any, batch: Any, status: int) -> None:
+    assert isinstance(kit.destination().parse_response(batch, err(status, "INTERNAL_ERROR")), Retry)
+    got = kit.destination(retry_unconfirmed=False).parse_response(batch, err(status, "X"))
+    assert isinstance(got, Rejected) and got.status == status
+    at_most_once = kit.destination(retry_unconfirmed=False)
+    assert isinstance(at_most_once.parse_response(batch, err(503, "OVER_CAPACITY")), Retry)

@@ -1,8 +1,14 @@
-"""Retry timing: exponential backoff with full jitter, and reading the vendor's own hints."""
+"""Retry timing: exponential backoff with full jitter, and reading the vendor's own hints.
+
+A vendor's hint is only a hint: a delay that is not a finite, non-negative number is ignored
+(``Retry-After: nan``, ``inf``, ``-5``) and one longer than :data:`MAX_RETRY_AFTER` is cut to it.
+The engine bounds what is left further, by the retry policy's ``max_age``.
+"""
 
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import re
 import time
@@ -11,7 +17,10 @@ import httpx
 
 from postback.destination import RetryPolicy
 
-__all__ = ["backoff_seconds", "retry_after_seconds", "seconds_from_message"]
+__all__ = ["MAX_RETRY_AFTER", "backoff_seconds", "retry_after_seconds", "seconds_from_message"]
+
+#: The longest delay a vendor's hint is taken at (one day, the default ``max_age``).
+MAX_RETRY_AFTER = 24 * 3600.0
 
 _TRY_AGAIN_RE = re.compile(
     r"try again in\s+(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|seconds?|m|minutes?)?", re.IGNORECASE
@@ -33,22 +42,31 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
     ms = response.headers.get("retry-after-ms")
     if ms:
         try:
-            return max(float(ms) / 1000.0, 0.0)
+            seconds = _usable(float(ms) / 1000.0)
         except ValueError:
-            pass
+            seconds = None
+        if seconds is not None:
+            return seconds
     value = response.headers.get("retry-after")
     if not value:
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        return _usable(float(value))
     except ValueError:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(when.timestamp() - (now if now is not None else time.time()), 0.0)
+    return _usable(max(when.timestamp() - (now if now is not None else time.time()), 0.0))
+
+
+def _usable(seconds: float) -> float | None:
+    """A finite, non-negative delay of at most :data:`MAX_RETRY_AFTER`; None otherwise."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 def seconds_from_message(message: str) -> float | None:
@@ -59,7 +77,7 @@ def seconds_from_message(message: str) -> float | None:
     value = float(m.group(1))
     unit = (m.group(2) or "s").lower()
     if unit.startswith("ms") or unit.startswith("milli"):
-        return value / 1000.0
+        return _usable(value / 1000.0)
     if unit.startswith("m"):
-        return value * 60.0
-    return value
+        return _usable(value * 60.0)
+    return _usable(value)

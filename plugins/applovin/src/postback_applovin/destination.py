@@ -289,6 +289,9 @@ class AppLovinDestination(Destination):
     retry_policy = RetryPolicy(
         max_attempts=20, max_age=24 * 3600.0, initial_backoff=1.0, max_backoff=300.0
     )
+    #: Every event carries a dedupe_id (the event id unless given): a request whose outcome
+    #: is unknown (no answer, 5xx) is safe to send again.
+    idempotent = True
     default_concurrency = 4
     option_keys = frozenset({"esi", "dedupe_id", "measurement_partner_data"})
     version = "0.1.0"

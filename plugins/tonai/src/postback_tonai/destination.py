@@ -156,6 +156,13 @@ class TonAISettings:
         "across restarts (a conversion Ton AI refused is forgotten so a later one is sent).",
         default=False,
     )
+    retry_unconfirmed: bool = setting(
+        help="Retry requests whose outcome is unknown (read timeout, connection dropped after "
+        "the request was sent, 500/502/504). true: at least once (a conversion may count "
+        "twice, Ton AI has no dedupe key); false: at most once (such events go to the dead "
+        "letters, to check and replay).",
+        default=True,
+    )
 
 
 class TonAIDestination(Destination):
@@ -351,7 +358,10 @@ class TonAIDestination(Destination):
                 status,
             )
         if status in (408, 429) or status >= 500:
-            return Retry(f"HTTP {status}: {self._message(response)}", retry_after_seconds(response))
+            reason = f"HTTP {status}: {self._message(response)}"
+            if status in (500, 502, 504):  # failed while processing: it may have been recorded
+                return self.unconfirmed(reason, status, retry_after_seconds(response))
+            return Retry(reason, retry_after_seconds(response))
         if 300 <= status < 400:
             where = response.headers.get("location", "?")
             self._release_user(batch)

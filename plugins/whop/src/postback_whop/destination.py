@@ -260,6 +260,9 @@ class WhopDestination(Destination):
     retry_policy = RetryPolicy(
         max_attempts=20, max_age=23 * 3600.0, initial_backoff=1.0, max_backoff=300.0
     )
+    #: Every request carries Idempotency-Key = event id: a request sent again is recognised,
+    #: so one whose outcome is unknown (no answer, 5xx) is safe to retry.
+    idempotent = True
     default_concurrency = 8
     option_keys = frozenset(
         {

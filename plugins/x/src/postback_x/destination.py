@@ -380,6 +380,13 @@ class XSettings:
         "dashes), 'uppercase' or 'none' (as given).",
         default="lowercase",
     )
+    retry_unconfirmed: bool = setting(
+        help="Retry requests whose outcome is unknown (read timeout, connection dropped after "
+        "the request was sent, 500/502/504). true: at least once (a conversion may count "
+        "twice, X has no dedupe key); false: at most once (such events go to the dead "
+        "letters, to check and replay).",
+        default=True,
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -866,6 +873,8 @@ class XDestination(Destination):
             after = retry_after_seconds(response)
             if after is None and status == 429:
                 after = _seconds_until_reset(response)
+            if status in (500, 502, 504):  # failed while processing: it may have been recorded
+                return self.unconfirmed(reason, status, after)
             return Retry(reason, after)
         detail = (
             "; ".join(f"{e['parameter']}: {e['message']}" for e in errors if e.get("parameter"))

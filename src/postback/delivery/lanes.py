@@ -1,0 +1,550 @@
+"""Delivery lanes: one per vendor, each a thread that claims batches and request threads
+that send them.
+
+A lane batches up to the vendor's maximum with a short linger, keeps at most ``concurrency``
+requests in flight, obeys the vendor's rate limit per credential (a moving window from the
+``limits`` library, slowed further by the vendor's own rate-limit headers), retries with
+exponential backoff and full jitter or the delay the vendor asked for, splits batches the
+vendor refused as a whole, and pauses (without dropping anything) when the vendor refuses our
+credentials.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import queue as queue_module
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import httpx
+from limits import RateLimitItemPerSecond
+from limits.storage import Storage
+from limits.strategies import MovingWindowRateLimiter
+
+from postback.delivery.queue import Claimed, Queue, Settlement
+from postback.delivery.settle import Verdict, Verdicts
+from postback.delivery.stats import VendorReport, VendorStats
+from postback.destination import (
+    Destination,
+    Halt,
+    Outcome,
+    Prepared,
+    RateHint,
+    RateLimit,
+    Rejected,
+    RejectedBatch,
+    RetryPolicy,
+    SkipEvent,
+)
+from postback.errors import PluginError, QueueError
+from postback.events import loads_event
+
+if TYPE_CHECKING:
+    from postback.config import VendorConfig
+    from postback.delivery.engine import DeliveryEngine
+
+__all__ = ["Lane", "RateGate", "RequestThreads"]
+
+log = logging.getLogger("postback.delivery")
+
+
+def _user_agent() -> str:
+    try:
+        return f"postback/{importlib.metadata.version('postback')}"
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from source
+        return "postback"
+
+
+USER_AGENT = _user_agent()
+LINGER_STEP = 0.005  # seconds between looks for more events while a batch lingers
+BURST_END_STEP = 0.001  # the same after a full batch: is the burst over?
+IDLE_POLL_SHARED = 0.2  # another process may enqueue: look again this often
+IDLE_POLL_PRIVATE = 5.0
+LANE_ERROR_PAUSE = 1.0  # seconds a lane waits after an unexpected error before going on
+
+
+class RateGate:
+    """A vendor's rate limit per credential, plus spacing from its rate-limit headers."""
+
+    def __init__(self, limit: RateLimit | None, key: tuple[str, str], storage: Storage) -> None:
+        self.key = key
+        self.item: RateLimitItemPerSecond | None = None
+        if limit is not None and limit.per_seconds < 1:  # sub-second windows: scale to 1 s
+            self.item = RateLimitItemPerSecond(max(1, round(limit.requests / limit.per_seconds)), 1)
+        elif limit is not None:
+            self.item = RateLimitItemPerSecond(limit.requests, max(1, round(limit.per_seconds)))
+        self.limiter = MovingWindowRateLimiter(storage)
+        self._lock = threading.Lock()
+        self._spacing = 0.0
+        self._spacing_until = 0.0
+        self._next_at = 0.0
+
+    def hint(self, hint: RateHint, concurrency: int) -> None:
+        """Spread the requests the vendor says are left over the time until its reset."""
+        now = time.time()
+        window = max(hint.reset_at - now, 0.0)
+        with self._lock:
+            if hint.remaining <= max(concurrency * 2, 10) and window > 0:
+                self._spacing = window / max(hint.remaining, 1)
+                self._spacing_until = hint.reset_at
+            elif now >= self._spacing_until:
+                self._spacing = 0.0
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block until one request may go; False if stopping."""
+        while not stop.is_set():
+            delay = 0.0
+            with self._lock:
+                now = time.time()
+                if self._spacing and now < self._spacing_until and now < self._next_at:
+                    delay = self._next_at - now
+                elif self.item is None or self.limiter.hit(self.item, *self.key):
+                    if self._spacing and now < self._spacing_until:
+                        self._next_at = now + self._spacing
+                    return True
+                else:
+                    stats = self.limiter.get_window_stats(self.item, *self.key)
+                    delay = max(stats.reset_time - now, 0.005)
+            stop.wait(min(delay, 1.0))
+        return False
+
+
+class RequestThreads:
+    """A lane's request threads: up to ``count`` daemon threads, started as work comes.
+
+    Not a ``ThreadPoolExecutor``: the interpreter joins an executor's threads at exit, so one
+    request stuck on a vendor would hold the process past its ``exit_timeout``. These threads
+    are daemons; what they had in flight at exit stays queued for the next start.
+    """
+
+    def __init__(self, name: str, count: int, work: Callable[[list[Claimed]], None]) -> None:
+        self.name = name
+        self.count = count
+        self.work = work
+        self._queue: queue_module.SimpleQueue[list[Claimed] | None] = queue_module.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, batch: list[Claimed]) -> bool:
+        """Queue ``batch`` for a thread; False once :meth:`shutdown` was called."""
+        if self._closed:
+            return False
+        self._queue.put(batch)
+        if not self._idle.acquire(blocking=False) and len(self._threads) < self.count:
+            with self._lock:
+                if len(self._threads) < self.count and not self._closed:
+                    thread = threading.Thread(
+                        target=self._serve,
+                        name=f"postback-{self.name}-{len(self._threads)}",
+                        daemon=True,
+                    )
+                    self._threads.append(thread)
+                    thread.start()
+        return True
+
+    def _serve(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            try:
+                self.work(batch)
+            except BaseException:  # work() logs its own errors; never lose the thread silently
+                log.exception("%s: request thread error", self.name)
+            self._idle.release()
+
+    def shutdown(self) -> list[list[Claimed]]:
+        """No more work: each thread ends after what it is doing (not waited for). Returns
+        the batches that no thread had started, for the caller to give back."""
+        pending: list[list[Claimed]] = []
+        with self._lock:
+            self._closed = True
+            while True:
+                try:
+                    batch = self._queue.get_nowait()
+                except queue_module.Empty:
+                    break
+                if batch is not None:
+                    pending.append(batch)
+            for _ in self._threads:
+                self._queue.put(None)
+        return pending
+
+
+class Lane:
+    """Delivery to one vendor."""
+
+    def __init__(
+        self,
+        engine: DeliveryEngine,
+        destination: Destination,
+        config: VendorConfig,
+        storage: Storage,
+    ) -> None:
+        self.engine = engine
+        self.dest = destination
+        self.config = config
+        self.name = destination.name
+        self.batch_size = min(
+            config.batch_size or destination.max_batch_size, destination.max_batch_size
+        )
+        self.concurrency = config.concurrency or destination.default_concurrency
+        self.policy: RetryPolicy = config.retry or destination.retry_policy
+        limit = (
+            None
+            if config.rate_limit_disabled
+            else (config.rate_limit or destination.default_rate_limit)
+        )
+        self.rate_limit = limit
+        self.gate = RateGate(limit, (self.name, destination.credential_id()), storage)
+        self.timeout = httpx.Timeout(config.timeout).as_dict()
+        self.linger = config.linger if self.batch_size > 1 else 0.0
+        self._last_full = False  # the last claim filled a batch: a backlog was being drained
+        self.stats = VendorStats()
+        self.wake = threading.Event()
+        self.paused_until = 0.0
+        self._slots = threading.Semaphore(self.concurrency)
+        self._inflight = 0
+        self._inflight_lock = threading.Lock()
+        self._pool: RequestThreads | None = None
+        self._thread: threading.Thread | None = None
+        self._reported = VendorStats()
+        self.verdicts = Verdicts(self)
+        self._logged_errors: set[str] = set()
+
+    # --- lane thread -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._pool = RequestThreads(self.name, self.concurrency, self._process_guarded)
+        self._thread = threading.Thread(
+            target=self._run, name=f"postback-lane-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._inflight > 0
+
+    def _run(self) -> None:
+        stop = self.engine.stopping
+        queue = self.engine.queue
+        while not stop.is_set():
+            try:
+                now = time.time()
+                if now < self.paused_until:
+                    stop.wait(min(self.paused_until - now, 1.0))
+                    continue
+                if not self._acquire_slot(stop):
+                    break
+                # Claim for every free request slot at once: one claim (a lock, a query or a
+                # look at the spool) for several batches instead of one each.
+                slots = 1
+                while slots < self.concurrency and self._slots.acquire(blocking=False):
+                    slots += 1
+                try:
+                    claimed = self._claim(queue, slots, now, stop)
+                except BaseException:
+                    for _ in range(slots):  # or the lane would run out of request slots
+                        self._slots.release()
+                    raise
+                size = self.batch_size
+                if size == 1:
+                    batches = [[c] for c in claimed]
+                elif len(claimed) <= size:
+                    batches = [claimed] if claimed else []
+                else:
+                    batches = [claimed[i : i + size] for i in range(0, len(claimed), size)]
+                for _ in range(slots - len(batches)):  # slots this claim found no work for
+                    self._slots.release()
+                if not batches:
+                    self._idle(queue)
+                    continue
+                for i, batch in enumerate(batches):
+                    if not self._send(batch, stop):
+                        for _ in range(len(batches) - i):
+                            self._slots.release()
+                        self._release([c for b in batches[i:] for c in b])
+                        break
+                if stop.is_set():
+                    break
+            except Exception:
+                # Never let the lane die: log, back off a little, go on.
+                log.exception("%s: delivery lane error (continuing)", self.name)
+                stop.wait(LANE_ERROR_PAUSE)
+
+    def _claim(self, queue: Queue, slots: int, now: float, stop: threading.Event) -> list[Claimed]:
+        """Up to a batch per slot; a batch not full waits up to ``linger`` for more, looking
+        again every few milliseconds, and goes as soon as it is full. At the end of a burst
+        (the last batch was full, and a look finds nothing new) it goes at once: the backlog
+        is drained, and what it waited for is not coming."""
+        claimed = queue.claim(self.name, self.batch_size * slots, int(now * 1000))
+        burst = self._last_full
+        self._last_full = len(claimed) >= self.batch_size
+        if not claimed or self._last_full or not self.linger:
+            return claimed
+        deadline = time.monotonic() + self.linger
+        while len(claimed) < self.batch_size:
+            left = deadline - time.monotonic()
+            if left <= 0 or stop.wait(min(left, BURST_END_STEP if burst else LINGER_STEP)):
+                break
+            more = queue.claim(self.name, self.batch_size - len(claimed), int(time.time() * 1000))
+            if not more and burst:
+                break
+            claimed.extend(more)
+        return claimed
+
+    def _send(self, batch: list[Claimed], stop: threading.Event) -> bool:
+        """Wait for the rate limit, then hand the batch to a request thread; False if it
+        could not go (stopping, or the rate limiter failed)."""
+        try:
+            allowed = self.gate.wait(stop)
+        except Exception:
+            # The rate limiter's storage failed (e.g. Redis unreachable): give the batch
+            # back rather than hold it until its lease runs out.
+            log.exception("%s: rate limiter failed; batch released", self.name)
+            stop.wait(1.0)
+            return False
+        return allowed and not stop.is_set() and self._submit(batch)
+
+    def _release(self, claimed: list[Claimed]) -> None:
+        """Give claimed events back untouched (no attempt counted)."""
+        self.engine.queue.settle(
+            self.name, [Settlement(c, "release", 0) for c in claimed], int(time.time() * 1000)
+        )
+
+    def _submit(self, claimed: list[Claimed]) -> bool:
+        """Hand a batch to the request threads; False if they are shutting down."""
+        assert self._pool is not None
+        with self._inflight_lock:
+            self._inflight += 1
+        if not self._pool.submit(claimed):  # shutting down
+            with self._inflight_lock:
+                self._inflight -= 1
+            return False
+        return True
+
+    def _acquire_slot(self, stop: threading.Event) -> bool:
+        while not self._slots.acquire(timeout=0.5):
+            if stop.is_set():
+                return False
+        return True
+
+    def _idle(self, queue: Queue) -> None:
+        now = time.time()
+        wait = IDLE_POLL_SHARED if queue.shared else IDLE_POLL_PRIVATE
+        due = queue.next_due_ms(self.name)
+        if due is not None:
+            wait = min(wait, max(due / 1000.0 - now, 0.001))
+        self.wake.wait(wait)
+        self.wake.clear()
+
+    # --- request threads -------------------------------------------------------------------------
+
+    def _process_guarded(self, claimed: list[Claimed]) -> None:
+        try:
+            self._process(claimed)
+        except Exception:
+            log.exception("%s: failed to process a batch; its events stay queued", self.name)
+            try:
+                self.engine.queue.settle(
+                    self.name,
+                    [Settlement(c, "release", int(time.time() * 1000) + 1000) for c in claimed],
+                    int(time.time() * 1000),
+                )
+            except Exception:
+                log.exception("%s: could not release the batch", self.name)
+        finally:
+            with self._inflight_lock:
+                self._inflight -= 1
+            self._slots.release()
+            self.engine.progress.set()
+
+    def _process(self, claimed: list[Claimed]) -> None:
+        host = self.engine.host
+        verdicts = self.verdicts
+        now = time.time()
+        out: list[Verdict] = []
+        batch: list[tuple[Claimed, Prepared]] = []
+        for c in claimed:
+            try:
+                event = loads_event(c.payload)
+            except Exception as exc:
+                out.append(verdicts.dead(c, None, f"stored event is unreadable: {exc}"))
+                continue
+            try:
+                record = host.transform(event, self.dest)
+            except SkipEvent as exc:
+                out.append(verdicts.skipped(c, event, str(exc) or "SkipEvent"))
+                continue
+            except Exception as exc:
+                out.append(verdicts.dead(c, event, self._plugin_error(exc, "transform")))
+                continue
+            if record is None:
+                out.append(verdicts.dead(c, event, "no plugin transformed the event"))
+                continue
+            batch.append((c, Prepared(event, record)))
+        latency = 0.0
+        if batch:
+            t0 = time.perf_counter()
+            outcomes = self._deliver_split([p for _, p in batch])
+            latency = time.perf_counter() - t0
+            self.stats.latencies.append(latency)
+            for (c, p), outcome in zip(batch, outcomes, strict=True):
+                out.append(verdicts.decide(c, p.event, outcome, now))
+        if out:
+            self._record([v.settlement for v in out], int(now * 1000))
+            verdicts.apply(out, latency)
+
+    def _record(self, settlements: list[Settlement], now_ms: int) -> None:
+        """Record outcomes in the queue, trying again while it cannot take them (Redis
+        restarting, a full disk): the vendor has answered, and an outcome given up here would
+        leave its events claimed by this process, neither delivered again nor settled, until
+        it restarts. Gives up (raises) only when the engine stops."""
+        delay = 0.05
+        while True:
+            try:
+                self.engine.queue.settle(self.name, settlements, now_ms)
+                return
+            except QueueError as exc:
+                if self.engine.stopping.is_set():
+                    raise
+                if delay == 0.05:
+                    log.warning(
+                        "%s: cannot record %d outcome(s) in the queue, trying again until it "
+                        "can: %s",
+                        self.name,
+                        len(settlements),
+                        exc,
+                    )
+                self.engine.stopping.wait(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _deliver_split(self, batch: list[Prepared]) -> list[Outcome]:
+        """Deliver; where the vendor refused the batch as a whole, bisect to find the bad event."""
+        outcomes = list(self._deliver_once(batch))
+        refused = [i for i, o in enumerate(outcomes) if isinstance(o, RejectedBatch)]
+        if not refused:
+            return outcomes
+        if len(refused) == 1:
+            o = outcomes[refused[0]]
+            assert isinstance(o, RejectedBatch)
+            outcomes[refused[0]] = Rejected(o.reason, o.status)
+            return outcomes
+        sub = [batch[i] for i in refused]
+        mid = len(sub) // 2
+        results: list[Outcome] = []
+        for half in (sub[:mid], sub[mid:]):
+            if not self.gate.wait(self.engine.stopping):
+                results.extend(Halt("shutting down") for _ in half)
+                continue
+            results.extend(self._deliver_split(half))
+        for i, o in zip(refused, results, strict=True):
+            outcomes[i] = o
+        return outcomes
+
+    def _deliver_once(self, batch: Sequence[Prepared]) -> Sequence[Outcome]:
+        """One ``postback_deliver`` call: the vendor's outcome for each event of ``batch``.
+
+        A transport error the hook let through is classified by the destination; any other
+        exception is a plugin's bug: its events go to the dead letters (``_plugin_error``),
+        and the lane goes on with the next batch.
+        """
+        try:
+            outcomes = list(self.engine.host.deliver(self.dest, batch, self._http_send))
+        except httpx.TransportError as exc:
+            try:
+                outcome = self.dest.classify_exception(exc)
+            except Exception as bug:
+                outcome = Rejected(self._plugin_error(bug, "classify_exception"))
+            outcomes = [outcome] * len(batch)
+        except Exception as exc:
+            outcomes = [Rejected(self._plugin_error(exc, "postback_deliver"))] * len(batch)
+        if len(outcomes) != len(batch):
+            reason = self._plugin_error(
+                PluginError(
+                    f"a postback_deliver hook returned {len(outcomes)} outcomes for a batch of "
+                    f"{len(batch)}"
+                ),
+                "postback_deliver",
+            )
+            outcomes = [Rejected(reason)] * len(batch)
+        return outcomes
+
+    def _http_send(self, request: httpx.Request) -> httpx.Response:
+        """The ``send`` that ``postback_deliver`` gets: this thread's HTTP client, the vendor's
+        timeout for the whole exchange, the rate-limit headers read on the way back."""
+        request.extensions["timeout"] = self.timeout
+        if "user-agent" not in request.headers:
+            request.headers["user-agent"] = USER_AGENT
+        self.stats.requests += 1
+        try:
+            response = self.engine.clients.send(request, self.config.timeout)
+        except httpx.HTTPError:
+            raise
+        except Exception as exc:  # an application's transport failed in its own way
+            raise httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request) from exc
+        try:
+            hint = self.dest.rate_hint(response)
+        except Exception:
+            hint = None
+        if hint is not None:
+            self.gate.hint(hint, self.concurrency)
+        return response
+
+    def _plugin_error(self, exc: BaseException, step: str) -> str:
+        """A dead-letter reason for a plugin's exception: its traceback's last line (secrets
+        removed). The whole traceback is logged the first time a reason is seen."""
+        last = traceback.format_exception_only(type(exc), exc)[0].strip()
+        reason = self.dest.redact(" ".join(last.split()))[:500]
+        if reason not in self._logged_errors:
+            if len(self._logged_errors) < 100:
+                self._logged_errors.add(reason)
+            text = self.dest.redact("".join(traceback.format_exception(exc)))
+            log.error(
+                "%s: a plugin failed in %s; its events go to the dead letters (replay them once "
+                "the plugin is fixed):\n%s",
+                self.name,
+                step,
+                text.rstrip(),
+            )
+        else:
+            log.warning("%s: a plugin failed in %s: %s", self.name, step, reason)
+        return f"plugin error in {step}: {reason}"
+
+    def report(self, pending: int) -> VendorReport:
+        s, r = self.stats, self._reported
+        rep = VendorReport(
+            delivered=s.delivered - r.delivered,
+            dead=s.dead - r.dead,
+            retried=s.retried - r.retried,
+            skipped=s.skipped - r.skipped,
+            pending=pending,
+            halted=s.halted,
+        )
+        self._reported = VendorStats(
+            delivered=s.delivered, dead=s.dead, retried=s.retried, skipped=s.skipped
+        )
+        return rep
+
+    def stop(self, wait: float) -> None:
+        """Stop claiming, let requests in flight finish (within ``wait``), then stop."""
+        end = time.monotonic() + wait
+        if self._thread is not None:
+            self._thread.join(wait)
+        while self._inflight and time.monotonic() < end:
+            time.sleep(0.02)
+        if self._pool is not None:
+            for batch in self._pool.shutdown():  # claimed, never started: give them back
+                try:
+                    self._release(batch)
+                except Exception:
+                    log.exception("%s: could not give back a batch at stop", self.name)
+                with self._inflight_lock:
+                    self._inflight -= 1
+                self._slots.release()

@@ -1,0 +1,180 @@
+"""What an outcome means for one claimed event: its settlement in the queue, and what the
+``postback_on_delivery`` hook and the lane's counters are told.
+
+Rules (``Verdicts.decide``):
+
+* :class:`~postback.Delivered` -> done; reported as is.
+* :class:`~postback.Retry` -> retried after the vendor's delay or our backoff, unless that was
+  the last attempt (``max_attempts``) or the event is older than ``max_age``: then a dead
+  letter, reported as :class:`~postback.DeadLettered` with the ``Retry`` as its cause. Every
+  wait is bounded: a vendor's delay that is not a finite number of seconds is ignored, no event
+  waits past its ``max_age``, and the whole lane pauses at most :func:`lane_pause_cap`.
+* :class:`~postback.Halt` -> released untouched (no attempt counted) and the lane pauses.
+* :class:`~postback.Rejected` -> dead letter, reported as ``DeadLettered`` (cause: the
+  ``Rejected``).
+
+A :class:`Verdict` is applied (counters, the hook, attribution) only once the queue has
+recorded its settlement, so that what the hook heard and what the counters say agree with
+what the queue holds. The attempt number reported is the one the queue counts (1 for the
+first); a halted attempt is not counted, and is reported with the number it would have had.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, NamedTuple
+
+from postback.delivery.queue import Claimed, Settlement
+from postback.delivery.retry import backoff_seconds
+from postback.destination import (
+    DeadLettered,
+    Delivered,
+    Halt,
+    Rejected,
+    Reported,
+    Retry,
+    Skipped,
+)
+from postback.events import Event
+
+if TYPE_CHECKING:
+    from postback.delivery.lanes import Lane
+
+__all__ = ["HALT_PAUSE", "Verdict", "Verdicts", "lane_pause_cap"]
+
+log = logging.getLogger("postback.delivery")
+_new_tuple = tuple.__new__  # a named tuple without its Python-level __new__
+
+HALT_PAUSE = 60.0  # seconds a lane waits after the vendor refused our credentials
+
+
+class Verdict(NamedTuple):
+    """One event's settlement, and what to report once the queue has recorded it."""
+
+    settlement: Settlement
+    event: Event | None  # None: the stored event could not be read (nothing to report)
+    reported: Reported
+    attempt: int
+
+
+def lane_pause_cap(lane: Lane) -> float:
+    """The longest a vendor's delay pauses a whole lane: the policy's ``max_backoff`` (at
+    least :data:`HALT_PAUSE`), and never more than ``max_age``. Events wait as long as the
+    vendor asked (up to ``max_age``); the lane tries newer events after this, so a vendor's
+    "come back in three days" costs one request per pause, not three days of silence."""
+    policy = lane.policy
+    return min(max(policy.max_backoff, HALT_PAUSE), policy.max_age)
+
+
+def _seconds(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value) or value < 0:
+        return None
+    return value
+
+
+class Verdicts:
+    """Decides settlements for one lane, and applies them once they are recorded."""
+
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+
+    def dead(self, c: Claimed, event: Event | None, reason: str, cause: object = None) -> Verdict:
+        """A dead letter with ``reason``."""
+        attempt = c.attempts + 1
+        settlement = Settlement(c, "dead", error=reason, attempts=attempt)
+        outcome = cause if isinstance(cause, (Retry, Rejected)) else None
+        return Verdict(settlement, event, DeadLettered(reason, outcome), attempt)
+
+    def skipped(self, c: Claimed, event: Event, reason: str) -> Verdict:
+        return Verdict(Settlement(c, "done"), event, Skipped(reason), c.attempts + 1)
+
+    def decide(self, c: Claimed, event: Event, outcome: object, now: float) -> Verdict:
+        lane = self.lane
+        attempt = c.attempts + 1
+        if isinstance(outcome, Delivered):
+            settlement = _new_tuple(Settlement, (c, "done", 0, None, attempt))  # the common case
+            return _new_tuple(Verdict, (settlement, event, outcome, attempt))
+        if isinstance(outcome, Retry):
+            policy = lane.policy
+            age = now - c.created_ms / 1000.0
+            left = policy.max_age - age
+            if attempt >= policy.max_attempts or left <= 0:
+                why = (
+                    f"gave up after {attempt} attempts"
+                    if attempt >= policy.max_attempts
+                    else f"gave up after {age:.0f}s (max_age)"
+                )
+                return self.dead(c, event, f"{why}: {outcome.reason}", outcome)
+            asked = _seconds(outcome.after)
+            wait = asked if asked is not None else backoff_seconds(policy, attempt)
+            wait = min(wait, left)  # a last attempt when max_age is reached, not later
+            if asked is not None:
+                # The vendor told us when: hold the whole lane, not just this event.
+                lane.paused_until = max(lane.paused_until, now + min(asked, lane_pause_cap(lane)))
+            log.info(
+                "%s: %s will be retried in %.1fs: %s",
+                lane.name,
+                event.event_id,
+                wait,
+                outcome.reason,
+            )
+            settlement = Settlement(
+                c, "retry", due_ms=int((now + wait) * 1000), error=outcome.reason, attempts=attempt
+            )
+            return Verdict(settlement, event, Retry(outcome.reason, wait), attempt)
+        if isinstance(outcome, Halt):
+            asked = _seconds(outcome.after)
+            pause = min(asked, lane_pause_cap(lane)) if asked is not None else HALT_PAUSE
+            lane.paused_until = max(lane.paused_until, now + pause)
+            settlement = Settlement(
+                c, "release", due_ms=int((now + pause) * 1000), error=outcome.reason
+            )
+            return Verdict(settlement, event, Halt(outcome.reason, outcome.status, pause), attempt)
+        if isinstance(outcome, Rejected):
+            detail = f" ({outcome.detail})" if outcome.detail else ""
+            log.warning("%s: %s rejected: %s%s", lane.name, event.event_id, outcome.reason, detail)
+            return self.dead(c, event, f"{outcome.reason}{detail}", outcome)
+        return self.dead(c, event, f"unknown outcome {outcome!r}")
+
+    def apply(self, verdicts: list[Verdict], latency: float) -> None:
+        """Count, report and hand on attribution, for verdicts the queue has recorded."""
+        lane = self.lane
+        stats = lane.stats
+        host = lane.engine.host
+        notify = lane.engine.notify_delivery
+        name = lane.name
+        for v in verdicts:
+            outcome = v.reported
+            if isinstance(outcome, Delivered):
+                stats.delivered += 1
+                stats.halted = None
+                if outcome.attribution is not None and v.event is not None:
+                    stats.attributed += 1
+                    host.on_attribution(outcome.attribution, v.event)
+            elif isinstance(outcome, Retry):
+                stats.retried += 1
+            elif isinstance(outcome, DeadLettered):
+                stats.dead += 1
+            elif isinstance(outcome, Skipped):
+                stats.skipped += 1
+                log.debug("%s: skipped %s: %s", name, v.settlement.claimed.event_id, outcome)
+            elif isinstance(outcome, Halt):
+                self._halted(outcome)
+            if notify and v.event is not None:
+                host.on_delivery(name, v.event, outcome, v.attempt, latency)
+
+    def _halted(self, outcome: Halt) -> None:
+        lane = self.lane
+        if lane.stats.halted != outcome.reason:
+            log.error(
+                "%s: the vendor refused our credentials: %s. Delivery to %s is paused "
+                "(retrying every %.0fs); no event is dropped. Fix the [vendors.%s] "
+                "credentials and restart.",
+                lane.name,
+                outcome.reason,
+                lane.name,
+                outcome.after or HALT_PAUSE,
+                lane.name,
+            )
+        lane.stats.halted = outcome.reason
