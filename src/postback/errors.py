@@ -8,7 +8,11 @@ Every exception postback raises on purpose derives from :class:`PostbackError`::
     ├── PluginError                 a plugin broke the contract (bad registration, duplicate name)
     ├── QueueError                  the queue cannot take or give events
     │   ├── QueueFull               the bounded memory queue is full: the event was NOT accepted
-    │   └── QueueCorrupt            the queue file is not a postback queue or is damaged
+    │   ├── QueueCorrupt            the queue file is not a postback queue or is damaged
+    │   ├── QueueUnavailable        the queue's server cannot be reached (retry later)
+    │   ├── QueueAuthRefused        the queue's server refused the credentials (fix the URL)
+    │   ├── QueueReadOnly           the queue is read-only (a replica, a read-only mount)
+    │   └── QueueDiskFull           no space left where the queue writes: the event was NOT accepted
     └── TrackerClosed               track() after close()
 
 Errors carry their context as attributes (``problems``, ``path``) so callers and tests can read
@@ -29,9 +33,13 @@ __all__ = [
     "PluginError",
     "PostbackError",
     "Problem",
+    "QueueAuthRefused",
     "QueueCorrupt",
+    "QueueDiskFull",
     "QueueError",
     "QueueFull",
+    "QueueReadOnly",
+    "QueueUnavailable",
     "TrackerClosed",
 ]
 
@@ -108,6 +116,22 @@ class QueueFull(QueueError):
 
 class QueueCorrupt(QueueError):
     """The queue store is damaged or is not a postback queue."""
+
+
+class QueueUnavailable(QueueError):
+    """The queue's server (Redis, say) cannot be reached now. Nothing was accepted; retry later."""
+
+
+class QueueAuthRefused(QueueError):
+    """The queue's server refused the credentials in the queue URL; fix them in the config."""
+
+
+class QueueReadOnly(QueueError):
+    """The queue cannot be written: a read-only replica, a read-only file or mount."""
+
+
+class QueueDiskFull(QueueError):
+    """No space is left where the queue writes. The event was not accepted; free space and retry."""
 
 
 class TrackerClosed(PostbackError):
