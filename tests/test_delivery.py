@@ -265,6 +265,33 @@ def test_a_lane_survives_claims_that_fail(
     assert {r["event_id"] for r in sandbox.received("example")} == {"f-0", "f-1", "f-2"}
 
 
+@pytest.mark.parametrize("queue", ["memory://", None])
+def test_a_lingering_batch_keeps_what_it_claimed_when_a_later_look_fails(
+    make_tracker: Callable[..., Tracker],
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    queue: str | None,
+) -> None:
+    # The queue goes away (Redis restarting) while a batch lingers for more: the events it
+    # already claimed must still go (they were lost from the lane, and stayed leased for ever).
+    t = make_tracker(queue=queue, vendor={"linger": 0.5, "batch_size": 50})
+    real_claim = t.queue.claim
+    calls = {"n": 0}
+
+    def claim_then_fail(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise QueueError("the queue server closed the connection (injected)")
+        return real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(t.queue, "claim", claim_then_fail)
+    for i in range(3):
+        t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"l-{i}")
+    assert t.flush(timeout=10).complete
+    assert calls["n"] >= 2
+    assert {r["event_id"] for r in sandbox.received("example")} == {"l-0", "l-1", "l-2"}
+
+
 class ScriptedQueue:
     """Answers a lane's claims from a script of batch sizes (what arrived meanwhile)."""
 

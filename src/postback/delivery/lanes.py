@@ -293,7 +293,18 @@ class Lane:
             left = deadline - time.monotonic()
             if left <= 0 or stop.wait(min(left, BURST_END_STEP if burst else LINGER_STEP)):
                 break
-            more = queue.claim(self.name, self.batch_size - len(claimed), int(time.time() * 1000))
+            try:
+                more = queue.claim(
+                    self.name, self.batch_size - len(claimed), int(time.time() * 1000)
+                )
+            except QueueError as exc:
+                # What was claimed is this lane's to settle: send it now rather than drop it
+                # (a claim left unsettled stays leased to this process, and a queue that
+                # remembers its own leases would never hand it out again).
+                log.warning(
+                    "%s: could not look for more events (sending the batch): %s", self.name, exc
+                )
+                break
             if not more and burst:
                 break
             claimed.extend(more)
@@ -313,10 +324,9 @@ class Lane:
         return allowed and not stop.is_set() and self._submit(batch)
 
     def _release(self, claimed: list[Claimed]) -> None:
-        """Give claimed events back untouched (no attempt counted)."""
-        self.engine.queue.settle(
-            self.name, [Settlement(c, "release", 0) for c in claimed], int(time.time() * 1000)
-        )
+        """Give claimed events back untouched (no attempt counted), trying again while the
+        queue cannot take it (see :meth:`_record`)."""
+        self._record([Settlement(c, "release", 0) for c in claimed], int(time.time() * 1000))
 
     def _submit(self, claimed: list[Claimed]) -> bool:
         """Hand a batch to the request threads; False if they are shutting down."""
@@ -352,11 +362,8 @@ class Lane:
         except Exception:
             log.exception("%s: failed to process a batch; its events stay queued", self.name)
             try:
-                self.engine.queue.settle(
-                    self.name,
-                    [Settlement(c, "release", int(time.time() * 1000) + 1000) for c in claimed],
-                    int(time.time() * 1000),
-                )
+                now_ms = int(time.time() * 1000)
+                self._record([Settlement(c, "release", now_ms + 1000) for c in claimed], now_ms)
             except Exception:
                 log.exception("%s: could not release the batch", self.name)
         finally:
