@@ -25,7 +25,8 @@ import orjson
 
 from postback.config import Config, build_config, read_config
 from postback.delivery.engine import DeliveryEngine, FlushReport
-from postback.delivery.queue import Queue, QueueKeyStore, open_queue
+from postback.delivery.queue import Queue, QueueKeyStore
+from postback.delivery.registry import open_queue
 from postback.destination import Destination, Skipped
 from postback.errors import InvalidEvent, Problem, TrackerClosed
 from postback.events import Event, dumps_event, make_event
@@ -73,6 +74,7 @@ class Tracker:
             max_size=config.core.max_queue_size,
             synchronous=config.core.sqlite_synchronous,
             delivers_on_threads=config.core.workers in (True, "process"),
+            registry=host.queues,
         )
         for name, dest in self.destinations.items():
             dest.store = QueueKeyStore(self.queue, name)
@@ -294,7 +296,7 @@ class Tracker:
         report = None
         # An enqueue-only process (workers = false) on a shared queue leaves delivery to the
         # deliverer: its events are stored, so there is nothing to wait for.
-        enqueue_only = not self.config.core.workers and self.queue.shared
+        enqueue_only = not self.config.core.workers and self.queue.capabilities.cross_process
         try:
             if self.engine.lanes and not enqueue_only and (timeout is None or timeout > 0):
                 report = self.engine.flush(timeout)
@@ -414,7 +416,11 @@ def _flush_all_at_exit() -> None:
         trackers = list(_live)
     for t in trackers:
         try:
-            if t.engine.lanes and not t.closed and (t.config.core.workers or not t.queue.shared):
+            if (
+                t.engine.lanes
+                and not t.closed
+                and (t.config.core.workers or not t.queue.capabilities.cross_process)
+            ):
                 t.engine.flush(t.config.core.exit_timeout)
         except Exception:
             log.exception("error while flushing a tracker at exit")

@@ -80,7 +80,14 @@ import attrs
 import orjson
 
 from postback.config import parse_duration
-from postback.delivery.queue import Claimed, DeadLetter, Queue, QueueDepth, Settlement
+from postback.delivery.queue import (
+    Claimed,
+    DeadLetter,
+    Queue,
+    QueueCapabilities,
+    QueueDepth,
+    Settlement,
+)
 from postback.errors import ConfigError, ConfigProblem, QueueError
 
 try:
@@ -616,7 +623,9 @@ class RedisQueue(Queue):
     for the layout and the guarantees.
     """
 
-    shared = True
+    capabilities = QueueCapabilities(
+        cross_process=True, shared_across_hosts=True, shared_rate_limits=True
+    )
 
     def __init__(self, url: str) -> None:
         if redis is None:  # pragma: no cover
