@@ -129,7 +129,14 @@ class Tracker:
         raw, source, base_dir = read_config(config)
         host = PluginHost(plugins, load_entry_points=load_entry_points)
         broken = {name: info.error for name, info in host.infos.items() if info.error}
-        cfg = build_config(raw, host.destinations, source=source, base_dir=base_dir, broken=broken)
+        cfg = build_config(
+            raw,
+            host.destinations,
+            source=source,
+            base_dir=base_dir,
+            broken=broken,
+            queues=host.queues,
+        )
         return cls(cfg, host, transport=transport)
 
     # --- the hot path ----------------------------------------------------------------------------

@@ -458,6 +458,7 @@ def _build(spec: dict[str, Any]) -> Tracker:
         source=spec["source"],
         base_dir=Path(spec["base_dir"]),
         broken=broken,
+        queues=host.queues,
     )
     return Tracker(cfg, host)
 
