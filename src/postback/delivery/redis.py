@@ -88,7 +88,14 @@ from postback.delivery.queue import (
     QueueDepth,
     Settlement,
 )
-from postback.errors import ConfigError, ConfigProblem, QueueError
+from postback.errors import (
+    ConfigError,
+    ConfigProblem,
+    QueueAuthRefused,
+    QueueError,
+    QueueReadOnly,
+    QueueUnavailable,
+)
 
 try:
     import redis
@@ -792,28 +799,31 @@ class RedisQueue(Queue):
         return info if isinstance(info, dict) else {}
 
     def _explain(self, exc: Exception, action: str) -> QueueError:
+        """The caller-oriented error for a Redis failure: unreachable or restarting ->
+        QueueUnavailable, credentials or their rights refused -> QueueAuthRefused, a replica ->
+        QueueReadOnly; anything else QueueError. Never with the URL's password."""
         where = self._target.safe_url
         msg = str(exc)
         errors = redis.exceptions
         if isinstance(exc, errors.AuthenticationError) or "WRONGPASS" in msg or "NOAUTH" in msg:
-            return QueueError(
+            return QueueAuthRefused(
                 f"Redis at {where} refused our credentials while {action}: check the user and "
                 "password in [postback] queue (redis://user:password@host:port/db) and the "
                 "server's ACL"
             )
         if isinstance(exc, errors.BusyLoadingError):
-            return QueueError(
+            return QueueUnavailable(
                 f"Redis at {where} is loading its data set (it is restarting) while {action}: "
                 "try again in a moment"
             )
         if isinstance(exc, (errors.ConnectionError, errors.TimeoutError)):
-            return QueueError(
+            return QueueUnavailable(
                 f"cannot reach Redis at {where} while {action} ({msg}): check that redis-server "
                 "is running and reachable from this host (address, port, TLS, firewall) and "
                 "that [postback] queue names it"
             )
         if isinstance(exc, errors.ReadOnlyError) or msg.startswith("READONLY"):
-            return QueueError(
+            return QueueReadOnly(
                 f"Redis at {where} is a read-only replica ({action}): point [postback] queue at "
                 "the master, or use redis+sentinel:// to follow failovers"
             )
@@ -822,8 +832,15 @@ class RedisQueue(Queue):
                 f"Redis at {where} is out of memory while {action}: the event was not accepted. "
                 "Raise maxmemory, or run more postback workers to drain the backlog"
             )
-        if msg.startswith("NOPERM") or "can't run this command" in msg:
-            return QueueError(
+        # redis-py strips the NOPERM prefix into NoPermissionError ("this user has no
+        # permissions to run the 'evalsha' command").
+        if (
+            isinstance(exc, errors.NoPermissionError)
+            or msg.startswith("NOPERM")
+            or "no permissions" in msg
+            or "can't run this command" in msg
+        ):
+            return QueueAuthRefused(
                 f"Redis at {where} denied a command while {action} ({msg}): the user in the "
                 "queue URL needs the commands listed in the deployment guide (streams, sets, "
                 f"sorted sets, hashes, lists, scripting, EXISTS, EXPIRE, INFO, TIME) on keys "
