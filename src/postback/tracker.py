@@ -25,6 +25,7 @@ import orjson
 
 from postback.config import Config, build_config, read_config
 from postback.delivery.engine import DeliveryEngine, FlushReport
+from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
 from postback.delivery.registry import open_queue
 from postback.destination import Destination, Skipped
@@ -63,6 +64,8 @@ class Tracker:
             config = attrs.evolve(config, core=attrs.evolve(config.core, workers=workers))
         self.config = config
         self.host = host
+        #: How this tracker delivers: chosen here, once; nothing re-reads ``workers``.
+        self.mode = DeliveryMode.from_workers(config.core.workers)
         self.destinations: dict[str, Destination] = {}
         for name, vc in config.vendors.items():
             if vc.enabled:
@@ -73,7 +76,7 @@ class Tracker:
             config.base_dir,
             max_size=config.core.max_queue_size,
             synchronous=config.core.sqlite_synchronous,
-            delivers_on_threads=config.core.workers in (True, "process"),
+            delivers_on_threads=self.mode.delivers,
             registry=host.queues,
         )
         for name, dest in self.destinations.items():
@@ -83,10 +86,10 @@ class Tracker:
             host,
             [(d, config.vendors[n]) for n, d in self.destinations.items()],
             transport=transport,
-            deliver=bool(config.core.workers),
+            deliver=self.mode.delivers,
             ca_bundle=config.core.ca_bundle,
         )
-        if config.core.workers == "process":
+        if self.mode is DeliveryMode.PROCESS:
             from postback.delivery.process import DeliveryProcess
 
             self.engine.external = DeliveryProcess(self)
@@ -303,7 +306,9 @@ class Tracker:
         report = None
         # An enqueue-only process (workers = false) on a shared queue leaves delivery to the
         # deliverer: its events are stored, so there is nothing to wait for.
-        enqueue_only = not self.config.core.workers and self.queue.capabilities.cross_process
+        enqueue_only = (
+            self.mode is DeliveryMode.ENQUEUE_ONLY and self.queue.capabilities.cross_process
+        )
         try:
             if self.engine.lanes and not enqueue_only and (timeout is None or timeout > 0):
                 report = self.engine.flush(timeout)
@@ -426,7 +431,7 @@ def _flush_all_at_exit() -> None:
             if (
                 t.engine.lanes
                 and not t.closed
-                and (t.config.core.workers or not t.queue.capabilities.cross_process)
+                and (t.mode.delivers or not t.queue.capabilities.cross_process)
             ):
                 t.engine.flush(t.config.core.exit_timeout)
         except Exception:
