@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -130,7 +131,31 @@ class Tracker:
         Raises :class:`~postback.ConfigError` listing every problem.
         """
         raw, source, base_dir = read_config(config)
-        host = PluginHost(plugins, load_entry_points=load_entry_points)
+        return cls.from_raw(
+            raw,
+            source=source,
+            base_dir=base_dir,
+            plugins=plugins,
+            transport=transport,
+            load_entry_points=load_entry_points,
+        )
+
+    @classmethod
+    def from_raw(
+        cls,
+        raw: Mapping[str, Any],
+        *,
+        source: str | None = None,
+        base_dir: Path | None = None,
+        plugins: Iterable[object] = (),
+        transport: Any = None,
+        load_entry_points: bool = True,
+        disable: Iterable[str] | None = None,
+    ) -> Tracker:
+        """Build a tracker from a raw configuration mapping (as :func:`postback.config.read_config`
+        returns it): the plugin host, then the validated config. The one place that does it:
+        :meth:`from_config` and the ``workers = "process"`` child both come here."""
+        host = PluginHost(plugins, load_entry_points=load_entry_points, disable=disable)
         broken = {name: info.error for name, info in host.infos.items() if info.error}
         cfg = build_config(
             raw,

@@ -20,10 +20,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from postback.config import build_config
 from postback.delivery.engine import tune_gc_for_delivery
 from postback.delivery.process import load_message
-from postback.plugins import PluginHost
 from postback.tracker import Tracker
 
 __all__ = ["main"]
@@ -81,21 +79,19 @@ def main() -> None:
 
 
 def _build(spec: dict[str, Any]) -> Tracker:
+    """The tracker the tracking process described (its config, plugins, host options)."""
     plugins = [
         importlib.import_module(ref) if kind == "module" else load_message(ref)
         for kind, ref in spec["plugins"]
     ]
-    host = PluginHost(plugins, load_entry_points=spec["load_entry_points"], disable=spec["disable"])
-    broken = {name: info.error for name, info in host.infos.items() if info.error}
-    cfg = build_config(
+    return Tracker.from_raw(
         spec["raw"],
-        host.destinations,
         source=spec["source"],
         base_dir=Path(spec["base_dir"]),
-        broken=broken,
-        queues=host.queues,
+        plugins=plugins,
+        load_entry_points=spec["load_entry_points"],
+        disable=spec["disable"],
     )
-    return Tracker(cfg, host)
 
 
 if __name__ == "__main__":
