@@ -83,7 +83,8 @@ class CoreSettings:
 
 CORE_HELP: dict[str, str] = {
     "queue": "Where events wait for delivery: 'sqlite:///abs/path.db', 'sqlite://rel/path.db' "
-    "(relative to the config file), 'memory://' or 'redis://host:6379/0'.",
+    "(relative to the config file), 'memory://', 'redis://host:6379/0', or a scheme an "
+    "installed queue plugin registers.",
     "on_invalid": "What track() does with a malformed event: 'raise' (InvalidEvent listing "
     "every problem) or 'log' (log it; queue it for the vendors that took it).",
     "strict": "Make every skip (a vendor that cannot use an event as given) an InvalidEvent "
