@@ -29,6 +29,8 @@ The duties pinned here are the ones the delivery engine counts on, written nowhe
   (``polls_every``) reports it from :meth:`~postback.delivery.queue.Queue.poll` and wakes the
   vendor's lane through the callback given to
   :meth:`~postback.delivery.queue.Queue.wake_on_new`.
+- **fork safety**: a child forked from a process that holds the queue calls ``after_fork()``
+  and puts through the queue it inherited; the deliverer receives those events.
 - **remembered keys are atomic**: of many threads remembering one key, exactly one wins.
 - **rate-limit storage**: a backend that declares ``shared_rate_limits`` returns a ``limits``
   storage that every instance shares; one that does not returns ``None``.
@@ -437,6 +439,34 @@ class QueueContract:
             if not got:
                 time.sleep(0.02)
         assert event_ids(got) == ["from-child"]
+
+    def test_a_forked_child_puts_through_the_queue_it_inherited(
+        self, queue: Queue, open_queue: Callable[[], Queue]
+    ) -> None:
+        """gunicorn --preload: a worker forked from the app's process calls ``after_fork()``
+        on the queue it inherited, then tracks through it; the deliverer gets the events."""
+        self.require_cross_process(queue)
+
+        def put_after_fork() -> None:
+            queue.after_fork()
+            self.put(queue, "forked", ["a"])
+            queue.close()
+
+        self.in_child(put_after_fork)
+        deadline = time.monotonic() + PATIENCE
+        got: list[Claimed] = []
+        while not got:
+            assert time.monotonic() < deadline, "the forked child's event never arrived"
+            queue.poll()
+            got = queue.claim("a", 10, self.now_ms())
+            if not got:
+                time.sleep(0.02)
+        assert event_ids(got) == ["forked"]
+        queue.settle("a", [Settlement(got[0], "done")], self.now_ms())
+        if not queue.capabilities.shared_across_hosts:  # one elected deliverer: still us
+            assert not open_queue().acquire_delivery(), (
+                "the forked child released the parent's hold on delivery"
+            )
 
     # --- rate limits -------------------------------------------------------------------------
 
