@@ -15,7 +15,8 @@ import postback.delivery.sqlite as sq
 import postback.testing.example as example
 from postback import QueueCorrupt, QueueError, Tracker
 from postback.delivery import spool
-from postback.delivery.queue import Claimed, Settlement, open_queue, sqlite_path
+from postback.delivery.queue import Claimed, Settlement, sqlite_path
+from postback.delivery.registry import open_queue
 from postback.delivery.sqlite import SQLiteQueue
 from postback.sandbox import Sandbox
 
@@ -26,7 +27,7 @@ def test_urls_resolve_paths(tmp_path: Path) -> None:
     assert sqlite_path("sqlite:///var/lib/app/q.db") == Path("/var/lib/app/q.db")
     assert sqlite_path("sqlite://data/q.db", tmp_path) == tmp_path / "data/q.db"
     assert sqlite_path("sqlite://", tmp_path) == tmp_path / "postback.db"
-    with pytest.raises(ValueError, match="unknown queue URL"):
+    with pytest.raises(ValueError, match="not a queue URL of an installed backend"):
         open_queue("kafka://x")
 
 

@@ -167,7 +167,7 @@ class AsyncTracker:
     def __init__(self, tracker: Tracker) -> None:
         self._tracker = tracker
         self._writer = _Writer(f"postback-writer-{id(self):x}")
-        self._inline = tracker.queue.loop_safe_put
+        self._inline = tracker.queue.capabilities.loop_safe_put
         self._closing = False
 
     @classmethod

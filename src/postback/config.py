@@ -25,7 +25,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import cattrs
@@ -33,6 +33,9 @@ import cattrs
 from postback.destination import Destination, RateLimit, RetryPolicy, Secret
 from postback.errors import ConfigError, ConfigProblem
 from postback.events import CANONICAL_EVENTS, normalize_currency, normalize_event_name
+
+if TYPE_CHECKING:
+    from postback.delivery.registry import QueueRegistry
 
 __all__ = [
     "Config",
@@ -80,7 +83,8 @@ class CoreSettings:
 
 CORE_HELP: dict[str, str] = {
     "queue": "Where events wait for delivery: 'sqlite:///abs/path.db', 'sqlite://rel/path.db' "
-    "(relative to the config file), 'memory://' or 'redis://host:6379/0'.",
+    "(relative to the config file), 'memory://', 'redis://host:6379/0', or a scheme an "
+    "installed queue plugin registers.",
     "on_invalid": "What track() does with a malformed event: 'raise' (InvalidEvent listing "
     "every problem) or 'log' (log it; queue it for the vendors that took it).",
     "strict": "Make every skip (a vendor that cannot use an event as given) an InvalidEvent "
@@ -376,7 +380,7 @@ def settings_help(cls: type[Any]) -> list[tuple[str, str, bool, str]]:
 # Building
 
 
-def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
+def _build_core(raw: object, problems: list[ConfigProblem], queues: QueueRegistry) -> CoreSettings:
     if raw is None:
         return CoreSettings()
     if not isinstance(raw, Mapping):
@@ -401,13 +405,8 @@ def _build_core(raw: object, problems: list[ConfigProblem]) -> CoreSettings:
                     raise ValueError("must be 'raise' or 'log'")
                 if key == "sqlite_synchronous" and val not in ("normal", "full"):
                     raise ValueError("must be 'normal' or 'full'")
-                if key == "queue" and not val.startswith(
-                    ("sqlite:", "memory:", "redis", "rediss:")
-                ):
-                    raise ValueError(
-                        "must be a URL: 'sqlite:///path/to/file.db', 'memory://' or "
-                        "'redis://host:6379/0'"
-                    )
+                if key == "queue" and queues.backend_for(val) is None:
+                    raise ValueError(queues.unknown_url_message(val))
                 kwargs[key] = val
             elif key == "strict":
                 if not isinstance(val, bool):
@@ -625,8 +624,14 @@ def build_config(
     source: str | None = None,
     base_dir: Path | None = None,
     broken: Mapping[str, str] | None = None,
+    queues: QueueRegistry | None = None,
 ) -> Config:
-    """Validate a raw config against the installed destinations; raise ConfigError listing all."""
+    """Validate a raw config against the installed destinations and queue backends (default:
+    the built-in ones); raise ConfigError listing every problem."""
+    if queues is None:
+        from postback.delivery.registry import QueueRegistry
+
+        queues = QueueRegistry.builtin()
     problems: list[ConfigProblem] = []
     original = raw
     raw = _substitute_env(raw, "", problems)
@@ -642,7 +647,7 @@ def build_config(
                     "a config has [postback] and [vendors.NAME] tables",
                 )
             )
-    core = _build_core(raw.get("postback"), problems)
+    core = _build_core(raw.get("postback"), problems, queues)
     if core.ca_bundle is not None:  # loaded once now, so that a bad file fails at start-up
         from postback.delivery.http import resolve_ca_bundle
 
@@ -650,12 +655,15 @@ def build_config(
         if problem is not None:
             problems.append(ConfigProblem("postback.ca_bundle", problem))
         core = attrs.evolve(core, ca_bundle=path)
-    if core.workers == "process" and core.queue.startswith("memory:"):
+    backend = queues.backend_for(core.queue)
+    if core.workers == "process" and backend is not None and not backend.capabilities.cross_process:
+        shared = [f"{b.schemes[0]}://" for b in queues.backends if b.capabilities.cross_process]
         problems.append(
             ConfigProblem(
                 "postback.workers",
-                "'process' delivers from another process, which cannot read a memory:// "
-                "queue: use the default sqlite:// queue (or redis://), or workers = true",
+                "'process' delivers from another process, which cannot read a "
+                f"{backend.schemes[0]}:// queue (it is local to one process): use a queue "
+                f"other processes share ({', '.join(shared)}), or workers = true",
             )
         )
     vendors_raw = raw.get("vendors", {})

@@ -7,7 +7,7 @@ plugins (an app's attribution listener, a consent filter) are passed as
 
 Lifecycle of one event::
 
-    register_destinations  (once per tracker)
+    register_destinations  (once per tracker; register_emulators, register_queues too)
     validate               (track(), caller's thread; all implementations run)
                            -> a Problem refuses the event; a Skip leaves that vendor out
                               (reported to on_delivery as Skipped, attempt 0)
@@ -34,6 +34,7 @@ import pluggy
 if TYPE_CHECKING:
     import httpx
 
+    from postback.delivery.queue import QueueBackend
     from postback.destination import Destination, Emulator, Outcome, Prepared, Reported, Skip
     from postback.errors import Problem
     from postback.events import Attribution, Event
@@ -65,6 +66,21 @@ def postback_register_emulators(register: Callable[[type[Emulator]], None]) -> N
 
     Each emulator is served under ``/<vendor>`` by the sandbox; ``postback demo`` points the
     vendor's ``base_url`` there.
+    """
+
+
+@hookspec
+def postback_register_queues(register: Callable[[QueueBackend], None]) -> None:
+    """Register queue backends: where events wait for delivery, chosen by ``[postback] queue``.
+
+    :param register: call it once per :class:`~postback.delivery.queue.QueueBackend` (its URL
+        schemes, capabilities, an example URL and a function that opens a queue).
+
+    Called once when a tracker's plugin host starts; the core registers ``memory://``,
+    ``sqlite://`` and ``redis://`` through this hook too. Registering a scheme twice raises
+    :class:`~postback.PluginError` naming both plugins. Run
+    :class:`postback.testing.QueueContract` against a new backend; see the how-to "Write a
+    queue backend".
     """
 
 

@@ -25,6 +25,8 @@ import pluggy
 
 from postback import hookspecs
 from postback.default_plugins.core import postback_deliver as builtin_deliver
+from postback.delivery.queue import QueueBackend
+from postback.delivery.registry import QueueRegistry
 from postback.destination import Destination, Emulator, Skip
 from postback.errors import PluginError, Problem
 
@@ -40,7 +42,10 @@ log = logging.getLogger("postback.plugins")
 
 ENTRY_POINT_GROUP = "postback"
 #: The core's own behaviour, shipped as plugins registered by module name.
-DEFAULT_PLUGINS: tuple[str, ...] = ("postback.default_plugins.core",)
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "postback.default_plugins.core",
+    "postback.default_plugins.queues",
+)
 
 
 @attrs.frozen
@@ -53,6 +58,7 @@ class PluginInfo:
     destinations: tuple[str, ...] = ()
     emulators: tuple[str, ...] = ()
     error: str | None = None
+    queues: tuple[str, ...] = ()
 
 
 class PluginHost:
@@ -83,7 +89,7 @@ class PluginHost:
         self.pm.check_pending()
         # Where only the core's own implementation of a per-event hook exists, the facade calls
         # it directly: the hook machinery would cost more than the step on the hot paths.
-        builtin = list(DEFAULT_PLUGINS)
+        builtin = ["postback.default_plugins.core"]
 
         def only_builtin(hook: str) -> bool:
             impls = getattr(self.pm.hook, hook).get_hookimpls()
@@ -94,6 +100,8 @@ class PluginHost:
         self._deliver_is_builtin_only = only_builtin("postback_deliver")
         self.destinations: dict[str, type[Destination]] = {}
         self.emulators: dict[str, type[Emulator]] = {}
+        #: The installed queue backends by URL scheme (``postback_register_queues``).
+        self.queues = QueueRegistry()
         self._collect()
 
     # --- loading -------------------------------------------------------------------------------
@@ -174,6 +182,15 @@ class PluginHost:
             before = set(self.emulators)
             impl.function(register=register_emulator)
             emu_by_plugin[impl.plugin_name] = tuple(sorted(set(self.emulators) - before))
+        queues_by_plugin: dict[str, tuple[str, ...]] = {}
+        for impl in self.pm.hook.postback_register_queues.get_hookimpls():
+            before = set(self.queues.schemes)
+
+            def register_queue(backend: QueueBackend, owner: str = impl.plugin_name) -> None:
+                self.queues.register(backend, owner)
+
+            impl.function(register=register_queue)
+            queues_by_plugin[impl.plugin_name] = tuple(sorted(set(self.queues.schemes) - before))
         for plugin_name, (dist, version) in self._entry_point_names.items():
             self.infos[plugin_name] = PluginInfo(
                 plugin_name,
@@ -181,6 +198,7 @@ class PluginHost:
                 version,
                 dest_by_plugin.get(plugin_name, ()),
                 emu_by_plugin.get(plugin_name, ()),
+                queues=queues_by_plugin.get(plugin_name, ()),
             )
 
     # --- typed facade over pm.hook ----------------------------------------------------------

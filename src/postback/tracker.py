@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -25,7 +26,9 @@ import orjson
 
 from postback.config import Config, build_config, read_config
 from postback.delivery.engine import DeliveryEngine, FlushReport
-from postback.delivery.queue import Queue, QueueKeyStore, open_queue
+from postback.delivery.mode import DeliveryMode
+from postback.delivery.queue import Queue, QueueKeyStore
+from postback.delivery.registry import open_queue
 from postback.destination import Destination, Skipped
 from postback.errors import InvalidEvent, Problem, TrackerClosed
 from postback.events import Event, dumps_event, make_event
@@ -62,6 +65,8 @@ class Tracker:
             config = attrs.evolve(config, core=attrs.evolve(config.core, workers=workers))
         self.config = config
         self.host = host
+        #: How this tracker delivers: chosen here, once; nothing re-reads ``workers``.
+        self.mode = DeliveryMode.from_workers(config.core.workers)
         self.destinations: dict[str, Destination] = {}
         for name, vc in config.vendors.items():
             if vc.enabled:
@@ -72,7 +77,8 @@ class Tracker:
             config.base_dir,
             max_size=config.core.max_queue_size,
             synchronous=config.core.sqlite_synchronous,
-            delivers_on_threads=config.core.workers in (True, "process"),
+            delivers_on_threads=self.mode.delivers,
+            registry=host.queues,
         )
         for name, dest in self.destinations.items():
             dest.store = QueueKeyStore(self.queue, name)
@@ -81,10 +87,10 @@ class Tracker:
             host,
             [(d, config.vendors[n]) for n, d in self.destinations.items()],
             transport=transport,
-            deliver=bool(config.core.workers),
+            deliver=self.mode.delivers,
             ca_bundle=config.core.ca_bundle,
         )
-        if config.core.workers == "process":
+        if self.mode is DeliveryMode.PROCESS:
             from postback.delivery.process import DeliveryProcess
 
             self.engine.external = DeliveryProcess(self)
@@ -125,9 +131,40 @@ class Tracker:
         Raises :class:`~postback.ConfigError` listing every problem.
         """
         raw, source, base_dir = read_config(config)
-        host = PluginHost(plugins, load_entry_points=load_entry_points)
+        return cls.from_raw(
+            raw,
+            source=source,
+            base_dir=base_dir,
+            plugins=plugins,
+            transport=transport,
+            load_entry_points=load_entry_points,
+        )
+
+    @classmethod
+    def from_raw(
+        cls,
+        raw: Mapping[str, Any],
+        *,
+        source: str | None = None,
+        base_dir: Path | None = None,
+        plugins: Iterable[object] = (),
+        transport: Any = None,
+        load_entry_points: bool = True,
+        disable: Iterable[str] | None = None,
+    ) -> Tracker:
+        """Build a tracker from a raw configuration mapping (as :func:`postback.config.read_config`
+        returns it): the plugin host, then the validated config. The one place that does it:
+        :meth:`from_config` and the ``workers = "process"`` child both come here."""
+        host = PluginHost(plugins, load_entry_points=load_entry_points, disable=disable)
         broken = {name: info.error for name, info in host.infos.items() if info.error}
-        cfg = build_config(raw, host.destinations, source=source, base_dir=base_dir, broken=broken)
+        cfg = build_config(
+            raw,
+            host.destinations,
+            source=source,
+            base_dir=base_dir,
+            broken=broken,
+            queues=host.queues,
+        )
         return cls(cfg, host, transport=transport)
 
     # --- the hot path ----------------------------------------------------------------------------
@@ -294,7 +331,9 @@ class Tracker:
         report = None
         # An enqueue-only process (workers = false) on a shared queue leaves delivery to the
         # deliverer: its events are stored, so there is nothing to wait for.
-        enqueue_only = not self.config.core.workers and self.queue.shared
+        enqueue_only = (
+            self.mode is DeliveryMode.ENQUEUE_ONLY and self.queue.capabilities.cross_process
+        )
         try:
             if self.engine.lanes and not enqueue_only and (timeout is None or timeout > 0):
                 report = self.engine.flush(timeout)
@@ -414,7 +453,11 @@ def _flush_all_at_exit() -> None:
         trackers = list(_live)
     for t in trackers:
         try:
-            if t.engine.lanes and not t.closed and (t.config.core.workers or not t.queue.shared):
+            if (
+                t.engine.lanes
+                and not t.closed
+                and (t.mode.delivers or not t.queue.capabilities.cross_process)
+            ):
                 t.engine.flush(t.config.core.exit_timeout)
         except Exception:
             log.exception("error while flushing a tracker at exit")

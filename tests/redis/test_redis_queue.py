@@ -17,8 +17,9 @@ from limits.strategies import MovingWindowRateLimiter
 import postback.testing.example as example
 from postback import Tracker
 from postback.cli import main as cli
-from postback.delivery.queue import Claimed, Queue, Settlement, open_queue
+from postback.delivery.queue import Claimed, Queue, Settlement
 from postback.delivery.redis import RedisQueue
+from postback.delivery.registry import open_queue
 from postback.errors import ConfigError, QueueError
 from tests.redis.support import (
     RecordingSandbox,
@@ -62,7 +63,7 @@ def ids(claimed: list[Claimed]) -> list[str]:
 
 
 def test_put_claim_settle_in_order(queue: RedisQueue) -> None:
-    assert queue.shared and queue.acquire_delivery()
+    assert queue.capabilities.shared_across_hosts and queue.acquire_delivery()
     for i in range(5):
         put(queue, i)
     assert queue.depth(["a"], now_ms())["a"].ready == 5

@@ -14,8 +14,9 @@ import redis
 from limits import RateLimitItemPerSecond
 from limits.strategies import MovingWindowRateLimiter
 
-from postback.delivery.queue import Settlement, open_queue
+from postback.delivery.queue import Settlement
 from postback.delivery.redis import RedisQueue
+from postback.delivery.registry import open_queue
 from tests.redis.support import RedisServer, SentinelServer, cluster_port, wait_for
 
 

@@ -80,7 +80,7 @@ class DeliveryEngine:
         self._nudged_at = 0.0
         self.notify_delivery = host.has_delivery_listeners()
         self.lanes = self._make_lanes([(d, vc) for d, vc in vendors])
-        queue.on_new = self._wake
+        queue.wake_on_new(self._wake)
         self._lock = threading.Lock()
         self._started = False
         self._delivering = False
@@ -113,13 +113,11 @@ class DeliveryEngine:
 
     def _coordinate(self) -> None:
         """Become the deliverer when possible, start lanes, run housekeeping."""
-        serve = getattr(self.queue, "serve", None)
         while not self.stopping.is_set():
             try:
                 if not self._delivering:
                     if self.queue.acquire_delivery():
-                        if serve is not None:
-                            serve(list(self.lanes))
+                        self.queue.serve(list(self.lanes))
                         recovered = self.queue.recover()
                         if recovered:
                             log.info("recovered %d events a previous deliverer left", recovered)
@@ -137,7 +135,7 @@ class DeliveryEngine:
 
     def _poll_until(self, deadline: float) -> None:
         """Between maintenance rounds, look for other processes' events every so often."""
-        interval = self.queue.poll_interval
+        interval = self.queue.capabilities.polls_every
         if interval is None:
             self.stopping.wait(max(deadline - time.monotonic(), 0.0))
             return
@@ -195,7 +193,7 @@ class DeliveryEngine:
         for lane in self.lanes.values():
             lane.wake.set()
         pending = self.pending()
-        while any(pending.values()) and (self.deliver or self.queue.shared):
+        while any(pending.values()) and (self.deliver or self.queue.capabilities.cross_process):
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if (

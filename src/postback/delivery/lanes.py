@@ -347,7 +347,7 @@ class Lane:
 
     def _idle(self, queue: Queue) -> None:
         now = time.time()
-        wait = IDLE_POLL_SHARED if queue.shared else IDLE_POLL_PRIVATE
+        wait = IDLE_POLL_SHARED if queue.capabilities.cross_process else IDLE_POLL_PRIVATE
         due = queue.next_due_ms(self.name)
         if due is not None:
             wait = min(wait, max(due / 1000.0 - now, 0.001))

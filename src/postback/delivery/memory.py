@@ -14,15 +14,21 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
-from postback.delivery.queue import Claimed, DeadLetter, Queue, QueueDepth, Settlement
+from postback.delivery.queue import (
+    Claimed,
+    DeadLetter,
+    Queue,
+    QueueCapabilities,
+    QueueDepth,
+    Settlement,
+)
 from postback.errors import QueueFull
 
 __all__ = ["MemoryQueue"]
 
 
 class MemoryQueue(Queue):
-    loop_safe_put = True
-    shared = False
+    capabilities = QueueCapabilities(loop_safe_put=True)
 
     def __init__(self, max_size: int = 100_000) -> None:
         self.url = "memory://"

@@ -5,7 +5,7 @@ Python runs one thread at a time per process. With delivery on threads of the ap
 app's request threads wait for the interpreter lock; on a busy process that shows as slow
 ``track()`` calls now and then, and the rate at which the app can track and deliver at once is
 what one core does for both. With ``workers = "process"`` the tracking process only validates
-and appends to the queue's spool; a child process (``python -m postback.delivery.process``,
+and appends to the queue's spool; a child process (``python -m postback.delivery.child``,
 the same engine as ``postback worker``) delivers on another core.
 
 The child is started on the first ``track()``, gets the tracker's configuration (the mapping
@@ -24,7 +24,6 @@ import logging
 import os
 import pickle
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from postback.plugins import PluginHost
     from postback.tracker import Tracker
 
-__all__ = ["DeliveryProcess", "main"]
+__all__ = ["DeliveryProcess", "child_spec", "child_spec_problem", "load_message"]
 
 log = logging.getLogger("postback.delivery")
 
@@ -53,7 +52,7 @@ POLL_EVERY = 0.05  # seconds between the supervisor's looks at the queue
 REPLY_GRACE = 5.0  # seconds a reply may take beyond the timeout it was asked to keep
 
 
-def _loads(data: bytes) -> Any:
+def load_message(data: bytes) -> Any:
     # Only ever bytes from the other end of a socketpair this process created with its own
     # child (no name, no address, not reachable by anyone else): as trusted as our memory.
     return pickle.loads(data)  # noqa: S301
@@ -180,7 +179,7 @@ class DeliveryProcess:
         ours, theirs = socket.socketpair()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "postback.delivery.process", str(theirs.fileno())],
+                [sys.executable, "-m", "postback.delivery.child", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -369,7 +368,7 @@ def _receive(
                 return None
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-        return _loads(conn.recv_bytes())
+        return load_message(conn.recv_bytes())
     except (EOFError, OSError):
         return None
 
@@ -379,88 +378,3 @@ def _end(proc: subprocess.Popen[bytes], conn: Connection) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait()
-
-
-# --------------------------------------------------------------------------------------------
-# The child
-
-
-def main() -> None:
-    """Entry point of the delivery process: ``python -m postback.delivery.process FD``."""
-    conn = Connection(int(sys.argv[1]))
-    spec = _loads(conn.recv_bytes())
-    sys.path[:0] = [p for p in spec["sys_path"] if p not in sys.path]
-    logging.basicConfig(
-        level=spec["log_level"],
-        format="%(asctime)s postback delivery[%(process)d] %(levelname)s %(name)s: %(message)s",
-    )
-    # Ctrl-C reaches the whole process group: the tracking process decides when we stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-
-    from postback.delivery.engine import tune_gc_for_delivery
-
-    try:
-        tracker = _build(spec)
-    except Exception as exc:
-        conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
-        return
-    conn.send_bytes(pickle.dumps(("ready", os.getpid())))
-    if tracker.config.core.process_nice:
-        # Below the app: when both want a core, its requests come first; delivery catches up.
-        os.nice(tracker.config.core.process_nice)
-    tune_gc_for_delivery()
-    tracker.engine.start()
-    try:
-        while not stop.is_set():
-            if not conn.poll(0.5):
-                continue
-            try:
-                message = _loads(conn.recv_bytes())
-            except (EOFError, OSError):
-                # The tracking process is gone: deliver what we can in the time an exit
-                # flush gets, leave the rest queued for the next start.
-                tracker.close(timeout=spec["exit_timeout"])
-                return
-            op = message[0]
-            if op == "nudge":
-                tracker.engine.nudge()
-            elif op == "flush":
-                conn.send_bytes(pickle.dumps(("report", tracker.flush(message[1]))))
-            elif op == "stats":
-                conn.send_bytes(pickle.dumps(("stats", tracker.stats())))
-            elif op == "stop":
-                report = tracker.close(timeout=message[1])
-                conn.send_bytes(pickle.dumps(("stopped", report)))
-                return
-    finally:
-        tracker.close(timeout=0)
-
-
-def _build(spec: dict[str, Any]) -> Tracker:
-    import importlib
-    from pathlib import Path
-
-    from postback.config import build_config
-    from postback.plugins import PluginHost
-    from postback.tracker import Tracker
-
-    plugins = [
-        importlib.import_module(ref) if kind == "module" else _loads(ref)
-        for kind, ref in spec["plugins"]
-    ]
-    host = PluginHost(plugins, load_entry_points=spec["load_entry_points"], disable=spec["disable"])
-    broken = {name: info.error for name, info in host.infos.items() if info.error}
-    cfg = build_config(
-        spec["raw"],
-        host.destinations,
-        source=spec["source"],
-        base_dir=Path(spec["base_dir"]),
-        broken=broken,
-    )
-    return Tracker(cfg, host)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,9 +1,15 @@
-"""The queue interface that every backend implements, and :func:`open_queue` to pick one by URL.
+"""The queue interface that every backend implements, and what it declares it can do.
 
 A queue stores each accepted event once (the canonical event as bytes) with the vendors it is
 routed to, and keeps per-vendor delivery state: new, claimed (in flight), waiting for a retry,
 delivered, dead. Only one *deliverer* claims from a queue at a time on one host (SQLite: a file
 lock elects it); any number of processes may ``put``.
+
+Backends are not named here: each registers itself through the ``postback_register_queues``
+hook (:mod:`postback.delivery.registry`), the built-in ones exactly as a third party's would,
+and :func:`~postback.delivery.registry.open_queue` picks one by the URL's scheme. What a
+backend can do is declared in its :class:`QueueCapabilities`, never probed.
+:class:`postback.testing.QueueContract` checks every duty below against a backend.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ __all__ = [
     "Claimed",
     "DeadLetter",
     "Queue",
+    "QueueBackend",
+    "QueueCapabilities",
     "QueueDepth",
+    "QueueOptions",
     "Settlement",
-    "open_queue",
+    "sqlite_path",
 ]
 
 
@@ -86,18 +95,65 @@ class QueueDepth:
         return self.ready + self.retrying + self.inflight
 
 
+@attrs.frozen
+class QueueCapabilities:
+    """What a queue backend declares it can do; the engine and the config read these, and
+    :class:`~postback.testing.QueueContract` holds the backend to them."""
+
+    #: Other processes on this host may put events in and see its state (then idle lanes
+    #: look for their events, and a process that only enqueues leaves delivery to others).
+    cross_process: bool = False
+    #: Processes on other hosts share it too; every one of them may deliver at once
+    #: (each claims its own share), so none has to be elected.
+    shared_across_hosts: bool = False
+    #: ``put()`` is safe to call on an event loop: no network round trip, no fsync
+    #: (``AsyncTracker`` then calls ``track()`` inline instead of on its writer thread).
+    loop_safe_put: bool = False
+    #: :meth:`Queue.rate_limit_storage` returns a ``limits`` storage every deliverer shares.
+    shared_rate_limits: bool = False
+    #: How often the deliverer should call :meth:`Queue.poll` in seconds (None: never).
+    polls_every: float | None = None
+
+
+@attrs.frozen
+class QueueOptions:
+    """The ``[postback]`` settings a backend may use when it opens a queue."""
+
+    #: Where relative paths in the URL start (the config file's directory).
+    base_dir: Path | None = None
+    #: ``max_queue_size``: the bound of a queue held in memory.
+    max_size: int = 100_000
+    #: ``sqlite_synchronous``: ``"normal"`` or ``"full"``.
+    synchronous: str = "normal"
+    #: Whether this process also delivers (``workers = true`` or ``"process"``).
+    delivers_on_threads: bool = True
+
+
+@attrs.frozen
+class QueueBackend:
+    """One queue backend, as a plugin registers it."""
+
+    #: A short name for listings (``"sqlite"``).
+    name: str
+    #: The URL schemes it opens, without ``:`` (``("redis", "rediss")``).
+    schemes: tuple[str, ...]
+    #: Opens a queue: ``open(url, options) -> Queue``.
+    open: Callable[[str, QueueOptions], Queue]
+    #: What every queue it opens can do (a queue may narrow it for its options).
+    capabilities: QueueCapabilities
+    #: An example URL, shown when a config names no installed scheme.
+    example: str
+    #: One line on when to use it.
+    summary: str = ""
+
+
 class Queue(abc.ABC):
     """Storage for queued events and their per-vendor delivery state."""
 
     url: str
-    #: Whether other processes may enqueue into it (then idle lanes poll it).
-    shared: bool = False
-    #: Whether ``put()`` is safe to call on an event loop: no network round trip, no fsync
-    #: (``AsyncTracker`` then calls ``track()`` inline instead of on its writer thread).
-    loop_safe_put: bool = False
-    #: How often the deliverer should call :meth:`poll` (None: never).
-    poll_interval: float | None = None
-    #: Set by the engine: called with the vendors that :meth:`poll` found new events for.
+    #: What this backend can do (an instance may narrow it for its options).
+    capabilities: QueueCapabilities = QueueCapabilities()
+    #: Called with the vendors that :meth:`poll` found new events for (see :meth:`wake_on_new`).
     on_new: Callable[[set[str]], None] | None = None
 
     @abc.abstractmethod
@@ -146,6 +202,15 @@ class Queue(abc.ABC):
     def forget(self, vendor: str, key: str) -> None:
         """Undo :meth:`remember` (e.g. when the delivery it guarded failed for good)."""
 
+    def wake_on_new(self, callback: Callable[[set[str]], None]) -> None:
+        """Have :meth:`poll` call ``callback`` with the vendors it found new events for (the
+        engine wakes their lanes)."""
+        self.on_new = callback
+
+    def serve(self, vendors: Sequence[str]) -> None:
+        """Tell the queue which vendors this deliverer serves (called after
+        :meth:`acquire_delivery`, before :meth:`recover`)."""
+
     def acquire_delivery(self) -> bool:
         """Try to become this queue's deliverer (non-blocking). Memory queues always are."""
         return True
@@ -166,8 +231,8 @@ class Queue(abc.ABC):
         """Periodic housekeeping by the deliverer (garbage collection, checkpoints)."""
 
     def rate_limit_storage(self) -> object | None:
-        """A ``limits`` storage shared by every deliverer of this queue (Redis), or None
-        for a process-local one."""
+        """A ``limits`` storage shared by every deliverer of this queue (declared by
+        ``capabilities.shared_rate_limits``), or None for a process-local one."""
         return None
 
     def vendors_seen(self) -> list[str]:
@@ -218,40 +283,6 @@ class QueueKeyStore(KeyStore):
 
     def forget(self, key: str) -> None:
         self.queue.forget(self.vendor, key)
-
-
-def open_queue(
-    url: str,
-    base_dir: Path | None = None,
-    *,
-    max_size: int = 100_000,
-    synchronous: str = "normal",
-    delivers_on_threads: bool = True,
-) -> Queue:
-    """Open the queue backend a ``queue`` URL names.
-
-    ``delivers_on_threads``: whether this process will also deliver (``workers = true`` or
-    ``"process"``); the SQLite queue then writes its spool through a memory mapping, which
-    never releases the interpreter lock to a delivery thread (see
-    :mod:`postback.delivery.spool`).
-    """
-    if url.startswith("memory:"):
-        from postback.delivery.memory import MemoryQueue
-
-        return MemoryQueue(max_size=max_size)
-    if url.startswith("sqlite:"):
-        from postback.delivery.sqlite import SQLiteQueue
-
-        return SQLiteQueue(
-            sqlite_path(url, base_dir),
-            synchronous=synchronous,
-            mapped_spool=delivers_on_threads,
-        )
-    if url.startswith(("redis:", "rediss:", "redis+sentinel:", "redis+cluster:")):
-        from postback.delivery.redis import RedisQueue
-
-        return RedisQueue(url)
-    raise ValueError(f"unknown queue URL {url!r}: use sqlite://, memory:// or redis://")
 
 
 def sqlite_path(url: str, base_dir: Path | None = None) -> Path:

@@ -36,8 +36,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import attrs
+
 from postback.delivery import spool
-from postback.delivery.queue import Claimed, DeadLetter, Queue, QueueDepth, Settlement
+from postback.delivery.queue import (
+    Claimed,
+    DeadLetter,
+    Queue,
+    QueueCapabilities,
+    QueueDepth,
+    Settlement,
+)
 from postback.errors import QueueCorrupt, QueueError
 
 __all__ = ["SQLiteQueue"]
@@ -165,8 +174,9 @@ class _Chunk:
 
 
 class SQLiteQueue(Queue):
-    shared = True
-    poll_interval = INGEST_POLL
+    capabilities = QueueCapabilities(
+        cross_process=True, loop_safe_put=True, polls_every=INGEST_POLL
+    )
 
     def __init__(
         self,
@@ -181,7 +191,8 @@ class SQLiteQueue(Queue):
         self.url = f"sqlite:///{self.path}"
         self.synchronous = synchronous.upper()
         # One write() into the page cache; with "full" each record is also fdatasync-ed.
-        self.loop_safe_put = self.synchronous != "FULL"
+        if self.synchronous == "FULL":
+            self.capabilities = attrs.evolve(self.capabilities, loop_safe_put=False)
         # Every write transaction of this process, on either connection, takes _write_lock
         # first: our own writers then queue in Python instead of colliding inside SQLite,
         # whose busy handler sleeps 1, 2, 5, 10 ms... (a track() behind a settle would wait

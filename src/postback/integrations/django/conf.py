@@ -97,7 +97,14 @@ def check_config() -> list[ConfigProblem]:
         raw, source, base_dir = read_config(config_source())
         host = PluginHost(plugins())
         broken = {name: info.error for name, info in host.infos.items() if info.error}
-        build_config(raw, host.destinations, source=source, base_dir=base_dir, broken=broken)
+        build_config(
+            raw,
+            host.destinations,
+            source=source,
+            base_dir=base_dir,
+            broken=broken,
+            queues=host.queues,
+        )
     except ConfigError as exc:
         return exc.problems
     return []
