@@ -146,10 +146,16 @@ class RateHint:
 
 @attrs.frozen
 class Delivered:
-    """The vendor accepted the event. ``attribution`` is set when the vendor returned one."""
+    """The vendor accepted the event. ``attribution`` is set when the vendor returned one.
+
+    ``note`` says what was odd about an answer that still means "accepted" (a 2xx without the
+    usual body): the engine logs it as a warning. A 2xx is never retried, since the vendor
+    may have counted the event.
+    """
 
     attribution: Attribution | None = None
     vendor_ref: str | None = None
+    note: str | None = None
 
 
 @attrs.frozen
@@ -174,16 +180,21 @@ class RejectedBatch:
     """The vendor refused the whole batch without saying which event was bad.
 
     The engine splits the batch in halves and resends each, until the bad event is alone (and
-    then rejected with ``reason``) and the good ones are delivered.
+    then rejected with ``reason``) and the good ones are delivered. When the vendor refuses
+    every request the same way (both halves of a split, or single events in a row), the events
+    are not at fault but a setting is: the engine halts the lane instead, keeps every event,
+    and names ``likely_setting`` (e.g. ``"payload_format"``) in the halt's reason.
     """
 
     reason: str
     status: int | None = None
+    likely_setting: str | None = None
 
 
 @attrs.frozen
 class Halt:
-    """The vendor refused our credentials (401/403): stop the lane, keep every event queued.
+    """The vendor refused our credentials (401/403), or refused every request the same way
+    (a wrong setting): stop the lane, keep every event queued.
 
     The engine logs ``reason`` loudly, pauses the lane for ``after`` seconds (or its default)
     and tries again; no event is dropped or counted as an attempt.

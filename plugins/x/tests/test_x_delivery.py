@@ -116,14 +116,15 @@ def test_transient_503_is_retried_then_delivered(
     assert len(emulator.received) == 1
 
 
-def test_garbage_200_is_retried_then_delivered(
+def test_a_200_without_the_envelope_is_delivered_once_never_resent(
     make_tracker: Any, sandbox: Sandbox, emulator: XEmulator
 ) -> None:
     tracker, _ = make_tracker()
     sandbox.set_fault("x", status=200, body="<html>captive portal</html>", count=1)
     tracker.track("install", user={"ifa": DEMO_IFA_NONE})
     report = tracker.flush(timeout=10)
-    assert report.complete and report["x"].delivered == 1 and report["x"].retried == 1
+    assert report.complete and report["x"].delivered == 1 and report["x"].retried == 0
+    assert tracker.stats()["x"]["requests"] == 1 and emulator.received == []
 
 
 def test_refused_credentials_halt_the_lane_and_keep_events(

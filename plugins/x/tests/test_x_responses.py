@@ -141,12 +141,12 @@ def test_attribution_tolerates_odd_fields(dest: XDestination, batch: Any) -> Non
         httpx.Response(200, content=b""),
     ],
 )
-def test_a_200_without_x_envelope_is_retried(
+def test_a_200_without_x_envelope_is_delivered_with_a_note_never_resent(
     dest: XDestination, batch: Any, response: httpx.Response
 ) -> None:
     out = dest.parse_response(batch, response)
-    assert isinstance(out, Retry)
-    assert "without X's data envelope" in out.reason
+    assert isinstance(out, Delivered) and out.attribution is None
+    assert out.note and "without its data envelope" in out.note
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -842,10 +842,16 @@ class AppLovinDestination(Destination):
             )
         if status == 400:
             return RejectedBatch(
-                f"AppLovin refused the batch (HTTP 400, the batch was dropped){said}", 400
+                f"AppLovin refused the batch (HTTP 400, the batch was dropped){said}",
+                400,
+                likely_setting="payload_format",  # when every batch is refused the same way
             )
         if status == 413:
-            return RejectedBatch(f"AppLovin refused the request as too large (HTTP 413){said}", 413)
+            return RejectedBatch(
+                f"AppLovin refused the request as too large (HTTP 413){said}",
+                413,
+                likely_setting="batch_size",
+            )
         if status in (404, 405) or 300 <= status < 400:
             where = response.headers.get("location")
             moved = f" (redirect to {where})" if where else ""
@@ -857,8 +863,11 @@ class AppLovinDestination(Destination):
         if status in (408, 429) or status >= 500:
             return Retry(f"HTTP {status}{said}", retry_after_seconds(response))
         if 200 <= status < 300:
-            # Only 200 means "all events processed" [seed; stape treats only 200 as success].
-            return Retry(f"unexpected HTTP {status} (only 200 means processed){said}")
+            # AppLovin documents only 200 ("all processed"), but any 2xx means the request was
+            # taken: resending could count the events twice, so they are delivered, with a note.
+            return Delivered(
+                note=f"AppLovin answered HTTP {status} (only 200 is documented); not resent{said}"
+            )
         return Rejected(f"AppLovin refused the events (HTTP {status}){said}", status, body or None)
 
     def _body_text(self, response: httpx.Response) -> str:

@@ -18,8 +18,9 @@ plugin's README):
 * **installId.** Dash-separated groups of hex digits, at most 36 characters. That accepts the
   SDK's UUIDs and the docs' own shortened example ``520e8400-c466-a554-40e0-0``;
   ``install_id_format = "uuid"`` accepts only canonical UUIDs.
-* **Responses.** Mobana says it always answers ``{"success": true}`` ("silent success"), so a
-  2xx without it is not taken as delivered. 401/403 halt the lane (bad app key), 429 and 5xx are
+* **Responses.** Mobana says it always answers ``{"success": true}`` ("silent success"); a
+  2xx without it is still delivered (never resent: it may have counted), with a warning
+  note. 401/403 halt the lane (bad app key), 429 and 5xx are
   retried, other 4xx are rejected with Mobana's body.
 * **Duplicates.** Mobana has no dedupe key. A retry after an attempt whose outcome is unknown
   (read timeout, dropped connection, 500/502/504) can count a repeatable conversion twice.
@@ -485,11 +486,11 @@ class MobanaDestination(Destination):
             data = _json_or_none(response)
             if isinstance(data, dict) and data.get("success") is True:
                 return Delivered()
-            return self._unconfirmed(
-                f'Mobana answered HTTP {status} without {{"success": true}}: '
-                f"{message or '(empty body)'}",
-                status,
-                None,
+            # Mobana always says {"success": true}, but a 2xx means the request was accepted:
+            # resending could count the conversion twice, so it is delivered, with a note.
+            return Delivered(
+                note=f'Mobana answered HTTP {status} without {{"success": true}} (not resent): '
+                f"{message or '(empty body)'}"
             )
         if status in (401, 403):
             return Halt(

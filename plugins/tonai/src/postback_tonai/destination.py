@@ -333,11 +333,11 @@ class TonAIDestination(Destination):
         if 200 <= status < 300:
             body = _json_body(response)
             if not isinstance(body, dict):
-                # Not Ton AI's JSON: a proxy's or gateway's page. Retry within the short bound.
-                return Retry(
-                    f'HTTP {status} without a JSON body (expected {{"status": "success"}}): '
-                    f"{self._snippet(response)}",
-                    retry_after_seconds(response),
+                # Not Ton AI's JSON, but a 2xx means the request was accepted: resending could
+                # count the conversion twice, so it is delivered, with a note.
+                return Delivered(
+                    note=f"Ton AI answered HTTP {status} without a JSON body (expected "
+                    f'{{"status": "success"}}; not resent): {self._snippet(response)}'
                 )
             result = body.get("status")
             if isinstance(result, str) and result.lower() == "success":

@@ -641,9 +641,12 @@ class WhopDestination(Destination):
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            # Not Whop's answer (a proxy's page?). Resending is safe: same Idempotency-Key.
+            # Not Whop's usual answer, but a 2xx means the request was accepted: never resent.
             snippet = " ".join(response.text.split())[:_BODY_SNIPPET]
-            return Retry(f"Whop {response.status_code} with an unreadable body: {snippet}")
+            return Delivered(
+                note=f"Whop answered HTTP {response.status_code} with an unreadable body (no id "
+                f"read; not resent): {snippet}"
+            )
         ref = body.get("id") if isinstance(body, dict) else None
         return Delivered(vendor_ref=ref if isinstance(ref, str) else None)
 

@@ -839,9 +839,12 @@ class XDestination(Destination):
             data = _json(response)
             body = data.get("data") if isinstance(data, Mapping) else None
             if not isinstance(body, Mapping):
-                # X always answers {"data": {...}}: anything else came from something in between
-                # (a proxy, a captive portal), so the conversion most likely did not reach X.
-                return Retry(f"HTTP {status} without X's data envelope: {_snippet(response)}")
+                # X always answers {"data": {...}}, but a 2xx means the request was accepted:
+                # resending could count the conversion twice, so it is delivered, with a note.
+                return Delivered(
+                    note=f"X answered HTTP {status} without its data envelope (no attribution "
+                    f"read; not resent): {_snippet(response)}"
+                )
             return Delivered(attribution=self.attribution(batch[0].event, body))
 
         errors = _errors(response)
