@@ -198,11 +198,16 @@ class Halt:
 
     The engine logs ``reason`` loudly, pauses the lane for ``after`` seconds (or its default)
     and tries again; no event is dropped or counted as an attempt.
+
+    With ``scope`` (what :meth:`Destination.halt_scope` says of the refused event, e.g. one
+    app or advertiser account), only events of that scope are held: the lane goes on with the
+    others, and holds that scope's events without sending them until the pause is over.
     """
 
     reason: str
     status: int | None = None
     after: float | None = None
+    scope: str | None = None
 
 
 @attrs.frozen
@@ -489,6 +494,12 @@ class Destination:
             "it, check before replaying",
             status,
         )
+
+    def halt_scope(self, prepared: Prepared) -> str | None:
+        """What a :class:`Halt` with a ``scope`` covers, for this event (e.g. ``"app 42"``):
+        events of a halted scope are held without being sent. ``None`` (the default): the
+        vendor halts only as a whole."""
+        return None
 
     def rate_hint(self, response: httpx.Response) -> RateHint | None:
         """Read the vendor's rate-limit headers, if it sends any, so the lane slows early."""

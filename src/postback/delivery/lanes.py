@@ -210,6 +210,8 @@ class Lane:
         self.stats = VendorStats()
         self.wake = threading.Event()
         self.paused_until = 0.0
+        #: Halt.scope -> (until, the Halt): events of that scope are held, not sent.
+        self.scoped_halts: dict[str, tuple[float, Halt]] = {}
         self._slots = threading.Semaphore(self.concurrency)
         self._inflight = 0
         self._inflight_lock = threading.Lock()
@@ -394,6 +396,8 @@ class Lane:
                 out.append(verdicts.dead(c, event, "no plugin transformed the event"))
                 continue
             batch.append((c, Prepared(event, record)))
+        if self.scoped_halts and batch:
+            batch = self._hold_halted_scopes(batch, out, now)
         latency = 0.0
         if batch:
             t0 = time.perf_counter()
@@ -405,6 +409,22 @@ class Lane:
         if out:
             self._record([v.settlement for v in out], int(now * 1000))
             verdicts.apply(out, latency)
+
+    def _hold_halted_scopes(
+        self, batch: list[tuple[Claimed, Prepared]], out: list[Verdict], now: float
+    ) -> list[tuple[Claimed, Prepared]]:
+        """Hold (release unsent) the events of a scope a :class:`Halt` paused; the rest go."""
+        for scope, (until, _) in list(self.scoped_halts.items()):
+            if until <= now:
+                self.scoped_halts.pop(scope, None)
+        keep: list[tuple[Claimed, Prepared]] = []
+        for c, p in batch:
+            halted = self.scoped_halts.get(self.dest.halt_scope(p) or "")
+            if halted is None:
+                keep.append((c, p))
+            else:
+                out.append(self.verdicts.held(c, p.event, *halted))
+        return keep
 
     def _record(self, settlements: list[Settlement], now_ms: int) -> None:
         """Record outcomes in the queue, trying again while it cannot take them (Redis

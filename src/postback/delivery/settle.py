@@ -10,7 +10,8 @@ Rules (``Verdicts.decide``):
   letter, reported as :class:`~postback.DeadLettered` with the ``Retry`` as its cause. Every
   wait is bounded: a vendor's delay that is not a finite number of seconds is ignored, no event
   waits past its ``max_age``, and the whole lane pauses at most :func:`lane_pause_cap`.
-* :class:`~postback.Halt` -> released untouched (no attempt counted) and the lane pauses.
+* :class:`~postback.Halt` -> released untouched (no attempt counted) and the lane pauses; a
+  Halt with a ``scope`` pauses only that scope's events (``Lane.scoped_halts``).
 * :class:`~postback.Rejected` -> dead letter, reported as ``DeadLettered`` (cause: the
   ``Rejected``).
 
@@ -175,6 +176,11 @@ class Verdicts:
         outcome = cause if isinstance(cause, (Retry, Rejected)) else None
         return Verdict(settlement, event, DeadLettered(reason, outcome), attempt)
 
+    def held(self, c: Claimed, event: Event, until: float, halt: Halt) -> Verdict:
+        """Not sent: its scope is halted (``Lane.scoped_halts``) until ``until``."""
+        settlement = Settlement(c, "release", due_ms=int(until * 1000), error=halt.reason)
+        return Verdict(settlement, event, halt, c.attempts + 1)
+
     def skipped(self, c: Claimed, event: Event, reason: str) -> Verdict:
         return Verdict(Settlement(c, "done"), event, Skipped(reason), c.attempts + 1)
 
@@ -215,6 +221,11 @@ class Verdicts:
         if isinstance(outcome, Halt):
             asked = _seconds(outcome.after)
             pause = min(asked, lane_pause_cap(lane)) if asked is not None else HALT_PAUSE
+            if outcome.scope is not None:  # one app or account: the lane goes on with others
+                lane.scoped_halts[outcome.scope] = (now + pause, outcome)
+                settlement = Settlement(c, "release", due_ms=int((now + pause) * 1000))
+                held = Halt(outcome.reason, outcome.status, pause, outcome.scope)
+                return Verdict(settlement, event, held, attempt)
             lane.paused_until = max(lane.paused_until, now + pause)
             due = now if isinstance(outcome, SystematicRefusal) else now + pause
             settlement = Settlement(c, "release", due_ms=int(due * 1000), error=outcome.reason)
@@ -261,7 +272,17 @@ class Verdicts:
 
     def _halted(self, outcome: Halt) -> None:
         lane = self.lane
-        if lane.stats.halted != outcome.reason and outcome.status in (401, 403):
+        if outcome.scope is not None:
+            if lane.stats.halted != outcome.reason:
+                log.error(
+                    "%s: %s. Events of %s are held for %.0fs (no event is dropped); the others "
+                    "go on.",
+                    lane.name,
+                    outcome.reason,
+                    outcome.scope,
+                    outcome.after or HALT_PAUSE,
+                )
+        elif lane.stats.halted != outcome.reason and outcome.status in (401, 403):
             log.error(
                 "%s: the vendor refused our credentials: %s. Delivery to %s is paused "
                 "(retrying every %.0fs); no event is dropped. Fix the [vendors.%s] "
