@@ -64,7 +64,7 @@ def test_events_are_delivered(sandbox, make_tracker, caplog, api_key) -> None:
     assert names["order-0-purchase"] == "purchase"
     by_id = {r["event_id"]: r for r in received}
     assert by_id["order-1-purchase"]["data"]["value"] == 10.01
-    assert by_id["pv-1"]["data"] is None
+    assert by_id["pv-1"]["data"] == {}  # data is a required object: empty, not null
     secret = sandbox.emulators["applovin"].settings["api_key"]
     assert secret not in caplog.text
 

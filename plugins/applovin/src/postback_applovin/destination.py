@@ -213,6 +213,12 @@ class AppLovinSettings:
         "the bare JSON array of the vendor's example (and stape's tag).",
         default="object",
     )
+    empty_data: Literal["object", "null"] = setting(
+        help="What page_view and app_open (events with no data to pass) send as the required "
+        "'data': 'object' sends {} (the API reference marks data a required object); 'null' "
+        "sends null, as the lead-gen documentation's page_view example does.",
+        default="object",
+    )
     esi: Literal["auto", "web", "app"] = setting(
         help="Event source indicator when neither the per-event option nor "
         "context.action_source says: 'auto' ('app' for app_open and for events with "
@@ -570,7 +576,7 @@ class AppLovinDestination(Destination):
 
     def _data(self, event: Event, vname: str, problems: list[Problem]) -> dict[str, Any] | None:
         if vname in NULL_DATA_EVENTS:
-            return None
+            return {} if self.settings.empty_data == "object" else None
         props = event.properties
         required = DATA_REQUIRED.get(vname, ())
         data: dict[str, Any] = {}

@@ -227,7 +227,7 @@ class AppLovinEmulator(Emulator):
             errs.append("dedupe_id: must be a non-empty string")
         errs.extend(self._check_user(ud))
         if "data" not in event:
-            errs.append("data: required (null only for page_view and app_open)")
+            errs.append("data: required ({} or null for page_view and app_open)")
         elif name is not None:
             errs.extend(self._check_data(name, event["data"]))
         if "measurement_partner_data" in event:
@@ -282,8 +282,8 @@ class AppLovinEmulator(Emulator):
             if name in NULL_DATA_EVENTS:
                 return []
             return [f"data: required for {name}"]
-        if name == "app_open":
-            return ["data: app_open takes no data object (send null)"]
+        if name == "app_open" and data != {}:
+            return ["data: app_open takes no data (send {} or null)"]
         if not isinstance(data, dict):
             return ["data: must be an object"]
         errs: list[str] = []
