@@ -50,7 +50,7 @@ from postback.destination import (
 from postback.errors import ConfigError, ConfigProblem, Problem
 from postback.events import Event, to_micros
 from postback.iso import COUNTRIES
-from postback.pii import hash_email, hash_phone, is_sha256_hex, normalize_email, phone_digits
+from postback.pii import hash_email, hash_phone, is_sha256_hex, normalize_email, normalize_phone
 from postback_applovin._spec import (
     ACCOUNTING_MODES,
     ATTRIBUTION_MODELS,
@@ -505,8 +505,8 @@ class AppLovinDestination(Destination):
             try:
                 if self.settings.hash_pii or is_sha256_hex(u.phone):
                     ud["phone"] = hash_phone(u.phone, self.phone_region, keep_plus=False)
-                else:
-                    ud["phone"] = phone_digits(u.phone, self.phone_region)
+                else:  # unhashed: E.164 with the +, as the vendor's example (+11234567890)
+                    ud["phone"] = normalize_phone(u.phone, self.phone_region)
             except ValueError as exc:
                 problems.append(
                     Problem(

@@ -41,6 +41,7 @@ Transient failures (429, 5xx, timeouts, garbage bodies) come from the sandbox's 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -265,6 +266,13 @@ class AppLovinEmulator(Emulator):
             errs.append(
                 "user_data: at least one of client_id, axwrt, alart, user_id, email or phone "
                 "is required"
+            )
+        phone = ud.get("phone")
+        if isinstance(phone, str) and not (
+            re.fullmatch(r"[0-9a-f]{64}", phone) or re.fullmatch(r"\+[1-9][0-9]{6,14}", phone)
+        ):
+            errs.append(
+                "user_data.phone: a SHA-256 hex digest, or E.164 with the + ('+11234567890')"
             )
         if "os" in ud and ud["os"] not in OS_VALUES:
             errs.append("user_data.os: must be ios, android or desktop_os")
