@@ -301,8 +301,8 @@ class MobanaDestination(Destination):
     default_rate_limit = RateLimit(50, 1.0)
     default_concurrency = 4
     # No dedupe key at Mobana: retry for a while (at most about 40 minutes of backoff), then
-    # dead-letter. max_age counts from the event's own time, and Mobana's timestamp exists to
-    # send offline events late: a week, so a backfilled event survives a transient failure.
+    # dead-letter. max_age counts from when the event was queued (not its own timestamp, which
+    # may be weeks old in a backfill): a week of trying at most.
     retry_policy = RetryPolicy(
         max_attempts=10, max_age=7 * 24 * 3600.0, initial_backoff=5.0, max_backoff=1800.0
     )
