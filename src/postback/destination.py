@@ -48,6 +48,7 @@ __all__ = [
     "Skip",
     "SkipEvent",
     "Skipped",
+    "config_warnings",
     "setting",
 ]
 
@@ -419,6 +420,13 @@ class Destination:
         ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12] if parts else "-"
 
+    def config_warnings(self, events: frozenset[str] | None) -> Iterable[tuple[str, str]]:
+        """Yield ``(setting, message)`` for a configuration that works but likely does not do
+        what the user wants (e.g. event names the vendor silently drops). ``events`` is the
+        vendor's ``events`` filter (``None``: unset). Shown by ``postback config check`` and
+        ``postback doctor`` (see :func:`config_warnings`); never an error."""
+        return ()
+
     def check_config(self) -> Iterable[tuple[str, str]]:
         """Yield ``(setting, message)`` for problems that need the whole configuration (e.g. an
         ``event_map`` naming an event the vendor does not know). Called once when the config
@@ -515,6 +523,23 @@ class Destination:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} -> {self.origin()}>"
+
+
+def config_warnings(
+    destinations: Mapping[str, Destination], events: Mapping[str, frozenset[str] | None]
+) -> list[tuple[str, str]]:
+    """Every destination's :meth:`Destination.config_warnings`, as ``(key path, message)``
+    (``"vendors.mobana.event_map"``), for ``config check`` and ``doctor``. ``events`` maps a
+    vendor to its ``events`` filter. A plugin that fails here yields a warning saying so."""
+    out: list[tuple[str, str]] = []
+    for name, dest in destinations.items():
+        try:
+            for setting_name, message in dest.config_warnings(events.get(name)):
+                key = f"vendors.{name}" + (f".{setting_name}" if setting_name else "")
+                out.append((key, message))
+        except Exception as exc:  # a plugin's bug must not hide the others' warnings
+            out.append((f"vendors.{name}", f"the plugin failed to check its config: {exc!r}"))
+    return out
 
 
 # ------------------------------------------------------------------------------------------

@@ -336,6 +336,21 @@ class MobanaDestination(Destination):
         self._only_no_install_id = (self._skip_no_install_id,)
         self._skip_currency: dict[str, Skip] = {}
 
+    def config_warnings(self, events: frozenset[str] | None) -> Iterable[tuple[str, str]]:
+        """Warn when neither ``event_map`` nor ``events`` is configured: every event then goes
+        out under its canonical name (``sign_up``), and Mobana answers success for any name
+        but drops those not configured in its Dashboard (often ``signup``)."""
+        if not self.event_map and events is None:
+            yield (
+                "event_map",
+                "no event_map and no events filter: every tracked event goes to Mobana under "
+                "its canonical name (e.g. 'sign_up'), and Mobana answers success but drops "
+                "names not configured in Dashboard -> Settings -> Conversions. Map each "
+                "conversion to its Dashboard name ([vendors.mobana.event_map] sign_up = "
+                '"signup"; purchase = "purchase" if it is the same) or list the events '
+                'to send (events = ["purchase"])',
+            )
+
     def validate(self, event: Event) -> Iterable[Problem | Skip]:
         """A :class:`~postback.Skip` when Mobana cannot use the event (no install ID, a value
         in a currency without a rate); a :class:`~postback.Problem` when it is malformed (an
