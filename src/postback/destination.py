@@ -359,6 +359,10 @@ class Destination:
         Delivery defaults from the vendor's docs; users override them in config.
     ``option_keys``
         The per-event options ``track(vendors={NAME: {...}})`` accepts.
+    ``extra_currencies``
+        Upper-case currency codes beyond ISO 4217 the vendor takes (Whop: ``ETH``, ``BTC``).
+        ``track()`` accepts them when a configured vendor declares them; every vendor that
+        does not is skipped for such an event.
     ``idempotent``
         True when the vendor recognises a request sent again (an idempotency key or a dedupe
         id on every event), so that a request whose outcome is unknown is safe to retry.
@@ -375,6 +379,7 @@ class Destination:
     default_concurrency: ClassVar[int] = 8
     option_keys: ClassVar[frozenset[str]] = frozenset()
     idempotent: ClassVar[bool] = False
+    extra_currencies: ClassVar[frozenset[str]] = frozenset()
     version: ClassVar[str] = ""
 
     def __init__(
