@@ -141,6 +141,7 @@ def test_a_locked_account_holds_only_its_app_and_other_apps_keep_flowing(
     report = tracker.flush(timeout=2)
     assert report["x"].delivered == 4 and report["x"].dead == 0
     assert report["x"].pending == 3  # held, not dropped, not counted as attempts
+    assert "app 403000403" in (report["x"].halted or "")  # still said while the app is held
     assert len(emulator.received) == len(flowing)
     assert {r["app_id"] for r in emulator.received} != {"403000403"}
     # One refused request for the locked app; its other events were held without being sent.

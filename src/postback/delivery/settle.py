@@ -247,7 +247,8 @@ class Verdicts:
             outcome = v.reported
             if isinstance(outcome, Delivered):
                 stats.delivered += 1
-                stats.halted = None
+                if not lane.scoped_halts:  # an app still held keeps the lane's halt reason
+                    stats.halted = None
                 if outcome.note is not None:
                     log.warning(
                         "%s: %s delivered, but: %s",
