@@ -32,6 +32,7 @@ class RecordingServer:
     def __init__(self) -> None:
         self.status = 400
         self.body = {"error": "body must be a JSON array"}
+        self.too_large_over: int | None = None  # answer 413 to batches larger than this
         self.batches: list[list[dict[str, Any]]] = []
         self.lock = threading.Lock()
         server = self
@@ -42,6 +43,9 @@ class RecordingServer:
                 with server.lock:
                     server.batches.append(json.loads(raw)["events"])
                     status, body = server.status, server.body
+                    if server.too_large_over is not None:
+                        big = len(server.batches[-1]) > server.too_large_over
+                        status, body = (413, {"error": "too large"}) if big else (200, {})
                 if status == 200:
                     events = server.batches[-1]
                     body = {"results": [{"id": e["id"], "status": "ok"} for e in events]}
@@ -71,6 +75,8 @@ class SettingBlamed(ExampleDestination):
     """The example vendor, naming the setting a refusal of every batch points to."""
 
     def parse_response(self, batch: Any, response: httpx.Response) -> Outcome | list[Outcome] | Any:
+        if response.status_code == 413:
+            return RejectedBatch("HTTP 413: too large", 413, likely_setting="batch_size")
         outcome = super().parse_response(batch, response)
         if isinstance(outcome, RejectedBatch):
             return RejectedBatch(outcome.reason, outcome.status, likely_setting="body_format")
@@ -97,7 +103,7 @@ def server() -> Iterator[RecordingServer]:
 def tracker_for(tmp_path: Path) -> Iterator[Callable[..., Tracker]]:
     made: list[Tracker] = []
 
-    def make(server: RecordingServer, **vendor: Any) -> Tracker:
+    def make(server: RecordingServer, plugins: Any = (example,), **vendor: Any) -> Tracker:
         cfg = {
             "postback": {"queue": f"sqlite:///{tmp_path}/queue.db"},
             "vendors": {
@@ -110,7 +116,7 @@ def tracker_for(tmp_path: Path) -> Iterator[Callable[..., Tracker]]:
                 }
             },
         }
-        t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+        t = Tracker.from_config(cfg, plugins=list(plugins), load_entry_points=False)
         made.append(t)
         return t
 
@@ -164,6 +170,19 @@ def test_the_halt_names_the_setting_the_vendor_points_to(
         t.close(timeout=0)
     assert len(server.batches) == 3
     assert "check body_format in [vendors.example]" in (report["example"].halted or "")
+
+
+def test_too_large_halves_are_split_again_not_halted(
+    server: RecordingServer, tracker_for: Callable[..., Tracker]
+) -> None:
+    """A 413 refuses the size, not a setting: halves still too large are split again."""
+    server.too_large_over = 10
+    t = tracker_for(server, plugins=[SettingBlamedPlugin], batch_size=50)
+    ids = _track(t, 40)
+    report = t.flush(timeout=10)
+    assert report.complete and report["example"].halted is None
+    assert [len(b) for b in server.batches] == [40, 20, 20, 10, 10, 10, 10]
+    assert sorted(e["id"] for b in server.batches[3:] for e in b) == sorted(ids)
 
 
 def test_single_events_refused_in_a_row_halt_the_lane(

@@ -128,8 +128,8 @@ class RefusalWatch:
 
     def halves(self, size: int, first: RejectedBatch, second: RejectedBatch) -> Halt | None:
         """Both halves of a refused batch of ``size`` events were refused as a whole again."""
-        if first.reason != second.reason or size < 3:
-            return None
+        if first.reason != second.reason or size < 3 or first.status == 413:
+            return None  # (413: too large, and halves may still be: splitting is the cure)
         return self._halt(first, f"a batch of {size} and both its halves")
 
     def single(self, refusal: RejectedBatch) -> Halt | None:
