@@ -30,7 +30,7 @@ from postback.config import (
     read_config,
     settings_help,
 )
-from postback.destination import Secret
+from postback.destination import Secret, config_warnings
 from postback.errors import ConfigError, InvalidEvent, PostbackError
 from postback.events import loads_event
 from postback.plugins import PluginHost
@@ -206,6 +206,9 @@ def config_check(config_path: Path | None) -> None:
                 if vc.events is not None:
                     table.add_row("events", ", ".join(sorted(vc.events)))
                 console.print(table)
+            filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
+            for key, message in config_warnings(tracker.destinations, filters):
+                console.print(f"[yellow]warning[/]: {key}: {message}")
         finally:
             tracker.close(timeout=0)
 

@@ -48,6 +48,7 @@ __all__ = [
     "Skip",
     "SkipEvent",
     "Skipped",
+    "config_warnings",
     "setting",
 ]
 
@@ -146,10 +147,16 @@ class RateHint:
 
 @attrs.frozen
 class Delivered:
-    """The vendor accepted the event. ``attribution`` is set when the vendor returned one."""
+    """The vendor accepted the event. ``attribution`` is set when the vendor returned one.
+
+    ``note`` says what was odd about an answer that still means "accepted" (a 2xx without the
+    usual body): the engine logs it as a warning. A 2xx is never retried, since the vendor
+    may have counted the event.
+    """
 
     attribution: Attribution | None = None
     vendor_ref: str | None = None
+    note: str | None = None
 
 
 @attrs.frozen
@@ -174,24 +181,34 @@ class RejectedBatch:
     """The vendor refused the whole batch without saying which event was bad.
 
     The engine splits the batch in halves and resends each, until the bad event is alone (and
-    then rejected with ``reason``) and the good ones are delivered.
+    then rejected with ``reason``) and the good ones are delivered. When the vendor refuses
+    every request the same way (both halves of a split, or single events in a row), the events
+    are not at fault but a setting is: the engine halts the lane instead, keeps every event,
+    and names ``likely_setting`` (e.g. ``"payload_format"``) in the halt's reason.
     """
 
     reason: str
     status: int | None = None
+    likely_setting: str | None = None
 
 
 @attrs.frozen
 class Halt:
-    """The vendor refused our credentials (401/403): stop the lane, keep every event queued.
+    """The vendor refused our credentials (401/403), or refused every request the same way
+    (a wrong setting): stop the lane, keep every event queued.
 
     The engine logs ``reason`` loudly, pauses the lane for ``after`` seconds (or its default)
     and tries again; no event is dropped or counted as an attempt.
+
+    With ``scope`` (what :meth:`Destination.halt_scope` says of the refused event, e.g. one
+    app or advertiser account), only events of that scope are held: the lane goes on with the
+    others, and holds that scope's events without sending them until the pause is over.
     """
 
     reason: str
     status: int | None = None
     after: float | None = None
+    scope: str | None = None
 
 
 @attrs.frozen
@@ -342,6 +359,10 @@ class Destination:
         Delivery defaults from the vendor's docs; users override them in config.
     ``option_keys``
         The per-event options ``track(vendors={NAME: {...}})`` accepts.
+    ``extra_currencies``
+        Upper-case currency codes beyond ISO 4217 the vendor takes (Whop: ``ETH``, ``BTC``).
+        ``track()`` accepts them when a configured vendor declares them; every vendor that
+        does not is skipped for such an event.
     ``idempotent``
         True when the vendor recognises a request sent again (an idempotency key or a dedupe
         id on every event), so that a request whose outcome is unknown is safe to retry.
@@ -358,6 +379,7 @@ class Destination:
     default_concurrency: ClassVar[int] = 8
     option_keys: ClassVar[frozenset[str]] = frozenset()
     idempotent: ClassVar[bool] = False
+    extra_currencies: ClassVar[frozenset[str]] = frozenset()
     version: ClassVar[str] = ""
 
     def __init__(
@@ -402,6 +424,13 @@ class Destination:
             if isinstance(getattr(self.settings, a.name, None), Secret)
         ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12] if parts else "-"
+
+    def config_warnings(self, events: frozenset[str] | None) -> Iterable[tuple[str, str]]:
+        """Yield ``(setting, message)`` for a configuration that works but likely does not do
+        what the user wants (e.g. event names the vendor silently drops). ``events`` is the
+        vendor's ``events`` filter (``None``: unset). Shown by ``postback config check`` and
+        ``postback doctor`` (see :func:`config_warnings`); never an error."""
+        return ()
 
     def check_config(self) -> Iterable[tuple[str, str]]:
         """Yield ``(setting, message)`` for problems that need the whole configuration (e.g. an
@@ -479,6 +508,12 @@ class Destination:
             status,
         )
 
+    def halt_scope(self, prepared: Prepared) -> str | None:
+        """What a :class:`Halt` with a ``scope`` covers, for this event (e.g. ``"app 42"``):
+        events of a halted scope are held without being sent. ``None`` (the default): the
+        vendor halts only as a whole."""
+        return None
+
     def rate_hint(self, response: httpx.Response) -> RateHint | None:
         """Read the vendor's rate-limit headers, if it sends any, so the lane slows early."""
         return None
@@ -493,6 +528,23 @@ class Destination:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} -> {self.origin()}>"
+
+
+def config_warnings(
+    destinations: Mapping[str, Destination], events: Mapping[str, frozenset[str] | None]
+) -> list[tuple[str, str]]:
+    """Every destination's :meth:`Destination.config_warnings`, as ``(key path, message)``
+    (``"vendors.mobana.event_map"``), for ``config check`` and ``doctor``. ``events`` maps a
+    vendor to its ``events`` filter. A plugin that fails here yields a warning saying so."""
+    out: list[tuple[str, str]] = []
+    for name, dest in destinations.items():
+        try:
+            for setting_name, message in dest.config_warnings(events.get(name)):
+                key = f"vendors.{name}" + (f".{setting_name}" if setting_name else "")
+                out.append((key, message))
+        except Exception as exc:  # a plugin's bug must not hide the others' warnings
+            out.append((f"vendors.{name}", f"the plugin failed to check its config: {exc!r}"))
+    return out
 
 
 # ------------------------------------------------------------------------------------------

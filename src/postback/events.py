@@ -402,13 +402,15 @@ def normalize_event_name(name: object) -> str:
     return norm
 
 
-def normalize_currency(currency: object) -> str:
-    """Return the upper-case ISO 4217 code, or raise ValueError."""
+def normalize_currency(currency: object, extra: frozenset[str] = frozenset()) -> str:
+    """Return the upper-case ISO 4217 code, or one of ``extra`` (upper-case codes beyond ISO
+    4217 that a configured vendor takes, e.g. Whop's ``ETH``), or raise ValueError."""
     if not isinstance(currency, str):
         raise ValueError(f"must be an ISO 4217 code such as 'USD', got {type(currency).__name__}")
     code = currency.strip().upper()
-    if code not in CURRENCIES:
-        raise ValueError(f"{currency!r} is not an ISO 4217 currency code (e.g. 'USD', 'EUR')")
+    if code not in CURRENCIES and code not in extra:
+        also = f", or one a configured vendor takes: {', '.join(sorted(extra))}" if extra else ""
+        raise ValueError(f"{currency!r} is not an ISO 4217 currency code (e.g. 'USD', 'EUR'){also}")
     return code
 
 
@@ -555,8 +557,10 @@ def make_event(
     properties: object = None,
     vendors: object = None,
     default_currency: str | None = None,
+    extra_currencies: frozenset[str] = frozenset(),
 ) -> Event:
-    """Build a normalised :class:`Event` from ``track()``'s keywords.
+    """Build a normalised :class:`Event` from ``track()``'s keywords. ``extra_currencies``:
+    codes beyond ISO 4217 that a configured vendor takes (``Destination.extra_currencies``).
 
     Raises :class:`~postback.InvalidEvent` listing every problem with the canonical event.
     """
@@ -601,7 +605,7 @@ def make_event(
     cur: str | None = None
     if currency is not None:
         try:
-            cur = normalize_currency(currency)
+            cur = normalize_currency(currency, extra_currencies)
         except ValueError as exc:
             problems.append(Problem("currency", str(exc)))
     elif value is not None:

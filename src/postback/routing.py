@@ -45,10 +45,11 @@ import attrs
 from postback.destination import Destination, Skip, Skipped
 from postback.errors import InvalidEvent, Problem
 from postback.events import CANONICAL_EVENTS, Event
+from postback.iso import CURRENCIES
 from postback.plugins import with_vendor
 from postback.skips import SkipLedger
 
-__all__ = ["Explanation", "RouteStatus", "Router", "VendorRoute", "skip_problem"]
+__all__ = ["Explanation", "RouteStatus", "Router", "VendorRoute", "currency_skip", "skip_problem"]
 
 log = logging.getLogger("postback")
 
@@ -137,6 +138,17 @@ class Explanation:
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
+
+
+def currency_skip(vendor: str, currency: str) -> Skip:
+    """The Skip of a vendor that does not take ``currency``, a code beyond ISO 4217 that
+    another configured vendor declared (``Destination.extra_currencies``)."""
+    return Skip(
+        f"currency {currency} is not ISO 4217 and this vendor does not take it",
+        field="currency",
+        fix="send this vendor an ISO 4217 currency (e.g. 'USD')",
+        vendor=vendor,
+    )
 
 
 def skip_problem(skip: Skip) -> Problem:
@@ -268,8 +280,13 @@ class Router:
         first: list[Skip] | None = None  # each skipping vendor's first skip
         kept: list[str] | None = None  # the vendors left, once one has skipped
         validate, direct = self.validate, self.direct
+        cur = event.currency
+        exotic = cur is not None and cur not in CURRENCIES  # beyond ISO 4217 (Whop's ETH)
         for i, dest in enumerate(targets):
-            found = dest.validate(event) if direct else validate(event, dest)
+            if exotic and cur not in dest.extra_currencies:
+                found: Iterable[Problem | Skip] = [currency_skip(dest.name, cur or "")]
+            else:
+                found = dest.validate(event) if direct else validate(event, dest)
             skipped = None
             if found:
                 for given in found:
@@ -387,7 +404,11 @@ class Router:
             if dest not in routed:
                 routes[vname] = VendorRoute(vname, "not routed", self._why_not(event, vname))
                 continue
-            findings = [with_vendor(f, vname) for f in self.validate(event, dest)]
+            cur = event.currency
+            if cur is not None and cur not in CURRENCIES and cur not in dest.extra_currencies:
+                findings: list[Problem | Skip] = [currency_skip(vname, cur)]
+            else:
+                findings = [with_vendor(f, vname) for f in self.validate(event, dest)]
             problems = tuple(f for f in findings if not isinstance(f, Skip))
             skips = tuple(f for f in findings if isinstance(f, Skip))
             if problems:

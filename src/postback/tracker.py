@@ -96,6 +96,10 @@ class Tracker:
             self.engine.external = DeliveryProcess(self)
         self._raise = config.core.on_invalid == "raise"
         self._default_currency = config.core.default_currency
+        #: Currency codes beyond ISO 4217 that a configured vendor takes (Whop's ETH, ...).
+        self._extra_currencies: frozenset[str] = frozenset().union(
+            *(d.extra_currencies for d in self.destinations.values())
+        )
         #: Skip counts (per vendor and reason) of this process, written to the queue in batches.
         self.skips = SkipLedger(self.queue)
         self.router = Router(
@@ -181,7 +185,12 @@ class Tracker:
         Raises :class:`~postback.InvalidEvent` as ``track()`` would with ``on_invalid =
         "raise"``, skips included when ``strict``. Nothing is counted or logged.
         """
-        event = make_event(name, default_currency=self._default_currency, **fields)
+        event = make_event(
+            name,
+            default_currency=self._default_currency,
+            extra_currencies=self._extra_currencies,
+            **fields,
+        )
         explanation = self.router.explain(event)
         if explanation.error is not None:
             raise explanation.error
@@ -219,6 +228,7 @@ class Tracker:
                 properties=properties,
                 vendors=vendors,
                 default_currency=self._default_currency,
+                extra_currencies=self._extra_currencies,
             )
         except InvalidEvent as exc:
             return Router.malformed(str(name), exc, self.config.vendors)
@@ -267,6 +277,7 @@ class Tracker:
                 properties=properties,
                 vendors=vendors,
                 default_currency=self._default_currency,
+                extra_currencies=self._extra_currencies,
             )
         except InvalidEvent as exc:
             if self._raise:

@@ -186,6 +186,7 @@ def test_settings_are_documented() -> None:
         "api_key",
         "pixel_id",
         "payload_format",
+        "empty_data",
         "esi",
         "event_source_url",
         "hash_pii",

@@ -64,7 +64,7 @@ def test_events_are_delivered(sandbox, make_tracker, caplog, api_key) -> None:
     assert names["order-0-purchase"] == "purchase"
     by_id = {r["event_id"]: r for r in received}
     assert by_id["order-1-purchase"]["data"]["value"] == 10.01
-    assert by_id["pv-1"]["data"] is None
+    assert by_id["pv-1"]["data"] == {}  # data is a required object: empty, not null
     secret = sandbox.emulators["applovin"].settings["api_key"]
     assert secret not in caplog.text
 
@@ -74,6 +74,41 @@ def test_array_payload_is_delivered(sandbox, make_tracker) -> None:
     tracker.track("purchase", **_purchase(1))
     assert tracker.flush(timeout=10).complete
     assert [r["event_id"] for r in sandbox.received("applovin")] == ["order-1-purchase"]
+
+
+def test_a_202_is_delivered_once_never_resent(sandbox, make_tracker) -> None:
+    tracker = make_tracker({**sandbox.vendor_config("applovin"), "retry": RETRY})
+    sandbox.set_fault("applovin", status=202, body="", count=1)
+    tracker.track("purchase", **_purchase(1))
+    report = tracker.flush(timeout=10)
+    assert report.complete and report["applovin"].delivered == 1
+    assert report["applovin"].retried == 0 and tracker.stats()["applovin"]["requests"] == 1
+
+
+def test_the_wrong_payload_format_halts_instead_of_a_request_storm(
+    sandbox, make_tracker, caplog
+) -> None:
+    """The account wants the other body shape: every batch is refused with the same 400.
+    The lane halts after one batch and its two halves, names payload_format, keeps every
+    event; once the setting is fixed, a restart delivers them all."""
+    config = {**sandbox.vendor_config("applovin"), "retry": RETRY, "linger": 0.5}
+    tracker = make_tracker(config)
+    sandbox.set_fault(
+        "applovin", status=400, body='{"error": "expected a JSON array of events"}', count=None
+    )
+    ids = [tracker.track("purchase", **_purchase(i)) for i in range(8)]
+    with caplog.at_level(logging.ERROR, logger="postback"):
+        report = tracker.flush(timeout=3)
+    assert tracker.stats()["applovin"]["requests"] == 3  # not 15
+    assert report["applovin"].dead == 0 and report["applovin"].pending == 8
+    assert "check payload_format in [vendors.applovin]" in (report["applovin"].halted or "")
+    assert "payload_format" in caplog.text
+    assert tracker.queue.dead_letters() == []
+    tracker.close(timeout=0)
+    sandbox.clear_faults()
+    fixed = make_tracker(config)
+    assert fixed.flush(timeout=10).complete
+    assert sorted(r["event_id"] for r in sandbox.received("applovin")) == sorted(ids)
 
 
 def test_503_is_retried_then_delivered(sandbox, make_tracker) -> None:

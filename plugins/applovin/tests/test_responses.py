@@ -107,10 +107,10 @@ def test_retry_after_is_honoured(destination, batch) -> None:
 
 
 @pytest.mark.parametrize("status", [201, 202, 204])
-def test_only_200_is_success(destination, batch, status) -> None:
+def test_another_2xx_is_delivered_with_a_note_never_resent(destination, batch, status) -> None:
     outcome = destination.parse_response(batch, _response(status))
-    assert isinstance(outcome, Retry)
-    assert "only 200" in outcome.reason
+    assert isinstance(outcome, Delivered)
+    assert outcome.note and "only 200 is documented" in outcome.note
 
 
 @pytest.mark.parametrize("status", [409, 415, 422])

@@ -633,3 +633,15 @@ def test_unmapped_events_are_not_routed() -> None:
             assert targets == [], name
     finally:
         tracker.close(timeout=0)
+
+
+def test_phone_normalisation_in_both_hashing_modes(
+    make_destination, event_from, purchase_kwargs
+) -> None:
+    import hashlib
+
+    purchase_kwargs["user"]["phone"] = "+1 (415) 555-0123"
+    raw = make_destination(hash_pii=False).transform(event_from(purchase_kwargs))
+    assert raw["user_data"]["phone"] == "+14155550123"  # E.164 with the +, as Axon's example
+    hashed = make_destination().transform(event_from(purchase_kwargs))
+    assert hashed["user_data"]["phone"] == hashlib.sha256(b"14155550123").hexdigest()

@@ -220,3 +220,34 @@ def test_readme_documents_every_setting_and_option() -> None:
     for option in MobanaDestination.option_keys:
         assert f"| `{option}` |" in readme, option
     assert "pip install postback-mobana" in readme
+
+
+@pytest.mark.parametrize(
+    ("extra", "warned"),
+    [
+        ("", True),
+        ('events = ["purchase"]\n', False),
+        ('[vendors.mobana.event_map]\nsign_up = "signup"\n', False),
+    ],
+)
+def test_config_check_warns_when_event_names_are_not_mapped(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, extra: str, warned: bool
+) -> None:
+    """Mobana answers success for any name and drops unknown ones: `config check` (and
+    `doctor`, through postback.destination.config_warnings) warns when nothing maps them."""
+    from click.testing import CliRunner
+
+    from postback.cli import main
+
+    monkeypatch.setenv("MOBANA_TEST_KEY", KEY)
+    config = tmp_path / "postback.toml"
+    config.write_text(
+        f'[postback]\nqueue = "sqlite:///{tmp_path}/q.db"\n\n'
+        '[vendors.mobana]\napp_id = "a1b2c3d4"\napp_key = "${MOBANA_TEST_KEY}"\n' + extra
+    )
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main, ["config", "check", "--config", str(config)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert ("warning: vendors.mobana.event_map" in result.output) is warned
+    assert KEY not in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,14 +115,32 @@ def test_a_backfilled_event_survives_a_transient_failure(
     assert sandbox.received("mobana")[0]["timestamp"] == three_days_ago
 
 
-def test_garbage_2xx_is_retried(
+def test_max_age_counts_from_queueing_so_an_old_backfill_is_retried(
+    sandbox: Sandbox, tracker_config: Config, open_tracker: Callable[[dict[str, Any]], Tracker]
+) -> None:
+    """An event from 30 days ago (older than max_age, 7 days) tracked now: retried after a 503,
+    as the README says, because max_age counts from when it was queued."""
+    tracker = open_tracker(tracker_config({**sandbox.vendor_config("mobana")}))
+    thirty_days_ago = int(time.time() * 1000) - 30 * 24 * 3_600_000
+    sandbox.set_fault("mobana", status=503, count=1)
+    tracker.track(
+        "purchase", user={"install_id": IDS[1]}, value=5, currency="USD", timestamp=thirty_days_ago
+    )
+    report = tracker.flush(timeout=10)
+    assert report.complete and report["mobana"].delivered == 1 and report["mobana"].dead == 0
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "from when the event was **queued**" in readme
+
+
+def test_garbage_2xx_is_delivered_once_never_resent(
     sandbox: Sandbox, tracker_config: Config, open_tracker: Callable[[dict[str, Any]], Tracker]
 ) -> None:
     tracker = open_tracker(tracker_config(sandbox.vendor_config("mobana")))
     sandbox.set_fault("mobana", status=200, body="<html>captive portal</html>", count=1)
     tracker.track("purchase", user={"install_id": IDS[4]}, value=5, currency="USD")
     report = tracker.flush(timeout=10)
-    assert report.complete and report["mobana"].delivered == 1 and report["mobana"].retried == 1
+    assert report.complete and report["mobana"].delivered == 1 and report["mobana"].retried == 0
+    assert tracker.stats()["mobana"]["requests"] == 1 and sandbox.received("mobana") == []
 
 
 def test_timeout_is_retried(

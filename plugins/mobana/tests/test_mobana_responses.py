@@ -56,12 +56,12 @@ def test_success_true_is_delivered(
         "null",
     ],
 )
-def test_2xx_without_success_true_is_retried(
+def test_2xx_without_success_true_is_delivered_with_a_note_never_resent(
     dest: MobanaDestination, batch: list[Prepared], body: Any
 ) -> None:
     result = outcome(dest, batch, answer(200, body))
-    assert isinstance(result, Retry)
-    assert 'without {"success": true}' in result.reason
+    assert isinstance(result, Delivered)
+    assert result.note and 'without {"success": true}' in result.note
 
 
 def test_undecodable_2xx_body_does_not_raise(
@@ -70,16 +70,15 @@ def test_undecodable_2xx_body_does_not_raise(
     response = httpx.Response(
         200, content=b"\xff\xfe\x00garbage", headers={"content-type": "text/plain; charset=utf-8"}
     )
-    assert isinstance(outcome(dest, batch, response), Retry)
+    assert isinstance(outcome(dest, batch, response), Delivered)
 
 
-def test_2xx_without_success_is_rejected_when_retry_unconfirmed_is_off(
+def test_2xx_without_success_is_delivered_whatever_retry_unconfirmed_says(
     make_dest: Dest, batch: list[Prepared]
 ) -> None:
     dest = make_dest(retry_unconfirmed=False)
     result = outcome(dest, batch, answer(200, "<html>"))
-    assert isinstance(result, Rejected)
-    assert "retry_unconfirmed = false" in result.reason
+    assert isinstance(result, Delivered) and result.note
 
 
 # --- credentials -------------------------------------------------------------------------------
@@ -254,7 +253,7 @@ def test_emulator_delivery(
 @pytest.mark.parametrize(
     ("code", "kind"),
     [
-        (200, Retry),
+        (200, Delivered),  # a 2xx without {"success": true}: delivered with a note, not resent
         (400, Rejected),
         (401, Halt),
         (403, Halt),

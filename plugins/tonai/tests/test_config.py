@@ -27,7 +27,7 @@ def test_defaults() -> None:
     dest = make_destination()
     assert dest.settings.product == "exchange"
     assert dest.settings.environment == "production"
-    assert dest.settings.once_per_user is False
+    assert dest.settings.once_per_user is True  # Ton AI counts new users
     assert dest.origin() == "https://app.ton.ai"
     assert dest.max_batch_size == 1
     policy = TonAIDestination.retry_policy

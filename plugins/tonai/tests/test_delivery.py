@@ -70,15 +70,15 @@ def test_429_with_retry_after_is_retried(
     assert report.complete and report["tonai"].retried == 1 and report["tonai"].delivered == 1
 
 
-def test_garbage_200_is_retried(
+def test_garbage_200_is_delivered_once_never_resent(
     make_tracker: MakeTracker, sandbox: Sandbox, emulator: TonAIEmulator
 ) -> None:
     sandbox.set_fault("tonai", status=200, body="<html>proxy</html>", count=1)
     tracker = make_tracker()
     tracker.track("sign_up", user={"telegram_user_id": "1728125519"})
     report = tracker.flush(timeout=10)
-    assert report.complete and report["tonai"].retried == 1
-    assert users(emulator) == ["1728125519"]
+    assert report.complete and report["tonai"].retried == 0 and report["tonai"].delivered == 1
+    assert tracker.stats()["tonai"]["requests"] == 1 and emulator.requests == 0
 
 
 def test_retries_are_short_and_bounded(make_tracker: MakeTracker, sandbox: Sandbox) -> None:

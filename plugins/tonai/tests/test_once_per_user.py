@@ -16,8 +16,16 @@ def dest() -> TonAIDestination:
     return make_destination(once_per_user=True)
 
 
-def test_off_by_default_and_then_the_store_is_untouched() -> None:
+def test_on_by_default_a_second_conversion_of_a_user_is_skipped() -> None:
     dest = make_destination()
+    dest.store = MemoryKeyStore()
+    dest.transform(event(event_id="first"))
+    with pytest.raises(SkipEvent, match="already reported"):
+        dest.transform(event(event_id="second"))
+
+
+def test_turned_off_every_event_is_sent_and_the_store_is_untouched() -> None:
+    dest = make_destination(once_per_user=False)
     store = MemoryKeyStore()
     dest.store = store
     for _ in range(3):

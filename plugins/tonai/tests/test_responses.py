@@ -56,10 +56,12 @@ def test_200_json_without_status_is_rejected(dest: TonAIDestination) -> None:
 @pytest.mark.parametrize(
     "content", [b"<html><body>Bad gateway</body></html>", b"", b"[1, 2]", b"\xff\xfe\x00"]
 )
-def test_200_with_an_unreadable_body_is_retried(dest: TonAIDestination, content: bytes) -> None:
+def test_200_with_an_unreadable_body_is_delivered_with_a_note(
+    dest: TonAIDestination, content: bytes
+) -> None:
     got = outcome(dest, 200, content=content)
-    assert isinstance(got, Retry)
-    assert "HTTP 200 without a JSON body" in got.reason
+    assert isinstance(got, Delivered)
+    assert got.note and "HTTP 200 without a JSON body" in got.note
 
 
 # --- credentials: halt, nothing dropped ----------------------------------------------------------

@@ -75,6 +75,17 @@ def test_503_is_retried_then_delivered(make_tracker: MakeTracker, sandbox: Sandb
     assert [r["event_id"] for r in sandbox.received("whop")] == ["r-503"]
 
 
+def test_a_2xx_with_an_unreadable_body_is_delivered_once_never_resent(
+    make_tracker: MakeTracker, sandbox: Sandbox
+) -> None:
+    tracker = make_tracker()
+    sandbox.set_fault("whop", status=200, body="<html>captive portal</html>", count=1)
+    tracker.track("lead", event_id="r-2xx")
+    report = tracker.flush(timeout=10)
+    assert report.complete and report["whop"].delivered == 1 and report["whop"].retried == 0
+    assert tracker.stats()["whop"]["requests"] == 1 and sandbox.received("whop") == []
+
+
 def test_429_try_again_is_honoured(make_tracker: MakeTracker, sandbox: Sandbox) -> None:
     tracker = make_tracker()
     tracker.track("lead", event_id="whop-429-live")

@@ -56,10 +56,12 @@ def test_200_without_id_or_body_is_delivered(dest: WhopDestination, event: Ev) -
     assert parse(dest, event, 204) == Delivered()
 
 
-def test_200_with_unreadable_body_is_retried(dest: WhopDestination, event: Ev) -> None:
+def test_200_with_unreadable_body_is_delivered_with_a_note(
+    dest: WhopDestination, event: Ev
+) -> None:
     out = parse(dest, event, 200, content=b"<html>captive portal</html>")
-    assert isinstance(out, Retry)
-    assert "unreadable body" in out.reason and "captive portal" in out.reason
+    assert isinstance(out, Delivered)
+    assert out.note and "unreadable body" in out.note and "captive portal" in out.note
 
 
 # --- credentials: halt -----------------------------------------------------------------------

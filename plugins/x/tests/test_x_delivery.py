@@ -116,14 +116,38 @@ def test_transient_503_is_retried_then_delivered(
     assert len(emulator.received) == 1
 
 
-def test_garbage_200_is_retried_then_delivered(
+def test_a_200_without_the_envelope_is_delivered_once_never_resent(
     make_tracker: Any, sandbox: Sandbox, emulator: XEmulator
 ) -> None:
     tracker, _ = make_tracker()
     sandbox.set_fault("x", status=200, body="<html>captive portal</html>", count=1)
     tracker.track("install", user={"ifa": DEMO_IFA_NONE})
     report = tracker.flush(timeout=10)
-    assert report.complete and report["x"].delivered == 1 and report["x"].retried == 1
+    assert report.complete and report["x"].delivered == 1 and report["x"].retried == 0
+    assert tracker.stats()["x"]["requests"] == 1 and emulator.received == []
+
+
+def test_a_locked_account_holds_only_its_app_and_other_apps_keep_flowing(
+    make_tracker: Any, sandbox: Sandbox, emulator: XEmulator
+) -> None:
+    tracker, _ = make_tracker(concurrency=1)  # one request at a time: the count is exact
+    locked = [
+        tracker.track(
+            "install", user={"ifa": DEMO_IFA_NONE}, vendors={"x": {"app_id": "403000403"}}
+        )
+        for _ in range(3)
+    ]
+    flowing = [tracker.track("install", user={"ifa": DEMO_IFA_NONE}) for _ in range(4)]
+    report = tracker.flush(timeout=2)
+    assert report["x"].delivered == 4 and report["x"].dead == 0
+    assert report["x"].pending == 3  # held, not dropped, not counted as attempts
+    assert "app 403000403" in (report["x"].halted or "")  # still said while the app is held
+    assert len(emulator.received) == len(flowing)
+    assert {r["app_id"] for r in emulator.received} != {"403000403"}
+    # One refused request for the locked app; its other events were held without being sent.
+    assert tracker.stats()["x"]["requests"] == 5
+    assert tracker.queue.dead_letters("x") == []
+    assert len(locked) == 3
 
 
 def test_refused_credentials_halt_the_lane_and_keep_events(

@@ -141,12 +141,12 @@ def test_attribution_tolerates_odd_fields(dest: XDestination, batch: Any) -> Non
         httpx.Response(200, content=b""),
     ],
 )
-def test_a_200_without_x_envelope_is_retried(
+def test_a_200_without_x_envelope_is_delivered_with_a_note_never_resent(
     dest: XDestination, batch: Any, response: httpx.Response
 ) -> None:
     out = dest.parse_response(batch, response)
-    assert isinstance(out, Retry)
-    assert "without X's data envelope" in out.reason
+    assert isinstance(out, Delivered) and out.attribution is None
+    assert out.note and "without its data envelope" in out.note
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -181,13 +181,22 @@ def test_401_halts(dest: XDestination, batch: Any) -> None:
     assert "UNAUTHORIZED_ACCESS" in out.reason and "consumer_key" in out.reason
 
 
-@pytest.mark.parametrize(
-    "code", ["UNAUTHORIZED_CLIENT_APPLICATION", "READONLY_CLIENT_APPLICATION", "ACCOUNT_LOCKED_OUT"]
-)
-def test_403_halts(dest: XDestination, batch: Any, code: str) -> None:
+@pytest.mark.parametrize("code", ["UNAUTHORIZED_CLIENT_APPLICATION", "READONLY_CLIENT_APPLICATION"])
+def test_403_for_the_client_application_halts_all_of_x(
+    dest: XDestination, batch: Any, code: str
+) -> None:
     out = dest.parse_response(batch, err(403, code))
-    assert isinstance(out, Halt)
+    assert isinstance(out, Halt) and out.scope is None
     assert out.status == 403 and code in out.reason
+
+
+@pytest.mark.parametrize("code", ["ACCOUNT_LOCKED_OUT", "SOMETHING_NEW"])
+def test_403_for_one_account_halts_only_its_app(dest: XDestination, batch: Any, code: str) -> None:
+    out = dest.parse_response(batch, err(403, code))
+    app = dest.halt_scope(batch[0])
+    assert app and app.startswith("app ")
+    assert isinstance(out, Halt) and out.scope == app
+    assert out.status == 403 and code in out.reason and app in out.reason
 
 
 @pytest.mark.parametrize(
@@ -303,6 +312,7 @@ def send(kit: Any, emu: XEmulator, dest: XDestination, **event: Any) -> httpx.Re
     ("app_id", "status", "code", "outcome"),
     [
         ("403403403", 403, "UNAUTHORIZED_CLIENT_APPLICATION", Halt),
+        ("403000403", 403, "ACCOUNT_LOCKED_OUT", Halt),
         ("404404404", 404, "NO_PROVIDER_AVAILABLE_FOR_THIS_CLIENT_APPLICATION", Halt),
         ("408408408", 408, "CANCELLED_REQUEST", Retry),
         ("423423423", 423, "LOCK_ACQUISITION_TIMEOUT", Retry),

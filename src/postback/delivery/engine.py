@@ -198,13 +198,13 @@ class DeliveryEngine:
                 break
             if (
                 all(
-                    time.time() < lane.paused_until and lane.stats.halted
+                    (time.time() < lane.paused_until or lane.scoped_halts) and lane.stats.halted
                     for v, lane in self.lanes.items()
                     if pending[v]
                 )
                 and deadline is None
             ):
-                break  # every vendor with work is halted on bad credentials
+                break  # every vendor with work is halted (bad credentials, a locked app)
             # While a lane has requests in flight there is work left: wait for progress rather
             # than count the queue (a query) every time something settles.
             checked = time.monotonic()

@@ -6,7 +6,7 @@ requests in flight, obeys the vendor's rate limit per credential (a moving windo
 ``limits`` library, slowed further by the vendor's own rate-limit headers), retries with
 exponential backoff and full jitter or the delay the vendor asked for, splits batches the
 vendor refused as a whole, and pauses (without dropping anything) when the vendor refuses our
-credentials.
+credentials or refuses every request the same way (a wrong setting: ``settle.RefusalWatch``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from postback.delivery.queue import Claimed, Queue, Settlement
-from postback.delivery.settle import Verdict, Verdicts
+from postback.delivery.settle import RefusalWatch, Verdict, Verdicts
 from postback.delivery.stats import VendorReport, VendorStats
 from postback.destination import (
+    Delivered,
     Destination,
     Halt,
     Outcome,
@@ -209,6 +210,8 @@ class Lane:
         self.stats = VendorStats()
         self.wake = threading.Event()
         self.paused_until = 0.0
+        #: Halt.scope -> (until, the Halt): events of that scope are held, not sent.
+        self.scoped_halts: dict[str, tuple[float, Halt]] = {}
         self._slots = threading.Semaphore(self.concurrency)
         self._inflight = 0
         self._inflight_lock = threading.Lock()
@@ -216,6 +219,7 @@ class Lane:
         self._thread: threading.Thread | None = None
         self._reported = VendorStats()
         self.verdicts = Verdicts(self)
+        self.refusals = RefusalWatch(self)
         self._logged_errors: set[str] = set()
 
     # --- lane thread -----------------------------------------------------------------------------
@@ -242,6 +246,9 @@ class Lane:
                     continue
                 if not self._acquire_slot(stop):
                     break
+                if time.time() < self.paused_until:  # a halt came while waiting for the slot
+                    self._slots.release()
+                    continue
                 # Claim for every free request slot at once: one claim (a lock, a query or a
                 # look at the spool) for several batches instead of one each.
                 slots = 1
@@ -396,6 +403,8 @@ class Lane:
                 out.append(verdicts.dead(c, event, "no plugin transformed the event"))
                 continue
             batch.append((c, Prepared(event, record)))
+        if self.scoped_halts and batch:
+            batch = self._hold_halted_scopes(batch, out, now)
         latency = 0.0
         if batch:
             t0 = time.perf_counter()
@@ -407,6 +416,22 @@ class Lane:
         if out:
             self._record([v.settlement for v in out], int(now * 1000))
             verdicts.apply(out, latency)
+
+    def _hold_halted_scopes(
+        self, batch: list[tuple[Claimed, Prepared]], out: list[Verdict], now: float
+    ) -> list[tuple[Claimed, Prepared]]:
+        """Hold (release unsent) the events of a scope a :class:`Halt` paused; the rest go."""
+        for scope, (until, _) in list(self.scoped_halts.items()):
+            if until <= now:
+                self.scoped_halts.pop(scope, None)
+        keep: list[tuple[Claimed, Prepared]] = []
+        for c, p in batch:
+            halted = self.scoped_halts.get(self.dest.halt_scope(p) or "")
+            if halted is None:
+                keep.append((c, p))
+            else:
+                out.append(self.verdicts.held(c, p.event, *halted))
+        return keep
 
     def _record(self, settlements: list[Settlement], now_ms: int) -> None:
         """Record outcomes in the queue, trying again while it cannot take them (Redis
@@ -432,25 +457,50 @@ class Lane:
                 self.engine.stopping.wait(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _deliver_split(self, batch: list[Prepared]) -> list[Outcome]:
-        """Deliver; where the vendor refused the batch as a whole, bisect to find the bad event."""
-        outcomes = list(self._deliver_once(batch))
+    def _deliver_split(
+        self,
+        batch: list[Prepared],
+        answered: Sequence[Outcome] | None = None,
+        halted: list[Halt] | None = None,
+    ) -> list[Outcome]:
+        """Deliver (or read ``answered``, the outcomes of sending ``batch`` already); where the
+        vendor refused the batch as a whole, bisect to find the bad event. A vendor refusing
+        every request the same way halts the lane instead (:class:`RefusalWatch`): what was
+        not sent yet is then not sent (``halted`` carries the halt through the bisection)."""
+        halted = [] if halted is None else halted
+        outcomes = list(self._deliver_once(batch) if answered is None else answered)
         refused = [i for i, o in enumerate(outcomes) if isinstance(o, RejectedBatch)]
+        if any(isinstance(o, Delivered) for o in outcomes):
+            self.refusals.delivered()
         if not refused:
             return outcomes
         if len(refused) == 1:
             o = outcomes[refused[0]]
             assert isinstance(o, RejectedBatch)
-            outcomes[refused[0]] = Rejected(o.reason, o.status)
+            halt = self.refusals.single(o)
+            halted.extend([halt] if halt else [])
+            outcomes[refused[0]] = halt or Rejected(o.reason, o.status)
             return outcomes
         sub = [batch[i] for i in refused]
         mid = len(sub) // 2
+        halves = (sub[:mid], sub[mid:])
+        answers: list[Sequence[Outcome]] = []
+        for half in halves:
+            if halted:
+                answers.append([halted[0]] * len(half))
+            elif not self.gate.wait(self.engine.stopping):
+                answers.append([Halt("shutting down")] * len(half))
+            else:
+                answers.append(self._deliver_once(half))
+        first, second = (a[0] if all(o == a[0] for o in a) else None for a in answers)
+        if isinstance(first, RejectedBatch) and isinstance(second, RejectedBatch):
+            halt = self.refusals.halves(len(sub), first, second)
+            if halt is not None:
+                halted.append(halt)
+                answers = [[halt] * len(half) for half in halves]
         results: list[Outcome] = []
-        for half in (sub[:mid], sub[mid:]):
-            if not self.gate.wait(self.engine.stopping):
-                results.extend(Halt("shutting down") for _ in half)
-                continue
-            results.extend(self._deliver_split(half))
+        for half, answer in zip(halves, answers, strict=True):
+            results.extend(self._deliver_split(half, answer, halted))
         for i, o in zip(refused, results, strict=True):
             outcomes[i] = o
         return outcomes

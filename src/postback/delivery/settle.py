@@ -3,15 +3,22 @@
 
 Rules (``Verdicts.decide``):
 
-* :class:`~postback.Delivered` -> done; reported as is.
+* :class:`~postback.Delivered` -> done; reported as is (its ``note``, if any, logged as a
+  warning).
 * :class:`~postback.Retry` -> retried after the vendor's delay or our backoff, unless that was
   the last attempt (``max_attempts``) or the event is older than ``max_age``: then a dead
   letter, reported as :class:`~postback.DeadLettered` with the ``Retry`` as its cause. Every
   wait is bounded: a vendor's delay that is not a finite number of seconds is ignored, no event
   waits past its ``max_age``, and the whole lane pauses at most :func:`lane_pause_cap`.
-* :class:`~postback.Halt` -> released untouched (no attempt counted) and the lane pauses.
+* :class:`~postback.Halt` -> released untouched (no attempt counted) and the lane pauses; a
+  Halt with a ``scope`` pauses only that scope's events (``Lane.scoped_halts``).
 * :class:`~postback.Rejected` -> dead letter, reported as ``DeadLettered`` (cause: the
   ``Rejected``).
+
+A vendor that refuses every request the same way (:class:`RefusalWatch`: both halves of a
+split batch refused with the same reason, or :data:`SYSTEMATIC_SINGLES` single events in a row)
+is refusing a setting, not the events: the lane halts with a reason naming the likely setting
+instead of bisecting every batch down to single events and dead-lettering them all.
 
 A :class:`Verdict` is applied (counters, the hook, attribution) only once the queue has
 recorded its settlement, so that what the hook heard and what the counters say agree with
@@ -23,7 +30,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from typing import TYPE_CHECKING, NamedTuple
+
+import attrs
 
 from postback.delivery.queue import Claimed, Settlement
 from postback.delivery.retry import backoff_seconds
@@ -32,6 +42,7 @@ from postback.destination import (
     Delivered,
     Halt,
     Rejected,
+    RejectedBatch,
     Reported,
     Retry,
     Skipped,
@@ -41,12 +52,23 @@ from postback.events import Event
 if TYPE_CHECKING:
     from postback.delivery.lanes import Lane
 
-__all__ = ["HALT_PAUSE", "Verdict", "Verdicts", "lane_pause_cap"]
+__all__ = [
+    "HALT_PAUSE",
+    "SYSTEMATIC_SINGLES",
+    "RefusalWatch",
+    "SystematicRefusal",
+    "Verdict",
+    "Verdicts",
+    "lane_pause_cap",
+]
 
 log = logging.getLogger("postback.delivery")
 _new_tuple = tuple.__new__  # a named tuple without its Python-level __new__
 
 HALT_PAUSE = 60.0  # seconds a lane waits after the vendor refused our credentials
+#: Single events refused in a row with the same reason (and nothing delivered in between)
+#: after which the refusal is taken for a wrong setting rather than bad events.
+SYSTEMATIC_SINGLES = 5
 
 
 class Verdict(NamedTuple):
@@ -73,6 +95,74 @@ def _seconds(value: float | None) -> float | None:
     return value
 
 
+@attrs.frozen
+class SystematicRefusal(Halt):
+    """The :class:`~postback.Halt` of a vendor refusing every request the same way: its events
+    are released due at once (the lane's pause holds this process; a restart resumes)."""
+
+
+class RefusalWatch:
+    """Tells a batched vendor's refusal of some events from its refusal of every request.
+
+    A vendor that drops a whole batch for one bad event (a :class:`~postback.RejectedBatch`)
+    is bisected until the bad event is alone. When a setting is wrong instead (AppLovin's body
+    shape, an account that wants another format), every request is refused the same way, and
+    bisection would send ``2n - 1`` requests for ``n`` events and dead-letter them all. The
+    refusal is taken as systematic when both halves of a split are refused with the same
+    reason (one half having more than one event), or when :data:`SYSTEMATIC_SINGLES` single
+    events are refused in a row with the same reason and nothing was delivered in between. The
+    lane then halts: events are kept, and it tries one batch again after
+    :func:`lane_pause_cap` (a restart with the setting fixed resumes at once).
+    """
+
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self._lock = threading.Lock()
+        self._reason: str | None = None
+        self._singles = 0
+
+    def delivered(self) -> None:
+        """The vendor took something: the single refusals so far were the events' fault."""
+        with self._lock:
+            self._reason, self._singles = None, 0
+
+    def halves(self, size: int, first: RejectedBatch, second: RejectedBatch) -> Halt | None:
+        """Both halves of a refused batch of ``size`` events were refused as a whole again."""
+        if first.reason != second.reason or size < 3 or first.status == 413:
+            return None  # (413: too large, and halves may still be: splitting is the cure)
+        return self._halt(first, f"a batch of {size} and both its halves")
+
+    def single(self, refusal: RejectedBatch) -> Halt | None:
+        """One event alone was refused as a batch; a Halt once that is the rule."""
+        with self._lock:
+            if refusal.reason == self._reason:
+                self._singles += 1
+            else:
+                self._reason, self._singles = refusal.reason, 1
+            count = self._singles
+            if count < SYSTEMATIC_SINGLES:
+                return None
+            self._reason, self._singles = None, 0
+        return self._halt(refusal, f"{count} single events in a row")
+
+    def _halt(self, refusal: RejectedBatch, how: str) -> Halt:
+        name = self.lane.name
+        where = (
+            f"check {refusal.likely_setting} in [vendors.{name}]"
+            if refusal.likely_setting
+            else f"check the [vendors.{name}] settings"
+        )
+        pause = lane_pause_cap(self.lane)
+        return SystematicRefusal(
+            f"{name} refused {how} the same way ({refusal.reason}): the events are likely fine "
+            f"and a setting is wrong; {where}. Delivery is halted with every event kept; one "
+            f"batch is tried again every {pause:.0f}s, and a restart with the fixed setting "
+            "resumes at once",
+            refusal.status,
+            pause,
+        )
+
+
 class Verdicts:
     """Decides settlements for one lane, and applies them once they are recorded."""
 
@@ -85,6 +175,11 @@ class Verdicts:
         settlement = Settlement(c, "dead", error=reason, attempts=attempt)
         outcome = cause if isinstance(cause, (Retry, Rejected)) else None
         return Verdict(settlement, event, DeadLettered(reason, outcome), attempt)
+
+    def held(self, c: Claimed, event: Event, until: float, halt: Halt) -> Verdict:
+        """Not sent: its scope is halted (``Lane.scoped_halts``) until ``until``."""
+        settlement = Settlement(c, "release", due_ms=int(until * 1000), error=halt.reason)
+        return Verdict(settlement, event, halt, c.attempts + 1)
 
     def skipped(self, c: Claimed, event: Event, reason: str) -> Verdict:
         return Verdict(Settlement(c, "done"), event, Skipped(reason), c.attempts + 1)
@@ -126,10 +221,14 @@ class Verdicts:
         if isinstance(outcome, Halt):
             asked = _seconds(outcome.after)
             pause = min(asked, lane_pause_cap(lane)) if asked is not None else HALT_PAUSE
+            if outcome.scope is not None:  # one app or account: the lane goes on with others
+                lane.scoped_halts[outcome.scope] = (now + pause, outcome)
+                settlement = Settlement(c, "release", due_ms=int((now + pause) * 1000))
+                held = Halt(outcome.reason, outcome.status, pause, outcome.scope)
+                return Verdict(settlement, event, held, attempt)
             lane.paused_until = max(lane.paused_until, now + pause)
-            settlement = Settlement(
-                c, "release", due_ms=int((now + pause) * 1000), error=outcome.reason
-            )
+            due = now if isinstance(outcome, SystematicRefusal) else now + pause
+            settlement = Settlement(c, "release", due_ms=int(due * 1000), error=outcome.reason)
             return Verdict(settlement, event, Halt(outcome.reason, outcome.status, pause), attempt)
         if isinstance(outcome, Rejected):
             detail = f" ({outcome.detail})" if outcome.detail else ""
@@ -148,7 +247,15 @@ class Verdicts:
             outcome = v.reported
             if isinstance(outcome, Delivered):
                 stats.delivered += 1
-                stats.halted = None
+                if not lane.scoped_halts:  # an app still held keeps the lane's halt reason
+                    stats.halted = None
+                if outcome.note is not None:
+                    log.warning(
+                        "%s: %s delivered, but: %s",
+                        name,
+                        v.settlement.claimed.event_id,
+                        outcome.note,
+                    )
                 if outcome.attribution is not None and v.event is not None:
                     stats.attributed += 1
                     host.on_attribution(outcome.attribution, v.event)
@@ -166,7 +273,17 @@ class Verdicts:
 
     def _halted(self, outcome: Halt) -> None:
         lane = self.lane
-        if lane.stats.halted != outcome.reason:
+        if outcome.scope is not None:
+            if lane.stats.halted != outcome.reason:
+                log.error(
+                    "%s: %s. Events of %s are held for %.0fs (no event is dropped); the others "
+                    "go on.",
+                    lane.name,
+                    outcome.reason,
+                    outcome.scope,
+                    outcome.after or HALT_PAUSE,
+                )
+        elif lane.stats.halted != outcome.reason and outcome.status in (401, 403):
             log.error(
                 "%s: the vendor refused our credentials: %s. Delivery to %s is paused "
                 "(retrying every %.0fs); no event is dropped. Fix the [vendors.%s] "
@@ -176,5 +293,12 @@ class Verdicts:
                 lane.name,
                 outcome.after or HALT_PAUSE,
                 lane.name,
+            )
+        elif lane.stats.halted != outcome.reason:
+            log.error(
+                "%s: delivery halted: %s. Paused (retrying every %.0fs); no event is dropped.",
+                lane.name,
+                outcome.reason,
+                outcome.after or HALT_PAUSE,
             )
         lane.stats.halted = outcome.reason

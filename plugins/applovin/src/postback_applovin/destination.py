@@ -50,7 +50,7 @@ from postback.destination import (
 from postback.errors import ConfigError, ConfigProblem, Problem
 from postback.events import Event, to_micros
 from postback.iso import COUNTRIES
-from postback.pii import hash_email, hash_phone, is_sha256_hex, normalize_email, phone_digits
+from postback.pii import hash_email, hash_phone, is_sha256_hex, normalize_email, normalize_phone
 from postback_applovin._spec import (
     ACCOUNTING_MODES,
     ATTRIBUTION_MODELS,
@@ -211,6 +211,12 @@ class AppLovinSettings:
     payload_format: Literal["object", "array"] = setting(
         help="'object' sends {\"events\": [...]} as the API reference documents; 'array' sends "
         "the bare JSON array of the vendor's example (and stape's tag).",
+        default="object",
+    )
+    empty_data: Literal["object", "null"] = setting(
+        help="What page_view and app_open (events with no data to pass) send as the required "
+        "'data': 'object' sends {} (the API reference marks data a required object); 'null' "
+        "sends null, as the lead-gen documentation's page_view example does.",
         default="object",
     )
     esi: Literal["auto", "web", "app"] = setting(
@@ -499,8 +505,8 @@ class AppLovinDestination(Destination):
             try:
                 if self.settings.hash_pii or is_sha256_hex(u.phone):
                     ud["phone"] = hash_phone(u.phone, self.phone_region, keep_plus=False)
-                else:
-                    ud["phone"] = phone_digits(u.phone, self.phone_region)
+                else:  # unhashed: E.164 with the +, as the vendor's example (+11234567890)
+                    ud["phone"] = normalize_phone(u.phone, self.phone_region)
             except ValueError as exc:
                 problems.append(
                     Problem(
@@ -570,7 +576,7 @@ class AppLovinDestination(Destination):
 
     def _data(self, event: Event, vname: str, problems: list[Problem]) -> dict[str, Any] | None:
         if vname in NULL_DATA_EVENTS:
-            return None
+            return {} if self.settings.empty_data == "object" else None
         props = event.properties
         required = DATA_REQUIRED.get(vname, ())
         data: dict[str, Any] = {}
@@ -842,10 +848,16 @@ class AppLovinDestination(Destination):
             )
         if status == 400:
             return RejectedBatch(
-                f"AppLovin refused the batch (HTTP 400, the batch was dropped){said}", 400
+                f"AppLovin refused the batch (HTTP 400, the batch was dropped){said}",
+                400,
+                likely_setting="payload_format",  # when every batch is refused the same way
             )
         if status == 413:
-            return RejectedBatch(f"AppLovin refused the request as too large (HTTP 413){said}", 413)
+            return RejectedBatch(
+                f"AppLovin refused the request as too large (HTTP 413){said}",
+                413,
+                likely_setting="batch_size",
+            )
         if status in (404, 405) or 300 <= status < 400:
             where = response.headers.get("location")
             moved = f" (redirect to {where})" if where else ""
@@ -857,8 +869,11 @@ class AppLovinDestination(Destination):
         if status in (408, 429) or status >= 500:
             return Retry(f"HTTP {status}{said}", retry_after_seconds(response))
         if 200 <= status < 300:
-            # Only 200 means "all events processed" [seed; stape treats only 200 as success].
-            return Retry(f"unexpected HTTP {status} (only 200 means processed){said}")
+            # AppLovin documents only 200 ("all processed"), but any 2xx means the request was
+            # taken: resending could count the events twice, so they are delivered, with a note.
+            return Delivered(
+                note=f"AppLovin answered HTTP {status} (only 200 is documented); not resent{said}"
+            )
         return Rejected(f"AppLovin refused the events (HTTP {status}){said}", status, body or None)
 
     def _body_text(self, response: httpx.Response) -> str:

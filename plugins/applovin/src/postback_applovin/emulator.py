@@ -41,6 +41,7 @@ Transient failures (429, 5xx, timeouts, garbage bodies) come from the sandbox's 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -227,7 +228,7 @@ class AppLovinEmulator(Emulator):
             errs.append("dedupe_id: must be a non-empty string")
         errs.extend(self._check_user(ud))
         if "data" not in event:
-            errs.append("data: required (null only for page_view and app_open)")
+            errs.append("data: required ({} or null for page_view and app_open)")
         elif name is not None:
             errs.extend(self._check_data(name, event["data"]))
         if "measurement_partner_data" in event:
@@ -266,6 +267,13 @@ class AppLovinEmulator(Emulator):
                 "user_data: at least one of client_id, axwrt, alart, user_id, email or phone "
                 "is required"
             )
+        phone = ud.get("phone")
+        if isinstance(phone, str) and not (
+            re.fullmatch(r"[0-9a-f]{64}", phone) or re.fullmatch(r"\+[1-9][0-9]{6,14}", phone)
+        ):
+            errs.append(
+                "user_data.phone: a SHA-256 hex digest, or E.164 with the + ('+11234567890')"
+            )
         if "os" in ud and ud["os"] not in OS_VALUES:
             errs.append("user_data.os: must be ios, android or desktop_os")
         if "country_code" in ud and ud["country_code"] not in COUNTRIES:
@@ -282,8 +290,8 @@ class AppLovinEmulator(Emulator):
             if name in NULL_DATA_EVENTS:
                 return []
             return [f"data: required for {name}"]
-        if name == "app_open":
-            return ["data: app_open takes no data object (send null)"]
+        if name == "app_open" and data != {}:
+            return ["data: app_open takes no data (send {} or null)"]
         if not isinstance(data, dict):
             return ["data: must be an object"]
         errs: list[str] = []

@@ -18,8 +18,9 @@ plugin's README):
 * **installId.** Dash-separated groups of hex digits, at most 36 characters. That accepts the
   SDK's UUIDs and the docs' own shortened example ``520e8400-c466-a554-40e0-0``;
   ``install_id_format = "uuid"`` accepts only canonical UUIDs.
-* **Responses.** Mobana says it always answers ``{"success": true}`` ("silent success"), so a
-  2xx without it is not taken as delivered. 401/403 halt the lane (bad app key), 429 and 5xx are
+* **Responses.** Mobana says it always answers ``{"success": true}`` ("silent success"); a
+  2xx without it is still delivered (never resent: it may have counted), with a warning
+  note. 401/403 halt the lane (bad app key), 429 and 5xx are
   retried, other 4xx are rejected with Mobana's body.
 * **Duplicates.** Mobana has no dedupe key. A retry after an attempt whose outcome is unknown
   (read timeout, dropped connection, 500/502/504) can count a repeatable conversion twice.
@@ -300,8 +301,8 @@ class MobanaDestination(Destination):
     default_rate_limit = RateLimit(50, 1.0)
     default_concurrency = 4
     # No dedupe key at Mobana: retry for a while (at most about 40 minutes of backoff), then
-    # dead-letter. max_age counts from the event's own time, and Mobana's timestamp exists to
-    # send offline events late: a week, so a backfilled event survives a transient failure.
+    # dead-letter. max_age counts from when the event was queued (not its own timestamp, which
+    # may be weeks old in a backfill): a week of trying at most.
     retry_policy = RetryPolicy(
         max_attempts=10, max_age=7 * 24 * 3600.0, initial_backoff=5.0, max_backoff=1800.0
     )
@@ -334,6 +335,21 @@ class MobanaDestination(Destination):
         )
         self._only_no_install_id = (self._skip_no_install_id,)
         self._skip_currency: dict[str, Skip] = {}
+
+    def config_warnings(self, events: frozenset[str] | None) -> Iterable[tuple[str, str]]:
+        """Warn when neither ``event_map`` nor ``events`` is configured: every event then goes
+        out under its canonical name (``sign_up``), and Mobana answers success for any name
+        but drops those not configured in its Dashboard (often ``signup``)."""
+        if not self.event_map and events is None:
+            yield (
+                "event_map",
+                "no event_map and no events filter: every tracked event goes to Mobana under "
+                "its canonical name (e.g. 'sign_up'), and Mobana answers success but drops "
+                "names not configured in Dashboard -> Settings -> Conversions. Map each "
+                "conversion to its Dashboard name ([vendors.mobana.event_map] sign_up = "
+                '"signup"; purchase = "purchase" if it is the same) or list the events '
+                'to send (events = ["purchase"])',
+            )
 
     def validate(self, event: Event) -> Iterable[Problem | Skip]:
         """A :class:`~postback.Skip` when Mobana cannot use the event (no install ID, a value
@@ -485,11 +501,11 @@ class MobanaDestination(Destination):
             data = _json_or_none(response)
             if isinstance(data, dict) and data.get("success") is True:
                 return Delivered()
-            return self._unconfirmed(
-                f'Mobana answered HTTP {status} without {{"success": true}}: '
-                f"{message or '(empty body)'}",
-                status,
-                None,
+            # Mobana always says {"success": true}, but a 2xx means the request was accepted:
+            # resending could count the conversion twice, so it is delivered, with a note.
+            return Delivered(
+                note=f'Mobana answered HTTP {status} without {{"success": true}} (not resent): '
+                f"{message or '(empty body)'}"
             )
         if status in (401, 403):
             return Halt(

@@ -24,8 +24,10 @@ DIGEST.md section 4 has the evidence:
   without a filter only ``sign_up`` is routed here (:attr:`TonAIDestination.default_events`).
 * Retries are short and bounded as Ton AI asks ("you may retry shortly, but avoid excessive
   retries"): network errors, 408, 429 and 5xx, at most 5 attempts within 10 minutes.
-* ``once_per_user = true`` reports at most one conversion per Telegram user, remembered in the
-  tracker's queue store (so across restarts).
+* ``once_per_user`` (default true: Ton AI defines a conversion as a new user from an exchange
+  task) reports at most one conversion per Telegram user, remembered in the tracker's queue
+  store (so across restarts, and across hosts that share a Redis queue); false sends every
+  routed event.
 """
 
 from __future__ import annotations
@@ -153,8 +155,9 @@ class TonAISettings:
     )
     once_per_user: bool = setting(
         help="Report at most one conversion per Telegram user, remembered in the queue store "
-        "across restarts (a conversion Ton AI refused is forgotten so a later one is sent).",
-        default=False,
+        "across restarts (a conversion Ton AI refused is forgotten so a later one is sent). "
+        "On by default: Ton AI's conversion is a new user; false sends every routed event.",
+        default=True,
     )
     retry_unconfirmed: bool = setting(
         help="Retry requests whose outcome is unknown (read timeout, connection dropped after "
@@ -333,11 +336,11 @@ class TonAIDestination(Destination):
         if 200 <= status < 300:
             body = _json_body(response)
             if not isinstance(body, dict):
-                # Not Ton AI's JSON: a proxy's or gateway's page. Retry within the short bound.
-                return Retry(
-                    f'HTTP {status} without a JSON body (expected {{"status": "success"}}): '
-                    f"{self._snippet(response)}",
-                    retry_after_seconds(response),
+                # Not Ton AI's JSON, but a 2xx means the request was accepted: resending could
+                # count the conversion twice, so it is delivered, with a note.
+                return Delivered(
+                    note=f"Ton AI answered HTTP {status} without a JSON body (expected "
+                    f'{{"status": "success"}}; not resent): {self._snippet(response)}'
                 )
             result = body.get("status")
             if isinstance(result, str) and result.lower() == "success":

@@ -45,7 +45,7 @@ from postback.destination import (
 )
 from postback.errors import Problem
 from postback.events import Event
-from postback.iso import COUNTRIES
+from postback.iso import COUNTRIES, CURRENCIES
 from postback.pii import is_sha256_hex, normalize_phone
 from postback_whop.vocab import (
     ACTION_SOURCES,
@@ -235,6 +235,9 @@ class WhopDestination(Destination):
 
     name = "whop"
     settings_class = WhopSettings
+    #: Whop's codes beyond ISO 4217 (crypto, Whop's own balance, the lev Bulgaria retired):
+    #: track() takes them when Whop is configured; vendors that do not take them skip.
+    extra_currencies = frozenset(c.upper() for c in EVENTS_CURRENCIES) - CURRENCIES
     default_origin = ORIGINS["production"]
     #: Canonical -> Whop standard names. Events not listed here go to Whop only when routed
     #: explicitly (the ``events`` filter, ``event_map``, ``vendors={"whop": {...}}`` or
@@ -641,9 +644,12 @@ class WhopDestination(Destination):
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            # Not Whop's answer (a proxy's page?). Resending is safe: same Idempotency-Key.
+            # Not Whop's usual answer, but a 2xx means the request was accepted: never resent.
             snippet = " ".join(response.text.split())[:_BODY_SNIPPET]
-            return Retry(f"Whop {response.status_code} with an unreadable body: {snippet}")
+            return Delivered(
+                note=f"Whop answered HTTP {response.status_code} with an unreadable body (no id "
+                f"read; not resent): {snippet}"
+            )
         ref = body.get("id") if isinstance(body, dict) else None
         return Delivered(vendor_ref=ref if isinstance(ref, str) else None)
 

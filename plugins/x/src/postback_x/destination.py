@@ -839,9 +839,12 @@ class XDestination(Destination):
             data = _json(response)
             body = data.get("data") if isinstance(data, Mapping) else None
             if not isinstance(body, Mapping):
-                # X always answers {"data": {...}}: anything else came from something in between
-                # (a proxy, a captive portal), so the conversion most likely did not reach X.
-                return Retry(f"HTTP {status} without X's data envelope: {_snippet(response)}")
+                # X always answers {"data": {...}}, but a 2xx means the request was accepted:
+                # resending could count the conversion twice, so it is delivered, with a note.
+                return Delivered(
+                    note=f"X answered HTTP {status} without its data envelope (no attribution "
+                    f"read; not resent): {_snippet(response)}"
+                )
             return Delivered(attribution=self.attribution(batch[0].event, body))
 
         errors = _errors(response)
@@ -854,12 +857,23 @@ class XDestination(Destination):
                 "consumer_secret, access_token and access_token_secret in [vendors.x]",
                 status,
             )
-        if status == 403:
+        if status == 403 and codes & _CLIENT_APP_CODES:
+            # The developer app (these credentials) is refused: nothing on them can go.
             return Halt(
                 f"X refused this client application ({reason}): the developer app must be "
-                "approved for the Ads API and onboarded as a mobile measurement partner, and "
-                "the access token's user must have access to the advertiser's ads account",
+                "approved for the Ads API and onboarded as a mobile measurement partner",
                 status,
+            )
+        if status == 403:
+            # One advertiser account or app is locked or out of the token's reach: hold that
+            # app's events only; other apps on these credentials keep flowing.
+            app = self.halt_scope(batch[0]) if batch else None
+            return Halt(
+                f"X refused the conversions of {app or 'this app'} ({reason}): the advertiser "
+                "account may be locked, or the access token's user has no access to it; its "
+                "events are held, other apps go on",
+                status,
+                scope=app,
             )
         if status == 404 and "NO_PROVIDER_AVAILABLE_FOR_THIS_CLIENT_APPLICATION" in codes:
             # Partner-wide: no conversion from this client application can succeed until X
@@ -881,6 +895,13 @@ class XDestination(Destination):
             or None
         )
         return Rejected(reason, status, self.redact(detail) if detail else None)
+
+    def halt_scope(self, prepared: Prepared) -> str | None:
+        """The app a conversion is for (``"app 333903271"``): a 403 for one advertiser's app
+        holds that app's events only."""
+        record = prepared.record
+        app_id = record.get("app_id") if isinstance(record, Mapping) else None
+        return f"app {app_id}" if app_id else None
 
     def attribution(self, event: Event, data: Mapping[str, Any]) -> Attribution | None:
         """The attribution in X's ``data``: X's own (``twitter_attribution``, network ``x``)
@@ -918,6 +939,8 @@ class XDestination(Destination):
 
 
 _NO_OPTIONS: Mapping[str, Any] = {}
+#: 403 codes about the developer app (the credentials), not one advertiser's account or app.
+_CLIENT_APP_CODES = frozenset({"UNAUTHORIZED_CLIENT_APPLICATION", "READONLY_CLIENT_APPLICATION"})
 
 
 def _property_problems(props: Mapping[str, Any]) -> list[Problem]:

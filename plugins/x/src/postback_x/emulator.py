@@ -17,7 +17,8 @@ It checks what X documents, in X's order, and answers as X does::
 
 Special iOS app ids trigger X's other documented errors on every request:
 
-    403403403 -> 403 UNAUTHORIZED_CLIENT_APPLICATION     404404404 -> 404 NO_PROVIDER_AVAILABLE_FOR_
+    403403403 -> 403 UNAUTHORIZED_CLIENT_APPLICATION     403000403 -> 403 ACCOUNT_LOCKED_OUT
+                                                         404404404 -> 404 NO_PROVIDER_AVAILABLE_FOR_
     408408408 -> 408 CANCELLED_REQUEST                               THIS_CLIENT_APPLICATION
     423423423 -> 423 LOCK_ACQUISITION_TIMEOUT            429429429 -> 429 TOO_MANY_REQUESTS
     500500500 -> 500 INTERNAL_ERROR                      503503503 -> 503 SERVICE_UNAVAILABLE
@@ -104,6 +105,7 @@ _ERROR_APPS: dict[str, tuple[int, str, str]] = {
     "403403403": (403, "UNAUTHORIZED_CLIENT_APPLICATION",
                   "The client application making this request does not have access to X "
                   "Ads API"),
+    "403000403": (403, "ACCOUNT_LOCKED_OUT", "This account is locked out"),
     "404404404": (404, "NO_PROVIDER_AVAILABLE_FOR_THIS_CLIENT_APPLICATION",
                   "No app event provider is available for this client application"),
     "408408408": (408, "CANCELLED_REQUEST", "The request was cancelled"),
