@@ -68,7 +68,7 @@ def test_config_check_lists_every_problem(tmp_path: Path, example_installed: Non
     assert "postback.queue: must be a string" in out
     assert "vendors.example.api_kee: unknown setting for example (did you mean 'api_key'?)" in out
     assert "vendors.example.api_key: required setting is missing" in out
-    assert "vendor 'nothere' is configured but not installed" in out
+    assert "no installed plugin provides vendor 'nothere'" in out
     assert "Installed vendors: example" in out
 
 

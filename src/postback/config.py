@@ -249,6 +249,16 @@ def parse_rate_limit(value: object) -> RateLimit:
     )
 
 
+#: The vendor plugins of this repository (plugins/NAME), and their package names.
+FIRST_PARTY_VENDORS = {
+    "applovin": "postback-applovin",
+    "mobana": "postback-mobana",
+    "tonai": "postback-tonai",
+    "whop": "postback-whop",
+    "x": "postback-x",
+}
+
+
 def _did_you_mean(key: str, known: list[str]) -> str:
     hits = difflib.get_close_matches(key, known, n=1)
     return f" (did you mean {hits[0]!r}?)" if hits else ""
@@ -678,12 +688,27 @@ def build_config(
             why = ""
             if broken and name in broken:
                 why = f"; its plugin is installed but failed to load: {broken[name]}"
+            # No package name is suggested: a guessed "postback-<typo>" is a name anyone
+            # could register on the index.
+            close = difflib.get_close_matches(str(name), installed, n=1)
+            if name in FIRST_PARTY_VENDORS:
+                fix = (
+                    f"install its plugin (from a clone: pip install -e plugins/{name}; from the "
+                    f"index: pip install {FIRST_PARTY_VENDORS[name]}), or remove the table"
+                )
+            elif close:
+                fix = f"did you mean {close[0]!r}? Rename the table to [vendors.{close[0]}]"
+            else:
+                fix = (
+                    "install the plugin that provides it (its documentation names the "
+                    "package), or remove the table"
+                )
             problems.append(
                 ConfigProblem(
                     f"vendors.{name}",
-                    f"vendor {name!r} is configured but not installed{why}. "
-                    f"Install it (pip install postback-{name}) or remove the table. "
-                    f"Installed vendors: {', '.join(installed) or 'none'}",
+                    f"no installed plugin provides vendor {name!r}{why}: {fix}. "
+                    f"Installed vendors: {', '.join(installed) or 'none'} "
+                    "(postback plugins lists them)",
                 )
             )
             continue
