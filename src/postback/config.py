@@ -33,6 +33,7 @@ import cattrs
 from postback.destination import Destination, RateLimit, RetryPolicy, Secret
 from postback.errors import ConfigError, ConfigProblem
 from postback.events import CANONICAL_EVENTS, normalize_currency, normalize_event_name
+from postback.installing import missing_vendor_message
 
 if TYPE_CHECKING:
     from postback.delivery.registry import QueueRegistry
@@ -247,16 +248,6 @@ def parse_rate_limit(value: object) -> RateLimit:
     raise ValueError(
         f"must look like '600/minute' or '60000/15 minutes' (or false for no limit), got {value!r}"
     )
-
-
-#: The vendor plugins of this repository (plugins/NAME), and their package names.
-FIRST_PARTY_VENDORS = {
-    "applovin": "postback-applovin",
-    "mobana": "postback-mobana",
-    "tonai": "postback-tonai",
-    "whop": "postback-whop",
-    "x": "postback-x",
-}
 
 
 def _did_you_mean(key: str, known: list[str]) -> str:
@@ -688,28 +679,8 @@ def build_config(
             why = ""
             if broken and name in broken:
                 why = f"; its plugin is installed but failed to load: {broken[name]}"
-            # No package name is suggested: a guessed "postback-<typo>" is a name anyone
-            # could register on the index.
-            close = difflib.get_close_matches(str(name), installed, n=1)
-            if name in FIRST_PARTY_VENDORS:
-                fix = (
-                    f"install its plugin (from a clone: pip install -e plugins/{name}; from the "
-                    f"index: pip install {FIRST_PARTY_VENDORS[name]}), or remove the table"
-                )
-            elif close:
-                fix = f"did you mean {close[0]!r}? Rename the table to [vendors.{close[0]}]"
-            else:
-                fix = (
-                    "install the plugin that provides it (its documentation names the "
-                    "package), or remove the table"
-                )
             problems.append(
-                ConfigProblem(
-                    f"vendors.{name}",
-                    f"no installed plugin provides vendor {name!r}{why}: {fix}. "
-                    f"Installed vendors: {', '.join(installed) or 'none'} "
-                    "(postback plugins lists them)",
-                )
+                ConfigProblem(f"vendors.{name}", missing_vendor_message(str(name), installed, why))
             )
             continue
         vc = _build_vendor(name, table, cls, problems)
