@@ -152,6 +152,7 @@ def page_env(work: Path) -> dict[str, str]:
     }
     env["PATH"] = f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(work)
+    env["HOME"] = str(work)  # ~/src in a page stays in the test's directory
     env["COLUMNS"] = "200"
     env["NO_COLOR"] = "1"
     return env
