@@ -240,6 +240,7 @@ def test_demo_runs_with_every_emulated_vendor(example_installed: None) -> None:
     code, out = run("demo", "--events", "20")
     assert code == 0, out
     assert "postback demo: 23 events" in out  # 20 plus 3 with deliberate problems
+    assert "(20 ordinary, 3 that a vendor skips or rejects)" in out
     assert "example" in out
 
 
