@@ -16,7 +16,9 @@ How a page's blocks run (one test per page, in a temporary directory):
   ``<!-- docs-test: skip REASON -->`` does not run it (the reason is required and shown in
   this test's report), ``<!-- docs-test: background -->`` starts it in the background until
   the page ends (a server; the next block runs once its port answers), and
-  ``<!-- docs-test: exit N -->`` expects exit status N.
+  ``<!-- docs-test: exit N -->`` expects exit status N; before a ``text`` block,
+  ``<!-- docs-test: output -->`` says it is what the block before printed: each of its lines
+  must be in that output (``...`` stands for what is left out).
 
 A page that stops working, or a new block that neither runs nor says why not, fails the build.
 """
@@ -43,7 +45,9 @@ PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").
 RUNNABLE = {"sh", "bash", "shell", "console", "python"}
 FIVE = ("applovin", "mobana", "tonai", "whop", "x")
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-_DIRECTIVE = re.compile(r"<!--\s*docs-test:\s*(skip|background|exit)\b\s*(.*?)\s*-->\s*\Z", re.S)
+_DIRECTIVE = re.compile(
+    r"<!--[ \t]*docs-test:[ \t]*(skip|background|exit|output)\b[ \t]*([^\n]*?)[ \t]*-->\s*\Z"
+)
 _PATH_LINE = re.compile(r"^#\s*([\w./-]+\.(py|toml|cfg|txt|jsonl))\s*$")
 BLOCK_TIMEOUT = 60.0
 
@@ -163,15 +167,19 @@ def pages_with_blocks_to_run() -> list[str]:
         page
         for page in PAGES
         if any(
-            b.lang in RUNNABLE and b.directive != "skip" and not b.writes
-            for b in page_blocks(page)
+            b.lang in RUNNABLE and b.directive != "skip" and not b.writes for b in page_blocks(page)
         )
     ]
 
 
 @pytest.mark.parametrize("page", pages_with_blocks_to_run())
 def test_page_runs_as_written(page: str, workdir: Path) -> None:
-    blocks = [b for b in page_blocks(page) if b.lang in RUNNABLE | {"toml"}]
+    blocks = [
+        b
+        for b in page_blocks(page)
+        if b.lang in RUNNABLE | {"toml"} or (b.lang == "text" and b.directive == "output")
+    ]
+    printed = ""
     missing = [v for v in FIVE if v not in PluginHost().emulators]
     if missing:
         pytest.skip(f"the docs assume the five vendor plugins; not installed: {missing}")
@@ -185,6 +193,11 @@ def test_page_runs_as_written(page: str, workdir: Path) -> None:
             body = commands(block)
             for old, new in ports.items():
                 body = re.sub(rf"(?<=[:= ]){old}\b", new, body)
+            if block.lang == "text":
+                for line in block.body.splitlines():
+                    shown = re.sub(r"\s+", " ", line.split("...")[0]).strip()
+                    assert shown in printed, f"{block.where()}: not in the output: {shown!r}"
+                continue
             if block.writes:
                 path = workdir / block.writes
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +239,7 @@ def test_page_runs_as_written(page: str, workdir: Path) -> None:
                 timeout=BLOCK_TIMEOUT,
                 check=False,
             )
+            printed = re.sub(r"\s+", " ", result.stdout + result.stderr)
             if block.lang != "python":  # one terminal: later blocks see its exports
                 env.update(re.findall(r"^export (\w+)=(\S+)", body, re.MULTILINE))
             expected = int(block.argument) if block.directive == "exit" else 0
