@@ -52,7 +52,8 @@ __all__ = ["send", "validate"]
     "--timeout",
     default=10.0,
     show_default=True,
-    help="Seconds to wait for delivery, in all (the command then stops at once).",
+    help="Seconds to wait for delivery, once (then at most 1 s for a request in flight to "
+    "answer, so that its outcome is recorded).",
 )
 @config_option
 def send(
