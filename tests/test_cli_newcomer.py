@@ -203,6 +203,11 @@ def test_queue_commands_need_no_vendor_secret(
     assert code == 0 and "neg-1" in out, out
     code, out = run("replay", "--vendor", "nobody", "--config", str(config_file))
     assert code == 0 and "nothing to replay" in out, out
+    # A vendor the config no longer has is named instead of waiting for nobody to deliver.
+    no_example = config_file.parent / "other.toml"
+    no_example.write_text('[postback]\nqueue = "sqlite://queue.db"\n')
+    code, out = run("replay", "--config", str(no_example))
+    assert code == 2 and "dead letters for example but the config has no table" in out, out
     # Replaying to example needs example's key, and says which variable is missing.
     code, out = run("replay", "--vendor", "example", "--config", str(config_file))
     assert code == 2 and "EXAMPLE_KEY" in out

@@ -24,6 +24,7 @@ from postback.cli._shared import (
     config_option,
     console,
     err,
+    fail,
     ms_iso,
     queue_tracker,
     since_ms,
@@ -250,7 +251,7 @@ def replay(
     plugin sends them correctly this time. Needs only the secrets of the vendors replayed to."""
     since_at = since_ms(since)
     with user_errors():
-        reader, _ = queue_tracker(config_path, workers=False)
+        reader, configured = queue_tracker(config_path, workers=False)
         try:
             if ids:
                 found = [reader.queue.dead_letter(i) for i in ids]
@@ -264,6 +265,13 @@ def replay(
         if not targets:
             console.print("nothing to replay")
             return
+        if targets - set(configured):
+            fail(
+                f"dead letters for {', '.join(sorted(targets - set(configured)))} but the config "
+                "has no table for it: add [vendors.NAME] to replay them, or pick others with "
+                "--vendor / --id",
+                2,
+            )
         tracker, _ = queue_tracker(config_path, sorted(targets))
     try:
         rows = tracker.queue.requeue_dead(vendor, since_at, ids)
