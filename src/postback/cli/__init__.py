@@ -1,7 +1,7 @@
 """The ``postback`` command line: the ``main`` click group and its commands, one module per
 group (click for parsing, rich for tables and progress bars; output is never read as markup).
 
-Commands: plugins, config check, doctor (:mod:`.inspect`); send [--dry-run], validate
+Commands: plugins, config check, doctor (:mod:`.checks`); send [--dry-run], validate
 (:mod:`.events`); sandbox, demo (:mod:`.sandbox`); worker, queue stats, deadletters
 list|show, replay (:mod:`.queue`); new-plugin (:mod:`.plugin`).
 """
@@ -15,7 +15,7 @@ import click
 from postback import __version__
 from postback.cli._shared import since_ms as _since
 from postback.cli.events import send, validate
-from postback.cli.inspect import config_group, doctor, plugins
+from postback.cli.checks import config_group, doctor, plugins
 from postback.cli.plugin import new_plugin
 from postback.cli.queue import deadletters, queue, replay, worker
 from postback.cli.sandbox import demo, sandbox
