@@ -14,8 +14,8 @@ import click
 
 from postback import __version__
 from postback.cli._shared import since_ms as _since
-from postback.cli.events import send, validate
 from postback.cli.checks import config_group, doctor, plugins
+from postback.cli.events import send, validate
 from postback.cli.plugin import new_plugin
 from postback.cli.queue import deadletters, queue, replay, worker
 from postback.cli.sandbox import demo, sandbox
