@@ -75,7 +75,7 @@ def test_flask_blueprint(tracker: Tracker, sandbox: Sandbox) -> None:
     assert tracker.queue.dead_letter(dead_id) is None
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore")  # starlette.testclient deprecates plain httpx
 def test_asgi_app_in_starlette(tracker: Tracker, sandbox: Sandbox) -> None:
     from starlette.applications import Starlette
     from starlette.routing import Mount

@@ -38,11 +38,12 @@ def ui(config_path: Path | None, host: str, port: int) -> None:
     except LoopbackOnly as exc:
         raise click.BadParameter(str(exc), param_hint="--host") from None
     try:
-        from postback.dashboard.app import Dashboard
-        from postback.dashboard.recorder import Recorder
-    except ImportError as exc:
-        click.echo(f"error: {exc}", err=True)
+        import jinja2  # noqa: F401
+    except ImportError:
+        click.echo("error: the dashboard needs Jinja2: pip install 'postback[ui]'", err=True)
         sys.exit(2)
+    from postback.dashboard.app import Dashboard
+    from postback.dashboard.recorder import Recorder
     from postback.integrations import config_with_overrides
     from postback.tracker import Tracker
 

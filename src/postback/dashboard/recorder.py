@@ -18,7 +18,6 @@ from typing import Any
 import attrs
 
 from postback.dashboard.masking import mask_text, mask_value
-from postback.destination import Delivered
 from postback.hookspecs import hookimpl
 
 __all__ = ["RecentAttribution", "RecentDelivery", "Recorder"]
@@ -71,7 +70,7 @@ class Recorder:
             vendor=vendor,
             event_id=event.event_id,
             name=event.name,
-            outcome="delivered" if isinstance(outcome, Delivered) else kind.lower(),
+            outcome=_LABELS.get(kind, kind.lower()),
             attempt=attempt,
             latency_ms=round(latency * 1000, 1),
             note=mask_text(note)[:300],
