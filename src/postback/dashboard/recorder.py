@@ -44,6 +44,9 @@ class RecentAttribution:
     fields: dict[str, Any]
 
 
+_LABELS = {"Delivered": "delivered", "DeadLettered": "dead-lettered"}
+
+
 class Recorder:
     """The plugin object; ``deliveries()`` and ``attributions()`` newest first."""
 
