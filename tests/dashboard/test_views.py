@@ -127,3 +127,20 @@ def test_every_response_has_security_headers(pages: Pages) -> None:
 @pytest.mark.parametrize("path", ["/nope", "/deadletters/999999", "/static/../x"])
 def test_unknown_pages_are_404(pages: Pages, path: str) -> None:
     assert pages.call("GET", path).status == 404
+
+
+def test_pages_over_a_queue_without_a_sqlite_file(make_tracker, sandbox) -> None:
+    """A memory:// queue: no age of the oldest event, lookup through the dead letters only."""
+    from postback.dashboard import Dashboard
+
+    tracker = make_tracker(queue="memory://", core={"workers": True})
+    pages = Pages(Dashboard(tracker))
+    sandbox.set_fault("example", status=422, count=1)
+    tracker.track("purchase", user=PERSON, value=1, currency="USD", event_id="mem-1")
+    tracker.flush(5)
+    wait_for(lambda: tracker.queue.dead_letters(), "a dead letter")
+    assert 'data-vendor="example"' in pages.get("/")
+    found = pages.get("/events?id=mem-1")
+    assert "dead-lettered" in found
+    assert "No record" in pages.get("/events?id=mem-2")
+    assert "the newest 5000 dead letters" in pages.get("/events?id=mem-2")

@@ -120,7 +120,7 @@ class SQLiteView:
                         "SELECT seq FROM cursors WHERE vendor=?", (vendor,)
                     ).fetchone()
                     if row is not None and seq <= row[0]:
-                        note = "the lane moved past it: delivered, skipped or dead-lettered"
+                        note = "the lane moved past it: delivered or skipped"
                         rows.append(WaitingRow(vendor, name, created, "passed", 0, note, None))
                     else:
                         rows.append(WaitingRow(vendor, name, created, "queued", 0, "", None))
