@@ -237,6 +237,21 @@ class Telemetry:
                 "postback.delivery.duration",
                 unit="s",
                 description="Time to send one batch to a vendor and read its answer",
+                # Seconds, not the SDK's default buckets (made for milliseconds).
+                explicit_bucket_boundaries_advisory=[
+                    0.005,
+                    0.01,
+                    0.025,
+                    0.05,
+                    0.1,
+                    0.25,
+                    0.5,
+                    1.0,
+                    2.5,
+                    5.0,
+                    10.0,
+                    30.0,
+                ],
             )
             for field, name, what in (
                 ("tracked", "postback.events.tracked", "Events queued for the vendor"),
@@ -331,6 +346,7 @@ def register(engine: DeliveryEngine, skips: SkipLedger | None = None) -> None:
     if HAVE_API:
         with _lock:
             _engines[engine] = skips
+        telemetry()  # the instruments, now: the meters show the vendors before any delivery
 
 
 def retire(engine: DeliveryEngine) -> None:
