@@ -49,6 +49,7 @@ def _forget_other_trackers() -> None:
     gc.collect()
     telemetry._engines.clear()
     telemetry._retired.clear()
+    telemetry._depth_cache = None
 
 
 @attrs.define

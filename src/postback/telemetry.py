@@ -28,13 +28,13 @@ import importlib.metadata
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from postback.delivery.engine import DeliveryEngine
     from postback.delivery.lanes import Lane
-    from postback.delivery.queue import Claimed
+    from postback.delivery.queue import Claimed, QueueDepth
     from postback.delivery.settle import Verdict
     from postback.delivery.stats import VendorStats
     from postback.skips import SkipLedger
@@ -337,6 +337,9 @@ def attempt(lane: Lane, batch: Sequence[tuple[Claimed, Any]]) -> Attempt:
 _engines: weakref.WeakKeyDictionary[DeliveryEngine, SkipLedger | None] = weakref.WeakKeyDictionary()
 #: Counts of engines gone (closed and collected), so that the counters never go down.
 _retired: dict[tuple[str, str], int] = {}
+#: Seconds one count of the queue serves the gauges (both read it in one collection).
+DEPTH_TTL = 0.5
+_depth_cache: tuple[float, list[tuple[str, QueueDepth, int]]] | None = None
 _FIELDS = ("tracked", "delivered", "retried", "skipped", "dead")
 
 
@@ -385,25 +388,33 @@ def _counter_callback(field: str) -> Any:
     return observe
 
 
-def _delivering() -> Iterable[DeliveryEngine]:
-    """Engines whose lanes run here: the queue's gauges come from the process that delivers."""
+def _depths() -> Iterator[tuple[str, QueueDepth, int]]:
+    """``(vendor, depth, now_ms)`` from each engine whose lanes run here (the queue's gauges
+    come from the process that delivers), counted once for both gauges of a collection."""
+    global _depth_cache
+    now = time.monotonic()
+    cached = _depth_cache
+    if cached is not None and now - cached[0] < DEPTH_TTL:
+        return iter(cached[1])
     with _lock:
-        engines = list(_engines)
-    return [e for e in engines if e.delivering and e.lanes]
+        engines = [e for e in _engines if e.delivering and e.lanes]
+    rows = []
+    for engine in engines:
+        now_ms = int(time.time() * 1000)
+        for vendor, d in engine.queue.depth(list(engine.lanes), now_ms).items():
+            rows.append((vendor, d, now_ms))
+    _depth_cache = (now, rows)
+    return iter(rows)
 
 
 def _depth_callback(options: Any) -> Iterator[Any]:
-    for engine in _delivering():
-        now_ms = int(time.time() * 1000)
-        for vendor, d in engine.queue.depth(list(engine.lanes), now_ms).items():
-            yield metrics.Observation(d.pending, {"postback.vendor": vendor})
+    for vendor, d, _ in _depths():
+        yield metrics.Observation(d.pending, {"postback.vendor": vendor})
 
 
 def _oldest_callback(options: Any) -> Iterator[Any]:
-    for engine in _delivering():
-        now_ms = int(time.time() * 1000)
-        for vendor, d in engine.queue.depth(list(engine.lanes), now_ms).items():
-            if d.oldest_ms is None and d.pending:
-                continue  # a backend that cannot tell: no figure rather than a wrong one
-            age = 0.0 if d.oldest_ms is None else max(now_ms - d.oldest_ms, 0) / 1000.0
-            yield metrics.Observation(age, {"postback.vendor": vendor})
+    for vendor, d, now_ms in _depths():
+        if d.oldest_ms is None and d.pending:
+            continue  # a backend that cannot tell: no figure rather than a wrong one
+        age = 0.0 if d.oldest_ms is None else max(now_ms - d.oldest_ms, 0) / 1000.0
+        yield metrics.Observation(age, {"postback.vendor": vendor})

@@ -116,7 +116,7 @@ class Tracker:
             disabled=[n for n, vc in config.vendors.items() if not vc.enabled],
             direct=host.only_core_validates,
         )
-        # Its counters and queue, for the app's OpenTelemetry meters (weakly held).
+        # Its counters and queue, for the app's OpenTelemetry meters (until close()).
         register_telemetry(self.engine, self.skips)
         self._closed = False
         self._close_lock = threading.Lock()
