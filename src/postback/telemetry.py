@@ -223,19 +223,15 @@ def _outcome_name(reported: object) -> str:
 class Telemetry:
     """The tracer and instruments made from one pair of global providers."""
 
-    def __init__(
-        self, tracer_provider: Any, meter_provider: Any, previous: Telemetry | None = None
-    ) -> None:
+    def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         version = _version()
         self.tracer = (
             None if _is_noop(tracer_provider) else tracer_provider.get_tracer(SCOPE, version)
         )
-        self.duration: Any = None
-        if previous is not None and previous.meter_provider is meter_provider:
-            self.duration = previous.duration  # only the tracer changed: same instruments
-        elif not _is_noop(meter_provider):
+        self.duration = None
+        if not _is_noop(meter_provider):
             meter = meter_provider.get_meter(SCOPE, version)
             self.duration = meter.create_histogram(
                 "postback.delivery.duration",
@@ -325,7 +321,7 @@ def telemetry() -> Telemetry | None:
     with _lock:
         state = _state
         if state is None or state.tracer_provider is not tp or state.meter_provider is not mp:
-            state = _state = Telemetry(tp, mp, state)
+            state = _state = Telemetry(tp, mp)
     return state
 
 
