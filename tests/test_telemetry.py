@@ -385,3 +385,25 @@ def test_the_delivery_child_process_exports_spans_linked_to_the_parent_trace(
     assert span["links"] == [[ctx.trace_id, ctx.span_id]]
     assert span["attributes"]["postback.outcome"] == "delivered"
     assert otel.deliveries() == []  # the parent delivered nothing itself
+
+
+def test_a_sqlite_queue_tells_the_age_of_its_oldest_event(tmp_path: Path) -> None:
+    from postback.delivery.queue import Settlement
+    from postback.delivery.registry import open_queue
+
+    q = open_queue(f"sqlite:///{tmp_path}/q.db")
+    try:
+        assert q.acquire_delivery()
+        q.put("a", "purchase", 1_000, ["v"], b"{}")
+        q.put("b", "purchase", 2_000, ["v"], b"{}")
+        assert q.depth(["v"], 3_000)["v"].oldest_ms == 1_000  # unread
+        [first] = q.claim("v", 1, 3_000)
+        assert q.depth(["v"], 3_000)["v"].oldest_ms == 1_000  # in flight
+        q.settle("v", [Settlement(first, "retry", 60_000, "busy", 1)], 3_000)
+        [second] = q.claim("v", 1, 3_000)
+        assert second.event_id == "b"
+        q.settle("v", [Settlement(second, "done", 0, None, 1)], 3_000)
+        assert q.depth(["v"], 3_000)["v"].oldest_ms == 1_000  # waiting to be retried
+    finally:
+        q.release_delivery()
+        q.close()
