@@ -3,7 +3,8 @@ group (click for parsing, rich for tables and progress bars; output is never rea
 
 Commands: plugins, config check, doctor (:mod:`.checks`); send [--dry-run], validate
 (:mod:`.events`); sandbox, demo (:mod:`.sandbox`); worker, queue stats, deadletters
-list|show, replay (:mod:`.queue`); new-plugin (:mod:`.plugin`).
+list|show, replay (:mod:`.queue`); new-plugin (:mod:`.plugin`); ui
+(:mod:`postback.dashboard.command`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from postback.cli.events import send, validate
 from postback.cli.plugin import new_plugin
 from postback.cli.queue import deadletters, queue, replay, worker
 from postback.cli.sandbox import demo, sandbox
+from postback.dashboard import command as dashboard_command
 
 __all__ = ["_since", "main"]
 
@@ -47,6 +49,7 @@ for _command in (
     deadletters,
     replay,
     new_plugin,
+    dashboard_command.ui,
 ):
     main.add_command(_command)
 
