@@ -31,6 +31,7 @@ import attrs
 import cattrs
 
 from postback.destination import Destination, RateLimit, RetryPolicy, Secret
+from postback.durations import parse_duration
 from postback.errors import ConfigError, ConfigProblem
 from postback.events import CANONICAL_EVENTS, normalize_currency, normalize_event_name
 
@@ -52,8 +53,6 @@ __all__ = [
 DEFAULT_QUEUE = "sqlite://postback.db"
 CONFIG_FILENAMES = ("postback.toml", "pyproject.toml")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _RATE_RE = re.compile(
     r"^\s*(\d+)\s*(?:/|per)\s*(\d+(?:\.\d+)?)?\s*"
     r"(ms|s|sec|second|seconds|m|min|minute|minutes|h|hour|hours|d|day|days)\s*$"
@@ -215,21 +214,6 @@ def read_config(
 
 # --------------------------------------------------------------------------------------------
 # Small parsers
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number or a string such as ``"500ms"``, ``"2s"``, ``"15m"``, ``"24h"``."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration (seconds, or e.g. '15m'), got bool")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
-    if isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if m:
-            return float(m.group(1)) * _UNITS[m.group(2)]
-    raise ValueError(f"must be a duration such as 30, '500ms', '15m' or '24h', got {value!r}")
 
 
 def parse_rate_limit(value: object) -> RateLimit:

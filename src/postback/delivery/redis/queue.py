@@ -595,6 +595,22 @@ class RedisQueue(Queue):
         with self._errors(f"forgetting a key for {vendor}"):
             self._client.srem(self._vkeys(vendor)["remembered"], key)
 
+    def remember_for(self, vendors: Sequence[str], key: str, window_ms: int) -> list[str]:
+        """``SET NX PX`` per vendor, pipelined: one round trip; Redis expires the keys."""
+        with self._errors("remembering an event id (dedupe)"):
+            pipe = self._client.pipeline(transaction=False)
+            for vendor in vendors:
+                pipe.set(self._recent_key(vendor, key), 1, nx=True, px=max(1, window_ms))
+            results = pipe.execute()
+        return [v for v, ok in zip(vendors, results, strict=True) if ok]
+
+    def forget_for(self, vendors: Sequence[str], key: str) -> None:
+        with self._errors("forgetting an event id (dedupe)"):
+            self._client.delete(*(self._recent_key(v, key) for v in vendors))
+
+    def _recent_key(self, vendor: str, key: str) -> str:
+        return f"{self._base}:v:{vendor}:recent:{key}"
+
     # --- rate limits -----------------------------------------------------------------------------
 
     def rate_limit_storage(self) -> object | None:
