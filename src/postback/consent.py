@@ -190,14 +190,14 @@ def parse_consent(consent: object, known: frozenset[str]) -> list[Problem]:
 class ConsentGate:
     """Decides, per event, which routed vendors the user's consent lets the event reach.
 
-    Built once per tracker from its ``[consent]`` settings, each vendor's purposes and the
-    ``postback_consent`` hook (``None`` when no plugin implements it).
+    Built once per tracker from its ``[consent]`` settings, the purposes each vendor needs and
+    the ``postback_consent`` hook (``None`` when no plugin implements it).
     """
 
     def __init__(
         self,
         settings: ConsentSettings,
-        destinations: Mapping[str, Destination],
+        needs: Mapping[str, Sequence[str]],
         hook: ConsentHook | None = None,
     ) -> None:
         self.settings = settings
@@ -206,9 +206,8 @@ class ConsentGate:
         #: Whether every event is checked, even without ``consent``: under ``"require"``,
         #: or when a plugin decides.
         self.always = not self.assume or hook is not None
-        self.needs: dict[str, tuple[str, ...]] = {
-            name: tuple(dest.purposes) for name, dest in destinations.items()
-        }
+        #: The purposes each vendor needs (config, else its destination's ``purposes``).
+        self.needs: dict[str, tuple[str, ...]] = {name: tuple(p) for name, p in needs.items()}
         self._skips: dict[tuple[str, tuple[str, ...]], Skip] = {}
 
     def skip(self, vendor: str, missing: tuple[str, ...]) -> Skip:
@@ -263,4 +262,3 @@ class ConsentGate:
             else:
                 skips.append(self.skip(dest.name, missing))
         return kept, skips
-
