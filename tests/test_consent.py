@@ -155,9 +155,7 @@ class Cmp:
         self, event: Event, destination: Destination, consent: Mapping[str, bool] | None
     ) -> bool | None:
         self.asked.append((destination.name, consent))
-        if destination.name == "devices":
-            return False
-        return True
+        return destination.name != "devices"
 
 
 def test_a_consent_plugin_decides_per_vendor_but_never_overrides_an_opt_out(

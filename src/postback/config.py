@@ -437,7 +437,7 @@ def _build_vendor(
     raw: object,
     cls: type[Destination],
     problems: list[ConfigProblem],
-    consent: ConsentSettings = ConsentSettings(),
+    consent: ConsentSettings | None = None,
 ) -> VendorConfig | None:
     base = f"vendors.{name}"
     if not isinstance(raw, Mapping):

@@ -154,10 +154,10 @@ def build_consent_settings(raw: object, problems: list[ConfigProblem]) -> Consen
 
 
 def parse_vendor_purposes(
-    value: object, path: str, settings: ConsentSettings, problems: list[ConfigProblem]
+    value: object, path: str, settings: ConsentSettings | None, problems: list[ConfigProblem]
 ) -> tuple[str, ...] | None:
     """``[vendors.NAME] purposes``: the purposes that vendor needs, each known."""
-    return _purpose_list(value, path, problems, settings.purposes)
+    return _purpose_list(value, path, problems, (settings or ConsentSettings()).purposes)
 
 
 def parse_consent(consent: object, known: frozenset[str]) -> list[Problem]:
