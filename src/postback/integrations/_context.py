@@ -44,6 +44,7 @@ called during that request.
 from __future__ import annotations
 
 import contextvars
+import importlib
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -137,7 +138,8 @@ class RequestContextSettings:
     ``consent_reader``: a callable taking the framework's request (Flask's ``request``,
     Starlette's ``HTTPConnection``, Django's ``HttpRequest``) and returning the user's consent
     as ``{purpose: bool}`` (from the app's consent cookie or CMP), or ``None`` when unknown;
-    called at most once per request, when an event is tracked.
+    called at most once per request, when an event is tracked. A ``"module:function"``
+    string is imported (for Django settings).
     """
 
     exclude: frozenset[str] = frozenset()
@@ -211,6 +213,15 @@ class RequestContextSettings:
             )
             header = "x-forwarded-for"
         reader = raw.get("consent_reader")
+        if isinstance(reader, str) and ":" in reader:  # "myapp.consent:read" (Django settings)
+            module, _, attribute = reader.partition(":")
+            try:
+                reader = getattr(importlib.import_module(module), attribute)
+            except (ImportError, AttributeError) as exc:
+                problems.append(
+                    ConfigProblem(f"{where}.consent_reader", f"cannot import {reader!r}: {exc}")
+                )
+                reader = None
         if reader is not None and not callable(reader):
             problems.append(
                 ConfigProblem(
