@@ -150,3 +150,26 @@ def test_the_vendors_without_a_dedupe_key_dedupe_for_24_hours_by_default() -> No
         "whop": None,
         "applovin": None,
     }
+
+
+def test_the_sqlite_dedupe_file_is_owner_only_and_works_in_a_forked_child(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from postback.delivery.sqlite import SQLiteQueue
+
+    queue = SQLiteQueue(tmp_path / "q.db")
+    try:
+        assert queue.remember_for(["x"], "before-fork", 60_000) == ["x"]
+        recent = tmp_path / "q.db.recent"
+        assert stat.S_IMODE(recent.stat().st_mode) == 0o600
+        pid = os.fork()
+        if pid == 0:  # the child: its own connection, the parent's keys visible
+            ok = queue.remember_for(["x"], "before-fork", 60_000) == []
+            ok = ok and queue.remember_for(["x"], "in-child", 60_000) == ["x"]
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert queue.remember_for(["x"], "in-child", 60_000) == [], "the parent sees the child's"
+    finally:
+        queue.close()

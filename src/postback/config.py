@@ -143,10 +143,8 @@ class VendorConfig:
     batch_size: int | None = None
     linger: float = 0.05
     retry: RetryPolicy | None = None
-    #: Consent purposes it needs (None: the destination's ``purposes``).
-    purposes: tuple[str, ...] | None = None
-    #: Seconds of local dedupe (None: the destination's ``default_dedupe_window``; 0: off).
-    dedupe_window: float | None = None
+    purposes: tuple[str, ...] | None = None  # None: the destination's purposes
+    dedupe_window: float | None = None  # None: its default_dedupe_window; 0: off
 
     def make_destination(self, cls: type[Destination]) -> Destination:
         return cls(self.settings, base_url=self.base_url, event_map=self.event_map)
@@ -694,9 +692,7 @@ def build_config(
             vendors[name] = vc
     if problems:
         raise ConfigError(problems, source=source)
-    config = Config(
-        core=core, vendors=vendors, consent=consent, source=source, base_dir=base_dir or Path.cwd()
-    )
+    config = Config(core, vendors, consent, source, base_dir or Path.cwd())
     return attrs.evolve(config, raw=original)
 
 

@@ -48,6 +48,7 @@ from postback.delivery.queue import (
     QueueDepth,
     Settlement,
 )
+from postback.delivery.recent import RecentFile
 from postback.errors import QueueCorrupt, QueueError
 
 __all__ = ["SQLiteQueue"]
@@ -394,8 +395,8 @@ class SQLiteQueue(Queue):
         with self._work_lock:
             self._work.close()
         recent = self.__dict__.pop("_recent", None)
-        if recent is not None and recent[0] == os.getpid():
-            recent[2].close()
+        if recent is not None:
+            recent.close()
 
     # --- enqueue (the track() path) --------------------------------------------------------------
 
@@ -1334,76 +1335,16 @@ class SQLiteQueue(Queue):
     # --- recent keys (local dedupe, on the track() path) ----------------------------------
 
     def remember_for(self, vendors: Sequence[str], key: str, window_ms: int) -> list[str]:
-        """One autocommit upsert into a small file of its own, ``<queue>.recent``: the
-        deliverer's long transactions on the queue file never hold a ``track()`` up, and a
-        key whose window ran out is taken again (``RETURNING`` names the vendors that got
-        it). Expired rows are deleted a bounded chunk at a time, every few hundred calls."""
-        recent = self.__dict__.get("_recent")
-        if recent is None or recent[0] != os.getpid():  # first use, or a forked child
-            if recent is not None:
-                _abandoned.append(recent[2])  # the parent's: never touched here
-            recent = self.__dict__["_recent"] = (os.getpid(), threading.Lock(), self._recent_db())
-        now = time.time_ns() // 1_000_000
-        values = ",".join(["(?,?,?)"] * len(vendors))
-        args: list[object] = []
-        for vendor in vendors:
-            args += (vendor, key, now + window_ms)
-        try:
-            with recent[1]:
-                conn: sqlite3.Connection = recent[2]
-                rows = conn.execute(
-                    f"INSERT INTO recent(vendor, key, expires_ms) VALUES {values} "
-                    "ON CONFLICT(key, vendor) DO UPDATE SET expires_ms = excluded.expires_ms "
-                    "WHERE expires_ms <= ? RETURNING vendor",
-                    (*args, now),
-                ).fetchall()
-                self._recent_calls = calls = self.__dict__.get("_recent_calls", 0) + 1
-                if calls % 256 == 0:
-                    conn.execute(
-                        "DELETE FROM recent WHERE (key, vendor) IN (SELECT key, vendor FROM "
-                        "recent WHERE expires_ms <= ? LIMIT 1024)",
-                        (now,),
-                    )
-        except sqlite3.Error as exc:
-            raise self._explain(exc) from None
-        got = {r[0] for r in rows}
-        return [v for v in vendors if v in got]
+        return self._recent_file().remember_for(vendors, key, window_ms)
 
     def forget_for(self, vendors: Sequence[str], key: str) -> None:
-        recent = self.__dict__.get("_recent")
-        if recent is None or recent[0] != os.getpid():
-            return
-        with recent[1]:
-            recent[2].executemany(
-                "DELETE FROM recent WHERE key=? AND vendor=?", [(key, v) for v in vendors]
-            )
+        self._recent_file().forget_for(vendors, key)
 
-    def _recent_db(self) -> sqlite3.Connection:
-        path = Path(f"{self.path}.recent")
-        try:
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # owner-only from the start
-            conn = sqlite3.connect(
-                path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            init_fd = os.open(f"{self.path}.init.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:  # one process at a time switches a new file to WAL (see _open)
-                fcntl.flock(init_fd, fcntl.LOCK_EX)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS recent(vendor TEXT NOT NULL, key TEXT NOT NULL, "
-                    "expires_ms INTEGER NOT NULL, PRIMARY KEY(key, vendor)) WITHOUT ROWID"
-                )
-                conn.execute("CREATE INDEX IF NOT EXISTS recent_expiry ON recent(expires_ms)")
-            finally:
-                fcntl.flock(init_fd, fcntl.LOCK_UN)
-                os.close(init_fd)
-            conn.execute("PRAGMA synchronous=NORMAL")
-        except (OSError, sqlite3.Error) as exc:
-            raise QueueError(
-                f"cannot open the dedupe file {path} next to the queue ({exc}): make the "
-                "directory writable by this process"
-            ) from None
-        return conn
+    def _recent_file(self) -> RecentFile:
+        recent: RecentFile | None = self.__dict__.get("_recent")
+        if recent is None or not recent.usable():  # first use, or in a forked child
+            recent = self.__dict__["_recent"] = RecentFile(self.path, self.busy_timeout)
+        return recent
 
     # --- skip counts -----------------------------------------------------------------------
 

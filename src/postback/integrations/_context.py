@@ -237,7 +237,7 @@ class RequestContextSettings:
             trusted_proxy_hops=hops,
             trusted_proxies=proxies,
             forwarded_header=header.strip().lower(),
-            consent_reader=reader,
+            consent_reader=reader,  # type: ignore[arg-type]  # checked: callable or None
         )
 
 
