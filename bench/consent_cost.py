@@ -5,7 +5,8 @@
 Tracks a purchase with a given ``event_id`` to the example vendor (enqueue only: ``workers =
 false``, so no delivery competes), five interleaved runs of 5,000 calls per case, in
 microseconds per call (median and best run): without consent, with ``consent={"ads": True}``,
-with ``[consent] policy = "require"`` and consent given, with a ``postback_consent`` plugin, and with ``dedupe_window`` on (each
+with ``[consent] policy = "require"`` and consent given, with a ``postback_consent`` plugin,
+and with ``dedupe_window`` on (each
 call a new id: the worst case, one write to ``<queue>.recent``).
 """
 
