@@ -7,11 +7,13 @@ false``, so no delivery competes), five interleaved runs of 5,000 calls per case
 microseconds per call (median and best run): without consent, with ``consent={"ads": True}``,
 with ``[consent] policy = "require"`` and consent given, with a ``postback_consent`` plugin,
 and with ``dedupe_window`` on (each
-call a new id: the worst case, one write to ``<queue>.recent``).
+call a new id: the worst case, one write to ``<queue>.recent``). With ``REDIS_URL`` set, the
+same on a ``redis://`` queue without and with dedupe (one ``SET NX PX`` round trip more).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -39,8 +41,10 @@ class Cmp:
 def tracker(
     tmp: Path, name: str, table: dict[str, Any], consent: Any, plugins: list[Any]
 ) -> Tracker:
+    table = dict(table)
+    queue = table.pop("queue", f"sqlite:///{tmp}/{name}.db")
     config: dict[str, Any] = {
-        "postback": {"queue": f"sqlite:///{tmp}/{name}.db", "workers": False},
+        "postback": {"queue": queue, "workers": False},  # enqueue only
         "vendors": {"example": {"api_key": "k", "base_url": "http://127.0.0.1:9", **table}},
     }
     if consent:
@@ -66,6 +70,10 @@ def main() -> None:
             ("consent plugin", {}, None, [Cmp()], {}),
             ("dedupe (sqlite)", {"dedupe_window": "24h"}, None, [], {}),
         ]
+        if os.environ.get("REDIS_URL"):  # e.g. redis://127.0.0.1:6379/0 (a key prefix of its own)
+            url = os.environ["REDIS_URL"] + f"?prefix=bench{os.getpid()}"
+            cases.append(("no dedupe (redis)", {"queue": url}, None, [], {}))
+            cases.append(("dedupe (redis)", {"queue": url, "dedupe_window": "24h"}, None, [], {}))
         trackers = {}
         for i, (label, table, consent, plugins, kwargs) in enumerate(cases):
             trackers[label] = tracker(tmp, f"case{i}", table, consent, plugins)

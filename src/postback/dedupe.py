@@ -9,19 +9,21 @@ skip with reason ``"duplicate"``, counted in ``tracker.stats()`` like any skip, 
 (not even with ``strict = true``). The other vendors still get the event, and deduplicate it
 themselves.
 
-The keys live in the queue's storage (:meth:`~postback.delivery.queue.Queue.remember_for`), so
+The keys live in the queue's storage, remembered as the event is stored
+(:meth:`~postback.delivery.queue.Queue.put_unique`: one Lua call on Redis, a
+:meth:`~postback.delivery.queue.Queue.remember_for` upsert then the spool append on SQLite), so
 the dedupe holds across restarts and processes sharing a ``sqlite://`` file, and across hosts
 sharing a ``redis://`` queue; it is atomic, so two processes tracking one id at once send it
 once. Only an ``event_id`` the app passed is checked: one ``track()`` generates is new by
 construction, and costs nothing here. If the event then cannot be queued, its keys are
-forgotten again, so that the app's retry is not taken for a duplicate.
+forgotten again, so that the app's retry is not taken for a duplicate. This module holds the
+settings and the skips; the tracker and the queue do the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from postback.delivery.queue import Queue
 from postback.destination import Skip
 from postback.durations import parse_duration
 
@@ -45,8 +47,7 @@ def parse_dedupe_window(value: object) -> float:
 class Deduper:
     """Leaves out of an event the vendors that got its ``event_id`` within their window."""
 
-    def __init__(self, queue: Queue, windows: Mapping[str, float]) -> None:
-        self.queue = queue
+    def __init__(self, windows: Mapping[str, float]) -> None:
         #: Window in milliseconds per vendor that dedupes locally (others are absent).
         self.windows_ms = {v: int(w * 1000) for v, w in windows.items() if w > 0}
         self._skips = {
@@ -61,27 +62,12 @@ class Deduper:
             if w > 0
         }
 
-    def admit(self, event_id: str, names: Sequence[str]) -> tuple[Sequence[str], list[Skip]]:
-        """``names`` without the vendors that got ``event_id`` within their window (one call
-        to the queue per distinct window, usually one), and a skip for each of those."""
+    def windows_for(self, names: Sequence[str]) -> dict[str, int] | None:
+        """The windows (ms) of the vendors among ``names`` that dedupe locally, or None."""
         windows = self.windows_ms
-        groups: dict[int, list[str]] = {}
-        for name in names:
-            window = windows.get(name)
-            if window is not None:
-                groups.setdefault(window, []).append(name)
-        if not groups:
-            return names, []
-        fresh: set[str] = set()
-        for window, vendors in groups.items():
-            fresh.update(self.queue.remember_for(vendors, event_id, window))
-        dups = [n for vendors in groups.values() for n in vendors if n not in fresh]
-        if not dups:
-            return names, []
-        return [n for n in names if n not in dups], [self._skips[n] for n in dups]
+        found = {n: windows[n] for n in names if n in windows}
+        return found or None
 
-    def undo(self, event_id: str, names: Sequence[str]) -> None:
-        """Forget ``event_id`` for ``names`` (the event could not be queued)."""
-        vendors = [n for n in names if n in self.windows_ms]
-        if vendors:
-            self.queue.forget_for(vendors, event_id)
+    def skips(self, vendors: Sequence[str]) -> list[Skip]:
+        """The ``duplicate`` skip of each of ``vendors``."""
+        return [self._skips[v] for v in vendors]

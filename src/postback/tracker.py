@@ -126,7 +126,7 @@ class Tracker:
             if (w := _pick(config.vendors[n].dedupe_window, d.default_dedupe_window))
         }
         #: Local dedupe of given event ids for vendors without a dedupe key (None: none).
-        self.dedupe = Deduper(self.queue, windows) if windows else None
+        self.dedupe = Deduper(windows) if windows else None
         self._purposes = config.consent.purposes
         self._closed = False
         self._close_lock = threading.Lock()
@@ -333,21 +333,25 @@ class Tracker:
                 raise error from None
             log.warning("dropped invalid event %r: %s", event.name, error.problems[0])
             return event.event_id
-        dedupe = self.dedupe
-        if dedupe is not None and event_id is not None:  # a generated id is new anyway
-            names, dups = dedupe.admit(event.event_id, names)
-            if dups:
-                self.router._report(event, dups)
-                if not names:
-                    return event.event_id
         # The queue's clock is when we accepted the event (retry max_age counts from it), not
         # the event's own time, which may be long ago for backfilled events.
-        try:
-            self.queue.put(event.event_id, event.name, time.time_ns() // 1_000_000, names, payload)
-        except BaseException:
-            if dedupe is not None and event_id is not None:
-                dedupe.undo(event.event_id, names)  # so that the app's retry is not a duplicate
-            raise
+        created_ms = time.time_ns() // 1_000_000
+        dedupe = self.dedupe
+        if (
+            dedupe is not None
+            and event_id is not None  # a generated id is new anyway
+            and (windows := dedupe.windows_for(names)) is not None
+        ):
+            dups = self.queue.put_unique(
+                event.event_id, event.name, created_ms, names, payload, windows
+            )
+            if dups:
+                self.router._report(event, dedupe.skips(dups))
+                names = [n for n in names if n not in dups]
+                if not names:
+                    return event.event_id
+        else:
+            self.queue.put(event.event_id, event.name, created_ms, names, payload)
         engine = self.engine
         for n in names:
             engine.lanes[n].stats.tracked += 1

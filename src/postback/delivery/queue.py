@@ -238,6 +238,39 @@ class Queue(abc.ABC):
         for vendor in vendors:
             recent.pop((vendor, key), None)
 
+    def put_unique(
+        self,
+        event_id: str,
+        name: str,
+        created_ms: int,
+        vendors: Sequence[str],
+        payload: bytes,
+        windows: Mapping[str, int],
+    ) -> list[str]:
+        """:meth:`put` with local dedupe: the event is stored for ``vendors`` except those
+        with a window in ``windows`` (ms) that already had ``event_id`` within it (see
+        :meth:`remember_for`); returns those left out. Nothing stays remembered when the put
+        fails. This default makes one :meth:`remember_for` call per distinct window, then
+        the put; a backend may do it all in one write (Redis: one script call)."""
+        groups: dict[int, list[str]] = {}
+        for vendor in vendors:
+            window = windows.get(vendor)
+            if window:
+                groups.setdefault(window, []).append(vendor)
+        fresh: list[str] = []
+        for window, group in groups.items():
+            fresh += self.remember_for(group, event_id, window)
+        dups = [v for group in groups.values() for v in group if v not in fresh]
+        kept = [v for v in vendors if v not in dups] if dups else vendors
+        if kept:
+            try:
+                self.put(event_id, name, created_ms, kept, payload)
+            except BaseException:
+                if fresh:
+                    self.forget_for(fresh, event_id)  # so that the app's retry is not a dup
+                raise
+        return dups
+
     def wake_on_new(self, callback: Callable[[set[str]], None]) -> None:
         """Have :meth:`poll` call ``callback`` with the vendors it found new events for (the
         engine wakes their lanes)."""

@@ -34,7 +34,8 @@ The duties pinned here are the ones the delivery engine counts on, written nowhe
 - **remembered keys are atomic**: of many threads remembering one key, exactly one wins.
 - **recent keys** (``remember_for``, local dedupe): of many threads remembering one key for
   several vendors at once, exactly one gets each vendor; another process sees the key; a key
-  is taken again once its window ran out, or after ``forget_for``.
+  is taken again once its window ran out, or after ``forget_for``; ``put_unique`` stores an
+  event for a vendor with a window only the first time within it.
 - **rate-limit storage**: a backend that declares ``shared_rate_limits`` returns a ``limits``
   storage that every instance shares; one that does not returns ``None``.
 
@@ -388,6 +389,19 @@ class QueueContract:
         while not queue.remember_for(["a"], short, 50):  # its window runs out
             assert time.monotonic() < deadline, "a remembered key never expired"
             time.sleep(0.05)
+
+    def test_put_unique_stores_an_id_once_per_window_vendor(self, queue: Queue) -> None:
+        key = f"order-{uuid.uuid4().hex}"
+        windows = {"a": 60_000, "b": 60_000}
+        assert (
+            queue.put_unique(key, "purchase", 1_000, ["a", "b", "c"], payload(key), windows) == []
+        )
+        assert queue.put_unique(key, "purchase", 1_001, ["a", "c"], payload(key), windows) == ["a"]
+        assert queue.put_unique(key, "purchase", 1_002, ["b"], payload(key), windows) == ["b"]
+        assert queue.remember_for(["a"], key, 60_000) == [], "put_unique remembers as remember_for"
+        now = self.now_ms()
+        got = {v: event_ids(queue.claim(v, 10, now)) for v in self.vendors}
+        assert got == {"a": [key], "b": [key], "c": [key, key]}, got
 
     # --- crashes, processes, wake-ups --------------------------------------------------------
 

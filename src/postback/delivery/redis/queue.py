@@ -143,6 +143,7 @@ class RedisQueue(Queue):
         client = self._client = self._connection.client
         self._errors = self._connection.errors
         self._put_script = client.register_script(lua("put"))
+        self._put_unique_script = client.register_script(lua("put_unique"))
         self._claim_script = client.register_script(lua("claim"))
         self._settle_script = client.register_script(lua("settle"))
         self._renew_script = client.register_script(lua("renew"))
@@ -194,6 +195,28 @@ class RedisQueue(Queue):
                 keys=[self.stream_key, self._vendors_key],
                 args=[event_id, name, created_ms, tag, payload, *vendors],
             )
+
+    def put_unique(
+        self,
+        event_id: str,
+        name: str,
+        created_ms: int,
+        vendors: Sequence[str],
+        payload: bytes,
+        windows: Mapping[str, int],
+    ) -> list[str]:
+        """One Lua call, as ``put``: ``SET NX PX`` per vendor with a window, then ``SADD`` +
+        ``XADD`` for the vendors left; atomic, so no key is claimed for an event not stored."""
+        keys = [self.stream_key, self._vendors_key]
+        args: list[object] = [event_id, name, created_ms, payload]
+        for vendor in vendors:
+            window = windows.get(vendor) or 0
+            args += (vendor, max(1, window) if window else 0)
+            if window:
+                keys.append(self._recent_key(vendor, event_id))
+        with self._errors("storing an event (it was not accepted)"):
+            dups = self._put_unique_script(keys=keys, args=args)
+        return [_text(v) for v in dups]
 
     # --- delivery --------------------------------------------------------------------------------
 
