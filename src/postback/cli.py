@@ -234,6 +234,7 @@ def config_check(config_path: Path | None) -> None:
     help="Event property; JSON values allowed (items='[{...}]').",
 )
 @click.option("--vendor-option", "vopts", multiple=True, metavar="VENDOR.KEY=VALUE")
+@click.option("--consent", "consent", multiple=True, metavar="PURPOSE=true|false")
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -252,6 +253,7 @@ def send(
     context: tuple[str, ...],
     props: tuple[str, ...],
     vopts: tuple[str, ...],
+    consent: tuple[str, ...],
     dry_run: bool,
     timeout: float,
     config_path: Path | None,
@@ -282,6 +284,7 @@ def send(
         "context": _kv(context, "--context") or None,
         "properties": _kv(props, "--property") or None,
         "vendors": vendors or None,
+        "consent": _kv(consent, "--consent") or None,
     }
     watch = EventWatch()
     with _errors():

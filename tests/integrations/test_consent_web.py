@@ -5,8 +5,11 @@ lifespan), delivering over loopback to the sandbox."""
 
 from __future__ import annotations
 
+import json
+import re
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -121,3 +124,37 @@ def test_a_consent_reader_must_be_callable(example_config) -> None:
 
     with pytest.raises(ConfigError, match="consent_reader"):
         pb_flask_app.create_app(example_config(), {"consent_reader": "cc"})
+
+
+def howto_reader() -> dict[str, Any]:
+    """The reader of docs/how-to/consent.md, run as written."""
+    page = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "consent.md"
+    [code] = re.findall(r"```python\n(# myshop/consent.py\n.*?)```", page.read_text(), re.S)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, str(page), "exec"), namespace)
+    return namespace
+
+
+def test_the_howtos_reader_works_in_flask_and_fastapi(flask_client, example_config, sandbox):
+    reader = howto_reader()
+    client = flask_client(reader=reader["read_consent"], policy="require")
+    client.set_cookie("consent", json.dumps({"ads": True, "measurement": True}))
+    client.get("/buy?id=flask-yes")
+    client.set_cookie("consent", json.dumps({"ads": False}))
+    client.get("/buy?id=flask-no")
+    client.set_cookie("consent", "not json")
+    client.get("/buy?id=flask-garbage")
+    assert flask_delivered(client, sandbox) == ["flask-yes"]
+
+    app = pb_asgi_app.create_fastapi(
+        with_consent(example_config(), policy="require"), {"consent_reader": reader["read_consent"]}
+    )
+    with TestClient(app) as fastapi_client:
+        fastapi_client.cookies.set("consent", json.dumps({"ads": True}))
+        fastapi_client.get("/buy?id=fastapi-yes")
+        tracker = fastapi_client.app.state.postback
+        assert fastapi_client.portal.call(tracker.flush, 20).complete
+    assert sorted(e["event_id"] for e in sandbox.received("example")) == [
+        "fastapi-yes",
+        "flask-yes",
+    ]
