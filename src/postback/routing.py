@@ -339,6 +339,11 @@ class Router:
         settled = self._settle(event, targets, problems or [], skips or [], unknown or [])
         return [d.name for d in settled]
 
+    def report(self, event: Event, skips: list[Skip]) -> None:
+        """Count, log and report skips decided after routing (``duplicate``, from local
+        dedupe as the event is stored): one per vendor."""
+        self._report(event, skips)
+
     def _report(self, event: Event, first: list[Skip]) -> None:
         """Count, log and report each skipping vendor's first skip."""
         self.ledger.record(first, event)

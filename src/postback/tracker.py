@@ -346,7 +346,7 @@ class Tracker:
                 event.event_id, event.name, created_ms, names, payload, windows
             )
             if dups:
-                self.router._report(event, dedupe.skips(dups))
+                self.router.report(event, dedupe.skips(dups))
                 names = [n for n in names if n not in dups]
                 if not names:
                     return event.event_id
