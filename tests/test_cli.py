@@ -56,6 +56,9 @@ def test_config_check_ok_redacts_secrets(config_file: Path) -> None:
     code, out = run("config", "check", "--config", str(config_file))
     assert code == 0, out
     assert "ok" in out and "***" in out and "sandbox-example-key" not in out
+    consent = "consent: policy assume_granted; purposes ads, measurement; Sec-GPC opts out of ads"
+    assert consent in out
+    assert "purposes" in out and "dedupe_window" in out
 
 
 def test_config_check_lists_every_problem(tmp_path: Path, example_installed: None) -> None:

@@ -200,3 +200,17 @@ def test_the_seed_vendors_declare_ads() -> None:
     host = PluginHost()
     for name in ("mobana", "x", "whop", "tonai", "applovin"):
         assert host.destinations[name].purposes == ("ads",), name
+
+
+def test_a_consent_skip_reaches_on_delivery_as_skipped(make: Callable[..., Tracker]) -> None:
+    from postback import Skipped
+    from tests.test_routing import Outcomes
+
+    outcomes = Outcomes()
+    tracker = make(plugins=[outcomes])
+    event_id = tracker.track("purchase", **APP_PURCHASE, consent={"ads": False})
+    seen = sorted((v, e, o, a) for v, e, o, a, _ in outcomes.seen)
+    assert seen == [
+        ("devices", event_id, Skipped("consent"), 0),
+        ("example", event_id, Skipped("consent"), 0),
+    ]

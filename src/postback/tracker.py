@@ -104,6 +104,12 @@ class Tracker:
         )
         #: Skip counts (per vendor and reason) of this process, written to the queue in batches.
         self.skips = SkipLedger(self.queue)
+        #: Who the user's consent lets an event reach (purposes per vendor, policy, plugin).
+        self.consent_gate = ConsentGate(
+            config.consent,
+            {n: config.vendors[n].purposes or d.purposes for n, d in self.destinations.items()},
+            host.consent_hook(),
+        )
         self.router = Router(
             self.destinations,
             self._filters,
@@ -114,11 +120,7 @@ class Tracker:
             on_skip=self._report_skip if self.engine.notify_delivery else None,
             disabled=[n for n, vc in config.vendors.items() if not vc.enabled],
             direct=host.only_core_validates,
-            gate=ConsentGate(
-                config.consent,
-                {n: config.vendors[n].purposes or d.purposes for n, d in self.destinations.items()},
-                host.consent_hook(),
-            ),
+            gate=self.consent_gate,
         )
         windows = {
             n: w
