@@ -27,7 +27,8 @@ version = "0.1.0"
 description = "postback vendor plugin: $Title."
 readme = "README.md"
 requires-python = ">=3.11"
-dependencies = ["postback>=$core_version"]
+# postback 0.x may change the plugin API in a minor release: stay below the next one.
+dependencies = ["postback>=$core_version,<$core_next"]
 
 [project.optional-dependencies]
 test = ["pytest>=8", "pytest-timeout>=2"]
@@ -389,6 +390,12 @@ def valid_plugin_name(name: str) -> bool:
     return bool(_NAME_RE.match(name))
 
 
+def _next_minor(version: str) -> str:
+    """``"0.1.3"`` -> ``"0.2"``: the first release that may change the plugin API."""
+    major, minor = (int(p) for p in re.findall(r"\d+", version)[:2])
+    return f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
+
+
 def create_plugin(name: str, directory: Path, *, core_version: str = "0.1") -> Path:
     """Write the package ``postback-NAME`` into ``directory/postback-NAME`` and return it."""
     if not valid_plugin_name(name):
@@ -407,6 +414,7 @@ def create_plugin(name: str, directory: Path, *, core_version: str = "0.1") -> P
         "Camel": "".join(part.title() for part in name.split("_")),
         "Title": " ".join(part.title() for part in name.split("_")),
         "core_version": core_version,
+        "core_next": _next_minor(core_version),
     }
     files = {
         "pyproject.toml": PYPROJECT,
