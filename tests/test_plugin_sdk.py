@@ -91,6 +91,11 @@ def test_first_party_plugins_import_only_the_sdk() -> None:
     )
 
 
+def test_the_reference_vendor_imports_only_the_sdk() -> None:
+    """postback.testing.example is the vendor plugin authors are told to copy."""
+    assert _offences([ROOT / "src" / "postback" / "testing" / "example.py"]) == []
+
+
 def test_the_scaffold_imports_only_the_sdk(tmp_path: Path) -> None:
     root = create_plugin("acme", tmp_path)
     sources = sorted((root / "src").rglob("*.py"))
