@@ -156,6 +156,13 @@ class MemoryQueue(Queue):
         with self._lock:
             return next((d for d in self._dead if d.id == id), None)
 
+    def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        wanted = set(ids)
+        with self._lock:
+            gone = [d for d in self._dead if d.id in wanted]
+            self._dead = [d for d in self._dead if d.id not in wanted]
+        return gone
+
     def requeue_dead(
         self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()
     ) -> list[DeadLetter]:

@@ -194,6 +194,13 @@ class Queue(abc.ABC):
     ) -> list[DeadLetter]:
         """Move dead letters back into the queue (fresh attempts) and return them."""
 
+    def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        """Delete these dead letters for good and return those that existed (the dashboard's
+        "discard"). Backends that cannot delete raise :class:`NotImplementedError`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot discard dead letters; replay them instead"
+        )
+
     @abc.abstractmethod
     def remember(self, vendor: str, key: str) -> bool:
         """Remember ``key`` for ``vendor`` for good; False if it was already remembered."""

@@ -1316,6 +1316,23 @@ class SQLiteQueue(Queue):
                 raise self._explain(exc) from None
         return rows
 
+    def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        if not ids:
+            return []
+        where, args = self._dead_filter(None, None, ids)
+        with self._work_lock, self._write_lock:
+            rows = self._dead_rows(where, args, len(ids))
+            conn = self._work
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._explain(exc) from None
+        return rows
+
     def remember(self, vendor: str, key: str) -> bool:
         with self._work_lock, self._write_lock:
             cur = self._work.execute(

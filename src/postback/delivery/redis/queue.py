@@ -546,6 +546,19 @@ class RedisQueue(Queue):
             rows = self._find_dead(None, None, (id,), 1)
         return rows[0] if rows else None
 
+    def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        with self._errors("discarding dead letters"):
+            rows = self._find_dead(None, None, ids, len(ids)) if ids else []
+            if rows:
+                pipe = self._client.pipeline(transaction=True)
+                for d in rows:
+                    member = f"{d.id:016d}"
+                    pipe.hdel(self._dead_key, member)
+                    pipe.zrem(self._dead_all_key, member)
+                    pipe.zrem(self._vkeys(d.vendor)["dead"], member)
+                pipe.execute()
+        return rows
+
     def requeue_dead(
         self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()
     ) -> list[DeadLetter]:
