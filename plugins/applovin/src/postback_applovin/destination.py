@@ -308,6 +308,8 @@ class AppLovinDestination(Destination):
     idempotent = True
     default_concurrency = 4
     option_keys = frozenset({"esi", "dedupe_id", "measurement_partner_data"})
+    #: Advertising and attribution: sent only with the user's consent to ads.
+    purposes = ("ads",)
     version = "0.1.0"
     settings: AppLovinSettings
 

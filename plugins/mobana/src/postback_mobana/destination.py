@@ -309,6 +309,10 @@ class MobanaDestination(Destination):
         max_attempts=10, max_age=7 * 24 * 3600.0, initial_backoff=5.0, max_backoff=1800.0
     )
     option_keys = frozenset({"flow_session_id"})
+    #: Advertising and attribution: sent only with the user's consent to ads.
+    purposes = ("ads",)
+    #: No dedupe key in the API: postback drops an event_id tracked again within 24 hours.
+    default_dedupe_window = 86_400.0
     version = "0.1.0"
     settings: MobanaSettings
 

@@ -192,6 +192,10 @@ class TonAIDestination(Destination):
     retry_policy = RetryPolicy(max_attempts=5, max_age=600.0, initial_backoff=5.0, max_backoff=60.0)
     default_concurrency = 4
     option_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Advertising and attribution: sent only with the user's consent to ads.
+    purposes = ("ads",)
+    #: No dedupe key in the API: postback drops an event_id tracked again within 24 hours.
+    default_dedupe_window = 86_400.0
     version = "0.1.0"
     settings: TonAISettings
 

@@ -269,6 +269,8 @@ class WhopDestination(Destination):
     #: Every request carries Idempotency-Key = event id: a request sent again is recognised,
     #: so one whose outcome is unknown (no answer, 5xx) is safe to retry.
     idempotent = True
+    #: Advertising and attribution: sent only with the user's consent to ads.
+    purposes = ("ads",)
     default_concurrency = 8
     option_keys = frozenset(
         {

@@ -470,6 +470,10 @@ class XDestination(Destination):
     )
     default_concurrency = 8
     option_keys = OPTION_KEYS
+    #: Advertising and attribution: sent only with the user's consent to ads.
+    purposes = ("ads",)
+    #: No dedupe key in the API: postback drops an event_id tracked again within 24 hours.
+    default_dedupe_window = 86_400.0
     settings: XSettings
 
     def __init__(
