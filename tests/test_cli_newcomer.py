@@ -67,7 +67,7 @@ def test_error_messages_keep_their_brackets(tmp_path: Path, example_installed: N
     bad.write_text('[postbak]\n\n[vendors.example]\napi_key = "k"\n')
     code, out = run("config", "check", "--config", str(bad))
     assert code == 2
-    assert "a config has [postback] and [vendors.NAME] tables" in out
+    assert "a config has [postback], [consent] and [vendors.NAME] tables" in out
 
 
 def test_config_check_table_titles_keep_their_brackets(config_file: Path) -> None:

@@ -78,6 +78,11 @@ def config_check(config_path: Path | None) -> None:
         try:
             console.print(styled("ok", "green", f": {tracker.config.source or 'config'}"))
             console.print(f"queue: {tracker.queue.url}")
+            consent = tracker.config.consent
+            console.print(
+                f"consent: policy {consent.policy}; purposes {', '.join(sorted(consent.purposes))};"
+                f" Sec-GPC opts out of {', '.join(consent.gpc) or 'nothing'}"
+            )
             for name, vc in tracker.config.vendors.items():
                 dest = tracker.destinations.get(name)
                 table = Table(
@@ -94,6 +99,10 @@ def config_check(config_path: Path | None) -> None:
                 table.add_row("base_url", dest.origin() if dest else repr(vc.base_url))
                 if vc.events is not None:
                     table.add_row("events", ", ".join(sorted(vc.events)))
+                if dest is not None:
+                    table.add_row("purposes", ", ".join(tracker.consent_gate.needs[name]))
+                    window = tracker.dedupe.windows_ms.get(name) if tracker.dedupe else None
+                    table.add_row("dedupe_window", f"{window / 1000:g} s" if window else "off")
                 console.print(table)
             filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
             for key, message in config_warnings(tracker.destinations, filters):

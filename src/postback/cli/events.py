@@ -42,6 +42,7 @@ __all__ = ["send", "validate"]
     help="Event property; JSON values allowed (items='[{...}]').",
 )
 @click.option("--vendor-option", "vopts", multiple=True, metavar="VENDOR.KEY=VALUE")
+@click.option("--consent", "consent", multiple=True, metavar="PURPOSE=true|false")
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -66,6 +67,7 @@ def send(
     context: tuple[str, ...],
     props: tuple[str, ...],
     vopts: tuple[str, ...],
+    consent: tuple[str, ...],
     dry_run: bool,
     timeout: float,
     config_path: Path | None,
@@ -96,6 +98,7 @@ def send(
         "context": kv_pairs(context, "--context") or None,
         "properties": kv_pairs(props, "--property") or None,
         "vendors": vendors or None,
+        "consent": kv_pairs(consent, "--consent") or None,
     }
     watch = EventWatch()
     with user_errors():
