@@ -67,7 +67,7 @@ class RedisLedger:
         index: dict[str, int] = {}
         for e in entries:
             field = f"{e.at_ms}|{e.vendor}|{e.kind}|{e.attempt}"
-            per_event.setdefault(e.event_id, {})[field] = orjson.dumps(e)
+            per_event.setdefault(e.event_id, {})[field] = orjson.dumps(tuple(e))
             index[f"{e.event_id}\t{field}"] = e.at_ms
         with self.queue._errors("writing the delivery ledger"):
             pipe = self._client.pipeline(transaction=False)
