@@ -38,16 +38,9 @@ if TYPE_CHECKING:
     from postback.delivery.registry import QueueRegistry
 
 __all__ = [
-    "Config",
-    "CoreSettings",
-    "VendorConfig",
-    "build_config",
-    "find_config",
-    "parse_duration",
-    "parse_rate_limit",
-    "read_config",
-    "settings_help",
-]
+    "Config", "CoreSettings", "VendorConfig", "build_config", "find_config", "parse_duration",
+    "parse_rate_limit", "read_config", "settings_help",
+]  # fmt: skip
 
 DEFAULT_QUEUE = "sqlite://postback.db"
 CONFIG_FILENAMES = ("postback.toml", "pyproject.toml")
@@ -104,10 +97,8 @@ CORE_HELP: dict[str, str] = {
     "ca_bundle": "A PEM file (or a directory of them) of CA certificates to trust for the "
     "vendors' TLS, besides the default ones: a private CA, or a TLS-inspecting proxy's. "
     "Relative to the config file.",
-    "ledger_retention": "How long the delivery ledger (tracker.status(), postback status) keeps "
-    "each outcome, e.g. '7d' (the default), '12h'.",
-    "ledger_max_entries": "At most this many delivery ledger rows are kept, oldest dropped first "
-    "(default 1000000: about 200 MB in SQLite).",
+    "ledger_retention": "How long the delivery ledger keeps each outcome (default '7d').",
+    "ledger_max_entries": "Most delivery ledger rows kept, oldest dropped first (default 1000000).",
     "process_nice": "With workers = 'process': how much lower the delivery process's CPU "
     "priority is than the app's (0-19, default 10; 0 for the same). When they compete for a "
     "core, the app's requests come first and delivery catches up after; events wait on disk.",
