@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 from postback.delivery.engine import FlushReport
 from postback.errors import TrackerClosed
 from postback.integrations._context import current_request_context, merge_request_context
+from postback.ledger import EventStatus
 from postback.routing import Explanation
 from postback.tracker import Tracker
 
@@ -321,6 +322,11 @@ class AsyncTracker:
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per-vendor counters and queue depth, as :meth:`Tracker.stats` (a short read)."""
         return self._tracker.stats()
+
+    async def status(self, event_id: str) -> EventStatus:
+        """Where ``event_id`` stands for each vendor, as :meth:`Tracker.status` (read on a
+        thread: the ledger is a file or a Redis round trip away)."""
+        return await asyncio.to_thread(self._tracker.status, event_id)
 
     async def __aenter__(self) -> AsyncTracker:
         return self
