@@ -14,7 +14,7 @@ import redis
 from postback import Tracker
 from postback.delivery.ledgers import open_ledger
 from postback.delivery.redis.ledger import RedisLedger
-from postback.ledger import LedgerEntry
+from postback.ledger import LedgerEntry, read_status
 from tests.redis.support import RecordingSandbox, Workers, example_config, wait_for, write_config
 
 
@@ -67,6 +67,7 @@ def test_rows_expire_and_are_capped(redis_url: str, redis_client: redis.Redis, p
     try:
         ledger = open_ledger(t.queue, retention=60.0, max_entries=3)
         assert isinstance(ledger, RedisLedger)
+        assert not read_status(ledger, "e0").found  # no stream yet: no error, no record
         now = int(time.time() * 1000)
         rows = [LedgerEntry(f"e{i}", "example", now + i, "delivered", 1) for i in range(5)]
         old = [LedgerEntry("old", "example", now - 120_000, "delivered", 1)]

@@ -222,6 +222,13 @@ class DeliveryEngine:
             self.progress.wait(0.02)
             self.progress.clear()
             pending = self.pending()
+        # A lane counts an outcome (and hands it to the ledger) just after the queue recorded
+        # it: wait for requests to finish so that the report and status() include it.
+        end = time.monotonic() + 0.5
+        while any(lane.busy for lane in self.lanes.values()) and time.monotonic() < end:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self.progress.wait(0.005)
         self.ledger.flush()
         return self._report(pending)
 

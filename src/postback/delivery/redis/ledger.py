@@ -107,7 +107,7 @@ class RedisLedger:
         out: list[LedgerEntry] = []
         with q._errors("looking for an event in the queue"):
             entries = client.xrevrange(q.stream_key, count=WAITING_SCAN)
-            groups = {_text(g["name"]): g for g in client.xinfo_groups(q.stream_key)}
+            groups = q._groups()  # {} before the first event
             for entry_id, fields in entries:
                 f = {_text(k): v for k, v in fields.items()}
                 if _text(f.get("event_id", b"")) != event_id:
