@@ -136,11 +136,16 @@ class MemoryQueue(Queue):
             for v in vendors:
                 heap = self._retry.get(v, [])
                 due = sum(1 for d, _ in heap if d <= now_ms)
+                new = self._new.get(v, ())
+                inflight = self._inflight.get(v, ())
+                seqs = [new[0]] if new else []
+                seqs += [seq for _, seq in heap] + list(inflight)
                 out[v] = QueueDepth(
-                    ready=len(self._new.get(v, ())) + due,
+                    ready=len(new) + due,
                     retrying=len(heap) - due,
-                    inflight=len(self._inflight.get(v, ())),
+                    inflight=len(inflight),
                     dead=sum(1 for d in self._dead if d.vendor == v),
+                    oldest_ms=self._events[min(seqs)][2] if seqs else None,  # type: ignore[arg-type]
                 )
             return out
 

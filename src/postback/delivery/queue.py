@@ -83,12 +83,15 @@ class DeadLetter:
 @attrs.frozen
 class QueueDepth:
     """Per-vendor counts: ``ready`` new or due, ``retrying`` waiting for backoff,
-    ``inflight`` claimed now, ``dead`` in the dead-letter store."""
+    ``inflight`` claimed now, ``dead`` in the dead-letter store; ``oldest_ms``: when the
+    oldest pending event was queued (epoch ms), None when nothing is pending or the backend
+    cannot tell."""
 
     ready: int = 0
     retrying: int = 0
     inflight: int = 0
     dead: int = 0
+    oldest_ms: int | None = None
 
     @property
     def pending(self) -> int:

@@ -28,25 +28,28 @@ import attrs
 import httpx
 import orjson
 
-from postback.delivery.retry import retry_after_seconds, seconds_from_message
-from postback.destination import (
+from postback.plugin import (
+    COUNTRIES,
+    CURRENCIES,
     Delivered,
     Destination,
+    Event,
     Halt,
     Outcome,
     Prepared,
+    Problem,
     RateLimit,
     Rejected,
     Retry,
     RetryPolicy,
     Secret,
     Skip,
+    is_sha256_hex,
+    normalize_phone,
+    retry_after_seconds,
+    seconds_from_message,
     setting,
 )
-from postback.errors import Problem
-from postback.events import Event
-from postback.iso import COUNTRIES, CURRENCIES
-from postback.pii import is_sha256_hex, normalize_phone
 from postback_whop.vocab import (
     ACTION_SOURCES,
     API_PATHS,

@@ -429,11 +429,17 @@ class RedisQueue(Queue):
         with self._errors("reading queue depth"):
             for v in vendors:
                 keys = self._vkeys(v)
-                ready, retrying, inflight, dead = self._depth_script(
+                ready, retrying, inflight, dead, oldest = self._depth_script(
                     keys=[self.stream_key, keys["retry"], keys["leased"], keys["dead"]],
                     args=[v, f",{v},", now_ms, DEPTH_SCAN],
                 )
-                out[v] = QueueDepth(int(ready), int(retrying), int(inflight), int(dead))
+                out[v] = QueueDepth(
+                    int(ready),
+                    int(retrying),
+                    int(inflight),
+                    int(dead),
+                    int(oldest) if int(oldest) >= 0 else None,
+                )
         return out
 
     def _groups(self) -> dict[str, dict[str, Any]]:
