@@ -266,3 +266,27 @@ def test_a_backend_that_fails_keeps_rows_for_the_next_write() -> None:
     writer.flush()
     assert [r.kind for r in flaky.read("s1")] == ["skipped"]
     writer.close()
+
+
+def test_consent_and_duplicate_decisions_reach_the_ledger(sandbox: Sandbox) -> None:
+    """A vendor left out by the user's consent, or by its dedupe window, shows as skipped with
+    that reason in ``status()``, as any routing skip does."""
+    import postback.testing.example as example
+
+    cfg = {
+        "postback": {"queue": "memory://", "workers": False},
+        "vendors": {"example": {**sandbox.vendor_config("example"), "dedupe_window": "1h"}},
+    }
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    try:
+        user = {"email": "ann@example.com"}
+        t.track("sign_up", user=user, event_id="c1", consent={"ads": False})
+        t.track("sign_up", user=user, event_id="d1")
+        t.track("sign_up", user=user, event_id="d1")  # the same id again: a duplicate
+        denied = t.status("c1").vendors["example"]
+        assert denied.state == "skipped" and denied.skipped_reason == "consent"
+        first = t.status("d1").vendors["example"]  # the first d1 is waiting: a repeat is no news
+        assert first.state == "queued" and first.skipped_reason is None
+        assert t.stats()["example"]["skips"] == {"consent": 1, "duplicate": 1}
+    finally:
+        t.close(timeout=0)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import attrs
 
+from postback.dedupe import DUPLICATE
 from postback.destination import DeadLettered, Delivered, Retry, Skipped
 from postback.textmask import mask_text
 
@@ -221,7 +222,11 @@ def _vendor_status(vendor: str, rows: list[LedgerEntry]) -> VendorStatus:
     queued = min((r.queued_ms for r in rows if r.queued_ms), default=None)
     stored = [r for r in rows if r.kind in _OUTCOME or r.kind == "skipped"]
     live = [r for r in rows if r.kind in ("queued", "retrying", "in flight")]
+    repeats = False  # the same id tracked again within the vendor's dedupe window
     for r in stored:
+        if r.kind == "skipped" and r.note == DUPLICATE:
+            repeats = True  # the first event's own state stands
+            continue
         if r.kind == "skipped":
             state, fields["skipped_reason"] = "skipped", r.note
             continue
@@ -238,6 +243,8 @@ def _vendor_status(vendor: str, rows: list[LedgerEntry]) -> VendorStatus:
             state = "held"
     # The queue's word on an event still waiting wins over an older stored outcome (a retry
     # now in flight, a replayed dead letter); a delivered or skipped one is not in the queue.
+    if repeats and not live and not attempts and state == "queued":
+        state, fields["skipped_reason"] = "skipped", DUPLICATE  # the first is gone from view
     if live and state not in ("delivered", "skipped"):
         now = live[-1]
         state = now.kind  # type: ignore[assignment]
