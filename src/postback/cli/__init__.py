@@ -4,7 +4,7 @@ group (click for parsing, rich for tables and progress bars; output is never rea
 Commands: plugins, config check, doctor (:mod:`.checks`); send [--dry-run], validate
 (:mod:`.events`); sandbox, demo (:mod:`.sandbox`); worker, queue stats, deadletters
 list|show, replay (:mod:`.queue`); new-plugin (:mod:`.plugin`); ui
-(:mod:`postback.dashboard.command`).
+(:mod:`postback.dashboard.command`); status (:mod:`postback.status_command`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from postback.cli.plugin import new_plugin
 from postback.cli.queue import deadletters, queue, replay, worker
 from postback.cli.sandbox import demo, sandbox
 from postback.dashboard import command as dashboard_command
+from postback.status_command import status as status_command
 
 __all__ = ["_since", "main"]
 
@@ -50,6 +51,7 @@ for _command in (
     replay,
     new_plugin,
     dashboard_command.ui,
+    status_command,
 ):
     main.add_command(_command)
 
