@@ -26,19 +26,23 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import logging
 import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import attrs
 
 from postback.delivery import spool
+from postback.delivery.faultlog import FaultLog
 from postback.delivery.queue import (
     Claimed,
     DeadLetter,
@@ -47,7 +51,7 @@ from postback.delivery.queue import (
     QueueDepth,
     Settlement,
 )
-from postback.errors import QueueCorrupt, QueueError
+from postback.errors import QueueCorrupt, QueueDiskFull, QueueError, QueueReadOnly
 
 __all__ = ["SQLiteQueue"]
 
@@ -123,6 +127,64 @@ _ADD_SKIPS = (
     "ON CONFLICT(vendor, reason) DO UPDATE SET count = count + excluded.count"
 )
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
+FORK_LOCK_WAIT = 5.0  # seconds a fork waits for a queue's work to pause (else the child can't read)
+_queues: weakref.WeakSet[SQLiteQueue] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    """Hold every queue's work lock (and its spool writer's lock) across ``fork()``: no
+    transaction is open on its connection and no descriptor is half closed when the child
+    is made, so the child's :meth:`SQLiteQueue.after_fork` sees a consistent state."""
+    for q in list(_queues):
+        q._hold_for_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for q in list(_queues):
+        q._release_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
+
+
+def _same_file(fd: int | None, ident: tuple[int, int]) -> bool:
+    """Whether ``fd`` is still the file ``ident`` (st_dev, st_ino) names: an inherited number
+    is closed in a child only then, never a number reused for something else."""
+    if fd is None:
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == ident
+
+
+def _disk_nearly_full(path: Path) -> bool:
+    """Whether the filesystem of ``path`` has (almost) no space left: SQLite reports a write
+    that failed for want of space as a plain "disk I/O error" as often as "disk is full"."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _translated(method: _F) -> _F:
+    """A public method that reads or writes the file: SQLite's errors come out as the
+    :class:`QueueError` subclass that says what is wrong and what to do."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLiteQueue, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._explain(exc) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _vendor_key(vendor: str) -> str:
@@ -201,6 +263,10 @@ class SQLiteQueue(Queue):
         self._work_lock = threading.RLock()
         self._ingest_lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._lock_ident = (0, 0)
+        self._fork_held = (False, False)
+        self._unreadable: str | None = None  # why this forked child has no connection
+        self.faults = FaultLog(log)
         self._read_pos: dict[str, int] = {}
         self._inflight: dict[str, set[int]] = {}
         self._cursor_dirty: set[str] = set()
@@ -220,6 +286,7 @@ class SQLiteQueue(Queue):
         self._log_version = 0
         self._reset_held()
         self._open()
+        _queues.add(self)
 
     def _reset_held(self) -> None:
         """Forget the events held in memory (they are still in the spool: the saved offsets
@@ -256,13 +323,24 @@ class SQLiteQueue(Queue):
 
     def _explain(self, exc: sqlite3.Error) -> QueueError:
         msg = str(exc)
+        if self._unreadable is not None:
+            return QueueError(
+                f"this process cannot read the queue file {self.path}: {self._unreadable}. "
+                "Events it tracks are still stored (in the spool) and another process delivers "
+                "them; fork before the tracker is busy, or create the tracker in the child"
+            )
         if "not a database" in msg or "malformed" in msg:
             return QueueCorrupt(
                 f"the queue file {self.path} is damaged or is not a SQLite database ({msg}). "
                 "Move it aside (its events may be recoverable with the sqlite3 tool) and "
                 "start again to create a new queue"
             )
-        if "unable to open" in msg or "readonly" in msg or "read-only" in msg:
+        if "readonly" in msg or "read-only" in msg:
+            return QueueReadOnly(
+                f"cannot write the queue file {self.path} ({msg}): make it and its directory "
+                "writable by this process or set [postback] queue to another path"
+            )
+        if "unable to open" in msg:
             return QueueError(
                 f"cannot write the queue file {self.path} ({msg}): make its directory writable "
                 "by this process or set [postback] queue to another path"
@@ -274,21 +352,24 @@ class SQLiteQueue(Queue):
                 "transaction on this file (or a file on a network filesystem, where SQLite's "
                 "locks are unreliable)"
             )
-        if "disk is full" in msg or "disk I/O" in msg:
-            return QueueError(
+        if "disk is full" in msg or ("disk I/O" in msg and _disk_nearly_full(self.path)):
+            return QueueDiskFull(
                 f"the queue file {self.path} cannot grow ({msg}): free disk space; "
                 "nothing already queued is lost"
             )
         return QueueError(f"queue file {self.path}: {msg}")
 
     def _explain_spool(self, exc: OSError) -> QueueError:
+        kind: type[QueueError] = QueueError
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            kind = QueueDiskFull
             why = "free disk space (or raise the quota or file-size limit)"
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            kind = QueueReadOnly
             why = "make it writable by this process or set [postback] queue to another path"
         else:
             why = "check the disk and the directory"
-        return QueueError(
+        return kind(
             f"cannot write to the queue's spool directory {self.spool_dir} "
             f"({exc.strerror or exc}): {why}; the event was not accepted, and nothing already "
             "queued is lost"
@@ -296,7 +377,7 @@ class SQLiteQueue(Queue):
 
     def _open(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise QueueError(
                 f"cannot create the directory for the queue file {self.path}: {exc}"
@@ -310,7 +391,7 @@ class SQLiteQueue(Queue):
         # on switching it to WAL and creating the schema, and SQLite answers that race with an
         # immediate "database is locked": initialise one process at a time.
         try:
-            init_fd = os.open(f"{self.path}.init.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            init_fd = os.open(f"{self.path}.init.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise QueueError(
                 f"cannot write next to the queue file {self.path} ({exc}): make its directory "
@@ -324,6 +405,15 @@ class SQLiteQueue(Queue):
             os.close(init_fd)
 
     def _initialise(self) -> None:
+        # Created owner-only before SQLite opens it (SQLite would create it 0644, and its -wal
+        # and -shm files take the database file's mode): events hold users' data.
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise QueueError(
+                f"cannot create the queue file {self.path} ({exc}): make its directory "
+                "writable by this process or set [postback] queue to another path"
+            ) from None
         self._work = self._connect(0)
         try:
             self._work.execute("PRAGMA journal_mode=WAL")
@@ -350,40 +440,121 @@ class SQLiteQueue(Queue):
         except sqlite3.DatabaseError as exc:
             raise self._explain(exc) from None
         try:
-            self.spool_dir.mkdir(exist_ok=True)
+            self.spool_dir.mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:
             raise self._explain_spool(exc) from None
         if not os.access(self.spool_dir, os.W_OK | os.X_OK):
             raise self._explain_spool(PermissionError(errno.EACCES, "Permission denied"))
 
+    def _hold_for_fork(self) -> None:
+        work = self._work_lock.acquire(timeout=FORK_LOCK_WAIT)
+        writer = self._spool.lock.acquire(timeout=FORK_LOCK_WAIT)
+        self._fork_held = (work, writer)
+
+    def _release_after_fork(self) -> None:
+        work, writer = self._fork_held
+        self._fork_held = (False, False)
+        if writer:
+            self._spool.lock.release()
+        if work:
+            self._work_lock.release()
+
     def after_fork(self) -> None:
+        """In a forked child: all or nothing. The new state (locks, a connection of its own)
+        is made first and swapped in at once; only then are the descriptors inherited from
+        the parent (spool readers, the deliverer lock) closed, each only if it is still the
+        file it was. If the fork came while the queue was busy (see :func:`_before_fork`) or
+        the connection cannot be made, the child fails closed: it can still enqueue (the
+        spool needs no connection) but reads nothing and never becomes the deliverer."""
+        work_held, writer_held = self._fork_held
+        unreadable = None if work_held else "it was forked while the queue was busy"
+        work: sqlite3.Connection | None = None
+        if unreadable is None:
+            try:
+                work = self._connect(0)
+            except QueueError as exc:
+                unreadable = f"its connection could not be made after fork ({exc})"
+        if work is None:
+            work = sqlite3.connect(":memory:", check_same_thread=False)
+            work.close()  # every use raises, and _explain says why
+        readers = list(self._readers.values())
+        lock_fd, lock_ident = self._lock_fd, self._lock_ident
         _abandoned.append(self._work)
+        # The swap: plain assignments, nothing in between that can fail.
+        self._fork_held = (False, False)
         self._write_lock = threading.Lock()
         self._work_lock = threading.RLock()
         self._ingest_lock = threading.Lock()
         self._persist_lock = threading.Lock()
-        self._cursor_dirty.clear()
-        self._spool.after_fork()
-        self._drop_readers()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # the parent's lock stays the parent's
-            self._lock_fd = None
-        self._read_pos.clear()
-        self._inflight.clear()
+        self._work = work
+        self._unreadable = unreadable
+        self._readers = {}
+        self._lock_fd = None
+        self._read_pos = {}
+        self._inflight = {}
+        self._cursor_dirty = set()
         self._offsets = None
+        self._backlog = {}
+        self._dirty = False
         self._reset_held()
-        self._work = self._connect(0)
+        self.faults = FaultLog(log)
+        self._spool.after_fork(close=writer_held)
+        for reader in readers:
+            if _same_file(reader.fd, reader.ident):
+                reader.close()
+        if _same_file(lock_fd, lock_ident):  # the parent's lock stays the parent's
+            assert lock_fd is not None
+            os.close(lock_fd)
+
+    @_translated
+    def waiting_here(self) -> int | None:
+        """Events this process spooled that the deliverer has neither delivered nor written
+        to the log yet (``None`` in the deliverer: it answers for the whole queue). What a
+        process that does not deliver waits for at exit."""
+        if self._lock_fd is not None:
+            return None
+        names = list(self._spool.made)
+        if not names or self._unreadable is not None:
+            return 0  # stored in the spool: another process delivers it
+        try:
+            with self._work_lock:
+                offsets = dict(
+                    self._work.execute(
+                        "SELECT segment, offset FROM spool WHERE segment IN ({})".format(
+                            ",".join("?" * len(names))
+                        ),
+                        names,
+                    )
+                )
+        except sqlite3.Error as exc:
+            raise self._explain(exc) from None
+        count = 0
+        for name in names:
+            try:
+                reader = spool.SegmentReader(self.spool_dir / name)
+            except FileNotFoundError:
+                continue  # ingested to its end and deleted
+            try:
+                for chunk in reader.chunks(offsets.get(name, 0), INGEST_CHUNK):
+                    count += len(chunk.rows)
+            finally:
+                reader.close()
+        return count
 
     def _drop_readers(self) -> None:
-        for reader in self._readers.values():
-            reader.close()
-        self._readers.clear()
+        with self._work_lock:
+            for reader in self._readers.values():
+                reader.close()
+            self._readers.clear()
 
     def close(self) -> None:
         self._spool.close()
         if self._lock_fd is not None:
             try:  # what this process spooled last goes into the log before it lets go
-                self._write_back()
+                try:
+                    self._write_back()
+                except sqlite3.Error as exc:
+                    raise self._explain(exc) from None
                 self._ingest(hold=False)
             except QueueError as exc:
                 log.warning("could not ingest the spool on close (it stays for later): %s", exc)
@@ -468,7 +639,8 @@ class SQLiteQueue(Queue):
             reader = self._readers.get(name)
             if reader is None:
                 try:
-                    reader = self._readers[name] = spool.SegmentReader(path)
+                    with self._work_lock:
+                        reader = self._readers[name] = spool.SegmentReader(path)
                 except FileNotFoundError:
                     continue
             gone = reader.writer_gone()  # before reading: then what we read is all there is
@@ -501,8 +673,9 @@ class SQLiteQueue(Queue):
                     break  # before the next chunk is read
             if finished and not self._chunks.get(name):
                 self._forget_segment(name, reader)
-        for name in set(self._readers) - present:
-            self._readers.pop(name).close()
+        with self._work_lock:
+            for name in set(self._readers) - present:
+                self._readers.pop(name).close()
         if self._offsets_dirty:
             self._persist_cursors()
         if woken and self.on_new is not None:
@@ -691,9 +864,9 @@ class SQLiteQueue(Queue):
             os.unlink(reader.path)
         except FileNotFoundError:
             pass
-        reader.close()
-        del self._readers[name]
-        with self._work_lock:
+        with self._work_lock:  # a fork never sees the reader closed but still listed
+            del self._readers[name]
+            reader.close()
             if name in self._offsets:
                 with self._write_lock:
                     self._work.execute("DELETE FROM spool WHERE segment=?", (name,))
@@ -776,13 +949,18 @@ class SQLiteQueue(Queue):
     def acquire_delivery(self) -> bool:
         if self._lock_fd is not None:
             return True
-        fd = os.open(f"{self.path}.deliver.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        if self._unreadable is not None:
+            return False  # a child that failed closed after fork never delivers
+        fd = os.open(f"{self.path}.deliver.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
-        self._lock_fd = fd
+        st = os.fstat(fd)
+        with self._work_lock:
+            self._lock_fd = fd
+            self._lock_ident = (st.st_dev, st.st_ino)
         return True
 
     def release_delivery(self) -> None:
@@ -797,11 +975,12 @@ class SQLiteQueue(Queue):
                     "has them; the next deliverer sends them again): %s",
                     exc,
                 )
-            self._reset_held()
-            self._offsets = None
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            with self._work_lock:
+                self._reset_held()
+                self._offsets = None
+                fd, self._lock_fd = self._lock_fd, None
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
 
     def serve(self, vendors: Sequence[str]) -> None:
         """Tell the queue which vendors this deliverer serves: fresh events for them are
@@ -811,6 +990,7 @@ class SQLiteQueue(Queue):
             self._served = frozenset(vendors)
             self._routes.clear()
 
+    @_translated
     def recover(self) -> int:
         with self._work_lock, self._write_lock:
             cur = self._work.execute("UPDATE pending SET lease=0 WHERE lease=1")
@@ -1010,7 +1190,7 @@ class SQLiteQueue(Queue):
         """
         rest: list[Settlement] = []
         failed: list[tuple[_Chunk, int, Settlement]] = []
-        done = 0
+        ours: list[tuple[_Chunk, int, Settlement]] = []
         with self._work_lock:
             live = self._live
             for s in settlements:
@@ -1023,34 +1203,40 @@ class SQLiteQueue(Queue):
                 inflight = found.inflight.get(vendor) if found is not None else None
                 if found is None or inflight is None or i not in inflight:
                     continue  # held before a recover(): the spool still has it
-                chunk = found
+                if found.written is None and (
+                    s.kind in ("retry", "dead") or (s.kind == "release" and s.due_ms > now_ms)
+                ):
+                    failed.append((found, i, s))
+                else:
+                    ours.append((found, i, s))
+            # Failures are written first: if that raises, nothing here has changed, and the
+            # lane's retried settle finds every event as it was.
+            if failed:
+                self._write_failed(vendor, failed, now_ms)
+            done = 0
+            for chunk, i, s in ours:
+                inflight = chunk.inflight[vendor]
+                inflight.discard(i)
                 if chunk.written is not None:  # written back while in flight: a leased retry
-                    inflight.discard(i)
                     if not any(chunk.inflight.values()):
-                        del live[chunk.number]
+                        live.pop(chunk.number, None)
                     rest.append(s._replace(claimed=s.claimed._replace(seq=chunk.written[i])))
                 elif s.kind == "done":
-                    inflight.discard(i)
                     chunk.open -= 1
                     done += 1
                     if not chunk.open:
                         self._chunk_settled(chunk)
-                elif s.kind == "release" and s.due_ms <= now_ms:
-                    inflight.discard(i)
+                else:  # released, due now: held again for the lane
                     chunk.returned.setdefault(vendor, []).append(i)
                     self._holding[vendor] -= 1
                     self._waiting[vendor] += 1
                     self._ready.setdefault(vendor, deque()).appendleft(chunk)
-                else:
-                    failed.append((chunk, i, s))
-            if failed:
-                self._write_failed(vendor, failed, now_ms)
-                for chunk, i, _ in failed:
-                    chunk.inflight[vendor].discard(i)
-                    chunk.open -= 1
-                    done += 1
-                    if not chunk.open:
-                        self._chunk_settled(chunk)
+            for chunk, i, _ in failed:
+                chunk.inflight[vendor].discard(i)
+                chunk.open -= 1
+                done += 1
+                if not chunk.open:
+                    self._chunk_settled(chunk)
             self._holding[vendor] -= done
         return rest
 
@@ -1123,11 +1309,13 @@ class SQLiteQueue(Queue):
                             conn.executemany(_SAVE_OFFSET, list(offsets.items()))
                         if self._offsets is not None:
                             self._offsets.update(offsets)
+                        self.faults.ok("saving delivery progress")
                     except sqlite3.Error as exc:
                         self._offsets_dirty = {**offsets, **self._offsets_dirty}
+                        self._cursor_dirty.update(vendors)
                         # Maintenance writes every cursor once a second: nothing is lost, a
                         # crash now would re-deliver a little more.
-                        log.warning("could not save delivery progress (will retry): %s", exc)
+                        self.faults.failed("saving delivery progress", self._explain(exc))
                         return
             finally:
                 self._persist_lock.release()
@@ -1142,6 +1330,7 @@ class SQLiteQueue(Queue):
             (vendor, low),
         )
 
+    @_translated
     def next_due_ms(self, vendor: str) -> int | None:
         with self._work_lock:
             row = self._work.execute(
@@ -1155,8 +1344,9 @@ class SQLiteQueue(Queue):
         try:
             self._ingest()
             self._clean_spool_dir()
+            self.faults.ok("ingesting the spool")
         except (QueueError, OSError) as exc:
-            log.warning("ingesting the spool failed (will retry): %s", exc)
+            self.faults.failed("ingesting the spool", exc)
         with self._work_lock:
             conn = self._work
             try:
@@ -1184,10 +1374,11 @@ class SQLiteQueue(Queue):
                     if deleted < GC_CHUNK:
                         break
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.faults.ok("queue maintenance")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                log.warning("queue maintenance failed (will retry): %s", exc)
+                self.faults.failed("queue maintenance", self._explain(exc))
 
     def _collectable_upto(self) -> int | None:
         """The sequence number up to which every served vendor's cursor has moved."""
@@ -1205,6 +1396,7 @@ class SQLiteQueue(Queue):
 
     # --- inspection ------------------------------------------------------------------------------
 
+    @_translated
     def depth(self, vendors: Sequence[str], now_ms: int) -> dict[str, QueueDepth]:
         if self._lock_fd is None:
             return self._depth(vendors, now_ms, self._spool_backlog(vendors))
@@ -1246,6 +1438,7 @@ class SQLiteQueue(Queue):
                 )
         return out
 
+    @_translated
     def vendors_seen(self) -> list[str]:
         """Every vendor that has a cursor, pending work or dead letters in this file."""
         with self._work_lock:
@@ -1255,6 +1448,7 @@ class SQLiteQueue(Queue):
             ).fetchall()
         return sorted(r[0] for r in rows)
 
+    @_translated
     def _dead_rows(self, where: str, args: tuple[object, ...], limit: int) -> list[DeadLetter]:
         with self._work_lock:
             rows = self._work.execute(
@@ -1316,6 +1510,7 @@ class SQLiteQueue(Queue):
                 raise self._explain(exc) from None
         return rows
 
+    @_translated
     def remember(self, vendor: str, key: str) -> bool:
         with self._work_lock, self._write_lock:
             cur = self._work.execute(
@@ -1323,6 +1518,7 @@ class SQLiteQueue(Queue):
             )
             return cur.rowcount == 1
 
+    @_translated
     def forget(self, vendor: str, key: str) -> None:
         with self._work_lock, self._write_lock:
             self._work.execute("DELETE FROM remembered WHERE vendor=? AND key=?", (vendor, key))
@@ -1338,6 +1534,7 @@ class SQLiteQueue(Queue):
             except sqlite3.Error as exc:
                 raise self._explain(exc) from None
 
+    @_translated
     def skip_counts(self) -> dict[str, dict[str, int]]:
         with self._work_lock:
             rows = self._work.execute("SELECT vendor, reason, count FROM skips").fetchall()
