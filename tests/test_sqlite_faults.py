@@ -23,6 +23,7 @@ import pytest
 
 import postback.testing.example as example
 from postback import QueueCorrupt, QueueDiskFull, QueueError, Tracker
+from postback.delivery.queue import Settlement
 from postback.delivery.spool import SegmentReader
 from postback.delivery.spool import segments as _segments
 from postback.delivery.sqlite import SQLiteQueue
@@ -337,3 +338,41 @@ def test_a_corrupted_queue_file_is_refused_clearly_and_the_spool_survives(
     counts = _wait_delivered(sandbox, accepted, 10)
     assert counts["lost"] == 0 and counts["delivered"] == 1, counts
     t.close(timeout=5)
+
+
+# --- SIGKILL: what a new deliverer sends again ----------------------------------------------
+
+
+def _die(q: SQLiteQueue) -> None:
+    """The deliverer dies (SIGKILL): its lock goes, nothing is written back."""
+    assert q._lock_fd is not None
+    os.close(q._lock_fd)
+    q._lock_fd = None
+
+
+def test_after_a_crash_a_vendor_is_sent_again_only_what_it_had_in_flight(
+    tmp_path: Path,
+) -> None:
+    writer = SQLiteQueue(tmp_path / "q.db")
+    for i in range(1000):
+        writer.put(f"e{i}", "x", 1, ["fast", "slow"], b"{}")
+    q = SQLiteQueue(tmp_path / "q.db")
+    q.serve(["fast", "slow"])
+    assert q.acquire_delivery()
+    fast = q.claim("fast", 1000, 1)
+    assert len(fast) == 1000
+    in_flight = fast[990:]  # "fast" delivered 990, has 10 in flight
+    q.settle("fast", [Settlement(c, "done") for c in fast[:990]], 1)
+    slow = q.claim("slow", 50, 1)  # "slow" has 50 in flight, delivered none
+    q._persist_cursors()
+    _die(q)
+    again = SQLiteQueue(tmp_path / "q.db")
+    again.serve(["fast", "slow"])
+    assert again.acquire_delivery()
+    again.recover()
+    resent = [c.event_id for c in again.claim("fast", 2000, 2)]
+    assert resent == [c.event_id for c in in_flight]  # not the 990 it had delivered
+    assert len(again.claim("slow", 2000, 2)) == 1000  # nothing of "slow" was settled
+    assert len(slow) == 50
+    for x in (writer, again):
+        x.close()

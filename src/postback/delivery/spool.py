@@ -84,12 +84,12 @@ def encode(event_id: str, name: str, created_ms: int, vendors_key: str, payload:
     return HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
-def parse_records(data: bytes) -> tuple[list[Row], int, bool]:
+def parse_records(data: bytes, ends: list[int] | None = None) -> tuple[list[Row], int, bool]:
     """Decode the complete records at the start of ``data``.
 
     Returns the rows, how many bytes they span, and whether decoding stopped at damage
     (a bad checksum or length) rather than at the end of the data or a record not yet
-    complete.
+    complete. ``ends``, if given, gets where each record ends in ``data``.
     """
     out: list[Row] = []
     pos = 0
@@ -118,6 +118,8 @@ def parse_records(data: bytes) -> tuple[list[Row], int, bool]:
         except (orjson.JSONDecodeError, ValueError):
             return out, pos, True
         append((event_id, name, created_ms, vendors, data[nl + 1 : stop]))
+        if ends is not None:
+            ends.append(stop)
         pos = stop
     return out, pos, False
 
@@ -428,11 +430,13 @@ class Chunk(NamedTuple):
     """Records read from a segment, the offset just past them, and what follows them:
     ``more`` (the chunk was full: read on), ``end`` (the end of what is written),
     ``incomplete`` (a record still being copied, or cut short for good if its writer is gone),
-    ``damaged`` (a bad length or checksum: the same, or damage)."""
+    ``damaged`` (a bad length or checksum: the same, or damage). ``ends``: where each row
+    ends in the segment."""
 
     rows: list[Row]
     end: int
     state: ChunkState
+    ends: list[int] | tuple[int, ...] = ()
 
 
 class SegmentReader:
@@ -462,8 +466,11 @@ class SegmentReader:
             length = HEADER.unpack(head)[0]
             want = max(size, HEADER.size + min(length, MAX_RECORD))
             data = self.read(offset, want)
-            rows, used, damaged = parse_records(data)
+            ends: list[int] = []
+            rows, used, damaged = parse_records(data, ends)
             rest = data[used : used + HEADER.size]
+            if offset:
+                ends = [offset + e for e in ends]
             offset += used
             state: ChunkState
             if damaged:
@@ -476,7 +483,7 @@ class SegmentReader:
                 state = "incomplete"
             else:
                 state = "more"  # the chunk ended inside a record (or its header): read on
-            yield Chunk(rows, offset, state)
+            yield Chunk(rows, offset, state, ends)
             if state != "more":
                 return
 

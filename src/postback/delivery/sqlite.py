@@ -10,6 +10,7 @@ Layout (WAL mode)::
     skips(vendor, reason, count)                                events a vendor was left out of
 
     spool(segment, offset)                                      how far each spool file is ingested
+    spool_sent(segment, vendor, offset)                         how far past it a vendor has settled
 
 ``track()`` appends the event to this process's spool file next to the queue file (a memory
 copy or one ``write()``, see :mod:`postback.delivery.spool`; no fsync with
@@ -95,6 +96,10 @@ CREATE TABLE IF NOT EXISTS remembered(
     vendor TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY(vendor, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS spool(segment TEXT PRIMARY KEY, offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS spool_sent(
+    segment TEXT NOT NULL, vendor TEXT NOT NULL, offset INTEGER NOT NULL,
+    PRIMARY KEY(segment, vendor)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS skips(
     vendor TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY(vendor, reason)
@@ -121,6 +126,10 @@ _INSERT_NUMBERED = (
 _SAVE_OFFSET = (
     "INSERT INTO spool(segment, offset) VALUES (?, ?) "
     "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset"
+)
+_SAVE_SENT = (
+    "INSERT INTO spool_sent(segment, vendor, offset) VALUES (?, ?, ?) "
+    "ON CONFLICT(segment, vendor) DO UPDATE SET offset=excluded.offset"
 )
 _ADD_SKIPS = (
     "INSERT INTO skips(vendor, reason, count) VALUES (?, ?, ?) "
@@ -187,6 +196,24 @@ def _translated(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _skip_sent(
+    rows: list[spool.Row], ends: Sequence[int], sent: Mapping[str, int]
+) -> list[spool.Row]:
+    """Rows read again after a deliverer died: each vendor that had settled a row (it ends at
+    or before the vendor's saved offset in ``sent``) is taken out of the row's vendors."""
+    out: list[spool.Row] = []
+    for row, end in zip(rows, ends, strict=True):
+        done = [v for v, upto in sent.items() if end <= upto]
+        if done:
+            key = row[3]
+            for v in done:
+                key = key.replace(_vendor_key(v), ",")
+            out.append((row[0], row[1], row[2], key, row[4]))
+        else:
+            out.append(row)
+    return out
+
+
 def _vendor_key(vendor: str) -> str:
     return f",{vendor},"
 
@@ -209,6 +236,7 @@ class _Chunk:
         "born",
         "claimed",
         "end",
+        "ends",
         "first",
         "inflight",
         "lists",
@@ -217,14 +245,25 @@ class _Chunk:
         "returned",
         "rows",
         "segment",
+        "start",
         "written",
     )
 
-    def __init__(self, number: int, segment: str, end: int, rows: list[spool.Row]) -> None:
+    def __init__(
+        self,
+        number: int,
+        segment: str,
+        end: int,
+        rows: list[spool.Row],
+        start: int = 0,
+        ends: Sequence[int] = (),
+    ) -> None:
         self.number = number
         self.first = -(number << ROW_BITS)
         self.segment = segment
+        self.start = start
         self.end = end
+        self.ends = ends
         self.rows = rows
         self.born = time.monotonic()
         self.open = 0
@@ -233,6 +272,26 @@ class _Chunk:
         self.inflight: dict[str, set[int]] = {}
         self.returned: dict[str, list[int]] = {}
         self.written: dict[int, int] | None = None
+
+    def settled_to(self, vendor: str) -> int | None:
+        """The segment offset before which every row of this chunk for ``vendor`` is settled
+        (delivered, or in the log), or ``None`` if all of them are."""
+        rows_for_v = self.lists[vendor]
+        claimed = self.claimed[vendor]
+        first = rows_for_v[claimed] if claimed < len(rows_for_v) else None
+        inflight = self.inflight[vendor]
+        if inflight:
+            low = min(inflight)
+            first = low if first is None else min(first, low)
+        returned = self.returned.get(vendor)
+        if returned:
+            low = min(returned)
+            first = low if first is None else min(first, low)
+        if first is None:
+            return None
+        if not first or len(self.ends) != len(self.rows):
+            return self.start
+        return self.ends[first - 1]
 
 
 class SQLiteQueue(Queue):
@@ -304,6 +363,12 @@ class SQLiteQueue(Queue):
         self._claimed_at: dict[str, float] = {}  # per vendor: when it last took held rows
         self._chunks: dict[str, deque[_Chunk]] = {}  # per segment, in order, until settled
         self._read_to: dict[str, int] = {}  # how far each segment has been read
+        # Per segment and vendor, the offset before which that vendor has settled everything
+        # (saved in spool_sent): read again after a crash, those rows skip that vendor, so a
+        # dead deliverer's successor re-sends a vendor only what it had in flight.
+        self._sent: dict[str, dict[str, int]] = {}
+        self._sent_saved: dict[tuple[str, str], int] = {}
+        self._sent_dirty = False
         self._offsets_dirty: dict[str, int] = {}  # offsets to save with the next cursors
         self._base: dict[str, int] = {}  # where this deliverer started reading each segment
         self._taken: dict[str, Counter[str]] = {}  # vendor keys read since the base
@@ -625,6 +690,12 @@ class SQLiteQueue(Queue):
             if self._offsets is None:
                 self._offsets = dict(self._work.execute("SELECT segment, offset FROM spool"))
                 self._read_to = dict(self._offsets)
+                self._sent = {}
+                for segment, vendor, offset in self._work.execute(
+                    "SELECT segment, vendor, offset FROM spool_sent"
+                ):
+                    self._sent.setdefault(segment, {})[vendor] = offset
+                    self._sent_saved[(segment, vendor)] = offset
             hold = hold and bool(self._served)
             if self._held_count and (
                 not hold or self._stale() or (self._held_count >= HOT_LIMIT and self._starving())
@@ -653,8 +724,8 @@ class SQLiteQueue(Queue):
                 continue  # the lanes have enough: the rest waits in the spool
             for chunk in reader.chunks(offset, HOLD_CHUNK if hold else INGEST_CHUNK):
                 if chunk.end != offset:
-                    offset = chunk.end
-                    self._take(name, offset, chunk.rows, hold, woken)
+                    start, offset = offset, chunk.end
+                    self._take(name, offset, chunk.rows, hold, woken, start, chunk.ends)
                     total += len(chunk.rows)
                 if chunk.state == "end":
                     finished = gone  # the end of what its writer wrote
@@ -693,9 +764,20 @@ class SQLiteQueue(Queue):
         return route
 
     def _take(
-        self, segment: str, end: int, rows: list[spool.Row], hold: bool, woken: set[str]
+        self,
+        segment: str,
+        end: int,
+        rows: list[spool.Row],
+        hold: bool,
+        woken: set[str],
+        start: int = 0,
+        ends: Sequence[int] = (),
     ) -> None:
         """Records read from ``segment`` up to ``end``: held for the lanes, or into the log."""
+        spooled = [r[3] for r in rows]  # the keys as spooled: what the spool's backlog counts
+        sent = self._sent.get(segment)
+        if sent and rows and len(ends) == len(rows) and start < max(sent.values()):
+            rows = _skip_sent(rows, ends, sent)
         with self._work_lock:
             if not hold and not self._chunks.get(segment):
                 # Nothing of this segment held: the records and the offset in one transaction.
@@ -712,7 +794,7 @@ class SQLiteQueue(Queue):
                         [(r[0], r[1], r[2], routes[r[3]][1], r[4]) for r in rows if routes[r[3]][1]]
                     )
                 self._chunk_number += 1
-                chunk = _Chunk(self._chunk_number, segment, end, rows)
+                chunk = _Chunk(self._chunk_number, segment, end, rows, start, ends)
                 lists = chunk.lists
                 if len(keys) == 1:
                     for v in routes[next(iter(keys))][0]:
@@ -741,7 +823,7 @@ class SQLiteQueue(Queue):
             taken = self._taken.get(segment)
             if taken is None:
                 taken = self._taken[segment] = Counter()
-            taken.update(r[3] for r in rows)
+            taken.update(spooled)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -870,7 +952,11 @@ class SQLiteQueue(Queue):
             if name in self._offsets:
                 with self._write_lock:
                     self._work.execute("DELETE FROM spool WHERE segment=?", (name,))
+                    self._work.execute("DELETE FROM spool_sent WHERE segment=?", (name,))
                 del self._offsets[name]
+            self._sent.pop(name, None)
+            for key in [k for k in self._sent_saved if k[0] == name]:
+                del self._sent_saved[key]
             for state in (self._read_to, self._base, self._taken, self._offsets_dirty):
                 state.pop(name, None)
             self._chunks.pop(name, None)
@@ -1238,6 +1324,8 @@ class SQLiteQueue(Queue):
                 if not chunk.open:
                     self._chunk_settled(chunk)
             self._holding[vendor] -= done
+            if done:
+                self._sent_dirty = True
         return rest
 
     def _write_failed(
@@ -1292,7 +1380,7 @@ class SQLiteQueue(Queue):
     def _persist_cursors(self) -> None:
         """Write the cursors marked dirty, in one transaction; a thread that finds another
         writing them leaves its mark for that one, which looks again before it stops."""
-        while self._cursor_dirty or self._offsets_dirty:
+        while self._cursor_dirty or self._offsets_dirty or self._sent_dirty:
             if not self._persist_lock.acquire(blocking=False):
                 return
             try:
@@ -1302,23 +1390,50 @@ class SQLiteQueue(Queue):
                     self._cursor_dirty.clear()
                     offsets = self._offsets_dirty
                     self._offsets_dirty = {}
+                    self._sent_dirty = False
+                    sent = self._sent_progress()
                     try:
                         with self._transaction() as conn:
                             for vendor in vendors:
                                 self._save_cursor(vendor)
                             conn.executemany(_SAVE_OFFSET, list(offsets.items()))
+                            conn.executemany(_SAVE_SENT, sent)
+                        self._sent_saved.update({(s, v): o for s, v, o in sent})
                         if self._offsets is not None:
                             self._offsets.update(offsets)
                         self.faults.ok("saving delivery progress")
                     except sqlite3.Error as exc:
                         self._offsets_dirty = {**offsets, **self._offsets_dirty}
                         self._cursor_dirty.update(vendors)
+                        self._sent_dirty = True
                         # Maintenance writes every cursor once a second: nothing is lost, a
                         # crash now would re-deliver a little more.
                         self.faults.failed("saving delivery progress", self._explain(exc))
                         return
             finally:
                 self._persist_lock.release()
+
+    def _sent_progress(self) -> list[tuple[str, str, int]]:
+        """(segment, vendor, offset) for each vendor whose settled point in a segment's held
+        chunks moved since it was saved (the caller holds the work lock)."""
+        out: list[tuple[str, str, int]] = []
+        for segment, chunks in self._chunks.items():
+            reached: dict[str, int] = {}
+            stuck: set[str] = set()
+            for chunk in chunks:
+                for vendor in chunk.lists:
+                    if vendor in stuck:
+                        continue
+                    to = chunk.settled_to(vendor)
+                    if to is None:
+                        reached[vendor] = chunk.end
+                    else:
+                        reached[vendor] = to
+                        stuck.add(vendor)
+            for vendor, offset in reached.items():
+                if self._sent_saved.get((segment, vendor), -1) < offset:
+                    out.append((segment, vendor, offset))
+        return out
 
     def _save_cursor(self, vendor: str) -> None:
         pos = self._cursor(vendor)
