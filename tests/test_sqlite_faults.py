@@ -376,3 +376,20 @@ def test_after_a_crash_a_vendor_is_sent_again_only_what_it_had_in_flight(
     assert len(slow) == 50
     for x in (writer, again):
         x.close()
+
+
+def test_a_lasting_failure_is_logged_once_per_change(caplog: pytest.LogCaptureFixture) -> None:
+    from postback.delivery.faultlog import FaultLog
+
+    faults = FaultLog(logging.getLogger("postback.test"))
+    caplog.set_level(logging.WARNING, logger="postback.test")
+    for _ in range(1000):
+        faults.failed("saving progress", QueueDiskFull("disk full"))
+    faults.failed("saving progress", QueueError("locked"))  # another kind: logged
+    faults.ok("saving progress")
+    faults.ok("saving progress")
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        "saving progress failed",
+        "saving progress failed",
+        "saving progress works again",
+    ]

@@ -11,9 +11,22 @@ failure at WARNING too ("works again"), so an operator sees the outage's start a
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 
 __all__ = ["FaultLog"]
+
+_instances: weakref.WeakSet[FaultLog] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for fault_log in list(_instances):  # a fork mid-update must not leave the lock held
+        fault_log._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class FaultLog:
@@ -23,6 +36,7 @@ class FaultLog:
         self._log = logger
         self._lock = threading.Lock()
         self._failing: dict[str, str] = {}
+        _instances.add(self)
 
     def failed(self, what: str, exc: BaseException) -> None:
         """``what`` failed with ``exc``; logged at WARNING only if it was not failing this way."""
