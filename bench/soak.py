@@ -98,6 +98,7 @@ def kill_soak(sink: Sink, *, runs: int, n: int, latency: float, tmp: Path) -> li
             "queue_path": str(queue_path),
             "vendor": "bench_batch",
             "concurrency": CONCURRENCY,
+            "workers": True,  # the killed process is the deliverer (not a child of it)
         }
         spec = {**common, "scenario": "kill", "n_max": n * 50, "progress_path": str(progress_path)}
         proc = subprocess.Popen(
