@@ -25,6 +25,8 @@ import attrs
 import orjson
 
 from postback.config import Config, build_config, read_config
+from postback.consent import ConsentGate, parse_consent
+from postback.dedupe import Deduper
 from postback.delivery.engine import DeliveryEngine, FlushReport
 from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
@@ -35,6 +37,9 @@ from postback.events import Event, dumps_event, make_event
 from postback.plugins import PluginHost
 from postback.routing import Explanation, Router
 from postback.skips import SkipLedger
+from postback.telemetry import register as register_telemetry
+from postback.telemetry import retire as retire_telemetry
+from postback.telemetry import sdk_configured, stamp
 
 __all__ = ["Tracker", "auto_workers"]
 
@@ -102,6 +107,12 @@ class Tracker:
         )
         #: Skip counts (per vendor and reason) of this process, written to the queue in batches.
         self.skips = SkipLedger(self.queue)
+        #: Who the user's consent lets an event reach (purposes per vendor, policy, plugin).
+        self.consent_gate = ConsentGate(
+            config.consent,
+            {n: config.vendors[n].purposes or d.purposes for n, d in self.destinations.items()},
+            host.consent_hook(),
+        )
         self.router = Router(
             self.destinations,
             self._filters,
@@ -112,7 +123,18 @@ class Tracker:
             on_skip=self._report_skip if self.engine.notify_delivery else None,
             disabled=[n for n, vc in config.vendors.items() if not vc.enabled],
             direct=host.only_core_validates,
+            gate=self.consent_gate,
         )
+        windows = {
+            n: w
+            for n, d in self.destinations.items()
+            if (w := _pick(config.vendors[n].dedupe_window, d.default_dedupe_window))
+        }
+        #: Local dedupe of given event ids for vendors without a dedupe key (None: none).
+        self.dedupe = Deduper(windows) if windows else None
+        self._purposes = config.consent.purposes
+        # Its counters and queue, for the app's OpenTelemetry meters (until close()).
+        register_telemetry(self.engine, self.skips)
         self._closed = False
         self._close_lock = threading.Lock()
         with _live_lock:
@@ -180,18 +202,21 @@ class Tracker:
 
     def prepare(self, name: object, **fields: Any) -> tuple[Event, list[Destination]]:
         """Validate without queueing: the normalised event and the vendors that would get it
-        (those that skip it left out).
+        (those that skip it left out; ``consent=`` as for ``track()``).
 
         Raises :class:`~postback.InvalidEvent` as ``track()`` would with ``on_invalid =
         "raise"``, skips included when ``strict``. Nothing is counted or logged.
         """
+        consent = fields.pop("consent", None)
         event = make_event(
             name,
             default_currency=self._default_currency,
             extra_currencies=self._extra_currencies,
             **fields,
         )
-        explanation = self.router.explain(event)
+        if consent is not None and (bad := parse_consent(consent, self._purposes)):
+            raise InvalidEvent(event.name, bad)
+        explanation = self.router.explain(event, consent)
         if explanation.error is not None:
             raise explanation.error
         problems = explanation.all_problems  # with on_invalid = "log", error stays None
@@ -211,11 +236,14 @@ class Tracker:
         context: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
         vendors: Mapping[str, Any] | None = None,
+        consent: Mapping[str, bool] | None = None,
     ) -> Explanation:
         """What ``track()`` would do with these arguments, per configured vendor: routed,
-        skipped and why, refused and why, or not routed (not mapped, filtered out, opted out,
+        skipped and why (a vendor the user's ``consent`` does not cover is skipped with reason
+        ``consent``), refused and why, or not routed (not mapped, filtered out, opted out,
         disabled). Queues, counts, logs and reports nothing; never raises for the event's
-        content (a malformed event is explained, with ``error`` set)."""
+        content (a malformed event is explained, with ``error`` set). Local dedupe is not
+        consulted: it would have to remember the id."""
         try:
             event = make_event(
                 name,
@@ -232,6 +260,8 @@ class Tracker:
             )
         except InvalidEvent as exc:
             return Router.malformed(str(name), exc, self.config.vendors)
+        if consent is not None and (bad := parse_consent(consent, self._purposes)):
+            return Router.malformed(event.name, InvalidEvent(event.name, bad), self.destinations)
         try:
             dumps_event(event)
         except (TypeError, orjson.JSONEncodeError) as exc:
@@ -239,7 +269,7 @@ class Tracker:
             return Router.malformed(
                 event.name, InvalidEvent(event.name, [problem]), self.destinations
             )
-        return self.router.explain(event)
+        return self.router.explain(event, consent)
 
     def track(
         self,
@@ -253,6 +283,7 @@ class Tracker:
         context: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
         vendors: Mapping[str, Any] | None = None,
+        consent: Mapping[str, bool] | None = None,
     ) -> str:
         """Validate an event, queue it durably for every vendor that can use it, return its id.
 
@@ -262,6 +293,11 @@ class Tracker:
         :class:`~postback.InvalidEvent` listing every problem, per vendor and field (and so
         does a skip with ``[postback] strict = true``); with ``on_invalid = "log"`` problems
         are logged instead. Returns once the event is stored; never waits on a vendor.
+
+        ``consent`` is the user's decision per purpose (``{"ads": False}``); a vendor needing
+        a purpose not granted (by it, or by ``[consent] policy`` for one it leaves out) is not
+        queued, a skip with reason ``"consent"``. A vendor without a dedupe key that got this
+        ``event_id`` within its ``dedupe_window`` is a skip with reason ``"duplicate"``.
         """
         if self._closed:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
@@ -286,11 +322,17 @@ class Tracker:
                 "dropped invalid event %r: %s", exc.event_name, "; ".join(map(str, exc.problems))
             )
             return event_id if isinstance(event_id, str) and event_id else ""
-        names = self.router.admit(event)
+        if consent is not None and (bad := parse_consent(consent, self._purposes)):
+            if self._raise:
+                raise InvalidEvent(event.name, bad)
+            log.warning("dropped event %r: %s", event.name, "; ".join(map(str, bad)))
+            return event.event_id
+        names = self.router.admit(event, consent)
         if not names:
             return event.event_id
         try:
-            payload = dumps_event(event)
+            # With a span active (OpenTelemetry), its trace context goes with the event.
+            payload = stamp(dumps_event(event))
         except (TypeError, orjson.JSONEncodeError) as exc:
             error = InvalidEvent(
                 event.name, [Problem("properties", f"must be JSON-serialisable: {exc}")]
@@ -301,7 +343,23 @@ class Tracker:
             return event.event_id
         # The queue's clock is when we accepted the event (retry max_age counts from it), not
         # the event's own time, which may be long ago for backfilled events.
-        self.queue.put(event.event_id, event.name, time.time_ns() // 1_000_000, names, payload)
+        created_ms = time.time_ns() // 1_000_000
+        dedupe = self.dedupe
+        if (
+            dedupe is not None
+            and event_id is not None  # a generated id is new anyway
+            and (windows := dedupe.windows_for(names)) is not None
+        ):
+            dups = self.queue.put_unique(
+                event.event_id, event.name, created_ms, names, payload, windows
+            )
+            if dups:
+                self.router.report(event, dedupe.skips(dups))
+                names = [n for n in names if n not in dups]
+                if not names:
+                    return event.event_id
+        else:
+            self.queue.put(event.event_id, event.name, created_ms, names, payload)
         engine = self.engine
         for n in names:
             engine.lanes[n].stats.tracked += 1
@@ -351,6 +409,7 @@ class Tracker:
         finally:
             self.engine.stop(wait=1.0)
             self.skips.close()
+            retire_telemetry(self.engine)
             self.queue.close()
             with _live_lock:
                 _live.discard(self)
@@ -416,14 +475,17 @@ def auto_workers(config: Config, host: PluginHost, transport: Any = None) -> boo
     A child process is used when the queue is a ``sqlite://`` file (which the child shares),
     no ``transport`` was passed (it could not reach the child), no in-process plugin
     implements a hook that runs at delivery (it would run in the child, not in the app), the
-    in-process plugins can be rebuilt in the child, and the process is not running pytest
-    (where tests mock HTTP with respx or read their own plugins' calls in-process).
+    in-process plugins can be rebuilt in the child, the app set no OpenTelemetry SDK (whose
+    exporters would not see the child's spans and metrics), and the process is not running
+    pytest (where tests mock HTTP with respx or read their own plugins' calls in-process).
     docs/deployment.md explains the choice and what it costs.
     """
     if not config.core.queue.startswith("sqlite:") or transport is not None:
         return True
     if "pytest" in sys.modules or not sys.executable:
         return True
+    if sdk_configured():
+        return True  # the app's OpenTelemetry SDK exports the lanes' spans and metrics
     for plugin in host.in_process:
         if any(callable(getattr(plugin, hook, None)) for hook in _DELIVERY_HOOKS):
             return True
@@ -433,6 +495,11 @@ def auto_workers(config: Config, host: PluginHost, transport: Any = None) -> boo
         if child_spec_problem(host) is not None:
             return True
     return "process"
+
+
+def _pick(configured: float | None, default: float | None) -> float:
+    """A vendor's dedupe window: the config's (0: off), else its destination's default."""
+    return (configured if configured is not None else default) or 0.0
 
 
 _hooks_installed = False

@@ -7,6 +7,7 @@ Layout (WAL mode)::
     pending(vendor, seq, attempts, due_ms, lease, last_error)   only events that need a retry
     dead_letters(id, vendor, event_id, ..., reason, payload)    refused or out of retries
     remembered(vendor, key)                                     e.g. Ton AI's once-per-user marks
+    (in <queue>.recent) recent(vendor, key, expires_ms)         dedupe windows (remember_for)
     skips(vendor, reason, count)                                events a vendor was left out of
 
     spool(segment, offset)                                      how far each spool file is ingested
@@ -52,6 +53,7 @@ from postback.delivery.queue import (
     QueueDepth,
     Settlement,
 )
+from postback.delivery.recent import RecentFile
 from postback.errors import QueueCorrupt, QueueDiskFull, QueueError, QueueReadOnly
 
 __all__ = ["SQLiteQueue"]
@@ -628,6 +630,9 @@ class SQLiteQueue(Queue):
             self._drop_readers()
         with self._work_lock:
             self._work.close()
+        recent = self.__dict__.pop("_recent", None)
+        if recent is not None:
+            recent.close()
 
     # --- enqueue (the track() path) --------------------------------------------------------------
 
@@ -1532,10 +1537,23 @@ class SQLiteQueue(Queue):
                 cursor = row[0] if row else 0
                 inflight_new = len(self._inflight.get(v, ()))
                 pos = self._read_pos.get(v, cursor)
-                unread = conn.execute(
-                    "SELECT count(*) FROM events WHERE seq > ? AND instr(vendors, ?) > 0",
+                unread, unread_oldest = conn.execute(
+                    "SELECT count(*), min(created_ms) FROM events "
+                    "WHERE seq > ? AND instr(vendors, ?) > 0",
                     (pos, _vendor_key(v)),
+                ).fetchone()
+                held_oldest = conn.execute(
+                    "SELECT min(e.created_ms) FROM pending p JOIN events e ON e.seq = p.seq "
+                    "WHERE p.vendor=?",
+                    (v,),
                 ).fetchone()[0]
+                claimed = self._inflight.get(v)
+                if claimed:  # read from the log and sent now: not in the counts above
+                    row = conn.execute(
+                        "SELECT created_ms FROM events WHERE seq=?", (min(claimed),)
+                    ).fetchone()
+                    if row and (held_oldest is None or row[0] < held_oldest):
+                        held_oldest = row[0]
                 due, waiting, leased = conn.execute(
                     "SELECT coalesce(sum(lease=0 AND due_ms<=?),0), "
                     "coalesce(sum(lease=0 AND due_ms>?),0), coalesce(sum(lease=1),0) "
@@ -1550,6 +1568,9 @@ class SQLiteQueue(Queue):
                     retrying=waiting,
                     inflight=leased + inflight_new + self._holding[v],
                     dead=dead,
+                    oldest_ms=min(
+                        (t for t in (unread_oldest, held_oldest) if t is not None), default=None
+                    ),
                 )
         return out
 
@@ -1625,6 +1646,23 @@ class SQLiteQueue(Queue):
                 raise self._explain(exc) from None
         return rows
 
+    def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        if not ids:
+            return []
+        where, args = self._dead_filter(None, None, ids)
+        with self._work_lock, self._write_lock:
+            rows = self._dead_rows(where, args, len(ids))
+            conn = self._work
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._explain(exc) from None
+        return rows
+
     @_translated
     def remember(self, vendor: str, key: str) -> bool:
         with self._work_lock, self._write_lock:
@@ -1637,6 +1675,20 @@ class SQLiteQueue(Queue):
     def forget(self, vendor: str, key: str) -> None:
         with self._work_lock, self._write_lock:
             self._work.execute("DELETE FROM remembered WHERE vendor=? AND key=?", (vendor, key))
+
+    # --- recent keys (local dedupe, on the track() path) ----------------------------------
+
+    def remember_for(self, vendors: Sequence[str], key: str, window_ms: int) -> list[str]:
+        return self._recent_file().remember_for(vendors, key, window_ms)
+
+    def forget_for(self, vendors: Sequence[str], key: str) -> None:
+        self._recent_file().forget_for(vendors, key)
+
+    def _recent_file(self) -> RecentFile:
+        recent: RecentFile | None = self.__dict__.get("_recent")
+        if recent is None or not recent.usable():  # first use, or in a forked child
+            recent = self.__dict__["_recent"] = RecentFile(self.path, self.busy_timeout)
+        return recent
 
     # --- skip counts -----------------------------------------------------------------------
 

@@ -143,6 +143,7 @@ class RedisQueue(Queue):
         client = self._client = self._connection.client
         self._errors = self._connection.errors
         self._put_script = client.register_script(lua("put"))
+        self._put_unique_script = client.register_script(lua("put_unique"))
         self._claim_script = client.register_script(lua("claim"))
         self._settle_script = client.register_script(lua("settle"))
         self._renew_script = client.register_script(lua("renew"))
@@ -194,6 +195,28 @@ class RedisQueue(Queue):
                 keys=[self.stream_key, self._vendors_key],
                 args=[event_id, name, created_ms, tag, payload, *vendors],
             )
+
+    def put_unique(
+        self,
+        event_id: str,
+        name: str,
+        created_ms: int,
+        vendors: Sequence[str],
+        payload: bytes,
+        windows: Mapping[str, int],
+    ) -> list[str]:
+        """One Lua call, as ``put``: ``SET NX PX`` per vendor with a window, then ``SADD`` +
+        ``XADD`` for the vendors left; atomic, so no key is claimed for an event not stored."""
+        keys = [self.stream_key, self._vendors_key]
+        args: list[object] = [event_id, name, created_ms, payload]
+        for vendor in vendors:
+            window = windows.get(vendor) or 0
+            args += (vendor, max(1, window) if window else 0)
+            if window:
+                keys.append(self._recent_key(vendor, event_id))
+        with self._errors("storing an event (it was not accepted)"):
+            dups = self._put_unique_script(keys=keys, args=args)
+        return [_text(v) for v in dups]
 
     # --- delivery --------------------------------------------------------------------------------
 
@@ -429,11 +452,17 @@ class RedisQueue(Queue):
         with self._errors("reading queue depth"):
             for v in vendors:
                 keys = self._vkeys(v)
-                ready, retrying, inflight, dead = self._depth_script(
+                ready, retrying, inflight, dead, oldest = self._depth_script(
                     keys=[self.stream_key, keys["retry"], keys["leased"], keys["dead"]],
                     args=[v, f",{v},", now_ms, DEPTH_SCAN],
                 )
-                out[v] = QueueDepth(int(ready), int(retrying), int(inflight), int(dead))
+                out[v] = QueueDepth(
+                    int(ready),
+                    int(retrying),
+                    int(inflight),
+                    int(dead),
+                    int(oldest) if int(oldest) >= 0 else None,
+                )
         return out
 
     def _groups(self) -> dict[str, dict[str, Any]]:
@@ -546,6 +575,19 @@ class RedisQueue(Queue):
             rows = self._find_dead(None, None, (id,), 1)
         return rows[0] if rows else None
 
+    def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        with self._errors("discarding dead letters"):
+            rows = self._find_dead(None, None, ids, len(ids)) if ids else []
+            if rows:
+                pipe = self._client.pipeline(transaction=True)
+                for d in rows:
+                    member = f"{d.id:016d}"
+                    pipe.hdel(self._dead_key, member)
+                    pipe.zrem(self._dead_all_key, member)
+                    pipe.zrem(self._vkeys(d.vendor)["dead"], member)
+                pipe.execute()
+        return rows
+
     def requeue_dead(
         self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()
     ) -> list[DeadLetter]:
@@ -594,6 +636,22 @@ class RedisQueue(Queue):
     def forget(self, vendor: str, key: str) -> None:
         with self._errors(f"forgetting a key for {vendor}"):
             self._client.srem(self._vkeys(vendor)["remembered"], key)
+
+    def remember_for(self, vendors: Sequence[str], key: str, window_ms: int) -> list[str]:
+        """``SET NX PX`` per vendor, pipelined: one round trip; Redis expires the keys."""
+        with self._errors("remembering an event id (dedupe)"):
+            pipe = self._client.pipeline(transaction=False)
+            for vendor in vendors:
+                pipe.set(self._recent_key(vendor, key), 1, nx=True, px=max(1, window_ms))
+            results = pipe.execute()
+        return [v for v, ok in zip(vendors, results, strict=True) if ok]
+
+    def forget_for(self, vendors: Sequence[str], key: str) -> None:
+        with self._errors("forgetting an event id (dedupe)"):
+            self._client.delete(*(self._recent_key(v, key) for v in vendors))
+
+    def _recent_key(self, vendor: str, key: str) -> str:
+        return f"{self._base}:v:{vendor}:recent:{key}"
 
     # --- rate limits -----------------------------------------------------------------------------
 
