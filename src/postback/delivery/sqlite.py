@@ -22,6 +22,11 @@ events past its lane's cursor without taking the write lock, and persists the cu
 watermark when it settles a batch. Events it had read but not settled when it died lie past the
 persisted cursor, so the next deliverer reads them again: delivery is at-least-once, and the
 vendors' dedupe keys absorb the repeats.
+
+The events the deliverer holds in memory for its lanes (read from the spool, not in the log)
+are kept by :mod:`postback.delivery.held` (pure bookkeeping, its theory of operation at the
+top); each vendor's settled point in a segment is saved in ``spool_sent``, so a deliverer that
+dies costs each vendor only what it had in flight.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import attrs
 
 from postback.delivery import spool
 from postback.delivery.faultlog import FaultLog
+from postback.delivery.held import ROW_BITS, ROW_MASK, HeldChunk, skip_settled, vendor_key
 from postback.delivery.queue import (
     Claimed,
     DeadLetter,
@@ -198,104 +204,6 @@ def _translated(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-def _skip_sent(
-    rows: list[spool.Row], ends: Sequence[int], sent: Mapping[str, int]
-) -> list[spool.Row]:
-    """Rows read again after a deliverer died: each vendor that had settled a row (it ends at
-    or before the vendor's saved offset in ``sent``) is taken out of the row's vendors."""
-    out: list[spool.Row] = []
-    for row, end in zip(rows, ends, strict=True):
-        done = [v for v, upto in sent.items() if end <= upto]
-        if done:
-            key = row[3]
-            for v in done:
-                key = key.replace(_vendor_key(v), ",")
-            out.append((row[0], row[1], row[2], key, row[4]))
-        else:
-            out.append(row)
-    return out
-
-
-def _vendor_key(vendor: str) -> str:
-    return f",{vendor},"
-
-
-ROW_BITS = 22  # a held event's seq is -(chunk number << ROW_BITS | row index)
-ROW_MASK = (1 << ROW_BITS) - 1
-
-
-class _Chunk:
-    """Spool records read together and held in memory for the lanes.
-
-    Per vendor: the rows for it (``lists``), how many of those it has claimed, the ones it
-    has in flight, and the ones it gave back to claim again. ``open`` counts (row, vendor)
-    pairs not settled yet: the segment's offset moves past the chunk only at zero. After
-    a write-back, ``written`` maps rows to their ``seq`` in the log, for the settles of
-    requests that were in flight then.
-    """
-
-    __slots__ = (
-        "born",
-        "claimed",
-        "end",
-        "ends",
-        "first",
-        "inflight",
-        "lists",
-        "number",
-        "open",
-        "returned",
-        "rows",
-        "segment",
-        "start",
-        "written",
-    )
-
-    def __init__(
-        self,
-        number: int,
-        segment: str,
-        end: int,
-        rows: list[spool.Row],
-        start: int = 0,
-        ends: Sequence[int] = (),
-    ) -> None:
-        self.number = number
-        self.first = -(number << ROW_BITS)
-        self.segment = segment
-        self.start = start
-        self.end = end
-        self.ends = ends
-        self.rows = rows
-        self.born = time.monotonic()
-        self.open = 0
-        self.lists: dict[str, Sequence[int]] = {}
-        self.claimed: dict[str, int] = {}
-        self.inflight: dict[str, set[int]] = {}
-        self.returned: dict[str, list[int]] = {}
-        self.written: dict[int, int] | None = None
-
-    def settled_to(self, vendor: str) -> int | None:
-        """The segment offset before which every row of this chunk for ``vendor`` is settled
-        (delivered, or in the log), or ``None`` if all of them are."""
-        rows_for_v = self.lists[vendor]
-        claimed = self.claimed[vendor]
-        first = rows_for_v[claimed] if claimed < len(rows_for_v) else None
-        inflight = self.inflight[vendor]
-        if inflight:
-            low = min(inflight)
-            first = low if first is None else min(first, low)
-        returned = self.returned.get(vendor)
-        if returned:
-            low = min(returned)
-            first = low if first is None else min(first, low)
-        if first is None:
-            return None
-        if not first or len(self.ends) != len(self.rows):
-            return self.start
-        return self.ends[first - 1]
-
-
 class SQLiteQueue(Queue):
     capabilities = QueueCapabilities(
         cross_process=True, loop_safe_put=True, polls_every=INGEST_POLL
@@ -356,14 +264,14 @@ class SQLiteQueue(Queue):
         # deliverer writes retries), and whether the log grew since a lane caught up with it.
         self._due_hint: dict[str, int] = {}
         self._log_checked: dict[str, tuple[int, float]] = {}
-        self._live: dict[int, _Chunk] = {}  # by number: chunks with work open
+        self._live: dict[int, HeldChunk] = {}  # by number: chunks with work open
         self._chunk_number = 0
         self._held_count = 0  # rows of the live chunks not written back
-        self._ready: dict[str, deque[_Chunk]] = {}  # per vendor: chunks with rows to claim
+        self._ready: dict[str, deque[HeldChunk]] = {}  # per vendor: chunks with rows to claim
         self._waiting: Counter[str] = Counter()  # per vendor: held rows not claimed
         self._holding: Counter[str] = Counter()  # per vendor: held rows in flight
         self._claimed_at: dict[str, float] = {}  # per vendor: when it last took held rows
-        self._chunks: dict[str, deque[_Chunk]] = {}  # per segment, in order, until settled
+        self._chunks: dict[str, deque[HeldChunk]] = {}  # per segment, in order, until settled
         self._read_to: dict[str, int] = {}  # how far each segment has been read
         # Per segment and vendor, the offset before which that vendor has settled everything
         # (saved in spool_sent): read again after a crash, those rows skip that vendor, so a
@@ -782,7 +690,7 @@ class SQLiteQueue(Queue):
         spooled = [r[3] for r in rows]  # the keys as spooled: what the spool's backlog counts
         sent = self._sent.get(segment)
         if sent and rows and len(ends) == len(rows) and start < max(sent.values()):
-            rows = _skip_sent(rows, ends, sent)
+            rows = skip_settled(rows, ends, sent)
         with self._work_lock:
             if not hold and not self._chunks.get(segment):
                 # Nothing of this segment held: the records and the offset in one transaction.
@@ -799,7 +707,7 @@ class SQLiteQueue(Queue):
                         [(r[0], r[1], r[2], routes[r[3]][1], r[4]) for r in rows if routes[r[3]][1]]
                     )
                 self._chunk_number += 1
-                chunk = _Chunk(self._chunk_number, segment, end, rows, start, ends)
+                chunk = HeldChunk(self._chunk_number, segment, end, rows, start, ends)
                 lists = chunk.lists
                 if len(keys) == 1:
                     for v in routes[next(iter(keys))][0]:
@@ -884,7 +792,7 @@ class SQLiteQueue(Queue):
                 return
             self._log_version += 1
             offsets = {k: v for k, v in self._read_to.items() if self._offsets.get(k) != v}
-            plan: list[tuple[_Chunk, dict[int, list[str]], list[tuple[str, int]]]] = []
+            plan: list[tuple[HeldChunk, dict[int, list[str]], list[tuple[str, int]]]] = []
             for chunk in self._live.values():
                 if chunk.written is not None:
                     continue
@@ -1104,7 +1012,7 @@ class SQLiteQueue(Queue):
             self._spool.prepare()
         self._ingest_if_due(vendor)
         out: list[Claimed] = []
-        key = _vendor_key(vendor)
+        key = vendor_key(vendor)
         with self._work_lock:
             conn = self._work
             try:
@@ -1280,8 +1188,8 @@ class SQLiteQueue(Queue):
         the spool lets go of it. Released: held again for the lane.
         """
         rest: list[Settlement] = []
-        failed: list[tuple[_Chunk, int, Settlement]] = []
-        ours: list[tuple[_Chunk, int, Settlement]] = []
+        failed: list[tuple[HeldChunk, int, Settlement]] = []
+        ours: list[tuple[HeldChunk, int, Settlement]] = []
         with self._work_lock:
             live = self._live
             for s in settlements:
@@ -1334,7 +1242,7 @@ class SQLiteQueue(Queue):
         return rest
 
     def _write_failed(
-        self, vendor: str, failed: list[tuple[_Chunk, int, Settlement]], now_ms: int
+        self, vendor: str, failed: list[tuple[HeldChunk, int, Settlement]], now_ms: int
     ) -> None:
         self._due_hint.pop(vendor, None)
         try:
@@ -1368,7 +1276,7 @@ class SQLiteQueue(Queue):
         except sqlite3.Error as exc:
             raise self._explain(exc) from None
 
-    def _chunk_settled(self, chunk: _Chunk) -> None:
+    def _chunk_settled(self, chunk: HeldChunk) -> None:
         del self._live[chunk.number]
         self._held_count -= len(chunk.rows)
         if chunk.segment in self._chunks:
@@ -1489,7 +1397,7 @@ class SQLiteQueue(Queue):
                             "WHERE seq <= ? AND seq < (SELECT max(seq) FROM events) "
                             "AND seq NOT IN (SELECT seq FROM pending) "
                             f"AND {only_served} = ',' ORDER BY seq LIMIT ?)",
-                            (upto, *map(_vendor_key, served), GC_CHUNK),
+                            (upto, *map(vendor_key, served), GC_CHUNK),
                         ).rowcount
                     if deleted < GC_CHUNK:
                         break
@@ -1540,7 +1448,7 @@ class SQLiteQueue(Queue):
                 unread, unread_oldest = conn.execute(
                     "SELECT count(*), min(created_ms) FROM events "
                     "WHERE seq > ? AND instr(vendors, ?) > 0",
-                    (pos, _vendor_key(v)),
+                    (pos, vendor_key(v)),
                 ).fetchone()
                 held_oldest = conn.execute(
                     "SELECT min(e.created_ms) FROM pending p JOIN events e ON e.seq = p.seq "
@@ -1634,7 +1542,7 @@ class SQLiteQueue(Queue):
                 conn.executemany(
                     _INSERT,
                     [
-                        (d.event_id, d.name, d.created_ms, _vendor_key(d.vendor), d.payload)
+                        (d.event_id, d.name, d.created_ms, vendor_key(d.vendor), d.payload)
                         for d in reversed(rows)
                     ],
                 )
