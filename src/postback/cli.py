@@ -35,6 +35,7 @@ from postback.destination import Secret, config_warnings
 from postback.errors import ConfigError, InvalidEvent, PostbackError
 from postback.events import loads_event
 from postback.plugins import PluginHost
+from postback.status_command import status as status_command
 from postback.tracker import Tracker
 
 __all__ = ["main"]
@@ -686,6 +687,7 @@ def new_plugin(name: str, directory: Path) -> None:
 
 
 main.add_command(dashboard_command.ui)
+main.add_command(status_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -427,6 +427,7 @@ class Lane:
                 attempt.settled(out[len(out) - len(batch) :], latency)
         if out:
             self._record([v.settlement for v in out], int(now * 1000))
+            self.engine.ledger.record(self.dest, out, int(time.time() * 1000))
             verdicts.apply(out, latency)
 
     def _hold_halted_scopes(
