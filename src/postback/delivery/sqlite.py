@@ -16,17 +16,39 @@ Layout (WAL mode)::
 ``track()`` appends the event to this process's spool file next to the queue file (a memory
 copy or one ``write()``, see :mod:`postback.delivery.spool`; no fsync with
 ``synchronous=normal``: the event survives a crash of the process, not a power cut; ``full``
-survives both). The deliverer (one process per file,
-elected with ``flock``) ingests every process's spool into the ``events`` log in bulk, reads new
-events past its lane's cursor without taking the write lock, and persists the cursor as a low
-watermark when it settles a batch. Events it had read but not settled when it died lie past the
-persisted cursor, so the next deliverer reads them again: delivery is at-least-once, and the
+survives both). The deliverer (one process per file, elected with ``flock``) reads every
+process's spool and hands fresh events for the vendors it serves to their lanes from memory
+(the held fast path): an event delivered from there is never written to the log, and a
+segment's saved offset moves past it once every event before it is settled. Events for
+vendors another process serves go into the ``events`` log at once; held events that wait too
+long (a vendor down or slow), or that are still held when the deliverer lets go, are written
+back to the log (as leased retries when a request is in flight). Lanes read the log past their
+cursor without taking the write lock, and the cursor is saved as a low watermark below what is
+in flight. Each vendor's settled point in a segment is saved in ``spool_sent``, so a deliverer
+that dies costs each vendor only what it had in flight: delivery is at-least-once, and the
 vendors' dedupe keys absorb the repeats.
 
-The events the deliverer holds in memory for its lanes (read from the spool, not in the log)
-are kept by :mod:`postback.delivery.held` (pure bookkeeping, its theory of operation at the
-top); each vendor's settled point in a segment is saved in ``spool_sent``, so a deliverer that
-dies costs each vendor only what it had in flight.
+:class:`SQLiteQueue` is a façade composing these parts, each with its duties (and locks) at
+its top:
+
+- :mod:`postback.delivery.sqlite_schema`: the file, its DDL, connections, error messages, the
+  write-transaction helper, and :class:`~postback.delivery.sqlite_schema.SQLiteFile`, the
+  small state every part shares (connection, locks, deliverer fd, served vendors);
+- :mod:`postback.delivery.election`: the deliverer lock;
+- :mod:`postback.delivery.sqlite_ingest`: reading the spool, offsets and ``spool_sent``,
+  write-back of held events, saving progress;
+- :mod:`postback.delivery.sqlite_held`: the held lanes, over the pure
+  :mod:`postback.delivery.held`;
+- :mod:`postback.delivery.sqlite_log`: the SQL log (claim, settle, maintenance, depth, dead
+  letters, remembered keys, skip counts).
+
+The façade itself handles ``fork()`` (all or nothing, see :meth:`SQLiteQueue.after_fork`).
+
+Lock order, whole queue: the ingester's ``lock`` -> the progress saver's lock (only ever
+tried, never waited for) -> the file's ``work_lock`` -> ``write_lock``; at ``fork()``,
+``work_lock`` then the spool writer's lock (both with a timeout: a child forked while they
+are busy fails closed). ``work_lock`` is re-entrant; ``write_lock`` is taken by every write
+transaction of this process, never while waiting for another of these locks.
 """
 
 from __future__ import annotations
