@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from postback import Tracker
-from postback.delivery import spool, sqlite_held, sqlite_ingest, sqlite_schema
+from postback.delivery import spool, sqlite_ingest, timing
 from postback.delivery.queue import Settlement
 from postback.delivery.sqlite import SQLiteQueue
 from postback.sandbox import Sandbox
@@ -48,8 +48,8 @@ def die(q: SQLiteQueue) -> None:
 
 @pytest.fixture(autouse=True)
 def _look_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_schema, "INGEST_POLL", 0.0)
-    monkeypatch.setattr(sqlite_ingest, "HOT_LOOK", 0.0)
+    monkeypatch.setattr(timing, "INGEST_POLL", 0.0)
+    monkeypatch.setattr(timing, "HOT_LOOK", 0.0)
 
 
 def test_delivered_events_never_touch_the_log(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_held_events_that_wait_too_long_are_written_back(
     for i in range(4):
         q.put(f"e{i}", "x", 1, ["a", "b"], b"{}")
     inflight = q.claim("a", 2, 1)  # e0, e1 in flight for a; b is down and claims nothing
-    monkeypatch.setattr(sqlite_held, "HOT_STALE", 0.0)
+    monkeypatch.setattr(timing, "HOT_STALE", 0.0)
     q.poll()
     # For b every event is new in the log; for a, e0 and e1 are leased retries (their
     # requests are still out) and e2, e3 are new.
@@ -290,7 +290,7 @@ def test_a_slow_vendor_does_not_hold_up_another_when_the_held_set_is_full(
     taking, must not wait HOT_STALE for the set to be written back."""
     monkeypatch.setattr(sqlite_ingest, "HOT_LIMIT", 6)
     monkeypatch.setattr(sqlite_ingest, "HOLD_CHUNK", 1)  # one record per chunk
-    monkeypatch.setattr(sqlite_held, "HOT_STALE", 3600.0)
+    monkeypatch.setattr(timing, "HOT_STALE", 3600.0)
     q = deliverer(tmp_path / "q.db", ["a", "b"])
     for i in range(30):
         q.put(f"e{i}", "x", 1, ["a", "b"], b"{}")

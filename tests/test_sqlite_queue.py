@@ -13,7 +13,7 @@ import pytest
 
 import postback.testing.example as example
 from postback import QueueCorrupt, QueueError, Tracker
-from postback.delivery import spool, sqlite_ingest, sqlite_schema
+from postback.delivery import spool, sqlite_ingest, timing
 from postback.delivery.queue import Claimed, Settlement, sqlite_path
 from postback.delivery.registry import open_queue
 from postback.delivery.sqlite import SQLiteQueue
@@ -186,9 +186,7 @@ def test_spool_segments_rotate_and_are_ingested_in_order(
 ) -> None:
     monkeypatch.setattr(spool, "SEGMENT_BYTES", 1000)
     monkeypatch.setattr(spool.SpoolWriter, "mapped", mapped)
-    monkeypatch.setattr(
-        sqlite_schema, "INGEST_POLL", 0.0
-    )  # look at other processes' spools every time
+    monkeypatch.setattr(timing, "INGEST_POLL", 0.0)  # look at other processes' spools every time
     writer = SQLiteQueue(tmp_path / "q.db")
     for i in range(40):
         writer.put(f"e{i}", "x", 1, ["a"], b"y" * 100)
@@ -213,7 +211,7 @@ def test_a_record_half_copied_waits_and_a_torn_one_is_skipped_once_its_writer_is
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The mapped segment, as a reader on another core may see it mid-copy.
-    monkeypatch.setattr(sqlite_schema, "INGEST_POLL", 0.0)
+    monkeypatch.setattr(timing, "INGEST_POLL", 0.0)
     writer = SQLiteQueue(tmp_path / "q.db")
     writer.put("e0", "x", 1, ["a"], b"{}")
     w = writer._spool
@@ -248,7 +246,7 @@ def test_write_path_a_record_cut_short_is_skipped_only_once_its_writer_is_gone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Filesystems that cannot allocate ahead get one write() per record instead.
-    monkeypatch.setattr(sqlite_schema, "INGEST_POLL", 0.0)
+    monkeypatch.setattr(timing, "INGEST_POLL", 0.0)
     monkeypatch.setattr(spool.SpoolWriter, "mapped", False)
     writer = SQLiteQueue(tmp_path / "q.db")
     writer.put("e0", "x", 1, ["a"], b"{}")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from limits.storage import MemoryStorage, Storage
 
+from postback.delivery import timing
 from postback.delivery.http import DeliveryClients
 from postback.delivery.lanes import Lane
 from postback.delivery.queue import Queue
@@ -36,9 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryEngine", "FlushReport", "Lane", "VendorReport", "VendorStats"]
 
 log = logging.getLogger("postback.delivery")
-NUDGE_EVERY = 0.02  # seconds: track() nudges a delivery process at most this often
-POLL_BUSY = 0.002  # seconds between looks at other processes' events while they come
-MAINTENANCE_EVERY = 1.0
 
 
 def tune_gc_for_delivery() -> None:
@@ -132,10 +130,10 @@ class DeliveryEngine:
                         self.stopping.wait(1.0)
                         continue
                 self.queue.maintenance()
-                self._poll_until(time.monotonic() + MAINTENANCE_EVERY)
+                self._poll_until(time.monotonic() + timing.MAINTENANCE_EVERY)
             except Exception:
                 log.exception("delivery coordinator error (continuing)")
-                self.stopping.wait(MAINTENANCE_EVERY)
+                self.stopping.wait(timing.MAINTENANCE_EVERY)
 
     def _poll_until(self, deadline: float) -> None:
         """Between maintenance rounds, look for other processes' events every so often."""
@@ -151,7 +149,7 @@ class DeliveryEngine:
                 self._nudged.clear()
             if self.stopping.is_set():
                 break
-            wait = POLL_BUSY if self.queue.poll() else min(wait * 2, interval)
+            wait = timing.POLL_BUSY if self.queue.poll() else min(wait * 2, interval)
 
     def _wake(self, vendors: Iterable[str]) -> None:
         for v in vendors:
@@ -168,7 +166,7 @@ class DeliveryEngine:
             self._wake(vendors)
         elif self.external is not None:
             now = time.monotonic()
-            if now - self._nudged_at > NUDGE_EVERY:
+            if now - self._nudged_at > timing.NUDGE_EVERY:
                 self._nudged_at = now
                 self.external.nudge()
 

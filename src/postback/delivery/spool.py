@@ -56,6 +56,8 @@ from typing import Literal, NamedTuple
 
 import orjson
 
+from postback.delivery import timing
+
 __all__ = [
     "Chunk",
     "Row",
@@ -74,7 +76,6 @@ SEGMENT_BYTES = 8 * 1024 * 1024  # the size of a segment (allocated when it star
 MAX_RECORD = 64 * 1024 * 1024  # a length beyond this is damage, not an event
 NOTHING_WRITTEN = bytes(8)  # the header of an allocated record slot not written yet
 SUFFIX = ".spool"
-CHECK_EVERY = 0.05  # seconds between checks that the current segment still has a name
 
 
 class SpoolError(OSError):
@@ -225,7 +226,7 @@ class SpoolWriter:
         if it could not be written whole."""
         n = len(record)
         with self._lock:
-            if time.monotonic() - self._checked_at > CHECK_EVERY:
+            if time.monotonic() - self._checked_at > timing.CHECK_EVERY:
                 self._check()
             if self._fd is None or self._size + n > self._capacity:
                 self._rotate(n)

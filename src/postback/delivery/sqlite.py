@@ -63,8 +63,7 @@ from pathlib import Path
 
 import attrs
 
-from postback.delivery import election, spool
-from postback.delivery import sqlite_schema as schema
+from postback.delivery import election, spool, timing
 from postback.delivery.faultlog import FaultLog
 from postback.delivery.queue import (
     Claimed,
@@ -78,7 +77,7 @@ from postback.delivery.recent import RecentFile
 from postback.delivery.sqlite_held import HeldLanes
 from postback.delivery.sqlite_ingest import SpoolIngest
 from postback.delivery.sqlite_log import SQLiteLog
-from postback.delivery.sqlite_schema import BUSY_TIMEOUT, SQLiteFile, translated
+from postback.delivery.sqlite_schema import SQLiteFile, translated
 from postback.errors import QueueError
 
 __all__ = ["SQLiteQueue"]
@@ -86,7 +85,6 @@ __all__ = ["SQLiteQueue"]
 log = logging.getLogger("postback.queue")
 
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
-FORK_LOCK_WAIT = 5.0  # seconds a fork waits for a queue's work to pause (else the child can't read)
 _queues: weakref.WeakSet[SQLiteQueue] = weakref.WeakSet()
 
 
@@ -121,7 +119,7 @@ def _same_file(fd: int | None, ident: tuple[int, int]) -> bool:
 
 class SQLiteQueue(Queue):
     capabilities = QueueCapabilities(
-        cross_process=True, loop_safe_put=True, polls_every=schema.INGEST_POLL
+        cross_process=True, loop_safe_put=True, polls_every=timing.INGEST_POLL
     )
 
     def __init__(
@@ -129,7 +127,7 @@ class SQLiteQueue(Queue):
         path: Path | str,
         *,
         synchronous: str = "normal",
-        busy_timeout: float = BUSY_TIMEOUT,
+        busy_timeout: float = timing.BUSY_TIMEOUT,
         mapped_spool: bool = True,
     ) -> None:
         self.path = Path(path)
@@ -170,8 +168,8 @@ class SQLiteQueue(Queue):
     # --- fork ------------------------------------------------------------------------------------
 
     def _hold_for_fork(self) -> None:
-        work = self._file.work_lock.acquire(timeout=FORK_LOCK_WAIT)
-        writer = self._spool.lock.acquire(timeout=FORK_LOCK_WAIT)
+        work = self._file.work_lock.acquire(timeout=timing.FORK_LOCK_WAIT)
+        writer = self._spool.lock.acquire(timeout=timing.FORK_LOCK_WAIT)
         self._fork_held = (work, writer)
 
     def _release_after_fork(self) -> None:

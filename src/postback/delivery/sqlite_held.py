@@ -22,15 +22,13 @@ import time
 from collections import Counter, deque
 from collections.abc import Sequence
 
+from postback.delivery import timing
 from postback.delivery.held import ROW_BITS, ROW_MASK, HeldChunk
 from postback.delivery.queue import Claimed, Settlement
 from postback.delivery.sqlite_log import SQLiteLog
 from postback.delivery.sqlite_schema import INSERT_NUMBERED, SQLiteFile
 
 __all__ = ["HeldLanes"]
-
-HOT_STALE = 2.0  # seconds an unsettled held event may wait before it is written to the log
-STARVING_AFTER = 1.0  # a vendor that took held events this recently and has none is starving
 
 
 class HeldLanes:
@@ -69,11 +67,12 @@ class HeldLanes:
         set is full (of events another vendor is slow to take): it must not wait for them."""
         now = time.monotonic()
         return any(
-            not self.waiting[v] and now - at < STARVING_AFTER for v, at in self.claimed_at.items()
+            not self.waiting[v] and now - at < timing.STARVING_AFTER
+            for v, at in self.claimed_at.items()
         )
 
     def stale(self) -> bool:
-        horizon = time.monotonic() - HOT_STALE
+        horizon = time.monotonic() - timing.HOT_STALE
         return any(c and c[0].born < horizon for c in self.chunks.values())
 
     def claim(self, vendor: str, room: int) -> list[Claimed]:

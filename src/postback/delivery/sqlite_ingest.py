@@ -4,11 +4,11 @@ Duties: reading the spool segments (:mod:`postback.delivery.spool`) past their s
 (``spool`` table), handing fresh events to the lanes in memory (the held set,
 :mod:`postback.delivery.sqlite_held`) or writing them into the ``events`` log (events for
 vendors another process serves, and everything when not holding); the write-back of held
-events into the log when they wait too long (:data:`~postback.delivery.sqlite_held.HOT_STALE`),
+events into the log when they wait too long (``timing.HOT_STALE``),
 the held set is full (:data:`HOT_LIMIT`) and a lane starves, or the deliverer lets go;
 saving delivery progress (cursors, offsets and each vendor's settled point per segment in
 ``spool_sent``, so that a successor re-sends a vendor only what was in flight) at most every
-:data:`PERSIST_EVERY`; deleting segments read to their end whose writer is gone (and their
+``timing.PERSIST_EVERY``; deleting segments read to their end whose writer is gone (and their
 rows in ``spool`` and ``spool_sent``), ``.new`` files a crash left, and readers of segments
 that vanished; counting what is spooled and not yet read (depth, and what a process that does
 not deliver waits for at exit).
@@ -31,8 +31,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from postback.delivery import spool
-from postback.delivery import sqlite_schema as schema
+from postback.delivery import spool, timing
 from postback.delivery.held import HeldChunk, skip_settled
 from postback.delivery.sqlite_held import HeldLanes
 from postback.delivery.sqlite_log import SQLiteLog
@@ -51,10 +50,7 @@ INGEST_CHUNK = 1 << 20  # bytes of spool read (and rows inserted) per transactio
 # Bytes of spool read at a time to hold for the lanes: parsing is pure Python, and a smaller
 # bite gives a thread that tracks events in this process the interpreter lock back sooner.
 HOLD_CHUNK = 1 << 18
-STALE_NEW_SEGMENT = 60.0  # a ".new" spool file unlocked this long was left by a crash
 HOT_LIMIT = 10_000  # events read from the spool and held for the lanes, not yet in the log
-HOT_LOOK = 0.002  # a lane with nothing held for it looks at the spool again after this
-PERSIST_EVERY = 0.01  # seconds between saves of delivery progress (offsets, cursors)
 _SAVE_SENT = (
     "INSERT INTO spool_sent(segment, vendor, offset) VALUES (?, ?, ?) "
     "ON CONFLICT(segment, vendor) DO UPDATE SET offset=excluded.offset"
@@ -162,8 +158,8 @@ class SpoolIngest:
         elapsed = time.monotonic() - self._ingested_at
         if (
             not self.dirty
-            and elapsed < schema.INGEST_POLL
-            and (self._held.waiting[vendor] or elapsed < HOT_LOOK)
+            and elapsed < timing.INGEST_POLL
+            and (self._held.waiting[vendor] or elapsed < timing.HOT_LOOK)
         ):
             return
         self.ingest()
@@ -433,7 +429,7 @@ class SpoolIngest:
             if not entry.name.endswith(".new"):
                 continue
             try:
-                if now - entry.stat().st_mtime < STALE_NEW_SEGMENT:
+                if now - entry.stat().st_mtime < timing.STALE_NEW_SEGMENT:
                     continue
                 reader = spool.SegmentReader(Path(entry.path))
             except FileNotFoundError:
@@ -491,11 +487,11 @@ class SpoolIngest:
         return Counter({v: n for v, n in counts.items() if v in wanted})
 
     def persist_soon(self) -> None:
-        """Save progress if it was last saved more than PERSIST_EVERY ago (else the next
+        """Save progress if it was last saved more than timing.PERSIST_EVERY ago (else the next
         settle, poll or maintenance does): one small transaction per batch delivered was
         half a microsecond per event. Progress saved later only means that a deliverer
         that dies sends a few more events again."""
-        if time.monotonic() - self._persisted_at >= PERSIST_EVERY:
+        if time.monotonic() - self._persisted_at >= timing.PERSIST_EVERY:
             self.persist_cursors()
 
     def persist_cursors(self) -> None:

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from postback.delivery import sqlite_schema as schema
+from postback.delivery import timing
 from postback.delivery.held import vendor_key
 from postback.delivery.queue import Claimed, DeadLetter, QueueDepth, Settlement
 from postback.delivery.sqlite_schema import INSERT, SQLiteFile, translated
@@ -117,7 +117,7 @@ class SQLiteLog:
                     checked is None
                     or checked[0] != self._file.log_version
                     or time.monotonic() - checked[1]
-                    > schema.INGEST_POLL  # another process's replay
+                    > timing.INGEST_POLL  # another process's replay
                 ):
                     # New events: a read transaction (one snapshot for both queries), which
                     # never takes the write lock, so track() is never held up by it.

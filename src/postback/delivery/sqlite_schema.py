@@ -88,8 +88,6 @@ CREATE TABLE IF NOT EXISTS skips(
     PRIMARY KEY(vendor, reason)
 ) WITHOUT ROWID;
 """
-BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction
-INGEST_POLL = 0.05  # seconds between looks at other processes' spool files
 INSERT = "INSERT INTO events(event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?)"
 INSERT_NUMBERED = (
     "INSERT INTO events(seq, event_id, name, created_ms, vendors, payload) VALUES (?,?,?,?,?,?)"
