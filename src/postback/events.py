@@ -30,6 +30,7 @@ from postback.iso import CURRENCIES
 __all__ = [
     "CANONICAL_EVENTS",
     "CONTEXT_FIELDS",
+    "MAX_VALUE",
     "USER_FIELDS",
     "Attribution",
     "Context",
@@ -65,6 +66,13 @@ _MIN_TIMESTAMP_MS = 978_307_200_000  # 2001-01-01: anything earlier is almost su
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _MICROS = Decimal(1_000_000)
+#: The largest money amount ``track()`` accepts, in major units (exclusive): 10**12 keeps the
+#: value in micros inside a signed 64-bit integer, which every vendor and the queue can carry.
+MAX_VALUE = 10**12
+_MAX_VALUE_MICROS = MAX_VALUE * 1_000_000
+#: A money amount given as a string is at most this many characters (checked before parsing,
+#: so ``"9e999990"`` is refused in microseconds rather than expanded digit by digit).
+_MAX_VALUE_CHARS = 64
 
 
 # User and Context are frozen dict-classes rather than slotted: attrs sets a frozen slotted
@@ -418,28 +426,57 @@ def to_micros(value: object) -> int:
     """Convert a money amount to exact integer micros.
 
     Floats go through their shortest repr, so ``49.99`` is ``Decimal("49.99")`` and becomes
-    ``49_990_000``; amounts finer than a micro are rounded half-to-even.
+    ``49_990_000``; amounts finer than a micro are rounded half-to-even. The magnitude must be
+    below :data:`MAX_VALUE`; the exponent is checked before any arithmetic, so every input is
+    accepted or refused in microseconds.
     """
     if isinstance(value, bool):
         raise ValueError("must be a number, got bool")
     if isinstance(value, int):
-        return value * 1_000_000
+        if -MAX_VALUE < value < MAX_VALUE:
+            return value * 1_000_000
+        raise ValueError(_too_large(value))
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value!r}")
+        if not -MAX_VALUE < value < MAX_VALUE:
+            raise ValueError(_too_large(value))
         dec = Decimal(repr(value))
     elif isinstance(value, Decimal):
         dec = value
     elif isinstance(value, str):
+        text = value.strip()
+        if len(text) > _MAX_VALUE_CHARS:
+            raise ValueError(
+                f"is {len(text)} characters long; a money amount is at most {_MAX_VALUE_CHARS}"
+            )
         try:
-            dec = Decimal(value.strip())
+            dec = Decimal(text)
         except InvalidOperation:
             raise ValueError(f"{value!r} is not a number") from None
     else:
         raise ValueError(f"must be a number, got {type(value).__name__}")
     if not dec.is_finite():
         raise ValueError(f"must be a finite number, got {value!r}")
-    return int((dec * _MICROS).to_integral_value(ROUND_HALF_EVEN))
+    # adjusted() is the exponent of the leading digit: checked before scaling, so a huge
+    # exponent never becomes a huge integer (or a decimal.Overflow).
+    if dec and dec.adjusted() >= 12:
+        raise ValueError(_too_large(value))
+    if dec and dec.adjusted() < -12:
+        return 0  # far below a micro: rounds to zero, without scaling a tiny exponent
+    micros = int((dec * _MICROS).to_integral_value(ROUND_HALF_EVEN))
+    if not -_MAX_VALUE_MICROS < micros < _MAX_VALUE_MICROS:
+        raise ValueError(_too_large(value))
+    return micros
+
+
+def _too_large(value: object) -> str:
+    if isinstance(value, int) and value.bit_length() > 128:  # repr of a huge int is slow
+        shown = f"an integer of {value.bit_length()} bits"
+    else:
+        text = repr(value)
+        shown = text if len(text) <= 40 else f"{text[:37]}..."
+    return f"{shown} is too large: a money amount must be below {MAX_VALUE:,} in major units"
 
 
 def to_timestamp_ms(value: object) -> int:
