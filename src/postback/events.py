@@ -63,6 +63,9 @@ _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEP_RE = re.compile(r"[\s\-.]+")
 _EVENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 _MIN_TIMESTAMP_MS = 978_307_200_000  # 2001-01-01: anything earlier is almost surely seconds
+#: Event times are in [2001-01-01, 2100-01-01) UTC: every vendor can send a time in that range
+#: (a year-10000 time cannot even be formatted as ISO 8601).
+_MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 _MICROS = Decimal(1_000_000)
@@ -480,24 +483,35 @@ def _too_large(value: object) -> str:
 
 
 def to_timestamp_ms(value: object) -> int:
-    """Accept an aware datetime, epoch milliseconds, or an ISO-8601 string with an offset."""
+    """Accept an aware datetime, epoch milliseconds, or an ISO-8601 string with an offset,
+    from 2001-01-01 (inclusive) to 2100-01-01 (exclusive) UTC."""
     if isinstance(value, bool):
         raise ValueError("must be a datetime or epoch milliseconds, got bool")
     if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("naive datetime: pass an aware one, e.g. datetime.now(timezone.utc)")
-        return (value - _EPOCH) // _MILLISECOND
+        try:
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError(
+                    "naive datetime: pass an aware one, e.g. datetime.now(timezone.utc)"
+                )
+            ms = (value - _EPOCH) // _MILLISECOND
+        except OverflowError:
+            raise ValueError(f"{value!r} is out of range") from None
+        return _in_range(ms, value)
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"must be finite, got {value!r}")
+        if isinstance(value, int) and value.bit_length() > 64:
+            raise ValueError("is too large for epoch milliseconds (after the year 2100)")
         ms = round(value)
         if ms < _MIN_TIMESTAMP_MS:
             raise ValueError(
                 f"{value!r} is before 2001 as epoch milliseconds; "
                 "if it is epoch seconds, multiply by 1000"
             )
-        return ms
+        return _in_range(ms, value)
     if isinstance(value, str):
+        if len(value) > 64:
+            raise ValueError(f"is {len(value)} characters long; not an ISO 8601 time")
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
@@ -507,6 +521,18 @@ def to_timestamp_ms(value: object) -> int:
         return to_timestamp_ms(parsed)
     raise ValueError(
         f"must be an aware datetime, epoch milliseconds or ISO 8601, got {type(value).__name__}"
+    )
+
+
+def _in_range(ms: int, given: object) -> int:
+    if _MIN_TIMESTAMP_MS <= ms < _MAX_TIMESTAMP_MS:
+        return ms
+    return _out_of_range(given)
+
+
+def _out_of_range(given: object) -> int:
+    raise ValueError(
+        f"{given!r} is outside the range every vendor can send: 2001-01-01 to 2100-01-01 UTC"
     )
 
 
