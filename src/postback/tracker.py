@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import orjson
 
 from postback.config import Config, build_config, read_config
 from postback.delivery.engine import DeliveryEngine, FlushReport
@@ -30,11 +29,12 @@ from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
 from postback.delivery.registry import open_queue
 from postback.destination import Destination, Skipped
-from postback.errors import InvalidEvent, Problem, TrackerClosed
-from postback.events import Event, dumps_event, make_event
+from postback.errors import InvalidEvent, TrackerClosed
+from postback.events import Event, make_event
 from postback.plugins import PluginHost
 from postback.routing import Explanation, Router
 from postback.skips import SkipLedger
+from postback.storable import stored_form
 
 __all__ = ["Tracker", "auto_workers"]
 
@@ -191,6 +191,7 @@ class Tracker:
             extra_currencies=self._extra_currencies,
             **fields,
         )
+        stored_form(event)
         explanation = self.router.explain(event)
         if explanation.error is not None:
             raise explanation.error
@@ -233,12 +234,9 @@ class Tracker:
         except InvalidEvent as exc:
             return Router.malformed(str(name), exc, self.config.vendors)
         try:
-            dumps_event(event)
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            problem = Problem("properties", f"must be JSON-serialisable: {exc}")
-            return Router.malformed(
-                event.name, InvalidEvent(event.name, [problem]), self.destinations
-            )
+            stored_form(event)
+        except InvalidEvent as exc:
+            return Router.malformed(event.name, exc, self.destinations)
         return self.router.explain(event)
 
     def track(
@@ -286,18 +284,19 @@ class Tracker:
                 "dropped invalid event %r: %s", exc.event_name, "; ".join(map(str, exc.problems))
             )
             return event_id if isinstance(event_id, str) and event_id else ""
+        # Serialised first: what the queue cannot store, or a vendor cannot send (a lone
+        # surrogate, NaN, more than MAX_EVENT_BYTES), is refused naming its field.
+        try:
+            payload = stored_form(event)
+        except InvalidEvent as exc:
+            if self._raise:
+                raise
+            log.warning(
+                "dropped invalid event %r: %s", exc.event_name, "; ".join(map(str, exc.problems))
+            )
+            return event.event_id
         names = self.router.admit(event)
         if not names:
-            return event.event_id
-        try:
-            payload = dumps_event(event)
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            error = InvalidEvent(
-                event.name, [Problem("properties", f"must be JSON-serialisable: {exc}")]
-            )
-            if self._raise:
-                raise error from None
-            log.warning("dropped invalid event %r: %s", event.name, error.problems[0])
             return event.event_id
         # The queue's clock is when we accepted the event (retry max_age counts from it), not
         # the event's own time, which may be long ago for backfilled events.
