@@ -33,6 +33,7 @@ import cattrs
 from postback.destination import Destination, RateLimit, RetryPolicy, Secret
 from postback.errors import ConfigError, ConfigProblem
 from postback.events import CANONICAL_EVENTS, normalize_currency, normalize_event_name
+from postback.setting_values import control_character_problems, parse_duration, parse_rate_limit
 
 if TYPE_CHECKING:
     from postback.delivery.registry import QueueRegistry
@@ -52,17 +53,6 @@ __all__ = [
 DEFAULT_QUEUE = "sqlite://postback.db"
 CONFIG_FILENAMES = ("postback.toml", "pyproject.toml")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_RATE_RE = re.compile(
-    r"^\s*(\d+)\s*(?:/|per)\s*(\d+(?:\.\d+)?)?\s*"
-    r"(ms|s|sec|second|seconds|m|min|minute|minutes|h|hour|hours|d|day|days)\s*$"
-)
-_RATE_UNITS = {
-    "ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400,
-}  # fmt: skip
 
 
 @attrs.frozen
@@ -217,38 +207,6 @@ def read_config(
 # Small parsers
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from a number or a string such as ``"500ms"``, ``"2s"``, ``"15m"``, ``"24h"``."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration (seconds, or e.g. '15m'), got bool")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
-    if isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if m:
-            return float(m.group(1)) * _UNITS[m.group(2)]
-    raise ValueError(f"must be a duration such as 30, '500ms', '15m' or '24h', got {value!r}")
-
-
-def parse_rate_limit(value: object) -> RateLimit:
-    """``"600/minute"``, ``"60000/15 minutes"``, ``"60000 per 15m"`` or {requests, per}."""
-    if isinstance(value, Mapping) and set(value) == {"requests", "per"}:
-        requests, per = value["requests"], parse_duration(value["per"])
-        if isinstance(requests, int) and requests > 0 and per > 0:
-            return RateLimit(requests, per)
-    elif isinstance(value, str):
-        m = _RATE_RE.match(value)
-        if m:
-            window = float(m.group(2) or 1) * _RATE_UNITS[m.group(3)]
-            if int(m.group(1)) > 0 and window > 0:
-                return RateLimit(int(m.group(1)), window)
-    raise ValueError(
-        f"must look like '600/minute' or '60000/15 minutes' (or false for no limit), got {value!r}"
-    )
-
-
 def _did_you_mean(key: str, known: list[str]) -> str:
     hits = difflib.get_close_matches(key, known, n=1)
     return f" (did you mean {hits[0]!r}?)" if hits else ""
@@ -288,6 +246,8 @@ def _make_settings_converter() -> cattrs.Converter:
 
     def structure_secret(value: object, _: type) -> Secret:
         if isinstance(value, Secret):
+            if control_character_problems(value.reveal()):
+                raise ValueError("contains a line break or other control character: remove it")
             return value
         if not isinstance(value, str) or not value:
             raise ValueError('must be a non-empty string (usually "${ENV_VAR}")')
@@ -637,6 +597,7 @@ def build_config(
     raw = _substitute_env(raw, "", problems)
     # _substitute_env prefixes paths with "."; strip it.
     problems = [ConfigProblem(p.path.lstrip("."), p.message) for p in problems]
+    problems += [ConfigProblem(k, m) for k, m in control_character_problems(raw)]
     for key in raw:
         if key not in ("postback", "vendors"):
             problems.append(

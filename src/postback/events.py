@@ -369,7 +369,7 @@ def new_event_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_EVENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+_EVENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS = Decimal(1_000_000)
 

@@ -35,7 +35,7 @@ CANONICAL_EVENTS: frozenset[str] = frozenset(
     """.split()
 )
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEP_RE = re.compile(r"[\s\-.]+")
 _MIN_TIMESTAMP_MS = 978_307_200_000  # 2001-01-01: anything earlier is almost surely seconds

@@ -25,6 +25,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
+from postback.delivery.http import UnsafeHeader
 from postback.delivery.queue import Claimed, Queue, Settlement
 from postback.delivery.settle import RefusalWatch, Verdict, Verdicts
 from postback.delivery.stats import VendorReport, VendorStats
@@ -542,7 +543,7 @@ class Lane:
         self.stats.requests += 1
         try:
             response = self.engine.clients.send(request, self.config.timeout)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, UnsafeHeader):
             raise
         except Exception as exc:  # an application's transport failed in its own way
             raise httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request) from exc
