@@ -52,6 +52,9 @@ __all__ = [
 
 DEFAULT_QUEUE = "sqlite://postback.db"
 CONFIG_FILENAMES = ("postback.toml", "pyproject.toml")
+_MAX_EXIT_TIMEOUT = 600.0  # seconds: [postback] exit_timeout
+_MAX_TIMEOUT = 600.0  # seconds: a vendor's timeout for one request
+_MAX_LINGER = 60.0  # seconds: a vendor's linger before sending a partial batch
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -191,6 +194,12 @@ def read_config(
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError([f"config file {str(path)!r} does not exist"]) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            [f"config path {str(path)!r} is a directory: give the postback.toml file in it"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"config file {str(path)!r} cannot be read: {exc.strerror}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], source=str(path)) from None
     if path.name == "pyproject.toml":
@@ -374,8 +383,8 @@ def _build_core(raw: object, problems: list[ConfigProblem], queues: QueueRegistr
                 kwargs[key] = val
             elif key == "default_currency":
                 kwargs[key] = normalize_currency(val)
-            elif key == "exit_timeout":
-                kwargs[key] = parse_duration(val)
+            elif key == "exit_timeout":  # bounded: it is how long a process may take to exit
+                kwargs[key] = parse_duration(val, at_most=_MAX_EXIT_TIMEOUT)
             elif key == "workers":
                 if not isinstance(val, bool) and val not in ("auto", "thread", "process"):
                     raise ValueError(
@@ -460,8 +469,10 @@ def _build_vendor(
                 if not isinstance(val, int) or isinstance(val, bool) or not 1 <= val <= 256:
                     raise ValueError("must be an integer from 1 to 256")
                 kwargs[key] = val
-            elif key in ("timeout", "linger"):
-                kwargs[key] = parse_duration(val)
+            elif key == "timeout":  # zero would deliver nothing
+                kwargs[key] = parse_duration(val, positive=True, at_most=_MAX_TIMEOUT)
+            elif key == "linger":
+                kwargs[key] = parse_duration(val, at_most=_MAX_LINGER)
             elif key == "batch_size":
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                     raise ValueError("must be a positive integer")
@@ -571,7 +582,7 @@ def _build_retry(
                 kw[k] = v
         else:
             try:
-                kw[k] = parse_duration(v)
+                kw[k] = parse_duration(v, positive=True)
             except ValueError as exc:
                 problems.append(ConfigProblem(f"{path}.{k}", str(exc)))
     return attrs.evolve(default, **kw)
