@@ -103,3 +103,16 @@ def test_an_event_larger_than_max_event_bytes_is_refused_naming_properties(
         "purchase", user={"user_id": "u1"}, value=1, currency="USD", properties={"blob": "x" * 1000}
     )
     assert tracker.queue.depth(["example"], 0)["example"].pending == 1
+
+
+def test_an_unknown_vendor_name_with_on_invalid_log_keeps_the_event_for_the_others(
+    make_tracker: Callable[..., Tracker], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 23 item 11 (fixed on main by the routing work; kept as a regression test)."""
+    tracker = make_tracker(core={"workers": False, "on_invalid": "log"})
+    eid = tracker.track(
+        "purchase", user={"user_id": "u"}, value=1, currency="USD", vendors={"nosuch": {}}
+    )
+    assert eid
+    assert tracker.queue.depth(["example"], 0)["example"].pending == 1
+    assert "vendors.nosuch: is not a configured vendor" in caplog.text
