@@ -532,6 +532,12 @@ def _ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+def _redacted(tracker: Tracker, vendor: str, text: str) -> str:
+    """A stored reason with the vendor's secrets removed (rows written by older versions)."""
+    dest = tracker.destinations.get(vendor)
+    return dest.redact(text) if dest is not None else text
+
+
 @deadletters.command("list")
 @config_option
 @click.option("--vendor", default=None)
@@ -549,8 +555,9 @@ def deadletters_list(
         for col in ("id", "vendor", "event", "event id", "failed", "attempts", "reason"):
             table.add_column(col, overflow="fold")
         for d in rows:
+            reason = _redacted(tracker, d.vendor, d.reason)
             table.add_row(
-                str(d.id), d.vendor, d.name, d.event_id, _ms(d.failed_ms), str(d.attempts), d.reason
+                str(d.id), d.vendor, d.name, d.event_id, _ms(d.failed_ms), str(d.attempts), reason
             )
         console.print(table)
     finally:
@@ -580,7 +587,7 @@ def deadletters_show(dead_id: int, config_path: Path | None) -> None:
                     "created": _ms(d.created_ms),
                     "failed": _ms(d.failed_ms),
                     "attempts": d.attempts,
-                    "reason": d.reason,
+                    "reason": _redacted(tracker, d.vendor, d.reason),
                     "event": event,
                 }
             )
