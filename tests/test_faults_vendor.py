@@ -8,6 +8,14 @@ delivered, dead-lettered or still queued), and nothing of a secret leaks.
   so every secret in every form the plugin sends it) in a 2xx, a long 400, a 500, a 401 and a
   response header; no form of any secret, nor its first 8 characters, reaches the log, the
   SQLite file's dead letters, or ``postback deadletters list|show``.
+* ``test_a_hostile_retry_after_never_parks_or_loses_an_event``: ``Retry-After`` of inf, nan,
+  -5, three days, 1e308, a year-9999 date or garbage: every event is delivered or dead-lettered
+  within its ``max_age``; none is parked, lost or sent twice.
+* ``test_a_slow_or_endless_answer_is_cut_and_nothing_is_lost``: a slowloris server (one header
+  line at a time) and a 300 MB body: each request ends within the vendor's timeout, the event
+  is retried then dead-lettered, ``close()`` returns.
+* ``test_process_exit_is_bounded_by_exit_timeout_with_a_slowloris_vendor``: a process with a
+  request stuck on the vendor exits (the exit hook waits ``exit_timeout``, not the request).
 """
 
 from __future__ import annotations
@@ -17,7 +25,10 @@ import hashlib
 import importlib.util
 import json
 import logging
+import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -212,3 +223,215 @@ def test_echoed_secrets_never_leak(
     dead_ids = {r[1] for r in rows}
     delivered = report[vendor].delivered if report else 0
     assert delivered + len(dead_ids & set(accepted)) + pending >= len(accepted)
+
+
+# --- hostile answers at a scripted loopback sink (the example vendor) ------------------------
+
+
+class _Sink(BaseHTTPRequestHandler):
+    """Answers with the scripted responses first, then accepts every event; records ids."""
+
+    protocol_version = "HTTP/1.1"
+    script: list[tuple[int, dict[str, str]]] = []
+    received: list[str] = []
+    accepted_ids: list[str] = []
+
+    def do_POST(self) -> None:
+        cls = type(self)
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        ids = [e["id"] for e in body["events"]]
+        cls.received.extend(ids)
+        if cls.script:
+            status, headers = cls.script.pop(0)
+            payload = b'{"error": "later"}'
+        else:
+            status, headers = 200, {}
+            cls.accepted_ids.extend(ids)
+            payload = json.dumps({"results": [{"status": "ok"} for _ in ids]}).encode()
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[str, type[_Sink]]]:
+    handler = type("Sink", (_Sink,), {"script": [], "received": [], "accepted_ids": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _example_tracker(url: str, tmp_path: Path, **vendor: Any) -> Tracker:
+    import postback.testing.example as example
+
+    cfg = {
+        "postback": {"queue": f"sqlite:///{tmp_path}/q.db"},
+        "vendors": {
+            "example": {
+                "base_url": url,
+                "api_key": "k",
+                "linger": 0.01,
+                "retry": {"initial_backoff": 0.01, "max_backoff": 0.05, "max_age": 1.0},
+                **vendor,
+            }
+        },
+    }
+    return Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        "inf",
+        "nan",
+        "-5",
+        "259200",  # three days
+        "1e308",
+        "99999999999999999999999999999999999999",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "Thu, 01 Jan 1970 00:00:00 GMT",
+        "soon",
+    ],
+)
+def test_a_hostile_retry_after_never_parks_or_loses_an_event(
+    retry_after: str, sink: tuple[str, type[_Sink]], tmp_path: Path
+) -> None:
+    """Retry-After is a hint: one not finite, negative or unreadable is ignored; a long one is
+    cut to what is left of the event's max_age (1 s here). The events are then delivered."""
+    url, handler = sink
+    handler.script = [(429, {"retry-after": retry_after}), (503, {"retry-after": retry_after})]
+    tracker = _example_tracker(url, tmp_path)
+    try:
+        accepted = [tracker.track("sign_up", user={"user_id": f"u{i}"}) for i in range(5)]
+        report = tracker.flush(timeout=10)
+        dead = {d.event_id for d in tracker.queue.dead_letters("example")}
+    finally:
+        tracker.close(timeout=1)
+    assert report.complete, report
+    delivered = set(handler.accepted_ids)
+    assert set(accepted) <= delivered | dead  # nothing lost
+    assert len(handler.accepted_ids) == len(set(handler.accepted_ids))  # none sent twice
+
+
+class _RawServer:
+    """A loopback socket server answering every request with ``respond(conn)``; counts them."""
+
+    def __init__(self, respond: Any) -> None:
+        self.respond = respond
+        self.requests = 0
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.threads: list[threading.Thread] = []
+        self.accept = threading.Thread(target=self._accept, daemon=True)
+        self.accept.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                self.requests += 1
+                self.respond(conn, self.stop)
+            except OSError:
+                pass  # the client gave up: what the test expects
+
+    def close(self) -> None:
+        self.stop.set()
+        self.accept.join()
+        for t in self.threads:
+            t.join(timeout=5)
+        self.sock.close()
+
+
+def _slowloris(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    while not stop.wait(0.3):  # one header line at a time, never the end of the headers
+        conn.sendall(b"x-slow: 1\r\n")
+
+
+def _endless_body(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+    conn.sendall(b"content-length: 300000000\r\n\r\n")
+    chunk = b" " * 65536
+    while not stop.is_set():
+        conn.sendall(chunk)
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Any]:
+    servers: list[_RawServer] = []
+
+    def make(respond: Any) -> _RawServer:
+        servers.append(_RawServer(respond))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+@pytest.mark.parametrize("respond", [_slowloris, _endless_body], ids=["slowloris", "300MB-body"])
+def test_a_slow_or_endless_answer_is_cut_and_nothing_is_lost(
+    respond: Any, raw_server: Any, tmp_path: Path
+) -> None:
+    """The vendor's timeout (1 s) bounds the whole answer, the body is capped: each request
+    ends, the event is retried then dead-lettered at max_age, never lost or left hanging."""
+    server = raw_server(respond)
+    tracker = _example_tracker(server.url, tmp_path, timeout=1)
+    closed = threading.Event()
+    try:
+        accepted = tracker.track("sign_up", user={"user_id": "u1"})
+        report = tracker.flush(timeout=6)
+        dead = {d.event_id: d.reason for d in tracker.queue.dead_letters("example")}
+    finally:
+        closer = threading.Thread(target=lambda: (tracker.close(timeout=1), closed.set()))
+        closer.start()
+        closer.join(timeout=30)
+    assert closed.is_set(), "close() did not return: a request thread hung on the vendor"
+    assert server.requests >= 2, "the first request was never cut short"
+    assert report.complete and accepted in dead, (report, dead)
+
+
+def test_process_exit_is_bounded_by_exit_timeout_with_a_slowloris_vendor(
+    raw_server: Any, tmp_path: Path
+) -> None:
+    server = raw_server(_slowloris)
+    script = f"""
+import postback.testing.example as example
+from postback import Tracker
+t = Tracker.from_config({{
+    "postback": {{"queue": "sqlite:///{tmp_path}/q.db", "exit_timeout": 1}},
+    "vendors": {{"example": {{"base_url": "{server.url}", "api_key": "k", "timeout": 30,
+                            "linger": 0.01}}}},
+}}, plugins=[example], load_entry_points=False)
+t.track("sign_up", user={{"user_id": "u1"}})
+import time; time.sleep(0.5)  # the request is in flight, stuck on the vendor
+"""
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert server.requests >= 1
