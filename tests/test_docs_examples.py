@@ -194,3 +194,42 @@ def test_the_fastapi_howtos_app_and_test_example_run_as_written(tmp_path: Path) 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+# --- docs/how-to/opentelemetry.md ----------------------------------------------------------------
+
+
+def test_the_opentelemetry_how_to_serves_prometheus_metrics_as_written(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    pytest.importorskip("opentelemetry.exporter.prometheus")
+    page = "how-to/opentelemetry.md"
+    (tmp_path / "postback.toml").write_text(
+        '[postback]\nqueue = "sqlite://postback.db"\n\n' + sandbox_tables(sandbox)
+    )
+    (tmp_path / "metrics_app.py").write_text(block(page, "# metrics_app.py"))
+    env = {**os.environ, "METRICS_PORT": "0"}  # a free port
+    result = subprocess.run(
+        [sys.executable, "metrics_app.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # AppLovin takes the purchase (an email and an ip are enough), as the page shows.
+    [delivered] = [ln for ln in lines if ln.startswith("postback_events_delivered_total")
+                   and 'postback_vendor="applovin"' in ln]  # fmt: skip
+    assert delivered.endswith(" 1.0")
+    for name in ("postback_events_tracked_total", "postback_delivery_duration_seconds_bucket",
+                 "postback_queue_depth", "postback_queue_oldest_age_seconds"):  # fmt: skip
+        assert any(ln.startswith(name) for ln in lines), (name, lines)
+    # The page's sample output shows real metric names.
+    [shown] = [b for b in blocks(page, "text") if "postback_events_delivered_total" in b]
+    for ln in shown.splitlines():
+        if ln.startswith("postback_"):
+            assert any(out.startswith(ln.split("{")[0] + "{") for out in lines), ln
+    assert len(sandbox.received("applovin")) == 1

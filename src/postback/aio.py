@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import functools
 import logging
 import os
@@ -52,6 +53,7 @@ from postback.delivery.engine import FlushReport
 from postback.errors import TrackerClosed
 from postback.integrations._context import current_request_context, merge_request_context
 from postback.routing import Explanation
+from postback.telemetry import writer_context
 from postback.tracker import Tracker
 
 __all__ = ["AsyncTracker"]
@@ -231,6 +233,8 @@ class AsyncTracker:
         )
         if self._inline:
             return call()
+        if writer_context():  # an OpenTelemetry span is active: it goes with the event
+            call = functools.partial(contextvars.copy_context().run, call)
         return await self._writer.submit(call)
 
     def track_blocking(

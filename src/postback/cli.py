@@ -1,7 +1,7 @@
 """The ``postback`` command line (click for parsing, rich for tables and progress bars).
 
 Commands: plugins, config check, send [--dry-run], validate, sandbox, demo, worker,
-queue stats, deadletters list|show, replay, new-plugin.
+queue stats, deadletters list|show, replay, new-plugin, ui (postback.dashboard.command).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from postback.config import (
     read_config,
     settings_help,
 )
+from postback.dashboard import command as dashboard_command
 from postback.destination import Secret, config_warnings
 from postback.errors import ConfigError, InvalidEvent, PostbackError
 from postback.events import loads_event
@@ -677,6 +678,8 @@ def new_plugin(name: str, directory: Path) -> None:
         markup=False,
     )
 
+
+main.add_command(dashboard_command.ui)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -35,6 +35,9 @@ from postback.plugins import PluginHost
 from postback.routing import Explanation, Router
 from postback.skips import SkipLedger
 from postback.storable import stored_form
+from postback.telemetry import register as register_telemetry
+from postback.telemetry import retire as retire_telemetry
+from postback.telemetry import sdk_configured, stamp
 
 __all__ = ["Tracker", "auto_workers"]
 
@@ -113,6 +116,8 @@ class Tracker:
             disabled=[n for n, vc in config.vendors.items() if not vc.enabled],
             direct=host.only_core_validates,
         )
+        # Its counters and queue, for the app's OpenTelemetry meters (until close()).
+        register_telemetry(self.engine, self.skips)
         self._closed = False
         self._close_lock = threading.Lock()
         with _live_lock:
@@ -298,6 +303,8 @@ class Tracker:
         names = self.router.admit(event)
         if not names:
             return event.event_id
+        # With a span active (OpenTelemetry), its trace context goes with the event.
+        payload = stamp(payload)
         # The queue's clock is when we accepted the event (retry max_age counts from it), not
         # the event's own time, which may be long ago for backfilled events.
         self.queue.put(event.event_id, event.name, time.time_ns() // 1_000_000, names, payload)
@@ -350,6 +357,7 @@ class Tracker:
         finally:
             self.engine.stop(wait=1.0)
             self.skips.close()
+            retire_telemetry(self.engine)
             self.queue.close()
             with _live_lock:
                 _live.discard(self)
@@ -415,14 +423,17 @@ def auto_workers(config: Config, host: PluginHost, transport: Any = None) -> boo
     A child process is used when the queue is a ``sqlite://`` file (which the child shares),
     no ``transport`` was passed (it could not reach the child), no in-process plugin
     implements a hook that runs at delivery (it would run in the child, not in the app), the
-    in-process plugins can be rebuilt in the child, and the process is not running pytest
-    (where tests mock HTTP with respx or read their own plugins' calls in-process).
+    in-process plugins can be rebuilt in the child, the app set no OpenTelemetry SDK (whose
+    exporters would not see the child's spans and metrics), and the process is not running
+    pytest (where tests mock HTTP with respx or read their own plugins' calls in-process).
     docs/deployment.md explains the choice and what it costs.
     """
     if not config.core.queue.startswith("sqlite:") or transport is not None:
         return True
     if "pytest" in sys.modules or not sys.executable:
         return True
+    if sdk_configured():
+        return True  # the app's OpenTelemetry SDK exports the lanes' spans and metrics
     for plugin in host.in_process:
         if any(callable(getattr(plugin, hook, None)) for hook in _DELIVERY_HOOKS):
             return True

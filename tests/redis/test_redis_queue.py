@@ -437,3 +437,21 @@ def test_skip_counts_are_shared_by_every_process(queue: RedisQueue, other: Redis
     queue.add_skips({("x", "no device id"): 3, ("applovin", "no user agent"): 1})
     other.add_skips({("x", "no device id"): 2})
     assert other.skip_counts() == {"x": {"no device id": 5}, "applovin": {"no user agent": 1}}
+
+
+def test_depth_tells_when_the_oldest_waiting_event_was_queued(queue: RedisQueue) -> None:
+    """For the oldest-event-age gauge: unread, in flight and retrying entries all count."""
+    assert queue.acquire_delivery()
+    assert queue.depth(["a"], now_ms())["a"].oldest_ms is None
+    put(queue, 0)
+    time.sleep(0.01)
+    put(queue, 1)
+    first = queue.depth(["a"], now_ms())["a"].oldest_ms  # unread
+    assert first is not None and abs(first - now_ms()) < 60_000
+    [c0] = queue.claim("a", 1, now_ms())
+    assert queue.depth(["a"], now_ms())["a"].oldest_ms == first  # in flight
+    queue.settle("a", [Settlement(c0, "retry", now_ms() + 60_000, "busy", 1)], now_ms())
+    [c1] = queue.claim("a", 1, now_ms())
+    assert c1.event_id == "e1"
+    queue.settle("a", [Settlement(c1, "done", 0, None, 1)], now_ms())
+    assert queue.depth(["a"], now_ms())["a"].oldest_ms == first  # waiting to be retried

@@ -44,6 +44,8 @@ from postback.destination import (
 )
 from postback.errors import PluginError, QueueError
 from postback.events import loads_event
+from postback.telemetry import attempt as telemetry_attempt
+from postback.telemetry import http_status
 
 if TYPE_CHECKING:
     from postback.config import VendorConfig
@@ -408,12 +410,14 @@ class Lane:
             batch = self._hold_halted_scopes(batch, out, now)
         latency = 0.0
         if batch:
-            t0 = time.perf_counter()
-            outcomes = self._deliver_split([p for _, p in batch])
-            latency = time.perf_counter() - t0
-            self.stats.latencies.append(latency)
-            for (c, p), outcome in zip(batch, outcomes, strict=True):
-                out.append(verdicts.decide(c, p.event, outcome, now))
+            with telemetry_attempt(self, batch) as attempt:  # a span, if the app has an SDK
+                t0 = time.perf_counter()
+                outcomes = self._deliver_split([p for _, p in batch])
+                latency = time.perf_counter() - t0
+                self.stats.latencies.append(latency)
+                for (c, p), outcome in zip(batch, outcomes, strict=True):
+                    out.append(verdicts.decide(c, p.event, outcome, now))
+                attempt.settled(out[len(out) - len(batch) :], latency)
         if out:
             self._record([v.settlement for v in out], int(now * 1000))
             verdicts.apply(out, latency)
@@ -548,6 +552,7 @@ class Lane:
             raise
         except Exception as exc:  # an application's transport failed in its own way
             raise httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request) from exc
+        http_status(response.status_code)
         try:
             hint = self.dest.rate_hint(response)
         except Exception:

@@ -132,11 +132,16 @@ class MemoryQueue(Queue):
             for v in vendors:
                 heap = self._retry.get(v, [])
                 due = sum(1 for d, _ in heap if d <= now_ms)
+                new = self._new.get(v, ())
+                inflight = self._inflight.get(v, ())
+                seqs = [new[0]] if new else []
+                seqs += [seq for _, seq in heap] + list(inflight)
                 out[v] = QueueDepth(
-                    ready=len(self._new.get(v, ())) + due,
+                    ready=len(new) + due,
                     retrying=len(heap) - due,
-                    inflight=len(self._inflight.get(v, ())),
+                    inflight=len(inflight),
                     dead=sum(1 for d in self._dead if d.vendor == v),
+                    oldest_ms=self._events[min(seqs)][2] if seqs else None,  # type: ignore[arg-type]
                 )
             return out
 
@@ -155,6 +160,13 @@ class MemoryQueue(Queue):
     def dead_letter(self, id: int) -> DeadLetter | None:
         with self._lock:
             return next((d for d in self._dead if d.id == id), None)
+
+    def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        wanted = set(ids)
+        with self._lock:
+            gone = [d for d in self._dead if d.id in wanted]
+            self._dead = [d for d in self._dead if d.id not in wanted]
+        return gone
 
     def requeue_dead(
         self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()

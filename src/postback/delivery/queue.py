@@ -83,12 +83,15 @@ class DeadLetter:
 @attrs.frozen
 class QueueDepth:
     """Per-vendor counts: ``ready`` new or due, ``retrying`` waiting for backoff,
-    ``inflight`` claimed now, ``dead`` in the dead-letter store."""
+    ``inflight`` claimed now, ``dead`` in the dead-letter store; ``oldest_ms``: when the
+    oldest pending event was queued (epoch ms), None when nothing is pending or the backend
+    cannot tell."""
 
     ready: int = 0
     retrying: int = 0
     inflight: int = 0
     dead: int = 0
+    oldest_ms: int | None = None
 
     @property
     def pending(self) -> int:
@@ -193,6 +196,13 @@ class Queue(abc.ABC):
         self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()
     ) -> list[DeadLetter]:
         """Move dead letters back into the queue (fresh attempts) and return them."""
+
+    def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        """Delete these dead letters for good and return those that existed (the dashboard's
+        "discard"). Backends that cannot delete raise :class:`NotImplementedError`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot discard dead letters; replay them instead"
+        )
 
     @abc.abstractmethod
     def remember(self, vendor: str, key: str) -> bool:

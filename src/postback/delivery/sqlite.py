@@ -1225,10 +1225,23 @@ class SQLiteQueue(Queue):
                 cursor = row[0] if row else 0
                 inflight_new = len(self._inflight.get(v, ()))
                 pos = self._read_pos.get(v, cursor)
-                unread = conn.execute(
-                    "SELECT count(*) FROM events WHERE seq > ? AND instr(vendors, ?) > 0",
+                unread, unread_oldest = conn.execute(
+                    "SELECT count(*), min(created_ms) FROM events "
+                    "WHERE seq > ? AND instr(vendors, ?) > 0",
                     (pos, _vendor_key(v)),
+                ).fetchone()
+                held_oldest = conn.execute(
+                    "SELECT min(e.created_ms) FROM pending p JOIN events e ON e.seq = p.seq "
+                    "WHERE p.vendor=?",
+                    (v,),
                 ).fetchone()[0]
+                claimed = self._inflight.get(v)
+                if claimed:  # read from the log and sent now: not in the counts above
+                    row = conn.execute(
+                        "SELECT created_ms FROM events WHERE seq=?", (min(claimed),)
+                    ).fetchone()
+                    if row and (held_oldest is None or row[0] < held_oldest):
+                        held_oldest = row[0]
                 due, waiting, leased = conn.execute(
                     "SELECT coalesce(sum(lease=0 AND due_ms<=?),0), "
                     "coalesce(sum(lease=0 AND due_ms>?),0), coalesce(sum(lease=1),0) "
@@ -1243,6 +1256,9 @@ class SQLiteQueue(Queue):
                     retrying=waiting,
                     inflight=leased + inflight_new + self._holding[v],
                     dead=dead,
+                    oldest_ms=min(
+                        (t for t in (unread_oldest, held_oldest) if t is not None), default=None
+                    ),
                 )
         return out
 
@@ -1308,6 +1324,23 @@ class SQLiteQueue(Queue):
                         for d in reversed(rows)
                     ],
                 )
+                conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._explain(exc) from None
+        return rows
+
+    def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        if not ids:
+            return []
+        where, args = self._dead_filter(None, None, ids)
+        with self._work_lock, self._write_lock:
+            rows = self._dead_rows(where, args, len(ids))
+            conn = self._work
+            try:
+                conn.execute("BEGIN IMMEDIATE")
                 conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:

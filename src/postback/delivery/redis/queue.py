@@ -429,11 +429,17 @@ class RedisQueue(Queue):
         with self._errors("reading queue depth"):
             for v in vendors:
                 keys = self._vkeys(v)
-                ready, retrying, inflight, dead = self._depth_script(
+                ready, retrying, inflight, dead, oldest = self._depth_script(
                     keys=[self.stream_key, keys["retry"], keys["leased"], keys["dead"]],
                     args=[v, f",{v},", now_ms, DEPTH_SCAN],
                 )
-                out[v] = QueueDepth(int(ready), int(retrying), int(inflight), int(dead))
+                out[v] = QueueDepth(
+                    int(ready),
+                    int(retrying),
+                    int(inflight),
+                    int(dead),
+                    int(oldest) if int(oldest) >= 0 else None,
+                )
         return out
 
     def _groups(self) -> dict[str, dict[str, Any]]:
@@ -545,6 +551,19 @@ class RedisQueue(Queue):
         with self._errors("reading a dead letter"):
             rows = self._find_dead(None, None, (id,), 1)
         return rows[0] if rows else None
+
+    def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
+        with self._errors("discarding dead letters"):
+            rows = self._find_dead(None, None, ids, len(ids)) if ids else []
+            if rows:
+                pipe = self._client.pipeline(transaction=True)
+                for d in rows:
+                    member = f"{d.id:016d}"
+                    pipe.hdel(self._dead_key, member)
+                    pipe.zrem(self._dead_all_key, member)
+                    pipe.zrem(self._vkeys(d.vendor)["dead"], member)
+                pipe.execute()
+        return rows
 
     def requeue_dead(
         self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()

@@ -1,0 +1,70 @@
+"""``postback ui``: serve the dashboard for a config on loopback (registered in the CLI with
+one line). It builds its own tracker for the config, with a
+:class:`~postback.dashboard.recorder.Recorder`, delivering on threads: when no other process
+delivers from the queue, it does (so replayed dead letters go out); when one does, it stands by.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["ui"]
+
+
+@click.command("ui")
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (postback.toml or pyproject.toml); default: $POSTBACK_CONFIG, "
+    "./postback.toml, or ./pyproject.toml [tool.postback].",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback only.")
+@click.option("--port", default=8095, show_default=True, type=int)
+def ui(config_path: Path | None, host: str, port: int) -> None:
+    """Serve the dashboard (lanes, deliveries, event lookup, dead letters, config) on
+    loopback; Ctrl-C to stop. To reach it from elsewhere, tunnel over SSH or mount it into
+    your app behind its login (docs/how-to/dashboard.md)."""
+    from postback.dashboard.wsgi import LoopbackOnly, check_loopback, serve
+    from postback.errors import PostbackError
+
+    try:
+        check_loopback(host)
+    except LoopbackOnly as exc:
+        raise click.BadParameter(str(exc), param_hint="--host") from None
+    try:
+        import jinja2  # noqa: F401
+    except ImportError:
+        click.echo("error: the dashboard needs Jinja2: pip install 'postback[ui]'", err=True)
+        sys.exit(2)
+    from postback.dashboard.app import Dashboard
+    from postback.dashboard.recorder import Recorder
+    from postback.integrations import config_with_overrides
+    from postback.tracker import Tracker
+
+    recorder = Recorder()
+    try:
+        tracker = Tracker.from_config(
+            config_with_overrides(config_path, {"workers": True}), plugins=[recorder]
+        )
+    except PostbackError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    try:
+        tracker.start()
+        server = serve(Dashboard(tracker, recorder=recorder), host, port)
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"postback dashboard on http://{shown}:{server.server_port}/ (Ctrl-C to stop)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    finally:
+        tracker.close(timeout=2)

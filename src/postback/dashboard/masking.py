@@ -1,0 +1,147 @@
+"""What the dashboard may show: personal data masked, secrets never.
+
+Every string that reaches a page passes through here first. :func:`mask_text` hides emails,
+phone numbers and IP addresses wherever they appear in free text (a vendor's error message may
+quote the email it refused); :func:`mask_payload` walks a canonical event and masks each user
+and context field by what it is, and long hashes by shortening them (a SHA-256 of an email is
+still a stable identifier). :func:`redacted_config` turns the config in use into rows where
+every secret is a fixed placeholder: the secret's value is never read into the page at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from postback.config import Config, settings_help
+from postback.destination import Secret
+
+__all__ = ["REDACTED", "mask_payload", "mask_text", "mask_value", "redacted_config", "safe_url"]
+
+REDACTED = "•••••• (secret)"
+
+_EMAIL = re.compile(
+    r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-])[A-Za-z0-9.-]*(\.[A-Za-z]{2,})"
+)
+_IPV4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b")
+_IPV6 = re.compile(r"\b([0-9A-Fa-f]{1,4}):([0-9A-Fa-f]{1,4}):[0-9A-Fa-f:]*:[0-9A-Fa-f]{0,4}\b")
+# A phone number: optional +, then 7 to 15 digits with the usual separators in between.
+_PHONE = re.compile(r"(?<![\w.])(\+?)(\d)[\d ().-]{5,18}(\d{2})(?![\w.])")
+_HEX_HASH = re.compile(r"\b([0-9a-fA-F]{8})[0-9a-fA-F]{24,}\b")
+
+# User and context fields that identify a person, and how each is masked.
+_PERSONAL_KEYS = {
+    "email": "email",
+    "emails": "email",
+    "phone": "phone",
+    "phones": "phone",
+    "ip": "ip",
+    "ip_address": "ip",
+    "client_ip": "ip",
+    "first_name": "name",
+    "last_name": "name",
+    "name": "name",
+    "city": "name",
+    "zip": "name",
+    "postal_code": "name",
+    "street": "name",
+    "address": "name",
+    "date_of_birth": "name",
+    "dob": "name",
+    "birthdate": "name",
+    "username": "name",
+    "state": "name",
+}
+
+
+def mask_text(text: str) -> str:
+    """``text`` with emails, IP addresses, phone numbers and long hex hashes masked."""
+    text = _EMAIL.sub(lambda m: f"{m[1]}•••@{m[2]}•••{m[3]}", text)
+    text = _IPV6.sub(lambda m: f"{m[1]}:{m[2]}:•••", text)
+    text = _IPV4.sub(lambda m: f"{m[1]}.{m[2]}.•.•", text)
+    text = _HEX_HASH.sub(lambda m: f"{m[1]}…", text)
+    return _PHONE.sub(lambda m: f"{m[1]}{m[2]}•••••{m[3]}", text)
+
+
+def _mask_as(kind: str, value: str) -> str:
+    if kind == "name":
+        return (value[:1] + "•••") if value else value
+    if kind == "ip":
+        masked = mask_text(value)
+        return masked if masked != value else "•••"
+    masked = mask_text(value)  # email, phone: the pattern keeps a hint, else hide it all
+    return masked if masked != value else (value[:1] + "•••" if value else value)
+
+
+def mask_value(value: Any, kind: str | None = None) -> Any:
+    """A JSON-like value with personal data masked (``kind`` from its key, if known)."""
+    if isinstance(value, str):
+        return _mask_as(kind, value) if kind else mask_text(value)
+    if isinstance(value, Mapping):
+        return {
+            str(k): mask_value(v, _PERSONAL_KEYS.get(str(k).lower(), kind))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_value(v, kind) for v in value]
+    return value
+
+
+def mask_payload(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A canonical event (as stored in the queue) with every personal field masked."""
+    return {str(k): mask_value(v) for k, v in event.items()}
+
+
+def safe_url(url: str) -> str:
+    """A URL without its password (``redis://:pw@host`` shows as ``redis://:•••@host``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "•••"
+    if parts.password is None and not parts.query:
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        netloc = f"{user}:•••@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    query = "•••" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Secret):
+        return REDACTED
+    if isinstance(value, str) and "://" in value:
+        return safe_url(value)
+    if isinstance(value, frozenset | set):
+        return ", ".join(sorted(map(str, value))) or "(none)"
+    if attrs.has(type(value)):
+        return ", ".join(
+            f"{f.name}={_show(getattr(value, f.name))}" for f in attrs.fields(type(value))
+        )
+    return repr(value)
+
+
+def redacted_config(config: Config) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The config in use as ``[(section, [(setting, shown value)])]``, secrets redacted.
+
+    A vendor setting declared secret is shown as :data:`REDACTED` without reading its value;
+    any :class:`~postback.destination.Secret` elsewhere likewise; URLs lose their passwords.
+    """
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    core = [(f.name, _show(getattr(config.core, f.name))) for f in attrs.fields(type(config.core))]
+    sections.append(("postback", core))
+    for name, vc in config.vendors.items():
+        rows: list[tuple[str, str]] = []
+        for fname, _help, secret, _default in settings_help(type(vc.settings)):
+            rows.append((fname, REDACTED if secret else _show(getattr(vc.settings, fname))))
+        for field in attrs.fields(type(vc)):
+            if field.name in ("name", "settings"):
+                continue
+            rows.append((field.name, _show(getattr(vc, field.name))))
+        sections.append((f"vendors.{name}", rows))
+    return sections

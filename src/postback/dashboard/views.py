@@ -1,0 +1,111 @@
+"""The dashboard's pages as functions from the tracker (and a request's inputs) to the values a
+template shows. Every string from the queue passes through :mod:`~postback.dashboard.masking`
+here; templates never see a raw payload, reason or secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from postback.dashboard.lanes import RateMeter, lane_rows
+from postback.dashboard.lookup import find_event
+from postback.dashboard.masking import mask_payload, mask_text, redacted_config, safe_url
+from postback.dashboard.recorder import Recorder
+from postback.delivery.queue import DeadLetter
+
+__all__ = [
+    "config_page",
+    "dead_letter_page",
+    "dead_letters_page",
+    "deliveries_page",
+    "event_page",
+    "lanes_page",
+    "masked_letter",
+]
+
+DEAD_LETTERS_PER_PAGE = 100
+
+
+def lanes_page(tracker: Any, meter: RateMeter) -> dict[str, Any]:
+    rows = lane_rows(tracker, meter)
+    return {
+        "lanes": rows,
+        "queue_url": _queue_label(tracker),
+        "delivers": bool(getattr(tracker.mode, "delivers", False)),
+    }
+
+
+def deliveries_page(recorder: Recorder | None) -> dict[str, Any]:
+    return {
+        "recording": recorder is not None,
+        "deliveries": recorder.deliveries() if recorder else [],
+        "attributions": recorder.attributions() if recorder else [],
+    }
+
+
+def event_page(tracker: Any, event_id: str | None) -> dict[str, Any]:
+    if not event_id or not event_id.strip():
+        return {"event_id": "", "lookup": None}
+    lookup = find_event(tracker.queue, event_id[:200])
+    records = [
+        {
+            "vendor": r.vendor,
+            "state": r.state,
+            "attempts": r.attempts,
+            "note": mask_text(r.note),
+            "at_ms": r.at_ms,
+            "dead_letter_id": r.dead_letter_id,
+        }
+        for r in lookup.records
+    ]
+    return {"event_id": lookup.event_id, "lookup": lookup, "records": records}
+
+
+def masked_letter(d: DeadLetter) -> dict[str, Any]:
+    """A dead letter as the pages show it: reason and payload masked."""
+    try:
+        event = mask_payload(orjson.loads(d.payload))
+        shown = orjson.dumps(event, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    except (orjson.JSONDecodeError, TypeError):
+        shown = "(the stored event could not be read)"
+    return {
+        "id": d.id,
+        "vendor": d.vendor,
+        "event_id": d.event_id,
+        "name": d.name,
+        "created_ms": d.created_ms,
+        "failed_ms": d.failed_ms,
+        "attempts": d.attempts,
+        "reason": mask_text(d.reason),
+        "payload": shown,
+    }
+
+
+def dead_letters_page(tracker: Any, vendor: str | None) -> dict[str, Any]:
+    vendor = vendor or None
+    rows = tracker.queue.dead_letters(vendor, None, DEAD_LETTERS_PER_PAGE)
+    vendors = sorted(set(tracker.destinations) | set(tracker.queue.vendors_seen()))
+    return {
+        "letters": [masked_letter(d) for d in rows],
+        "vendor": vendor or "",
+        "vendors": vendors,
+        "limit": DEAD_LETTERS_PER_PAGE,
+    }
+
+
+def dead_letter_page(tracker: Any, dead_id: int) -> dict[str, Any] | None:
+    d = tracker.queue.dead_letter(dead_id)
+    return None if d is None else {"letter": masked_letter(d)}
+
+
+def config_page(tracker: Any) -> dict[str, Any]:
+    return {
+        "source": tracker.config.source or "(a mapping passed in code)",
+        "sections": redacted_config(tracker.config),
+    }
+
+
+def _queue_label(tracker: Any) -> str:
+    return safe_url(str(tracker.queue.url))

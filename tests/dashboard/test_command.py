@@ -1,0 +1,69 @@
+"""``postback ui``: registered in the CLI, serves on loopback, refuses any other address."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from postback.cli import main
+from postback.dashboard import Dashboard, LoopbackOnly, serve
+from postback.dashboard.wsgi import is_loopback
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com"])
+def test_ui_refuses_to_listen_beyond_loopback(host: str, tmp_path) -> None:
+    result = CliRunner().invoke(main, ["ui", "--host", host, "-c", str(tmp_path / "none.toml")])
+    assert result.exit_code == 2
+    assert "only listens on loopback" in result.output
+
+
+def test_serve_refuses_beyond_loopback(dashboard: Dashboard) -> None:
+    with pytest.raises(LoopbackOnly, match="SSH tunnel"):
+        serve(dashboard, "0.0.0.0", 0)
+
+
+def test_loopback_addresses() -> None:
+    assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "10.0.0.1", "localhost.evil"]))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_postback_ui_serves_a_config(tmp_path) -> None:
+    config = tmp_path / "postback.toml"
+    config.write_text(f'[postback]\nqueue = "sqlite:///{tmp_path}/q.db"\n')
+    port = _free_port()
+    env = {**os.environ, "POSTBACK_DISABLE_PLUGINS": "*"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "postback", "ui", "-c", str(config), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/config", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    out = proc.stdout.read().decode() if proc.poll() is not None else ""
+                    raise AssertionError(f"postback ui did not start: {out}") from None
+                time.sleep(0.1)
+        assert page.status_code == 200
+        assert "[postback]" in page.text and str(tmp_path / "q.db") in page.text
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,0 +1,50 @@
+"""Personal data masked and secrets redacted before anything reaches a page."""
+
+from __future__ import annotations
+
+from postback.dashboard.masking import REDACTED, mask_payload, mask_text, safe_url
+
+
+def test_free_text_hides_emails_phones_ips_and_hashes() -> None:
+    text = (
+        "refused jane.doe@example.com from 203.0.113.77 / 2001:db8:85a3::8a2e:370:7334, "
+        "phone +1 (415) 555-0123, hash " + "ab" * 32
+    )
+    masked = mask_text(text)
+    for secret in ("jane.doe", "113.77", "85a3", "555-0123", "ab" * 32):
+        assert secret not in masked
+    assert "j•••@e•••.com" in masked and "203.0.•.•" in masked and "abababab…" in masked
+
+
+def test_ordinary_text_is_kept() -> None:
+    text = "HTTP 422: value_micros must be positive (attempt 3 of 8)"
+    assert mask_text(text) == text
+
+
+def test_payload_fields_are_masked_by_what_they_are() -> None:
+    event = {
+        "event_id": "order-1042",
+        "name": "purchase",
+        "user": {
+            "email": "x@y.io",
+            "first_name": "Jane",
+            "ip_address": "10.1.2.3",
+            "phone": "0612345678",
+            "user_id": "u-77",
+        },
+        "context": {"user_agent": "Mozilla/5.0"},
+        "value_micros": 9500000,
+    }
+    shown = mask_payload(event)
+    assert shown["event_id"] == "order-1042" and shown["value_micros"] == 9500000
+    assert shown["user"]["first_name"] == "J•••"
+    assert "x@y.io" not in str(shown) and "10.1.2.3" not in str(shown)
+    assert "0612345678" not in str(shown)
+    assert shown["user"]["user_id"] == "u-77"
+
+
+def test_urls_lose_their_passwords() -> None:
+    assert safe_url("redis://:hunter2@cache:6379/0") == "redis://:•••@cache:6379/0"
+    assert "hunter2" not in safe_url("rediss://app:hunter2@cache/1?ssl_ca_certs=x")
+    assert safe_url("sqlite:///var/lib/q.db") == "sqlite:///var/lib/q.db"
+    assert REDACTED not in safe_url("memory://")

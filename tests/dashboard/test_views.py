@@ -1,0 +1,146 @@
+"""The dashboard's pages over a real SQLite queue, delivering to the example vendor's sandbox."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from postback.dashboard.masking import REDACTED
+from tests.dashboard.support import PERSON, Pages, wait_for
+
+
+def test_lanes_page_shows_each_vendor_with_depth_and_age(pages: Pages, tracker, sandbox) -> None:
+    sandbox.set_fault("example", status=503)  # every attempt fails: events wait for a retry
+    tracker.track("purchase", user=PERSON, value=5, currency="USD", event_id="order-1")
+    wait_for(lambda: tracker.stats()["example"]["retrying"], "a retry")
+    html = pages.get("/")
+    assert 'data-vendor="example"' in html
+    assert 'data-refresh="/lanes.fragment"' in html  # refreshed live
+    fragment = pages.get("/lanes.fragment")
+    assert re.search(r'class="depth">1<', fragment)
+    assert "<dt>Oldest</dt><dd>-</dd>" not in fragment  # the age of the oldest event is known
+
+
+def test_a_halted_lane_says_why(pages: Pages, tracker, sandbox) -> None:
+    sandbox.set_fault("example", status=401)
+    tracker.track("purchase", user=PERSON, value=5, currency="USD", event_id="order-h")
+    wait_for(lambda: tracker.stats()["example"]["halted"], "the lane to halt")
+    html = pages.get("/lanes.fragment")
+    assert "Halted:" in html and "API key refused (401)" in html
+
+
+def test_event_lookup_finds_retrying_dead_and_unknown_events(
+    pages: Pages, tracker, sandbox, dead_letter
+) -> None:
+    dead_id = dead_letter("order-dead")
+    html = pages.get("/events?id=order-dead")
+    assert "dead-lettered" in html
+    assert f'href="/deadletters/{dead_id}"' in html
+    sandbox.set_fault("example", status=503)
+    tracker.track("purchase", user=PERSON, value=5, currency="USD", event_id="order-retry")
+    wait_for(lambda: "retrying" in pages.get("/events?id=order-retry"), "a retrying record")
+    assert "HTTP 503" in pages.get("/events?id=order-retry")
+    assert "No record of <code>order-nope</code>" in pages.get("/events?id=order-nope")
+
+
+def test_dead_letters_are_listed_and_shown_with_personal_data_masked(
+    pages: Pages, dead_letter
+) -> None:
+    dead_id = dead_letter("order-pii")
+    listing = pages.get("/deadletters")
+    assert f'href="/deadletters/{dead_id}"' in listing
+    shown = pages.get(f"/deadletters/{dead_id}")
+    for value in PERSON.values():
+        assert value not in listing and value not in shown
+    assert "j•••@e•••.com" in shown
+    assert "203.0.•.•" in shown
+    assert "order-pii" in shown
+
+
+def test_replay_needs_a_post_with_a_valid_csrf_token(
+    pages: Pages, tracker, sandbox, dead_letter
+) -> None:
+    dead_id = dead_letter("order-replay")
+    confirm = pages.get(f"/deadletters/{dead_id}/replay")  # a GET only asks
+    assert "Yes, replay" in confirm
+    assert tracker.queue.dead_letter(dead_id) is not None
+    assert pages.call("POST", f"/deadletters/{dead_id}/replay").status == 403
+    bad = {"csrf_token": "0" * 64}
+    assert pages.call("POST", f"/deadletters/{dead_id}/replay", bad).status == 403
+    assert tracker.queue.dead_letter(dead_id) is not None
+    token = pages.token(f"/deadletters/{dead_id}/replay")
+    done = pages.call("POST", f"/deadletters/{dead_id}/replay", {"csrf_token": token})
+    assert done.status == 303
+    assert dict(done.headers)["Location"].startswith("/deadletters?done=replayed")
+    assert tracker.queue.dead_letter(dead_id) is None
+    wait_for(
+        lambda: any(e.get("event_id") == "order-replay" for e in sandbox.received("example")),
+        "the replayed event at the sandbox",
+    )
+
+
+def test_a_token_from_another_browser_is_refused(pages: Pages, dashboard, dead_letter) -> None:
+    dead_id = dead_letter("order-other")
+    token = pages.token(f"/deadletters/{dead_id}/discard")
+    other = Pages(dashboard)
+    other.get("/")  # its own cookie
+    assert (
+        other.call("POST", f"/deadletters/{dead_id}/discard", {"csrf_token": token}).status == 403
+    )
+
+
+def test_discard_deletes_the_dead_letter(pages: Pages, tracker, sandbox, dead_letter) -> None:
+    dead_id = dead_letter("order-discard")
+    token = pages.token(f"/deadletters/{dead_id}/discard")
+    done = pages.call("POST", f"/deadletters/{dead_id}/discard", {"csrf_token": token})
+    assert done.status == 303
+    assert tracker.queue.dead_letter(dead_id) is None
+    assert pages.call("GET", f"/deadletters/{dead_id}").status == 404
+    assert not [e for e in sandbox.received("example") if e.get("event_id") == "order-discard"]
+
+
+def test_config_page_never_shows_a_secret(pages: Pages, tracker) -> None:
+    html = pages.get("/config")
+    secret = tracker.config.vendors["example"].settings.api_key.reveal()
+    assert secret and secret not in html
+    assert REDACTED in html
+    assert "[vendors.example]" in html and "[postback]" in html
+
+
+def test_recent_deliveries_show_outcomes(pages: Pages, tracker) -> None:
+    tracker.track("purchase", user=PERSON, value=5, currency="USD", event_id="order-ok")
+    tracker.flush(5)
+    html = pages.get("/deliveries")
+    assert "order-ok" in html and "delivered" in html
+    assert PERSON["email"] not in html
+
+
+def test_every_response_has_security_headers(pages: Pages) -> None:
+    response = pages.call("GET", "/")
+    headers = dict(response.headers and response.all_headers())
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY"
+    assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+
+
+@pytest.mark.parametrize("path", ["/nope", "/deadletters/999999", "/static/../x"])
+def test_unknown_pages_are_404(pages: Pages, path: str) -> None:
+    assert pages.call("GET", path).status == 404
+
+
+def test_pages_over_a_queue_without_a_sqlite_file(make_tracker, sandbox) -> None:
+    """A memory:// queue: no age of the oldest event, lookup through the dead letters only."""
+    from postback.dashboard import Dashboard
+
+    tracker = make_tracker(queue="memory://", core={"workers": True})
+    pages = Pages(Dashboard(tracker))
+    sandbox.set_fault("example", status=422, count=1)
+    tracker.track("purchase", user=PERSON, value=1, currency="USD", event_id="mem-1")
+    tracker.flush(5)
+    wait_for(lambda: tracker.queue.dead_letters(), "a dead letter")
+    assert 'data-vendor="example"' in pages.get("/")
+    found = pages.get("/events?id=mem-1")
+    assert "dead-lettered" in found
+    assert "No record" in pages.get("/events?id=mem-2")
+    assert "the newest 5000 dead letters" in pages.get("/events?id=mem-2")

@@ -1,0 +1,146 @@
+"""The dashboard mounted into a Flask app, an ASGI app (Starlette/FastAPI) and a Django project,
+behind the app's own authorisation: links under the mount point, 403 when refused, replay
+through the confirmation form with its CSRF token."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from postback import Tracker
+from postback.dashboard import Dashboard, asgi_app, django_urls, flask_blueprint
+from postback.sandbox import Sandbox
+
+USER = {"email": "jane.doe@example.com"}
+
+
+@pytest.fixture
+def tracker(example_config: Callable[..., dict[str, Any]], tmp_path) -> Iterator[Tracker]:
+    cfg = example_config(queue=f"sqlite:///{tmp_path}/q.db", workers=True)
+    import postback.testing.example as example
+
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    yield t
+    t.close(timeout=1)
+
+
+def _dead_letter(tracker: Tracker, sandbox: Sandbox, event_id: str) -> int:
+    sandbox.set_fault("example", status=422, count=1)
+    tracker.track("purchase", user=USER, value=1, currency="USD", event_id=event_id)
+    tracker.flush(5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = [d for d in tracker.queue.dead_letters() if d.event_id == event_id]
+        if rows:
+            return rows[0].id
+        time.sleep(0.02)
+    raise AssertionError("no dead letter")
+
+
+def _token(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([0-9a-f]+)"', html)
+    assert match
+    return match[1]
+
+
+def test_flask_blueprint(tracker: Tracker, sandbox: Sandbox) -> None:
+    from flask import Flask
+
+    allowed = {"yes": False}
+    app = Flask(__name__)
+    bp = flask_blueprint(Dashboard(tracker), authorize=lambda: allowed["yes"])
+    app.register_blueprint(bp, url_prefix="/ops/postback")
+    client = app.test_client()
+    assert client.get("/ops/postback/").status_code == 403
+    allowed["yes"] = True
+    page = client.get("/ops/postback/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'href="/ops/postback/static/dashboard.css"' in html
+    assert 'href="/ops/postback/deadletters"' in html
+    assert client.get("/ops/postback/static/dashboard.css").status_code == 200
+    dead_id = _dead_letter(tracker, sandbox, "flask-1")
+    confirm = client.get(f"/ops/postback/deadletters/{dead_id}/replay").get_data(as_text=True)
+    done = client.post(
+        f"/ops/postback/deadletters/{dead_id}/replay", data={"csrf_token": _token(confirm)}
+    )
+    assert done.status_code == 303
+    assert done.headers["Location"].startswith("/ops/postback/deadletters?done=replayed")
+    assert tracker.queue.dead_letter(dead_id) is None
+
+
+@pytest.mark.filterwarnings("ignore")  # starlette.testclient deprecates plain httpx
+def test_asgi_app_in_starlette(tracker: Tracker, sandbox: Sandbox) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    def authorize(scope: Any) -> bool:
+        return dict(scope["headers"]).get(b"x-operator") == b"yes"
+
+    app = Starlette(routes=[Mount("/ops", app=asgi_app(Dashboard(tracker), authorize=authorize))])
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.get("/ops/").status_code == 403
+        client.headers["x-operator"] = "yes"
+        html = client.get("/ops/").text
+        assert 'href="/ops/events"' in html
+        dead_id = _dead_letter(tracker, sandbox, "asgi-1")
+        confirm = client.get(f"/ops/deadletters/{dead_id}/discard").text
+        refused = client.post(f"/ops/deadletters/{dead_id}/discard", data={"csrf_token": "x"})
+        assert refused.status_code == 403
+        done = client.post(
+            f"/ops/deadletters/{dead_id}/discard",
+            data={"csrf_token": _token(confirm)},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        assert tracker.queue.dead_letter(dead_id) is None
+
+
+def test_a_post_from_another_origin_is_refused(tracker: Tracker, sandbox: Sandbox) -> None:
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.register_blueprint(flask_blueprint(Dashboard(tracker), authorize=lambda: True))
+    client = app.test_client()
+    dead_id = _dead_letter(tracker, sandbox, "origin-1")
+    token = _token(client.get(f"/deadletters/{dead_id}/replay").get_data(as_text=True))
+    hostile = client.post(
+        f"/deadletters/{dead_id}/replay",
+        data={"csrf_token": token},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert hostile.status_code == 403
+    assert tracker.queue.dead_letter(dead_id) is not None
+
+
+def test_django_urls(tracker: Tracker) -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pb_django_site.settings")
+    django.setup()
+    from django.test import Client, override_settings
+    from django.urls import include, path
+
+    urls = types.ModuleType("pb_dashboard_urls")
+    dashboard = Dashboard(tracker)
+    urls.urlpatterns = [  # type: ignore[attr-defined]
+        path(
+            "ops/postback/",
+            include(django_urls(dashboard, authorize=lambda r: r.headers.get("X-Op") == "1")),
+        )
+    ]
+    with override_settings(ROOT_URLCONF=urls, ALLOWED_HOSTS=["testserver"]):
+        client = Client()
+        assert client.get("/ops/postback/").status_code == 403
+        page = client.get("/ops/postback/config", headers={"X-Op": "1"})
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert 'href="/ops/postback/deadletters"' in html
+        assert tracker.config.vendors["example"].settings.api_key.reveal() not in html
