@@ -18,7 +18,7 @@ bytes contain ``null``, and the diagnosis only when serialising failed.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -42,12 +42,29 @@ def stored_form(event: Event) -> bytes:
         raise InvalidEvent(event.name, _diagnose(event, exc)) from None
     if len(payload) > MAX_EVENT_BYTES:
         raise InvalidEvent(event.name, [_too_large(event, len(payload))])
-    if b"null" in payload:  # NaN and infinities are written as null: look for them
+    if b"null" in payload and (  # NaN and infinities are written as null: look for them
+        _any_non_finite(event.properties.values(), 0)
+        or _any_non_finite(event.vendor_options.values(), 0)
+    ):
         found = _non_finite("properties", event.properties)
         found += _non_finite("vendors", event.vendor_options)
-        if found:
-            raise InvalidEvent(event.name, found)
+        raise InvalidEvent(event.name, found)
     return payload
+
+
+def _any_non_finite(values: Iterable[Any], depth: int) -> bool:
+    """Whether a float under ``values`` is NaN or infinite: the quick check, no paths."""
+    for v in values:
+        cls = v.__class__
+        if cls is float or isinstance(v, float):
+            if v - v != 0.0:  # NaN - NaN and inf - inf are NaN
+                return True
+        elif cls is dict or cls is list or isinstance(v, (Mapping, list, tuple)):
+            if depth > 64:
+                return False
+            if _any_non_finite(v.values() if isinstance(v, Mapping) else v, depth + 1):
+                return True
+    return False
 
 
 def _diagnose(event: Event, exc: Exception) -> list[Problem]:
