@@ -1,8 +1,9 @@
 """MkDocs hooks: generate the reference tables from the code, so they cannot drift.
 
-``{{ core_settings }}``, ``{{ vendor_common_settings }}`` and ``{{ vendor_settings }}`` in a
-page are replaced by tables built from ``postback.config`` and every installed vendor plugin's
-settings class, event map and delivery defaults.
+``{{ core_settings }}``, ``{{ consent_settings }}``, ``{{ vendor_common_settings }}`` and
+``{{ vendor_settings }}`` in a page are replaced by tables built from ``postback.config``,
+``postback.consent`` and every installed vendor plugin's settings class, event map, consent
+purposes, dedupe window and delivery defaults.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from postback.config import CORE_HELP, VENDOR_COMMON_HELP, CoreSettings, settings_help
+from postback.consent import CONSENT_HELP, ConsentSettings
 from postback.plugins import PluginHost
 
 
@@ -18,6 +20,14 @@ def _core() -> str:
     defaults = CoreSettings()
     for name, text in CORE_HELP.items():
         rows.append(f"| `{name}` | `{getattr(defaults, name)!r}` | {text} |")
+    return "\n".join(rows)
+
+
+def _consent() -> str:
+    rows = ["| setting | default | meaning |", "|---|---|---|"]
+    defaults = ConsentSettings()
+    shown = {"policy": repr(defaults.policy), "purposes": "[]", "gpc": repr(list(defaults.gpc))}
+    rows += [f"| `{k}` | `{shown[k]}` | {v} |" for k, v in CONSENT_HELP.items()]
     return "\n".join(rows)
 
 
@@ -51,6 +61,10 @@ def _vendors() -> str:
             out += [f"| `{k}` | `{v}` |" for k, v in sorted(cls.default_event_map.items())]
         if cls.accepts_custom_events:
             out.append("\nOther event names are sent as custom events.")
+        dedupe = cls.default_dedupe_window
+        out.append(f"\nConsent purposes needed: {', '.join(f'`{p}`' for p in cls.purposes)}. "
+                   + (f"Local dedupe window: {dedupe / 3600:g} h (the vendor has no dedupe key)."
+                      if dedupe else "Dedupes by itself (no local dedupe window)."))
         if cls.option_keys:
             out.append("\nPer-event options (`track(vendors={\"" + name + "\": {...}})`): "
                        + ", ".join(f"`{k}`" for k in sorted(cls.option_keys)) + ".")
@@ -61,6 +75,8 @@ def _vendors() -> str:
 def on_page_markdown(markdown: str, **_: Any) -> str:
     if "{{ core_settings }}" in markdown:
         markdown = markdown.replace("{{ core_settings }}", _core())
+    if "{{ consent_settings }}" in markdown:
+        markdown = markdown.replace("{{ consent_settings }}", _consent())
     if "{{ vendor_common_settings }}" in markdown:
         markdown = markdown.replace("{{ vendor_common_settings }}", _common())
     if "{{ vendor_settings }}" in markdown:

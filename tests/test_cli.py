@@ -56,6 +56,9 @@ def test_config_check_ok_redacts_secrets(config_file: Path) -> None:
     code, out = run("config", "check", "--config", str(config_file))
     assert code == 0, out
     assert "ok" in out and "***" in out and "sandbox-example-key" not in out
+    consent = "consent: policy assume_granted; purposes ads, measurement; Sec-GPC opts out of ads"
+    assert consent in out
+    assert "purposes" in out and "dedupe_window" in out
 
 
 def test_config_check_lists_every_problem(tmp_path: Path, example_installed: None) -> None:
@@ -110,6 +113,19 @@ def test_send_dry_run_says_why_a_vendor_would_skip_it(config_file: Path) -> None
     assert "track() would return an id and queue the event for no vendor" in out
     assert "example: skipped: value: purchase without value" in out
     assert "(fix: pass value=49.99 and currency='USD' with every purchase)" in out
+
+
+def test_send_dry_run_shows_a_consent_skip_and_send_respects_it(
+    config_file: Path, sandbox: Sandbox
+) -> None:
+    args = ("send", "sign_up", "--user", "email=a@b.co", "--consent", "ads=false")
+    code, out = run(*args, "--dry-run", "--config", str(config_file))
+    assert code == 1, out
+    assert "example: skipped: consent.ads: not granted" in out
+    code, out = run(*args, "--config", str(config_file))
+    assert code == 1 and sandbox.received("example") == [], out
+    code, out = run(*args[:-1], "ads=true", "--config", str(config_file))
+    assert code == 0 and len(sandbox.received("example")) == 1, out
 
 
 def test_send_delivers(config_file: Path, sandbox: Sandbox) -> None:

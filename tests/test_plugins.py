@@ -64,10 +64,12 @@ def test_all_matches_public_names() -> None:
 
     import types
 
+    # Names are imported on first use (PEP 562): dir() lists loaded and not yet loaded ones.
     public = {
         n
-        for n, v in vars(postback).items()
-        if not n.startswith(("_", "@"))
+        for n in dir(postback)
+        if (v := getattr(postback, n)) is not None
+        and not n.startswith(("_", "@"))
         and not isinstance(v, (types.ModuleType, __future__._Feature))  # submodules
     }
     assert set(postback.__all__) == public | {"__version__"}

@@ -51,7 +51,11 @@ from typing import Any, TypeVar
 
 from postback.delivery.engine import FlushReport
 from postback.errors import TrackerClosed
-from postback.integrations._context import current_request_context, merge_request_context
+from postback.integrations._context import (
+    current_request_context,
+    merge_request_consent,
+    merge_request_context,
+)
 from postback.routing import Explanation
 from postback.telemetry import writer_context
 from postback.tracker import Tracker
@@ -209,6 +213,7 @@ class AsyncTracker:
         context: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
         vendors: Mapping[str, Any] | None = None,
+        consent: Mapping[str, bool] | None = None,
     ) -> str:
         """Validate an event, queue it durably for its vendors, return its id.
 
@@ -218,7 +223,9 @@ class AsyncTracker:
         """
         if self._closing:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
-        user, context = merge_request_context(current_request_context(), user, context)
+        derived = current_request_context()
+        user, context = merge_request_context(derived, user, context)
+        consent = merge_request_consent(derived, consent, self._tracker.config.consent.gpc)
         call = functools.partial(
             self._tracker.track,
             name,
@@ -230,6 +237,7 @@ class AsyncTracker:
             context=context,
             properties=properties,
             vendors=vendors,
+            consent=consent,
         )
         if self._inline:
             return call()
@@ -249,13 +257,16 @@ class AsyncTracker:
         context: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
         vendors: Mapping[str, Any] | None = None,
+        consent: Mapping[str, bool] | None = None,
     ) -> str:
         """:meth:`track` for synchronous code that runs off the loop (a FastAPI ``def``
         endpoint runs in a thread pool): writes on the calling thread, fills the request
         context the same way. Never call it on the event loop's thread."""
         if self._closing:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
-        user, context = merge_request_context(current_request_context(), user, context)
+        derived = current_request_context()
+        user, context = merge_request_context(derived, user, context)
+        consent = merge_request_consent(derived, consent, self._tracker.config.consent.gpc)
         return self._tracker.track(
             name,
             user=user,
@@ -266,6 +277,7 @@ class AsyncTracker:
             context=context,
             properties=properties,
             vendors=vendors,
+            consent=consent,
         )
 
     def explain(
@@ -280,11 +292,14 @@ class AsyncTracker:
         context: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
         vendors: Mapping[str, Any] | None = None,
+        consent: Mapping[str, bool] | None = None,
     ) -> Explanation:
         """What :meth:`track` would do with these arguments, per configured vendor (see
         :meth:`Tracker.explain`), with the request context filled in as ``track()`` does.
         Queues nothing and does no I/O, so it needs no ``await``."""
-        user, context = merge_request_context(current_request_context(), user, context)
+        derived = current_request_context()
+        user, context = merge_request_context(derived, user, context)
+        consent = merge_request_consent(derived, consent, self._tracker.config.consent.gpc)
         return self._tracker.explain(
             name,
             user=user,
@@ -295,6 +310,7 @@ class AsyncTracker:
             context=context,
             properties=properties,
             vendors=vendors,
+            consent=consent,
         )
 
     async def flush(self, timeout: float | None = 10.0) -> FlushReport:

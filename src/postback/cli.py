@@ -190,6 +190,12 @@ def config_check(config_path: Path | None) -> None:
         try:
             console.print(f"[green]ok[/]: {tracker.config.source or 'config'}")
             console.print(f"queue: {tracker.queue.url}")
+            consent = tracker.config.consent
+            console.print(
+                f"consent: policy {consent.policy}; purposes {', '.join(sorted(consent.purposes))};"
+                f" Sec-GPC opts out of {', '.join(consent.gpc) or 'nothing'}",
+                highlight=False,
+            )
             for name, vc in tracker.config.vendors.items():
                 dest = tracker.destinations.get(name)
                 table = Table(
@@ -206,6 +212,10 @@ def config_check(config_path: Path | None) -> None:
                 table.add_row("base_url", dest.origin() if dest else repr(vc.base_url))
                 if vc.events is not None:
                     table.add_row("events", ", ".join(sorted(vc.events)))
+                if dest is not None:
+                    table.add_row("purposes", ", ".join(tracker.consent_gate.needs[name]))
+                    window = tracker.dedupe.windows_ms.get(name) if tracker.dedupe else None
+                    table.add_row("dedupe_window", f"{window / 1000:g} s" if window else "off")
                 console.print(table)
             filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
             for key, message in config_warnings(tracker.destinations, filters):
@@ -235,6 +245,7 @@ def config_check(config_path: Path | None) -> None:
     help="Event property; JSON values allowed (items='[{...}]').",
 )
 @click.option("--vendor-option", "vopts", multiple=True, metavar="VENDOR.KEY=VALUE")
+@click.option("--consent", "consent", multiple=True, metavar="PURPOSE=true|false")
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -253,6 +264,7 @@ def send(
     context: tuple[str, ...],
     props: tuple[str, ...],
     vopts: tuple[str, ...],
+    consent: tuple[str, ...],
     dry_run: bool,
     timeout: float,
     config_path: Path | None,
@@ -283,6 +295,7 @@ def send(
         "context": _kv(context, "--context") or None,
         "properties": _kv(props, "--property") or None,
         "vendors": vendors or None,
+        "consent": _kv(consent, "--consent") or None,
     }
     watch = EventWatch()
     with _errors():

@@ -30,10 +30,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import cattrs
 
+from postback.consent import ConsentSettings, build_consent_settings, parse_vendor_purposes
+from postback.dedupe import DEDUPE_HELP, parse_dedupe_window
 from postback.destination import Destination, RateLimit, RetryPolicy, Secret
+from postback.durations import parse_duration
 from postback.errors import ConfigError, ConfigProblem
 from postback.events import CANONICAL_EVENTS, normalize_currency, normalize_event_name
-from postback.setting_values import control_character_problems, parse_duration, parse_rate_limit
+from postback.setting_values import control_character_problems, parse_rate_limit
 
 if TYPE_CHECKING:
     from postback.delivery.registry import QueueRegistry
@@ -112,6 +115,8 @@ VENDOR_COMMON_HELP: dict[str, str] = {
     "batch_size": "Events per request, at most the vendor's maximum.",
     "linger": "Seconds to wait for a fuller batch (default 0.05).",
     "retry": "Table: max_attempts, max_age, initial_backoff, max_backoff.",
+    "purposes": "Consent purposes the vendor needs (default: the plugin's, ['ads']).",
+    "dedupe_window": DEDUPE_HELP,
 }
 _RETRY_KEYS = ("max_attempts", "max_age", "initial_backoff", "max_backoff")
 
@@ -133,6 +138,8 @@ class VendorConfig:
     batch_size: int | None = None
     linger: float = 0.05
     retry: RetryPolicy | None = None
+    purposes: tuple[str, ...] | None = None  # None: the destination's purposes
+    dedupe_window: float | None = None  # None: its default_dedupe_window; 0: off
 
     def make_destination(self, cls: type[Destination]) -> Destination:
         return cls(self.settings, base_url=self.base_url, event_map=self.event_map)
@@ -144,6 +151,7 @@ class Config:
 
     core: CoreSettings
     vendors: Mapping[str, VendorConfig]
+    consent: ConsentSettings = ConsentSettings()
     source: str | None = None
     base_dir: Path = attrs.field(factory=Path.cwd)
     #: The mapping it was built from, ``${ENV}`` references unresolved (a worker process
@@ -409,7 +417,11 @@ def _build_core(raw: object, problems: list[ConfigProblem], queues: QueueRegistr
 
 
 def _build_vendor(
-    name: str, raw: object, cls: type[Destination], problems: list[ConfigProblem]
+    name: str,
+    raw: object,
+    cls: type[Destination],
+    problems: list[ConfigProblem],
+    consent: ConsentSettings | None = None,
 ) -> VendorConfig | None:
     base = f"vendors.{name}"
     if not isinstance(raw, Mapping):
@@ -483,6 +495,10 @@ def _build_vendor(
                 kwargs[key] = val
             elif key == "retry":
                 kwargs[key] = _build_retry(val, cls.retry_policy, path, problems)
+            elif key == "purposes":
+                kwargs[key] = parse_vendor_purposes(val, path, consent, problems)
+            elif key == "dedupe_window":
+                kwargs[key] = parse_dedupe_window(val)
         except ValueError as exc:
             problems.append(ConfigProblem(path, str(exc)))
 
@@ -610,16 +626,17 @@ def build_config(
     problems = [ConfigProblem(p.path.lstrip("."), p.message) for p in problems]
     problems += [ConfigProblem(k, m) for k, m in control_character_problems(raw)]
     for key in raw:
-        if key not in ("postback", "vendors"):
+        if key not in ("postback", "vendors", "consent"):
             problems.append(
                 ConfigProblem(
                     str(key),
                     "unknown top-level table"
-                    f"{_did_you_mean(str(key), ['postback', 'vendors'])}; "
-                    "a config has [postback] and [vendors.NAME] tables",
+                    f"{_did_you_mean(str(key), ['postback', 'vendors', 'consent'])}; "
+                    "a config has [postback], [consent] and [vendors.NAME] tables",
                 )
             )
     core = _build_core(raw.get("postback"), problems, queues)
+    consent = build_consent_settings(raw.get("consent"), problems)
     if core.ca_bundle is not None:  # loaded once now, so that a bad file fails at start-up
         from postback.delivery.http import resolve_ca_bundle
 
@@ -659,12 +676,12 @@ def build_config(
                 )
             )
             continue
-        vc = _build_vendor(name, table, cls, problems)
+        vc = _build_vendor(name, table, cls, problems, consent)
         if vc is not None:
             vendors[name] = vc
     if problems:
         raise ConfigError(problems, source=source)
-    config = Config(core=core, vendors=vendors, source=source, base_dir=base_dir or Path.cwd())
+    config = Config(core, vendors, consent, source, base_dir or Path.cwd())
     return attrs.evolve(config, raw=original)
 
 

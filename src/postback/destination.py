@@ -367,6 +367,15 @@ class Destination:
     ``idempotent``
         True when the vendor recognises a request sent again (an idempotency key or a dedupe
         id on every event), so that a request whose outcome is unknown is safe to retry.
+    ``purposes``
+        The consent purposes the vendor needs (``("ads",)``: an advertising or attribution
+        vendor); an event goes to it only when all are granted (:mod:`postback.consent`).
+        ``[vendors.NAME] purposes`` overrides it.
+    ``default_dedupe_window``
+        Seconds within which postback itself drops an ``event_id`` tracked again for this
+        vendor (:mod:`postback.dedupe`); set it when the vendor has no dedupe key of its own
+        (``None``, the default: the vendor dedupes). ``[vendors.NAME] dedupe_window``
+        overrides it.
     """
 
     name: ClassVar[str]
@@ -381,6 +390,8 @@ class Destination:
     option_keys: ClassVar[frozenset[str]] = frozenset()
     idempotent: ClassVar[bool] = False
     extra_currencies: ClassVar[frozenset[str]] = frozenset()
+    purposes: ClassVar[tuple[str, ...]] = ("ads",)
+    default_dedupe_window: ClassVar[float | None] = None
     version: ClassVar[str] = ""
 
     def __init__(

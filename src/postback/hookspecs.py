@@ -8,6 +8,8 @@ plugins (an app's attribution listener, a consent filter) are passed as
 Lifecycle of one event::
 
     register_destinations  (once per tracker; register_emulators, register_queues too)
+    consent                (track(), caller's thread; firstresult; per routed vendor, only
+                           when a plugin implements it) -> False leaves that vendor out
     validate               (track(), caller's thread; all implementations run)
                            -> a Problem refuses the event; a Skip leaves that vendor out
                               (reported to on_delivery as Skipped, attempt 0)
@@ -26,7 +28,7 @@ them (``@hookimpl(wrapper=True)``) without any knowledge of vendor names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -81,6 +83,31 @@ def postback_register_queues(register: Callable[[QueueBackend], None]) -> None:
     :class:`~postback.PluginError` naming both plugins. Run
     :class:`postback.testing.QueueContract` against a new backend; see the how-to "Write a
     queue backend".
+    """
+
+
+@hookspec(firstresult=True)
+def postback_consent(
+    event: Event, destination: Destination, consent: Mapping[str, bool] | None
+) -> bool | None:
+    """Decide whether ``event`` may go to ``destination``'s vendor, for a consent-management
+    platform (CMP) integration that knows the user's choices better than the app's call.
+
+    :param event: the normalised canonical event (``event.user`` says who it is about).
+    :param destination: a vendor the event is routed to; its needed purposes are in
+        ``[vendors.NAME] purposes`` or ``destination.purposes``.
+    :param consent: what the app passed as ``track(consent=...)`` (with the web
+        integrations, merged with ``Sec-GPC`` and their ``consent_reader``), or ``None``.
+    :return: ``True`` (send it), ``False`` (leave this vendor out: a skip with reason
+        ``"consent"``), or ``None`` (no opinion: the purposes and ``[consent] policy``
+        decide).
+
+    firstresult: the first implementation that returns ``True`` or ``False`` decides. It is
+    asked only when ``consent`` does not already deny a purpose the vendor needs (an
+    explicit ``False`` from the app always wins). Runs inside ``track()`` (and
+    ``explain()``) on the caller's thread, once per routed vendor: keep it fast, with no
+    I/O (read the CMP's state once per request, e.g. in a ``consent_reader``). An exception
+    is logged and counts as ``False``: when in doubt, nothing is sent.
     """
 
 

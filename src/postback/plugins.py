@@ -17,7 +17,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -231,6 +231,31 @@ class PluginHost:
         ``track()`` calls each destination's ``validate`` itself (one call less per vendor on
         the hot path) and sets ``vendor`` with :func:`with_vendor` where a finding has none."""
         return self._validate_is_builtin_only
+
+    def consent_hook(
+        self,
+    ) -> Callable[[Event, Destination, Mapping[str, bool] | None], bool | None] | None:
+        """``postback_consent`` as a function for :class:`~postback.consent.ConsentGate`, or
+        ``None`` when no plugin implements it (then nothing is called per event). A plugin
+        that raises is logged and counts as ``False``."""
+        if not self.pm.hook.postback_consent.get_hookimpls():
+            return None
+        hook = self.pm.hook.postback_consent
+
+        def decide(
+            event: Event, destination: Destination, consent: Mapping[str, bool] | None
+        ) -> bool | None:
+            try:
+                result = hook(event=event, destination=destination, consent=consent)
+            except Exception:
+                log.exception(
+                    "a postback_consent hook failed for %s: the event is not sent to it",
+                    destination.name,
+                )
+                return False
+            return result if result is None else bool(result)
+
+        return decide
 
     def transform(self, event: Event, destination: Destination) -> Any:
         if self._transform_is_builtin_only:

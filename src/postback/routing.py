@@ -42,12 +42,13 @@ from typing import Literal
 
 import attrs
 
+from postback.consent import ConsentGate
 from postback.destination import Destination, Skip, Skipped
 from postback.errors import InvalidEvent, Problem
 from postback.events import CANONICAL_EVENTS, Event
 from postback.iso import CURRENCIES
 from postback.plugins import with_vendor
-from postback.skips import SkipLedger
+from postback.skips import DECISIONS, SkipLedger
 
 __all__ = ["Explanation", "RouteStatus", "Router", "VendorRoute", "currency_skip", "skip_problem"]
 
@@ -106,7 +107,7 @@ class Explanation:
         for route in self.vendors.values():
             out.extend(route.problems)
             if self.strict:
-                out.extend(skip_problem(s) for s in route.skips)
+                out.extend(skip_problem(s) for s in route.skips if s.reason not in DECISIONS)
         return out
 
     def by_status(self, status: RouteStatus) -> list[VendorRoute]:
@@ -177,6 +178,7 @@ class Router:
         on_skip: OnSkip | None = None,
         disabled: Iterable[str] = (),
         direct: bool = False,
+        gate: ConsentGate | None = None,
     ) -> None:
         self.destinations = dict(destinations)
         self.filters = dict(filters)
@@ -190,6 +192,8 @@ class Router:
         #: Called for every skip (vendor, event, Skipped); None when nobody listens.
         self.on_skip = on_skip
         self.disabled = tuple(disabled)
+        #: Consent before validation: vendors whose purposes are not granted are left out.
+        self.gate = gate
         self._by_name: dict[str, tuple[Destination, ...]] = {}
         self._names_by_name: dict[str, tuple[str, ...]] = {}  # the same, as vendor names
         self._known_names = self._names_configured()
@@ -266,15 +270,22 @@ class Router:
 
     # --- the track() path -----------------------------------------------------------------------
 
-    def admit(self, event: Event) -> Sequence[str]:
-        """The names of the vendors ``event`` is to be queued for, after validation and this
-        tracker's policy; records skips. Raises :class:`~postback.InvalidEvent` (unless
-        ``on_invalid = "log"``).
+    def admit(self, event: Event, consent: Mapping[str, bool] | None = None) -> Sequence[str]:
+        """The names of the vendors ``event`` is to be queued for, after consent (``consent``:
+        the user's, already checked), validation and this tracker's policy; records skips.
+        Raises :class:`~postback.InvalidEvent` (unless ``on_invalid = "log"``).
 
         Written for the hot path: the vendors kept and each skipping vendor's first skip are
         collected in the one pass over the vendors' findings."""
         opts = event.vendor_options
         targets: Sequence[Destination] = self.route(event) if opts else self._routes_for(event.name)
+        gate = self.gate
+        gated = gate is not None and (consent is not None or gate.always)
+        if gated:
+            assert gate is not None
+            targets, denied = gate.split(event, targets, consent)
+            if denied:
+                self._report(event, denied)  # a decision: never a problem, even when strict
         problems: list[Problem] | None = None
         skips: list[Skip] | None = None  # every skip (for strict mode and on_invalid = "log")
         first: list[Skip] | None = None  # each skipping vendor's first skip
@@ -319,7 +330,7 @@ class Router:
         unknown = self._unknown_vendors(opts) if opts else None
         if problems is None and unknown is None:
             if first is None:
-                names = None if opts else self._names_by_name.get(event.name)
+                names = None if opts or gated else self._names_by_name.get(event.name)
                 return names if names is not None else [d.name for d in targets]
             if not self.strict:
                 assert kept is not None
@@ -327,6 +338,11 @@ class Router:
                 return kept
         settled = self._settle(event, targets, problems or [], skips or [], unknown or [])
         return [d.name for d in settled]
+
+    def report(self, event: Event, skips: list[Skip]) -> None:
+        """Count, log and report skips decided after routing (``duplicate``, from local
+        dedupe as the event is stored): one per vendor."""
+        self._report(event, skips)
 
     def _report(self, event: Event, first: list[Skip]) -> None:
         """Count, log and report each skipping vendor's first skip."""
@@ -391,16 +407,30 @@ class Router:
 
     # --- explain ---------------------------------------------------------------------------------
 
-    def explain(self, event: Event) -> Explanation:
+    def explain(self, event: Event, consent: Mapping[str, bool] | None = None) -> Explanation:
         """What :meth:`admit` would do with ``event``, per configured vendor; no side effects
         (nothing counted, logged or reported)."""
         routed = self.route(event)
+        refused_by: dict[str, Skip] = {}
+        gate = self.gate
+        if gate is not None and (consent is not None or gate.always):
+            routed, denied = gate.split(event, routed, consent)
+            refused_by = {s.vendor or "": s for s in denied}
         opts = event.vendor_options
         unknown = tuple(self._unknown_vendors(opts) or ()) if opts else ()
         routes: dict[str, VendorRoute] = {}
         all_problems: list[Problem] = list(unknown)
         queued: list[str] = []
         for vname, dest in self.destinations.items():
+            if vname in refused_by:
+                skip = refused_by[vname]
+                why = (
+                    f"{skip.field}: not granted"
+                    if skip.field != "consent"
+                    else "consent: a postback_consent plugin said no"
+                )
+                routes[vname] = VendorRoute(vname, "skipped", why, (), (skip,))
+                continue
             if dest not in routed:
                 routes[vname] = VendorRoute(vname, "not routed", self._why_not(event, vname))
                 continue

@@ -27,7 +27,8 @@ version = "0.1.0"
 description = "postback vendor plugin: $Title."
 readme = "README.md"
 requires-python = ">=3.11"
-dependencies = ["postback>=$core_version"]
+# postback 0.x may change the plugin API in a minor release: stay below the next one.
+dependencies = ["postback>=$core_version,<$core_next"]
 
 [project.optional-dependencies]
 test = ["pytest>=8", "pytest-timeout>=2"]
@@ -106,7 +107,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from postback import Destination, Emulator, hookimpl
+from postback.plugin import Destination, Emulator, hookimpl
 
 from postback_$name.destination import ${Camel}Destination, ${Camel}Settings
 from postback_$name.emulator import ${Camel}Emulator
@@ -141,23 +142,22 @@ import attrs
 import httpx
 import orjson
 
-from postback import (
+from postback.plugin import (
+    DEFAULT_STATUS_OUTCOMES,
     Delivered,
     Destination,
     Event,
-    Halt,
     Outcome,
     Prepared,
     Problem,
     RateLimit,
     Rejected,
-    RejectedBatch,
-    Retry,
     Secret,
     Skip,
+    body_snippet,
+    json_or_none,
     setting,
 )
-from postback.delivery.retry import retry_after_seconds
 
 #: What $Title cannot do without. A Skip leaves $Title out of an event it cannot use as given
 #: (the other vendors still get it; the skip is counted, logged once and shown by explain()).
@@ -169,6 +169,11 @@ NO_USER = Skip(
     "with events = [...] in [vendors.$name]",
 )
 NO_VALUE = Skip("purchase without value", "value", "pass value=49.99 and currency='USD'")
+
+#: How $Title's HTTP statuses read: postback's usual ladder (401/403 halt the lane, 408/429
+#: and 5xx are retried, other 4xx rejected) plus $Title's own: a 400 refuses the whole batch
+#: without saying which event was bad (the engine splits it to find out).
+STATUSES = DEFAULT_STATUS_OUTCOMES.extend({400: "reject_batch"})
 
 
 @attrs.frozen
@@ -231,20 +236,18 @@ class ${Camel}Destination(Destination):
         self, batch: Sequence[Prepared], response: httpx.Response
     ) -> Outcome | Sequence[Outcome]:
         status = response.status_code
-        if status in (401, 403):
-            return Halt(f"$Title refused the API key ({status})", status)
-        if status == 429 or status >= 500:
-            return Retry(f"HTTP {status}", retry_after_seconds(response))
-        if status == 400:
-            return RejectedBatch(f"HTTP 400: {response.text[:200]}", status)
+        said = body_snippet(response, self.redact, empty="(empty body)")  # never a secret
         if status != 200:
-            return Rejected(f"HTTP {status}: {response.text[:200]}", status)
-        try:
-            results = orjson.loads(response.content)["results"]
-            if len(results) != len(batch):
-                raise ValueError("result count differs from the batch")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            return Retry(f"unreadable response: {exc}")
+            reason = f"$Title answered HTTP {status}: {said}"
+            if status in (401, 403):
+                reason += " (check api_key in [vendors.$name])"
+            return STATUSES.outcome(self, response, reason, detail=said)
+        body = json_or_none(response)
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list) or len(results) != len(batch):
+            # A 2xx means the vendor took the request: resending could count it twice, so the
+            # events are delivered, with a note the engine logs.
+            return Delivered(note=f"$Title answered 200 without one result per event: {said}")
         return [
             Delivered() if r.get("status") == "ok" else Rejected(str(r.get("error", "refused")))
             for r in results
@@ -265,7 +268,7 @@ from typing import Any
 import httpx
 import orjson
 
-from postback import Emulator
+from postback.plugin import Emulator
 
 
 class ${Camel}Emulator(Emulator):
@@ -320,7 +323,8 @@ import httpx
 import orjson
 import pytest
 
-from postback import Delivered, Halt, InvalidEvent, Rejected, RejectedBatch, Retry
+from postback import InvalidEvent
+from postback.plugin import Delivered, Halt, Prepared, Rejected, RejectedBatch, Retry
 from postback.testing import recording_tracker
 
 
@@ -362,25 +366,34 @@ def test_a_malformed_event_is_refused(tracker) -> None:
 ])
 def test_status_codes(tracker, status, outcome) -> None:
     event, (dest,) = tracker.prepare("sign_up", user={"email": "a@b.co"})
-    from postback import Prepared
-
     batch = [Prepared(event, dest.transform(event))]
     assert isinstance(dest.parse_response(batch, httpx.Response(status)), outcome)
 
 
 def test_per_event_results(tracker) -> None:
     event, (dest,) = tracker.prepare("sign_up", user={"email": "a@b.co"})
-    from postback import Prepared
-
     batch = [Prepared(event, dest.transform(event))] * 2
     body = orjson.dumps({"results": [{"status": "ok"}, {"status": "error", "error": "dup"}]})
     got = dest.parse_response(batch, httpx.Response(200, content=body))
     assert isinstance(got[0], Delivered) and got[1] == Rejected("dup")
+
+
+def test_an_unreadable_200_is_delivered_not_resent(tracker) -> None:
+    event, (dest,) = tracker.prepare("sign_up", user={"email": "a@b.co"})
+    batch = [Prepared(event, dest.transform(event))]
+    got = dest.parse_response(batch, httpx.Response(200, text="<html>ok</html>"))
+    assert isinstance(got, Delivered) and "<html>ok</html>" in got.note
 '''
 
 
 def valid_plugin_name(name: str) -> bool:
     return bool(_NAME_RE.match(name))
+
+
+def _next_minor(version: str) -> str:
+    """``"0.1.3"`` -> ``"0.2"``: the first release that may change the plugin API."""
+    major, minor = (int(p) for p in re.findall(r"\d+", version)[:2])
+    return f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
 
 
 def create_plugin(name: str, directory: Path, *, core_version: str = "0.1") -> Path:
@@ -401,6 +414,7 @@ def create_plugin(name: str, directory: Path, *, core_version: str = "0.1") -> P
         "Camel": "".join(part.title() for part in name.split("_")),
         "Title": " ".join(part.title() for part in name.split("_")),
         "core_version": core_version,
+        "core_next": _next_minor(core_version),
     }
     files = {
         "pyproject.toml": PYPROJECT,

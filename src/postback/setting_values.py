@@ -15,11 +15,11 @@ raise (ValueError) or return (problems) into a :class:`~postback.ConfigError` na
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 
 from postback.destination import RateLimit
+from postback.durations import MAX_DURATION, parse_duration
 
 __all__ = [
     "MAX_DURATION",
@@ -30,8 +30,6 @@ __all__ = [
 
 # C0 controls (tab, CR and LF included) and DEL: never valid in a header, URL or identifier.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _RATE_RE = re.compile(
     r"^\s*(\d+)\s*(?:/|per)\s*(\d+(?:\.\d+)?)?\s*"
     r"(ms|s|sec|second|seconds|m|min|minute|minutes|h|hour|hours|d|day|days)\s*$"
@@ -68,41 +66,6 @@ def control_character_problems(raw: object, path: str = "") -> list[tuple[str, s
         for i, val in enumerate(raw):
             found.extend(control_character_problems(val, f"{path}[{i}]"))
     return found
-
-
-#: The longest duration a setting takes (retry ``max_age`` included): a year.
-MAX_DURATION = 366 * 86400.0
-
-
-def parse_duration(
-    value: object, *, positive: bool = False, at_most: float | None = MAX_DURATION
-) -> float:
-    """Seconds from a number or a string such as ``"500ms"``, ``"2s"``, ``"15m"``, ``"24h"``.
-
-    Always finite and not negative (``nan`` and ``inf`` are refused); above zero when
-    ``positive``; at most ``at_most`` seconds."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration (seconds, or e.g. '15m'), got bool")
-    seconds: float | None = None
-    if isinstance(value, (int, float)):
-        seconds = (
-            float(value) if not isinstance(value, int) or value.bit_length() < 64 else math.inf
-        )
-    elif isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if m:
-            seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if seconds is None:
-        raise ValueError(f"must be a duration such as 30, '500ms', '15m' or '24h', got {value!r}")
-    if not math.isfinite(seconds):
-        raise ValueError(f"must be a finite duration, got {value!r}")
-    if seconds < 0:
-        raise ValueError("must not be negative")
-    if positive and seconds == 0:
-        raise ValueError("must be more than 0 seconds")
-    if at_most is not None and seconds > at_most:
-        raise ValueError(f"must be at most {at_most:g} seconds, got {value!r}")
-    return seconds
 
 
 def parse_rate_limit(value: object) -> RateLimit:

@@ -8,7 +8,8 @@ routing step records it here, on the thread that called ``track()``. :class:`Ski
   counts. A background thread, started on the first skip, writes at most once a second while
   skips come in, and ``close()`` writes the rest: never a write per ``track()``;
 - logs the first skip of each ``(vendor, reason)`` in this process at WARNING, with the fix,
-  and every later one at DEBUG.
+  and every later one at DEBUG; a skip that is a decision (:data:`DECISIONS`: no consent, a
+  duplicate) is logged at INFO instead.
 
 Recording costs a ``deque.append`` and a set lookup: the counts are added up when someone reads
 or writes them.
@@ -21,14 +22,19 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 
+from postback.consent import CONSENT
+from postback.dedupe import DUPLICATE
 from postback.delivery.queue import Queue
 from postback.destination import Skip
 from postback.events import Event
 
-__all__ = ["WRITE_EVERY", "SkipLedger"]
+__all__ = ["DECISIONS", "WRITE_EVERY", "SkipLedger"]
 
 log = logging.getLogger("postback")
 
+#: Skip reasons that are decisions, not defects: the user's consent, an event already sent.
+#: Never problems (not even with ``strict = true``); the first is logged at INFO, not WARNING.
+DECISIONS: frozenset[str] = frozenset({CONSENT, DUPLICATE})
 #: Seconds between writes of new skip counts to the queue while skips come in.
 WRITE_EVERY = 1.0
 #: How long ``close()`` waits for the writer thread before writing the rest itself.
@@ -77,6 +83,16 @@ class SkipLedger:
                         skip.field,
                         skip.reason,
                     )
+            elif skip.reason in DECISIONS:
+                warned.add(key)
+                log.info(
+                    "%s left out of %r (event %s): %s. Counted in tracker.stats() and "
+                    "`postback queue stats`; logged once per vendor and reason (then at DEBUG).",
+                    vendor,
+                    event.name,
+                    event.event_id,
+                    _why(skip),
+                )
             else:
                 warned.add(key)
                 log.warning(

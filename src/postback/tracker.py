@@ -24,6 +24,8 @@ from typing import Any
 import attrs
 
 from postback.config import Config, build_config, read_config
+from postback.consent import ConsentGate, parse_consent
+from postback.dedupe import Deduper
 from postback.delivery.engine import DeliveryEngine, FlushReport
 from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
@@ -105,6 +107,12 @@ class Tracker:
         )
         #: Skip counts (per vendor and reason) of this process, written to the queue in batches.
         self.skips = SkipLedger(self.queue)
+        #: Who the user's consent lets an event reach (purposes per vendor, policy, plugin).
+        self.consent_gate = ConsentGate(
+            config.consent,
+            {n: config.vendors[n].purposes or d.purposes for n, d in self.destinations.items()},
+            host.consent_hook(),
+        )
         self.router = Router(
             self.destinations,
             self._filters,
@@ -115,7 +123,16 @@ class Tracker:
             on_skip=self._report_skip if self.engine.notify_delivery else None,
             disabled=[n for n, vc in config.vendors.items() if not vc.enabled],
             direct=host.only_core_validates,
+            gate=self.consent_gate,
         )
+        windows = {
+            n: w
+            for n, d in self.destinations.items()
+            if (w := _pick(config.vendors[n].dedupe_window, d.default_dedupe_window))
+        }
+        #: Local dedupe of given event ids for vendors without a dedupe key (None: none).
+        self.dedupe = Deduper(windows) if windows else None
+        self._purposes = config.consent.purposes
         # Its counters and queue, for the app's OpenTelemetry meters (until close()).
         register_telemetry(self.engine, self.skips)
         self._closed = False
@@ -185,11 +202,12 @@ class Tracker:
 
     def prepare(self, name: object, **fields: Any) -> tuple[Event, list[Destination]]:
         """Validate without queueing: the normalised event and the vendors that would get it
-        (those that skip it left out).
+        (those that skip it left out; ``consent=`` as for ``track()``).
 
         Raises :class:`~postback.InvalidEvent` as ``track()`` would with ``on_invalid =
         "raise"``, skips included when ``strict``. Nothing is counted or logged.
         """
+        consent = fields.pop("consent", None)
         event = make_event(
             name,
             default_currency=self._default_currency,
@@ -197,7 +215,9 @@ class Tracker:
             **fields,
         )
         stored_form(event)
-        explanation = self.router.explain(event)
+        if consent is not None and (bad := parse_consent(consent, self._purposes)):
+            raise InvalidEvent(event.name, bad)
+        explanation = self.router.explain(event, consent)
         if explanation.error is not None:
             raise explanation.error
         problems = explanation.all_problems  # with on_invalid = "log", error stays None
@@ -217,11 +237,14 @@ class Tracker:
         context: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
         vendors: Mapping[str, Any] | None = None,
+        consent: Mapping[str, bool] | None = None,
     ) -> Explanation:
         """What ``track()`` would do with these arguments, per configured vendor: routed,
-        skipped and why, refused and why, or not routed (not mapped, filtered out, opted out,
+        skipped and why (a vendor the user's ``consent`` does not cover is skipped with reason
+        ``consent``), refused and why, or not routed (not mapped, filtered out, opted out,
         disabled). Queues, counts, logs and reports nothing; never raises for the event's
-        content (a malformed event is explained, with ``error`` set)."""
+        content (a malformed event is explained, with ``error`` set). Local dedupe is not
+        consulted: it would have to remember the id."""
         try:
             event = make_event(
                 name,
@@ -238,11 +261,13 @@ class Tracker:
             )
         except InvalidEvent as exc:
             return Router.malformed(str(name), exc, self.config.vendors)
+        if consent is not None and (bad := parse_consent(consent, self._purposes)):
+            return Router.malformed(event.name, InvalidEvent(event.name, bad), self.destinations)
         try:
             stored_form(event)
         except InvalidEvent as exc:
             return Router.malformed(event.name, exc, self.destinations)
-        return self.router.explain(event)
+        return self.router.explain(event, consent)
 
     def track(
         self,
@@ -256,6 +281,7 @@ class Tracker:
         context: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
         vendors: Mapping[str, Any] | None = None,
+        consent: Mapping[str, bool] | None = None,
     ) -> str:
         """Validate an event, queue it durably for every vendor that can use it, return its id.
 
@@ -265,6 +291,11 @@ class Tracker:
         :class:`~postback.InvalidEvent` listing every problem, per vendor and field (and so
         does a skip with ``[postback] strict = true``); with ``on_invalid = "log"`` problems
         are logged instead. Returns once the event is stored; never waits on a vendor.
+
+        ``consent`` is the user's decision per purpose (``{"ads": False}``); a vendor needing
+        a purpose not granted (by it, or by ``[consent] policy`` for one it leaves out) is not
+        queued, a skip with reason ``"consent"``. A vendor without a dedupe key that got this
+        ``event_id`` within its ``dedupe_window`` is a skip with reason ``"duplicate"``.
         """
         if self._closed:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
@@ -300,14 +331,35 @@ class Tracker:
                 "dropped invalid event %r: %s", exc.event_name, "; ".join(map(str, exc.problems))
             )
             return event.event_id
-        names = self.router.admit(event)
+        if consent is not None and (bad := parse_consent(consent, self._purposes)):
+            if self._raise:
+                raise InvalidEvent(event.name, bad)
+            log.warning("dropped event %r: %s", event.name, "; ".join(map(str, bad)))
+            return event.event_id
+        names = self.router.admit(event, consent)
         if not names:
             return event.event_id
         # With a span active (OpenTelemetry), its trace context goes with the event.
         payload = stamp(payload)
         # The queue's clock is when we accepted the event (retry max_age counts from it), not
         # the event's own time, which may be long ago for backfilled events.
-        self.queue.put(event.event_id, event.name, time.time_ns() // 1_000_000, names, payload)
+        created_ms = time.time_ns() // 1_000_000
+        dedupe = self.dedupe
+        if (
+            dedupe is not None
+            and event_id is not None  # a generated id is new anyway
+            and (windows := dedupe.windows_for(names)) is not None
+        ):
+            dups = self.queue.put_unique(
+                event.event_id, event.name, created_ms, names, payload, windows
+            )
+            if dups:
+                self.router.report(event, dedupe.skips(dups))
+                names = [n for n in names if n not in dups]
+                if not names:
+                    return event.event_id
+        else:
+            self.queue.put(event.event_id, event.name, created_ms, names, payload)
         engine = self.engine
         for n in names:
             engine.lanes[n].stats.tracked += 1
@@ -443,6 +495,11 @@ def auto_workers(config: Config, host: PluginHost, transport: Any = None) -> boo
         if child_spec_problem(host) is not None:
             return True
     return "process"
+
+
+def _pick(configured: float | None, default: float | None) -> float:
+    """A vendor's dedupe window: the config's (0: off), else its destination's default."""
+    return (configured if configured is not None else default) or 0.0
 
 
 _hooks_installed = False

@@ -193,3 +193,18 @@ def test_gunicorn_enqueues_and_the_management_command_delivers(
     assert web.stop(signal.SIGTERM) == 0, web.output
     assert "Traceback" not in web.output + worker.output
     assert pending_in(tmp_path / "queue.db") == 0
+
+
+def test_gpc_and_a_consent_reader_from_settings(postback_settings, sandbox, wait_until):
+    postback_settings({"consent_reader": "pb_settings:consent_cookie_reader"})
+    c = client()
+    c.get("/buy?id=gpc", headers={"Sec-GPC": "1"})
+    c.get("/abuy?id=gpc-async", headers={"Sec-GPC": "1"})
+    c.cookies["cc"] = "ads"
+    c.get("/buy?id=gpc-cookie-yes", headers={"Sec-GPC": "1"})
+    c.cookies["cc"] = "none"
+    c.get("/buy?id=cookie-no")
+    c.get("/abuy?id=cookie-no-async")
+    got = delivered(sandbox, wait_until, 1)
+    assert sorted(got) == ["gpc-cookie-yes"]
+    assert get_tracker().stats()["example"]["skips"] == {"consent": 4}

@@ -15,6 +15,9 @@ backend can do is declared in its :class:`QueueCapabilities`, never probed.
 from __future__ import annotations
 
 import abc
+import heapq
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -211,6 +214,72 @@ class Queue(abc.ABC):
     @abc.abstractmethod
     def forget(self, vendor: str, key: str) -> None:
         """Undo :meth:`remember` (e.g. when the delivery it guarded failed for good)."""
+
+    def remember_for(self, vendors: Sequence[str], key: str, window_ms: int) -> list[str]:
+        """Remember ``key`` for each of ``vendors`` for ``window_ms`` milliseconds; return the
+        vendors for which it was *not* remembered already (new, or its window ran out): those
+        are the ones the caller may send to. Atomic per vendor: of processes (and, on a shared
+        backend, hosts) remembering one key at once, exactly one gets each vendor back.
+
+        Local dedupe (:mod:`postback.dedupe`) calls it on the ``track()`` path, once per event
+        with a given ``event_id`` routed to a vendor without a dedupe key: keep it one round
+        trip. This default keeps the keys in this process (what ``memory://`` needs);
+        backends that other processes share override it to keep them in their storage."""
+        recent: dict[tuple[str, str], int] = self.__dict__.setdefault("_recent", {})
+        expiries: list[tuple[int, str, str]] = self.__dict__.setdefault("_recent_expiries", [])
+        lock: threading.Lock = self.__dict__.setdefault("_recent_lock", threading.Lock())
+        now = time.time_ns() // 1_000_000
+        fresh = []
+        with lock:
+            while expiries and expiries[0][0] <= now:  # drop what ran out, oldest first
+                due, v, k = heapq.heappop(expiries)
+                if recent.get((v, k)) == due:
+                    del recent[(v, k)]
+            for vendor in vendors:
+                if recent.get((vendor, key), 0) <= now:
+                    recent[(vendor, key)] = due = now + window_ms
+                    heapq.heappush(expiries, (due, vendor, key))
+                    fresh.append(vendor)
+        return fresh
+
+    def forget_for(self, vendors: Sequence[str], key: str) -> None:
+        """Undo :meth:`remember_for` (the event it guarded could not be queued after all)."""
+        recent: dict[tuple[str, str], int] = self.__dict__.get("_recent", {})
+        for vendor in vendors:
+            recent.pop((vendor, key), None)
+
+    def put_unique(
+        self,
+        event_id: str,
+        name: str,
+        created_ms: int,
+        vendors: Sequence[str],
+        payload: bytes,
+        windows: Mapping[str, int],
+    ) -> list[str]:
+        """:meth:`put` with local dedupe: the event is stored for ``vendors`` except those
+        with a window in ``windows`` (ms) that already had ``event_id`` within it (see
+        :meth:`remember_for`); returns those left out. Nothing stays remembered when the put
+        fails. This default makes one :meth:`remember_for` call per distinct window, then
+        the put; a backend may do it all in one write (Redis: one script call)."""
+        groups: dict[int, list[str]] = {}
+        for vendor in vendors:
+            window = windows.get(vendor)
+            if window:
+                groups.setdefault(window, []).append(vendor)
+        fresh: list[str] = []
+        for window, group in groups.items():
+            fresh += self.remember_for(group, event_id, window)
+        dups = [v for group in groups.values() for v in group if v not in fresh]
+        kept = [v for v in vendors if v not in dups] if dups else vendors
+        if kept:
+            try:
+                self.put(event_id, name, created_ms, kept, payload)
+            except BaseException:
+                if fresh:
+                    self.forget_for(fresh, event_id)  # so that the app's retry is not a dup
+                raise
+        return dups
 
     def wake_on_new(self, callback: Callable[[set[str]], None]) -> None:
         """Have :meth:`poll` call ``callback`` with the vendors it found new events for (the

@@ -7,6 +7,7 @@ Layout (WAL mode)::
     pending(vendor, seq, attempts, due_ms, lease, last_error)   only events that need a retry
     dead_letters(id, vendor, event_id, ..., reason, payload)    refused or out of retries
     remembered(vendor, key)                                     e.g. Ton AI's once-per-user marks
+    (in <queue>.recent) recent(vendor, key, expires_ms)         dedupe windows (remember_for)
     skips(vendor, reason, count)                                events a vendor was left out of
 
     spool(segment, offset)                                      how far each spool file is ingested
@@ -47,6 +48,7 @@ from postback.delivery.queue import (
     QueueDepth,
     Settlement,
 )
+from postback.delivery.recent import RecentFile
 from postback.errors import QueueCorrupt, QueueError
 
 __all__ = ["SQLiteQueue"]
@@ -392,6 +394,9 @@ class SQLiteQueue(Queue):
             self._drop_readers()
         with self._work_lock:
             self._work.close()
+        recent = self.__dict__.pop("_recent", None)
+        if recent is not None:
+            recent.close()
 
     # --- enqueue (the track() path) --------------------------------------------------------------
 
@@ -1359,6 +1364,20 @@ class SQLiteQueue(Queue):
     def forget(self, vendor: str, key: str) -> None:
         with self._work_lock, self._write_lock:
             self._work.execute("DELETE FROM remembered WHERE vendor=? AND key=?", (vendor, key))
+
+    # --- recent keys (local dedupe, on the track() path) ----------------------------------
+
+    def remember_for(self, vendors: Sequence[str], key: str, window_ms: int) -> list[str]:
+        return self._recent_file().remember_for(vendors, key, window_ms)
+
+    def forget_for(self, vendors: Sequence[str], key: str) -> None:
+        self._recent_file().forget_for(vendors, key)
+
+    def _recent_file(self) -> RecentFile:
+        recent: RecentFile | None = self.__dict__.get("_recent")
+        if recent is None or not recent.usable():  # first use, or in a forked child
+            recent = self.__dict__["_recent"] = RecentFile(self.path, self.busy_timeout)
+        return recent
 
     # --- skip counts -----------------------------------------------------------------------
 

@@ -21,7 +21,13 @@ cookies             AppLovin's ``_axeid`` -> ``aleid``, ``_axart`` -> ``alart``,
                     ``_ttp`` -> ``ttp``; Google's ``_ga`` -> ``ga``
 ==================  ========================================================================
 
-``ip_address`` and ``user_agent`` go to the event's ``user``, the rest to its ``context``. A
+``ip_address`` and ``user_agent`` go to the event's ``user``, the rest to its ``context``.
+
+Consent comes from the request too (:func:`merge_request_consent`): ``Sec-GPC: 1`` (Global
+Privacy Control) opts out of the purposes ``[consent] gpc`` names (``ads`` by default), and a
+``consent_reader`` setting (a callable taking the framework's request and returning
+``{purpose: bool}`` or ``None``) reads the app's own consent cookie or CMP state. The reader
+beats GPC (it holds the user's explicit choice); ``track(consent=...)`` beats both. A
 click id in the URL wins over the cookie that stored an earlier click. Values longer than
 :data:`MAX_VALUE_LENGTH` characters are dropped (they are not ids; they are junk or attacks).
 
@@ -38,6 +44,7 @@ called during that request.
 from __future__ import annotations
 
 import contextvars
+import importlib
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -62,6 +69,7 @@ __all__ = [
     "client_ip",
     "current_request_context",
     "extract_request_context",
+    "merge_request_consent",
     "merge_request_context",
 ]
 
@@ -127,12 +135,18 @@ class RequestContextSettings:
     ignored. ``forwarded_header`` names the header to read (``X-Real-IP`` or
     ``CF-Connecting-IP`` work with ``trusted_proxy_hops = 1``). ``exclude`` lists fields not
     to fill, or sources not to read (``click_ids``, ``utm``, ``cookies``).
+    ``consent_reader``: a callable taking the framework's request (Flask's ``request``,
+    Starlette's ``HTTPConnection``, Django's ``HttpRequest``) and returning the user's consent
+    as ``{purpose: bool}`` (from the app's consent cookie or CMP), or ``None`` when unknown;
+    called at most once per request, when an event is tracked. A ``"module:function"``
+    string is imported (for Django settings).
     """
 
     exclude: frozenset[str] = frozenset()
     trusted_proxy_hops: int = 0
     trusted_proxies: tuple[IPNetwork, ...] = ()
     forwarded_header: str = "x-forwarded-for"
+    consent_reader: Callable[[Any], Mapping[str, bool] | None] | None = None
 
     @property
     def enabled_fields(self) -> frozenset[str]:
@@ -198,6 +212,24 @@ class RequestContextSettings:
                 )
             )
             header = "x-forwarded-for"
+        reader = raw.get("consent_reader")
+        if isinstance(reader, str) and ":" in reader:  # "myapp.consent:read" (Django settings)
+            module, _, attribute = reader.partition(":")
+            try:
+                reader = getattr(importlib.import_module(module), attribute)
+            except (ImportError, AttributeError) as exc:
+                problems.append(
+                    ConfigProblem(f"{where}.consent_reader", f"cannot import {reader!r}: {exc}")
+                )
+                reader = None
+        if reader is not None and not callable(reader):
+            problems.append(
+                ConfigProblem(
+                    f"{where}.consent_reader",
+                    "must be a function taking the request and returning {purpose: bool} "
+                    f"(or None), got {type(reader).__name__}",
+                )
+            )
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -205,6 +237,7 @@ class RequestContextSettings:
             trusted_proxy_hops=hops,
             trusted_proxies=proxies,
             forwarded_header=header.strip().lower(),
+            consent_reader=reader,  # type: ignore[arg-type]  # checked: callable or None
         )
 
 
@@ -268,14 +301,32 @@ class RequestInfo:
     accept_language: str | None = None
     query: Iterable[tuple[str, str]] = ()
     cookies: Mapping[str, str] = attrs.field(factory=dict)
+    #: The request carried ``Sec-GPC: 1`` (Global Privacy Control).
+    gpc: bool = False
+    #: What the ``consent_reader`` returned for this request.
+    consent: Mapping[str, bool] | None = None
 
 
 @attrs.frozen
 class RequestContext:
-    """The request-derived part of an event: ``user`` fields and ``context`` fields."""
+    """The request-derived part of an event: ``user`` fields and ``context`` fields, and the
+    user's consent signals (``gpc``, and ``consent`` from the ``consent_reader``)."""
 
     user: Mapping[str, str] = attrs.field(factory=dict)
     context: Mapping[str, str] = attrs.field(factory=dict)
+    gpc: bool = False
+    consent: Mapping[str, bool] | None = None
+
+
+def gpc_header(value: str | None) -> bool:
+    """Whether a ``Sec-GPC`` header value is an opt-out (the spec's only value is ``"1"``)."""
+    return value is not None and value.strip() == "1"
+
+
+def read_consent(settings: RequestContextSettings, request: Any) -> Mapping[str, bool] | None:
+    """The ``consent_reader``'s answer for ``request`` (``None`` without a reader)."""
+    reader = settings.consent_reader
+    return reader(request) if reader is not None else None
 
 
 def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -375,7 +426,7 @@ def extract_request_context(info: RequestInfo, settings: RequestContextSettings)
         if target is not None and target in wanted and (val := _usable(raw)):
             from_query.setdefault(target, val)  # the first occurrence of a parameter counts
     context.update(from_query)  # a fresh click in the URL beats one a cookie stored
-    return RequestContext(user=user, context=context)
+    return RequestContext(user=user, context=context, gpc=info.gpc, consent=info.consent)
 
 
 class LazyRequestContext:
@@ -435,3 +486,29 @@ def merge_request_context(
     if derived.context and (context is None or isinstance(context, Mapping)):
         context = {**derived.context, **(context or {})}
     return user, context
+
+
+def merge_request_consent(
+    derived: RequestContext | None, consent: object, gpc_purposes: Iterable[str]
+) -> Any:
+    """``track()``'s ``consent`` with the request's signals filled in: ``Sec-GPC: 1`` denies
+    ``gpc_purposes`` (``[consent] gpc``), the ``consent_reader``'s answer overrides that, and
+    the app's own ``consent`` overrides both, key by key. Returns ``consent`` untouched when
+    the request says nothing (or when it is not a mapping, so that ``track()`` reports it)."""
+    if derived is None or (not derived.gpc and derived.consent is None):
+        return consent
+    if consent is not None and not isinstance(consent, Mapping):
+        return consent
+    merged: dict[str, Any] = {}
+    if derived.gpc:
+        merged.update(dict.fromkeys(gpc_purposes, False))
+    if derived.consent is not None:
+        if not isinstance(derived.consent, Mapping):
+            raise TypeError(
+                "consent_reader must return a mapping of purpose to True/False (or None), "
+                f"got {type(derived.consent).__name__}"
+            )
+        merged.update(derived.consent)
+    if consent:
+        merged.update(consent)
+    return merged if merged or consent is not None else None

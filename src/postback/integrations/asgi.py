@@ -43,6 +43,8 @@ from postback.integrations._context import (
     RequestContextSettings,
     RequestInfo,
     bind_request_context,
+    gpc_header,
+    read_consent,
 )
 
 __all__ = ["PostbackMiddleware", "get_tracker", "postback_lifespan", "request_info"]
@@ -101,8 +103,10 @@ class PostbackMiddleware:
     """Binds the request's context for ``await tracker.track(...)`` in endpoints.
 
     Takes the settings of :class:`~postback.integrations.RequestContextSettings` as keywords
-    (``exclude``, ``trusted_proxy_hops``, ``trusted_proxies``, ``forwarded_header``), or a
-    ready object / mapping as ``request_context``.
+    (``exclude``, ``trusted_proxy_hops``, ``trusted_proxies``, ``forwarded_header``,
+    ``consent_reader``: a function of the request's ``HTTPConnection`` returning
+    ``{purpose: bool}``), or a ready object / mapping as ``request_context``. ``Sec-GPC: 1``
+    opts out of the purposes ``[consent] gpc`` names (``ads`` by default).
     """
 
     def __init__(
@@ -144,4 +148,6 @@ def request_info(scope: Scope, settings: RequestContextSettings) -> RequestInfo:
         accept_language=headers.get("accept-language"),
         query=conn.query_params.multi_items(),
         cookies=conn.cookies,
+        gpc=gpc_header(headers.get("sec-gpc")),
+        consent=read_consent(settings, conn),
     )

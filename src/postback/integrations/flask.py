@@ -26,7 +26,9 @@ Settings (``app.config``):
     In-process plugins: objects, or import paths such as ``"myapp.attribution"``.
 ``POSTBACK_REQUEST_CONTEXT``
     How the request context is read: ``{"trusted_proxy_hops": 1, "exclude": ["ip_address"]}``
-    (see :class:`~postback.integrations.RequestContextSettings`).
+    (see :class:`~postback.integrations.RequestContextSettings`); ``{"consent_reader": fn}``
+    reads the user's consent from the request (``fn(flask.request) -> {"ads": bool}``).
+    ``Sec-GPC: 1`` opts out of the purposes ``[consent] gpc`` names (``ads`` by default).
 
 Keyword arguments of :class:`Postback` (``config``, ``plugins``, ``request_context``) take
 precedence over ``app.config``. The tracker is created in ``init_app``, so a bad configuration
@@ -61,7 +63,10 @@ from postback.integrations._context import (
     RequestContextSettings,
     RequestInfo,
     extract_request_context,
+    gpc_header,
+    merge_request_consent,
     merge_request_context,
+    read_consent,
 )
 from postback.routing import Explanation
 from postback.tracker import Tracker
@@ -187,18 +192,20 @@ class Postback:
         context: Mapping[str, Any] | None = None,
         properties: Mapping[str, Any] | None = None,
         vendors: Mapping[str, Any] | None = None,
+        consent: Mapping[str, bool] | None = None,
     ) -> str:
         """:meth:`Tracker.track` with the current request's context filled in.
 
         In a request, the client's ip (as ``POSTBACK_REQUEST_CONTEXT`` trusts proxies), user
         agent, url, referrer, click ids, utm parameters and pixel cookies fill whatever
-        ``user``/``context`` leave out; keys you pass win (``None`` sends nothing).
+        ``user``/``context`` leave out; keys you pass win (``None`` sends nothing). ``Sec-GPC:
+        1`` and the ``consent_reader`` fill the purposes ``consent`` leaves out.
         """
         state = self._state()
         if flask.has_request_context():
-            user, context = merge_request_context(
-                _request_context(state.request_context), user, context
-            )
+            derived = _request_context(state.request_context)
+            user, context = merge_request_context(derived, user, context)
+            consent = merge_request_consent(derived, consent, state.tracker.config.consent.gpc)
         return state.tracker.track(
             name,
             user=user,
@@ -209,6 +216,7 @@ class Postback:
             context=context,
             properties=properties,
             vendors=vendors,
+            consent=consent,
         )
 
     def explain(self, name: str, **fields: Any) -> Explanation:
@@ -216,10 +224,14 @@ class Postback:
         configured vendor, with the current request's context filled in; queues nothing."""
         state = self._state()
         if flask.has_request_context():
+            derived = _request_context(state.request_context)
             user, context = merge_request_context(
-                _request_context(state.request_context), fields.get("user"), fields.get("context")
+                derived, fields.get("user"), fields.get("context")
             )
-            fields = {**fields, "user": user, "context": context}
+            consent = merge_request_consent(
+                derived, fields.get("consent"), state.tracker.config.consent.gpc
+            )
+            fields = {**fields, "user": user, "context": context, "consent": consent}
         return state.tracker.explain(name, **fields)
 
     def flush(self, timeout: float | None = 10.0) -> FlushReport:
@@ -251,6 +263,8 @@ def request_info(request: flask.Request, settings: RequestContextSettings) -> Re
         accept_language=headers.get("Accept-Language"),
         query=request.args.items(multi=True),
         cookies=request.cookies,
+        gpc=gpc_header(headers.get("Sec-GPC")),
+        consent=read_consent(settings, request),
     )
 
 

@@ -11,19 +11,37 @@
 - :mod:`postback.testing.example`: a complete reference vendor.
 """
 
-from postback.testing.recorder import (
-    Delivery,
-    DeliveryRecorder,
-    RecordingTracker,
-    recording_tracker,
-)
+from __future__ import annotations
+
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from postback.testing.queue_contract import QueueContract
+    from postback.testing.recorder import (
+        Delivery,
+        DeliveryRecorder,
+        RecordingTracker,
+        recording_tracker,
+    )
 
 __all__ = ["Delivery", "DeliveryRecorder", "QueueContract", "RecordingTracker", "recording_tracker"]
 
+# Imported on first use: the pytest plugin (a submodule) loads this package in every test run
+# of an app that has postback installed, and QueueContract needs pytest.
+_EXPORTS = {
+    "Delivery": "postback.testing.recorder",
+    "DeliveryRecorder": "postback.testing.recorder",
+    "QueueContract": "postback.testing.queue_contract",
+    "RecordingTracker": "postback.testing.recorder",
+    "recording_tracker": "postback.testing.recorder",
+}
 
-def __getattr__(name: str) -> object:
-    if name == "QueueContract":  # a pytest base class: import pytest only when asked for
-        from postback.testing.queue_contract import QueueContract
 
-        return QueueContract
-    raise AttributeError(f"module 'postback.testing' has no attribute {name!r}")
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'postback.testing' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -19,25 +19,26 @@ import attrs
 import httpx
 import orjson
 
-from postback.delivery.retry import retry_after_seconds
-from postback.destination import (
+from postback.plugin import (
+    Attribution,
     Delivered,
     Destination,
     Emulator,
+    Event,
     Halt,
     Outcome,
     Prepared,
+    Problem,
     RateLimit,
     Rejected,
     RejectedBatch,
     Retry,
     Secret,
     Skip,
+    hookimpl,
+    retry_after_seconds,
     setting,
 )
-from postback.errors import Problem
-from postback.events import Attribution, Event
-from postback.hookspecs import hookimpl
 
 __all__ = ["ExampleDestination", "ExampleEmulator", "ExampleSettings"]
 

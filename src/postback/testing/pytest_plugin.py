@@ -21,13 +21,16 @@ The plugin contract kit is :class:`postback.testing.contract.DestinationContract
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from postback.plugins import PluginHost
-from postback.sandbox import Sandbox
-from postback.testing.recorder import RecordingTracker, recording_tracker
+# pytest loads this module (entry point ``pytest11``) in every test run of every app that has
+# postback installed, whether or not its tests use these fixtures: postback itself is imported
+# only when a fixture runs (tests/test_pytest_plugin_lazy.py keeps it so).
+if TYPE_CHECKING:
+    from postback.sandbox import Sandbox
+    from postback.testing.recorder import RecordingTracker
 
 
 @pytest.fixture
@@ -46,6 +49,8 @@ def postback_strict() -> bool:
 def postback_tracker(postback_config: Any, postback_strict: bool) -> Iterator[RecordingTracker]:
     """A recording tracker for your config (strict unless ``postback_strict`` says otherwise);
     closed after the test."""
+    from postback.testing.recorder import recording_tracker
+
     tracker = recording_tracker(postback_config, strict=postback_strict)
     try:
         yield tracker
@@ -56,6 +61,9 @@ def postback_tracker(postback_config: Any, postback_strict: bool) -> Iterator[Re
 @pytest.fixture
 def postback_sandbox() -> Iterator[Sandbox]:
     """Every installed vendor's emulator served on 127.0.0.1 for the test's duration."""
+    from postback.plugins import PluginHost
+    from postback.sandbox import Sandbox
+
     host = PluginHost()
     with Sandbox.from_plugins(host.emulators) as box:
         yield box

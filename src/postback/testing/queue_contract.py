@@ -32,6 +32,10 @@ The duties pinned here are the ones the delivery engine counts on, written nowhe
 - **fork safety**: a child forked from a process that holds the queue calls ``after_fork()``
   and puts through the queue it inherited; the deliverer receives those events.
 - **remembered keys are atomic**: of many threads remembering one key, exactly one wins.
+- **recent keys** (``remember_for``, local dedupe): of many threads remembering one key for
+  several vendors at once, exactly one gets each vendor; another process sees the key; a key
+  is taken again once its window ran out, or after ``forget_for``; ``put_unique`` stores an
+  event for a vendor with a window only the first time within it.
 - **rate-limit storage**: a backend that declares ``shared_rate_limits`` returns a ``limits``
   storage that every instance shares; one that does not returns ``None``.
 
@@ -354,6 +358,50 @@ class QueueContract:
             assert not open_queue().remember("a", key), "another process sees the key"
         queue.forget("a", key)
         assert queue.remember("a", key)
+
+    def test_recent_keys_are_atomic_per_vendor_and_expire(
+        self, queue: Queue, open_queue: Callable[[], Queue]
+    ) -> None:
+        key = f"order-{uuid.uuid4().hex}"
+        start = threading.Barrier(12)
+        wins: list[list[str]] = []
+
+        def race() -> None:
+            start.wait()
+            wins.append(queue.remember_for(["a", "b"], key, 60_000))
+
+        threads = [threading.Thread(target=race) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        won = [w for w in wins if w]
+        assert sorted(v for w in won for v in w) == ["a", "b"], wins
+        assert queue.remember_for(["a", "b", "c"], key, 60_000) == ["c"], "per vendor"
+        if queue.capabilities.cross_process:
+            other = open_queue()
+            assert other.remember_for(["a", "c"], key, 60_000) == [], "another process sees it"
+        queue.forget_for(["a"], key)
+        assert queue.remember_for(["a", "b"], key, 60_000) == ["a"], "forget_for undoes it"
+        short = f"short-{uuid.uuid4().hex}"
+        assert queue.remember_for(["a"], short, 50) == ["a"]
+        deadline = time.monotonic() + PATIENCE
+        while not queue.remember_for(["a"], short, 50):  # its window runs out
+            assert time.monotonic() < deadline, "a remembered key never expired"
+            time.sleep(0.05)
+
+    def test_put_unique_stores_an_id_once_per_window_vendor(self, queue: Queue) -> None:
+        key = f"order-{uuid.uuid4().hex}"
+        windows = {"a": 60_000, "b": 60_000}
+        assert (
+            queue.put_unique(key, "purchase", 1_000, ["a", "b", "c"], payload(key), windows) == []
+        )
+        assert queue.put_unique(key, "purchase", 1_001, ["a", "c"], payload(key), windows) == ["a"]
+        assert queue.put_unique(key, "purchase", 1_002, ["b"], payload(key), windows) == ["b"]
+        assert queue.remember_for(["a"], key, 60_000) == [], "put_unique remembers as remember_for"
+        now = self.now_ms()
+        got = {v: event_ids(queue.claim(v, 10, now)) for v in self.vendors}
+        assert got == {"a": [key], "b": [key], "c": [key, key]}, got
 
     # --- crashes, processes, wake-ups --------------------------------------------------------
 

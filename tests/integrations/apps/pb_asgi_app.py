@@ -45,6 +45,7 @@ def create_fastapi(config: Any = None, request_context: Any = None) -> FastAPI:
             value=49.99,
             currency="USD",
             event_id=request.query_params.get("id"),
+            consent={"ads": True} if "grant" in request.query_params else None,
         )
         return {"event_id": event_id, "pid": os.getpid()}
 

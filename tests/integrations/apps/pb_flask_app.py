@@ -38,6 +38,7 @@ def create_app(config: Any = None, request_context: Any = None) -> flask.Flask:
             value=49.99,
             currency="USD",
             event_id=flask.request.args.get("id"),
+            consent={"ads": True} if "grant" in flask.request.args else None,
         )
         return {"event_id": event_id, "pid": os.getpid(), "tracker_created_in": CREATED_IN_PID}
 

@@ -36,3 +36,9 @@ def postback_config() -> dict[str, Any]:
 
 def request_context() -> dict[str, Any]:
     return {"trusted_proxy_hops": int(os.environ.get("PB_TEST_PROXY_HOPS", "0"))}
+
+
+def consent_cookie_reader(request: Any) -> dict[str, bool] | None:
+    """The app's own consent banner stores "cc=ads" (granted) or "cc=none" (refused)."""
+    value = request.COOKIES.get("cc") if hasattr(request, "COOKIES") else request.cookies.get("cc")
+    return None if value is None else {"ads": value == "ads"}

@@ -25,11 +25,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from postback.destination import Skip
-from postback.errors import Problem
-from postback.events import Event
-from postback.iso import COUNTRIES
-from postback.pii import is_ip_address, is_sha256_hex
+from postback.plugin import COUNTRIES, Event, Problem, Skip, is_ip_address, is_sha256_hex
 from postback_applovin._spec import DATA_REQUIRED, ESI_VALUES, NULL_DATA_EVENTS, url_problem
 
 if TYPE_CHECKING:

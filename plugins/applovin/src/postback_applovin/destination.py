@@ -31,13 +31,17 @@ import attrs
 import httpx
 import orjson
 
-from postback.delivery.retry import retry_after_seconds
-from postback.destination import (
+from postback.plugin import (
+    COUNTRIES,
+    ConfigError,
+    ConfigProblem,
     Delivered,
     Destination,
+    Event,
     Halt,
     Outcome,
     Prepared,
+    Problem,
     RateLimit,
     Rejected,
     RejectedBatch,
@@ -45,12 +49,16 @@ from postback.destination import (
     RetryPolicy,
     Secret,
     Skip,
+    body_snippet,
+    hash_email,
+    hash_phone,
+    is_sha256_hex,
+    normalize_email,
+    normalize_phone,
+    retry_after_seconds,
     setting,
+    to_micros,
 )
-from postback.errors import ConfigError, ConfigProblem, Problem
-from postback.events import Event, to_micros
-from postback.iso import COUNTRIES
-from postback.pii import hash_email, hash_phone, is_sha256_hex, normalize_email, normalize_phone
 from postback_applovin._spec import (
     ACCOUNTING_MODES,
     ATTRIBUTION_MODELS,
@@ -300,6 +308,8 @@ class AppLovinDestination(Destination):
     idempotent = True
     default_concurrency = 4
     option_keys = frozenset({"esi", "dedupe_id", "measurement_partner_data"})
+    #: Advertising and attribution: sent only with the user's consent to ads.
+    purposes = ("ads",)
     version = "0.1.0"
     settings: AppLovinSettings
 
@@ -878,11 +888,4 @@ class AppLovinDestination(Destination):
 
     def _body_text(self, response: httpx.Response) -> str:
         """The response body as short text for reasons: never raises, never shows a secret."""
-        try:
-            text = response.content.decode("utf-8", errors="replace")
-        except Exception:
-            return ""
-        text = " ".join(text.split())
-        if len(text) > 500:
-            text = text[:500] + "..."
-        return self.redact(text)
+        return body_snippet(response, self.redact, limit=500)

@@ -48,8 +48,7 @@ from typing import Any
 import httpx
 import orjson
 
-from postback.destination import Emulator
-from postback.iso import COUNTRIES, CURRENCIES
+from postback.plugin import COUNTRIES, CURRENCIES, Emulator
 from postback_applovin._spec import (
     ACCOUNTING_MODES,
     ATTRIBUTION_MODELS,

@@ -38,24 +38,26 @@ import attrs
 import httpx
 import orjson
 
-from postback.delivery.retry import retry_after_seconds
-from postback.destination import (
+from postback.plugin import (
+    CURRENCIES,
+    CURRENCY_EXPONENT,
     Delivered,
     Destination,
+    Event,
     Halt,
     Outcome,
     Prepared,
+    Problem,
     RateLimit,
     Rejected,
     Retry,
     RetryPolicy,
     Secret,
     Skip,
+    json_or_none,
+    retry_after_seconds,
     setting,
 )
-from postback.errors import Problem
-from postback.events import Event
-from postback.iso import CURRENCIES, CURRENCY_EXPONENT
 
 __all__ = [
     "CONVERSION_PATH",
@@ -307,6 +309,10 @@ class MobanaDestination(Destination):
         max_attempts=10, max_age=7 * 24 * 3600.0, initial_backoff=5.0, max_backoff=1800.0
     )
     option_keys = frozenset({"flow_session_id"})
+    #: Advertising and attribution: sent only with the user's consent to ads.
+    purposes = ("ads",)
+    #: No dedupe key in the API: postback drops an event_id tracked again within 24 hours.
+    default_dedupe_window = 86_400.0
     version = "0.1.0"
     settings: MobanaSettings
 
@@ -498,7 +504,7 @@ class MobanaDestination(Destination):
         status = response.status_code
         message, detail = self._read_body(response)
         if 200 <= status < 300:
-            data = _json_or_none(response)
+            data = json_or_none(response)
             if isinstance(data, dict) and data.get("success") is True:
                 return Delivered()
             # Mobana always says {"success": true}, but a 2xx means the request was accepted:
@@ -574,7 +580,7 @@ class MobanaDestination(Destination):
         if not text:
             return "", None
         message = text
-        data = _json_or_none(response)
+        data = json_or_none(response)
         if isinstance(data, dict):
             parts = [str(data[k]) for k in ("error", "message") if isinstance(data.get(k), str)]
             if parts:
@@ -583,10 +589,3 @@ class MobanaDestination(Destination):
         if len(message) > _SNIPPET:
             message = message[: _SNIPPET - 3] + "..."
         return message, text[:_DETAIL]
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return orjson.loads(response.content)
-    except (orjson.JSONDecodeError, TypeError, ValueError):
-        return None

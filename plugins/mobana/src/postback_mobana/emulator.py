@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import orjson
 
-from postback.destination import Emulator
+from postback.plugin import Emulator
 
 __all__ = ["DEMO_APP_KEY", "MobanaEmulator"]
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from postback.destination import Destination, Emulator
-from postback.hookspecs import hookimpl
+from postback.plugin import Destination, Emulator, hookimpl
 from postback_tonai.destination import TonAIDestination, TonAISettings
 from postback_tonai.emulator import TonAIEmulator
 

@@ -40,13 +40,17 @@ import attrs
 import httpx
 import orjson
 
-from postback.delivery.retry import retry_after_seconds
-from postback.destination import (
+from postback.plugin import (
+    CANONICAL_EVENTS,
+    ConfigError,
+    ConfigProblem,
     Delivered,
     Destination,
+    Event,
     Halt,
     Outcome,
     Prepared,
+    Problem,
     RateLimit,
     Rejected,
     Retry,
@@ -54,10 +58,11 @@ from postback.destination import (
     Secret,
     Skip,
     SkipEvent,
+    body_snippet,
+    json_or_none,
+    retry_after_seconds,
     setting,
 )
-from postback.errors import ConfigError, ConfigProblem, Problem
-from postback.events import CANONICAL_EVENTS, Event
 
 __all__ = [
     "CONVERSION",
@@ -187,6 +192,10 @@ class TonAIDestination(Destination):
     retry_policy = RetryPolicy(max_attempts=5, max_age=600.0, initial_backoff=5.0, max_backoff=60.0)
     default_concurrency = 4
     option_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Advertising and attribution: sent only with the user's consent to ads.
+    purposes = ("ads",)
+    #: No dedupe key in the API: postback drops an event_id tracked again within 24 hours.
+    default_dedupe_window = 86_400.0
     version = "0.1.0"
     settings: TonAISettings
 
@@ -334,7 +343,7 @@ class TonAIDestination(Destination):
     ) -> Outcome | Sequence[Outcome]:
         status = response.status_code
         if 200 <= status < 300:
-            body = _json_body(response)
+            body = json_or_none(response)
             if not isinstance(body, dict):
                 # Not Ton AI's JSON, but a 2xx means the request was accepted: resending could
                 # count the conversion twice, so it is delivered, with a note.
@@ -383,29 +392,15 @@ class TonAIDestination(Destination):
     # --- helpers -----------------------------------------------------------------------------
 
     def _snippet(self, response: httpx.Response) -> str:
-        try:
-            text = response.text
-        except Exception:  # undecodable bytes: say so, never raise from parse_response
-            text = repr(response.content[:_SNIPPET])
-        text = " ".join(text.split())
-        if len(text) > _SNIPPET:
-            text = text[:_SNIPPET] + "..."
-        return self.redact(text) or "(empty body)"
+        return body_snippet(response, self.redact, limit=_SNIPPET, empty="(empty body)")
 
     def _message(self, response: httpx.Response, body: object = None) -> str:
         """The vendor's error message if its JSON body has one, else a snippet of the body."""
         if body is None:
-            body = _json_body(response)
+            body = json_or_none(response)
         if isinstance(body, dict):
             for key in ("message", "msg", "error", "detail", "errorMessage"):
                 value = body.get(key)
                 if isinstance(value, str) and value.strip():
                     return self.redact(value.strip()[:_SNIPPET])
         return self._snippet(response)
-
-
-def _json_body(response: httpx.Response) -> object:
-    try:
-        return orjson.loads(response.content)
-    except (orjson.JSONDecodeError, TypeError, ValueError):
-        return None

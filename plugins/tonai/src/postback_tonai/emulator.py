@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from postback.destination import Emulator
+from postback.plugin import Emulator
 from postback_tonai.destination import CONVERSION, PRODUCTS, check_telegram_user_id
 
 __all__ = ["MAGIC_USER_IDS", "TonAIEmulator"]

@@ -28,25 +28,28 @@ import attrs
 import httpx
 import orjson
 
-from postback.delivery.retry import retry_after_seconds, seconds_from_message
-from postback.destination import (
+from postback.plugin import (
+    COUNTRIES,
+    CURRENCIES,
     Delivered,
     Destination,
+    Event,
     Halt,
     Outcome,
     Prepared,
+    Problem,
     RateLimit,
     Rejected,
     Retry,
     RetryPolicy,
     Secret,
     Skip,
+    is_sha256_hex,
+    normalize_phone,
+    retry_after_seconds,
+    seconds_from_message,
     setting,
 )
-from postback.errors import Problem
-from postback.events import Event
-from postback.iso import COUNTRIES, CURRENCIES
-from postback.pii import is_sha256_hex, normalize_phone
 from postback_whop.vocab import (
     ACTION_SOURCES,
     API_PATHS,
@@ -266,6 +269,8 @@ class WhopDestination(Destination):
     #: Every request carries Idempotency-Key = event id: a request sent again is recognised,
     #: so one whose outcome is unknown (no answer, 5xx) is safe to retry.
     idempotent = True
+    #: Advertising and attribution: sent only with the user's consent to ads.
+    purposes = ("ads",)
     default_concurrency = 8
     option_keys = frozenset(
         {

@@ -53,7 +53,7 @@ from typing import Any
 import httpx
 import orjson
 
-from postback.destination import Emulator
+from postback.plugin import Emulator
 from postback_whop.vocab import (
     ACTION_SOURCES,
     CONVERSIONS_CONTEXT_FIELDS,

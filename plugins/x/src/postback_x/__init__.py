@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from postback.destination import Destination, Emulator
-from postback.hookspecs import hookimpl
+from postback.plugin import Destination, Emulator, hookimpl
 from postback_x.destination import (
     CONVERSION_TYPES,
     DEFAULT_EVENT_MAP,

@@ -32,13 +32,15 @@ import attrs
 import httpx
 import oauthlib.oauth1
 
-from postback.delivery.retry import retry_after_seconds
-from postback.destination import (
+from postback.plugin import (
+    Attribution,
     Delivered,
     Destination,
+    Event,
     Halt,
     Outcome,
     Prepared,
+    Problem,
     RateHint,
     RateLimit,
     Rejected,
@@ -47,11 +49,14 @@ from postback.destination import (
     Secret,
     Skip,
     SkipEvent,
+    body_snippet,
+    hmac_sha256_base64,
+    is_ip_address,
+    json_or_none,
+    retry_after_seconds,
     setting,
+    to_timestamp_ms,
 )
-from postback.errors import Problem
-from postback.events import Attribution, Event, to_timestamp_ms
-from postback.pii import hmac_sha256_base64, is_ip_address
 
 __all__ = [
     "CONVERSION_TYPES",
@@ -465,6 +470,10 @@ class XDestination(Destination):
     )
     default_concurrency = 8
     option_keys = OPTION_KEYS
+    #: Advertising and attribution: sent only with the user's consent to ads.
+    purposes = ("ads",)
+    #: No dedupe key in the API: postback drops an event_id tracked again within 24 hours.
+    default_dedupe_window = 86_400.0
     settings: XSettings
 
     def __init__(
@@ -836,14 +845,15 @@ class XDestination(Destination):
     ) -> Outcome | Sequence[Outcome]:
         status = response.status_code
         if 200 <= status < 300:
-            data = _json(response)
+            data = json_or_none(response)
             body = data.get("data") if isinstance(data, Mapping) else None
             if not isinstance(body, Mapping):
                 # X always answers {"data": {...}}, but a 2xx means the request was accepted:
                 # resending could count the conversion twice, so it is delivered, with a note.
+                snippet = body_snippet(response, self.redact, empty="<empty body>")
                 return Delivered(
                     note=f"X answered HTTP {status} without its data envelope (no attribution "
-                    f"read; not resent): {_snippet(response)}"
+                    f"read; not resent): {snippet}"
                 )
             return Delivered(attribution=self.attribution(batch[0].event, body))
 
@@ -1010,25 +1020,9 @@ def _number_items(props: Mapping[str, Any]) -> int | None:
     return total
 
 
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
-        return None
-
-
-def _snippet(response: httpx.Response, limit: int = 200) -> str:
-    try:
-        text = response.text
-    except Exception:
-        return "<unreadable body>"
-    text = " ".join(text.split())
-    return (text[:limit] + "...") if len(text) > limit else (text or "<empty body>")
-
-
 def _errors(response: httpx.Response) -> list[dict[str, str]]:
     """X's ``{"errors": [{"code", "message", "parameter"?}]}``; [] for any other body."""
-    data = _json(response)
+    data = json_or_none(response)
     raw = data.get("errors") if isinstance(data, Mapping) else None
     out: list[dict[str, str]] = []
     if isinstance(raw, list):
@@ -1046,7 +1040,8 @@ def _errors(response: httpx.Response) -> list[dict[str, str]]:
 
 def _describe(status: int, errors: list[dict[str, str]], response: httpx.Response) -> str:
     if not errors:
-        return f"HTTP {status}: {_snippet(response)}"
+        # the caller redacts the whole reason
+        return f"HTTP {status}: {body_snippet(response, str, empty='<empty body>')}"
     parts = []
     for e in errors:
         text = e["code"]

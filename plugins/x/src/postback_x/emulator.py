@@ -62,7 +62,7 @@ import httpx
 from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 
-from postback.destination import Emulator
+from postback.plugin import Emulator
 from postback_x.destination import (
     CLICK_WINDOWS,
     CONVERSION_TYPES,

@@ -27,6 +27,8 @@ in one slot)::
     {P}:v:VENDOR:retrydata  hash: stream id -> the event (and attempts, last error) for retries
     {P}:v:VENDOR:dead       zset: dead-letter id -> failed time (ms)
     {P}:v:VENDOR:remembered set: a vendor's durable keys (e.g. Ton AI's once-per-user marks)
+    {P}:v:VENDOR:recent:KEY string with a time to live: an event id seen within the vendor's
+                            dedupe window (``remember_for``, ``SET NX PX``)
     {P}:dead                hash: dead-letter id -> the event, reason, attempts
     {P}:dead:all            zset: dead-letter id -> failed time (ms), every vendor
     {P}:dead:seq            counter for dead-letter ids

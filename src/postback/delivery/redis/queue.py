@@ -143,6 +143,7 @@ class RedisQueue(Queue):
         client = self._client = self._connection.client
         self._errors = self._connection.errors
         self._put_script = client.register_script(lua("put"))
+        self._put_unique_script = client.register_script(lua("put_unique"))
         self._claim_script = client.register_script(lua("claim"))
         self._settle_script = client.register_script(lua("settle"))
         self._renew_script = client.register_script(lua("renew"))
@@ -194,6 +195,28 @@ class RedisQueue(Queue):
                 keys=[self.stream_key, self._vendors_key],
                 args=[event_id, name, created_ms, tag, payload, *vendors],
             )
+
+    def put_unique(
+        self,
+        event_id: str,
+        name: str,
+        created_ms: int,
+        vendors: Sequence[str],
+        payload: bytes,
+        windows: Mapping[str, int],
+    ) -> list[str]:
+        """One Lua call, as ``put``: ``SET NX PX`` per vendor with a window, then ``SADD`` +
+        ``XADD`` for the vendors left; atomic, so no key is claimed for an event not stored."""
+        keys = [self.stream_key, self._vendors_key]
+        args: list[object] = [event_id, name, created_ms, payload]
+        for vendor in vendors:
+            window = windows.get(vendor) or 0
+            args += (vendor, max(1, window) if window else 0)
+            if window:
+                keys.append(self._recent_key(vendor, event_id))
+        with self._errors("storing an event (it was not accepted)"):
+            dups = self._put_unique_script(keys=keys, args=args)
+        return [_text(v) for v in dups]
 
     # --- delivery --------------------------------------------------------------------------------
 
@@ -613,6 +636,22 @@ class RedisQueue(Queue):
     def forget(self, vendor: str, key: str) -> None:
         with self._errors(f"forgetting a key for {vendor}"):
             self._client.srem(self._vkeys(vendor)["remembered"], key)
+
+    def remember_for(self, vendors: Sequence[str], key: str, window_ms: int) -> list[str]:
+        """``SET NX PX`` per vendor, pipelined: one round trip; Redis expires the keys."""
+        with self._errors("remembering an event id (dedupe)"):
+            pipe = self._client.pipeline(transaction=False)
+            for vendor in vendors:
+                pipe.set(self._recent_key(vendor, key), 1, nx=True, px=max(1, window_ms))
+            results = pipe.execute()
+        return [v for v, ok in zip(vendors, results, strict=True) if ok]
+
+    def forget_for(self, vendors: Sequence[str], key: str) -> None:
+        with self._errors("forgetting an event id (dedupe)"):
+            self._client.delete(*(self._recent_key(v, key) for v in vendors))
+
+    def _recent_key(self, vendor: str, key: str) -> str:
+        return f"{self._base}:v:{vendor}:recent:{key}"
 
     # --- rate limits -----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ __all__ = ["SCRIPTS", "lua"]
 #: Every script the queue registers, by file name (without ``.lua``).
 SCRIPTS = (
     "put",
+    "put_unique",
     "claim",
     "settle",
     "renew",

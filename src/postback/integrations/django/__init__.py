@@ -33,6 +33,7 @@ from postback.integrations._context import (
     LazyRequestContext,
     RequestContext,
     current_request_context,
+    merge_request_consent,
     merge_request_context,
 )
 
@@ -116,12 +117,15 @@ def track(
     context: Mapping[str, Any] | None = None,
     properties: Mapping[str, Any] | None = None,
     vendors: Mapping[str, Any] | None = None,
+    consent: Mapping[str, bool] | None = None,
 ) -> str:
     """:meth:`Tracker.track` on the process-wide tracker, with the request context filled in.
 
     The request is the one the middleware is handling, or ``request`` if given.
     """
-    user, context = merge_request_context(_derived(request), user, context)
+    derived = _derived(request)
+    user, context = merge_request_context(derived, user, context)
+    consent = merge_request_consent(derived, consent, get_tracker().config.consent.gpc)
     return get_tracker().track(
         name,
         user=user,
@@ -132,6 +136,7 @@ def track(
         context=context,
         properties=properties,
         vendors=vendors,
+        consent=consent,
     )
 
 
@@ -147,9 +152,12 @@ async def atrack(
     context: Mapping[str, Any] | None = None,
     properties: Mapping[str, Any] | None = None,
     vendors: Mapping[str, Any] | None = None,
+    consent: Mapping[str, bool] | None = None,
 ) -> str:
     """:func:`track` for ``async def`` views: the queue write happens off the event loop."""
-    user, context = merge_request_context(_derived(request), user, context)
+    derived = _derived(request)
+    user, context = merge_request_context(derived, user, context)
+    consent = merge_request_consent(derived, consent, get_tracker().config.consent.gpc)
     return await get_async_tracker().track(
         name,
         user=user,
@@ -160,6 +168,7 @@ async def atrack(
         context=context,
         properties=properties,
         vendors=vendors,
+        consent=consent,
     )
 
 

@@ -19,6 +19,8 @@ from postback.integrations._context import (
     RequestContextSettings,
     RequestInfo,
     bind_request_context,
+    gpc_header,
+    read_consent,
 )
 from postback.integrations.django.conf import request_context_settings
 
@@ -72,4 +74,6 @@ def request_info(request: HttpRequest, settings: RequestContextSettings) -> Requ
         accept_language=meta.get("HTTP_ACCEPT_LANGUAGE"),
         query=[(key, v) for key, values in request.GET.lists() for v in values],
         cookies=request.COOKIES,
+        gpc=gpc_header(meta.get("HTTP_SEC_GPC")),
+        consent=read_consent(settings, request),
     )
