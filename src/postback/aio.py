@@ -56,6 +56,7 @@ from postback.integrations._context import (
     merge_request_consent,
     merge_request_context,
 )
+from postback.ledger import EventStatus
 from postback.routing import Explanation
 from postback.telemetry import writer_context
 from postback.tracker import Tracker
@@ -341,6 +342,11 @@ class AsyncTracker:
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per-vendor counters and queue depth, as :meth:`Tracker.stats` (a short read)."""
         return self._tracker.stats()
+
+    async def status(self, event_id: str) -> EventStatus:
+        """Where ``event_id`` stands for each vendor, as :meth:`Tracker.status` (read on a
+        thread: the ledger is a file or a Redis round trip away)."""
+        return await asyncio.to_thread(self._tracker.status, event_id)
 
     async def __aenter__(self) -> AsyncTracker:
         return self

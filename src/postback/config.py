@@ -36,22 +36,16 @@ from postback.destination import Destination, RateLimit, RetryPolicy, Secret
 from postback.durations import parse_duration
 from postback.errors import ConfigError, ConfigProblem
 from postback.events import CANONICAL_EVENTS, normalize_currency, normalize_event_name
+from postback.installing import missing_vendor_message
 from postback.setting_values import control_character_problems, parse_rate_limit
 
 if TYPE_CHECKING:
     from postback.delivery.registry import QueueRegistry
 
 __all__ = [
-    "Config",
-    "CoreSettings",
-    "VendorConfig",
-    "build_config",
-    "find_config",
-    "parse_duration",
-    "parse_rate_limit",
-    "read_config",
-    "settings_help",
-]
+    "Config", "CoreSettings", "VendorConfig", "build_config", "find_config", "parse_duration",
+    "parse_rate_limit", "read_config", "settings_help",
+]  # fmt: skip
 
 DEFAULT_QUEUE = "sqlite://postback.db"
 CONFIG_FILENAMES = ("postback.toml", "pyproject.toml")
@@ -75,6 +69,8 @@ class CoreSettings:
     sqlite_synchronous: str = "normal"
     process_nice: int = 10
     ca_bundle: str | None = None
+    ledger_retention: float = 7 * 86400.0
+    ledger_max_entries: int = 1_000_000
 
 
 CORE_HELP: dict[str, str] = {
@@ -98,6 +94,8 @@ CORE_HELP: dict[str, str] = {
     "ca_bundle": "A PEM file (or a directory of them) of CA certificates to trust for the "
     "vendors' TLS, besides the default ones: a private CA, or a TLS-inspecting proxy's. "
     "Relative to the config file.",
+    "ledger_retention": "How long the delivery ledger keeps each outcome (default '7d').",
+    "ledger_max_entries": "Most delivery ledger rows kept, oldest dropped first (default 1000000).",
     "process_nice": "With workers = 'process': how much lower the delivery process's CPU "
     "priority is than the app's (0-19, default 10; 0 for the same). When they compete for a "
     "core, the app's requests come first and delivery catches up after; events wait on disk.",
@@ -393,13 +391,15 @@ def _build_core(raw: object, problems: list[ConfigProblem], queues: QueueRegistr
                 kwargs[key] = normalize_currency(val)
             elif key == "exit_timeout":  # bounded: it is how long a process may take to exit
                 kwargs[key] = parse_duration(val, at_most=_MAX_EXIT_TIMEOUT)
+            elif key == "ledger_retention":
+                kwargs[key] = parse_duration(val)
             elif key == "workers":
                 if not isinstance(val, bool) and val not in ("auto", "thread", "process"):
                     raise ValueError(
                         "must be 'auto' (the default), 'process', true (or 'thread') or false"
                     )
                 kwargs[key] = True if val == "thread" else val
-            elif key == "max_queue_size":
+            elif key in ("max_queue_size", "ledger_max_entries"):
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                     raise ValueError("must be a positive integer")
                 kwargs[key] = val
@@ -668,12 +668,7 @@ def build_config(
             if broken and name in broken:
                 why = f"; its plugin is installed but failed to load: {broken[name]}"
             problems.append(
-                ConfigProblem(
-                    f"vendors.{name}",
-                    f"vendor {name!r} is configured but not installed{why}. "
-                    f"Install it (pip install postback-{name}) or remove the table. "
-                    f"Installed vendors: {', '.join(installed) or 'none'}",
-                )
+                ConfigProblem(f"vendors.{name}", missing_vendor_message(str(name), installed, why))
             )
             continue
         vc = _build_vendor(name, table, cls, problems, consent)

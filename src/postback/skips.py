@@ -7,6 +7,8 @@ routing step records it here, on the thread that called ``track()``. :class:`Ski
   in the queue backend, so that ``postback queue stats`` (another process) sees every process's
   counts. A background thread, started on the first skip, writes at most once a second while
   skips come in, and ``close()`` writes the rest: never a write per ``track()``;
+- appends it to the delivery ledger's buffer (:mod:`postback.ledger`), for
+  ``tracker.status()``;
 - logs the first skip of each ``(vendor, reason)`` in this process at WARNING, with the fix,
   and every later one at DEBUG; a skip that is a decision (:data:`DECISIONS`: no consent, a
   duplicate) is logged at INFO instead.
@@ -27,6 +29,7 @@ from postback.dedupe import DUPLICATE
 from postback.delivery.queue import Queue
 from postback.destination import Skip
 from postback.events import Event
+from postback.ledger import LedgerWriter
 
 __all__ = ["DECISIONS", "WRITE_EVERY", "SkipLedger"]
 
@@ -44,8 +47,10 @@ _JOIN_TIMEOUT = 2.0
 class SkipLedger:
     """Per ``(vendor, reason)`` skip counters of one tracker, kept in memory and in its queue."""
 
-    def __init__(self, queue: Queue) -> None:
+    def __init__(self, queue: Queue, ledger: LedgerWriter | None = None) -> None:
         self.queue = queue
+        #: Each skip is also appended to the delivery ledger's buffer (written off this thread).
+        self.ledger = ledger
         self._reset()
 
     def _reset(self) -> None:
@@ -65,12 +70,14 @@ class SkipLedger:
     def record(self, skips: Iterable[Skip], event: Event) -> None:
         """Count that each skip's vendor was left out of ``event`` (one skip per vendor);
         log it (WARNING the first time per vendor and reason, then DEBUG)."""
-        append, warned = self._new.append, self._warned
+        append, warned, ledger = self._new.append, self._warned, self.ledger
         debug = None
         for skip in skips:
             vendor = skip.vendor or ""
             key = (vendor, skip.reason)
             append(key)
+            if ledger is not None:
+                ledger.skipped(event.event_id, event.name, vendor, skip.reason)
             if key in warned:
                 if debug is None:
                     debug = log.isEnabledFor(logging.DEBUG)

@@ -27,12 +27,14 @@ from postback.config import Config, build_config, read_config
 from postback.consent import ConsentGate, parse_consent
 from postback.dedupe import Deduper
 from postback.delivery.engine import DeliveryEngine, FlushReport
+from postback.delivery.ledgers import open_ledger
 from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
 from postback.delivery.registry import open_queue
 from postback.destination import Destination, Skipped
 from postback.errors import InvalidEvent, TrackerClosed
 from postback.events import Event, make_event
+from postback.ledger import EventStatus, LedgerWriter
 from postback.plugins import PluginHost
 from postback.routing import Explanation, Router
 from postback.skips import SkipLedger
@@ -87,6 +89,14 @@ class Tracker:
         )
         for name, dest in self.destinations.items():
             dest.store = QueueKeyStore(self.queue, name)
+        #: The delivery ledger (:meth:`status`), written in batches off the hot paths.
+        self.ledger = LedgerWriter(
+            open_ledger(
+                self.queue,
+                retention=config.core.ledger_retention,
+                max_entries=config.core.ledger_max_entries,
+            )
+        )
         self.engine = DeliveryEngine(
             self.queue,
             host,
@@ -94,6 +104,7 @@ class Tracker:
             transport=transport,
             deliver=self.mode.delivers,
             ca_bundle=config.core.ca_bundle,
+            ledger=self.ledger,
         )
         if self.mode is DeliveryMode.PROCESS:
             from postback.delivery.process import DeliveryProcess
@@ -106,7 +117,7 @@ class Tracker:
             *(d.extra_currencies for d in self.destinations.values())
         )
         #: Skip counts (per vendor and reason) of this process, written to the queue in batches.
-        self.skips = SkipLedger(self.queue)
+        self.skips = SkipLedger(self.queue, self.ledger)
         #: Who the user's consent lets an event reach (purposes per vendor, policy, plugin).
         self.consent_gate = ConsentGate(
             config.consent,
@@ -366,6 +377,13 @@ class Tracker:
         engine.notify(names)
         return event.event_id
 
+    def status(self, event_id: str) -> EventStatus:
+        """Where ``event_id`` stands for each vendor, from the delivery ledger (any process's
+        deliveries, on any host sharing a Redis queue): queued, attempts with their times and
+        notes, delivered (with the vendor's id or attribution), skipped and why,
+        dead-lettered and why. See docs/explanation/ledger.md for what is kept, and how long."""
+        return self.ledger.status(event_id)
+
     def _report_skip(self, vendor: str, event: Event, outcome: Skipped) -> None:
         self.host.on_delivery(vendor, event, outcome, 0, 0.0)
 
@@ -409,6 +427,7 @@ class Tracker:
         finally:
             self.engine.stop(wait=1.0)
             self.skips.close()
+            self.ledger.close()
             retire_telemetry(self.engine)
             self.queue.close()
             with _live_lock:
@@ -449,6 +468,7 @@ class Tracker:
         self.queue.after_fork()
         self.engine.after_fork()
         self.skips.after_fork()
+        self.ledger.after_fork()
         self._close_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -531,10 +551,13 @@ def _flush_all_at_exit() -> None:
         trackers = list(_live)
     for t in trackers:
         try:
+            # A process that does not deliver (a forked worker, say) waits only for its own
+            # events to be taken, not for the whole queue's backlog.
             if (
                 t.engine.lanes
                 and not t.closed
                 and (t.mode.delivers or not t.queue.capabilities.cross_process)
+                and not t.engine.flush_own(t.config.core.exit_timeout)
             ):
                 t.engine.flush(t.config.core.exit_timeout)
         except Exception:
@@ -546,7 +569,10 @@ def _close_all_at_exit() -> None:
         trackers = list(_live)
     for t in trackers:
         try:
-            t.close(timeout=0 if _flushed_at_exit else t.config.core.exit_timeout)
+            timeout = t.config.core.exit_timeout
+            if not _flushed_at_exit and not t.closed and t.engine.flush_own(timeout):
+                timeout = 0
+            t.close(timeout=0 if _flushed_at_exit else timeout)
         except Exception:
             log.exception("error while closing a tracker at exit")
 

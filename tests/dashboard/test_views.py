@@ -144,3 +144,10 @@ def test_pages_over_a_queue_without_a_sqlite_file(make_tracker, sandbox) -> None
     assert "dead-lettered" in found
     assert "No record" in pages.get("/events?id=mem-2")
     assert "the newest 5000 dead letters" in pages.get("/events?id=mem-2")
+
+
+def test_event_lookup_shows_delivered_events_from_the_ledger(pages: Pages, tracker) -> None:
+    tracker.track("purchase", user=PERSON, value=5, currency="USD", event_id="order-done")
+    tracker.flush(10)
+    html = pages.get("/events?id=order-done")
+    assert "delivered" in html and "No record" not in html

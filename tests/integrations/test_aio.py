@@ -63,6 +63,8 @@ def test_track_flush_close_like_the_sync_tracker(example_config, tmp_path, sandb
             assert report.complete
             assert report["example"].delivered == 2
             assert tracker.stats()["example"]["delivered"] == 2
+            status = await tracker.status("order-1")
+            assert status.vendors["example"].state == "delivered"
             return generated
         # leaving the block closed it
 

@@ -10,7 +10,6 @@ every secret is a fixed placeholder: the secret's value is never read into the p
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,19 +18,11 @@ import attrs
 
 from postback.config import Config, settings_help
 from postback.destination import Secret
+from postback.textmask import mask_text
 
 __all__ = ["REDACTED", "mask_payload", "mask_text", "mask_value", "redacted_config", "safe_url"]
 
 REDACTED = "•••••• (secret)"
-
-_EMAIL = re.compile(
-    r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-])[A-Za-z0-9.-]*(\.[A-Za-z]{2,})"
-)
-_IPV4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b")
-_IPV6 = re.compile(r"\b([0-9A-Fa-f]{1,4}):([0-9A-Fa-f]{1,4}):[0-9A-Fa-f:]*:[0-9A-Fa-f]{0,4}\b")
-# A phone number: optional +, then 7 to 15 digits with the usual separators in between.
-_PHONE = re.compile(r"(?<![\w.])(\+?)(\d)[\d ().-]{5,18}(\d{2})(?![\w.])")
-_HEX_HASH = re.compile(r"\b([0-9a-fA-F]{8})[0-9a-fA-F]{24,}\b")
 
 # User and context fields that identify a person, and how each is masked.
 _PERSONAL_KEYS = {
@@ -56,15 +47,6 @@ _PERSONAL_KEYS = {
     "username": "name",
     "state": "name",
 }
-
-
-def mask_text(text: str) -> str:
-    """``text`` with emails, IP addresses, phone numbers and long hex hashes masked."""
-    text = _EMAIL.sub(lambda m: f"{m[1]}•••@{m[2]}•••{m[3]}", text)
-    text = _IPV6.sub(lambda m: f"{m[1]}:{m[2]}:•••", text)
-    text = _IPV4.sub(lambda m: f"{m[1]}.{m[2]}.•.•", text)
-    text = _HEX_HASH.sub(lambda m: f"{m[1]}…", text)
-    return _PHONE.sub(lambda m: f"{m[1]}{m[2]}•••••{m[3]}", text)
 
 
 def _mask_as(kind: str, value: str) -> str:

@@ -1,5 +1,6 @@
 """A read-only view of a ``sqlite://`` queue file for the dashboard: figures the queue's own API
-does not give yet (the age of each vendor's oldest waiting event, one event's waiting records).
+does not give yet (the age of each vendor's oldest waiting event, the ids of an event's dead
+letters).
 
 It opens its own read-only connection (``mode=ro``), so it never takes the queue's locks or
 writes; it reads the layout documented in :mod:`postback.delivery.sqlite`. Events still in a
@@ -14,23 +15,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal, NamedTuple
 
 from postback.delivery.queue import Queue
 
-__all__ = ["SQLiteView", "WaitingRow"]
-
-
-class WaitingRow(NamedTuple):
-    """One vendor's waiting record of an event."""
-
-    vendor: str
-    name: str
-    created_ms: int
-    state: Literal["queued", "retrying", "in flight", "passed"]
-    attempts: int
-    note: str
-    due_ms: int | None
+__all__ = ["SQLiteView"]
 
 
 class SQLiteView:
@@ -88,43 +76,6 @@ class SQLiteView:
                 found = [ms for ms in (new, retry) if ms is not None]
                 out[v] = min(found) if found else None
         return out
-
-    def waiting(self, event_id: str) -> list[WaitingRow]:
-        """Each vendor's record of ``event_id`` in the event log (queued, retrying, passed).
-
-        An event's row lists the vendors that read it as new; one written to the log only for
-        its retries lists none, and its ``pending`` rows name the vendors instead."""
-        rows: list[WaitingRow] = []
-        with self._conn() as conn:
-            events = conn.execute(
-                "SELECT seq, name, created_ms, vendors FROM events WHERE event_id=?", (event_id,)
-            ).fetchall()
-            for seq, name, created, vendors in events:
-                pending = {
-                    r[0]: r[1:]
-                    for r in conn.execute(
-                        "SELECT vendor, attempts, due_ms, lease, last_error FROM pending "
-                        "WHERE seq=?",
-                        (seq,),
-                    )
-                }
-                for vendor, (attempts, due, lease, error) in sorted(pending.items()):
-                    state: Literal["retrying", "in flight"] = "in flight" if lease else "retrying"
-                    rows.append(
-                        WaitingRow(vendor, name, created, state, attempts, error or "", due)
-                    )
-                for vendor in filter(None, str(vendors).split(",")):
-                    if vendor in pending:
-                        continue
-                    row = conn.execute(
-                        "SELECT seq FROM cursors WHERE vendor=?", (vendor,)
-                    ).fetchone()
-                    if row is not None and seq <= row[0]:
-                        note = "the lane moved past it: delivered or skipped"
-                        rows.append(WaitingRow(vendor, name, created, "passed", 0, note, None))
-                    else:
-                        rows.append(WaitingRow(vendor, name, created, "queued", 0, "", None))
-        return rows
 
     def dead_letter_ids(self, event_id: str) -> list[int]:
         """The ids of ``event_id``'s dead letters."""

@@ -48,7 +48,7 @@ def deliveries_page(recorder: Recorder | None) -> dict[str, Any]:
 def event_page(tracker: Any, event_id: str | None) -> dict[str, Any]:
     if not event_id or not event_id.strip():
         return {"event_id": "", "lookup": None}
-    lookup = find_event(tracker.queue, event_id[:200])
+    lookup = find_event(tracker.queue, event_id[:200], getattr(tracker, "ledger", None))
     records = [
         {
             "vendor": r.vendor,

@@ -26,6 +26,7 @@ from postback.delivery.lanes import Lane
 from postback.delivery.queue import Queue
 from postback.delivery.stats import FlushReport, VendorReport, VendorStats
 from postback.destination import Destination
+from postback.ledger import LedgerWriter, MemoryLedger
 
 if TYPE_CHECKING:
     from postback.config import VendorConfig
@@ -67,8 +68,11 @@ class DeliveryEngine:
         transport: httpx.BaseTransport | None = None,
         deliver: bool = True,
         ca_bundle: str | None = None,
+        ledger: LedgerWriter | None = None,
     ) -> None:
         self.queue = queue
+        #: Where the lanes record each outcome batch (:mod:`postback.ledger`).
+        self.ledger = ledger or LedgerWriter(MemoryLedger(queue))
         self.host = host
         self.transport = transport
         self.deliver = deliver
@@ -218,7 +222,35 @@ class DeliveryEngine:
             self.progress.wait(0.02)
             self.progress.clear()
             pending = self.pending()
+        # A lane counts an outcome (and hands it to the ledger) just after the queue recorded
+        # it: wait for requests to finish so that the report and status() include it.
+        end = time.monotonic() + 0.5
+        while any(lane.busy for lane in self.lanes.values()) and time.monotonic() < end:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self.progress.wait(0.005)
+        self.ledger.flush()
         return self._report(pending)
+
+    def flush_own(self, timeout: float) -> bool:
+        """At exit in a process that does not deliver: wait (at most ``timeout``) only until
+        the deliverer has taken this process's own events, not for the whole queue's
+        backlog. False if the queue cannot tell (then :meth:`flush` is the wait)."""
+        if self.external is not None or not self.lanes or not self.deliver:
+            return False
+        self.start()
+        deadline = time.monotonic() + timeout
+        mine = None if self._delivering else self.queue.waiting_here()
+        if mine is None:
+            return False
+        while mine and time.monotonic() < deadline:
+            self.progress.wait(0.02)
+            self.progress.clear()
+            mine = None if self._delivering else self.queue.waiting_here()
+            if mine is None:  # this process became the deliverer meanwhile
+                self.flush(max(deadline - time.monotonic(), 0.0))
+                break
+        return True
 
     def stop(self, wait: float = 1.0) -> None:
         if self.external is not None:
@@ -234,6 +266,7 @@ class DeliveryEngine:
         for lane in self.lanes.values():
             lane.stop(max(end - time.monotonic(), 0.05))
         self.clients.close()  # an app's transport stays open: it is the app's
+        self.ledger.flush()
         if self._delivering:
             self.queue.release_delivery()
             self._delivering = False

@@ -13,6 +13,7 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from postback.delivery.queue import (
     Claimed,
@@ -23,6 +24,9 @@ from postback.delivery.queue import (
     Settlement,
 )
 from postback.errors import QueueFull
+
+if TYPE_CHECKING:
+    from postback.ledger import LedgerEntry
 
 __all__ = ["MemoryQueue"]
 
@@ -197,6 +201,38 @@ class MemoryQueue(Queue):
     def forget(self, vendor: str, key: str) -> None:
         with self._lock:
             self._remembered.discard((vendor, key))
+
+    def waiting_records(self, event_id: str) -> list[LedgerEntry]:
+        """What waits for ``event_id`` per vendor (queued, retrying, in flight), for the
+        delivery ledger's status (:class:`postback.ledger.MemoryLedger`)."""
+
+        out: list[LedgerEntry] = []
+        with self._lock:
+            seqs = {seq: rec for seq, rec in self._events.items() if rec[0] == event_id}
+            if not seqs:
+                return out
+            for vendor, new in self._new.items():
+                for seq in new:
+                    if seq in seqs:
+                        out.append(self._waiting(seqs[seq], vendor, "queued", 0, 0))
+            for vendor, heap in self._retry.items():
+                for due, seq in heap:
+                    if seq in seqs:
+                        tries = self._attempts.get((vendor, seq), 0)
+                        out.append(self._waiting(seqs[seq], vendor, "retrying", tries, due))
+            for vendor, inflight in self._inflight.items():
+                for seq in inflight:
+                    if seq in seqs:
+                        tries = self._attempts.get((vendor, seq), 0)
+                        out.append(self._waiting(seqs[seq], vendor, "in flight", tries, 0))
+        return out
+
+    @staticmethod
+    def _waiting(rec: list[object], vendor: str, kind: str, tries: int, due: int) -> LedgerEntry:
+        from postback.ledger import LedgerEntry
+
+        name, created = str(rec[1]), int(rec[2])  # type: ignore[call-overload]
+        return LedgerEntry(str(rec[0]), vendor, 0, kind, tries, "", "", name, created, due)
 
     def close(self) -> None:
         pass

@@ -1,0 +1,31 @@
+"""Personal data masked in free text: the one path every stored or shown note goes through.
+
+A vendor's error message may quote the email, phone number or IP address it refused; the
+dashboard (:mod:`postback.dashboard.masking`) and the delivery ledger (:mod:`postback.ledger`)
+pass such text through :func:`mask_text` before showing or storing it. Secrets are removed
+before that by the vendor's own :meth:`~postback.Destination.redact`.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["mask_text"]
+
+_EMAIL = re.compile(
+    r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-])[A-Za-z0-9.-]*(\.[A-Za-z]{2,})"
+)
+_IPV4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b")
+_IPV6 = re.compile(r"\b([0-9A-Fa-f]{1,4}):([0-9A-Fa-f]{1,4}):[0-9A-Fa-f:]*:[0-9A-Fa-f]{0,4}\b")
+# A phone number: optional +, then 7 to 15 digits with the usual separators in between.
+_PHONE = re.compile(r"(?<![\w.])(\+?)(\d)[\d ().-]{5,18}(\d{2})(?![\w.])")
+_HEX_HASH = re.compile(r"\b([0-9a-fA-F]{8})[0-9a-fA-F]{24,}\b")
+
+
+def mask_text(text: str) -> str:
+    """``text`` with emails, IP addresses, phone numbers and long hex hashes masked."""
+    text = _EMAIL.sub(lambda m: f"{m[1]}•••@{m[2]}•••{m[3]}", text)
+    text = _IPV6.sub(lambda m: f"{m[1]}:{m[2]}:•••", text)
+    text = _IPV4.sub(lambda m: f"{m[1]}.{m[2]}.•.•", text)
+    text = _HEX_HASH.sub(lambda m: f"{m[1]}…", text)
+    return _PHONE.sub(lambda m: f"{m[1]}{m[2]}•••••{m[3]}", text)

@@ -1,0 +1,292 @@
+"""The delivery ledger: ``tracker.status()`` and ``postback status`` over a real SQLite file (and
+memory://), across processes; retention and the size cap; notes stored without secrets or PII."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from postback import Tracker
+from postback.delivery.ledger_sqlite import SQLiteLedger
+from postback.delivery.ledgers import open_ledger
+from postback.ledger import Ledger, LedgerEntry, LedgerWriter, MemoryLedger, safe_note
+from postback.sandbox import Sandbox
+from tests.redis.support import Workers, write_config
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def _track_three(t: Tracker, prefix: str = "") -> None:
+    t.track(
+        "purchase",
+        user={"email": "ann@example.com"},
+        value=5,
+        currency="USD",
+        event_id=f"{prefix}ok",
+        vendors={"example": {"click_id": "c9"}},
+    )
+    t.track(
+        "purchase",
+        user={"email": "ann@example.com"},
+        value=-5,
+        currency="USD",
+        event_id=f"{prefix}bad",
+    )
+    t.track("purchase", user={}, value=5, currency="USD", event_id=f"{prefix}skip")
+
+
+def test_status_per_outcome_on_sqlite(make_tracker: Callable[..., Tracker], tmp_path: Path) -> None:
+    t = make_tracker(core={"workers": True})
+    _track_three(t)
+    assert t.flush(10).complete
+    ok = t.status("ok")
+    assert ok.name == "purchase" and ok.queued_ms is not None
+    v = ok.vendors["example"]
+    assert v.state == "delivered" and v.vendor_ref == "campaign=cmp-c9"
+    assert [(a.number, a.outcome) for a in v.attempts] == [(1, "delivered")]
+    assert v.delivered_ms is not None and v.delivered_ms >= v.queued_ms  # type: ignore[operator]
+    bad = t.status("bad").vendors["example"]
+    assert bad.state == "dead-lettered" and bad.dead_reason == "negative value"
+    skip = t.status("skip").vendors["example"]
+    assert skip.state == "skipped" and skip.skipped_reason == "no user id"
+    assert not t.status("never-tracked").found
+    path = tmp_path / "queue.db.ledger"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_attempts_with_times_and_notes(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    sandbox.set_fault("example", status=503, count=2)
+    t = make_tracker(core={"workers": True})
+    t.track("sign_up", user={"email": "ann@example.com"}, event_id="flaky")
+    assert t.flush(10).complete
+    v = t.status("flaky").vendors["example"]
+    assert v.state == "delivered"
+    assert [(a.number, a.outcome, a.note) for a in v.attempts] == [
+        (1, "retry", "HTTP 503"),
+        (2, "retry", "HTTP 503"),
+        (3, "delivered", ""),
+    ]
+    times = [a.at_ms for a in v.attempts]
+    assert times == sorted(times)
+
+
+def test_queued_is_derived_from_the_queue_not_written(
+    make_tracker: Callable[..., Tracker], tmp_path: Path
+) -> None:
+    t = make_tracker(core={"workers": False})
+    t.track("sign_up", user={"email": "ann@example.com"}, event_id="waiting")
+    t.queue.maintenance()  # ingest this process's spool into the queue file
+    st = t.status("waiting")
+    assert st.vendors["example"].state == "queued" and st.queued_ms is not None
+    assert st.vendors["example"].attempts == ()
+    ledger = SQLiteLedger(tmp_path / "queue.db")
+    assert ledger.read("waiting") == []  # nothing was written for it
+    ledger.close()
+
+
+def test_a_delivery_child_writes_and_the_app_reads(make_tracker: Callable[..., Tracker]) -> None:
+    t = make_tracker(core={"workers": "process"})
+    _track_three(t, "p-")
+    assert t.flush(30).complete
+    child = t.engine.external.pid if t.engine.external else None
+    assert child is not None and child != os.getpid()
+    assert t.engine.lanes["example"].stats.delivered == 0  # this process delivered nothing
+    assert t.status("p-ok").vendors["example"].state == "delivered"
+    assert t.status("p-bad").vendors["example"].state == "dead-lettered"
+    assert t.status("p-skip").vendors["example"].state == "skipped"  # written by the app
+
+
+def test_postback_status_in_another_process(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    t = make_tracker(core={"workers": True})
+    _track_three(t, "c-")
+    assert t.flush(10).complete
+    config = write_config(
+        tmp_path / "postback.toml",
+        {
+            "postback": {"queue": f"sqlite:///{tmp_path}/queue.db", "workers": False},
+            "vendors": {"example": sandbox.vendor_config("example")},
+        },
+    )
+    env = Workers(tmp_path / "shim").env
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "postback", "status", *args, "-c", str(config)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    out = status("c-ok", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["vendors"]["example"]["state"] == "delivered"
+    assert data["vendors"]["example"]["attempts"][0]["number"] == 1
+    text = status("c-bad")
+    assert text.returncode == 0 and "dead-lettered: negative value" in text.stdout
+    missing = status("no-such-event")
+    assert missing.returncode == 1 and "no record" in missing.stdout
+
+
+def _rows(n: int, at_ms: int, event: str = "e") -> list[LedgerEntry]:
+    return [LedgerEntry(f"{event}{i}", "example", at_ms + i, "delivered", 1) for i in range(n)]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_retention_and_size_cap(kind: str, tmp_path: Path) -> None:
+    def make(retention: float, cap: int) -> Ledger:
+        if kind == "sqlite":
+            return SQLiteLedger(tmp_path / "q.db", retention=retention, max_entries=cap)
+        return MemoryLedger(retention=retention, max_entries=cap)
+
+    now = int(time.time() * 1000)
+    ledger = make(retention=1.0, cap=1000)
+    ledger.write(_rows(3, now - 5000, "old") + _rows(2, now, "new"))
+    assert ledger.prune(now) == 3
+    assert ledger.read("old0") == [] and len(ledger.read("new1")) == 1
+    ledger.close()
+    capped = make(retention=3600.0, cap=4)
+    capped.write(_rows(10, now, "c"))
+    capped.prune(now)
+    kept = [e for e in (f"c{i}" for i in range(10)) if capped.read(e)]
+    assert kept == ["c6", "c7", "c8", "c9"]  # the newest rows
+    capped.close()
+
+
+def test_the_writer_prunes_with_the_configured_retention(
+    make_tracker: Callable[..., Tracker], tmp_path: Path
+) -> None:
+    t = make_tracker(core={"workers": True, "ledger_retention": "1s", "ledger_max_entries": 3})
+    ledger = t.ledger.ledger
+    assert isinstance(ledger, SQLiteLedger)
+    assert ledger.retention == 1.0 and ledger.max_entries == 3
+    for i in range(5):
+        t.track("sign_up", user={"email": "ann@example.com"}, event_id=f"r{i}")
+    assert t.flush(10).complete
+    t.ledger._next_prune = 0.0  # prune on the next write rather than a minute from now
+    t.ledger.flush()
+    assert [i for i in range(5) if t.status(f"r{i}").found] == [2, 3, 4]
+
+
+class CountingLedger(MemoryLedger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, entries: Sequence[LedgerEntry]) -> None:
+        self.writes += 1
+        super().write(entries)
+
+
+def test_outcomes_are_written_in_batches_not_per_event(sandbox: Sandbox) -> None:
+    import postback.testing.example as example
+
+    counting = CountingLedger()
+    cfg = {
+        "postback": {"queue": "memory://", "workers": True},
+        "vendors": {"example": {**sandbox.vendor_config("example"), "linger": 0.01}},
+    }
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    try:
+        t.ledger.ledger = counting
+        counting.queue = t.queue
+        for i in range(500):
+            t.track("sign_up", user={"email": f"u{i}@example.com"}, event_id=f"b{i}")
+        assert t.flush(20).complete
+        assert all(t.status(f"b{i}").vendors["example"].state == "delivered" for i in (0, 499))
+        # 500 events in batches of up to 50: a write per flush window, never one per event.
+        assert 1 <= counting.writes <= 20
+    finally:
+        t.close()
+
+
+def test_memory_queue_status_and_queued(sandbox: Sandbox) -> None:
+    import postback.testing.example as example
+
+    cfg = {
+        "postback": {"queue": "memory://", "workers": False},
+        "vendors": {"example": sandbox.vendor_config("example")},
+    }
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    try:
+        assert isinstance(open_ledger(t.queue), MemoryLedger)
+        t.track("sign_up", user={"email": "ann@example.com"}, event_id="m1")
+        assert t.status("m1").vendors["example"].state == "queued"
+    finally:
+        t.close(timeout=0)
+
+
+def test_notes_are_stored_without_secrets_or_personal_data(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    t = make_tracker()
+    dest = t.destinations["example"]
+    note = safe_note("refused ann@example.com with key sandbox-example-key from 203.0.113.9", dest)
+    assert "ann@example.com" not in note and "sandbox-example-key" not in note
+    assert "203.0.113.9" not in note and note.startswith("refused ")
+
+
+def test_a_backend_that_fails_keeps_rows_for_the_next_write() -> None:
+    class Flaky(MemoryLedger):
+        fail = True
+
+        def write(self, entries: Sequence[LedgerEntry]) -> None:
+            if self.fail:
+                raise OSError("disk full")
+            super().write(entries)
+
+    flaky = Flaky()
+    writer = LedgerWriter(flaky)
+    writer.skipped("s1", "purchase", "example", "no user id")
+    writer.flush()
+    assert flaky.read("s1") == []
+    flaky.fail = False
+    writer.flush()
+    assert [r.kind for r in flaky.read("s1")] == ["skipped"]
+    writer.close()
+
+
+def test_consent_and_duplicate_decisions_reach_the_ledger(sandbox: Sandbox) -> None:
+    """A vendor left out by the user's consent, or by its dedupe window, shows as skipped with
+    that reason in ``status()``, as any routing skip does."""
+    import postback.testing.example as example
+
+    cfg = {
+        "postback": {"queue": "memory://", "workers": False},
+        "vendors": {"example": {**sandbox.vendor_config("example"), "dedupe_window": "1h"}},
+    }
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    try:
+        user = {"email": "ann@example.com"}
+        t.track("sign_up", user=user, event_id="c1", consent={"ads": False})
+        t.track("sign_up", user=user, event_id="d1")
+        t.track("sign_up", user=user, event_id="d1")  # the same id again: a duplicate
+        denied = t.status("c1").vendors["example"]
+        assert denied.state == "skipped" and denied.skipped_reason == "consent"
+        first = t.status("d1").vendors["example"]  # the first d1 is waiting: a repeat is no news
+        assert first.state == "queued" and first.skipped_reason is None
+        assert t.stats()["example"]["skips"] == {"consent": 1, "duplicate": 1}
+    finally:
+        t.close(timeout=0)
