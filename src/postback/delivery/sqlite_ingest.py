@@ -182,7 +182,7 @@ class SpoolIngest:
     def _ingest_locked(self, hold: bool) -> int:
         """The spool is read into memory up to :data:`HOT_LIMIT` held events; past that it
         waits in its files (a backlog costs disk, not memory). Held events that wait longer
-        than :data:`HOT_STALE` (a vendor down, paused or slow) are written to the log, and
+        than ``timing.HOT_STALE`` (a vendor down, paused or slow) are written to the log, and
         so are events for vendors this deliverer does not serve."""
         with self._file.work_lock:
             if self.offsets is None:
