@@ -108,12 +108,25 @@ class DeliveryEngine:
         with self._lock:
             if self._started:
                 return
-            self._started = True
             self.stopping.clear()
-            self._coordinator = threading.Thread(
+            coordinator = threading.Thread(
                 target=self._coordinate, name="postback-coordinator", daemon=True
             )
-            self._coordinator.start()
+            # Python 3.12+ refuses new threads once the interpreter is shutting down (an exit
+            # hook): then nothing starts, and what is queued waits for the next deliverer.
+            coordinator.start()
+            self._coordinator = coordinator
+            self._started = True
+
+    def _start_unless_exiting(self) -> bool:
+        """:meth:`start`, or False when the interpreter is shutting down (Python 3.12+ starts
+        no thread then): the events stay queued for the next deliverer, nothing is lost."""
+        try:
+            self.start()
+        except RuntimeError as exc:
+            log.info("not delivering at exit (%s): queued events wait for the next deliverer", exc)
+            return False
+        return True
 
     def _coordinate(self) -> None:
         """Become the deliverer when possible, start lanes, run housekeeping."""
@@ -163,7 +176,7 @@ class DeliveryEngine:
         """Called by track(): start delivery on first use; wake the lanes if they run here,
         or now and then the delivery process."""
         if not self._started:
-            self.start()
+            self._start_unless_exiting()
         if self._delivering:
             self._wake(vendors)
         elif self.external is not None:
@@ -192,7 +205,8 @@ class DeliveryEngine:
             report = self.external.flush(timeout)
             # None: the delivery process is gone (it is being replaced): say what is left.
             return report if report is not None else self._report(self.pending())
-        self.start()
+        if not self._start_unless_exiting():
+            return self._report(self.pending())
         deadline = None if timeout is None else time.monotonic() + timeout
         for lane in self.lanes.values():
             lane.wake.set()
@@ -238,7 +252,11 @@ class DeliveryEngine:
         backlog. False if the queue cannot tell (then :meth:`flush` is the wait)."""
         if self.external is not None or not self.lanes or not self.deliver:
             return False
-        self.start()
+        mine = None if self._delivering else self.queue.waiting_here()
+        if mine == 0:
+            return True  # nothing of this process's waits (a master that forked, say)
+        if not self._start_unless_exiting():
+            return True
         deadline = time.monotonic() + timeout
         mine = None if self._delivering else self.queue.waiting_here()
         if mine is None:
