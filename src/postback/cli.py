@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from postback import __version__
+from postback import __version__, privacy_commands
 from postback.config import (
     find_config,
     parse_duration,
@@ -572,38 +572,6 @@ def deadletters_list(
         tracker.close(timeout=0)
 
 
-@deadletters.command("show")
-@click.argument("dead_id", type=int)
-@config_option
-def deadletters_show(dead_id: int, config_path: Path | None) -> None:
-    """Show one dead letter with its canonical event."""
-    with _errors():
-        tracker = _tracker(config_path, workers=False)
-    try:
-        d = tracker.queue.dead_letter(dead_id)
-        if d is None:
-            err.print(f"no dead letter {dead_id}")
-            sys.exit(1)
-        event = orjson.loads(d.payload)
-        console.print_json(
-            json.dumps(
-                {
-                    "id": d.id,
-                    "vendor": d.vendor,
-                    "event_id": d.event_id,
-                    "name": d.name,
-                    "created": _ms(d.created_ms),
-                    "failed": _ms(d.failed_ms),
-                    "attempts": d.attempts,
-                    "reason": d.reason,
-                    "event": event,
-                }
-            )
-        )
-    finally:
-        tracker.close(timeout=0)
-
-
 @main.command()
 @config_option
 @click.option("--vendor", default=None, help="Only this vendor's dead letters.")
@@ -688,6 +656,7 @@ def new_plugin(name: str, directory: Path) -> None:
 
 main.add_command(dashboard_command.ui)
 main.add_command(status_command)
+deadletters.add_command(privacy_commands.deadletters_show)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -105,6 +105,7 @@ class Tracker:
             deliver=self.mode.delivers,
             ca_bundle=config.core.ca_bundle,
             ledger=self.ledger,
+            dead_letter_retention=config.core.dead_letter_retention,
         )
         if self.mode is DeliveryMode.PROCESS:
             from postback.delivery.process import DeliveryProcess

@@ -39,6 +39,7 @@ log = logging.getLogger("postback.delivery")
 NUDGE_EVERY = 0.02  # seconds: track() nudges a delivery process at most this often
 POLL_BUSY = 0.002  # seconds between looks at other processes' events while they come
 MAINTENANCE_EVERY = 1.0
+EXPIRE_EVERY = 60.0  # seconds between deletions of dead letters past their retention
 
 
 def tune_gc_for_delivery() -> None:
@@ -69,8 +70,12 @@ class DeliveryEngine:
         deliver: bool = True,
         ca_bundle: str | None = None,
         ledger: LedgerWriter | None = None,
+        dead_letter_retention: float | None = None,
     ) -> None:
         self.queue = queue
+        #: Seconds a dead letter is kept (``dead_letter_retention``; None: for ever).
+        self.dead_letter_retention = dead_letter_retention
+        self._expired_at = float("-inf")
         #: Where the lanes record each outcome batch (:mod:`postback.ledger`).
         self.ledger = ledger or LedgerWriter(MemoryLedger(queue))
         self.host = host
@@ -132,10 +137,21 @@ class DeliveryEngine:
                         self.stopping.wait(1.0)
                         continue
                 self.queue.maintenance()
+                self._expire_dead_letters()
                 self._poll_until(time.monotonic() + MAINTENANCE_EVERY)
             except Exception:
                 log.exception("delivery coordinator error (continuing)")
                 self.stopping.wait(MAINTENANCE_EVERY)
+
+    def _expire_dead_letters(self) -> None:
+        """Delete dead letters past ``dead_letter_retention`` (once a minute at most)."""
+        if self.dead_letter_retention is None or time.monotonic() - self._expired_at < EXPIRE_EVERY:
+            return
+        self._expired_at = time.monotonic()
+        cutoff = int(time.time() * 1000 - self.dead_letter_retention * 1000)
+        expired = self.queue.expire_dead(cutoff)
+        if expired:
+            log.info("deleted %d dead letters older than dead_letter_retention", expired)
 
     def _poll_until(self, deadline: float) -> None:
         """Between maintenance rounds, look for other processes' events every so often."""

@@ -207,6 +207,15 @@ class Queue(abc.ABC):
             f"{type(self).__name__} cannot discard dead letters; replay them instead"
         )
 
+    def expire_dead(self, before_ms: int) -> int:
+        """Delete the dead letters that failed before ``before_ms`` (epoch ms); how many.
+
+        The deliverer calls it for ``dead_letter_retention``. This default reads every dead
+        letter; a backend that can select by failure time overrides it.
+        """
+        old = [d.id for d in self.dead_letters(None, None, 1 << 62) if d.failed_ms < before_ms]
+        return len(self.discard_dead(old)) if old else 0
+
     @abc.abstractmethod
     def remember(self, vendor: str, key: str) -> bool:
         """Remember ``key`` for ``vendor`` for good; False if it was already remembered."""

@@ -1354,6 +1354,15 @@ class SQLiteQueue(Queue):
                 raise self._explain(exc) from None
         return rows
 
+    def expire_dead(self, before_ms: int) -> int:
+        with self._work_lock, self._write_lock:
+            try:
+                return self._work.execute(
+                    "DELETE FROM dead_letters WHERE failed_ms < ?", (before_ms,)
+                ).rowcount
+            except sqlite3.Error as exc:
+                raise self._explain(exc) from None
+
     def remember(self, vendor: str, key: str) -> bool:
         with self._work_lock, self._write_lock:
             cur = self._work.execute(

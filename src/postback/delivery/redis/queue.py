@@ -588,6 +588,11 @@ class RedisQueue(Queue):
                 pipe.execute()
         return rows
 
+    def expire_dead(self, before_ms: int) -> int:
+        with self._errors("expiring dead letters"):
+            members = self._client.zrangebyscore(self._dead_all_key, "-inf", f"({before_ms}")
+        return len(self.discard_dead([int(_text(m)) for m in members])) if members else 0
+
     def requeue_dead(
         self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()
     ) -> list[DeadLetter]:

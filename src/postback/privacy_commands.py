@@ -1,0 +1,70 @@
+"""The privacy commands: ``postback deadletters show`` (masked unless ``--reveal``) and
+``postback erase`` (a person's pending events, retries and dead letters). Each is registered
+in the CLI with one line; the work is done by :mod:`postback.privacy` and the tracker.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from postback.errors import ConfigError, PostbackError
+from postback.privacy import shown_dead_letter
+from postback.tracker import Tracker
+
+__all__ = ["deadletters_show"]
+
+config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (postback.toml or pyproject.toml); default: $POSTBACK_CONFIG, "
+    "./postback.toml, or ./pyproject.toml [tool.postback].",
+)
+
+
+@contextmanager
+def _tracker(config_path: Path | None) -> Iterator[Tracker]:
+    """A tracker that does not deliver (this command only reads or edits the queue)."""
+    from postback.integrations import config_with_overrides
+
+    try:
+        tracker = Tracker.from_config(config_with_overrides(config_path, {"workers": False}))
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except PostbackError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    try:
+        yield tracker
+    except PostbackError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        tracker.close(timeout=0)
+
+
+@click.command("show")
+@click.argument("dead_id", type=int)
+@config_option
+@click.option(
+    "--reveal",
+    is_flag=True,
+    help="Show personal data (emails, phones, IPs, user and device ids) as stored; vendor "
+    "secrets stay hidden.",
+)
+def deadletters_show(dead_id: int, config_path: Path | None, reveal: bool) -> None:
+    """Show one dead letter with its canonical event, personal data masked unless --reveal."""
+    with _tracker(config_path) as tracker:
+        d = tracker.queue.dead_letter(dead_id)
+        if d is None:
+            click.echo(f"no dead letter {dead_id}", err=True)
+            sys.exit(1)
+        click.echo(shown_dead_letter(d, tracker.destinations.values(), reveal=reveal))

@@ -1,0 +1,23 @@
+"""Privacy at rest on a real Redis server: dead letters expire after dead_letter_retention."""
+
+from __future__ import annotations
+
+import pytest
+
+import postback.testing.example as example
+from postback import Tracker
+from tests.privacy_support import check_retention
+from tests.redis.support import RecordingSandbox, example_config
+
+
+def test_dead_letters_expire(
+    redis_url: str, sink: RecordingSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = example_config(redis_url, sink, retry={"initial_backoff": 0.01, "max_attempts": 2})
+    cfg["postback"]["dead_letter_retention"] = "1h"
+    cfg["postback"]["workers"] = "thread"
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    try:
+        check_retention(t, monkeypatch)
+    finally:
+        t.close(timeout=1)

@@ -1,0 +1,94 @@
+"""Privacy at rest: dead letters shown masked unless revealed, never with secrets, and deleted
+after ``dead_letter_retention`` by the deliverer (SQLite file and memory here; Redis in
+tests/redis/test_privacy_redis.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from postback import Tracker
+from postback.cli import main
+from postback.config import CoreSettings
+from postback.sandbox import Sandbox
+from tests.privacy_support import check_retention
+
+
+def test_retention_default_is_30_days() -> None:
+    assert CoreSettings().dead_letter_retention == 30 * 86400
+
+
+@pytest.mark.parametrize("queue", ["sqlite", "memory://"])
+def test_dead_letters_expire(
+    queue: str, make_tracker: Callable[..., Tracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = make_tracker(
+        queue=None if queue == "sqlite" else queue, core={"dead_letter_retention": "1h"}
+    )
+    check_retention(t, monkeypatch)
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from tests._distributions import add_entry_point_dist
+
+    add_entry_point_dist(
+        monkeypatch, tmp_path / "site", "postback-example", {"example": "postback.testing.example"}
+    )
+    monkeypatch.setenv("POSTBACK_DISABLE_PLUGINS", "mobana,x,whop,tonai,applovin")
+    monkeypatch.setenv("EXAMPLE_KEY", "sandbox-example-key")
+    path = tmp_path / "postback.toml"
+    path.write_text(
+        '[postback]\nqueue = "sqlite://queue.db"\n\n[vendors.example]\n'
+        'api_key = "${EXAMPLE_KEY}"\n'
+        f'base_url = "{sandbox.base_url("example")}"\n'
+        "retry = { initial_backoff = 0.01, max_backoff = 0.02, max_attempts = 2 }\n"
+    )
+    return path
+
+
+def test_deadletters_show_masks_unless_revealed(config_file: Path) -> None:
+    t = Tracker.from_config(config_file)
+    # A vendor error that quotes the secret and the email must show neither.
+    t.track(
+        "sign_up",
+        user={
+            "email": "Jane.Doe@Example.com",
+            "phone": "+14155550123",
+            "user_id": "user-8842",
+            "ip_address": "203.0.113.7",
+            "first_name": "Jane",
+        },
+        context={"fbclid": "IwAR3xyzfbclid"},
+        value=-1,
+        currency="USD",
+        event_id="neg-1",
+        properties={"note": "sandbox-example-key"},
+    )
+    t.flush(timeout=5)
+    t.close()
+    code, out = _run("deadletters", "show", "1", "--config", str(config_file))
+    assert code == 0, out
+    shown = json.loads(out)
+    assert shown["masked"] is True and shown["event_id"] == "neg-1"
+    for personal in ("jane.doe@example.com", "4155550123", "user-8842", "203.0.113.7", "Jane"):
+        assert personal not in out
+    assert "IwAR3xyzfbclid" not in out
+    assert shown["event"]["user"]["user_id"] == "us•••"
+    assert "sandbox-example-key" not in out
+    code, out = _run("deadletters", "show", "1", "--reveal", "--config", str(config_file))
+    assert code == 0, out
+    shown = json.loads(out)
+    assert shown["masked"] is False
+    assert shown["event"]["user"]["email"] == "jane.doe@example.com"
+    assert shown["event"]["user"]["user_id"] == "user-8842"
+    assert "sandbox-example-key" not in out  # secrets stay hidden even with --reveal
