@@ -15,7 +15,7 @@ from postback import Tracker
 from postback.cli import main
 from postback.config import CoreSettings
 from postback.sandbox import Sandbox
-from tests.privacy_support import check_retention
+from tests.privacy_support import ERASE_RETRY, check_erase, check_retention
 
 
 def test_retention_default_is_30_days() -> None:
@@ -92,3 +92,55 @@ def test_deadletters_show_masks_unless_revealed(config_file: Path) -> None:
     assert shown["event"]["user"]["email"] == "jane.doe@example.com"
     assert shown["event"]["user"]["user_id"] == "user-8842"
     assert "sandbox-example-key" not in out  # secrets stay hidden even with --reveal
+
+
+@pytest.mark.parametrize("queue", ["sqlite", "memory://"])
+def test_erase_a_person_while_the_vendor_is_down(
+    queue: str, make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    t = make_tracker(queue=None if queue == "sqlite" else queue, vendor={"retry": ERASE_RETRY})
+    check_erase(t, sandbox)
+
+
+def test_erase_matches_user_id_and_phone_digits(make_tracker: Callable[..., Tracker]) -> None:
+    t = make_tracker(core={"workers": False})
+    t.track("purchase", user={"user_id": "u-1"}, value=1, currency="USD", event_id="a")
+    t.track(
+        "purchase",
+        user={"user_id": "u-2", "phone": "+1 415 555 0100"},
+        value=1,
+        currency="USD",
+        event_id="b",
+    )
+    t.track(
+        "purchase",
+        user={"user_id": "u-3", "phone": "+14155550101"},
+        value=1,
+        currency="USD",
+        event_id="c",
+    )
+    assert t.erase(user_id=" u-1 ").pending == 1
+    report = t.erase(phone="(+1) 415-555-0100")
+    assert (report.pending, report.dead_letters, report.in_flight) == (1, 0, None)
+    with pytest.raises(ValueError, match="at least one of"):
+        t.erase(email=" ")
+
+
+def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.track("sign_up", user={"email": "b@b.co"}, value=-1, currency="USD", event_id="neg-2")
+    t.flush(timeout=5)
+    t.close()
+    code, out = _run("erase", "--email", "A@B.co", "--json", "--config", str(config_file))
+    assert code == 0, out
+    assert json.loads(out) == {
+        "pending": 0,
+        "dead_letters": 1,
+        "in_flight": None,
+        "in_flight_outcome": "finished",
+    }
+    code, out = _run("deadletters", "list", "--config", str(config_file))
+    assert "neg-2" in out and "neg-1" not in out
+    code, out = _run("erase", "--config", str(config_file))
+    assert code == 2 and "at least one of" in out

@@ -657,6 +657,7 @@ def new_plugin(name: str, directory: Path) -> None:
 main.add_command(dashboard_command.ui)
 main.add_command(status_command)
 deadletters.add_command(privacy_commands.deadletters_show)
+main.add_command(privacy_commands.erase)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

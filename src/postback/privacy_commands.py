@@ -5,18 +5,20 @@ in the CLI with one line; the work is done by :mod:`postback.privacy` and the tr
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import attrs
 import click
 
 from postback.errors import ConfigError, PostbackError
 from postback.privacy import shown_dead_letter
 from postback.tracker import Tracker
 
-__all__ = ["deadletters_show"]
+__all__ = ["deadletters_show", "erase"]
 
 config_option = click.option(
     "--config",
@@ -68,3 +70,39 @@ def deadletters_show(dead_id: int, config_path: Path | None, reveal: bool) -> No
             click.echo(f"no dead letter {dead_id}", err=True)
             sys.exit(1)
         click.echo(shown_dead_letter(d, tracker.destinations.values(), reveal=reveal))
+
+
+@click.command("erase")
+@config_option
+@click.option("--user-id", default=None, help="The person's user_id, as tracked.")
+@click.option("--email", default=None, help="The person's email (matched trimmed, lower-case).")
+@click.option("--phone", default=None, help="The person's phone number (matched by its digits).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def erase(
+    config_path: Path | None,
+    user_id: str | None,
+    email: str | None,
+    phone: str | None,
+    as_json: bool,
+) -> None:
+    """Erase a person: their queued events and retries never reach a vendor (every deliverer
+    drops them, on any process or host sharing the queue), their dead letters are deleted.
+    Prints how many; an event being sent at that moment finishes."""
+    if not (user_id or email or phone):
+        click.echo("error: give at least one of --user-id, --email, --phone", err=True)
+        sys.exit(2)
+    with _tracker(config_path) as tracker:
+        report = tracker.erase(user_id=user_id, email=email, phone=phone)
+    if as_json:
+        click.echo(json.dumps(attrs.asdict(report)))
+        return
+    click.echo(
+        f"erased: {report.pending} queued event(s) dropped, {report.dead_letters} dead "
+        "letter(s) deleted"
+    )
+    if report.in_flight is None:
+        click.echo(
+            "an event a deliverer was sending at that moment finishes (it cannot be recalled)"
+        )
+    elif report.in_flight:
+        click.echo(f"{report.in_flight} event(s) being sent at that moment finish")

@@ -28,6 +28,7 @@ from postback.config import Config, build_config, read_config
 from postback.consent import ConsentGate, parse_consent
 from postback.dedupe import Deduper
 from postback.delivery.engine import DeliveryEngine, FlushReport
+from postback.delivery.erase import ErasureReport, Person, erase_person
 from postback.delivery.ledgers import open_ledger
 from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
@@ -384,6 +385,22 @@ class Tracker:
         notes, delivered (with the vendor's id or attribution), skipped and why,
         dead-lettered and why. See docs/explanation/ledger.md for what is kept, and how long."""
         return self.ledger.status(event_id)
+
+    def erase(
+        self, *, user_id: str | None = None, email: str | None = None, phone: str | None = None
+    ) -> ErasureReport:
+        """Erase a person: every event of theirs still queued (spool, log, retries) is dropped
+        by every deliverer before it reaches a vendor, and their dead letters are deleted.
+        Matches an event whose user has any of the identifiers given, normalised as
+        ``track()`` stores them (email trimmed and lower-cased; phone by its digits). An
+        event being sent at that moment finishes; the report says how many. Events tracked
+        after the erase are delivered as usual. See docs/explanation/privacy.md."""
+        return erase_person(
+            self.queue,
+            self.engine.erasures,
+            self.engine.sending_here(),
+            Person(user_id=user_id, email=email, phone=phone),
+        )
 
     def _report_skip(self, vendor: str, event: Event, outcome: Skipped) -> None:
         self.host.on_delivery(vendor, event, outcome, 0, 0.0)

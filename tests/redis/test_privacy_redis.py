@@ -6,7 +6,7 @@ import pytest
 
 import postback.testing.example as example
 from postback import Tracker
-from tests.privacy_support import check_retention
+from tests.privacy_support import ERASE_RETRY, check_erase, check_retention
 from tests.redis.support import RecordingSandbox, example_config
 
 
@@ -19,5 +19,15 @@ def test_dead_letters_expire(
     t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
     try:
         check_retention(t, monkeypatch)
+    finally:
+        t.close(timeout=1)
+
+
+def test_erase_a_person_while_the_vendor_is_down(redis_url: str, sink: RecordingSandbox) -> None:
+    cfg = example_config(redis_url, sink, retry=ERASE_RETRY)
+    cfg["postback"]["workers"] = "thread"
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    try:
+        check_erase(t, sink)
     finally:
         t.close(timeout=1)

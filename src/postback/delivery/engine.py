@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from limits.storage import MemoryStorage, Storage
 
+from postback.delivery.erase import ErasureFilter
 from postback.delivery.http import DeliveryClients
 from postback.delivery.lanes import Lane
-from postback.delivery.queue import Queue
+from postback.delivery.queue import Claimed, Queue
 from postback.delivery.stats import FlushReport, VendorReport, VendorStats
 from postback.destination import Destination
 from postback.ledger import LedgerWriter, MemoryLedger
@@ -75,6 +76,8 @@ class DeliveryEngine:
         self.queue = queue
         #: Seconds a dead letter is kept (``dead_letter_retention``; None: for ever).
         self.dead_letter_retention = dead_letter_retention
+        #: Erase tombstones every lane checks before each batch (:mod:`postback.delivery.erase`).
+        self.erasures = ErasureFilter(queue.erasure_log())
         self._expired_at = float("-inf")
         #: Where the lanes record each outcome batch (:mod:`postback.ledger`).
         self.ledger = ledger or LedgerWriter(MemoryLedger(queue))
@@ -142,6 +145,13 @@ class DeliveryEngine:
             except Exception:
                 log.exception("delivery coordinator error (continuing)")
                 self.stopping.wait(MAINTENANCE_EVERY)
+
+    def sending_here(self) -> list[Claimed] | None:
+        """The events this process's lanes are sending right now; None when another process
+        delivers (then this one cannot see its requests)."""
+        if not self._delivering or self.external is not None:
+            return None
+        return [c for lane in self.lanes.values() for b in list(lane.sending.values()) for c in b]
 
     def _expire_dead_letters(self) -> None:
         """Delete dead letters past ``dead_letter_retention`` (once a minute at most)."""

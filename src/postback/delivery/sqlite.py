@@ -33,13 +33,13 @@ import sqlite3
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
 
-from postback.delivery import spool
+from postback.delivery import erase, spool
 from postback.delivery.queue import (
     Claimed,
     DeadLetter,
@@ -1362,6 +1362,12 @@ class SQLiteQueue(Queue):
                 ).rowcount
             except sqlite3.Error as exc:
                 raise self._explain(exc) from None
+
+    def erasure_log(self) -> erase.ErasureLog:
+        return erase.SQLiteErasureLog(Path(f"{self.path}.erased"))
+
+    def stored_events(self) -> Iterable[tuple[str, bytes]]:
+        return erase.sqlite_stored_events(self.path, self.spool_dir)
 
     def remember(self, vendor: str, key: str) -> bool:
         with self._work_lock, self._write_lock:
