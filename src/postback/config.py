@@ -36,6 +36,7 @@ from postback.destination import Destination, RateLimit, RetryPolicy, Secret
 from postback.durations import parse_duration
 from postback.errors import ConfigError, ConfigProblem
 from postback.events import CANONICAL_EVENTS, normalize_currency, normalize_event_name
+from postback.installing import missing_vendor_message
 
 if TYPE_CHECKING:
     from postback.delivery.registry import QueueRegistry
@@ -679,12 +680,7 @@ def build_config(
             if broken and name in broken:
                 why = f"; its plugin is installed but failed to load: {broken[name]}"
             problems.append(
-                ConfigProblem(
-                    f"vendors.{name}",
-                    f"vendor {name!r} is configured but not installed{why}. "
-                    f"Install it (pip install postback-{name}) or remove the table. "
-                    f"Installed vendors: {', '.join(installed) or 'none'}",
-                )
+                ConfigProblem(f"vendors.{name}", missing_vendor_message(str(name), installed, why))
             )
             continue
         vc = _build_vendor(name, table, cls, problems, consent)

@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from postback.events import Attribution, Event
 from postback.hookspecs import hookimpl
@@ -257,9 +258,8 @@ def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
         }
         console.print(f"sandbox on {box.url}: {', '.join(vendors)}")
         tracker = Tracker.from_config(config, plugins=[listener])
-        events = demo_events(n_events, seed) + flawed_events(
-            {v: host.emulators[v] for v in vendors}, seed
-        )
+        flawed = flawed_events({v: host.emulators[v] for v in vendors}, seed)
+        events = demo_events(n_events, seed) + flawed
         tracked = 0
         started = time.perf_counter()
         with Progress(
@@ -280,7 +280,11 @@ def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
         stats = tracker.stats()
         tracker.close(timeout=5)
 
-    table = Table(title=f"postback demo: {tracked} events in {elapsed:.1f}s", title_justify="left")
+    title = (
+        f"postback demo: {tracked} events in {elapsed:.1f}s ({tracked - len(flawed)} ordinary,"
+        f" {len(flawed)} that a vendor skips or rejects)"
+    )
+    table = Table(title=title, title_justify="left")
     for col in (
         "vendor",
         "delivered",
@@ -324,7 +328,7 @@ def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
                 f" ad_group={a.ad_group_id} creative={a.creative_id}"
             )
         if lines:
-            console.print(f"[bold]{v}[/]")
+            console.print(Text(v, style="bold"))
             for line in lines:
                 console.print(line, markup=False, highlight=False)
     complete = "all delivered or settled" if report.complete else "some events still queued"

@@ -248,7 +248,8 @@ class Router:
         """Once per name: say so when no vendor routes it, or when it looks misspelled."""
         if name in self._known_names and routes:
             return
-        guess = difflib.get_close_matches(name, sorted(self._known_names), n=1, cutoff=0.75)
+        others = sorted(self._known_names - {name})  # never "did you mean" the name itself
+        guess = difflib.get_close_matches(name, others, n=1, cutoff=0.75)
         hint = f" Did you mean {guess[0]!r}?" if guess else ""
         if not routes:
             log.warning(

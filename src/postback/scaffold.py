@@ -155,6 +155,7 @@ from postback.plugin import (
     Secret,
     Skip,
     body_snippet,
+    hash_email,
     json_or_none,
     setting,
 )
@@ -212,8 +213,12 @@ class ${Camel}Destination(Destination):
             "id": event.event_id,
             "event": self.vendor_event_name(event.name),
             "time_ms": event.timestamp_ms,
-            "user": event.user.email or event.user.user_id,
         }
+        # Personal data leaves hashed: SHA-256 of the normalised address, never the address.
+        if event.user.email:
+            record["email_sha256"] = hash_email(event.user.email)
+        else:
+            record["user_id"] = event.user.user_id
         if event.value_micros is not None:
             record["value_micros"] = event.value_micros
             record["currency"] = event.currency
@@ -340,7 +345,9 @@ def test_golden_purchase(tracker) -> None:
                   currency="usd", event_id="order-1", timestamp=1_764_000_000_000)
     assert tracker.received("$name") == [{
         "event_id": "order-1", "name": "purchase", "id": "order-1", "event": "purchase",
-        "time_ms": 1_764_000_000_000, "user": "ada@example.com",
+        "time_ms": 1_764_000_000_000,
+        # SHA-256 of "ada@example.com": the address is normalised, then hashed
+        "email_sha256": "b5fc85e55755f9e0d030a10ab4429b6b2944855f9a0d60077fe832becbc41d72",
         "value_micros": 49_990_000, "currency": "USD",
     }]
     tracker.assert_sent("purchase", vendor="$name", value=49.99, currency="USD")
@@ -400,8 +407,8 @@ def create_plugin(name: str, directory: Path, *, core_version: str = "0.1") -> P
     """Write the package ``postback-NAME`` into ``directory/postback-NAME`` and return it."""
     if not valid_plugin_name(name):
         raise ValueError(
-            f"{name!r} is not a usable vendor name: lower-case letters, digits and "
-            "underscores, starting with a letter (e.g. 'acme')"
+            f"{name!r} is not a usable vendor name: use 2 to 31 characters, lower-case letters, "
+            "digits and underscores, starting with a letter (e.g. 'acme' or 'acme_ads')"
         )
     dash = name.replace("_", "-")
     root = directory / f"postback-{dash}"

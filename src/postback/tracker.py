@@ -569,10 +569,13 @@ def _flush_all_at_exit() -> None:
         trackers = list(_live)
     for t in trackers:
         try:
+            # A process that does not deliver (a forked worker, say) waits only for its own
+            # events to be taken, not for the whole queue's backlog.
             if (
                 t.engine.lanes
                 and not t.closed
                 and (t.mode.delivers or not t.queue.capabilities.cross_process)
+                and not t.engine.flush_own(t.config.core.exit_timeout)
             ):
                 t.engine.flush(t.config.core.exit_timeout)
         except Exception:
@@ -584,7 +587,10 @@ def _close_all_at_exit() -> None:
         trackers = list(_live)
     for t in trackers:
         try:
-            t.close(timeout=0 if _flushed_at_exit else t.config.core.exit_timeout)
+            timeout = t.config.core.exit_timeout
+            if not _flushed_at_exit and not t.closed and t.engine.flush_own(timeout):
+                timeout = 0
+            t.close(timeout=0 if _flushed_at_exit else timeout)
         except Exception:
             log.exception("error while closing a tracker at exit")
 

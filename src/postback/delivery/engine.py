@@ -258,6 +258,26 @@ class DeliveryEngine:
         self.ledger.flush()
         return self._report(pending)
 
+    def flush_own(self, timeout: float) -> bool:
+        """At exit in a process that does not deliver: wait (at most ``timeout``) only until
+        the deliverer has taken this process's own events, not for the whole queue's
+        backlog. False if the queue cannot tell (then :meth:`flush` is the wait)."""
+        if self.external is not None or not self.lanes or not self.deliver:
+            return False
+        self.start()
+        deadline = time.monotonic() + timeout
+        mine = None if self._delivering else self.queue.waiting_here()
+        if mine is None:
+            return False
+        while mine and time.monotonic() < deadline:
+            self.progress.wait(0.02)
+            self.progress.clear()
+            mine = None if self._delivering else self.queue.waiting_here()
+            if mine is None:  # this process became the deliverer meanwhile
+                self.flush(max(deadline - time.monotonic(), 0.0))
+                break
+        return True
+
     def stop(self, wait: float = 1.0) -> None:
         if self.external is not None:
             self.external.stop(wait)

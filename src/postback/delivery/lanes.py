@@ -25,6 +25,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
+from postback.delivery.faultlog import FaultLog
 from postback.delivery.queue import Claimed, Queue, Settlement
 from postback.delivery.settle import RefusalWatch, Verdict, Verdicts
 from postback.delivery.stats import VendorReport, VendorStats
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["Lane", "RateGate", "RequestThreads"]
 
 log = logging.getLogger("postback.delivery")
+#: A full disk or a queue server away fails every claim and settle until it is back: logged
+#: when it starts and when it ends, not thousands of times.
+_faults = FaultLog(log)
 
 
 def _user_agent() -> str:
@@ -260,6 +264,7 @@ class Lane:
                     slots += 1
                 try:
                     claimed = self._claim(queue, slots, now, stop)
+                    _faults.ok(f"{self.name}: reading the queue")
                 except BaseException:
                     for _ in range(slots):  # or the lane would run out of request slots
                         self._slots.release()
@@ -284,6 +289,9 @@ class Lane:
                         break
                 if stop.is_set():
                     break
+            except QueueError as exc:  # the queue cannot be read now: once per change
+                _faults.failed(f"{self.name}: reading the queue", exc)
+                stop.wait(LANE_ERROR_PAUSE)
             except Exception:
                 # Never let the lane die: log, back off a little, go on.
                 log.exception("%s: delivery lane error (continuing)", self.name)
@@ -459,18 +467,12 @@ class Lane:
         while True:
             try:
                 self.engine.queue.settle(self.name, settlements, now_ms)
+                _faults.ok(f"{self.name}: recording outcomes in the queue")
                 return
             except QueueError as exc:
                 if self.engine.stopping.is_set():
                     raise
-                if delay == 0.05:
-                    log.warning(
-                        "%s: cannot record %d outcome(s) in the queue, trying again until it "
-                        "can: %s",
-                        self.name,
-                        len(settlements),
-                        exc,
-                    )
+                _faults.failed(f"{self.name}: recording outcomes in the queue", exc)
                 self.engine.stopping.wait(delay)
                 delay = min(delay * 2, 2.0)
 

@@ -369,6 +369,13 @@ class Queue(abc.ABC):
     def after_fork(self) -> None:
         """Called in a child process after fork: reopen connections and locks."""
 
+    def waiting_here(self) -> int | None:
+        """How many events this process put that still wait for the deliverer to take them
+        (deliver them or store them durably), or ``None`` if the queue cannot tell them
+        from other processes' events (or this process is the deliverer). A process that
+        does not deliver waits at exit only for these."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release files and connections."""

@@ -66,6 +66,7 @@ SEGMENT_BYTES = 8 * 1024 * 1024  # the size of a segment (allocated when it star
 MAX_RECORD = 64 * 1024 * 1024  # a length beyond this is damage, not an event
 NOTHING_WRITTEN = bytes(8)  # the header of an allocated record slot not written yet
 SUFFIX = ".spool"
+CHECK_EVERY = 0.05  # seconds between checks that the current segment still has a name
 
 
 class SpoolError(OSError):
@@ -83,12 +84,12 @@ def encode(event_id: str, name: str, created_ms: int, vendors_key: str, payload:
     return HEADER.pack(len(body), zlib.crc32(body)) + body
 
 
-def parse_records(data: bytes) -> tuple[list[Row], int, bool]:
+def parse_records(data: bytes, ends: list[int] | None = None) -> tuple[list[Row], int, bool]:
     """Decode the complete records at the start of ``data``.
 
     Returns the rows, how many bytes they span, and whether decoding stopped at damage
     (a bad checksum or length) rather than at the end of the data or a record not yet
-    complete.
+    complete. ``ends``, if given, gets where each record ends in ``data``.
     """
     out: list[Row] = []
     pos = 0
@@ -117,6 +118,8 @@ def parse_records(data: bytes) -> tuple[list[Row], int, bool]:
         except (orjson.JSONDecodeError, ValueError):
             return out, pos, True
         append((event_id, name, created_ms, vendors, data[nl + 1 : stop]))
+        if ends is not None:
+            ends.append(stop)
         pos = stop
     return out, pos, False
 
@@ -155,6 +158,10 @@ class SpoolWriter:
         self._next: tuple[int, mmap.mmap | None, Path, int] | None = None
         self._retired: list[tuple[int, mmap.mmap | None, int]] = []
         self._preparing = False
+        self._checked_at = time.monotonic()
+        #: Names of the segments this writer made that may still hold records not ingested:
+        #: what :meth:`SQLiteQueue.waiting_here` counts (a name whose file is gone is dropped).
+        self.made: list[str] = []
 
     def _next_wanted(self) -> bool:
         """A mapped segment a quarter full, with no next one made or being made."""
@@ -164,6 +171,11 @@ class SpoolWriter:
             and not self._preparing
             and self._size * 4 > self._capacity
         )
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while the writer's state changes (the queue holds it across ``fork()``)."""
+        return self._lock
 
     @property
     def wants_preparing(self) -> bool:
@@ -177,6 +189,10 @@ class SpoolWriter:
         interpreter lock to the delivery threads, which may keep it a switch interval (5 ms)
         each; a rotation done here costs ``track()`` none."""
         with self._lock:
+            try:
+                self._check()
+            except SpoolError:
+                pass  # track() tries again, and reports what stops it
             retired, self._retired = self._retired, []
             wanted = self._next_wanted()
             self._preparing = self._preparing or wanted  # one thread at a time makes it
@@ -201,6 +217,8 @@ class SpoolWriter:
         if it could not be written whole."""
         n = len(record)
         with self._lock:
+            if time.monotonic() - self._checked_at > CHECK_EVERY:
+                self._check()
             if self._fd is None or self._size + n > self._capacity:
                 self._rotate(n)
             start = self._size
@@ -227,6 +245,62 @@ class SpoolWriter:
             self._size = start + n
             if self.sync:
                 os.fdatasync(fd)
+
+    def _check(self) -> None:
+        """Make sure the current segment can still be found by the deliverer (caller holds the
+        lock). If it was deleted, with its directory say (by hand, or a cleaner of temporary
+        files), the records in it would never be read: the directory is made again and the
+        records written so far are copied into a new segment before anything else is
+        accepted. Raises :class:`SpoolError` (and accepts nothing) if that cannot be done."""
+        fd = self._fd
+        if fd is None:
+            self._checked_at = time.monotonic()
+            return
+        try:
+            gone = os.fstat(fd).st_nlink == 0
+        except OSError:
+            gone = False
+        if not gone:
+            self._checked_at = time.monotonic()
+            return
+        if self._map is not None:
+            kept = bytes(self._map[: self._size])
+        else:
+            kept = os.pread(fd, self._size, 0)
+        log.warning(
+            "spool %s: the segment %s was deleted while in use (was the directory removed?); "
+            "making the directory again and copying its %d bytes of events to a new segment",
+            self.directory,
+            self.segment.name if self.segment else "?",
+            len(kept),
+        )
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise SpoolError(exc.errno, exc.strerror) from None
+        if self._next is not None:  # made in the deleted directory too
+            self._retired.append((self._next[0], self._next[1], 0))
+            self._next = None
+        made = self._create(len(kept) + SEGMENT_BYTES // 4)
+        new_fd, mm, path, capacity = made
+        # Everything but the first header, then that header: a reader sees nothing until
+        # the copy is whole.
+        if mm is not None:
+            mm[HEADER.size : len(kept)] = kept[HEADER.size :]
+            mm[: min(HEADER.size, len(kept))] = kept[: HEADER.size]
+        else:
+            try:
+                os.pwrite(new_fd, kept[HEADER.size :], HEADER.size)
+                os.pwrite(new_fd, kept[: HEADER.size], 0)
+                os.lseek(new_fd, len(kept), os.SEEK_SET)
+            except OSError as exc:
+                self._let_go(new_fd, None, 0)
+                raise SpoolError(exc.errno, exc.strerror) from None
+        self._retired.append((fd, self._map, self._size))
+        self._fd, self._map, self.segment = new_fd, mm, path
+        self._size = len(kept)
+        self._capacity = capacity
+        self._checked_at = time.monotonic()
 
     def _undo(self, fd: int) -> None:
         """Cut a record the kernel took only part of, and write the next one where it began."""
@@ -289,6 +363,9 @@ class SpoolWriter:
             except OSError:
                 pass
             raise SpoolError(exc.errno, exc.strerror) from None
+        if len(self.made) > 32:  # those ingested and deleted since
+            self.made = [n for n in self.made if (self.directory / n).exists()]
+        self.made.append(path.name)
         return fd, mm, path, capacity
 
     @staticmethod
@@ -321,22 +398,29 @@ class SpoolWriter:
         with self._lock:
             self._finish()
 
-    def after_fork(self) -> None:
-        """In a child: the parent's segment stays the parent's (its lock is the parent's too)."""
+    def after_fork(self, *, close: bool = True) -> None:
+        """In a child: the parent's segment stays the parent's (its lock is the parent's too).
+        ``close=False`` when the fork may have come mid-change (the lock was not held across
+        it): the inherited descriptors are then left open rather than risk closing a number
+        that means something else."""
         self._lock = threading.Lock()
         held = [(self._fd, self._map)] if self._fd is not None else []
         if self._next is not None:
             held.append((self._next[0], self._next[1]))
         held.extend((fd, mm) for fd, mm, _ in self._retired)
-        for fd, mm in held:
+        for fd, mm in held if close else []:
             if mm is not None:
                 mm.close()  # unmaps it in this process only
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         self._fd = self._map = self._next = None
         self._retired = []
         self._preparing = False
         self.segment = None
         self._size = self._capacity = 0
+        self.made = []
 
 
 ChunkState = Literal["more", "end", "incomplete", "damaged"]
@@ -346,11 +430,13 @@ class Chunk(NamedTuple):
     """Records read from a segment, the offset just past them, and what follows them:
     ``more`` (the chunk was full: read on), ``end`` (the end of what is written),
     ``incomplete`` (a record still being copied, or cut short for good if its writer is gone),
-    ``damaged`` (a bad length or checksum: the same, or damage)."""
+    ``damaged`` (a bad length or checksum: the same, or damage). ``ends``: where each row
+    ends in the segment."""
 
     rows: list[Row]
     end: int
     state: ChunkState
+    ends: list[int] | tuple[int, ...] = ()
 
 
 class SegmentReader:
@@ -360,6 +446,8 @@ class SegmentReader:
         self.path = path
         self.name = path.name
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        st = os.fstat(self.fd)
+        self.ident = (st.st_dev, st.st_ino)
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -378,8 +466,11 @@ class SegmentReader:
             length = HEADER.unpack(head)[0]
             want = max(size, HEADER.size + min(length, MAX_RECORD))
             data = self.read(offset, want)
-            rows, used, damaged = parse_records(data)
+            ends: list[int] = []
+            rows, used, damaged = parse_records(data, ends)
             rest = data[used : used + HEADER.size]
+            if offset:
+                ends = [offset + e for e in ends]
             offset += used
             state: ChunkState
             if damaged:
@@ -392,7 +483,7 @@ class SegmentReader:
                 state = "incomplete"
             else:
                 state = "more"  # the chunk ended inside a record (or its header): read on
-            yield Chunk(rows, offset, state)
+            yield Chunk(rows, offset, state, ends)
             if state != "more":
                 return
 

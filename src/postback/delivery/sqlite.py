@@ -11,6 +11,7 @@ Layout (WAL mode)::
     skips(vendor, reason, count)                                events a vendor was left out of
 
     spool(segment, offset)                                      how far each spool file is ingested
+    spool_sent(segment, vendor, offset)                         how far past it a vendor has settled
 
 ``track()`` appends the event to this process's spool file next to the queue file (a memory
 copy or one ``write()``, see :mod:`postback.delivery.spool`; no fsync with
@@ -21,25 +22,35 @@ events past its lane's cursor without taking the write lock, and persists the cu
 watermark when it settles a batch. Events it had read but not settled when it died lie past the
 persisted cursor, so the next deliverer reads them again: delivery is at-least-once, and the
 vendors' dedupe keys absorb the repeats.
+
+The events the deliverer holds in memory for its lanes (read from the spool, not in the log)
+are kept by :mod:`postback.delivery.held` (pure bookkeeping, its theory of operation at the
+top); each vendor's settled point in a segment is saved in ``spool_sent``, so a deliverer that
+dies costs each vendor only what it had in flight.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import logging
 import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import attrs
 
 from postback.delivery import erase, spool
+from postback.delivery.faultlog import FaultLog
+from postback.delivery.held import ROW_BITS, ROW_MASK, HeldChunk, skip_settled, vendor_key
 from postback.delivery.queue import (
     Claimed,
     DeadLetter,
@@ -49,7 +60,7 @@ from postback.delivery.queue import (
     Settlement,
 )
 from postback.delivery.recent import RecentFile
-from postback.errors import QueueCorrupt, QueueError
+from postback.errors import QueueCorrupt, QueueDiskFull, QueueError, QueueReadOnly
 
 __all__ = ["SQLiteQueue"]
 
@@ -93,6 +104,10 @@ CREATE TABLE IF NOT EXISTS remembered(
     vendor TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY(vendor, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS spool(segment TEXT PRIMARY KEY, offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS spool_sent(
+    segment TEXT NOT NULL, vendor TEXT NOT NULL, offset INTEGER NOT NULL,
+    PRIMARY KEY(segment, vendor)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS skips(
     vendor TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY(vendor, reason)
@@ -120,59 +135,73 @@ _SAVE_OFFSET = (
     "INSERT INTO spool(segment, offset) VALUES (?, ?) "
     "ON CONFLICT(segment) DO UPDATE SET offset=excluded.offset"
 )
+_SAVE_SENT = (
+    "INSERT INTO spool_sent(segment, vendor, offset) VALUES (?, ?, ?) "
+    "ON CONFLICT(segment, vendor) DO UPDATE SET offset=excluded.offset"
+)
 _ADD_SKIPS = (
     "INSERT INTO skips(vendor, reason, count) VALUES (?, ?, ?) "
     "ON CONFLICT(vendor, reason) DO UPDATE SET count = count + excluded.count"
 )
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
+FORK_LOCK_WAIT = 5.0  # seconds a fork waits for a queue's work to pause (else the child can't read)
+_queues: weakref.WeakSet[SQLiteQueue] = weakref.WeakSet()
 
 
-def _vendor_key(vendor: str) -> str:
-    return f",{vendor},"
+def _before_fork() -> None:
+    """Hold every queue's work lock (and its spool writer's lock) across ``fork()``: no
+    transaction is open on its connection and no descriptor is half closed when the child
+    is made, so the child's :meth:`SQLiteQueue.after_fork` sees a consistent state."""
+    for q in list(_queues):
+        q._hold_for_fork()
 
 
-ROW_BITS = 22  # a held event's seq is -(chunk number << ROW_BITS | row index)
-ROW_MASK = (1 << ROW_BITS) - 1
+def _after_fork_in_parent() -> None:
+    for q in list(_queues):
+        q._release_after_fork()
 
 
-class _Chunk:
-    """Spool records read together and held in memory for the lanes.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
 
-    Per vendor: the rows for it (``lists``), how many of those it has claimed, the ones it
-    has in flight, and the ones it gave back to claim again. ``open`` counts (row, vendor)
-    pairs not settled yet: the segment's offset moves past the chunk only at zero. After
-    a write-back, ``written`` maps rows to their ``seq`` in the log, for the settles of
-    requests that were in flight then.
-    """
 
-    __slots__ = (
-        "born",
-        "claimed",
-        "end",
-        "first",
-        "inflight",
-        "lists",
-        "number",
-        "open",
-        "returned",
-        "rows",
-        "segment",
-        "written",
-    )
+def _same_file(fd: int | None, ident: tuple[int, int]) -> bool:
+    """Whether ``fd`` is still the file ``ident`` (st_dev, st_ino) names: an inherited number
+    is closed in a child only then, never a number reused for something else."""
+    if fd is None:
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == ident
 
-    def __init__(self, number: int, segment: str, end: int, rows: list[spool.Row]) -> None:
-        self.number = number
-        self.first = -(number << ROW_BITS)
-        self.segment = segment
-        self.end = end
-        self.rows = rows
-        self.born = time.monotonic()
-        self.open = 0
-        self.lists: dict[str, Sequence[int]] = {}
-        self.claimed: dict[str, int] = {}
-        self.inflight: dict[str, set[int]] = {}
-        self.returned: dict[str, list[int]] = {}
-        self.written: dict[int, int] | None = None
+
+def _disk_nearly_full(path: Path) -> bool:
+    """Whether the filesystem of ``path`` has (almost) no space left: SQLite reports a write
+    that failed for want of space as a plain "disk I/O error" as often as "disk is full"."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _translated(method: _F) -> _F:
+    """A public method that reads or writes the file: SQLite's errors come out as the
+    :class:`QueueError` subclass that says what is wrong and what to do."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLiteQueue, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise self._explain(exc) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class SQLiteQueue(Queue):
@@ -203,6 +232,10 @@ class SQLiteQueue(Queue):
         self._work_lock = threading.RLock()
         self._ingest_lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._lock_ident = (0, 0)
+        self._fork_held = (False, False)
+        self._unreadable: str | None = None  # why this forked child has no connection
+        self.faults = FaultLog(log)
         self._read_pos: dict[str, int] = {}
         self._inflight: dict[str, set[int]] = {}
         self._cursor_dirty: set[str] = set()
@@ -222,6 +255,7 @@ class SQLiteQueue(Queue):
         self._log_version = 0
         self._reset_held()
         self._open()
+        _queues.add(self)
 
     def _reset_held(self) -> None:
         """Forget the events held in memory (they are still in the spool: the saved offsets
@@ -230,15 +264,21 @@ class SQLiteQueue(Queue):
         # deliverer writes retries), and whether the log grew since a lane caught up with it.
         self._due_hint: dict[str, int] = {}
         self._log_checked: dict[str, tuple[int, float]] = {}
-        self._live: dict[int, _Chunk] = {}  # by number: chunks with work open
+        self._live: dict[int, HeldChunk] = {}  # by number: chunks with work open
         self._chunk_number = 0
         self._held_count = 0  # rows of the live chunks not written back
-        self._ready: dict[str, deque[_Chunk]] = {}  # per vendor: chunks with rows to claim
+        self._ready: dict[str, deque[HeldChunk]] = {}  # per vendor: chunks with rows to claim
         self._waiting: Counter[str] = Counter()  # per vendor: held rows not claimed
         self._holding: Counter[str] = Counter()  # per vendor: held rows in flight
         self._claimed_at: dict[str, float] = {}  # per vendor: when it last took held rows
-        self._chunks: dict[str, deque[_Chunk]] = {}  # per segment, in order, until settled
+        self._chunks: dict[str, deque[HeldChunk]] = {}  # per segment, in order, until settled
         self._read_to: dict[str, int] = {}  # how far each segment has been read
+        # Per segment and vendor, the offset before which that vendor has settled everything
+        # (saved in spool_sent): read again after a crash, those rows skip that vendor, so a
+        # dead deliverer's successor re-sends a vendor only what it had in flight.
+        self._sent: dict[str, dict[str, int]] = {}
+        self._sent_saved: dict[tuple[str, str], int] = {}
+        self._sent_dirty = False
         self._offsets_dirty: dict[str, int] = {}  # offsets to save with the next cursors
         self._base: dict[str, int] = {}  # where this deliverer started reading each segment
         self._taken: dict[str, Counter[str]] = {}  # vendor keys read since the base
@@ -258,13 +298,24 @@ class SQLiteQueue(Queue):
 
     def _explain(self, exc: sqlite3.Error) -> QueueError:
         msg = str(exc)
+        if self._unreadable is not None:
+            return QueueError(
+                f"this process cannot read the queue file {self.path}: {self._unreadable}. "
+                "Events it tracks are still stored (in the spool) and another process delivers "
+                "them; fork before the tracker is busy, or create the tracker in the child"
+            )
         if "not a database" in msg or "malformed" in msg:
             return QueueCorrupt(
                 f"the queue file {self.path} is damaged or is not a SQLite database ({msg}). "
                 "Move it aside (its events may be recoverable with the sqlite3 tool) and "
                 "start again to create a new queue"
             )
-        if "unable to open" in msg or "readonly" in msg or "read-only" in msg:
+        if "readonly" in msg or "read-only" in msg:
+            return QueueReadOnly(
+                f"cannot write the queue file {self.path} ({msg}): make it and its directory "
+                "writable by this process or set [postback] queue to another path"
+            )
+        if "unable to open" in msg:
             return QueueError(
                 f"cannot write the queue file {self.path} ({msg}): make its directory writable "
                 "by this process or set [postback] queue to another path"
@@ -276,21 +327,24 @@ class SQLiteQueue(Queue):
                 "transaction on this file (or a file on a network filesystem, where SQLite's "
                 "locks are unreliable)"
             )
-        if "disk is full" in msg or "disk I/O" in msg:
-            return QueueError(
+        if "disk is full" in msg or ("disk I/O" in msg and _disk_nearly_full(self.path)):
+            return QueueDiskFull(
                 f"the queue file {self.path} cannot grow ({msg}): free disk space; "
                 "nothing already queued is lost"
             )
         return QueueError(f"queue file {self.path}: {msg}")
 
     def _explain_spool(self, exc: OSError) -> QueueError:
+        kind: type[QueueError] = QueueError
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            kind = QueueDiskFull
             why = "free disk space (or raise the quota or file-size limit)"
         elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            kind = QueueReadOnly
             why = "make it writable by this process or set [postback] queue to another path"
         else:
             why = "check the disk and the directory"
-        return QueueError(
+        return kind(
             f"cannot write to the queue's spool directory {self.spool_dir} "
             f"({exc.strerror or exc}): {why}; the event was not accepted, and nothing already "
             "queued is lost"
@@ -298,7 +352,7 @@ class SQLiteQueue(Queue):
 
     def _open(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise QueueError(
                 f"cannot create the directory for the queue file {self.path}: {exc}"
@@ -312,7 +366,7 @@ class SQLiteQueue(Queue):
         # on switching it to WAL and creating the schema, and SQLite answers that race with an
         # immediate "database is locked": initialise one process at a time.
         try:
-            init_fd = os.open(f"{self.path}.init.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            init_fd = os.open(f"{self.path}.init.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise QueueError(
                 f"cannot write next to the queue file {self.path} ({exc}): make its directory "
@@ -326,6 +380,15 @@ class SQLiteQueue(Queue):
             os.close(init_fd)
 
     def _initialise(self) -> None:
+        # Created owner-only before SQLite opens it (SQLite would create it 0644, and its -wal
+        # and -shm files take the database file's mode): events hold users' data.
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise QueueError(
+                f"cannot create the queue file {self.path} ({exc}): make its directory "
+                "writable by this process or set [postback] queue to another path"
+            ) from None
         self._work = self._connect(0)
         try:
             self._work.execute("PRAGMA journal_mode=WAL")
@@ -352,40 +415,121 @@ class SQLiteQueue(Queue):
         except sqlite3.DatabaseError as exc:
             raise self._explain(exc) from None
         try:
-            self.spool_dir.mkdir(exist_ok=True)
+            self.spool_dir.mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:
             raise self._explain_spool(exc) from None
         if not os.access(self.spool_dir, os.W_OK | os.X_OK):
             raise self._explain_spool(PermissionError(errno.EACCES, "Permission denied"))
 
+    def _hold_for_fork(self) -> None:
+        work = self._work_lock.acquire(timeout=FORK_LOCK_WAIT)
+        writer = self._spool.lock.acquire(timeout=FORK_LOCK_WAIT)
+        self._fork_held = (work, writer)
+
+    def _release_after_fork(self) -> None:
+        work, writer = self._fork_held
+        self._fork_held = (False, False)
+        if writer:
+            self._spool.lock.release()
+        if work:
+            self._work_lock.release()
+
     def after_fork(self) -> None:
+        """In a forked child: all or nothing. The new state (locks, a connection of its own)
+        is made first and swapped in at once; only then are the descriptors inherited from
+        the parent (spool readers, the deliverer lock) closed, each only if it is still the
+        file it was. If the fork came while the queue was busy (see :func:`_before_fork`) or
+        the connection cannot be made, the child fails closed: it can still enqueue (the
+        spool needs no connection) but reads nothing and never becomes the deliverer."""
+        work_held, writer_held = self._fork_held
+        unreadable = None if work_held else "it was forked while the queue was busy"
+        work: sqlite3.Connection | None = None
+        if unreadable is None:
+            try:
+                work = self._connect(0)
+            except QueueError as exc:
+                unreadable = f"its connection could not be made after fork ({exc})"
+        if work is None:
+            work = sqlite3.connect(":memory:", check_same_thread=False)
+            work.close()  # every use raises, and _explain says why
+        readers = list(self._readers.values())
+        lock_fd, lock_ident = self._lock_fd, self._lock_ident
         _abandoned.append(self._work)
+        # The swap: plain assignments, nothing in between that can fail.
+        self._fork_held = (False, False)
         self._write_lock = threading.Lock()
         self._work_lock = threading.RLock()
         self._ingest_lock = threading.Lock()
         self._persist_lock = threading.Lock()
-        self._cursor_dirty.clear()
-        self._spool.after_fork()
-        self._drop_readers()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # the parent's lock stays the parent's
-            self._lock_fd = None
-        self._read_pos.clear()
-        self._inflight.clear()
+        self._work = work
+        self._unreadable = unreadable
+        self._readers = {}
+        self._lock_fd = None
+        self._read_pos = {}
+        self._inflight = {}
+        self._cursor_dirty = set()
         self._offsets = None
+        self._backlog = {}
+        self._dirty = False
         self._reset_held()
-        self._work = self._connect(0)
+        self.faults = FaultLog(log)
+        self._spool.after_fork(close=writer_held)
+        for reader in readers:
+            if _same_file(reader.fd, reader.ident):
+                reader.close()
+        if _same_file(lock_fd, lock_ident):  # the parent's lock stays the parent's
+            assert lock_fd is not None
+            os.close(lock_fd)
+
+    @_translated
+    def waiting_here(self) -> int | None:
+        """Events this process spooled that the deliverer has neither delivered nor written
+        to the log yet (``None`` in the deliverer: it answers for the whole queue). What a
+        process that does not deliver waits for at exit."""
+        if self._lock_fd is not None:
+            return None
+        names = list(self._spool.made)
+        if not names or self._unreadable is not None:
+            return 0  # stored in the spool: another process delivers it
+        try:
+            with self._work_lock:
+                offsets = dict(
+                    self._work.execute(
+                        "SELECT segment, offset FROM spool WHERE segment IN ({})".format(
+                            ",".join("?" * len(names))
+                        ),
+                        names,
+                    )
+                )
+        except sqlite3.Error as exc:
+            raise self._explain(exc) from None
+        count = 0
+        for name in names:
+            try:
+                reader = spool.SegmentReader(self.spool_dir / name)
+            except FileNotFoundError:
+                continue  # ingested to its end and deleted
+            try:
+                for chunk in reader.chunks(offsets.get(name, 0), INGEST_CHUNK):
+                    count += len(chunk.rows)
+            finally:
+                reader.close()
+        return count
 
     def _drop_readers(self) -> None:
-        for reader in self._readers.values():
-            reader.close()
-        self._readers.clear()
+        with self._work_lock:
+            for reader in self._readers.values():
+                reader.close()
+            self._readers.clear()
 
     def close(self) -> None:
         self._spool.close()
         if self._lock_fd is not None:
             try:  # what this process spooled last goes into the log before it lets go
-                self._write_back()
+                try:
+                    self._write_back()
+                except sqlite3.Error as exc:
+                    raise self._explain(exc) from None
                 self._ingest(hold=False)
             except QueueError as exc:
                 log.warning("could not ingest the spool on close (it stays for later): %s", exc)
@@ -459,6 +603,12 @@ class SQLiteQueue(Queue):
             if self._offsets is None:
                 self._offsets = dict(self._work.execute("SELECT segment, offset FROM spool"))
                 self._read_to = dict(self._offsets)
+                self._sent = {}
+                for segment, vendor, offset in self._work.execute(
+                    "SELECT segment, vendor, offset FROM spool_sent"
+                ):
+                    self._sent.setdefault(segment, {})[vendor] = offset
+                    self._sent_saved[(segment, vendor)] = offset
             hold = hold and bool(self._served)
             if self._held_count and (
                 not hold or self._stale() or (self._held_count >= HOT_LIMIT and self._starving())
@@ -473,7 +623,8 @@ class SQLiteQueue(Queue):
             reader = self._readers.get(name)
             if reader is None:
                 try:
-                    reader = self._readers[name] = spool.SegmentReader(path)
+                    with self._work_lock:
+                        reader = self._readers[name] = spool.SegmentReader(path)
                 except FileNotFoundError:
                     continue
             gone = reader.writer_gone()  # before reading: then what we read is all there is
@@ -486,8 +637,8 @@ class SQLiteQueue(Queue):
                 continue  # the lanes have enough: the rest waits in the spool
             for chunk in reader.chunks(offset, HOLD_CHUNK if hold else INGEST_CHUNK):
                 if chunk.end != offset:
-                    offset = chunk.end
-                    self._take(name, offset, chunk.rows, hold, woken)
+                    start, offset = offset, chunk.end
+                    self._take(name, offset, chunk.rows, hold, woken, start, chunk.ends)
                     total += len(chunk.rows)
                 if chunk.state == "end":
                     finished = gone  # the end of what its writer wrote
@@ -506,8 +657,9 @@ class SQLiteQueue(Queue):
                     break  # before the next chunk is read
             if finished and not self._chunks.get(name):
                 self._forget_segment(name, reader)
-        for name in set(self._readers) - present:
-            self._readers.pop(name).close()
+        with self._work_lock:
+            for name in set(self._readers) - present:
+                self._readers.pop(name).close()
         if self._offsets_dirty:
             self._persist_cursors()
         if woken and self.on_new is not None:
@@ -525,9 +677,20 @@ class SQLiteQueue(Queue):
         return route
 
     def _take(
-        self, segment: str, end: int, rows: list[spool.Row], hold: bool, woken: set[str]
+        self,
+        segment: str,
+        end: int,
+        rows: list[spool.Row],
+        hold: bool,
+        woken: set[str],
+        start: int = 0,
+        ends: Sequence[int] = (),
     ) -> None:
         """Records read from ``segment`` up to ``end``: held for the lanes, or into the log."""
+        spooled = [r[3] for r in rows]  # the keys as spooled: what the spool's backlog counts
+        sent = self._sent.get(segment)
+        if sent and rows and len(ends) == len(rows) and start < max(sent.values()):
+            rows = skip_settled(rows, ends, sent)
         with self._work_lock:
             if not hold and not self._chunks.get(segment):
                 # Nothing of this segment held: the records and the offset in one transaction.
@@ -544,7 +707,7 @@ class SQLiteQueue(Queue):
                         [(r[0], r[1], r[2], routes[r[3]][1], r[4]) for r in rows if routes[r[3]][1]]
                     )
                 self._chunk_number += 1
-                chunk = _Chunk(self._chunk_number, segment, end, rows)
+                chunk = HeldChunk(self._chunk_number, segment, end, rows, start, ends)
                 lists = chunk.lists
                 if len(keys) == 1:
                     for v in routes[next(iter(keys))][0]:
@@ -573,7 +736,7 @@ class SQLiteQueue(Queue):
             taken = self._taken.get(segment)
             if taken is None:
                 taken = self._taken[segment] = Counter()
-            taken.update(r[3] for r in rows)
+            taken.update(spooled)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -629,7 +792,7 @@ class SQLiteQueue(Queue):
                 return
             self._log_version += 1
             offsets = {k: v for k, v in self._read_to.items() if self._offsets.get(k) != v}
-            plan: list[tuple[_Chunk, dict[int, list[str]], list[tuple[str, int]]]] = []
+            plan: list[tuple[HeldChunk, dict[int, list[str]], list[tuple[str, int]]]] = []
             for chunk in self._live.values():
                 if chunk.written is not None:
                     continue
@@ -696,13 +859,17 @@ class SQLiteQueue(Queue):
             os.unlink(reader.path)
         except FileNotFoundError:
             pass
-        reader.close()
-        del self._readers[name]
-        with self._work_lock:
+        with self._work_lock:  # a fork never sees the reader closed but still listed
+            del self._readers[name]
+            reader.close()
             if name in self._offsets:
                 with self._write_lock:
                     self._work.execute("DELETE FROM spool WHERE segment=?", (name,))
+                    self._work.execute("DELETE FROM spool_sent WHERE segment=?", (name,))
                 del self._offsets[name]
+            self._sent.pop(name, None)
+            for key in [k for k in self._sent_saved if k[0] == name]:
+                del self._sent_saved[key]
             for state in (self._read_to, self._base, self._taken, self._offsets_dirty):
                 state.pop(name, None)
             self._chunks.pop(name, None)
@@ -781,13 +948,18 @@ class SQLiteQueue(Queue):
     def acquire_delivery(self) -> bool:
         if self._lock_fd is not None:
             return True
-        fd = os.open(f"{self.path}.deliver.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        if self._unreadable is not None:
+            return False  # a child that failed closed after fork never delivers
+        fd = os.open(f"{self.path}.deliver.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
-        self._lock_fd = fd
+        st = os.fstat(fd)
+        with self._work_lock:
+            self._lock_fd = fd
+            self._lock_ident = (st.st_dev, st.st_ino)
         return True
 
     def release_delivery(self) -> None:
@@ -802,11 +974,12 @@ class SQLiteQueue(Queue):
                     "has them; the next deliverer sends them again): %s",
                     exc,
                 )
-            self._reset_held()
-            self._offsets = None
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            with self._work_lock:
+                self._reset_held()
+                self._offsets = None
+                fd, self._lock_fd = self._lock_fd, None
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
 
     def serve(self, vendors: Sequence[str]) -> None:
         """Tell the queue which vendors this deliverer serves: fresh events for them are
@@ -816,6 +989,7 @@ class SQLiteQueue(Queue):
             self._served = frozenset(vendors)
             self._routes.clear()
 
+    @_translated
     def recover(self) -> int:
         with self._work_lock, self._write_lock:
             cur = self._work.execute("UPDATE pending SET lease=0 WHERE lease=1")
@@ -838,7 +1012,7 @@ class SQLiteQueue(Queue):
             self._spool.prepare()
         self._ingest_if_due(vendor)
         out: list[Claimed] = []
-        key = _vendor_key(vendor)
+        key = vendor_key(vendor)
         with self._work_lock:
             conn = self._work
             try:
@@ -1014,8 +1188,8 @@ class SQLiteQueue(Queue):
         the spool lets go of it. Released: held again for the lane.
         """
         rest: list[Settlement] = []
-        failed: list[tuple[_Chunk, int, Settlement]] = []
-        done = 0
+        failed: list[tuple[HeldChunk, int, Settlement]] = []
+        ours: list[tuple[HeldChunk, int, Settlement]] = []
         with self._work_lock:
             live = self._live
             for s in settlements:
@@ -1028,39 +1202,47 @@ class SQLiteQueue(Queue):
                 inflight = found.inflight.get(vendor) if found is not None else None
                 if found is None or inflight is None or i not in inflight:
                     continue  # held before a recover(): the spool still has it
-                chunk = found
+                if found.written is None and (
+                    s.kind in ("retry", "dead") or (s.kind == "release" and s.due_ms > now_ms)
+                ):
+                    failed.append((found, i, s))
+                else:
+                    ours.append((found, i, s))
+            # Failures are written first: if that raises, nothing here has changed, and the
+            # lane's retried settle finds every event as it was.
+            if failed:
+                self._write_failed(vendor, failed, now_ms)
+            done = 0
+            for chunk, i, s in ours:
+                inflight = chunk.inflight[vendor]
+                inflight.discard(i)
                 if chunk.written is not None:  # written back while in flight: a leased retry
-                    inflight.discard(i)
                     if not any(chunk.inflight.values()):
-                        del live[chunk.number]
+                        live.pop(chunk.number, None)
                     rest.append(s._replace(claimed=s.claimed._replace(seq=chunk.written[i])))
                 elif s.kind == "done":
-                    inflight.discard(i)
                     chunk.open -= 1
                     done += 1
                     if not chunk.open:
                         self._chunk_settled(chunk)
-                elif s.kind == "release" and s.due_ms <= now_ms:
-                    inflight.discard(i)
+                else:  # released, due now: held again for the lane
                     chunk.returned.setdefault(vendor, []).append(i)
                     self._holding[vendor] -= 1
                     self._waiting[vendor] += 1
                     self._ready.setdefault(vendor, deque()).appendleft(chunk)
-                else:
-                    failed.append((chunk, i, s))
-            if failed:
-                self._write_failed(vendor, failed, now_ms)
-                for chunk, i, _ in failed:
-                    chunk.inflight[vendor].discard(i)
-                    chunk.open -= 1
-                    done += 1
-                    if not chunk.open:
-                        self._chunk_settled(chunk)
+            for chunk, i, _ in failed:
+                chunk.inflight[vendor].discard(i)
+                chunk.open -= 1
+                done += 1
+                if not chunk.open:
+                    self._chunk_settled(chunk)
             self._holding[vendor] -= done
+            if done:
+                self._sent_dirty = True
         return rest
 
     def _write_failed(
-        self, vendor: str, failed: list[tuple[_Chunk, int, Settlement]], now_ms: int
+        self, vendor: str, failed: list[tuple[HeldChunk, int, Settlement]], now_ms: int
     ) -> None:
         self._due_hint.pop(vendor, None)
         try:
@@ -1094,7 +1276,7 @@ class SQLiteQueue(Queue):
         except sqlite3.Error as exc:
             raise self._explain(exc) from None
 
-    def _chunk_settled(self, chunk: _Chunk) -> None:
+    def _chunk_settled(self, chunk: HeldChunk) -> None:
         del self._live[chunk.number]
         self._held_count -= len(chunk.rows)
         if chunk.segment in self._chunks:
@@ -1111,7 +1293,7 @@ class SQLiteQueue(Queue):
     def _persist_cursors(self) -> None:
         """Write the cursors marked dirty, in one transaction; a thread that finds another
         writing them leaves its mark for that one, which looks again before it stops."""
-        while self._cursor_dirty or self._offsets_dirty:
+        while self._cursor_dirty or self._offsets_dirty or self._sent_dirty:
             if not self._persist_lock.acquire(blocking=False):
                 return
             try:
@@ -1121,21 +1303,50 @@ class SQLiteQueue(Queue):
                     self._cursor_dirty.clear()
                     offsets = self._offsets_dirty
                     self._offsets_dirty = {}
+                    self._sent_dirty = False
+                    sent = self._sent_progress()
                     try:
                         with self._transaction() as conn:
                             for vendor in vendors:
                                 self._save_cursor(vendor)
                             conn.executemany(_SAVE_OFFSET, list(offsets.items()))
+                            conn.executemany(_SAVE_SENT, sent)
+                        self._sent_saved.update({(s, v): o for s, v, o in sent})
                         if self._offsets is not None:
                             self._offsets.update(offsets)
+                        self.faults.ok("saving delivery progress")
                     except sqlite3.Error as exc:
                         self._offsets_dirty = {**offsets, **self._offsets_dirty}
+                        self._cursor_dirty.update(vendors)
+                        self._sent_dirty = True
                         # Maintenance writes every cursor once a second: nothing is lost, a
                         # crash now would re-deliver a little more.
-                        log.warning("could not save delivery progress (will retry): %s", exc)
+                        self.faults.failed("saving delivery progress", self._explain(exc))
                         return
             finally:
                 self._persist_lock.release()
+
+    def _sent_progress(self) -> list[tuple[str, str, int]]:
+        """(segment, vendor, offset) for each vendor whose settled point in a segment's held
+        chunks moved since it was saved (the caller holds the work lock)."""
+        out: list[tuple[str, str, int]] = []
+        for segment, chunks in self._chunks.items():
+            reached: dict[str, int] = {}
+            stuck: set[str] = set()
+            for chunk in chunks:
+                for vendor in chunk.lists:
+                    if vendor in stuck:
+                        continue
+                    to = chunk.settled_to(vendor)
+                    if to is None:
+                        reached[vendor] = chunk.end
+                    else:
+                        reached[vendor] = to
+                        stuck.add(vendor)
+            for vendor, offset in reached.items():
+                if self._sent_saved.get((segment, vendor), -1) < offset:
+                    out.append((segment, vendor, offset))
+        return out
 
     def _save_cursor(self, vendor: str) -> None:
         pos = self._cursor(vendor)
@@ -1147,6 +1358,7 @@ class SQLiteQueue(Queue):
             (vendor, low),
         )
 
+    @_translated
     def next_due_ms(self, vendor: str) -> int | None:
         with self._work_lock:
             row = self._work.execute(
@@ -1160,8 +1372,9 @@ class SQLiteQueue(Queue):
         try:
             self._ingest()
             self._clean_spool_dir()
+            self.faults.ok("ingesting the spool")
         except (QueueError, OSError) as exc:
-            log.warning("ingesting the spool failed (will retry): %s", exc)
+            self.faults.failed("ingesting the spool", exc)
         with self._work_lock:
             conn = self._work
             try:
@@ -1184,15 +1397,16 @@ class SQLiteQueue(Queue):
                             "WHERE seq <= ? AND seq < (SELECT max(seq) FROM events) "
                             "AND seq NOT IN (SELECT seq FROM pending) "
                             f"AND {only_served} = ',' ORDER BY seq LIMIT ?)",
-                            (upto, *map(_vendor_key, served), GC_CHUNK),
+                            (upto, *map(vendor_key, served), GC_CHUNK),
                         ).rowcount
                     if deleted < GC_CHUNK:
                         break
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.faults.ok("queue maintenance")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                log.warning("queue maintenance failed (will retry): %s", exc)
+                self.faults.failed("queue maintenance", self._explain(exc))
 
     def _collectable_upto(self) -> int | None:
         """The sequence number up to which every served vendor's cursor has moved."""
@@ -1210,6 +1424,7 @@ class SQLiteQueue(Queue):
 
     # --- inspection ------------------------------------------------------------------------------
 
+    @_translated
     def depth(self, vendors: Sequence[str], now_ms: int) -> dict[str, QueueDepth]:
         if self._lock_fd is None:
             return self._depth(vendors, now_ms, self._spool_backlog(vendors))
@@ -1233,7 +1448,7 @@ class SQLiteQueue(Queue):
                 unread, unread_oldest = conn.execute(
                     "SELECT count(*), min(created_ms) FROM events "
                     "WHERE seq > ? AND instr(vendors, ?) > 0",
-                    (pos, _vendor_key(v)),
+                    (pos, vendor_key(v)),
                 ).fetchone()
                 held_oldest = conn.execute(
                     "SELECT min(e.created_ms) FROM pending p JOIN events e ON e.seq = p.seq "
@@ -1267,6 +1482,7 @@ class SQLiteQueue(Queue):
                 )
         return out
 
+    @_translated
     def vendors_seen(self) -> list[str]:
         """Every vendor that has a cursor, pending work or dead letters in this file."""
         with self._work_lock:
@@ -1276,6 +1492,7 @@ class SQLiteQueue(Queue):
             ).fetchall()
         return sorted(r[0] for r in rows)
 
+    @_translated
     def _dead_rows(self, where: str, args: tuple[object, ...], limit: int) -> list[DeadLetter]:
         with self._work_lock:
             rows = self._work.execute(
@@ -1325,7 +1542,7 @@ class SQLiteQueue(Queue):
                 conn.executemany(
                     _INSERT,
                     [
-                        (d.event_id, d.name, d.created_ms, _vendor_key(d.vendor), d.payload)
+                        (d.event_id, d.name, d.created_ms, vendor_key(d.vendor), d.payload)
                         for d in reversed(rows)
                     ],
                 )
@@ -1369,6 +1586,7 @@ class SQLiteQueue(Queue):
     def stored_events(self) -> Iterable[tuple[str, bytes]]:
         return erase.sqlite_stored_events(self.path, self.spool_dir)
 
+    @_translated
     def remember(self, vendor: str, key: str) -> bool:
         with self._work_lock, self._write_lock:
             cur = self._work.execute(
@@ -1376,6 +1594,7 @@ class SQLiteQueue(Queue):
             )
             return cur.rowcount == 1
 
+    @_translated
     def forget(self, vendor: str, key: str) -> None:
         with self._work_lock, self._write_lock:
             self._work.execute("DELETE FROM remembered WHERE vendor=? AND key=?", (vendor, key))
@@ -1405,6 +1624,7 @@ class SQLiteQueue(Queue):
             except sqlite3.Error as exc:
                 raise self._explain(exc) from None
 
+    @_translated
     def skip_counts(self) -> dict[str, dict[str, int]]:
         with self._work_lock:
             rows = self._work.execute("SELECT vendor, reason, count FROM skips").fetchall()

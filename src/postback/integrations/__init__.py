@@ -121,6 +121,7 @@ def run_worker(
     write: Callable[[str], None] = print,
     handle_signals: bool = True,
     tune_gc: bool = True,
+    format_stats: Callable[[dict[str, dict[str, Any]]], str] = json.dumps,
 ) -> None:
     """Deliver from ``tracker``'s queue until SIGTERM/SIGINT (or ``stop`` is set), then finish
     the requests in flight and close it. What ``postback worker`` does, for framework CLIs.
@@ -129,7 +130,8 @@ def run_worker(
     with web processes that have ``workers = false``, this process becomes the deliverer.
     ``tune_gc`` applies :func:`~postback.delivery.engine.tune_gc_for_delivery` (right for a
     process that only delivers, which is what this is for; pass False to leave the garbage
-    collector alone).
+    collector alone). Every ``stats_every`` seconds it writes ``format_stats(tracker.stats())``
+    (one JSON line by default).
     """
     stop = stop or threading.Event()
     previous: dict[signal.Signals, Any] = {}
@@ -154,7 +156,7 @@ def run_worker(
             waited += 0.5
             if stats_every and waited >= stats_every:
                 waited = 0.0
-                write(json.dumps(tracker.stats()))
+                write(format_stats(tracker.stats()))
     finally:
         tracker.engine.stop(wait=10.0)
         tracker.close(timeout=0)

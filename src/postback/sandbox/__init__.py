@@ -12,15 +12,19 @@ it would talk to the vendor. The sandbox also injects faults for reliability tes
     POST /_sandbox/reset     forget faults and received events
 
 The same controls are methods on :class:`Sandbox` for tests in the same process.
+:meth:`Sandbox.vendor_toml` renders a vendor's sandbox settings as a ``[vendors.NAME]`` TOML
+table (what ``postback sandbox`` prints for pasting into postback.toml), and
+:attr:`Sandbox.on_request` is told of every request served over the socket.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -29,7 +33,7 @@ import httpx
 
 from postback.destination import Emulator
 
-__all__ = ["Fault", "Sandbox"]
+__all__ = ["Fault", "Sandbox", "toml_value"]
 
 log = logging.getLogger("postback.sandbox")
 
@@ -72,6 +76,8 @@ class Sandbox:
         self._address = (host, port)
         self._server_obj: _Server | None = None
         self._thread: threading.Thread | None = None
+        #: Called with one line per request served over the socket (``POST /x/... -> 200``).
+        self.on_request: Callable[[str], None] | None = None
 
     @property
     def _server(self) -> _Server:
@@ -119,6 +125,13 @@ class Sandbox:
     def vendor_config(self, vendor: str) -> dict[str, Any]:
         """The ``[vendors.NAME]`` table that points a tracker at this emulator."""
         return {**self.emulators[vendor].settings, "base_url": self.base_url(vendor)}
+
+    def vendor_toml(self, vendor: str) -> str:
+        """:meth:`vendor_config` as a ``[vendors.NAME]`` TOML table, ready to paste."""
+        lines = [f"[vendors.{vendor}]"]
+        settings = self.vendor_config(vendor)
+        lines += [f"{_toml_key(k)} = {toml_value(v)}" for k, v in settings.items()]
+        return "\n".join(lines) + "\n"
 
     def config(self, **core: Any) -> dict[str, Any]:
         """A whole config dict with every emulated vendor pointed at the sandbox."""
@@ -233,6 +246,29 @@ class Sandbox:
         return httpx.Response(404, json={"error": f"unknown sandbox control {what!r}"})
 
 
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else json.dumps(key)
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value for a setting (strings, numbers, booleans, lists, inline tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{_toml_key(str(k))} = {toml_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__} {value!r}")
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -263,6 +299,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(content)))
         self.end_headers()
         self.wfile.write(content)
+        report = self.server.sandbox.on_request
+        if report is not None:
+            line = f"{self.command} {self.path.partition('?')[0]} -> {response.status_code}"
+            if response.status_code >= 400:
+                line += f": {content[:200].decode('utf-8', 'replace')}"
+            report(line)
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
 

@@ -1,56 +1,24 @@
 """The privacy commands: ``postback deadletters show`` (masked unless ``--reveal``) and
 ``postback erase`` (a person's pending events, retries and dead letters). Each is registered
 in the CLI with one line; the work is done by :mod:`postback.privacy` and the tracker.
+
+Like the other queue commands they build no vendor, so they need no vendor's secrets (and so
+cannot print one: dead letters and their reasons are stored without them).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
 import click
 
-from postback.errors import ConfigError, PostbackError
+from postback.cli._shared import config_option, queue_tracker, user_errors
 from postback.privacy import shown_dead_letter
-from postback.tracker import Tracker
 
 __all__ = ["deadletters_show", "erase"]
-
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Config file (postback.toml or pyproject.toml); default: $POSTBACK_CONFIG, "
-    "./postback.toml, or ./pyproject.toml [tool.postback].",
-)
-
-
-@contextmanager
-def _tracker(config_path: Path | None) -> Iterator[Tracker]:
-    """A tracker that does not deliver (this command only reads or edits the queue)."""
-    from postback.integrations import config_with_overrides
-
-    try:
-        tracker = Tracker.from_config(config_with_overrides(config_path, {"workers": False}))
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except PostbackError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    try:
-        yield tracker
-    except PostbackError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    finally:
-        tracker.close(timeout=0)
 
 
 @click.command("show")
@@ -64,12 +32,17 @@ def _tracker(config_path: Path | None) -> Iterator[Tracker]:
 )
 def deadletters_show(dead_id: int, config_path: Path | None, reveal: bool) -> None:
     """Show one dead letter with its canonical event, personal data masked unless --reveal."""
-    with _tracker(config_path) as tracker:
-        d = tracker.queue.dead_letter(dead_id)
+    with user_errors():
+        tracker, _ = queue_tracker(config_path, workers=False)
+    try:
+        with user_errors():
+            d = tracker.queue.dead_letter(dead_id)
         if d is None:
-            click.echo(f"no dead letter {dead_id}", err=True)
+            click.echo(f"no dead letter {dead_id} (deadletters list shows the ids)", err=True)
             sys.exit(1)
         click.echo(shown_dead_letter(d, tracker.destinations.values(), reveal=reveal))
+    finally:
+        tracker.close(timeout=0)
 
 
 @click.command("erase")
@@ -91,8 +64,13 @@ def erase(
     if not (user_id or email or phone):
         click.echo("error: give at least one of --user-id, --email, --phone", err=True)
         sys.exit(2)
-    with _tracker(config_path) as tracker:
-        report = tracker.erase(user_id=user_id, email=email, phone=phone)
+    with user_errors():
+        tracker, _ = queue_tracker(config_path, workers=False)
+    try:
+        with user_errors():
+            report = tracker.erase(user_id=user_id, email=email, phone=phone)
+    finally:
+        tracker.close(timeout=0)
     if as_json:
         click.echo(json.dumps(attrs.asdict(report)))
         return

@@ -1,0 +1,152 @@
+"""What every ``postback`` command shares: the consoles, the ``--config`` option, error
+printing, tracker construction (with or without the vendors' secrets) and small parsers.
+
+Output is literal: the consoles interpret no rich markup, so brackets in messages, paths and
+user data (``[postback]``, ``postback[redis]``, ``[Errno 111]``) print as they are. Styling is
+given explicitly with :class:`rich.text.Text`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from postback.config import parse_duration, read_config
+from postback.errors import ConfigError, InvalidEvent, PostbackError
+from postback.tracker import Tracker
+
+__all__ = [
+    "config_option",
+    "console",
+    "err",
+    "fail",
+    "kv_pairs",
+    "ms_iso",
+    "parse_value",
+    "queue_tracker",
+    "since_ms",
+    "styled",
+    "tracker_for",
+    "user_errors",
+]
+
+# markup=False, highlight=False: nothing a message contains is taken as markup or recoloured.
+console = Console(soft_wrap=True, markup=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+
+config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (postback.toml or pyproject.toml); default: $POSTBACK_CONFIG, "
+    "./postback.toml, or ./pyproject.toml [tool.postback].",
+)
+
+
+def styled(label: str, style: str, rest: str = "") -> Text:
+    """``label`` in ``style`` followed by ``rest`` printed literally."""
+    text = Text(label, style=style)
+    text.append(rest)
+    return text
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    err.print(styled("error:", "bold red", f" {message}"))
+    sys.exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Print postback errors plainly and exit non-zero instead of a traceback."""
+    try:
+        yield
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except (InvalidEvent, PostbackError) as exc:
+        fail(str(exc), 1)
+
+
+def tracker_for(
+    config_path: Path | None, plugins: Sequence[object] = (), **overrides: Any
+) -> Tracker:
+    """A tracker for a command; ``overrides`` replace ``[postback]`` settings (a relative
+    sqlite queue stays relative to the config file's directory)."""
+    if not overrides:
+        return Tracker.from_config(config_path, plugins=plugins)
+    from postback.integrations import config_with_overrides
+
+    return Tracker.from_config(config_with_overrides(config_path, overrides), plugins=plugins)
+
+
+def queue_tracker(
+    config_path: Path | None, vendors: Sequence[str] = (), **overrides: Any
+) -> tuple[Tracker, list[str]]:
+    """A tracker on the config's queue that builds only ``vendors`` (none by default), so that
+    reading the local queue needs no vendor's secrets; and the names of every configured
+    vendor (``[vendors.NAME]`` tables, enabled or not)."""
+    from postback.integrations import config_with_overrides
+
+    raw = config_with_overrides(config_path, overrides)
+    tables = raw.get("vendors")
+    configured = sorted(tables) if isinstance(tables, Mapping) else []
+    kept = {v: tables[v] for v in vendors if isinstance(tables, Mapping) and v in tables}
+    _, source, base_dir = read_config(config_path)
+    tracker = Tracker.from_raw({**raw, "vendors": kept}, source=source, base_dir=base_dir)
+    return tracker, configured
+
+
+def kv_pairs(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=what)
+        out[key] = parse_value(value)
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """JSON when it parses as a list/dict/number/bool, else the plain string."""
+    if text[:1] in "[{" or text in ("true", "false", "null"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def since_ms(value: str | None) -> int | None:
+    """``--since``: an ISO date/time or a duration ago, as epoch milliseconds."""
+    if value is None:
+        return None
+    try:
+        return int((time.time() - parse_duration(value)) * 1000)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            "use an ISO date/time (2026-11-24T10:00Z) or a duration ago (2h, 30m, 7d)",
+            param_hint="--since",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def ms_iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

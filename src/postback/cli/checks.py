@@ -1,0 +1,133 @@
+"""``postback plugins``, ``postback config check`` and ``postback doctor``: what is installed,
+whether the configuration is valid, and whether this machine can deliver."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from postback.cli._shared import config_option, console, styled, user_errors
+from postback.config import find_config, read_config, settings_help
+from postback.destination import Secret, config_warnings
+from postback.errors import ConfigError
+from postback.plugins import PluginHost
+from postback.tracker import Tracker
+
+__all__ = ["config_group", "doctor", "plugins"]
+
+
+@click.command()
+@config_option
+def plugins(config_path: Path | None) -> None:
+    """List installed vendor plugins, their versions, and whether the config enables them."""
+    host = PluginHost()
+    enabled: set[str] = set()
+    path = config_path or find_config()
+    if path is not None:
+        try:
+            raw, _, _ = read_config(path)
+            enabled = {
+                n
+                for n, t in raw.get("vendors", {}).items()
+                if not (isinstance(t, Mapping) and t.get("enabled") is False)
+            }
+        except ConfigError:
+            pass
+    table = Table(title="postback plugins", title_justify="left")
+    for col in ("plugin", "distribution", "version", "vendors", "sandbox", "status"):
+        table.add_column(col)
+    for name, info in sorted(host.infos.items()):
+        status: str | Text
+        if info.error:
+            status = Text(f"failed to load: {info.error}", style="red")
+        elif any(v in enabled for v in info.destinations):
+            status = Text("enabled", style="green")
+        else:
+            status = "installed" + (" (not in config)" if path else "")
+        table.add_row(
+            name,
+            info.distribution or "-",
+            info.version or "-",
+            ", ".join(info.destinations) or "-",
+            ", ".join(info.emulators) or "-",
+            status,
+        )
+    console.print(table)
+    if not host.infos:
+        console.print("No vendor plugins installed. Install one, e.g. pip install postback-x")
+    if path:
+        console.print(f"config: {path}")
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check the configuration."""
+
+
+@config_group.command("check")
+@config_option
+def config_check(config_path: Path | None) -> None:
+    """Validate the config; list every problem with its key path, or summarise it."""
+    with user_errors():
+        tracker = Tracker.from_config(config_path)
+        try:
+            console.print(styled("ok", "green", f": {tracker.config.source or 'config'}"))
+            console.print(f"queue: {tracker.queue.url}")
+            consent = tracker.config.consent
+            console.print(
+                f"consent: policy {consent.policy}; purposes {', '.join(sorted(consent.purposes))};"
+                f" Sec-GPC opts out of {', '.join(consent.gpc) or 'nothing'}"
+            )
+            for name, vc in tracker.config.vendors.items():
+                dest = tracker.destinations.get(name)
+                table = Table(
+                    title=f"[vendors.{name}]" + ("" if vc.enabled else " (disabled)"),
+                    title_justify="left",
+                )
+                table.add_column("setting")
+                table.add_column("value")
+                for fname, _help, secret, _default in settings_help(type(vc.settings)):
+                    value = getattr(vc.settings, fname)
+                    table.add_row(
+                        fname, "***" if secret or isinstance(value, Secret) else repr(value)
+                    )
+                table.add_row("base_url", dest.origin() if dest else repr(vc.base_url))
+                if vc.events is not None:
+                    table.add_row("events", ", ".join(sorted(vc.events)))
+                if dest is not None:
+                    table.add_row("purposes", ", ".join(tracker.consent_gate.needs[name]))
+                    window = tracker.dedupe.windows_ms.get(name) if tracker.dedupe else None
+                    table.add_row("dedupe_window", f"{window / 1000:g} s" if window else "off")
+                console.print(table)
+            filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
+            for key, message in config_warnings(tracker.destinations, filters):
+                console.print(styled("warning", "yellow", f": {key}: {message}"))
+        finally:
+            tracker.close(timeout=0)
+
+
+@click.command()
+@config_option
+def doctor(config_path: Path | None) -> None:
+    """Check that this machine can deliver: the config, the installed plugins, the queue
+    (reachable, writable, file permissions, free disk, Redis persistence), TLS trust, the
+    clock, and which vendors each canonical event goes to. Contacts no vendor. Exits 1 when
+    something must be fixed (each problem says how)."""
+    from postback.doctor import run_checks
+
+    problems = 0
+    for check in run_checks(config_path):
+        style = {"ok": "green", "warning": "yellow", "problem": "bold red"}[check.level]
+        console.print(styled(f"{check.level:>7}", style, f"  {check.topic}: {check.message}"))
+        if check.fix:
+            console.print(f"{'':>7}  fix: {check.fix}")
+        problems += check.level == "problem"
+    if problems:
+        console.print(f"{problems} problem(s) to fix")
+        sys.exit(1)
+    console.print("no problems found")

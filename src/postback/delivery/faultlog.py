@@ -1,0 +1,67 @@
+"""Logging a lasting fault once: when it starts, when it changes, and when it ends.
+
+A full disk or an unreachable queue makes the same operation fail every few milliseconds
+(each settle, each claim, each save of progress) until the fault goes away. Logging every
+failure buried the one line that mattered under thousands of copies. :class:`FaultLog`
+keeps, per operation, whether it is failing and with which kind of error: the first failure
+and a change of kind are logged at WARNING, repeats at DEBUG, and the first success after a
+failure at WARNING too ("works again"), so an operator sees the outage's start and end.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+
+__all__ = ["FaultLog"]
+
+_instances: weakref.WeakSet[FaultLog] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for fault_log in list(_instances):  # a fork mid-update must not leave the lock held
+        fault_log._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class FaultLog:
+    """Per operation name: failing (with the error's type) or not. Thread-safe."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._lock = threading.Lock()
+        self._failing: dict[str, str] = {}
+        _instances.add(self)
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        """``what`` failed with ``exc``; logged at WARNING only if it was not failing this way."""
+        kind = type(exc).__name__
+        with self._lock:
+            before = self._failing.get(what)
+            self._failing[what] = kind
+        level = logging.DEBUG if before == kind else logging.WARNING
+        self._log.log(
+            level,
+            "%s failed (trying again; logged again when it works or fails differently): %s",
+            what,
+            exc,
+        )
+
+    def ok(self, what: str) -> None:
+        """``what`` worked; logged once if it was failing."""
+        if not self._failing:  # the common case: no lock, no dictionary look-up under one
+            return
+        with self._lock:
+            before = self._failing.pop(what, None)
+        if before is not None:
+            self._log.warning("%s works again", what)
+
+    def failing(self) -> dict[str, str]:
+        """What is failing now, and with which kind of error."""
+        with self._lock:
+            return dict(self._failing)
