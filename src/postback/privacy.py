@@ -19,6 +19,7 @@ import orjson
 from postback.dashboard.masking import mask_value
 from postback.delivery.queue import DeadLetter
 from postback.destination import Destination
+from postback.encryption import UnknownKey, open_payload
 from postback.textmask import mask_text
 
 __all__ = [
@@ -103,9 +104,11 @@ def shown_dead_letter(
     the secret settings of every vendor in ``destinations`` removed in any case."""
     destinations = list(destinations)
     try:
-        event: Any = orjson.loads(d.payload)
+        event: Any = orjson.loads(open_payload(d.payload))
     except orjson.JSONDecodeError:
         event = "(not a readable event)"
+    except UnknownKey as exc:
+        event = f"(encrypted: {exc})"
     reason = d.reason if reveal else mask_text(d.reason)
     if not reveal and isinstance(event, Mapping):
         event = mask_event(event)

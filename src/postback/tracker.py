@@ -34,6 +34,7 @@ from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
 from postback.delivery.registry import open_queue
 from postback.destination import Destination, Skipped
+from postback.encryption import keyring_from_env
 from postback.errors import InvalidEvent, Problem, TrackerClosed
 from postback.events import Event, dumps_event, make_event
 from postback.ledger import EventStatus, LedgerWriter
@@ -126,6 +127,8 @@ class Tracker:
             {n: config.vendors[n].purposes or d.purposes for n, d in self.destinations.items()},
             host.consent_hook(),
         )
+        #: Seals stored events when ``POSTBACK_ENCRYPTION_KEYS`` is set (postback.encryption).
+        self._keyring = keyring_from_env()
         self.router = Router(
             self.destinations,
             self._filters,
@@ -346,6 +349,8 @@ class Tracker:
         try:
             # With a span active (OpenTelemetry), its trace context goes with the event.
             payload = stamp(dumps_event(event))
+            if self._keyring is not None:  # POSTBACK_ENCRYPTION_KEYS: stored sealed
+                payload = self._keyring.seal(payload)
         except (TypeError, orjson.JSONEncodeError) as exc:
             error = InvalidEvent(
                 event.name, [Problem("properties", f"must be JSON-serialisable: {exc}")]

@@ -30,6 +30,7 @@ from postback.cli._shared import (
     tracker_for,
     user_errors,
 )
+from postback.encryption import open_payload
 from postback.events import loads_event
 
 __all__ = ["deadletters", "format_stats", "queue", "replay", "worker"]
@@ -246,7 +247,7 @@ def replay(
             console.print("nothing to replay")
             return
         for d in rows:  # the stored event must still be readable
-            loads_event(d.payload)
+            loads_event(open_payload(d.payload))
         vendors = sorted({d.vendor for d in rows})
         console.print(f"replaying {len(rows)} event(s) to {', '.join(vendors)}")
         tracker.engine.notify(vendors)

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import orjson
 
+from postback.encryption import open_payload
+
 if TYPE_CHECKING:
     from postback.delivery.queue import Claimed, Queue
 
@@ -99,8 +101,8 @@ class Person:
 def payload_keys(payload: bytes) -> set[str]:
     """The tombstone keys of a stored event (empty if it is unreadable or has no user)."""
     try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError:
+        data = orjson.loads(open_payload(payload))
+    except (orjson.JSONDecodeError, ValueError):  # unreadable, or sealed with a key not here
         return set()
     user = data.get("user") if isinstance(data, Mapping) else None
     if not isinstance(user, Mapping):

@@ -42,6 +42,7 @@ from postback.destination import (
     RetryPolicy,
     SkipEvent,
 )
+from postback.encryption import open_payload
 from postback.errors import PluginError, QueueError
 from postback.events import loads_event
 from postback.telemetry import attempt as telemetry_attempt
@@ -401,7 +402,7 @@ class Lane:
         erasures.refresh()  # an erase that returned before this batch is honoured in it
         for c in claimed:
             try:
-                event = loads_event(c.payload)
+                event = loads_event(open_payload(c.payload))
             except Exception as exc:
                 out.append(verdicts.dead(c, None, f"stored event is unreadable: {exc}"))
                 continue
