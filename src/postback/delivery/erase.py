@@ -218,8 +218,11 @@ class RedisErasureLog(ErasureLog):
         self._version = f"{base}:erased:version"
 
     def add(self, keys: Iterable[str], at_ms: int) -> None:
+        expired = [k for k, v in self.load().items() if v < at_ms - TOMBSTONE_DAYS * 86_400_000]
         pipe = self._client.pipeline(transaction=True)
         pipe.hset(self._hash, mapping={k: at_ms for k in keys})
+        if expired:
+            pipe.hdel(self._hash, *expired)
         pipe.incr(self._version)
         pipe.execute()
 
