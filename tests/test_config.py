@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import pytest
@@ -243,3 +243,56 @@ def test_vendor_whole_config_checks_and_list_settings() -> None:
     assert [(p.path, p.message) for p in info.value.problems] == [
         ("vendors.example.event_map.lead", "'bad_lead' is not an event this vendor knows")
     ]
+
+
+# --- issue 23 item 10: hostile durations, rate limits and paths are ConfigErrors naming the key
+
+
+def _hostile(core: dict[str, Any] | None = None, vendor: dict[str, Any] | None = None) -> Any:
+    cfg = {
+        "postback": {"queue": "memory://", "workers": False, **(core or {})},
+        "vendors": {
+            "example": {"base_url": "http://127.0.0.1:9/example", "api_key": "k", **(vendor or {})}
+        },
+    }
+    return Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+
+
+@pytest.mark.parametrize(
+    ("core", "vendor", "key"),
+    [
+        ({"exit_timeout": float("inf")}, None, "postback.exit_timeout"),
+        ({"exit_timeout": float("nan")}, None, "postback.exit_timeout"),
+        ({"exit_timeout": "9" * 400}, None, "postback.exit_timeout"),
+        ({"exit_timeout": 10**400}, None, "postback.exit_timeout"),
+        (None, {"timeout": float("nan")}, "vendors.example.timeout"),
+        (None, {"timeout": float("inf")}, "vendors.example.timeout"),
+        (None, {"timeout": 0}, "vendors.example.timeout"),
+        (None, {"timeout": "0s"}, "vendors.example.timeout"),
+        (None, {"linger": float("inf")}, "vendors.example.linger"),
+        (None, {"rate_limit": {"requests": 1, "per": float("inf")}}, "vendors.example.rate_limit"),
+        (None, {"rate_limit": {"requests": 1, "per": 0}}, "vendors.example.rate_limit"),
+        (None, {"rate_limit": "1/" + "9" * 400 + " s"}, "vendors.example.rate_limit"),
+        (None, {"retry": {"max_age": float("nan")}}, "vendors.example.retry.max_age"),
+        (None, {"retry": {"max_backoff": float("inf")}}, "vendors.example.retry.max_backoff"),
+        (None, {"retry": {"initial_backoff": 0}}, "vendors.example.retry.initial_backoff"),
+        ({"queue": "redisfoo://x"}, None, "postback.queue"),
+    ],
+)
+def test_hostile_values_are_config_errors_naming_the_key(
+    core: dict[str, Any] | None, vendor: dict[str, Any] | None, key: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        _hostile(core, vendor)
+    assert f"{key}:" in str(info.value)
+
+
+def test_sane_durations_are_still_accepted() -> None:
+    t = _hostile({"exit_timeout": 0}, {"timeout": "500ms", "rate_limit": {"requests": 5, "per": 1}})
+    t.close(timeout=0)
+
+
+def test_a_directory_as_config_path_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        Tracker.from_config(tmp_path)
+    assert "is a directory" in str(info.value)

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,14 @@ import pytest
 from postback import Tracker
 from postback.delivery.ledger_sqlite import SQLiteLedger
 from postback.delivery.ledgers import open_ledger
-from postback.ledger import Ledger, LedgerEntry, LedgerWriter, MemoryLedger, safe_note
+from postback.ledger import (
+    Ledger,
+    LedgerEntry,
+    LedgerWriter,
+    MemoryLedger,
+    read_status,
+    safe_note,
+)
 from postback.sandbox import Sandbox
 from tests.redis.support import Workers, write_config
 
@@ -290,3 +298,22 @@ def test_consent_and_duplicate_decisions_reach_the_ledger(sandbox: Sandbox) -> N
         assert t.stats()["example"]["skips"] == {"consent": 1, "duplicate": 1}
     finally:
         t.close(timeout=0)
+
+
+def test_one_row_holds_every_skip_of_a_track_call() -> None:
+    """Two vendors skipping the same event cost one stored row, and status() shows each with
+    its own reason (a web purchase skipped by two app-only vendors is the common case)."""
+    ledger = MemoryLedger()
+    writer = LedgerWriter(ledger)
+    writer._thread = threading.current_thread()  # write only when told, in this test
+    writer.skipped("w1", "purchase", "x", "no device id")
+    writer.skipped("w1", "purchase", "mobana", "no install id")
+    writer.skipped("w2", "purchase", "x", "no device id")
+    writer.flush()
+    assert [(r.event_id, r.vendor) for r in ledger.read("w1")] == [("w1", "*")]
+    status = read_status(ledger, "w1")
+    assert {v: s.skipped_reason for v, s in status.vendors.items()} == {
+        "x": "no device id",
+        "mobana": "no install id",
+    }
+    assert list(read_status(ledger, "w2").vendors) == ["x"]

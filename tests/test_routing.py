@@ -316,7 +316,7 @@ def test_explain_a_malformed_event(make: Callable[..., Tracker]) -> None:
 
 def test_explain_properties_that_are_not_json(make: Callable[..., Tracker]) -> None:
     route = make().explain("sign_up", user={"email": "a@b.co"}, properties={"when": object()})
-    assert route.error is not None and [p.field for p in route.problems] == ["properties"]
+    assert route.error is not None and [p.field for p in route.problems] == ["properties.when"]
 
 
 def test_prepare_refuses_what_track_would_even_with_on_invalid_log(

@@ -37,6 +37,7 @@ from postback.durations import parse_duration
 from postback.errors import ConfigError, ConfigProblem
 from postback.events import CANONICAL_EVENTS, normalize_currency, normalize_event_name
 from postback.installing import missing_vendor_message
+from postback.setting_values import control_character_problems, parse_rate_limit
 
 if TYPE_CHECKING:
     from postback.delivery.registry import QueueRegistry
@@ -48,16 +49,10 @@ __all__ = [
 
 DEFAULT_QUEUE = "sqlite://postback.db"
 CONFIG_FILENAMES = ("postback.toml", "pyproject.toml")
+_MAX_EXIT_TIMEOUT = 600.0  # seconds: [postback] exit_timeout
+_MAX_TIMEOUT = 600.0  # seconds: a vendor's timeout for one request
+_MAX_LINGER = 60.0  # seconds: a vendor's linger before sending a partial batch
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_RATE_RE = re.compile(
-    r"^\s*(\d+)\s*(?:/|per)\s*(\d+(?:\.\d+)?)?\s*"
-    r"(ms|s|sec|second|seconds|m|min|minute|minutes|h|hour|hours|d|day|days)\s*$"
-)
-_RATE_UNITS = {
-    "ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400,
-}  # fmt: skip
 
 
 @attrs.frozen
@@ -208,6 +203,12 @@ def read_config(
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError([f"config file {str(path)!r} does not exist"]) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            [f"config path {str(path)!r} is a directory: give the postback.toml file in it"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"config file {str(path)!r} cannot be read: {exc.strerror}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], source=str(path)) from None
     if path.name == "pyproject.toml":
@@ -222,23 +223,6 @@ def read_config(
 
 # --------------------------------------------------------------------------------------------
 # Small parsers
-
-
-def parse_rate_limit(value: object) -> RateLimit:
-    """``"600/minute"``, ``"60000/15 minutes"``, ``"60000 per 15m"`` or {requests, per}."""
-    if isinstance(value, Mapping) and set(value) == {"requests", "per"}:
-        requests, per = value["requests"], parse_duration(value["per"])
-        if isinstance(requests, int) and requests > 0 and per > 0:
-            return RateLimit(requests, per)
-    elif isinstance(value, str):
-        m = _RATE_RE.match(value)
-        if m:
-            window = float(m.group(2) or 1) * _RATE_UNITS[m.group(3)]
-            if int(m.group(1)) > 0 and window > 0:
-                return RateLimit(int(m.group(1)), window)
-    raise ValueError(
-        f"must look like '600/minute' or '60000/15 minutes' (or false for no limit), got {value!r}"
-    )
 
 
 def _did_you_mean(key: str, known: list[str]) -> str:
@@ -280,6 +264,8 @@ def _make_settings_converter() -> cattrs.Converter:
 
     def structure_secret(value: object, _: type) -> Secret:
         if isinstance(value, Secret):
+            if control_character_problems(value.reveal()):
+                raise ValueError("contains a line break or other control character: remove it")
             return value
         if not isinstance(value, str) or not value:
             raise ValueError('must be a non-empty string (usually "${ENV_VAR}")')
@@ -406,7 +392,9 @@ def _build_core(raw: object, problems: list[ConfigProblem], queues: QueueRegistr
                 kwargs[key] = val
             elif key == "default_currency":
                 kwargs[key] = normalize_currency(val)
-            elif key in ("exit_timeout", "ledger_retention", "dead_letter_retention"):
+            elif key == "exit_timeout":  # bounded: it is how long a process may take to exit
+                kwargs[key] = parse_duration(val, at_most=_MAX_EXIT_TIMEOUT)
+            elif key in ("ledger_retention", "dead_letter_retention"):
                 kwargs[key] = parse_duration(val)
             elif key == "workers":
                 if not isinstance(val, bool) and val not in ("auto", "thread", "process"):
@@ -496,8 +484,10 @@ def _build_vendor(
                 if not isinstance(val, int) or isinstance(val, bool) or not 1 <= val <= 256:
                     raise ValueError("must be an integer from 1 to 256")
                 kwargs[key] = val
-            elif key in ("timeout", "linger"):
-                kwargs[key] = parse_duration(val)
+            elif key == "timeout":  # zero would deliver nothing
+                kwargs[key] = parse_duration(val, positive=True, at_most=_MAX_TIMEOUT)
+            elif key == "linger":
+                kwargs[key] = parse_duration(val, at_most=_MAX_LINGER)
             elif key == "batch_size":
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                     raise ValueError("must be a positive integer")
@@ -611,7 +601,7 @@ def _build_retry(
                 kw[k] = v
         else:
             try:
-                kw[k] = parse_duration(v)
+                kw[k] = parse_duration(v, positive=True)
             except ValueError as exc:
                 problems.append(ConfigProblem(f"{path}.{k}", str(exc)))
     return attrs.evolve(default, **kw)
@@ -637,6 +627,7 @@ def build_config(
     raw = _substitute_env(raw, "", problems)
     # _substitute_env prefixes paths with "."; strip it.
     problems = [ConfigProblem(p.path.lstrip("."), p.message) for p in problems]
+    problems += [ConfigProblem(k, m) for k, m in control_character_problems(raw)]
     for key in raw:
         if key not in ("postback", "vendors", "consent"):
             problems.append(

@@ -25,6 +25,7 @@ import httpx
 
 from postback.errors import Problem
 from postback.events import Attribution, Event
+from postback.redaction import Redactor
 
 __all__ = [
     "NOT_SENT",
@@ -530,12 +531,31 @@ class Destination:
         return None
 
     def redact(self, text: str) -> str:
-        """Remove every secret setting's value from ``text`` (for logs and dry runs)."""
-        for a in attrs.fields(type(self.settings)):
-            val = getattr(self.settings, a.name, None)
-            if isinstance(val, Secret) and val.reveal():
-                text = text.replace(val.reveal(), "***")
-        return text
+        """Remove every secret setting's value from ``text``, in every form it can take on the
+        wire (percent-encoded, JSON-escaped, base64; see :mod:`postback.redaction`), and any
+        trailing prefix of one (a snippet cut before it was redacted). For logs, reasons and
+        dry runs."""
+        return self.redactor().redact(text)
+
+    def snippet(self, text: str, limit: int = 500) -> str:
+        """``text`` (a response body) redacted, *then* whitespace-collapsed and cut to
+        ``limit`` characters: the form for a reason's or note's excerpt of a response."""
+        return self.redactor().snippet(text, limit)
+
+    def redactor(self) -> Redactor:
+        """The :class:`~postback.redaction.Redactor` of this destination's secret settings."""
+        cached: tuple[object, Redactor] | None = self.__dict__.get("_redactor")
+        if cached is not None and cached[0] is self.settings:
+            return cached[1]
+        secrets = []
+        if self.settings is not None and attrs.has(type(self.settings)):
+            for a in attrs.fields(type(self.settings)):
+                val = getattr(self.settings, a.name, None)
+                if isinstance(val, Secret) and val.reveal():
+                    secrets.append(val.reveal())
+        redactor = Redactor(secrets)
+        self.__dict__["_redactor"] = (self.settings, redactor)
+        return redactor
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} -> {self.origin()}>"

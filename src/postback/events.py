@@ -11,13 +11,12 @@ canonical form, orjson underneath): :func:`dumps_event` and :func:`loads_event`.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -25,11 +24,19 @@ import orjson
 from cattrs.preconf.orjson import make_converter
 
 from postback.errors import InvalidEvent, Problem
-from postback.iso import CURRENCIES
+from postback.normalize import (
+    CANONICAL_EVENTS,
+    MAX_VALUE,
+    normalize_currency,
+    normalize_event_name,
+    to_micros,
+    to_timestamp_ms,
+)
 
 __all__ = [
     "CANONICAL_EVENTS",
     "CONTEXT_FIELDS",
+    "MAX_VALUE",
     "USER_FIELDS",
     "Attribution",
     "Context",
@@ -45,26 +52,6 @@ __all__ = [
     "to_micros",
     "to_timestamp_ms",
 ]
-
-#: The canonical event names. Vendors map these to their own vocabulary; any other snake_case
-#: name is a custom event, which a vendor maps through ``event_map`` or refuses.
-CANONICAL_EVENTS: frozenset[str] = frozenset(
-    """
-    install app_open sign_up login lead purchase add_to_cart add_to_wishlist begin_checkout
-    add_payment_info search view_item share invite rate tutorial_complete level_achieved
-    achievement_unlocked reservation spent_credits re_engage subscribe contact schedule
-    submit_application page_view remove_from_cart view_cart
-    """.split()
-)
-
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_SEP_RE = re.compile(r"[\s\-.]+")
-_EVENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
-_MIN_TIMESTAMP_MS = 978_307_200_000  # 2001-01-01: anything earlier is almost surely seconds
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
-_MICROS = Decimal(1_000_000)
 
 
 # User and Context are frozen dict-classes rather than slotted: attrs sets a frozen slotted
@@ -382,95 +369,9 @@ def new_event_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-# --------------------------------------------------------------------------------------------
-# Normalisation helpers: each returns the normalised value or raises ValueError with a message
-# that says how to fix the input. make_event() turns those into Problems.
-
-
-def normalize_event_name(name: object) -> str:
-    """``"Add To Cart"``, ``"addToCart"`` and ``"add-to-cart"`` all become ``"add_to_cart"``."""
-    if not isinstance(name, str):
-        raise ValueError(f"must be a string, got {type(name).__name__}")
-    if name in CANONICAL_EVENTS:
-        return name
-    norm = _SEP_RE.sub("_", _CAMEL_RE.sub("_", name.strip())).lower()
-    if not _NAME_RE.match(norm):
-        raise ValueError(
-            f"{name!r} is not a usable event name: use snake_case letters, digits and "
-            "underscores, starting with a letter, at most 64 characters (e.g. 'purchase')"
-        )
-    return norm
-
-
-def normalize_currency(currency: object, extra: frozenset[str] = frozenset()) -> str:
-    """Return the upper-case ISO 4217 code, or one of ``extra`` (upper-case codes beyond ISO
-    4217 that a configured vendor takes, e.g. Whop's ``ETH``), or raise ValueError."""
-    if not isinstance(currency, str):
-        raise ValueError(f"must be an ISO 4217 code such as 'USD', got {type(currency).__name__}")
-    code = currency.strip().upper()
-    if code not in CURRENCIES and code not in extra:
-        also = f", or one a configured vendor takes: {', '.join(sorted(extra))}" if extra else ""
-        raise ValueError(f"{currency!r} is not an ISO 4217 currency code (e.g. 'USD', 'EUR'){also}")
-    return code
-
-
-def to_micros(value: object) -> int:
-    """Convert a money amount to exact integer micros.
-
-    Floats go through their shortest repr, so ``49.99`` is ``Decimal("49.99")`` and becomes
-    ``49_990_000``; amounts finer than a micro are rounded half-to-even.
-    """
-    if isinstance(value, bool):
-        raise ValueError("must be a number, got bool")
-    if isinstance(value, int):
-        return value * 1_000_000
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"must be a finite number, got {value!r}")
-        dec = Decimal(repr(value))
-    elif isinstance(value, Decimal):
-        dec = value
-    elif isinstance(value, str):
-        try:
-            dec = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not a number") from None
-    else:
-        raise ValueError(f"must be a number, got {type(value).__name__}")
-    if not dec.is_finite():
-        raise ValueError(f"must be a finite number, got {value!r}")
-    return int((dec * _MICROS).to_integral_value(ROUND_HALF_EVEN))
-
-
-def to_timestamp_ms(value: object) -> int:
-    """Accept an aware datetime, epoch milliseconds, or an ISO-8601 string with an offset."""
-    if isinstance(value, bool):
-        raise ValueError("must be a datetime or epoch milliseconds, got bool")
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("naive datetime: pass an aware one, e.g. datetime.now(timezone.utc)")
-        return (value - _EPOCH) // _MILLISECOND
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"must be finite, got {value!r}")
-        ms = round(value)
-        if ms < _MIN_TIMESTAMP_MS:
-            raise ValueError(
-                f"{value!r} is before 2001 as epoch milliseconds; "
-                "if it is epoch seconds, multiply by 1000"
-            )
-        return ms
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not ISO 8601 (e.g. '2026-11-24T10:00:00.123Z')"
-            ) from None
-        return to_timestamp_ms(parsed)
-    raise ValueError(
-        f"must be an aware datetime, epoch milliseconds or ISO 8601, got {type(value).__name__}"
-    )
+_EVENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}\Z")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROS = Decimal(1_000_000)
 
 
 def _close_matches(key: str, known: frozenset[str]) -> str:

@@ -199,12 +199,24 @@ class Ledger(Protocol):
 _OUTCOME = {"delivered": "delivered", "retry": "retry", "dead": "dead-lettered", "held": "held"}
 
 
+def _skip_rows(rows: Iterable[LedgerEntry]) -> Iterable[LedgerEntry]:
+    """``rows`` with each :data:`SKIPS` row (a track()'s skips, stored as one) split into a
+    ``skipped`` row per vendor."""
+    for r in rows:
+        if r.vendor != SKIPS:
+            yield r
+            continue
+        for part in r.note.split(_ROW):
+            vendor, _, reason = part.partition(_SEP)
+            yield r._replace(vendor=vendor, note=reason)
+
+
 def build_status(event_id: str, rows: Iterable[LedgerEntry]) -> EventStatus:
     """An :class:`EventStatus` from an event's stored rows and waiting records (any order)."""
     per_vendor: dict[str, list[LedgerEntry]] = {}
     name: str | None = None
     queued: int | None = None
-    for r in sorted(rows, key=lambda r: (r.at_ms, r.attempt)):
+    for r in sorted(_skip_rows(rows), key=lambda r: (r.at_ms, r.attempt)):
         per_vendor.setdefault(r.vendor, []).append(r)
         name = name or r.name or None
         if r.queued_ms and (queued is None or r.queued_ms < queued):
@@ -277,6 +289,24 @@ def safe_note(text: str | None, dest: Destination | None = None) -> str:
     if dest is not None:
         text = dest.redact(text)
     return mask_text(" ".join(text.split()))[:NOTE_MAX]
+
+
+#: The vendor column of a row holding every skip of one ``track()`` (``note`` lists them as
+#: ``vendor<TAB>reason`` lines; a stored note never holds a tab or a line break): a web event
+#: skipped by two app-only vendors is one row, not two.
+SKIPS = "*"
+_SEP, _ROW = "\t", "\n"
+_skip_notes: dict[str, str] = {}
+
+
+def _skip_note(reason: str) -> str:
+    """``safe_note(reason)``, remembered: skip reasons are a small set of fixed texts."""
+    note = _skip_notes.get(reason)
+    if note is None:
+        note = safe_note(reason)
+        if len(_skip_notes) < 4096:
+            _skip_notes[reason] = note
+    return note
 
 
 def verdict_rows(dest: Destination, verdicts: Sequence[Verdict], at_ms: int) -> list[LedgerEntry]:
@@ -424,11 +454,15 @@ class LedgerWriter:
                 return rows
             if len(item) == 3:
                 rows.extend(verdict_rows(*item))
+                continue
+            event_id, name, vendor, reason, at_ms = item
+            note = f"{vendor}{_SEP}{_skip_note(reason)}"
+            last = rows[-1] if rows else None
+            if last is not None and last.vendor == SKIPS and last.event_id == event_id:
+                # the same track()'s next skip: one row holds all of them
+                rows[-1] = last._replace(note=f"{last.note}{_ROW}{note}")
             else:
-                event_id, name, vendor, reason, at_ms = item
-                rows.append(
-                    LedgerEntry(event_id, vendor, at_ms, "skipped", 0, safe_note(reason), "", name)
-                )
+                rows.append(LedgerEntry(event_id, SKIPS, at_ms, "skipped", 0, note, "", name))
 
     # --- reading -------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ __all__ = [
     "sha256_hex",
 ]
 
-_SHA256_HEX = re.compile(r"^[A-Fa-f0-9]{64}$")
+_SHA256_HEX = re.compile(r"^[A-Fa-f0-9]{64}\Z")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 

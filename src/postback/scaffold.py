@@ -14,7 +14,7 @@ from string import Template
 
 __all__ = ["create_plugin", "valid_plugin_name"]
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,30}\Z")
 
 PYPROJECT = """\
 [build-system]

@@ -20,10 +20,15 @@ _IPV6 = re.compile(r"\b([0-9A-Fa-f]{1,4}):([0-9A-Fa-f]{1,4}):[0-9A-Fa-f:]*:[0-9A
 # A phone number: optional +, then 7 to 15 digits with the usual separators in between.
 _PHONE = re.compile(r"(?<![\w.])(\+?)(\d)[\d ().-]{5,18}(\d{2})(?![\w.])")
 _HEX_HASH = re.compile(r"\b([0-9a-fA-F]{8})[0-9a-fA-F]{24,}\b")
+# What every pattern above needs at least one of: an ``@`` (email), a digit (IPv4, phone), a
+# colon (IPv6) or 32 hex characters in a row (a hash): text without any is returned unscanned.
+_ANY = re.compile(r"[@\d:]|[0-9a-fA-F]{32}")
 
 
 def mask_text(text: str) -> str:
     """``text`` with emails, IP addresses, phone numbers and long hex hashes masked."""
+    if _ANY.search(text) is None:  # the common note ("no device id"): nothing to mask
+        return text
     text = _EMAIL.sub(lambda m: f"{m[1]}•••@{m[2]}•••{m[3]}", text)
     text = _IPV6.sub(lambda m: f"{m[1]}:{m[2]}:•••", text)
     text = _IPV4.sub(lambda m: f"{m[1]}.{m[2]}.•.•", text)

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import orjson
 
 from postback.config import Config, build_config, read_config
 from postback.consent import ConsentGate, parse_consent
@@ -35,12 +34,13 @@ from postback.delivery.queue import Queue, QueueKeyStore
 from postback.delivery.registry import open_queue
 from postback.destination import Destination, Skipped
 from postback.encryption import keyring_from_env
-from postback.errors import InvalidEvent, Problem, TrackerClosed
-from postback.events import Event, dumps_event, make_event
+from postback.errors import InvalidEvent, TrackerClosed
+from postback.events import Event, make_event
 from postback.ledger import EventStatus, LedgerWriter
 from postback.plugins import PluginHost
 from postback.routing import Explanation, Router
 from postback.skips import SkipLedger
+from postback.storable import stored_form
 from postback.telemetry import register as register_telemetry
 from postback.telemetry import retire as retire_telemetry
 from postback.telemetry import sdk_configured, stamp
@@ -230,6 +230,7 @@ class Tracker:
             extra_currencies=self._extra_currencies,
             **fields,
         )
+        stored_form(event)
         if consent is not None and (bad := parse_consent(consent, self._purposes)):
             raise InvalidEvent(event.name, bad)
         explanation = self.router.explain(event, consent)
@@ -279,12 +280,9 @@ class Tracker:
         if consent is not None and (bad := parse_consent(consent, self._purposes)):
             return Router.malformed(event.name, InvalidEvent(event.name, bad), self.destinations)
         try:
-            dumps_event(event)
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            problem = Problem("properties", f"must be JSON-serialisable: {exc}")
-            return Router.malformed(
-                event.name, InvalidEvent(event.name, [problem]), self.destinations
-            )
+            stored_form(event)
+        except InvalidEvent as exc:
+            return Router.malformed(event.name, exc, self.destinations)
         return self.router.explain(event, consent)
 
     def track(
@@ -338,6 +336,17 @@ class Tracker:
                 "dropped invalid event %r: %s", exc.event_name, "; ".join(map(str, exc.problems))
             )
             return event_id if isinstance(event_id, str) and event_id else ""
+        # Serialised first: what the queue cannot store, or a vendor cannot send (a lone
+        # surrogate, NaN, more than MAX_EVENT_BYTES), is refused naming its field.
+        try:
+            payload = stored_form(event)
+        except InvalidEvent as exc:
+            if self._raise:
+                raise
+            log.warning(
+                "dropped invalid event %r: %s", exc.event_name, "; ".join(map(str, exc.problems))
+            )
+            return event.event_id
         if consent is not None and (bad := parse_consent(consent, self._purposes)):
             if self._raise:
                 raise InvalidEvent(event.name, bad)
@@ -346,19 +355,10 @@ class Tracker:
         names = self.router.admit(event, consent)
         if not names:
             return event.event_id
-        try:
-            # With a span active (OpenTelemetry), its trace context goes with the event.
-            payload = stamp(dumps_event(event))
-            if self._keyring is not None:  # POSTBACK_ENCRYPTION_KEYS: stored sealed
-                payload = self._keyring.seal(payload)
-        except (TypeError, orjson.JSONEncodeError) as exc:
-            error = InvalidEvent(
-                event.name, [Problem("properties", f"must be JSON-serialisable: {exc}")]
-            )
-            if self._raise:
-                raise error from None
-            log.warning("dropped invalid event %r: %s", event.name, error.problems[0])
-            return event.event_id
+        # With a span active (OpenTelemetry), its trace context goes with the event.
+        payload = stamp(payload)
+        if self._keyring is not None:  # POSTBACK_ENCRYPTION_KEYS: stored sealed
+            payload = self._keyring.seal(payload)
         # The queue's clock is when we accepted the event (retry max_age counts from it), not
         # the event's own time, which may be long ago for backfilled events.
         created_ms = time.time_ns() // 1_000_000

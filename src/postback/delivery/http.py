@@ -19,6 +19,9 @@ Vendors build ``httpx.Request`` objects and read ``httpx.Response`` objects (the
   send, response headers and body), not each read: every socket operation gets at most what
   is left of it, so a server that answers one byte a second cannot hold a request thread.
   A response body larger than :data:`MAX_RESPONSE_BYTES` is not read: :class:`ResponseTooLarge`.
+* **No unchecked header.** A request whose header name or value holds a line break or other
+  control character is never written (:class:`UnsafeHeader`): it would split the request on
+  the connection, so that the next request reads this one's response.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import http.cookiejar
 import logging
 import os
+import re
 import ssl
 import threading
 import time
@@ -39,7 +43,9 @@ __all__ = [
     "MAX_RESPONSE_BYTES",
     "DeliveryClients",
     "ResponseTooLarge",
+    "UnsafeHeader",
     "ca_bundle_problem",
+    "check_headers",
     "resolve_ca_bundle",
     "ssl_context",
 ]
@@ -60,6 +66,29 @@ class ResponseTooLarge(httpx.RemoteProtocolError):
     unknown, as after a dropped connection (an ``httpx.TransportError``, classified by the
     vendor's plugin).
     """
+
+
+class UnsafeHeader(ValueError):
+    """A request header holds a control character (CR, LF, NUL...): the request is not sent.
+
+    Names the header, never its value (it may be a credential). Core validation keeps such
+    values out of events and settings; this is the last check before the wire."""
+
+
+_UNSAFE_HEADER_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
+_UNSAFE_NAME_BYTES = re.compile(rb"[\x00-\x20\x7f:]")
+
+
+def check_headers(request: httpx.Request) -> None:
+    """Raise :class:`UnsafeHeader` if a header of ``request`` could split it on the wire."""
+    for name, value in request.headers.raw:
+        if _UNSAFE_NAME_BYTES.search(name) or not name:
+            raise UnsafeHeader(f"request header name {name!r} holds a character not allowed")
+        if _UNSAFE_HEADER_BYTES.search(value):
+            raise UnsafeHeader(
+                f"request header {name.decode('latin-1')!r} holds a line break or other control "
+                "character; the request was not sent (value withheld)"
+            )
 
 
 def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
@@ -299,6 +328,7 @@ class DeliveryClients:
         """Send ``request`` on this thread's client and read the response, all within
         ``timeout`` seconds; raises ``httpx.TransportError`` (``ReadTimeout``,
         :class:`ResponseTooLarge`, ...) when that fails."""
+        check_headers(request)
         client = self.client()
         _local.deadline = time.monotonic() + timeout
         _local.budget = timeout

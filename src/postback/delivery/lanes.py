@@ -26,8 +26,9 @@ from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from postback.delivery.faultlog import FaultLog
+from postback.delivery.http import UnsafeHeader
 from postback.delivery.queue import Claimed, Queue, Settlement
-from postback.delivery.settle import RefusalWatch, Verdict, Verdicts
+from postback.delivery.settle import RefusalWatch, Verdict, Verdicts, scrubbed
 from postback.delivery.stats import VendorReport, VendorStats
 from postback.destination import (
     Delivered,
@@ -551,7 +552,8 @@ class Lane:
                 "postback_deliver",
             )
             outcomes = [Rejected(reason)] * len(batch)
-        return outcomes
+        redact = self.dest.redact
+        return [scrubbed(o, redact) for o in outcomes]
 
     def _http_send(self, request: httpx.Request) -> httpx.Response:
         """The ``send`` that ``postback_deliver`` gets: this thread's HTTP client, the vendor's
@@ -562,7 +564,7 @@ class Lane:
         self.stats.requests += 1
         try:
             response = self.engine.clients.send(request, self.config.timeout)
-        except httpx.HTTPError:
+        except (httpx.HTTPError, UnsafeHeader):
             raise
         except Exception as exc:  # an application's transport failed in its own way
             raise httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request) from exc
@@ -579,7 +581,7 @@ class Lane:
         """A dead-letter reason for a plugin's exception: its traceback's last line (secrets
         removed). The whole traceback is logged the first time a reason is seen."""
         last = traceback.format_exception_only(type(exc), exc)[0].strip()
-        reason = self.dest.redact(" ".join(last.split()))[:500]
+        reason = self.dest.snippet(last, 500)
         if reason not in self._logged_errors:
             if len(self._logged_errors) < 100:
                 self._logged_errors.add(reason)

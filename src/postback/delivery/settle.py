@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
@@ -41,6 +42,7 @@ from postback.destination import (
     DeadLettered,
     Delivered,
     Halt,
+    Outcome,
     Rejected,
     RejectedBatch,
     Reported,
@@ -60,6 +62,7 @@ __all__ = [
     "Verdict",
     "Verdicts",
     "lane_pause_cap",
+    "scrubbed",
 ]
 
 log = logging.getLogger("postback.delivery")
@@ -302,3 +305,22 @@ class Verdicts:
                 outcome.after or HALT_PAUSE,
             )
         lane.stats.halted = outcome.reason
+
+
+def scrubbed(outcome: Outcome, redact: Callable[[str], str]) -> Outcome:
+    """``outcome`` with every text field (reason, detail, note) passed through ``redact``: a
+    plugin that quoted a response echoing its credentials leaks nothing to the logs, the
+    stored dead letters or ``postback_on_delivery``. A Delivered without a note is returned as
+    is (the common case costs one check)."""
+    if isinstance(outcome, Delivered) and outcome.note is None:
+        return outcome
+    if not attrs.has(type(outcome)):
+        return outcome
+    changes: dict[str, str] = {}
+    for a in attrs.fields(type(outcome)):
+        val = getattr(outcome, a.name)
+        if isinstance(val, str):
+            clean = redact(val)
+            if clean != val:
+                changes[a.name] = clean
+    return attrs.evolve(outcome, **changes) if changes else outcome  # type: ignore[arg-type]

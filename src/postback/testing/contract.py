@@ -39,6 +39,7 @@ from postback.destination import (
     Retry,
     Secret,
     Skip,
+    SkipEvent,
 )
 from postback.errors import Problem
 from postback.plugins import PluginHost
@@ -163,6 +164,40 @@ class DestinationContract:
                 request = destination.build_request([Prepared(event, record)])
                 assert isinstance(request, httpx.Request)
                 assert str(request.url).startswith(destination.origin())
+        finally:
+            tracker.close()
+
+    def test_hostile_inputs_are_refused_or_sendable(self, destination: Destination) -> None:
+        """Each sample with one field swapped for a catalogued hostile value
+        (:mod:`postback.testing.hostile`): ``track()`` refuses it with ``InvalidEvent``, or this
+        vendor's transform and request build take what was accepted without raising."""
+        from postback.errors import InvalidEvent
+        from postback.testing import hostile
+
+        swaps: list[tuple[str, Any]] = [("value", v) for v in hostile.HOSTILE_VALUES]
+        swaps += [("timestamp", v) for v in hostile.HOSTILE_TIMESTAMPS]
+        swaps += [("event_id", v) for v in hostile.HOSTILE_EVENT_IDS]
+        swaps += [("properties", v) for v in hostile.HOSTILE_PROPERTIES]
+        tracker = recording_tracker(vendors=[self.vendor])
+        try:
+            for sample in self.sample_events:
+                fields = {k: v for k, v in sample.items() if k != "name"}
+                user = dict(fields.get("user") or {})
+                cases = list(swaps)
+                for key in user:
+                    cases += [("user", {**user, key: v}) for v in hostile.HOSTILE_STRINGS]
+                for keyword, value in cases:
+                    try:
+                        event, dests = tracker.prepare(sample["name"], **{**fields, keyword: value})
+                    except InvalidEvent:
+                        continue
+                    if not any(d.name == self.vendor for d in dests):
+                        continue
+                    try:
+                        record = destination.transform(event)
+                    except SkipEvent:
+                        continue
+                    destination.build_request([Prepared(event, record)])
         finally:
             tracker.close()
 

@@ -141,7 +141,7 @@ MPD_KEYS: tuple[str, ...] = (
 )
 
 _MICROS = Decimal(1_000_000)
-_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*$")
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*\Z")
 
 
 def money(micros: int) -> int | float:

@@ -131,11 +131,11 @@ _OS_MAP: dict[str, str] = {
     "cros": "desktop_os",
 }
 
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_US_ZIP_RE = re.compile(r"^(\d{5})(?:[-\s]?\d{4})?$")
-_ZIP_PLUS4_RE = re.compile(r"^(\d{5})-\d{4}$")
-_EVENT_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-_DEDUPE_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+_US_ZIP_RE = re.compile(r"^(\d{5})(?:[-\s]?\d{4})?\Z")
+_ZIP_PLUS4_RE = re.compile(r"^(\d{5})-\d{4}\Z")
+_EVENT_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
+_DEDUPE_RE = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 _ITEM_STR_FIELDS: tuple[str, ...] = (
     "item_name",
     "item_variant_id",

@@ -76,8 +76,8 @@ MAX_INSTALL_ID = 36
 #: Values of the ``install_id_format`` setting.
 INSTALL_ID_FORMATS = ("loose", "uuid")
 
-_APP_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_LOOSE_INSTALL_ID_RE = re.compile(r"^[0-9A-Fa-f]+(?:-[0-9A-Fa-f]+)*$")
+_APP_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_LOOSE_INSTALL_ID_RE = re.compile(r"^[0-9A-Fa-f]+(?:-[0-9A-Fa-f]+)*\Z")
 _UUID_RE = re.compile(
     r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 )

@@ -82,8 +82,8 @@ ActionSource = Literal[
 CustomEventFormat = Literal["name", "custom"]
 UserIdAs = Literal["auto", "user_id", "external_id"]
 
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _GENDERS = {"male": "male", "m": "male", "female": "female", "f": "female"}
 #: Whop's own user ids look like ``user_xxxxxxxxxxxxx`` (the contract's example).
 _WHOP_USER_ID_PREFIX = "user_"

@@ -121,11 +121,11 @@ _OS_ALIASES: Final[Mapping[str, str]] = {
 _UUID_RE = re.compile(
     r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 )
-_HASHED_RE = re.compile(r"^[A-Za-z0-9+/]{43}=$")
+_HASHED_RE = re.compile(r"^[A-Za-z0-9+/]{43}=\Z")
 _ZERO_IFA = "00000000-0000-0000-0000-000000000000"
-_IOS_APP_ID_RE = re.compile(r"^[1-9][0-9]{0,11}$")
-_ANDROID_APP_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
-_API_VERSION_RE = re.compile(r"^[1-9][0-9]{0,2}$")
+_IOS_APP_ID_RE = re.compile(r"^[1-9][0-9]{0,11}\Z")
+_ANDROID_APP_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+\Z")
+_API_VERSION_RE = re.compile(r"^[1-9][0-9]{0,2}\Z")
 _RFC3986_SAFE = "-._~"  # the unreserved set: everything else is percent-encoded
 
 OPTION_KEYS: Final = frozenset(

@@ -98,8 +98,8 @@ _DEMO_DEVICES = {
 }
 
 _REQUIRED = ("app_id", "os_type", "hashed_device_id", "conversion_type", "conversion_time")
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-_INT_RE = re.compile(r"^-?\d{1,18}$")
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z")
+_INT_RE = re.compile(r"^-?\d{1,18}\Z")
 _FORM = "application/x-www-form-urlencoded"
 _ERROR_APPS: dict[str, tuple[int, str, str]] = {
     "403403403": (403, "UNAUTHORIZED_CLIENT_APPLICATION",

@@ -1,0 +1,192 @@
+"""Normalisation of ``track()``'s loose inputs into the canonical event's fields.
+
+Each helper returns the normalised value or raises ValueError with a message that says how to
+fix the input; :func:`postback.events.make_event` turns those into Problems. Every helper
+bounds its input before any costly work, so each accepts or refuses in microseconds: money below
+:data:`MAX_VALUE`, event times between 2001 and 2100 UTC.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+from postback.iso import CURRENCIES
+
+__all__ = [
+    "CANONICAL_EVENTS",
+    "MAX_VALUE",
+    "normalize_currency",
+    "normalize_event_name",
+    "to_micros",
+    "to_timestamp_ms",
+]
+
+#: The canonical event names. Vendors map these to their own vocabulary; any other snake_case
+#: name is a custom event, which a vendor maps through ``event_map`` or refuses.
+CANONICAL_EVENTS: frozenset[str] = frozenset(
+    """
+    install app_open sign_up login lead purchase add_to_cart add_to_wishlist begin_checkout
+    add_payment_info search view_item share invite rate tutorial_complete level_achieved
+    achievement_unlocked reservation spent_credits re_engage subscribe contact schedule
+    submit_application page_view remove_from_cart view_cart
+    """.split()
+)
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_SEP_RE = re.compile(r"[\s\-.]+")
+_MIN_TIMESTAMP_MS = 978_307_200_000  # 2001-01-01: anything earlier is almost surely seconds
+#: Event times are in [2001-01-01, 2100-01-01) UTC: every vendor can send a time in that range
+#: (a year-10000 time cannot even be formatted as ISO 8601).
+_MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+_MICROS = Decimal(1_000_000)
+#: The largest money amount ``track()`` accepts, in major units (exclusive): 10**12 keeps the
+#: value in micros inside a signed 64-bit integer, which every vendor and the queue can carry.
+MAX_VALUE = 10**12
+_MAX_VALUE_MICROS = MAX_VALUE * 1_000_000
+#: A money amount given as a string is at most this many characters (checked before parsing,
+#: so ``"9e999990"`` is refused in microseconds rather than expanded digit by digit).
+_MAX_VALUE_CHARS = 64
+
+
+def normalize_event_name(name: object) -> str:
+    """``"Add To Cart"``, ``"addToCart"`` and ``"add-to-cart"`` all become ``"add_to_cart"``."""
+    if not isinstance(name, str):
+        raise ValueError(f"must be a string, got {type(name).__name__}")
+    if name in CANONICAL_EVENTS:
+        return name
+    norm = _SEP_RE.sub("_", _CAMEL_RE.sub("_", name.strip())).lower()
+    if not _NAME_RE.match(norm):
+        raise ValueError(
+            f"{name!r} is not a usable event name: use snake_case letters, digits and "
+            "underscores, starting with a letter, at most 64 characters (e.g. 'purchase')"
+        )
+    return norm
+
+
+def normalize_currency(currency: object, extra: frozenset[str] = frozenset()) -> str:
+    """Return the upper-case ISO 4217 code, or one of ``extra`` (upper-case codes beyond ISO
+    4217 that a configured vendor takes, e.g. Whop's ``ETH``), or raise ValueError."""
+    if not isinstance(currency, str):
+        raise ValueError(f"must be an ISO 4217 code such as 'USD', got {type(currency).__name__}")
+    code = currency.strip().upper()
+    if code not in CURRENCIES and code not in extra:
+        also = f", or one a configured vendor takes: {', '.join(sorted(extra))}" if extra else ""
+        raise ValueError(f"{currency!r} is not an ISO 4217 currency code (e.g. 'USD', 'EUR'){also}")
+    return code
+
+
+def to_micros(value: object) -> int:
+    """Convert a money amount to exact integer micros.
+
+    Floats go through their shortest repr, so ``49.99`` is ``Decimal("49.99")`` and becomes
+    ``49_990_000``; amounts finer than a micro are rounded half-to-even. The magnitude must be
+    below :data:`MAX_VALUE`; the exponent is checked before any arithmetic, so every input is
+    accepted or refused in microseconds.
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a number, got bool")
+    if isinstance(value, int):
+        if -MAX_VALUE < value < MAX_VALUE:
+            return value * 1_000_000
+        raise ValueError(_too_large(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value!r}")
+        if not -MAX_VALUE < value < MAX_VALUE:
+            raise ValueError(_too_large(value))
+        dec = Decimal(repr(value))
+    elif isinstance(value, Decimal):
+        dec = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if len(text) > _MAX_VALUE_CHARS:
+            raise ValueError(
+                f"is {len(text)} characters long; a money amount is at most {_MAX_VALUE_CHARS}"
+            )
+        try:
+            dec = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a number") from None
+    else:
+        raise ValueError(f"must be a number, got {type(value).__name__}")
+    if not dec.is_finite():
+        raise ValueError(f"must be a finite number, got {value!r}")
+    # adjusted() is the exponent of the leading digit: checked before scaling, so a huge
+    # exponent never becomes a huge integer (or a decimal.Overflow).
+    if dec and dec.adjusted() >= 12:
+        raise ValueError(_too_large(value))
+    if dec and dec.adjusted() < -12:
+        return 0  # far below a micro: rounds to zero, without scaling a tiny exponent
+    micros = int((dec * _MICROS).to_integral_value(ROUND_HALF_EVEN))
+    if not -_MAX_VALUE_MICROS < micros < _MAX_VALUE_MICROS:
+        raise ValueError(_too_large(value))
+    return micros
+
+
+def _too_large(value: object) -> str:
+    if isinstance(value, int) and value.bit_length() > 128:  # repr of a huge int is slow
+        shown = f"an integer of {value.bit_length()} bits"
+    else:
+        text = repr(value)
+        shown = text if len(text) <= 40 else f"{text[:37]}..."
+    return f"{shown} is too large: a money amount must be below {MAX_VALUE:,} in major units"
+
+
+def to_timestamp_ms(value: object) -> int:
+    """Accept an aware datetime, epoch milliseconds, or an ISO-8601 string with an offset,
+    from 2001-01-01 (inclusive) to 2100-01-01 (exclusive) UTC."""
+    if isinstance(value, bool):
+        raise ValueError("must be a datetime or epoch milliseconds, got bool")
+    if isinstance(value, datetime):
+        try:
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError(
+                    "naive datetime: pass an aware one, e.g. datetime.now(timezone.utc)"
+                )
+            ms = (value - _EPOCH) // _MILLISECOND
+        except OverflowError:
+            raise ValueError(f"{value!r} is out of range") from None
+        return _in_range(ms, value)
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be finite, got {value!r}")
+        if isinstance(value, int) and value.bit_length() > 64:
+            raise ValueError("is too large for epoch milliseconds (after the year 2100)")
+        ms = round(value)
+        if ms < _MIN_TIMESTAMP_MS:
+            raise ValueError(
+                f"{value!r} is before 2001 as epoch milliseconds; "
+                "if it is epoch seconds, multiply by 1000"
+            )
+        return _in_range(ms, value)
+    if isinstance(value, str):
+        if len(value) > 64:
+            raise ValueError(f"is {len(value)} characters long; not an ISO 8601 time")
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not ISO 8601 (e.g. '2026-11-24T10:00:00.123Z')"
+            ) from None
+        return to_timestamp_ms(parsed)
+    raise ValueError(
+        f"must be an aware datetime, epoch milliseconds or ISO 8601, got {type(value).__name__}"
+    )
+
+
+def _in_range(ms: int, given: object) -> int:
+    if _MIN_TIMESTAMP_MS <= ms < _MAX_TIMESTAMP_MS:
+        return ms
+    return _out_of_range(given)
+
+
+def _out_of_range(given: object) -> int:
+    raise ValueError(
+        f"{given!r} is outside the range every vendor can send: 2001-01-01 to 2100-01-01 UTC"
+    )

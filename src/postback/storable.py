@@ -1,0 +1,161 @@
+"""The stored form of an accepted event: bytes that the queue can hold and every vendor can send.
+
+``track()`` calls :func:`stored_form` once per event, at the point where it serialises the event
+anyway. It refuses, with :class:`~postback.InvalidEvent` naming the field at fault:
+
+* an event whose stored form exceeds :data:`MAX_EVENT_BYTES` (named after its largest part,
+  usually ``properties``), rather than accepting what the queue cannot keep;
+* a lone surrogate (text that is not valid Unicode) in a user or context field, a property or a
+  vendor option, named by its field (``user.email``), not blamed on ``properties``;
+* ``NaN`` or an infinity inside ``properties`` or vendor options, which JSON cannot carry (the
+  serialiser would write ``null``, silently changing the value);
+* anything else JSON cannot hold (an integer beyond 64 bits, a non-string key, nesting too deep).
+
+The checks cost nothing on a well-formed event: the NaN search runs only when the serialised
+bytes contain ``null``, and the diagnosis only when serialising failed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from postback.errors import InvalidEvent, Problem
+from postback.events import Event, dumps_event
+
+__all__ = ["MAX_EVENT_BYTES", "stored_form"]
+
+#: The largest stored form of one event that ``track()`` accepts: 1 MiB of serialised JSON.
+#: Vendors take far less per event (a few KiB); the bound keeps the queue's records small.
+MAX_EVENT_BYTES = 1 << 20
+
+
+def stored_form(event: Event) -> bytes:
+    """The bytes the queue stores for ``event``, or :class:`~postback.InvalidEvent` naming the
+    field that cannot be stored or sent."""
+    try:
+        payload = dumps_event(event)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidEvent(event.name, _diagnose(event, exc)) from None
+    if len(payload) > MAX_EVENT_BYTES:
+        raise InvalidEvent(event.name, [_too_large(event, len(payload))])
+    if b"null" in payload and (  # NaN and infinities are written as null: look for them
+        _any_non_finite(event.properties.values(), 0)
+        or _any_non_finite(event.vendor_options.values(), 0)
+    ):
+        found = _non_finite("properties", event.properties)
+        found += _non_finite("vendors", event.vendor_options)
+        raise InvalidEvent(event.name, found)
+    return payload
+
+
+def _any_non_finite(values: Iterable[Any], depth: int) -> bool:
+    """Whether a float under ``values`` is NaN or infinite: the quick check, no paths."""
+    for v in values:
+        cls = v.__class__
+        if cls is float or isinstance(v, float):
+            if v - v != 0.0:  # NaN - NaN and inf - inf are NaN
+                return True
+        elif cls is dict or cls is list or isinstance(v, (Mapping, list, tuple)):
+            if depth > 64:
+                return False
+            if _any_non_finite(v.values() if isinstance(v, Mapping) else v, depth + 1):
+                return True
+    return False
+
+
+def _diagnose(event: Event, exc: Exception) -> list[Problem]:
+    problems: list[Problem] = []
+    for group, fields in (("user", event.user.__dict__), ("context", event.context.__dict__)):
+        for key, val in fields.items():
+            if isinstance(val, str) and not _is_utf8(val):
+                problems.append(Problem(f"{group}.{key}", _SURROGATE))
+    for group, data in (("properties", event.properties), ("vendors", event.vendor_options)):
+        if not data:
+            continue
+        try:
+            orjson.dumps(data)
+        except (TypeError, orjson.JSONEncodeError) as inner:
+            where = _first_unstorable(group, data)
+            if where is not None:
+                problems.append(where)
+            else:
+                problems.append(Problem(group, f"must be JSON-serialisable: {inner}"))
+    return problems or [Problem("properties", f"must be JSON-serialisable: {exc}")]
+
+
+_SURROGATE = (
+    "contains a lone surrogate (text that is not valid Unicode); decode the input with "
+    "errors='replace' or remove the character"
+)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _first_unstorable(path: str, data: object, depth: int = 0) -> Problem | None:
+    """The first key path below ``data`` whose key or value JSON cannot hold, or None."""
+    if depth > 64:
+        return Problem(path, "is nested too deeply (at most 64 levels)")
+    if isinstance(data, Mapping):
+        for key, val in data.items():
+            if not isinstance(key, str):
+                return Problem(path, f"keys must be strings, got {type(key).__name__}")
+            if not _is_utf8(key):
+                return Problem(f"{path}.{key!r}", _SURROGATE)
+            found = _first_unstorable(f"{path}.{key}", val, depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(data, (list, tuple)):
+        for i, val in enumerate(data):
+            found = _first_unstorable(f"{path}[{i}]", val, depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(data, str):
+        return None if _is_utf8(data) else Problem(path, _SURROGATE)
+    try:
+        orjson.dumps(data)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        return Problem(path, f"must be JSON-serialisable: {exc}")
+    return None
+
+
+def _non_finite(path: str, data: object, depth: int = 0) -> list[Problem]:
+    if isinstance(data, float):
+        if not math.isfinite(data):
+            return [Problem(path, f"must be a finite number (JSON has no {data!r}), got {data!r}")]
+        return []
+    if depth > 64:
+        return []
+    if isinstance(data, Mapping):
+        return [p for k, v in data.items() for p in _non_finite(f"{path}.{k}", v, depth + 1)]
+    if isinstance(data, (list, tuple)):
+        return [p for i, v in enumerate(data) for p in _non_finite(f"{path}[{i}]", v, depth + 1)]
+    return []
+
+
+def _too_large(event: Event, size: int) -> Problem:
+    parts: dict[str, Any] = {
+        "properties": event.properties,
+        "vendors": event.vendor_options,
+        "user": event.user.__dict__,
+        "context": event.context.__dict__,
+    }
+    sizes = {name: len(orjson.dumps(part)) for name, part in parts.items() if part}
+    field = max(sizes, key=lambda n: sizes[n]) if sizes else "properties"
+    return Problem(
+        field,
+        f"the event is {size:,} bytes when stored ({field}: {sizes.get(field, 0):,}); "
+        f"at most {MAX_EVENT_BYTES:,} (postback.storable.MAX_EVENT_BYTES) can be queued: "
+        "keep large data out of the event and send a reference to it",
+    )
