@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from limits.storage import MemoryStorage, Storage
 
+from postback.delivery.erase import ErasureFilter
 from postback.delivery.http import DeliveryClients
 from postback.delivery.lanes import Lane
-from postback.delivery.queue import Queue
+from postback.delivery.queue import Claimed, Queue
 from postback.delivery.stats import FlushReport, VendorReport, VendorStats
 from postback.destination import Destination
 from postback.ledger import LedgerWriter, MemoryLedger
@@ -39,6 +40,7 @@ log = logging.getLogger("postback.delivery")
 NUDGE_EVERY = 0.02  # seconds: track() nudges a delivery process at most this often
 POLL_BUSY = 0.002  # seconds between looks at other processes' events while they come
 MAINTENANCE_EVERY = 1.0
+EXPIRE_EVERY = 60.0  # seconds between deletions of dead letters past their retention
 
 
 def tune_gc_for_delivery() -> None:
@@ -69,8 +71,14 @@ class DeliveryEngine:
         deliver: bool = True,
         ca_bundle: str | None = None,
         ledger: LedgerWriter | None = None,
+        dead_letter_retention: float | None = None,
     ) -> None:
         self.queue = queue
+        #: Seconds a dead letter is kept (``dead_letter_retention``; None: for ever).
+        self.dead_letter_retention = dead_letter_retention
+        #: Erase tombstones every lane checks before each batch (:mod:`postback.delivery.erase`).
+        self.erasures = ErasureFilter(queue.erasure_log())
+        self._expired_at = float("-inf")
         #: Where the lanes record each outcome batch (:mod:`postback.ledger`).
         self.ledger = ledger or LedgerWriter(MemoryLedger(queue))
         self.host = host
@@ -145,10 +153,28 @@ class DeliveryEngine:
                         self.stopping.wait(1.0)
                         continue
                 self.queue.maintenance()
+                self._expire_dead_letters()
                 self._poll_until(time.monotonic() + MAINTENANCE_EVERY)
             except Exception:
                 log.exception("delivery coordinator error (continuing)")
                 self.stopping.wait(MAINTENANCE_EVERY)
+
+    def sending_here(self) -> list[Claimed] | None:
+        """The events this process's lanes are sending right now; None when another process
+        delivers (then this one cannot see its requests)."""
+        if not self._delivering or self.external is not None:
+            return None
+        return [c for lane in self.lanes.values() for b in list(lane.sending.values()) for c in b]
+
+    def _expire_dead_letters(self) -> None:
+        """Delete dead letters past ``dead_letter_retention`` (once a minute at most)."""
+        if self.dead_letter_retention is None or time.monotonic() - self._expired_at < EXPIRE_EVERY:
+            return
+        self._expired_at = time.monotonic()
+        cutoff = int(time.time() * 1000 - self.dead_letter_retention * 1000)
+        expired = self.queue.expire_dead(cutoff)
+        if expired:
+            log.info("deleted %d dead letters older than dead_letter_retention", expired)
 
     def _poll_until(self, deadline: float) -> None:
         """Between maintenance rounds, look for other processes' events every so often."""

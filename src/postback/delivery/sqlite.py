@@ -41,14 +41,14 @@ import threading
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 
-from postback.delivery import spool
+from postback.delivery import erase, spool
 from postback.delivery.faultlog import FaultLog
 from postback.delivery.held import ROW_BITS, ROW_MASK, HeldChunk, skip_settled, vendor_key
 from postback.delivery.queue import (
@@ -1570,6 +1570,21 @@ class SQLiteQueue(Queue):
                     conn.execute("ROLLBACK")
                 raise self._explain(exc) from None
         return rows
+
+    def expire_dead(self, before_ms: int) -> int:
+        with self._work_lock, self._write_lock:
+            try:
+                return self._work.execute(
+                    "DELETE FROM dead_letters WHERE failed_ms < ?", (before_ms,)
+                ).rowcount
+            except sqlite3.Error as exc:
+                raise self._explain(exc) from None
+
+    def erasure_log(self) -> erase.ErasureLog:
+        return erase.SQLiteErasureLog(Path(f"{self.path}.erased"))
+
+    def stored_events(self) -> Iterable[tuple[str, bytes]]:
+        return erase.sqlite_stored_events(self.path, self.spool_dir)
 
     @_translated
     def remember(self, vendor: str, key: str) -> bool:
