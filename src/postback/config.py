@@ -71,6 +71,7 @@ class CoreSettings:
     ca_bundle: str | None = None
     ledger_retention: float = 7 * 86400.0
     ledger_max_entries: int = 1_000_000
+    dead_letter_retention: float = 30 * 86400.0  # why 30 days: docs/explanation/privacy.md
 
 
 CORE_HELP: dict[str, str] = {
@@ -95,6 +96,8 @@ CORE_HELP: dict[str, str] = {
     "vendors' TLS, besides the default ones: a private CA, or a TLS-inspecting proxy's. "
     "Relative to the config file.",
     "ledger_retention": "How long the delivery ledger keeps each outcome (default '7d').",
+    "dead_letter_retention": "How long a dead letter (an event a vendor refused, or that ran "
+    "out of retries) is kept before the deliverer deletes it (default '30d').",
     "ledger_max_entries": "Most delivery ledger rows kept, oldest dropped first (default 1000000).",
     "process_nice": "With workers = 'process': how much lower the delivery process's CPU "
     "priority is than the app's (0-19, default 10; 0 for the same). When they compete for a "
@@ -391,7 +394,7 @@ def _build_core(raw: object, problems: list[ConfigProblem], queues: QueueRegistr
                 kwargs[key] = normalize_currency(val)
             elif key == "exit_timeout":  # bounded: it is how long a process may take to exit
                 kwargs[key] = parse_duration(val, at_most=_MAX_EXIT_TIMEOUT)
-            elif key == "ledger_retention":
+            elif key in ("ledger_retention", "dead_letter_retention"):
                 kwargs[key] = parse_duration(val)
             elif key == "workers":
                 if not isinstance(val, bool) and val not in ("auto", "thread", "process"):

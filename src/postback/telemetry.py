@@ -31,6 +31,8 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from postback.encryption import open_payload
+
 if TYPE_CHECKING:
     from postback.delivery.engine import DeliveryEngine
     from postback.delivery.lanes import Lane
@@ -283,7 +285,7 @@ class Telemetry:
         links: list[trace.Link] = []
         seen: set[int] = set()
         for c, _ in batch:
-            ctx = carried(c.payload)
+            ctx = carried(open_payload(c.payload))
             if ctx is not None and ctx.span_id not in seen and len(links) < MAX_LINKS:
                 seen.add(ctx.span_id)
                 links.append(trace.Link(ctx))

@@ -27,11 +27,13 @@ from postback.config import Config, build_config, read_config
 from postback.consent import ConsentGate, parse_consent
 from postback.dedupe import Deduper
 from postback.delivery.engine import DeliveryEngine, FlushReport
+from postback.delivery.erase import ErasureReport, Person, erase_person
 from postback.delivery.ledgers import open_ledger
 from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
 from postback.delivery.registry import open_queue
 from postback.destination import Destination, Skipped
+from postback.encryption import keyring_from_env
 from postback.errors import InvalidEvent, TrackerClosed
 from postback.events import Event, make_event
 from postback.ledger import EventStatus, LedgerWriter
@@ -105,6 +107,7 @@ class Tracker:
             deliver=self.mode.delivers,
             ca_bundle=config.core.ca_bundle,
             ledger=self.ledger,
+            dead_letter_retention=config.core.dead_letter_retention,
         )
         if self.mode is DeliveryMode.PROCESS:
             from postback.delivery.process import DeliveryProcess
@@ -124,6 +127,8 @@ class Tracker:
             {n: config.vendors[n].purposes or d.purposes for n, d in self.destinations.items()},
             host.consent_hook(),
         )
+        #: Seals stored events when ``POSTBACK_ENCRYPTION_KEYS`` is set (postback.encryption).
+        self._keyring = keyring_from_env()
         self.router = Router(
             self.destinations,
             self._filters,
@@ -352,6 +357,8 @@ class Tracker:
             return event.event_id
         # With a span active (OpenTelemetry), its trace context goes with the event.
         payload = stamp(payload)
+        if self._keyring is not None:  # POSTBACK_ENCRYPTION_KEYS: stored sealed
+            payload = self._keyring.seal(payload)
         # The queue's clock is when we accepted the event (retry max_age counts from it), not
         # the event's own time, which may be long ago for backfilled events.
         created_ms = time.time_ns() // 1_000_000
@@ -383,6 +390,22 @@ class Tracker:
         notes, delivered (with the vendor's id or attribution), skipped and why,
         dead-lettered and why. See docs/explanation/ledger.md for what is kept, and how long."""
         return self.ledger.status(event_id)
+
+    def erase(
+        self, *, user_id: str | None = None, email: str | None = None, phone: str | None = None
+    ) -> ErasureReport:
+        """Erase a person: every event of theirs still queued (spool, log, retries) is dropped
+        by every deliverer before it reaches a vendor, and their dead letters are deleted.
+        Matches an event whose user has any of the identifiers given, normalised as
+        ``track()`` stores them (email trimmed and lower-cased; phone by its digits). An
+        event being sent at that moment finishes; the report says how many. Events tracked
+        after the erase are delivered as usual. See docs/explanation/privacy.md."""
+        return erase_person(
+            self.queue,
+            self.engine.erasures,
+            self.engine.sending_here(),
+            Person(user_id=user_id, email=email, phone=phone),
+        )
 
     def _report_skip(self, vendor: str, event: Event, outcome: Skipped) -> None:
         self.host.on_delivery(vendor, event, outcome, 0, 0.0)

@@ -3,8 +3,8 @@ group (click for parsing, rich for tables and progress bars; output is never rea
 
 Commands: plugins, config check, doctor (:mod:`.checks`); send [--dry-run], validate
 (:mod:`.events`); sandbox, demo (:mod:`.sandbox`); worker, queue stats, deadletters
-list|show, replay (:mod:`.queue`); new-plugin (:mod:`.plugin`); ui
-(:mod:`postback.dashboard.command`); status (:mod:`postback.status_command`).
+list, replay (:mod:`.queue`); deadletters show, erase (:mod:`.privacy`); new-plugin
+(:mod:`.plugin`); ui (:mod:`postback.dashboard.command`); status (:mod:`postback.status_command`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from postback.cli._shared import since_ms as _since
 from postback.cli.checks import config_group, doctor, plugins
 from postback.cli.events import send, validate
 from postback.cli.plugin import new_plugin
+from postback.cli.privacy import deadletters_show, erase
 from postback.cli.queue import deadletters, queue, replay, worker
 from postback.cli.sandbox import demo, sandbox
 from postback.dashboard import command as dashboard_command
@@ -52,8 +53,10 @@ for _command in (
     new_plugin,
     dashboard_command.ui,
     status_command,
+    erase,
 ):
     main.add_command(_command)
+deadletters.add_command(deadletters_show)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,4 +1,5 @@
-"""``postback worker``, ``postback queue stats``, ``postback deadletters list|show`` and
+"""``postback worker``, ``postback queue stats``, ``postback deadletters list`` (``show`` is in
+:mod:`.privacy`) and
 ``postback replay``: the delivery process and the local queue's contents.
 
 Reading the queue needs no vendor's secrets: ``queue stats`` and ``deadletters`` build no
@@ -8,14 +9,12 @@ vendor, and ``replay`` builds only the vendors it re-delivers to.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -31,6 +30,7 @@ from postback.cli._shared import (
     tracker_for,
     user_errors,
 )
+from postback.encryption import open_payload
 from postback.events import loads_event
 
 __all__ = ["deadletters", "format_stats", "queue", "replay", "worker"]
@@ -185,38 +185,6 @@ def deadletters_list(
         tracker.close(timeout=0)
 
 
-@deadletters.command("show")
-@click.argument("dead_id", type=int)
-@config_option
-def deadletters_show(dead_id: int, config_path: Path | None) -> None:
-    """Show one dead letter with its canonical event."""
-    with user_errors():
-        tracker, _ = queue_tracker(config_path, workers=False)
-    try:
-        d = tracker.queue.dead_letter(dead_id)
-        if d is None:
-            err.print(f"no dead letter {dead_id} (postback deadletters list shows the ids)")
-            sys.exit(1)
-        event = orjson.loads(d.payload)
-        console.print_json(
-            json.dumps(
-                {
-                    "id": d.id,
-                    "vendor": d.vendor,
-                    "event_id": d.event_id,
-                    "name": d.name,
-                    "created": ms_iso(d.created_ms),
-                    "failed": ms_iso(d.failed_ms),
-                    "attempts": d.attempts,
-                    "reason": d.reason,
-                    "event": event,
-                }
-            )
-        )
-    finally:
-        tracker.close(timeout=0)
-
-
 def _print_report(report: Any) -> None:
     table = Table(title="delivery", title_justify="left")
     for col in ("vendor", "delivered", "dead", "retried", "skipped", "pending", "note"):
@@ -279,7 +247,7 @@ def replay(
             console.print("nothing to replay")
             return
         for d in rows:  # the stored event must still be readable
-            loads_event(d.payload)
+            loads_event(open_payload(d.payload))
         vendors = sorted({d.vendor for d in rows})
         console.print(f"replaying {len(rows)} event(s) to {', '.join(vendors)}")
         tracker.engine.notify(vendors)

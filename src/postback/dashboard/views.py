@@ -14,6 +14,7 @@ from postback.dashboard.lookup import find_event
 from postback.dashboard.masking import mask_payload, mask_text, redacted_config, safe_url
 from postback.dashboard.recorder import Recorder
 from postback.delivery.queue import DeadLetter
+from postback.encryption import open_payload
 
 __all__ = [
     "config_page",
@@ -66,9 +67,9 @@ def event_page(tracker: Any, event_id: str | None) -> dict[str, Any]:
 def masked_letter(d: DeadLetter) -> dict[str, Any]:
     """A dead letter as the pages show it: reason and payload masked."""
     try:
-        event = mask_payload(orjson.loads(d.payload))
+        event = mask_payload(orjson.loads(open_payload(d.payload)))
         shown = orjson.dumps(event, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
-    except (orjson.JSONDecodeError, TypeError):
+    except (orjson.JSONDecodeError, TypeError, ValueError):
         shown = "(the stored event could not be read)"
     return {
         "id": d.id,

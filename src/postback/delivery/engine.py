@@ -22,9 +22,10 @@ import httpx
 from limits.storage import MemoryStorage, Storage
 
 from postback.delivery import timing
+from postback.delivery.erase import ErasureFilter
 from postback.delivery.http import DeliveryClients
 from postback.delivery.lanes import Lane
-from postback.delivery.queue import Queue
+from postback.delivery.queue import Claimed, Queue
 from postback.delivery.stats import FlushReport, VendorReport, VendorStats
 from postback.destination import Destination
 from postback.ledger import LedgerWriter, MemoryLedger
@@ -67,8 +68,14 @@ class DeliveryEngine:
         deliver: bool = True,
         ca_bundle: str | None = None,
         ledger: LedgerWriter | None = None,
+        dead_letter_retention: float | None = None,
     ) -> None:
         self.queue = queue
+        #: Seconds a dead letter is kept (``dead_letter_retention``; None: for ever).
+        self.dead_letter_retention = dead_letter_retention
+        #: Erase tombstones every lane checks before each batch (:mod:`postback.delivery.erase`).
+        self.erasures = ErasureFilter(queue.erasure_log())
+        self._expired_at = float("-inf")
         #: Where the lanes record each outcome batch (:mod:`postback.ledger`).
         self.ledger = ledger or LedgerWriter(MemoryLedger(queue))
         self.host = host
@@ -106,12 +113,25 @@ class DeliveryEngine:
         with self._lock:
             if self._started:
                 return
-            self._started = True
             self.stopping.clear()
-            self._coordinator = threading.Thread(
+            coordinator = threading.Thread(
                 target=self._coordinate, name="postback-coordinator", daemon=True
             )
-            self._coordinator.start()
+            # Python 3.12+ refuses new threads once the interpreter is shutting down (an exit
+            # hook): then nothing starts, and what is queued waits for the next deliverer.
+            coordinator.start()
+            self._coordinator = coordinator
+            self._started = True
+
+    def _start_unless_exiting(self) -> bool:
+        """:meth:`start`, or False when the interpreter is shutting down (Python 3.12+ starts
+        no thread then): the events stay queued for the next deliverer, nothing is lost."""
+        try:
+            self.start()
+        except RuntimeError as exc:
+            log.info("not delivering at exit (%s): queued events wait for the next deliverer", exc)
+            return False
+        return True
 
     def _coordinate(self) -> None:
         """Become the deliverer when possible, start lanes, run housekeeping."""
@@ -130,10 +150,31 @@ class DeliveryEngine:
                         self.stopping.wait(1.0)
                         continue
                 self.queue.maintenance()
+                self._expire_dead_letters()
                 self._poll_until(time.monotonic() + timing.MAINTENANCE_EVERY)
             except Exception:
                 log.exception("delivery coordinator error (continuing)")
                 self.stopping.wait(timing.MAINTENANCE_EVERY)
+
+    def sending_here(self) -> list[Claimed] | None:
+        """The events this process's lanes are sending right now; None when another process
+        delivers (then this one cannot see its requests)."""
+        if not self._delivering or self.external is not None:
+            return None
+        return [c for lane in self.lanes.values() for b in list(lane.sending.values()) for c in b]
+
+    def _expire_dead_letters(self) -> None:
+        """Delete dead letters past ``dead_letter_retention`` (once a minute at most)."""
+        if (
+            self.dead_letter_retention is None
+            or time.monotonic() - self._expired_at < timing.EXPIRE_EVERY
+        ):
+            return
+        self._expired_at = time.monotonic()
+        cutoff = int(time.time() * 1000 - self.dead_letter_retention * 1000)
+        expired = self.queue.expire_dead(cutoff)
+        if expired:
+            log.info("deleted %d dead letters older than dead_letter_retention", expired)
 
     def _poll_until(self, deadline: float) -> None:
         """Between maintenance rounds, look for other processes' events every so often."""
@@ -161,7 +202,7 @@ class DeliveryEngine:
         """Called by track(): start delivery on first use; wake the lanes if they run here,
         or now and then the delivery process."""
         if not self._started:
-            self.start()
+            self._start_unless_exiting()
         if self._delivering:
             self._wake(vendors)
         elif self.external is not None:
@@ -190,7 +231,8 @@ class DeliveryEngine:
             report = self.external.flush(timeout)
             # None: the delivery process is gone (it is being replaced): say what is left.
             return report if report is not None else self._report(self.pending())
-        self.start()
+        if not self._start_unless_exiting():
+            return self._report(self.pending())
         deadline = None if timeout is None else time.monotonic() + timeout
         for lane in self.lanes.values():
             lane.wake.set()
@@ -236,7 +278,11 @@ class DeliveryEngine:
         backlog. False if the queue cannot tell (then :meth:`flush` is the wait)."""
         if self.external is not None or not self.lanes or not self.deliver:
             return False
-        self.start()
+        mine = None if self._delivering else self.queue.waiting_here()
+        if mine == 0:
+            return True  # nothing of this process's waits (a master that forked, say)
+        if not self._start_unless_exiting():
+            return True
         deadline = time.monotonic() + timeout
         mine = None if self._delivering else self.queue.waiting_here()
         if mine is None:

@@ -44,6 +44,7 @@ from postback.destination import (
     RetryPolicy,
     SkipEvent,
 )
+from postback.encryption import open_payload
 from postback.errors import PluginError, QueueError
 from postback.events import loads_event
 from postback.telemetry import attempt as telemetry_attempt
@@ -192,6 +193,8 @@ class Lane:
         storage: Storage,
     ) -> None:
         self.engine = engine
+        #: Per sending thread, the events of the request it is making (for an erase's report).
+        self.sending: dict[int, list[Claimed]] = {}
         self.dest = destination
         self.config = config
         self.name = destination.name
@@ -398,11 +401,16 @@ class Lane:
         now = time.time()
         out: list[Verdict] = []
         batch: list[tuple[Claimed, Prepared]] = []
+        erasures = self.engine.erasures
+        erasures.refresh()  # an erase that returned before this batch is honoured in it
         for c in claimed:
             try:
-                event = loads_event(c.payload)
+                event = loads_event(open_payload(c.payload))
             except Exception as exc:
                 out.append(verdicts.dead(c, None, f"stored event is unreadable: {exc}"))
+                continue
+            if erasures.erased(c):
+                out.append(verdicts.skipped(c, event, "erased"))
                 continue
             try:
                 record = host.transform(event, self.dest)
@@ -422,7 +430,12 @@ class Lane:
         if batch:
             with telemetry_attempt(self, batch) as attempt:  # a span, if the app has an SDK
                 t0 = time.perf_counter()
-                outcomes = self._deliver_split([p for _, p in batch])
+                me = threading.get_ident()
+                self.sending[me] = [c for c, _ in batch]  # what an erase reports as in flight
+                try:
+                    outcomes = self._deliver_split([p for _, p in batch])
+                finally:
+                    del self.sending[me]
                 latency = time.perf_counter() - t0
                 self.stats.latencies.append(latency)
                 for (c, p), outcome in zip(batch, outcomes, strict=True):

@@ -12,9 +12,10 @@ import heapq
 import itertools
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from postback.delivery import erase
 from postback.delivery.queue import (
     Claimed,
     DeadLetter,
@@ -48,6 +49,7 @@ class MemoryQueue(Queue):
         self._dead: list[DeadLetter] = []
         self._dead_ids = itertools.count(1)
         self._remembered: set[tuple[str, str]] = set()
+        self._erasures = erase.MemoryErasureLog()
 
     def put(
         self, event_id: str, name: str, created_ms: int, vendors: Sequence[str], payload: bytes
@@ -164,6 +166,13 @@ class MemoryQueue(Queue):
     def dead_letter(self, id: int) -> DeadLetter | None:
         with self._lock:
             return next((d for d in self._dead if d.id == id), None)
+
+    def erasure_log(self) -> erase.ErasureLog:
+        return self._erasures
+
+    def stored_events(self) -> Iterable[tuple[str, bytes]]:
+        with self._lock:
+            return [(str(e[0]), e[3]) for e in self._events.values() if isinstance(e[3], bytes)]
 
     def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
         wanted = set(ids)

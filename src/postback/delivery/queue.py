@@ -20,11 +20,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import attrs
 
 from postback.destination import KeyStore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from postback.delivery.erase import ErasureLog
 
 __all__ = [
     "Claimed",
@@ -206,6 +211,25 @@ class Queue(abc.ABC):
         raise NotImplementedError(
             f"{type(self).__name__} cannot discard dead letters; replay them instead"
         )
+
+    def expire_dead(self, before_ms: int) -> int:
+        """Delete the dead letters that failed before ``before_ms`` (epoch ms); how many.
+
+        The deliverer calls it for ``dead_letter_retention``. This default reads every dead
+        letter; a backend that can select by failure time overrides it.
+        """
+        old = [d.id for d in self.dead_letters(None, None, 1 << 62) if d.failed_ms < before_ms]
+        return len(self.discard_dead(old)) if old else 0
+
+    def erasure_log(self) -> ErasureLog | None:
+        """Where this queue keeps erase tombstones (:mod:`postback.delivery.erase`), shared by
+        every process that uses it; None: the backend cannot erase."""
+        return None
+
+    def stored_events(self) -> Iterable[tuple[str, bytes]]:
+        """``(event_id, payload)`` of the events still held for some vendor (for an erase's
+        report; a backend that cannot list them yields nothing)."""
+        return ()
 
     @abc.abstractmethod
     def remember(self, vendor: str, key: str) -> bool:

@@ -58,12 +58,12 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 
-from postback.delivery import election, spool, timing
+from postback.delivery import election, erase, spool, timing
 from postback.delivery.faultlog import FaultLog
 from postback.delivery.queue import (
     Claimed,
@@ -368,6 +368,15 @@ class SQLiteQueue(Queue):
 
     def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
         return self._log.discard_dead(ids)
+
+    def expire_dead(self, before_ms: int) -> int:
+        return self._log.expire_dead(before_ms)
+
+    def erasure_log(self) -> erase.ErasureLog:
+        return erase.SQLiteErasureLog(Path(f"{self.path}.erased"))
+
+    def stored_events(self) -> Iterable[tuple[str, bytes]]:
+        return erase.sqlite_stored_events(self.path, self.spool_dir)
 
     def remember(self, vendor: str, key: str) -> bool:
         return self._log.remember(vendor, key)

@@ -414,6 +414,16 @@ class SQLiteLog:
                 raise self._file.explain(exc) from None
         return rows
 
+    def expire_dead(self, before_ms: int) -> int:
+        """Delete the dead letters that failed before ``before_ms`` (dead_letter_retention)."""
+        with self._file.work_lock, self._file.write_lock:
+            try:
+                return self._file.work.execute(
+                    "DELETE FROM dead_letters WHERE failed_ms < ?", (before_ms,)
+                ).rowcount
+            except sqlite3.Error as exc:
+                raise self._file.explain(exc) from None
+
     @translated
     def remember(self, vendor: str, key: str) -> bool:
         with self._file.work_lock, self._file.write_lock:

@@ -13,6 +13,7 @@ from __future__ import annotations
 NUDGE_EVERY = 0.02  # track() nudges a delivery process at most this often
 POLL_BUSY = 0.002  # between looks at other processes' events while they come
 MAINTENANCE_EVERY = 1.0  # between runs of the queue's maintenance (cursors, GC, checkpoints)
+EXPIRE_EVERY = 60.0  # between deletions of dead letters past their retention
 
 # --- the lanes (postback.delivery.lanes, .settle) ----------------------------------------------
 

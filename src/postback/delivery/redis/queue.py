@@ -15,14 +15,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import orjson
 import redis
 
-from postback.delivery import timing
+from postback.delivery import erase, timing
 from postback.delivery.queue import (
     Claimed,
     DeadLetter,
@@ -585,6 +585,20 @@ class RedisQueue(Queue):
                     pipe.zrem(self._vkeys(d.vendor)["dead"], member)
                 pipe.execute()
         return rows
+
+    def expire_dead(self, before_ms: int) -> int:
+        with self._errors("expiring dead letters"):
+            members = self._client.zrangebyscore(self._dead_all_key, "-inf", f"({before_ms}")
+        return len(self.discard_dead([int(_text(m)) for m in members])) if members else 0
+
+    def erasure_log(self) -> erase.ErasureLog:
+        return erase.RedisErasureLog(self._client, self._base)
+
+    def stored_events(self) -> Iterable[tuple[str, bytes]]:
+        from postback.delivery.redis.erasure import stored_events
+
+        with self._errors("reading the queue for an erase"):
+            return stored_events(self)
 
     def requeue_dead(
         self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()

@@ -1,0 +1,86 @@
+"""The privacy commands: ``postback deadletters show`` (masked unless ``--reveal``) and
+``postback erase`` (a person's pending events, retries and dead letters). Each is registered
+in the CLI with one line; the work is done by :mod:`postback.privacy` and the tracker.
+
+Like the other queue commands they build no vendor, so they need no vendor's secrets (and so
+cannot print one: dead letters and their reasons are stored without them).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import attrs
+import click
+
+from postback.cli._shared import config_option, queue_tracker, user_errors
+from postback.privacy import shown_dead_letter
+
+__all__ = ["deadletters_show", "erase"]
+
+
+@click.command("show")
+@click.argument("dead_id", type=int)
+@config_option
+@click.option(
+    "--reveal",
+    is_flag=True,
+    help="Show personal data (emails, phones, IPs, user and device ids) as stored; vendor "
+    "secrets stay hidden.",
+)
+def deadletters_show(dead_id: int, config_path: Path | None, reveal: bool) -> None:
+    """Show one dead letter with its canonical event, personal data masked unless --reveal."""
+    with user_errors():
+        tracker, _ = queue_tracker(config_path, workers=False)
+    try:
+        with user_errors():
+            d = tracker.queue.dead_letter(dead_id)
+        if d is None:
+            click.echo(f"no dead letter {dead_id} (deadletters list shows the ids)", err=True)
+            sys.exit(1)
+        click.echo(shown_dead_letter(d, tracker.destinations.values(), reveal=reveal))
+    finally:
+        tracker.close(timeout=0)
+
+
+@click.command("erase")
+@config_option
+@click.option("--user-id", default=None, help="The person's user_id, as tracked.")
+@click.option("--email", default=None, help="The person's email (matched trimmed, lower-case).")
+@click.option("--phone", default=None, help="The person's phone number (matched by its digits).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def erase(
+    config_path: Path | None,
+    user_id: str | None,
+    email: str | None,
+    phone: str | None,
+    as_json: bool,
+) -> None:
+    """Erase a person: their queued events and retries never reach a vendor (every deliverer
+    drops them, on any process or host sharing the queue), their dead letters are deleted.
+    Prints how many; an event being sent at that moment finishes."""
+    if not (user_id or email or phone):
+        click.echo("error: give at least one of --user-id, --email, --phone", err=True)
+        sys.exit(2)
+    with user_errors():
+        tracker, _ = queue_tracker(config_path, workers=False)
+    try:
+        with user_errors():
+            report = tracker.erase(user_id=user_id, email=email, phone=phone)
+    finally:
+        tracker.close(timeout=0)
+    if as_json:
+        click.echo(json.dumps(attrs.asdict(report)))
+        return
+    click.echo(
+        f"erased: {report.pending} queued event(s) dropped, {report.dead_letters} dead "
+        "letter(s) deleted"
+    )
+    if report.in_flight is None:
+        click.echo(
+            "an event a deliverer was sending at that moment finishes (it cannot be recalled)"
+        )
+    elif report.in_flight:
+        click.echo(f"{report.in_flight} event(s) being sent at that moment finish")

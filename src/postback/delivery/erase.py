@@ -1,0 +1,337 @@
+"""Erasing a person: who is meant, the tombstones every deliverer honours, and the report.
+
+Theory of operation. ``tracker.erase(email=...)`` cannot simply delete rows: the person's
+events may sit in a spool file not yet read, in a deliverer's memory in another process, in a
+retry, or on another host's Redis consumer. So an erase does three things:
+
+1. It records a *tombstone* per identifier in the queue's :class:`ErasureLog` (a SHA-256 of the
+   normalised identifier and the time of the erase, never the identifier itself). Every
+   deliverer's :class:`ErasureFilter` checks each claimed event against them, before the
+   vendor's transform, and drops the person's events that were queued before the erase (a
+   skip with reason ``erased``; an event tracked after the erase is new data and goes out).
+   The filter looks for new tombstones before every batch (a file ``stat`` on SQLite, one
+   ``GET`` on Redis), so no event of the person is sent once ``erase()`` has returned, except
+   one whose request was already being sent: that request finishes.
+2. It deletes the person's dead letters at once (:func:`erase_dead_letters`).
+3. It counts the person's events the queue still holds (:class:`ErasureReport`), which the
+   deliverer drops the next time it takes them up (at the latest at their next retry).
+
+Identifiers match as the event model normalises them: ``email`` trimmed and lower-cased,
+``user_id`` trimmed, ``phone`` by its digits (``+1 415-555-0123`` is ``14155550123``).
+Tombstones are kept :data:`TOMBSTONE_DAYS` days, longer than any retry lasts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+import orjson
+
+from postback.encryption import open_payload
+
+if TYPE_CHECKING:
+    from postback.delivery.queue import Claimed, Queue
+
+__all__ = [
+    "ErasureFilter",
+    "ErasureLog",
+    "ErasureReport",
+    "MemoryErasureLog",
+    "Person",
+    "RedisErasureLog",
+    "SQLiteErasureLog",
+    "erase_dead_letters",
+    "erase_person",
+    "payload_keys",
+]
+
+TOMBSTONE_DAYS = 400
+_NON_DIGITS = re.compile(r"\D+")
+
+
+def _key(kind: str, value: str) -> str:
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:40]
+
+
+def _keys_of(user_id: object, email: object, phone: object) -> set[str]:
+    keys: set[str] = set()
+    if isinstance(user_id, str) and user_id.strip():
+        keys.add(_key("user_id", user_id.strip()))
+    if isinstance(email, str) and email.strip():
+        keys.add(_key("email", email.strip().lower()))
+    if isinstance(phone, str):
+        digits = _NON_DIGITS.sub("", phone)
+        if digits:
+            keys.add(_key("phone", digits))
+    return keys
+
+
+@attrs.frozen
+class Person:
+    """Whom to erase: any of ``user_id``, ``email``, ``phone`` (an event matching any is theirs)."""
+
+    user_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.keys():
+            raise ValueError(
+                "erase needs at least one of user_id=, email=, phone= (a non-empty string)"
+            )
+
+    def keys(self) -> set[str]:
+        """The tombstone keys (hashes of the normalised identifiers)."""
+        return _keys_of(self.user_id, self.email, self.phone)
+
+    def __repr__(self) -> str:  # never the identifiers themselves
+        given = [f for f in ("user_id", "email", "phone") if getattr(self, f)]
+        return f"Person({', '.join(given)})"
+
+
+def payload_keys(payload: bytes) -> set[str]:
+    """The tombstone keys of a stored event (empty if it is unreadable or has no user)."""
+    try:
+        data = orjson.loads(open_payload(payload))
+    except (orjson.JSONDecodeError, ValueError):  # unreadable, or sealed with a key not here
+        return set()
+    user = data.get("user") if isinstance(data, Mapping) else None
+    if not isinstance(user, Mapping):
+        return set()
+    return _keys_of(user.get("user_id"), user.get("email"), user.get("phone"))
+
+
+@attrs.frozen
+class ErasureReport:
+    """What ``erase()`` did.
+
+    ``pending``: the person's events the queue held (new or waiting for a retry), which no
+    vendor will get; ``dead_letters``: their dead letters, deleted; ``in_flight``: their events
+    a lane of this process was sending at that moment (those requests finish: a request
+    already written cannot be recalled), or None when delivery runs in another process (the
+    same holds there); ``in_flight_outcome`` says so.
+    """
+
+    pending: int
+    dead_letters: int
+    in_flight: int | None
+    in_flight_outcome: Literal["finished"] = "finished"
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.dead_letters + (self.in_flight or 0)
+
+
+class ErasureLog:
+    """Where a queue keeps tombstones: ``{key: erased_ms}``, shared by every process using it."""
+
+    def add(self, keys: Iterable[str], at_ms: int) -> None:
+        raise NotImplementedError
+
+    def load(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def version(self) -> object:
+        """A cheap token that changes when tombstones are added (checked before each batch)."""
+        raise NotImplementedError
+
+
+class MemoryErasureLog(ErasureLog):
+    def __init__(self) -> None:
+        self._keys: dict[str, int] = {}
+        self._version = 0
+
+    def add(self, keys: Iterable[str], at_ms: int) -> None:
+        for k in keys:
+            self._keys[k] = at_ms
+        self._version += 1
+
+    def load(self) -> dict[str, int]:
+        return dict(self._keys)
+
+    def version(self) -> object:
+        return self._version
+
+
+class SQLiteErasureLog(ErasureLog):
+    """``<queue file>.erased``: a small SQLite file of tombstones (created ``0600``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        conn.execute("CREATE TABLE IF NOT EXISTS erased(key TEXT PRIMARY KEY, at_ms INTEGER)")
+        return conn
+
+    def add(self, keys: Iterable[str], at_ms: int) -> None:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO erased(key, at_ms) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET at_ms=excluded.at_ms",
+                [(k, at_ms) for k in keys],
+            )
+            conn.execute(
+                "DELETE FROM erased WHERE at_ms < ?", (at_ms - TOMBSTONE_DAYS * 86_400_000,)
+            )
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def load(self) -> dict[str, int]:
+        if not self.path.exists():
+            return {}
+        conn = self._connect()
+        try:
+            return dict(conn.execute("SELECT key, at_ms FROM erased").fetchall())
+        finally:
+            conn.close()
+
+    def version(self) -> object:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+
+class RedisErasureLog(ErasureLog):
+    """``{P}:erased`` (hash: key -> erased ms) and ``{P}:erased:version`` (a counter)."""
+
+    def __init__(self, client: Any, base: str) -> None:
+        self._client = client
+        self._hash = f"{base}:erased"
+        self._version = f"{base}:erased:version"
+
+    def add(self, keys: Iterable[str], at_ms: int) -> None:
+        expired = [k for k, v in self.load().items() if v < at_ms - TOMBSTONE_DAYS * 86_400_000]
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(self._hash, mapping={k: at_ms for k in keys})
+        if expired:
+            pipe.hdel(self._hash, *expired)
+        pipe.incr(self._version)
+        pipe.execute()
+
+    def load(self) -> dict[str, int]:
+        return {
+            (k.decode() if isinstance(k, bytes) else str(k)): int(v)
+            for k, v in self._client.hgetall(self._hash).items()
+        }
+
+    def version(self) -> object:
+        return self._client.get(self._version)
+
+
+class ErasureFilter:
+    """A deliverer's view of the tombstones: :meth:`refresh` before each batch, then
+    :meth:`erased` per claimed event (free while there are no tombstones)."""
+
+    def __init__(self, log: ErasureLog | None) -> None:
+        self.log = log
+        self._seen: object = None
+        self._keys: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self, *, force: bool = False) -> None:
+        if self.log is None:
+            return
+        version = self.log.version()
+        if version == self._seen and not force:
+            return
+        keys = self.log.load()
+        with self._lock:
+            self._keys, self._seen = keys, version
+
+    def erased(self, claimed: Claimed) -> bool:
+        """Whether the claimed event belongs to an erased person and was queued before it."""
+        tombstones = self._keys
+        if not tombstones:
+            return False
+        for key in payload_keys(claimed.payload):
+            at_ms = tombstones.get(key)
+            if at_ms is not None and claimed.created_ms <= at_ms:
+                return True
+        return False
+
+
+def erase_dead_letters(queue: Queue, person: Person) -> int:
+    """Delete every dead letter of ``person``; how many."""
+    keys = person.keys()
+    ids = [d.id for d in queue.dead_letters(None, None, 1 << 62) if payload_keys(d.payload) & keys]
+    return len(queue.discard_dead(ids)) if ids else 0
+
+
+def sqlite_stored_events(path: Path, spool_dir: Path) -> Iterable[tuple[str, bytes]]:
+    """``(event_id, payload)`` of every event a ``sqlite://`` queue still holds for some vendor:
+    the log's rows past the slowest cursor or waiting for a retry, and the spool's records past
+    what was ingested. Read on a connection of its own, without the write lock."""
+    from postback.delivery import spool
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    try:
+        yield from conn.execute(
+            "SELECT event_id, payload FROM events WHERE seq IN (SELECT seq FROM pending) "
+            "OR seq > coalesce((SELECT min(seq) FROM cursors), 0)"
+        )
+        offsets = dict(conn.execute("SELECT segment, offset FROM spool").fetchall())
+    finally:
+        conn.close()
+    for segment in spool.segments(spool_dir):
+        try:
+            data = segment.read_bytes()
+        except FileNotFoundError:
+            continue  # ingested and deleted meanwhile: its events are in the log
+        start = int(offsets.get(segment.name, 0))
+        rows, _, _ = spool.parse_records(data[start:])
+        for event_id, _name, _created, _vendors, payload in rows:
+            yield event_id, payload
+
+
+def erase_person(
+    queue: Queue, erasures: ErasureFilter, sending: Iterable[Claimed] | None, person: Person
+) -> ErasureReport:
+    """Erase ``person`` from ``queue`` (see the module docstring); ``sending``: the events this
+    process's lanes are sending now, or None when another process delivers."""
+    from postback.errors import QueueError
+
+    log = queue.erasure_log()
+    if log is None:
+        raise QueueError(
+            f"the queue {queue.url} cannot erase a person (its backend keeps no tombstones); "
+            "use a sqlite://, redis:// or memory:// queue"
+        )
+    keys = person.keys()
+    at_ms = time.time_ns() // 1_000_000
+    try:
+        log.add(keys, at_ms)
+        erasures.refresh(force=True)
+    except Exception as exc:  # sqlite3, OS or Redis errors alike: nothing was erased
+        raise QueueError(f"could not record the erase in {queue.url}: {exc}") from exc
+    # Tombstones cover events queued up to and in ``at_ms``; one tracked after erase() returns
+    # must be newer, so do not return within that millisecond.
+    while time.time_ns() // 1_000_000 <= at_ms:
+        time.sleep(0.0002)
+    in_flight: set[str] | None = None
+    if sending is not None:
+        in_flight = {c.event_id for c in sending if payload_keys(c.payload) & keys}
+    dead = erase_dead_letters(queue, person)
+    held = {eid for eid, p in queue.stored_events() if payload_keys(p) & keys}
+    return ErasureReport(
+        pending=len(held - (in_flight or set())),
+        dead_letters=dead,
+        in_flight=None if in_flight is None else len(in_flight),
+    )

@@ -1,0 +1,127 @@
+"""Privacy at rest: how a stored event is shown to a person.
+
+:func:`shown_dead_letter` is the one way a dead letter is printed (``postback deadletters
+show``): personal data masked unless ``reveal``, and every vendor's secrets removed always.
+
+Masking reuses :func:`postback.dashboard.masking.mask_value` (emails, phones, IPs, names) and
+adds the identifiers a person can be looked up by (user and device ids, click ids, cookies).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from postback.dashboard.masking import mask_value
+from postback.delivery.queue import DeadLetter
+from postback.destination import Destination
+from postback.encryption import UnknownKey, open_payload
+from postback.textmask import mask_text
+
+__all__ = [
+    "mask_event",
+    "shown_dead_letter",
+]
+
+# Identifiers a person can be found by: shown as their first two characters only.
+_IDENTIFIERS = frozenset(
+    {
+        "user_id",
+        "external_id",
+        "anonymous_id",
+        "install_id",
+        "ifa",
+        "idfv",
+        "telegram_user_id",
+        "client_id",
+        "member_id",
+        "membership_id",
+        "user_agent",
+        "session_id",
+        "gclid",
+        "gbraid",
+        "wbraid",
+        "fbclid",
+        "fbc",
+        "fbp",
+        "ttclid",
+        "ttp",
+        "twclid",
+        "msclkid",
+        "li_fat_id",
+        "rdt_cid",
+        "sc",
+        "sccid",
+        "ig_sid",
+        "ga",
+        "aleid",
+        "alart",
+        "axwrt",
+    }
+)
+
+
+def _mask_identifiers(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: (
+                (v[:2] + "•••" if v else v)
+                if k in _IDENTIFIERS and isinstance(v, str)
+                else _mask_identifiers(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask_identifiers(v) for v in value]
+    return value
+
+
+def mask_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored canonical event with every personal field masked (ids keep 2 characters)."""
+    masked = mask_value(_mask_identifiers(event))
+    assert isinstance(masked, dict)
+    return masked
+
+
+def _redact(text: str, destinations: Iterable[Destination]) -> str:
+    for d in destinations:
+        text = d.redact(text)
+    return text
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def shown_dead_letter(
+    d: DeadLetter, destinations: Iterable[Destination], *, reveal: bool = False
+) -> str:
+    """A dead letter as JSON text for a terminal: personal data masked unless ``reveal``;
+    the secret settings of every vendor in ``destinations`` removed in any case."""
+    destinations = list(destinations)
+    try:
+        event: Any = orjson.loads(open_payload(d.payload))
+    except orjson.JSONDecodeError:
+        event = "(not a readable event)"
+    except UnknownKey as exc:
+        event = f"(encrypted: {exc})"
+    reason = d.reason if reveal else mask_text(d.reason)
+    if not reveal and isinstance(event, Mapping):
+        event = mask_event(event)
+    shown = {
+        "id": d.id,
+        "vendor": d.vendor,
+        "event_id": d.event_id,
+        "name": d.name,
+        "created": _iso(d.created_ms),
+        "failed": _iso(d.failed_ms),
+        "attempts": d.attempts,
+        "reason": reason,
+        "event": event,
+        "masked": not reveal,
+    }
+    return _redact(json.dumps(shown, ensure_ascii=False), destinations)

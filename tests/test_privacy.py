@@ -1,0 +1,162 @@
+"""Privacy at rest: dead letters shown masked unless revealed, never with secrets, and deleted
+after ``dead_letter_retention`` by the deliverer (SQLite file and memory here; Redis in
+tests/redis/test_privacy_redis.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from postback import Tracker
+from postback.cli import main
+from postback.config import CoreSettings
+from postback.delivery.queue import DeadLetter
+from postback.privacy import shown_dead_letter
+from postback.sandbox import Sandbox
+from tests.privacy_support import ERASE_RETRY, check_erase, check_retention
+
+
+def test_retention_default_is_30_days() -> None:
+    assert CoreSettings().dead_letter_retention == 30 * 86400
+
+
+@pytest.mark.parametrize("queue", ["sqlite", "memory://"])
+def test_dead_letters_expire(
+    queue: str, make_tracker: Callable[..., Tracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = make_tracker(
+        queue=None if queue == "sqlite" else queue, core={"dead_letter_retention": "1h"}
+    )
+    check_retention(t, monkeypatch)
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from tests._distributions import add_entry_point_dist
+
+    add_entry_point_dist(
+        monkeypatch, tmp_path / "site", "postback-example", {"example": "postback.testing.example"}
+    )
+    monkeypatch.setenv("POSTBACK_DISABLE_PLUGINS", "mobana,x,whop,tonai,applovin")
+    monkeypatch.setenv("EXAMPLE_KEY", "sandbox-example-key")
+    path = tmp_path / "postback.toml"
+    path.write_text(
+        '[postback]\nqueue = "sqlite://queue.db"\n\n[vendors.example]\n'
+        'api_key = "${EXAMPLE_KEY}"\n'
+        f'base_url = "{sandbox.base_url("example")}"\n'
+        "retry = { initial_backoff = 0.01, max_backoff = 0.02, max_attempts = 2 }\n"
+    )
+    return path
+
+
+def test_deadletters_show_masks_unless_revealed(config_file: Path) -> None:
+    t = Tracker.from_config(config_file)
+    # A vendor error that quotes the secret and the email must show neither.
+    t.track(
+        "sign_up",
+        user={
+            "email": "Jane.Doe@Example.com",
+            "phone": "+14155550123",
+            "user_id": "user-8842",
+            "ip_address": "203.0.113.7",
+            "first_name": "Jane",
+        },
+        context={"fbclid": "IwAR3xyzfbclid"},
+        value=-1,
+        currency="USD",
+        event_id="neg-1",
+    )
+    t.flush(timeout=5)
+    t.close()
+    code, out = _run("deadletters", "show", "1", "--config", str(config_file))
+    assert code == 0, out
+    shown = json.loads(out)
+    assert shown["masked"] is True and shown["event_id"] == "neg-1"
+    for personal in ("jane.doe@example.com", "4155550123", "user-8842", "203.0.113.7", "Jane"):
+        assert personal not in out
+    assert "IwAR3xyzfbclid" not in out
+    assert shown["event"]["user"]["user_id"] == "us•••"
+    assert "sandbox-example-key" not in out
+    code, out = _run("deadletters", "show", "1", "--reveal", "--config", str(config_file))
+    assert code == 0, out
+    shown = json.loads(out)
+    assert shown["masked"] is False
+    assert shown["event"]["user"]["email"] == "jane.doe@example.com"
+    assert shown["event"]["user"]["user_id"] == "user-8842"
+    assert "sandbox-example-key" not in out  # not stored with the event, so never shown
+
+
+def test_shown_dead_letter_removes_vendor_secrets(make_tracker: Callable[..., Tracker]) -> None:
+    t = make_tracker(core={"workers": False})
+    secret = t.destinations["example"].settings.api_key.reveal()
+    d = DeadLetter(1, "example", "e1", "sign_up", 0, 0, 3, f"refused key {secret}", b"{}")
+    for reveal in (False, True):
+        shown = shown_dead_letter(d, t.destinations.values(), reveal=reveal)
+        assert secret not in shown and "refused key ***" in shown
+
+
+def test_erasure_file_is_owner_only(make_tracker: Callable[..., Tracker], tmp_path: Path) -> None:
+    t = make_tracker(core={"workers": False})
+    t.erase(email="a@b.co")
+    assert (tmp_path / "queue.db.erased").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("queue", ["sqlite", "memory://"])
+def test_erase_a_person_while_the_vendor_is_down(
+    queue: str, make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    t = make_tracker(queue=None if queue == "sqlite" else queue, vendor={"retry": ERASE_RETRY})
+    check_erase(t, sandbox)
+
+
+def test_erase_matches_user_id_and_phone_digits(make_tracker: Callable[..., Tracker]) -> None:
+    t = make_tracker(core={"workers": False})
+    t.track("purchase", user={"user_id": "u-1"}, value=1, currency="USD", event_id="a")
+    t.track(
+        "purchase",
+        user={"user_id": "u-2", "phone": "+1 415 555 0100"},
+        value=1,
+        currency="USD",
+        event_id="b",
+    )
+    t.track(
+        "purchase",
+        user={"user_id": "u-3", "phone": "+14155550101"},
+        value=1,
+        currency="USD",
+        event_id="c",
+    )
+    assert t.erase(user_id=" u-1 ").pending == 1
+    report = t.erase(phone="(+1) 415-555-0100")
+    assert (report.pending, report.dead_letters, report.in_flight) == (1, 0, None)
+    with pytest.raises(ValueError, match="at least one of"):
+        t.erase(email=" ")
+
+
+def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.track("sign_up", user={"email": "b@b.co"}, value=-1, currency="USD", event_id="neg-2")
+    t.flush(timeout=5)
+    t.close()
+    code, out = _run("erase", "--email", "A@B.co", "--json", "--config", str(config_file))
+    assert code == 0, out
+    assert json.loads(out) == {
+        "pending": 0,
+        "dead_letters": 1,
+        "in_flight": None,
+        "in_flight_outcome": "finished",
+    }
+    code, out = _run("deadletters", "list", "--config", str(config_file))
+    assert "neg-2" in out and "neg-1" not in out
+    code, out = _run("erase", "--config", str(config_file))
+    assert code == 2 and "at least one of" in out
