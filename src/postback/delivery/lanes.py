@@ -73,6 +73,8 @@ LINGER_STEP = 0.005  # seconds between looks for more events while a batch linge
 BURST_END_STEP = 0.001  # the same after a full batch: is the burst over?
 IDLE_POLL_SHARED = 0.2  # another process may enqueue: look again this often
 IDLE_POLL_PRIVATE = 5.0
+#: Settlements that put events back in the queue: the lane looks again for when they are due.
+_COMES_BACK = frozenset({"retry", "release"})
 LANE_ERROR_PAUSE = 1.0  # seconds a lane waits after an unexpected error before going on
 
 
@@ -470,6 +472,8 @@ class Lane:
             try:
                 self.engine.queue.settle(self.name, settlements, now_ms)
                 _faults.ok(f"{self.name}: recording outcomes in the queue")
+                if any(s.kind in _COMES_BACK for s in settlements):
+                    self.wake.set()  # an idle lane's wait was set before this retry was due
                 return
             except QueueError as exc:
                 if self.engine.stopping.is_set():
