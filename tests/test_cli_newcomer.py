@@ -283,3 +283,23 @@ def test_doctor_passes_a_good_setup_and_names_what_to_fix(
     assert code == 1
     assert "problem  config:" in out and "EXAMPLE_KEY" in out
     assert "1 problem(s) to fix" in out
+
+
+def test_replay_refuses_dead_letters_it_cannot_read(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encrypted with a key this process lacks: a plain error naming it, nothing requeued
+    (it was a ValueError traceback after the dead letters had been put back)."""
+    from tests.encryption_support import new_key, use_keys
+
+    use_keys(monkeypatch, f"old:{new_key()}")
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.flush(timeout=5)
+    t.close()
+    use_keys(monkeypatch, f"new:{new_key()}")
+    code, out = run("replay", "--vendor", "example", "--config", str(config_file))
+    assert code == 1 and "dead letter 1 cannot be read" in out and "'old'" in out, out
+    assert "nothing was replayed" in out
+    code, out = run("deadletters", "list", "--config", str(config_file))
+    assert "neg-1" in out, out

@@ -334,3 +334,17 @@ def test_a_lingering_batch(
     assert len(claimed) == want
     assert took < 0.15 if quick else took >= 0.29
     assert all(limit <= 100 for limit in queue.calls)
+
+
+def test_a_retry_goes_out_when_due_on_a_private_queue(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    """memory:// (a queue no other process writes): the lane idles up to 5 s between looks, so a
+    retry settled while it idled waited for that look, or for flush(). It wakes the lane now."""
+    t = make_tracker(queue="memory://", core={"workers": True})
+    sandbox.set_fault("example", status=503, count=1)
+    t.track("sign_up", user={"email": "u@example.com"}, event_id="r-1")
+    deadline = time.monotonic() + 3.0  # the retry is due in about 10 ms (FAST_RETRY)
+    while not sandbox.received("example") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [e["id"] for e in sandbox.received("example")] == ["r-1"]

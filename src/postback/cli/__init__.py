@@ -4,7 +4,7 @@ group (click for parsing, rich for tables and progress bars; output is never rea
 Commands: plugins, config check, doctor (:mod:`.checks`); send [--dry-run], validate
 (:mod:`.events`); sandbox, demo (:mod:`.sandbox`); worker, queue stats, deadletters
 list, replay (:mod:`.queue`); deadletters show, erase (:mod:`.privacy`); new-plugin
-(:mod:`.plugin`); ui (:mod:`postback.dashboard.command`); status (:mod:`postback.status_command`).
+(:mod:`.plugin`); ui (:mod:`.ui`); status (:mod:`.status`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from postback.cli.plugin import new_plugin
 from postback.cli.privacy import deadletters_show, erase
 from postback.cli.queue import deadletters, queue, replay, worker
 from postback.cli.sandbox import demo, sandbox
-from postback.dashboard import command as dashboard_command
-from postback.status_command import status as status_command
+from postback.cli.status import status as status_command
+from postback.cli.ui import ui
 
 __all__ = ["_since", "main"]
 
@@ -51,7 +51,7 @@ for _command in (
     deadletters,
     replay,
     new_plugin,
-    dashboard_command.ui,
+    ui,
     status_command,
     erase,
 ):

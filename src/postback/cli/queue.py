@@ -30,7 +30,7 @@ from postback.cli._shared import (
     tracker_for,
     user_errors,
 )
-from postback.encryption import open_payload
+from postback.encryption import UnknownKey, open_payload
 from postback.events import loads_event
 
 __all__ = ["deadletters", "format_stats", "queue", "replay", "worker"]
@@ -228,6 +228,13 @@ def replay(
             else:
                 rows = reader.queue.dead_letters(vendor, since_at, 1_000_000)
                 targets = {d.vendor for d in rows}
+            chosen = [d for d in (found if ids else rows) if d is not None]
+            chosen = [d for d in chosen if vendor is None or d.vendor == vendor]
+            for d in chosen:  # readable here, or they would only be dead-lettered again
+                try:
+                    open_payload(d.payload)
+                except UnknownKey as exc:
+                    fail(f"dead letter {d.id} cannot be read: {exc}; nothing was replayed", 1)
         finally:
             reader.close(timeout=0)
         if not targets:

@@ -13,7 +13,7 @@ One job per module:
 - :mod:`~postback.dashboard.csrf`, :mod:`~postback.dashboard.http`: tokens, request/response
 - :mod:`~postback.dashboard.wsgi`, :mod:`~postback.dashboard.asgi`,
   :mod:`~postback.dashboard.frameworks`: serving and mounting (loopback only without auth)
-- :mod:`~postback.dashboard.command`: the ``postback ui`` command
+- the ``postback ui`` command lives with the other commands, in :mod:`postback.cli.ui`
 
 Needs Jinja2: ``pip install 'postback[ui]'``.
 """
@@ -41,7 +41,7 @@ __all__ = [
     "wsgi_app",
 ]
 
-# Imported on first use: the CLI imports postback.dashboard.command on every start.
+# Imported on first use: the CLI imports postback.cli.ui on every start.
 _HOME = {
     "Dashboard": "app",
     "asgi_app": "asgi",

@@ -70,6 +70,8 @@ def _user_agent() -> str:
 
 
 USER_AGENT = _user_agent()
+#: Settlements that put events back in the queue: the lane looks again for when they are due.
+_COMES_BACK = frozenset({"retry", "release"})
 
 
 class RateGate:
@@ -472,6 +474,8 @@ class Lane:
             try:
                 self.engine.queue.settle(self.name, settlements, now_ms)
                 _faults.ok(f"{self.name}: recording outcomes in the queue")
+                if any(s.kind in _COMES_BACK for s in settlements):
+                    self.wake.set()  # an idle lane's wait was set before this retry was due
                 return
             except QueueError as exc:
                 if self.engine.stopping.is_set():

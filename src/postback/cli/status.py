@@ -1,6 +1,6 @@
 """``postback status EVENT_ID``: print where one event stands per vendor, from the delivery
-ledger (:mod:`postback.ledger`). Registered in the CLI with one line; reads the queue's
-backend, so it answers for events tracked and delivered by any process (any host, with Redis).
+ledger (:mod:`postback.ledger`). It reads the queue's backend, so it answers for events tracked
+and delivered by any process (any host, with Redis).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import orjson
 
+from postback.cli._shared import config_option
 from postback.ledger import EventStatus
 
 __all__ = ["render_status", "status"]
@@ -52,15 +53,7 @@ def render_status(st: EventStatus) -> str:
 
 @click.command("status")
 @click.argument("event_id")
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Config file (postback.toml or pyproject.toml); default: $POSTBACK_CONFIG, "
-    "./postback.toml, or ./pyproject.toml [tool.postback].",
-)
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(event_id: str, config_path: Path | None, as_json: bool) -> None:
     """Where EVENT_ID stands for each vendor: queued, attempts, delivered (with the vendor's

@@ -1,7 +1,7 @@
-"""``postback ui``: serve the dashboard for a config on loopback (registered in the CLI with
-one line). It builds its own tracker for the config, with a
-:class:`~postback.dashboard.recorder.Recorder`, delivering on threads: when no other process
-delivers from the queue, it does (so replayed dead letters go out); when one does, it stands by.
+"""``postback ui``: serve the dashboard for a config on loopback. It builds its own tracker
+for the config, with a :class:`~postback.dashboard.recorder.Recorder`, delivering on threads:
+when no other process delivers from the queue, it does (so replayed dead letters go out); when
+one does, it stands by.
 """
 
 from __future__ import annotations
@@ -11,19 +11,13 @@ from pathlib import Path
 
 import click
 
+from postback.cli._shared import config_option
+
 __all__ = ["ui"]
 
 
 @click.command("ui")
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Config file (postback.toml or pyproject.toml); default: $POSTBACK_CONFIG, "
-    "./postback.toml, or ./pyproject.toml [tool.postback].",
-)
+@config_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback only.")
 @click.option("--port", default=8095, show_default=True, type=int)
 def ui(config_path: Path | None, host: str, port: int) -> None:
