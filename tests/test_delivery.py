@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-import postback.delivery.lanes as lanes_module
 import postback.testing.example as example
 from postback import QueueError, Tracker
+from postback.delivery import timing
 from postback.delivery.retry import backoff_seconds, retry_after_seconds, seconds_from_message
 from postback.destination import RetryPolicy
 from postback.sandbox import Sandbox
@@ -257,7 +257,7 @@ def test_a_lane_survives_claims_that_fail(
         return real_claim(*args, **kwargs)
 
     monkeypatch.setattr(t.queue, "claim", flaky_claim)
-    monkeypatch.setattr(lanes_module, "LANE_ERROR_PAUSE", 0.01)
+    monkeypatch.setattr(timing, "LANE_ERROR_PAUSE", 0.01)
     for i in range(3):
         t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"f-{i}")
     assert t.flush(timeout=20).complete

@@ -146,7 +146,9 @@ def test_a_child_waits_at_exit_only_for_its_own_events(tmp_path: Path) -> None:
     deliverer = SQLiteQueue(tmp_path / "q.db")
     assert deliverer.acquire_delivery()
     assert deliverer.waiting_here() is None  # the deliverer answers for the whole queue
-    deliverer._ingest(hold=False)  # into the log: durable, no longer this process's to wait for
+    deliverer._intake.ingest(
+        hold=False
+    )  # into the log: durable, no longer this process's to wait for
     assert (mine.waiting_here(), other.waiting_here()) == (0, 0)
     for q in (mine, other, deliverer):
         q.close()
@@ -158,9 +160,9 @@ def test_after_fork_fails_closed_when_the_queue_was_busy(tmp_path: Path) -> None
     q.put("e1", "x", 1, ["a"], b"{}")
     q.poll()
     q._fork_held = (False, False)  # as if fork() came while another thread held the queue
-    lock_fd = q._lock_fd
+    lock_fd = q._file.lock_fd
     q.after_fork()
-    assert q._lock_fd is None and not q.acquire_delivery()  # never the deliverer
+    assert q._file.lock_fd is None and not q.acquire_delivery()  # never the deliverer
     q.put("e2", "x", 1, ["a"], b"{}")  # can still enqueue
     with pytest.raises(QueueError, match="forked while the queue was busy"):
         q.depth(["a"], 1)
@@ -179,7 +181,7 @@ def test_after_fork_never_closes_a_descriptor_number_reused_meanwhile(tmp_path: 
     assert q.acquire_delivery()
     (segment,) = spool_segments(q)
     reader = SegmentReader(segment)
-    q._readers[segment.name] = reader
+    q._intake.readers[segment.name] = reader
     os.close(reader.fd)  # closed, not yet forgotten ...
     other = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT, 0o600)  # ... number reused
     assert other == reader.fd
@@ -187,7 +189,7 @@ def test_after_fork_never_closes_a_descriptor_number_reused_meanwhile(tmp_path: 
     q.after_fork()
     # Still open, and still that file (a closed number would be reused by the next open).
     assert os.fstat(other).st_ino == (tmp_path / "other").stat().st_ino
-    assert q._readers == {} and q._lock_fd is None
+    assert q._intake.readers == {} and q._file.lock_fd is None
     os.close(other)
 
 
@@ -345,9 +347,9 @@ def test_a_corrupted_queue_file_is_refused_clearly_and_the_spool_survives(
 
 def _die(q: SQLiteQueue) -> None:
     """The deliverer dies (SIGKILL): its lock goes, nothing is written back."""
-    assert q._lock_fd is not None
-    os.close(q._lock_fd)
-    q._lock_fd = None
+    assert q._file.lock_fd is not None
+    os.close(q._file.lock_fd)
+    q._file.lock_fd = None
 
 
 def test_after_a_crash_a_vendor_is_sent_again_only_what_it_had_in_flight(
@@ -364,7 +366,7 @@ def test_after_a_crash_a_vendor_is_sent_again_only_what_it_had_in_flight(
     in_flight = fast[990:]  # "fast" delivered 990, has 10 in flight
     q.settle("fast", [Settlement(c, "done") for c in fast[:990]], 1)
     slow = q.claim("slow", 50, 1)  # "slow" has 50 in flight, delivered none
-    q._persist_cursors()
+    q._intake.persist_cursors()
     _die(q)
     again = SQLiteQueue(tmp_path / "q.db")
     again.serve(["fast", "slow"])

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import postback.delivery.sqlite as sq
 from postback import Tracker
-from postback.delivery import spool
+from postback.delivery import spool, sqlite_ingest, timing
 from postback.delivery.queue import Settlement
 from postback.delivery.sqlite import SQLiteQueue
 from postback.sandbox import Sandbox
@@ -32,25 +31,25 @@ def deliverer(path: Path, vendors: list[str]) -> SQLiteQueue:
 
 
 def logged(q: SQLiteQueue) -> list[tuple[str, str]]:
-    return q._work.execute("SELECT event_id, vendors FROM events ORDER BY seq").fetchall()
+    return q._file.work.execute("SELECT event_id, vendors FROM events ORDER BY seq").fetchall()
 
 
 def saved_offsets(q: SQLiteQueue) -> dict[str, int]:
     q.poll()  # progress is saved every few milliseconds, and on every poll
-    return dict(q._work.execute("SELECT segment, offset FROM spool"))
+    return dict(q._file.work.execute("SELECT segment, offset FROM spool"))
 
 
 def die(q: SQLiteQueue) -> None:
     """The deliverer process dies: its lock goes, nothing of what it held is written."""
-    assert q._lock_fd is not None
-    os.close(q._lock_fd)
-    q._lock_fd = None
+    assert q._file.lock_fd is not None
+    os.close(q._file.lock_fd)
+    q._file.lock_fd = None
 
 
 @pytest.fixture(autouse=True)
 def _look_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sq, "INGEST_POLL", 0.0)
-    monkeypatch.setattr(sq, "HOT_LOOK", 0.0)
+    monkeypatch.setattr(timing, "INGEST_POLL", 0.0)
+    monkeypatch.setattr(timing, "HOT_LOOK", 0.0)
 
 
 def test_delivered_events_never_touch_the_log(tmp_path: Path) -> None:
@@ -159,7 +158,7 @@ def test_held_events_that_wait_too_long_are_written_back(
     for i in range(4):
         q.put(f"e{i}", "x", 1, ["a", "b"], b"{}")
     inflight = q.claim("a", 2, 1)  # e0, e1 in flight for a; b is down and claims nothing
-    monkeypatch.setattr(sq, "HOT_STALE", 0.0)
+    monkeypatch.setattr(timing, "HOT_STALE", 0.0)
     q.poll()
     # For b every event is new in the log; for a, e0 and e1 are leased retries (their
     # requests are still out) and e2, e3 are new.
@@ -208,20 +207,20 @@ def test_stopping_writes_back_what_was_held(tmp_path: Path) -> None:
 def test_the_held_set_is_bounded_and_the_rest_waits_in_the_spool(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sq, "HOT_LIMIT", 5)
-    monkeypatch.setattr(sq, "HOLD_CHUNK", 1)  # one record per chunk
+    monkeypatch.setattr(sqlite_ingest, "HOT_LIMIT", 5)
+    monkeypatch.setattr(sqlite_ingest, "HOLD_CHUNK", 1)  # one record per chunk
     q = deliverer(tmp_path / "q.db", ["a"])
     for i in range(20):
         q.put(f"e{i}", "x", 1, ["a"], b"{}")
     assert q.depth(["a"], 1)["a"].ready == 20
-    assert q._held_count == 5
+    assert q._held.held_count == 5
     got = q.claim("a", 3, 1)
     assert q.depth(["a"], 1)["a"].ready == 17 and q.depth(["a"], 1)["a"].inflight == 3
     seen = [c.event_id for c in got]
     q.settle("a", [Settlement(c, "done") for c in got], 1)
     while batch := q.claim("a", 4, 1):
         seen += [c.event_id for c in batch]
-        assert q._held_count <= 5 + 1
+        assert q._held.held_count <= 5 + 1
         q.settle("a", [Settlement(c, "done") for c in batch], 1)
     assert seen == [f"e{i}" for i in range(20)]
     assert logged(q) == []
@@ -266,8 +265,10 @@ def test_the_depth_counts_each_event_once_while_lanes_read_the_spool(
 ) -> None:
     """A vendor answering 503: lanes keep reading the spool, failing and writing retries
     while stats() counts; every count is exactly what was tracked (none twice, none lost)."""
-    monkeypatch.setattr(sq, "HOLD_CHUNK", 2_000)  # many small reads: many chances to race
-    monkeypatch.setattr(sq, "HOT_LIMIT", 40)  # and the lanes read on as they fail
+    monkeypatch.setattr(
+        sqlite_ingest, "HOLD_CHUNK", 2_000
+    )  # many small reads: many chances to race
+    monkeypatch.setattr(sqlite_ingest, "HOT_LIMIT", 40)  # and the lanes read on as they fail
     sandbox.set_fault("example", status=503)
     t = make_tracker(
         vendor={"retry": {"max_attempts": 1000, "max_age": "1h"}, "concurrency": 4, "linger": 0}
@@ -287,9 +288,9 @@ def test_a_slow_vendor_does_not_hold_up_another_when_the_held_set_is_full(
 ) -> None:
     """b takes nothing (down, paused, slow): its share fills the held set. a, which keeps
     taking, must not wait HOT_STALE for the set to be written back."""
-    monkeypatch.setattr(sq, "HOT_LIMIT", 6)
-    monkeypatch.setattr(sq, "HOLD_CHUNK", 1)  # one record per chunk
-    monkeypatch.setattr(sq, "HOT_STALE", 3600.0)
+    monkeypatch.setattr(sqlite_ingest, "HOT_LIMIT", 6)
+    monkeypatch.setattr(sqlite_ingest, "HOLD_CHUNK", 1)  # one record per chunk
+    monkeypatch.setattr(timing, "HOT_STALE", 3600.0)
     q = deliverer(tmp_path / "q.db", ["a", "b"])
     for i in range(30):
         q.put(f"e{i}", "x", 1, ["a", "b"], b"{}")

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import postback.delivery.sqlite as sq
 import postback.testing.example as example
 from postback import QueueCorrupt, QueueError, Tracker
-from postback.delivery import spool
+from postback.delivery import spool, sqlite_ingest, timing
 from postback.delivery.queue import Claimed, Settlement, sqlite_path
 from postback.delivery.registry import open_queue
 from postback.delivery.sqlite import SQLiteQueue
@@ -59,7 +58,7 @@ def test_log_cursor_retry_dead_and_gc(tmp_path: Path) -> None:
     assert [c.event_id for c in b] == ["e0", "e2", "e4"]
     q.settle("b", [Settlement(c, "done") for c in b], 30_000)
     q.maintenance()
-    remaining = q._work.execute("SELECT count(*) FROM events").fetchone()[0]
+    remaining = q._file.work.execute("SELECT count(*) FROM events").fetchone()[0]
     assert remaining == 1  # only the newest row is kept (it pins the sequence)
     (dead,) = q.dead_letters()
     assert (dead.event_id, dead.reason, dead.vendor) == ("e2", "refused", "a")
@@ -170,13 +169,13 @@ def test_full_disk_is_a_clear_error_and_nothing_is_half_accepted(tmp_path: Path,
 def test_a_full_database_keeps_events_in_the_spool(tmp_path: Path) -> None:
     q = SQLiteQueue(tmp_path / "q.db")
     assert q.acquire_delivery()
-    pages = q._work.execute("PRAGMA page_count").fetchone()[0]
-    q._work.execute(f"PRAGMA max_page_count={pages}")
+    pages = q._file.work.execute("PRAGMA page_count").fetchone()[0]
+    q._file.work.execute(f"PRAGMA max_page_count={pages}")
     for i in range(50):
         q.put(f"e{i}", "x", 1, ["a"], b"x" * 2000)  # track() does not touch the database
     with pytest.raises(QueueError, match="cannot grow"):
         q.claim("a", 100, 1)
-    q._work.execute("PRAGMA max_page_count=1073741823")
+    q._file.work.execute("PRAGMA max_page_count=1073741823")
     assert [c.event_id for c in q.claim("a", 100, 1)] == [f"e{i}" for i in range(50)]
     q.close()
 
@@ -187,7 +186,7 @@ def test_spool_segments_rotate_and_are_ingested_in_order(
 ) -> None:
     monkeypatch.setattr(spool, "SEGMENT_BYTES", 1000)
     monkeypatch.setattr(spool.SpoolWriter, "mapped", mapped)
-    monkeypatch.setattr(sq, "INGEST_POLL", 0.0)  # look at other processes' spools every time
+    monkeypatch.setattr(timing, "INGEST_POLL", 0.0)  # look at other processes' spools every time
     writer = SQLiteQueue(tmp_path / "q.db")
     for i in range(40):
         writer.put(f"e{i}", "x", 1, ["a"], b"y" * 100)
@@ -212,7 +211,7 @@ def test_a_record_half_copied_waits_and_a_torn_one_is_skipped_once_its_writer_is
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The mapped segment, as a reader on another core may see it mid-copy.
-    monkeypatch.setattr(sq, "INGEST_POLL", 0.0)
+    monkeypatch.setattr(timing, "INGEST_POLL", 0.0)
     writer = SQLiteQueue(tmp_path / "q.db")
     writer.put("e0", "x", 1, ["a"], b"{}")
     w = writer._spool
@@ -247,7 +246,7 @@ def test_write_path_a_record_cut_short_is_skipped_only_once_its_writer_is_gone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Filesystems that cannot allocate ahead get one write() per record instead.
-    monkeypatch.setattr(sq, "INGEST_POLL", 0.0)
+    monkeypatch.setattr(timing, "INGEST_POLL", 0.0)
     monkeypatch.setattr(spool.SpoolWriter, "mapped", False)
     writer = SQLiteQueue(tmp_path / "q.db")
     writer.put("e0", "x", 1, ["a"], b"{}")
@@ -284,7 +283,7 @@ def test_a_chunk_ending_inside_a_record_header_is_read_on(
     # it, and a released segment was deleted with the rest of its records).
     monkeypatch.setattr(spool.SpoolWriter, "mapped", mapped)
     size = len(spool.encode("e00", "x", 1, ",a,", b"{}"))
-    monkeypatch.setattr(sq, "INGEST_CHUNK", 3 * size + split)
+    monkeypatch.setattr(sqlite_ingest, "INGEST_CHUNK", 3 * size + split)
     writer = SQLiteQueue(tmp_path / "q.db")
     for i in range(20):
         writer.put(f"e{i:02d}", "x", 1, ["a"], b"{}")

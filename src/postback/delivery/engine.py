@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from limits.storage import MemoryStorage, Storage
 
+from postback.delivery import timing
 from postback.delivery.erase import ErasureFilter
 from postback.delivery.http import DeliveryClients
 from postback.delivery.lanes import Lane
@@ -37,10 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryEngine", "FlushReport", "Lane", "VendorReport", "VendorStats"]
 
 log = logging.getLogger("postback.delivery")
-NUDGE_EVERY = 0.02  # seconds: track() nudges a delivery process at most this often
-POLL_BUSY = 0.002  # seconds between looks at other processes' events while they come
-MAINTENANCE_EVERY = 1.0
-EXPIRE_EVERY = 60.0  # seconds between deletions of dead letters past their retention
 
 
 def tune_gc_for_delivery() -> None:
@@ -154,10 +151,10 @@ class DeliveryEngine:
                         continue
                 self.queue.maintenance()
                 self._expire_dead_letters()
-                self._poll_until(time.monotonic() + MAINTENANCE_EVERY)
+                self._poll_until(time.monotonic() + timing.MAINTENANCE_EVERY)
             except Exception:
                 log.exception("delivery coordinator error (continuing)")
-                self.stopping.wait(MAINTENANCE_EVERY)
+                self.stopping.wait(timing.MAINTENANCE_EVERY)
 
     def sending_here(self) -> list[Claimed] | None:
         """The events this process's lanes are sending right now; None when another process
@@ -168,7 +165,10 @@ class DeliveryEngine:
 
     def _expire_dead_letters(self) -> None:
         """Delete dead letters past ``dead_letter_retention`` (once a minute at most)."""
-        if self.dead_letter_retention is None or time.monotonic() - self._expired_at < EXPIRE_EVERY:
+        if (
+            self.dead_letter_retention is None
+            or time.monotonic() - self._expired_at < timing.EXPIRE_EVERY
+        ):
             return
         self._expired_at = time.monotonic()
         cutoff = int(time.time() * 1000 - self.dead_letter_retention * 1000)
@@ -190,7 +190,7 @@ class DeliveryEngine:
                 self._nudged.clear()
             if self.stopping.is_set():
                 break
-            wait = POLL_BUSY if self.queue.poll() else min(wait * 2, interval)
+            wait = timing.POLL_BUSY if self.queue.poll() else min(wait * 2, interval)
 
     def _wake(self, vendors: Iterable[str]) -> None:
         for v in vendors:
@@ -207,7 +207,7 @@ class DeliveryEngine:
             self._wake(vendors)
         elif self.external is not None:
             now = time.monotonic()
-            if now - self._nudged_at > NUDGE_EVERY:
+            if now - self._nudged_at > timing.NUDGE_EVERY:
                 self._nudged_at = now
                 self.external.nudge()
 

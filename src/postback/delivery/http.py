@@ -39,6 +39,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from postback.delivery import timing
+
 __all__ = [
     "MAX_RESPONSE_BYTES",
     "DeliveryClients",
@@ -54,9 +56,6 @@ log = logging.getLogger("postback.delivery")
 
 #: The largest response body read from a vendor (vendors answer with a few hundred bytes).
 MAX_RESPONSE_BYTES = 1024 * 1024
-#: Seconds an idle keep-alive connection is kept (httpx's default): less than the idle timeout
-#: of any vendor's servers, so that we close an idle connection before they do.
-KEEPALIVE_EXPIRY = 5.0
 
 
 class ResponseTooLarge(httpx.RemoteProtocolError):
@@ -293,7 +292,9 @@ class DeliveryClients:
             # One request at a time per thread; a second connection for the rare thread that
             # talks to two origins. Timeouts are set per request from the vendor's settings.
             "limits": httpx.Limits(
-                max_connections=2, max_keepalive_connections=2, keepalive_expiry=KEEPALIVE_EXPIRY
+                max_connections=2,
+                max_keepalive_connections=2,
+                keepalive_expiry=timing.KEEPALIVE_EXPIRY,
             ),
             "timeout": httpx.Timeout(10.0),
             "cookies": _NoCookies(),

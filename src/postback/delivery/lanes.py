@@ -25,6 +25,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import Storage
 from limits.strategies import MovingWindowRateLimiter
 
+from postback.delivery import timing
 from postback.delivery.faultlog import FaultLog
 from postback.delivery.http import UnsafeHeader
 from postback.delivery.queue import Claimed, Queue, Settlement
@@ -69,13 +70,8 @@ def _user_agent() -> str:
 
 
 USER_AGENT = _user_agent()
-LINGER_STEP = 0.005  # seconds between looks for more events while a batch lingers
-BURST_END_STEP = 0.001  # the same after a full batch: is the burst over?
-IDLE_POLL_SHARED = 0.2  # another process may enqueue: look again this often
-IDLE_POLL_PRIVATE = 5.0
 #: Settlements that put events back in the queue: the lane looks again for when they are due.
 _COMES_BACK = frozenset({"retry", "release"})
-LANE_ERROR_PAUSE = 1.0  # seconds a lane waits after an unexpected error before going on
 
 
 class RateGate:
@@ -295,11 +291,11 @@ class Lane:
                     break
             except QueueError as exc:  # the queue cannot be read now: once per change
                 _faults.failed(f"{self.name}: reading the queue", exc)
-                stop.wait(LANE_ERROR_PAUSE)
+                stop.wait(timing.LANE_ERROR_PAUSE)
             except Exception:
                 # Never let the lane die: log, back off a little, go on.
                 log.exception("%s: delivery lane error (continuing)", self.name)
-                stop.wait(LANE_ERROR_PAUSE)
+                stop.wait(timing.LANE_ERROR_PAUSE)
 
     def _claim(self, queue: Queue, slots: int, now: float, stop: threading.Event) -> list[Claimed]:
         """Up to a batch per slot; a batch not full waits up to ``linger`` for more, looking
@@ -314,7 +310,9 @@ class Lane:
         deadline = time.monotonic() + self.linger
         while len(claimed) < self.batch_size:
             left = deadline - time.monotonic()
-            if left <= 0 or stop.wait(min(left, BURST_END_STEP if burst else LINGER_STEP)):
+            if left <= 0 or stop.wait(
+                min(left, timing.BURST_END_STEP if burst else timing.LINGER_STEP)
+            ):
                 break
             try:
                 more = queue.claim(
@@ -370,7 +368,11 @@ class Lane:
 
     def _idle(self, queue: Queue) -> None:
         now = time.time()
-        wait = IDLE_POLL_SHARED if queue.capabilities.cross_process else IDLE_POLL_PRIVATE
+        wait = (
+            timing.IDLE_POLL_SHARED
+            if queue.capabilities.cross_process
+            else timing.IDLE_POLL_PRIVATE
+        )
         due = queue.next_due_ms(self.name)
         if due is not None:
             wait = min(wait, max(due / 1000.0 - now, 0.001))

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from postback.delivery import timing
 from postback.errors import QueueError
 from postback.ledger import DEFAULT_MAX_ENTRIES, DEFAULT_RETENTION, LedgerEntry, safe_note
 
@@ -55,7 +56,6 @@ _INSERT = (
     "due_ms) VALUES (?,?,?,?,?,?,?,?,?,?)"
 )
 _COLUMNS = "event_id, vendor, at_ms, kind, attempt, note, ref, name, queued_ms, due_ms"
-BUSY_TIMEOUT = 10.0
 
 
 def ledger_path(queue_path: Path) -> Path:
@@ -91,7 +91,10 @@ class SQLiteLedger:
                 if not self.path.exists():
                     os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
                 conn = sqlite3.connect(
-                    self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+                    self.path,
+                    timeout=timing.BUSY_TIMEOUT,
+                    isolation_level=None,
+                    check_same_thread=False,
                 )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -151,7 +154,7 @@ class SQLiteLedger:
                 self._queue_conn = sqlite3.connect(
                     f"file:{self.queue_path}?mode=ro",
                     uri=True,
-                    timeout=BUSY_TIMEOUT,
+                    timeout=timing.BUSY_TIMEOUT,
                     check_same_thread=False,
                 )
             conn = self._queue_conn

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from postback.delivery import timing
 from postback.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,11 +46,7 @@ __all__ = ["DeliveryProcess", "child_spec", "child_spec_problem", "load_message"
 
 log = logging.getLogger("postback.delivery")
 
-START_TIMEOUT = 60.0  # seconds for the child to import and build its tracker
-RESTART_PAUSE = 1.0  # seconds before replacing a child that died
 _NUDGE = pickle.dumps(("nudge",))
-POLL_EVERY = 0.05  # seconds between the supervisor's looks at the queue
-REPLY_GRACE = 5.0  # seconds a reply may take beyond the timeout it was asked to keep
 
 
 def load_message(data: bytes) -> Any:
@@ -193,7 +190,7 @@ class DeliveryProcess:
         return proc, conn
 
     def _supervise(self) -> None:
-        pause = RESTART_PAUSE
+        pause = timing.RESTART_PAUSE
         while not self._stopping:
             try:
                 proc, conn = self._spawn()
@@ -201,7 +198,7 @@ class DeliveryProcess:
                 log.exception("could not start the delivery process; trying again in %.0f s", pause)
                 time.sleep(pause)
                 continue
-            reply = _receive(proc, conn, START_TIMEOUT, cancelled=self._stopped)
+            reply = _receive(proc, conn, timing.START_TIMEOUT, cancelled=self._stopped)
             if self._stopped():  # closed while the child was starting: it delivered nothing yet
                 _end(proc, conn)
                 return
@@ -217,7 +214,7 @@ class DeliveryProcess:
                 time.sleep(pause)
                 pause = min(pause * 2, 60.0)
                 continue
-            pause = RESTART_PAUSE
+            pause = timing.RESTART_PAUSE
             with self._lock:
                 if self._stopped():  # stop() came between the reply and now
                     _end(proc, conn)
@@ -236,15 +233,15 @@ class DeliveryProcess:
                     "wait in the queue)",
                     proc.pid,
                     f"exit code {code}" if code >= 0 else f"signal {-code}",
-                    RESTART_PAUSE,
+                    timing.RESTART_PAUSE,
                 )
-                time.sleep(RESTART_PAUSE)
+                time.sleep(timing.RESTART_PAUSE)
 
     def _wait(self, proc: subprocess.Popen[bytes]) -> int:
         """Wait for the child to exit, doing the queue's housekeeping for this process
         meanwhile (the SQLite spool prepares its next segment here, not in ``track()``).
 
-        It waits on a pidfd where Linux has them: one wake-up per ``POLL_EVERY``, where
+        It waits on a pidfd where Linux has them: one wake-up per ``timing.POLL_EVERY``, where
         ``Popen.wait(timeout)`` polls with sleeps from 0.5 ms up, seven wake-ups each time.
         Every wake-up takes the interpreter lock from the app's threads, and on a busy machine
         a thread descheduled while holding it is what makes a ``track()`` call slow.
@@ -254,11 +251,11 @@ class DeliveryProcess:
             while True:
                 if pidfd is None:
                     try:
-                        return proc.wait(timeout=POLL_EVERY)
+                        return proc.wait(timeout=timing.POLL_EVERY)
                     except subprocess.TimeoutExpired:
                         pass
                 else:
-                    select.select([pidfd], [], [], POLL_EVERY)
+                    select.select([pidfd], [], [], timing.POLL_EVERY)
                     code = proc.poll()
                     if code is not None:
                         return code
@@ -288,8 +285,8 @@ class DeliveryProcess:
         """Send a request to the child (starting it if needed) and wait for its reply; None if
         the child is not running, or did not answer in ``timeout`` (plus a grace period)."""
         self.start()
-        deadline = None if timeout is None else time.monotonic() + timeout + REPLY_GRACE
-        if not self._ready.wait(START_TIMEOUT if deadline is None else timeout or 0.0):
+        deadline = None if timeout is None else time.monotonic() + timeout + timing.REPLY_GRACE
+        if not self._ready.wait(timing.START_TIMEOUT if deadline is None else timeout or 0.0):
             return None
         with self._lock:
             proc, conn = self._proc, self._conn
@@ -318,12 +315,12 @@ class DeliveryProcess:
             if proc is not None and conn is not None:
                 try:
                     conn.send_bytes(pickle.dumps(("stop", timeout)))
-                    _receive(proc, conn, timeout + REPLY_GRACE)
+                    _receive(proc, conn, timeout + timing.REPLY_GRACE)
                 except OSError:
                     pass
         supervisor = self._supervisor
         if supervisor is not None:
-            supervisor.join(timeout + REPLY_GRACE)
+            supervisor.join(timeout + timing.REPLY_GRACE)
         proc = self._proc
         if proc is not None and proc.poll() is None:  # still starting, or stuck
             log.warning("the delivery process %d did not stop; killing it", proc.pid)

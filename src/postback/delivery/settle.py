@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
 
+from postback.delivery import timing
 from postback.delivery.queue import Claimed, Settlement
 from postback.delivery.retry import backoff_seconds
 from postback.destination import (
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from postback.delivery.lanes import Lane
 
 __all__ = [
-    "HALT_PAUSE",
     "SYSTEMATIC_SINGLES",
     "RefusalWatch",
     "SystematicRefusal",
@@ -68,7 +68,6 @@ __all__ = [
 log = logging.getLogger("postback.delivery")
 _new_tuple = tuple.__new__  # a named tuple without its Python-level __new__
 
-HALT_PAUSE = 60.0  # seconds a lane waits after the vendor refused our credentials
 #: Single events refused in a row with the same reason (and nothing delivered in between)
 #: after which the refusal is taken for a wrong setting rather than bad events.
 SYSTEMATIC_SINGLES = 5
@@ -85,11 +84,11 @@ class Verdict(NamedTuple):
 
 def lane_pause_cap(lane: Lane) -> float:
     """The longest a vendor's delay pauses a whole lane: the policy's ``max_backoff`` (at
-    least :data:`HALT_PAUSE`), and never more than ``max_age``. Events wait as long as the
+    least :data:`timing.HALT_PAUSE`), and never more than ``max_age``. Events wait as long as the
     vendor asked (up to ``max_age``); the lane tries newer events after this, so a vendor's
     "come back in three days" costs one request per pause, not three days of silence."""
     policy = lane.policy
-    return min(max(policy.max_backoff, HALT_PAUSE), policy.max_age)
+    return min(max(policy.max_backoff, timing.HALT_PAUSE), policy.max_age)
 
 
 def _seconds(value: float | None) -> float | None:
@@ -223,7 +222,7 @@ class Verdicts:
             return Verdict(settlement, event, Retry(outcome.reason, wait), attempt)
         if isinstance(outcome, Halt):
             asked = _seconds(outcome.after)
-            pause = min(asked, lane_pause_cap(lane)) if asked is not None else HALT_PAUSE
+            pause = min(asked, lane_pause_cap(lane)) if asked is not None else timing.HALT_PAUSE
             if outcome.scope is not None:  # one app or account: the lane goes on with others
                 lane.scoped_halts[outcome.scope] = (now + pause, outcome)
                 settlement = Settlement(c, "release", due_ms=int((now + pause) * 1000))
@@ -284,7 +283,7 @@ class Verdicts:
                     lane.name,
                     outcome.reason,
                     outcome.scope,
-                    outcome.after or HALT_PAUSE,
+                    outcome.after or timing.HALT_PAUSE,
                 )
         elif lane.stats.halted != outcome.reason and outcome.status in (401, 403):
             log.error(
@@ -294,7 +293,7 @@ class Verdicts:
                 lane.name,
                 outcome.reason,
                 lane.name,
-                outcome.after or HALT_PAUSE,
+                outcome.after or timing.HALT_PAUSE,
                 lane.name,
             )
         elif lane.stats.halted != outcome.reason:
@@ -302,7 +301,7 @@ class Verdicts:
                 "%s: delivery halted: %s. Paused (retrying every %.0fs); no event is dropped.",
                 lane.name,
                 outcome.reason,
-                outcome.after or HALT_PAUSE,
+                outcome.after or timing.HALT_PAUSE,
             )
         lane.stats.halted = outcome.reason
 

@@ -10,11 +10,19 @@ SQLite commit without ``fsync`` does; with ``sqlite_synchronous = "full"`` each 
 flushed to disk (``msync``/``fdatasync``), and survives a power cut.
 
 The process that delivers (the one holding the queue's deliverer lock) *ingests* the segments:
-it reads the records past the offset it has recorded for each segment and inserts them into
-the SQLite ``events`` log together with the new offset, in one transaction, so each event is
-ingested exactly once however the ingester dies. A segment is deleted once it is ingested to
-the end and its writer has let go of it (rotated to a new one, closed, or died), which the
-ingester sees because the writer holds an ``flock`` on its segment while it is open.
+it reads the records past the offset saved for each segment (the ``spool`` table) and either
+hands them to its lanes from memory (the *held* fast path, :mod:`postback.delivery.sqlite_held`:
+an event delivered from there never enters the SQLite log) or inserts them into the ``events``
+log together with the new offset, in one transaction (events for vendors another process
+serves, held events that waited too long, everything when the deliverer lets go). A segment's
+saved offset never passes an event that is neither delivered nor in the log, so a deliverer
+that dies loses nothing: its successor reads the rest again. Each vendor's settled point in a
+segment is saved too (``spool_sent``), and records read again skip the vendors that had
+settled them, so a crash re-sends each vendor only what it had in flight. A segment is deleted
+(with its rows in ``spool`` and ``spool_sent``) once it is ingested to the end and its writer
+has let go of it (rotated to a new one, closed, or died), which the ingester sees because the
+writer holds an ``flock`` on its segment while it is open; the reading side is
+:mod:`postback.delivery.sqlite_ingest`.
 
 Record framing (little-endian)::
 
@@ -48,6 +56,8 @@ from typing import Literal, NamedTuple
 
 import orjson
 
+from postback.delivery import timing
+
 __all__ = [
     "Chunk",
     "Row",
@@ -66,7 +76,6 @@ SEGMENT_BYTES = 8 * 1024 * 1024  # the size of a segment (allocated when it star
 MAX_RECORD = 64 * 1024 * 1024  # a length beyond this is damage, not an event
 NOTHING_WRITTEN = bytes(8)  # the header of an allocated record slot not written yet
 SUFFIX = ".spool"
-CHECK_EVERY = 0.05  # seconds between checks that the current segment still has a name
 
 
 class SpoolError(OSError):
@@ -217,7 +226,7 @@ class SpoolWriter:
         if it could not be written whole."""
         n = len(record)
         with self._lock:
-            if time.monotonic() - self._checked_at > CHECK_EVERY:
+            if time.monotonic() - self._checked_at > timing.CHECK_EVERY:
                 self._check()
             if self._fd is None or self._size + n > self._capacity:
                 self._rotate(n)

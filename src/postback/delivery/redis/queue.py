@@ -22,7 +22,7 @@ import attrs
 import orjson
 import redis
 
-from postback.delivery import erase
+from postback.delivery import erase, timing
 from postback.delivery.queue import (
     Claimed,
     DeadLetter,
@@ -40,10 +40,7 @@ __all__ = ["RedisQueue"]
 
 log = logging.getLogger("postback.queue")
 
-TRIM_EVERY = 10.0  # seconds between stream trims (per process)
-CONSUMER_SWEEP_EVERY = 60.0  # seconds between sweeps of consumers that went away
 NEW_READ_ROUNDS = 8  # XREADGROUP rounds per claim when entries are skipped (not routed)
-MAX_HOLD = 1800.0  # seconds a claimed entry is renewed at most (a rate-limit wait fits)
 DEPTH_SCAN = 1000  # unread entries counted exactly per vendor; beyond that the group lag
 _U64 = (1 << 64) - 1
 
@@ -409,14 +406,14 @@ class RedisQueue(Queue):
                         trimmed,
                         dropped,
                     )
-                self._next_trim = now + TRIM_EVERY
+                self._next_trim = now + timing.TRIM_EVERY
                 if sweep:
-                    self._next_sweep = now + CONSUMER_SWEEP_EVERY
+                    self._next_sweep = now + timing.CONSUMER_SWEEP_EVERY
         except QueueError as exc:
             log.warning("queue maintenance failed (will retry): %s", exc)
 
     def _renew(self) -> None:
-        """Keep what this process holds from being taken over, up to ``MAX_HOLD`` seconds.
+        """Keep what this process holds from being taken over, up to ``timing.MAX_HOLD`` seconds.
 
         Past that the process evidently lost track of the entries (a bug; nothing legitimate
         holds an event that long), so they are left to expire and be delivered by others.
@@ -426,7 +423,7 @@ class RedisQueue(Queue):
         with self._lock:
             for vendor, entries in self._held.items():
                 for seq, h in list(entries.items()):
-                    if now - h.since > MAX_HOLD:
+                    if now - h.since > timing.MAX_HOLD:
                         del entries[seq]
                         log.warning(
                             "%s: event %s was held %.0f s without an outcome; leaving it to "
