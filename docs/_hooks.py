@@ -68,6 +68,11 @@ def _vendors() -> str:
         if cls.option_keys:
             out.append("\nPer-event options (`track(vendors={\"" + name + "\": {...}})`): "
                        + ", ".join(f"`{k}`" for k in sorted(cls.option_keys)) + ".")
+        if cls.fields:
+            out.append("\nEvent fields it adds (accepted by `track()` when it is installed):\n")
+            out.append("| field | type | meaning |\n|---|---|---|")
+            out += [f"| `{f.path}` | {f.type.__name__} | {f.help.replace('|', '/')} |"
+                    for f in cls.fields]
         out.append("")
     return "\n".join(out) if out else "No vendor plugin is installed."
 

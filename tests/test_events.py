@@ -66,6 +66,33 @@ def test_two_decimal_amounts_survive_float_round_trip(amount: Decimal) -> None:
     assert to_micros(float(amount)) == int(amount * 1_000_000)
 
 
+@given(st.floats(min_value=-(10**12), max_value=10**12, exclude_min=True, exclude_max=True))
+def test_a_float_is_its_shortest_repr_in_micros(amount: float) -> None:
+    """The float path without Decimal gives what the Decimal of its repr gives."""
+    from decimal import ROUND_HALF_EVEN
+
+    exact = Decimal(repr(amount))
+    expected = (
+        0
+        if exact and exact.adjusted() < -12
+        else int((exact * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
+    )
+    assert to_micros(amount) == expected
+
+
+def test_generated_event_ids_are_version_4_uuids() -> None:
+    import uuid
+
+    from postback.events import new_event_id
+
+    ids = {new_event_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+
+
 @pytest.mark.parametrize("bad", [True, float("nan"), float("inf"), "abc", [1], None.__class__])
 def test_bad_money_is_refused(bad: object) -> None:
     with pytest.raises(ValueError):
@@ -99,7 +126,7 @@ def test_timestamps_become_utc_milliseconds() -> None:
 def test_make_event_normalises_everything() -> None:
     e = make_event(
         "Purchase",
-        user={"email": "  Ada@Example.COM ", "telegram_user_id": 1728125519, "phone": None},
+        user={"email": "  Ada@Example.COM ", "user_id": 1728125519, "phone": None},
         value=49.99,
         currency="usd",
         timestamp="2026-11-24T10:00:00.5+00:00",
@@ -109,7 +136,7 @@ def test_make_event_normalises_everything() -> None:
     )
     assert e.name == "purchase"
     assert e.user.email == "ada@example.com"
-    assert e.user.telegram_user_id == "1728125519"
+    assert e.user.user_id == "1728125519"
     assert e.user.phone is None
     assert e.value_micros == 49_990_000
     assert e.value == Decimal("49.99")
@@ -185,7 +212,7 @@ def test_fast_paths_match_cattrs_generated_hooks() -> None:
         make_event("sign_up"),
         make_event(
             "purchase",
-            user={"email": "A@b.co", "telegram_user_id": 5},
+            user={"email": "A@b.co", "user_id": 5},
             value=1,
             currency="EUR",
             context={"url": "u"},
@@ -219,7 +246,7 @@ def test_fast_built_user_and_context_behave_like_attrs_built_ones() -> None:
     fast = make_event("x", user={"email": "a@b.co"}, context={"url": "u"})
     assert fast.user == User(email="a@b.co") and hash(fast.user) == hash(User(email="a@b.co"))
     assert fast.context == Context(url="u") and repr(fast.context) == repr(Context(url="u"))
-    assert fast.user.phone is None and fast.context.aleid is None
+    assert fast.user.phone is None and fast.context.gclid is None
     assert attrs.asdict(fast.user) == attrs.asdict(User(email="a@b.co"))
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         fast.user.email = "b@b.co"  # type: ignore[misc]

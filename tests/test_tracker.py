@@ -55,7 +55,10 @@ def test_invalid_event_lists_problems_per_vendor_and_queues_nothing(
     text = str(info.value)
     assert "vendors.nope: is not a configured vendor (configured: example)" in text
     assert "example: user.email: is not an email address" in text
-    assert "example: vendors.example.clik_id: unknown option" in text
+    assert (
+        "example: vendors.example.clik_id: unknown option for example; did you mean 'click_id'?"
+        in text
+    )
     t.flush(timeout=1)
     assert sandbox.received("example") == []
 

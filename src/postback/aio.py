@@ -225,7 +225,7 @@ class AsyncTracker:
         if self._closing:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
         derived = current_request_context()
-        user, context = merge_request_context(derived, user, context)
+        user, context = merge_request_context(derived, user, context, self._tracker.host.fields)
         consent = merge_request_consent(derived, consent, self._tracker.config.consent.gpc)
         call = functools.partial(
             self._tracker.track,
@@ -266,7 +266,7 @@ class AsyncTracker:
         if self._closing:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
         derived = current_request_context()
-        user, context = merge_request_context(derived, user, context)
+        user, context = merge_request_context(derived, user, context, self._tracker.host.fields)
         consent = merge_request_consent(derived, consent, self._tracker.config.consent.gpc)
         return self._tracker.track(
             name,
@@ -299,7 +299,7 @@ class AsyncTracker:
         :meth:`Tracker.explain`), with the request context filled in as ``track()`` does.
         Queues nothing and does no I/O, so it needs no ``await``."""
         derived = current_request_context()
-        user, context = merge_request_context(derived, user, context)
+        user, context = merge_request_context(derived, user, context, self._tracker.host.fields)
         consent = merge_request_consent(derived, consent, self._tracker.config.consent.gpc)
         return self._tracker.explain(
             name,

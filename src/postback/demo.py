@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from postback.events import Attribution, Event
+from postback.fields import FieldSet
 from postback.hookspecs import hookimpl
 from postback.plugins import PluginHost
 from postback.sandbox import Sandbox
@@ -216,6 +217,17 @@ def flawed_events(emulators: dict[str, Any], seed: int = 7) -> list[tuple[str, d
     return out
 
 
+def _accepted(kwargs: dict[str, Any], fields: FieldSet) -> dict[str, Any]:
+    """``track()`` keywords without the user and context fields no installed plugin declares
+    (the demo's Telegram ids when Ton AI is not installed, AppLovin's click ids ...)."""
+    out = dict(kwargs)
+    for group, known in (("user", fields.user), ("context", fields.context)):
+        given = out.get(group)
+        if isinstance(given, dict) and not given.keys() <= known:
+            out[group] = {k: v for k, v in given.items() if k in known}
+    return out
+
+
 def run_demo(console: Console, *, n_events: int = 120, seed: int = 7) -> dict[str, Any]:
     """Run the demo; returns the figures it printed (for tests)."""
     # The summary reports every rejection and skip; the engine's warnings and the once-per-
@@ -259,7 +271,10 @@ def _run_demo(console: Console, n_events: int, seed: int) -> dict[str, Any]:
         console.print(f"sandbox on {box.url}: {', '.join(vendors)}")
         tracker = Tracker.from_config(config, plugins=[listener])
         flawed = flawed_events({v: host.emulators[v] for v in vendors}, seed)
-        events = demo_events(n_events, seed) + flawed
+        events = [
+            (name, _accepted(kwargs, tracker.host.fields))
+            for name, kwargs in demo_events(n_events, seed) + flawed
+        ]
         tracked = 0
         started = time.perf_counter()
         with Progress(

@@ -25,6 +25,7 @@ import httpx
 
 from postback.errors import Problem
 from postback.events import Attribution, Event
+from postback.fields import EventField
 from postback.redaction import Redactor
 
 __all__ = [
@@ -359,7 +360,13 @@ class Destination:
     ``default_rate_limit``, ``retry_policy``, ``default_concurrency``
         Delivery defaults from the vendor's docs; users override them in config.
     ``option_keys``
-        The per-event options ``track(vendors={NAME: {...}})`` accepts.
+        The per-event options ``track(vendors={NAME: {...}})`` accepts; the core refuses any
+        other key (a problem naming the vendor), so ``validate`` sees only these.
+    ``fields``
+        The ``user`` and ``context`` fields the vendor adds to the event
+        (:func:`~postback.plugin.user_field`, :func:`~postback.plugin.context_field`): with
+        the plugin installed, ``track(user={"telegram_user_id": ...})`` accepts them; read
+        one with ``event.user.get("telegram_user_id")`` (:mod:`postback.fields`).
     ``extra_currencies``
         Upper-case currency codes beyond ISO 4217 the vendor takes (Whop: ``ETH``, ``BTC``).
         ``track()`` accepts them when a configured vendor declares them; every vendor that
@@ -388,6 +395,7 @@ class Destination:
     retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
     default_concurrency: ClassVar[int] = 8
     option_keys: ClassVar[frozenset[str]] = frozenset()
+    fields: ClassVar[Sequence[EventField]] = ()
     idempotent: ClassVar[bool] = False
     extra_currencies: ClassVar[frozenset[str]] = frozenset()
     purposes: ClassVar[tuple[str, ...]] = ("ads",)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import orjson
@@ -33,9 +33,13 @@ from postback.normalize import (
     to_timestamp_ms,
 )
 
+if TYPE_CHECKING:
+    from postback.fields import FieldSet
+
 __all__ = [
     "CANONICAL_EVENTS",
     "CONTEXT_FIELDS",
+    "KNOWN_ELSEWHERE",
     "MAX_VALUE",
     "USER_FIELDS",
     "Attribution",
@@ -51,18 +55,65 @@ __all__ = [
     "normalize_event_name",
     "to_micros",
     "to_timestamp_ms",
+    "unknown_field",
 ]
+
+
+class _FieldGroup:
+    """What User and Context share: the fields that are set live in the instance ``__dict__``
+    (core fields and the fields installed vendors declare, see :mod:`postback.fields`), and
+    equality, hashing and repr look at those alone."""
+
+    __slots__ = ()
+
+    def get(self, name: str) -> str | None:
+        """The value of field ``name`` (core or declared), or ``None`` when it is not set.
+
+        The way to read a field a vendor declares (``event.user.get("telegram_user_id")``):
+        typed, and ``None`` for a field no installed plugin declares."""
+        return self.__dict__.get(name)
+
+    def set_fields(self) -> dict[str, str]:
+        """The fields that are set, by name (what the queue stores)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.set_fields() == other.set_fields()
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, frozenset(self.set_fields().items())))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.set_fields().items())
+        return f"{self.__class__.__name__}({shown})"
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when the field is neither set nor a core or declared field.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(
+            f"{self.__class__.__name__} has no field {name!r}: no installed plugin declares it "
+            f"(read fields a vendor declares with .get({name!r}), which gives None when unset)"
+        )
 
 
 # User and Context are frozen dict-classes rather than slotted: attrs sets a frozen slotted
 # instance's fields one object.__setattr__ at a time, which for 25 and 35 optional fields
-# costs twice as much on the track() path as filling the instance __dict__.
-@attrs.frozen(slots=False)
-class User:
+# costs twice as much on the track() path as filling the instance __dict__. Fields that a
+# vendor declares (postback.fields) are kept in the same __dict__, under their own names.
+@attrs.frozen(slots=False, eq=False, repr=False)
+class User(_FieldGroup):
     """Who did it. Every field is optional; vendors say which ones they need.
 
     Identifiers are sent as given (vendor plugins hash them when their vendor wants hashes);
-    ``email`` is trimmed and lower-cased on the way in.
+    ``email`` is trimmed and lower-cased on the way in. Installed vendor plugins add fields
+    of their own (Ton AI's ``telegram_user_id``): read them with :meth:`get`.
     """
 
     user_id: str | None = None
@@ -82,22 +133,20 @@ class User:
     country: str | None = None
     ip_address: str | None = None
     user_agent: str | None = None
-    install_id: str | None = None
     ifa: str | None = None
     idfv: str | None = None
     os: str | None = None
-    telegram_user_id: str | None = None
     client_id: str | None = None
-    member_id: str | None = None
     membership_id: str | None = None
 
 
-@attrs.frozen(slots=False)
-class Context:
+@attrs.frozen(slots=False, eq=False, repr=False)
+class Context(_FieldGroup):
     """Where it happened: page, click ids and campaign parameters.
 
     ``action_source`` says where the event originated (``app``, ``website``, ``email``, ...;
-    Whop's vocabulary, which AppLovin's ``esi`` is derived from).
+    Whop's vocabulary, which AppLovin's ``esi`` is derived from). Installed vendor plugins add
+    fields of their own (AppLovin's ``aleid``): read them with :meth:`get`.
     """
 
     url: str | None = None
@@ -132,9 +181,6 @@ class Context:
     ad_campaign_id: str | None = None
     ad_id: str | None = None
     ad_set_id: str | None = None
-    aleid: str | None = None
-    alart: str | None = None
-    axwrt: str | None = None
 
 
 def _restore_class_defaults(cls: type[Any]) -> None:
@@ -157,12 +203,20 @@ def _fast_new(cls: type[Any], values: dict[str, str]) -> Any:
     return obj
 
 
+def declare_names(cls: type[Any], names: Iterable[str]) -> None:
+    """Let ``cls`` (User or Context) read ``names``, fields a plugin declares, as None where
+    an instance does not set them: ``event.user.install_id`` works with Mobana installed.
+    Names that are already attributes of ``cls`` are left alone."""
+    for name in names:
+        if name not in cls.__dict__ and not hasattr(cls, name):
+            type.__setattr__(cls, name, None)
+
+
 _restore_class_defaults(User)
 _restore_class_defaults(Context)
+#: The core's fields; installed plugins declare more (:class:`postback.fields.FieldSet`).
 USER_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(User))
 CONTEXT_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(Context))
-_USER_FIELD_SET = frozenset(USER_FIELDS)
-_CONTEXT_FIELD_SET = frozenset(CONTEXT_FIELDS)
 _EMPTY_USER = User()
 _EMPTY_CONTEXT = Context()
 
@@ -302,23 +356,25 @@ _generated_structure_event = converter.get_structure_hook(Event)
 
 def _structure_event(data: Any, cls: type[Event]) -> Event:
     """Read back the form dumps_event writes, directly: the delivery lanes do this for every
-    event they send, and cattrs' generic path costs ten times more. Anything unexpected (a
-    payload from another postback version) goes through cattrs' generated hook."""
+    event they send, and cattrs' generic path costs ten times more. A user or context field
+    that is not a core one is a field a plugin declares (or declared: an event queued before
+    its field moved out of the core, or whose plugin is gone) and is kept as stored. Anything
+    unexpected (a payload from another postback version) goes through cattrs' generated hook."""
+    user = data.get("user") if data.__class__ is dict else None
+    context = data.get("context") if data.__class__ is dict else None
+    if (user is not None and user.__class__ is not dict) or (
+        context is not None and context.__class__ is not dict
+    ):
+        return _generated_structure_event(data, cls)  # type: ignore[no-any-return]
     try:
-        user = data.get("user")
-        context = data.get("context")
         return _new_event(
             data["name"],
             data["event_id"],
             data["timestamp_ms"],
-            _fast_new(User, user)
-            if user and user.keys() <= _USER_FIELD_SET
-            else (User(**user) if user else _EMPTY_USER),
+            _fast_new(User, user) if user else _EMPTY_USER,
             data.get("value_micros"),
             data.get("currency"),
-            _fast_new(Context, context)
-            if context and context.keys() <= _CONTEXT_FIELD_SET
-            else (Context(**context) if context else _EMPTY_CONTEXT),
+            _fast_new(Context, context) if context else _EMPTY_CONTEXT,
             data.get("properties") or {},
             data.get("vendor_options") or {},
         )
@@ -360,13 +416,15 @@ def loads_event(data: bytes | str) -> Event:
     return _structure_event(orjson.loads(data), Event)
 
 
+#: The variant nibble of a version 4 UUID (10xx) for each random hex digit.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def new_event_id() -> str:
-    """A random (version 4) UUID string, made without ``uuid.UUID``'s overhead."""
-    b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40
-    b[8] = (b[8] & 0x3F) | 0x80
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A random (version 4) UUID string, made without ``uuid.UUID``'s overhead: 122 random
+    bits, the version digit ``4`` and the variant digit (8, 9, a or b) set in the text."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 _EVENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}\Z")
@@ -374,11 +432,48 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS = Decimal(1_000_000)
 
 
-def _close_matches(key: str, known: frozenset[str]) -> str:
+#: Fields the first-party plugins declare (:mod:`postback.fields`): ``(group, name) ->
+#: distribution``, so that passing one without its plugin installed says what to install.
+KNOWN_ELSEWHERE: Mapping[tuple[str, str], str] = {
+    ("user", "install_id"): "postback-mobana",
+    ("user", "telegram_user_id"): "postback-tonai",
+    ("user", "member_id"): "postback-whop",
+    ("context", "aleid"): "postback-applovin",
+    ("context", "alart"): "postback-applovin",
+    ("context", "axwrt"): "postback-applovin",
+}
+
+
+def unknown_field(group: str, key: str, known: frozenset[str]) -> str:
+    """Why ``key`` is not a ``group`` field (``known``: the names accepted), and the fix: the
+    plugin to install for a field a first-party plugin declares, else a did-you-mean."""
+    elsewhere = KNOWN_ELSEWHERE.get((group, key))
+    if elsewhere is not None:
+        return (
+            f"unknown {group} field: the {elsewhere} plugin declares it, and it is not loaded "
+            f"(pip install {elsewhere}; or see POSTBACK_DISABLE_PLUGINS and `postback plugins`)"
+        )
     import difflib
 
     hits = difflib.get_close_matches(key, sorted(known), n=1)
-    return f"; did you mean {hits[0]!r}?" if hits else ""
+    guess = f"; did you mean {hits[0]!r}?" if hits else ""
+    return f"unknown {group} field{guess} (known fields: {', '.join(sorted(known))})"
+
+
+class _CoreFields:
+    """The core's fields alone: what :func:`make_event` accepts without a field set (the
+    shape of :class:`postback.fields.FieldSet`, which adds the declared ones)."""
+
+    user = frozenset(USER_FIELDS)
+    context = frozenset(CONTEXT_FIELDS)
+    user_checks: Mapping[str, Any] = {}
+    context_checks: Mapping[str, Any] = {}
+
+    def unknown(self, group: str, key: str) -> str:
+        return unknown_field(group, key, self.user if group == "user" else self.context)
+
+
+_CORE_ONLY: Any = _CoreFields()
 
 
 def _coerce_str(value: object) -> str | None:
@@ -396,14 +491,17 @@ def _build_fields(
     cls: type[Any],
     group: str,
     data: object,
-    known: frozenset[str],
+    fields: FieldSet,
     problems: list[Problem],
 ) -> Any:
+    empty = _EMPTY_USER if cls is User else _EMPTY_CONTEXT
     if data is None:
-        return _EMPTY_USER if cls is User else _EMPTY_CONTEXT
-    if not isinstance(data, Mapping):
+        return empty
+    if data.__class__ is not dict and not isinstance(data, Mapping):
         problems.append(Problem(group, f"must be a dict, got {type(data).__name__}"))
-        return _EMPTY_USER if cls is User else _EMPTY_CONTEXT
+        return empty
+    known = fields.user if cls is User else fields.context
+    checks = fields.user_checks if cls is User else fields.context_checks
     clean: dict[str, str] = {}
     if data.keys() <= known:
         # The common case, kept tight (it runs inside every track()): known keys, str values.
@@ -411,23 +509,20 @@ def _build_fields(
             if raw.__class__ is str:
                 val = raw.strip()
                 if val:
-                    clean[key] = val.lower() if key == "email" else val
+                    clean[key] = val
             elif raw is not None:
                 break  # not a plain string: take the general path below
         else:
             if not clean:
-                return _EMPTY_USER if cls is User else _EMPTY_CONTEXT
-            return _fast_new(cls, clean)
+                return empty
+            if "email" in clean:
+                clean["email"] = clean["email"].lower()
+            if not checks or checks.keys().isdisjoint(clean):
+                return _fast_new(cls, clean)
         clean = {}
     for key, raw in data.items():
         if key not in known:
-            problems.append(
-                Problem(
-                    f"{group}.{key}",
-                    f"unknown {group} field{_close_matches(str(key), known)} "
-                    f"(known fields: {', '.join(sorted(known))})",
-                )
-            )
+            problems.append(Problem(f"{group}.{key}", fields.unknown(group, str(key))))
             continue
         if raw is None:
             continue
@@ -442,8 +537,15 @@ def _build_fields(
             continue
         if key == "email":
             val = val.lower()
+        check = checks.get(key)
+        if check is not None:
+            try:
+                val = check.parse(val)
+            except ValueError as exc:
+                problems.append(Problem(f"{group}.{key}", str(exc)))
+                continue
         clean[key] = val
-    return cls(**clean) if clean else (_EMPTY_USER if cls is User else _EMPTY_CONTEXT)
+    return _fast_new(cls, clean) if clean else empty
 
 
 def make_event(
@@ -459,9 +561,12 @@ def make_event(
     vendors: object = None,
     default_currency: str | None = None,
     extra_currencies: frozenset[str] = frozenset(),
+    fields: FieldSet | None = None,
 ) -> Event:
     """Build a normalised :class:`Event` from ``track()``'s keywords. ``extra_currencies``:
     codes beyond ISO 4217 that a configured vendor takes (``Destination.extra_currencies``).
+    ``fields``: the user and context fields accepted, the core's and those the installed
+    plugins declare (:class:`postback.fields.FieldSet`; the core's alone when ``None``).
 
     Raises :class:`~postback.InvalidEvent` listing every problem with the canonical event.
     """
@@ -521,8 +626,10 @@ def make_event(
                 )
             )
 
-    user_obj = _build_fields(User, "user", user, _USER_FIELD_SET, problems)
-    ctx_obj = _build_fields(Context, "context", context, _CONTEXT_FIELD_SET, problems)
+    if fields is None:
+        fields = _CORE_ONLY
+    user_obj = _build_fields(User, "user", user, fields, problems)
+    ctx_obj = _build_fields(Context, "context", context, fields, problems)
 
     props: Mapping[str, Any]
     if properties is None:

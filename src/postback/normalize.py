@@ -89,6 +89,15 @@ def to_micros(value: object) -> int:
     below :data:`MAX_VALUE`; the exponent is checked before any arithmetic, so every input is
     accepted or refused in microseconds.
     """
+    if value.__class__ is float and -MAX_VALUE < value < MAX_VALUE:  # (NaN is not)
+        # The common case, without Decimal: the shortest repr with at most 6 decimals (and no
+        # exponent) is exact in micros, read as two integers. Anything else: below.
+        text = repr(value)
+        whole, _, frac = text.partition(".")
+        if len(frac) <= 6 and "e" not in text:
+            if whole[0] == "-":
+                return -(int(whole[1:]) * 1_000_000 + int(frac.ljust(6, "0")))
+            return int(whole) * 1_000_000 + int(frac.ljust(6, "0"))
     if isinstance(value, bool):
         raise ValueError("must be a number, got bool")
     if isinstance(value, int):

@@ -17,6 +17,8 @@ plugins and the scaffold to this module.
   :class:`KeyStore`, and the canonical model (:class:`Event`, :class:`User`,
   :class:`Context`, :class:`Attribution`, :data:`CANONICAL_EVENTS`, :func:`to_micros`,
   :func:`to_timestamp_ms`).
+- Fields the vendor adds to the event: :func:`user_field`, :func:`context_field` (an
+  :class:`EventField` each, listed in ``Destination.fields``).
 - Settings: :func:`setting`, :class:`Secret`, :class:`RateLimit`, :class:`RetryPolicy`,
   :class:`ConfigError` / :class:`ConfigProblem` for settings that need each other.
 - Validation: :class:`Problem` (a malformed event) and :class:`Skip` (this vendor cannot use
@@ -63,6 +65,7 @@ from postback.events import (
     to_micros,
     to_timestamp_ms,
 )
+from postback.fields import EventField, context_field, user_field
 from postback.hookspecs import hookimpl
 from postback.iso import COUNTRIES, CURRENCIES, CURRENCY_EXPONENT
 from postback.pii import (
@@ -104,6 +107,7 @@ __all__ = [
     "Destination",
     "Emulator",
     "Event",
+    "EventField",
     "Halt",
     "KeyStore",
     "Outcome",
@@ -122,6 +126,7 @@ __all__ = [
     "StatusOutcomes",
     "User",
     "body_snippet",
+    "context_field",
     "hash_email",
     "hash_phone",
     "hmac_sha256",
@@ -139,4 +144,5 @@ __all__ = [
     "sha256_hex",
     "to_micros",
     "to_timestamp_ms",
+    "user_field",
 ]

@@ -4,8 +4,9 @@ It loads the ``postback`` entry points one at a time (a plugin that fails to imp
 and skipped, so one broken package cannot take the application down), registers the core's
 built-in plugins and the tracker's in-process plugins, checks that every hook implementation
 matches a spec (``check_pending``), and collects the destinations and emulators that plugins
-register. :class:`PluginHost` is also the typed facade over ``pm.hook``: no other module calls
-hooks untyped.
+register and the event fields those destinations declare (:class:`~postback.fields.FieldSet`:
+two that disagree on a field stop the host with an error naming both). :class:`PluginHost` is
+also the typed facade over ``pm.hook``: no other module calls hooks untyped.
 
 ``POSTBACK_DISABLE_PLUGINS`` (comma-separated entry-point names, or ``*`` for all) keeps
 entry-point plugins from loading, e.g. to rule one out while debugging.
@@ -29,6 +30,7 @@ from postback.delivery.queue import QueueBackend
 from postback.delivery.registry import QueueRegistry
 from postback.destination import Destination, Emulator, Skip
 from postback.errors import PluginError, Problem
+from postback.fields import FieldSet
 
 if TYPE_CHECKING:
     import httpx
@@ -103,6 +105,9 @@ class PluginHost:
         #: The installed queue backends by URL scheme (``postback_register_queues``).
         self.queues = QueueRegistry()
         self._collect()
+        #: The user and context fields ``track()`` accepts: the core's and those the
+        #: installed destinations declare (``Destination.fields``), merged once here.
+        self.fields = FieldSet.of(self.destinations.values())
 
     # --- loading -------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 show``): personal data masked unless ``reveal``, and every vendor's secrets removed always.
 
 Masking reuses :func:`postback.dashboard.masking.mask_value` (emails, phones, IPs, names) and
-adds the identifiers a person can be looked up by (user and device ids, click ids, cookies).
+adds the identifiers a person can be looked up by (user and device ids, click ids, cookies,
+and every user or context field a vendor plugin declares).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from postback.dashboard.masking import mask_value
 from postback.delivery.queue import DeadLetter
 from postback.destination import Destination
 from postback.encryption import UnknownKey, open_payload
+from postback.events import CONTEXT_FIELDS, USER_FIELDS
 from postback.textmask import mask_text
 
 __all__ = [
@@ -27,7 +29,11 @@ __all__ = [
     "shown_dead_letter",
 ]
 
-# Identifiers a person can be found by: shown as their first two characters only.
+_CORE_USER = frozenset(USER_FIELDS)
+_CORE_CONTEXT = frozenset(CONTEXT_FIELDS)
+# Identifiers a person can be found by: shown as their first two characters only (and so is
+# every user or context field a plugin declares: see _mask_declared). The first-party
+# plugins' fields stay listed, so that they are masked inside properties too.
 _IDENTIFIERS = frozenset(
     {
         "user_id",
@@ -80,9 +86,26 @@ def _mask_identifiers(value: Any) -> Any:
     return value
 
 
+def _mask_declared(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The event with every user and context field that is not a core one (a field a vendor
+    plugin declares, installed here or not) masked as an identifier."""
+    out = dict(event)
+    for group, core in (("user", _CORE_USER), ("context", _CORE_CONTEXT)):
+        fields = event.get(group)
+        if isinstance(fields, Mapping) and not fields.keys() <= core:
+            out[group] = {
+                k: (v[:2] + "•••" if v else v)
+                if k not in core and k not in _IDENTIFIERS and isinstance(v, str)
+                else v
+                for k, v in fields.items()
+            }
+    return out
+
+
 def mask_event(event: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored canonical event with every personal field masked (ids keep 2 characters)."""
-    masked = mask_value(_mask_identifiers(event))
+    """A stored canonical event with every personal field masked (ids keep 2 characters;
+    so does every field a vendor plugin declares)."""
+    masked = mask_value(_mask_identifiers(_mask_declared(event)))
     assert isinstance(masked, dict)
     return masked
 

@@ -5,9 +5,10 @@ For every event ``track()`` accepts, :class:`Router`
 1. picks the vendors it is *routed* to: configured and enabled, its name in the vendor's
    ``events`` filter (or, without one, mapped by the vendor), not opted out for this event
    (``vendors={"x": False}``). The result is cached per event name;
-2. asks each of them what keeps it from sending the event (``postback_validate``): a
-   :class:`~postback.Problem` (the event is malformed: refuse it) or a :class:`~postback.Skip`
-   (this vendor cannot use it as given: leave it out);
+2. asks each of them what keeps it from sending the event: a per-event option it does not
+   declare in ``option_keys`` (checked here, once, for every vendor: :func:`option_problems`),
+   then ``postback_validate``: a :class:`~postback.Problem` (the event is malformed: refuse
+   it) or a :class:`~postback.Skip` (this vendor cannot use it as given: leave it out);
 3. applies the tracker's policy, side by side:
 
    ===================== ============================ ======================================
@@ -50,7 +51,15 @@ from postback.iso import CURRENCIES
 from postback.plugins import with_vendor
 from postback.skips import DECISIONS, SkipLedger
 
-__all__ = ["Explanation", "RouteStatus", "Router", "VendorRoute", "currency_skip", "skip_problem"]
+__all__ = [
+    "Explanation",
+    "RouteStatus",
+    "Router",
+    "VendorRoute",
+    "currency_skip",
+    "option_problems",
+    "skip_problem",
+]
 
 log = logging.getLogger("postback")
 
@@ -150,6 +159,28 @@ def currency_skip(vendor: str, currency: str) -> Skip:
         fix="send this vendor an ISO 4217 currency (e.g. 'USD')",
         vendor=vendor,
     )
+
+
+def option_problems(dest: Destination, options: object) -> list[Problem]:
+    """Problems with ``track(vendors={NAME: options})``: every key not in the vendor's
+    ``option_keys``, with a did-you-mean. The core checks this once, for every vendor an
+    event is routed to, so a vendor's ``validate`` sees only the keys it declared."""
+    if not isinstance(options, Mapping) or not options:
+        return []
+    known = dest.option_keys
+    name = dest.name
+    found = []
+    for key in options:
+        if key in known:
+            continue
+        if not known:
+            why = f"unknown option: {name} takes no per-event options; remove it"
+        else:
+            guess = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {guess[0]!r}?" if guess else ""
+            why = f"unknown option for {name}{hint} ({name} takes: {', '.join(sorted(known))})"
+        found.append(Problem(f"vendors.{name}.{key}", why, name))
+    return found
 
 
 def skip_problem(skip: Skip) -> Problem:
@@ -328,7 +359,12 @@ class Router:
                     first.append(skipped)
             elif kept is not None:
                 kept.append(dest.name)
-        unknown = self._unknown_vendors(opts) if opts else None
+        unknown = None
+        if opts:
+            unknown = self._unknown_vendors(opts)
+            for dest in targets:  # per-event options: only the keys each vendor declares
+                if bad := option_problems(dest, opts.get(dest.name)):
+                    problems = bad if problems is None else problems + bad
         if problems is None and unknown is None:
             if first is None:
                 names = None if opts or gated else self._names_by_name.get(event.name)
@@ -440,6 +476,8 @@ class Router:
                 findings: list[Problem | Skip] = [currency_skip(vname, cur)]
             else:
                 findings = [with_vendor(f, vname) for f in self.validate(event, dest)]
+            if opts:
+                findings[:0] = option_problems(dest, opts.get(vname))
             problems = tuple(f for f in findings if not isinstance(f, Skip))
             skips = tuple(f for f in findings if isinstance(f, Skip))
             if problems:

@@ -77,6 +77,15 @@ Every vendor also takes the common settings (`base_url`, `events`, `event_map`, 
 | `sign_up` | `signup` |
 | `lead` | `lead` |
 
+## Event fields it adds
+
+| field | meaning |
+|---|---|
+| `context.${name}_click_id` | $Title's click id, from the ad's landing page URL |
+
+With this plugin installed, `track(context={"${name}_click_id": ...})` accepts it; without it,
+that is an unknown field.
+
 ## What $Title cannot use
 
 A *skip* leaves $Title out of that event (the other vendors get it); a *problem* makes
@@ -155,6 +164,7 @@ from postback.plugin import (
     Secret,
     Skip,
     body_snippet,
+    context_field,
     hash_email,
     json_or_none,
     setting,
@@ -192,6 +202,15 @@ class ${Camel}Destination(Destination):
     default_event_map = {"purchase": "purchase", "sign_up": "signup", "lead": "lead"}
     max_batch_size = 50
     default_rate_limit = RateLimit(600, 60)
+    #: Event fields only $Title uses, declared here rather than in postback: with this plugin
+    #: installed, track(context={"${name}_click_id": ...}) accepts it (a did-you-mean
+    #: includes it), and validate/transform read it with event.context.get(...).
+    fields = (
+        context_field(
+            "${name}_click_id",
+            help="$Title's click id, from the ad's landing page URL (?${name}_click_id=...).",
+        ),
+    )
     settings: ${Camel}Settings
 
     def validate(self, event: Event) -> Iterable[Problem | Skip]:
@@ -222,6 +241,8 @@ class ${Camel}Destination(Destination):
         if event.value_micros is not None:
             record["value_micros"] = event.value_micros
             record["currency"] = event.currency
+        if click_id := event.context.get("${name}_click_id"):
+            record["click_id"] = click_id
         return record
 
     def build_request(self, batch: Sequence[Prepared]) -> httpx.Request:
@@ -314,7 +335,7 @@ class Test${Camel}Contract(DestinationContract):
     vendor = "$name"
     sample_events = [
         {"name": "purchase", "value": 49.99, "currency": "USD", "user": {"email": "a@b.co"},
-         "event_id": "order-1-purchase"},
+         "context": {"${name}_click_id": "clk-1"}, "event_id": "order-1-purchase"},
         {"name": "sign_up", "user": {"user_id": "u-1"}},
     ]
 '''
@@ -351,6 +372,13 @@ def test_golden_purchase(tracker) -> None:
         "value_micros": 49_990_000, "currency": "USD",
     }]
     tracker.assert_sent("purchase", vendor="$name", value=49.99, currency="USD")
+
+
+def test_the_click_id_field_it_declares(tracker) -> None:
+    tracker.track("sign_up", user={"user_id": "u-1"}, context={"${name}_click_id": "clk-7"})
+    assert tracker.received("$name")[0]["click_id"] == "clk-7"
+    with pytest.raises(InvalidEvent, match="did you mean '${name}_click_id'"):
+        tracker.track("sign_up", user={"user_id": "u-1"}, context={"${name}_clickid": "x"})
 
 
 def test_an_event_it_cannot_use_is_skipped(tracker) -> None:

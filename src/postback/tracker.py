@@ -228,6 +228,7 @@ class Tracker:
             name,
             default_currency=self._default_currency,
             extra_currencies=self._extra_currencies,
+            fields=self.host.fields,
             **fields,
         )
         stored_form(event)
@@ -274,6 +275,7 @@ class Tracker:
                 vendors=vendors,
                 default_currency=self._default_currency,
                 extra_currencies=self._extra_currencies,
+                fields=self.host.fields,
             )
         except InvalidEvent as exc:
             return Router.malformed(str(name), exc, self.config.vendors)
@@ -328,6 +330,7 @@ class Tracker:
                 vendors=vendors,
                 default_currency=self._default_currency,
                 extra_currencies=self._extra_currencies,
+                fields=self.host.fields,
             )
         except InvalidEvent as exc:
             if self._raise:

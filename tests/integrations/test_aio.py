@@ -28,11 +28,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def make_tracker(config, *more_plugins):
-    import pb_context_echo
+    import pb_settings
 
-    return AsyncTracker.from_config(
-        config, plugins=[postback.testing.example, pb_context_echo, *more_plugins]
-    )
+    return AsyncTracker.from_config(config, plugins=[*pb_settings.PLUGINS, *more_plugins])
 
 
 def sqlite_config(example_config, tmp_path, **core):
@@ -173,6 +171,31 @@ def test_request_context_from_the_contextvar(example_config, tmp_path, sandbox):
     assert got["in-request"]["ctx"]["axwrt"] == "WRT"
     assert got["outside"]["ip"] is None
     assert got["outside"]["ctx"] == {}
+
+
+def test_request_fields_no_installed_plugin_declares_are_left_out(
+    example_config, tmp_path, sandbox
+):
+    """AppLovin's cookie fills context.axwrt only when a plugin declares it: without one, the
+    request's value is dropped (not an unknown-field error), and an explicit one still fails."""
+    import pb_context_echo
+
+    info = RequestInfo(remote_addr="10.0.0.1", cookies={"_axwrt": "WRT", "_fbp": "fb.1.2.3"})
+    lazy = LazyRequestContext(RequestContextSettings(), lambda: info)
+
+    async def main():
+        config = sqlite_config(example_config, tmp_path)
+        plugins = [postback.testing.example, pb_context_echo]
+        async with AsyncTracker.from_config(config, plugins=plugins) as tracker:
+            with bind_request_context(lazy):
+                await tracker.track("sign_up", user={"user_id": "u"}, event_id="e-1")
+                with pytest.raises(InvalidEvent, match="postback-applovin plugin declares it"):
+                    await tracker.track("sign_up", user={"user_id": "u"}, context={"axwrt": "x"})
+            assert (await tracker.flush(timeout=20)).complete
+
+    asyncio.run(main())
+    (got,) = sandbox.received("example")
+    assert got["ctx"] == {"fbp": "fb.1.2.3"}
 
 
 def test_a_cancelled_caller_does_not_unqueue_its_event(example_config, tmp_path):

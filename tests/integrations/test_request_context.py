@@ -7,6 +7,7 @@ import pytest
 
 from postback import ConfigError
 from postback.events import CONTEXT_FIELDS, USER_FIELDS
+from postback.fields import KNOWN_ELSEWHERE
 from postback.integrations import (
     RequestContext,
     RequestContextSettings,
@@ -26,6 +27,8 @@ from postback.integrations._context import (
     current_request_context,
 )
 
+#: Context fields: the core's, and AppLovin's (its plugin declares them).
+APPLOVIN = {name for (group, name), dist in KNOWN_ELSEWHERE.items() if dist == "postback-applovin"}
 DIRECT = RequestContextSettings()
 ONE_HOP = RequestContextSettings(trusted_proxy_hops=1)
 TWO_HOPS = RequestContextSettings(trusted_proxy_hops=2)
@@ -113,14 +116,14 @@ def test_every_field_is_extracted_into_canonical_names():
         "ttp": "TTP",
     }
     assert set(got.user) <= set(USER_FIELDS)
-    assert set(got.context) <= set(CONTEXT_FIELDS)
+    assert set(got.context) <= set(CONTEXT_FIELDS) | APPLOVIN
 
 
 def test_every_mapped_name_is_a_canonical_field():
     mapped = {*CLICK_ID_PARAMETERS.values(), *UTM_PARAMETERS.values(), *COOKIE_FIELDS.values()}
-    assert mapped | {"url", "referrer_url", "language"} <= set(CONTEXT_FIELDS)
+    assert mapped | {"url", "referrer_url", "language"} <= set(CONTEXT_FIELDS) | APPLOVIN
     assert {"ip_address", "user_agent"} <= set(USER_FIELDS)
-    assert {"aleid", "alart", "axwrt"} <= mapped
+    assert {"aleid", "alart", "axwrt"} == APPLOVIN <= mapped
 
 
 def test_applovin_cookies_fill_the_context_when_the_url_has_no_click():

@@ -10,9 +10,13 @@ import pytest
 
 from postback.config import build_config
 from postback.events import Event, make_event
+from postback.fields import FieldSet
 from postback.sandbox import Sandbox
 from postback.tracker import Tracker
 from postback_applovin import AppLovinDestination, AppLovinEmulator
+
+#: The event fields the plugin declares, as a tracker with it installed accepts them.
+FIELDS = FieldSet.of([AppLovinDestination])
 
 API_KEY = "test-axon-api-key-NOT-REAL"
 PIXEL_ID = "test-pixel-7d41"
@@ -81,7 +85,7 @@ def purchase_kwargs() -> dict[str, Any]:
 def event_from() -> Callable[[dict[str, Any]], Event]:
     def build(kwargs: dict[str, Any]) -> Event:
         kw = dict(kwargs)
-        return make_event(kw.pop("name"), **kw)
+        return make_event(kw.pop("name"), fields=FIELDS, **kw)
 
     return build
 

@@ -298,7 +298,6 @@ RULES: list[tuple[str, Mutation, str, str]] = [
         "must be a list",
     ),
     # per-event options
-    ("option-unknown", _opts({"click_id": "x"}), "vendors.applovin.click_id", "unknown option"),
     ("option-esi", _opts({"esi": "tv"}), "vendors.applovin.esi", "'web' or 'app'"),
     (
         "option-dedupe-id",
@@ -427,9 +426,8 @@ def test_every_finding_is_reported_at_once(destination, event_from) -> None:
             "vendors": {"applovin": {"esi": "desktop", "extra": 1}},
         }
     )
-    found = list(destination.validate(event))
+    found = list(destination.validate(event))  # the core refuses vendors.applovin.extra
     assert {f.field for f in found if isinstance(f, Problem)} == {
-        "vendors.applovin.extra",
         "vendors.applovin.esi",
         "context.url",
         "user.email",
@@ -645,3 +643,12 @@ def test_phone_normalisation_in_both_hashing_modes(
     assert raw["user_data"]["phone"] == "+14155550123"  # E.164 with the +, as Axon's example
     hashed = make_destination().transform(event_from(purchase_kwargs))
     assert hashed["user_data"]["phone"] == hashlib.sha256(b"14155550123").hexdigest()
+
+
+def test_unknown_options_are_the_core_s_to_refuse(destination) -> None:
+    """AppLovin declares its option_keys; the core refuses any other key, once."""
+    from postback.routing import option_problems
+
+    (found,) = option_problems(destination, {"click_id": "x", "esi": "web"})
+    assert (found.field, found.vendor) == ("vendors.applovin.click_id", "applovin")
+    assert "unknown option for applovin" in found.message and "dedupe_id" in found.message

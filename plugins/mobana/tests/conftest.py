@@ -11,7 +11,11 @@ import pytest
 
 from postback.config import build_config
 from postback.events import Event, make_event
+from postback.fields import FieldSet
 from postback_mobana import MobanaDestination, MobanaEmulator
+
+#: The event fields the plugin declares, as a tracker with it installed accepts them.
+FIELDS = FieldSet.of([MobanaDestination])
 
 KEY = "test-mobana-key-not-real"
 INSTALL_ID = "550e8400-e29b-41d4-a716-446655440000"
@@ -32,7 +36,7 @@ def _event(name: str = "purchase", **kwargs: Any) -> Event:
     """A canonical event with a valid install id unless ``user`` says otherwise."""
     kwargs.setdefault("user", {"install_id": INSTALL_ID})
     kwargs.setdefault("timestamp", 1751653800000)
-    return make_event(name, **kwargs)
+    return make_event(name, fields=FIELDS, **kwargs)
 
 
 @pytest.fixture

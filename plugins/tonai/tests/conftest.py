@@ -12,8 +12,12 @@ from postback import Tracker
 from postback.config import build_config
 from postback.destination import Prepared
 from postback.events import Event, make_event
+from postback.fields import FieldSet
 from postback.sandbox import Sandbox
 from postback_tonai import TonAIDestination, TonAIEmulator
+
+#: The event fields the plugin declares, as a tracker with it installed accepts them.
+FIELDS = FieldSet.of([TonAIDestination])
 
 #: A fake key for unit tests (never a real Ton AI App Key).
 TEST_KEY = "test-tonai-key-not-real-0001"
@@ -36,7 +40,7 @@ def event(name: str = "sign_up", telegram_user_id: Any = DOC_USER, **kwargs: Any
     user = dict(kwargs.pop("user", {}))
     if telegram_user_id is not None:
         user.setdefault("telegram_user_id", telegram_user_id)
-    return make_event(name, user=user, **kwargs)
+    return make_event(name, user=user, fields=FIELDS, **kwargs)
 
 
 def prepared(dest: TonAIDestination, ev: Event) -> list[Prepared]:

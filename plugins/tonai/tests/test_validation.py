@@ -113,10 +113,11 @@ def test_event_map_must_map_to_conversion() -> None:
 # --- per-event options ---------------------------------------------------------------------
 
 
-def test_per_event_options_are_refused(dest: TonAIDestination) -> None:
-    got = problems(dest, vendors={"tonai": {"click_id": "abc"}})
-    assert list(got) == ["vendors.tonai.click_id"]
-    assert "no per-event options" in got["vendors.tonai.click_id"]
+def test_per_event_options_are_refused_by_the_core(dest: TonAIDestination) -> None:
+    from postback.routing import option_problems
+
+    (got,) = option_problems(dest, {"click_id": "abc"})
+    assert got.field == "vendors.tonai.click_id" and "no per-event options" in got.message
 
 
 def test_other_fields_are_not_problems(dest: TonAIDestination) -> None:

@@ -12,8 +12,12 @@ import pytest
 from postback import Tracker
 from postback.config import build_config
 from postback.events import Event, make_event
+from postback.fields import FieldSet
 from postback.sandbox import Sandbox
 from postback_whop import WhopDestination, WhopEmulator
+
+#: The event fields the plugin declares, as a tracker with it installed accepts them.
+FIELDS = FieldSet.of([WhopDestination])
 
 #: Fake credentials: never real secrets.
 TEST_KEY = "whop_test_key_5b1e0c9a77d2"
@@ -46,7 +50,7 @@ def event() -> Callable[..., Event]:
     def make(name: str = "lead", **kw: Any) -> Event:
         kw.setdefault("event_id", "evt-1")
         kw.setdefault("timestamp", "2026-11-24T10:00:00.000Z")
-        return make_event(name, **kw)
+        return make_event(name, fields=FIELDS, **kw)
 
     return make
 

@@ -15,9 +15,24 @@ from typing import Any
 import orjson
 import pytest
 
-from postback.destination import Prepared
+from postback.destination import Destination, Prepared
 from postback.events import make_event
+from postback.fields import FieldSet, context_field, user_field
 from postback_whop import WhopDestination
+
+
+class _OtherVendors(Destination):
+    """Fields other plugins declare, which a golden event carries to show Whop leaves them out."""
+
+    name = "others"
+    fields = (
+        user_field("install_id", help="Mobana's install id."),
+        context_field("aleid", help="AppLovin's click id."),
+    )
+
+
+#: The event fields a tracker with Whop (and the vendors of those other fields) accepts.
+FIELDS = FieldSet.of([WhopDestination, _OtherVendors])
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(GOLDEN.glob("*.json"))
@@ -33,7 +48,7 @@ def test_golden_request(path: Path, make_dest: Callable[..., WhopDestination]) -
     dest = make_dest(**case["settings"])
     track = dict(case["track"])
     name = track.pop("name")
-    event = make_event(name, **track)
+    event = make_event(name, fields=FIELDS, **track)
 
     assert list(dest.validate(event)) == []
     record = dest.transform(event)

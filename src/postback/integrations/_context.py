@@ -22,6 +22,7 @@ cookies             AppLovin's ``_axeid`` -> ``aleid``, ``_axart`` -> ``alart``,
 ==================  ========================================================================
 
 ``ip_address`` and ``user_agent`` go to the event's ``user``, the rest to its ``context``.
+AppLovin's fields are declared by its plugin: without it installed they are not filled.
 
 Consent comes from the request too (:func:`merge_request_consent`): ``Sec-GPC: 1`` (Global
 Privacy Control) opts out of the purposes ``[consent] gpc`` names (``ads`` by default), and a
@@ -48,11 +49,14 @@ import importlib
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from postback.errors import ConfigError, ConfigProblem
+
+if TYPE_CHECKING:
+    from postback.fields import FieldSet
 
 __all__ = [
     "CLICK_ID_PARAMETERS",
@@ -473,18 +477,27 @@ def merge_request_context(
     derived: RequestContext | None,
     user: Mapping[str, Any] | None,
     context: Mapping[str, Any] | None,
+    fields: FieldSet | None = None,
 ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
     """``track()``'s ``user`` and ``context`` with request-derived fields filled in.
 
     Explicit keys win, including explicit ``None`` (which sends nothing for that field).
     Arguments that are not mappings pass through untouched so that ``track()`` reports them.
+    ``fields``: the tracker's (``tracker.host.fields``); a request-derived field it does not
+    accept is left out (AppLovin's ``aleid`` when its plugin is not installed).
     """
     if derived is None:
         return user, context
-    if derived.user and (user is None or isinstance(user, Mapping)):
-        user = {**derived.user, **(user or {})}
-    if derived.context and (context is None or isinstance(context, Mapping)):
-        context = {**derived.context, **(context or {})}
+    from_user, from_context = derived.user, derived.context
+    if fields is not None:
+        if not from_user.keys() <= fields.user:
+            from_user = {k: v for k, v in from_user.items() if k in fields.user}
+        if not from_context.keys() <= fields.context:
+            from_context = {k: v for k, v in from_context.items() if k in fields.context}
+    if from_user and (user is None or isinstance(user, Mapping)):
+        user = {**from_user, **(user or {})}
+    if from_context and (context is None or isinstance(context, Mapping)):
+        context = {**from_context, **(context or {})}
     return user, context
 
 

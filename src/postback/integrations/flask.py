@@ -204,7 +204,7 @@ class Postback:
         state = self._state()
         if flask.has_request_context():
             derived = _request_context(state.request_context)
-            user, context = merge_request_context(derived, user, context)
+            user, context = merge_request_context(derived, user, context, state.tracker.host.fields)
             consent = merge_request_consent(derived, consent, state.tracker.config.consent.gpc)
         return state.tracker.track(
             name,
@@ -226,7 +226,7 @@ class Postback:
         if flask.has_request_context():
             derived = _request_context(state.request_context)
             user, context = merge_request_context(
-                derived, fields.get("user"), fields.get("context")
+                derived, fields.get("user"), fields.get("context"), state.tracker.host.fields
             )
             consent = merge_request_consent(
                 derived, fields.get("consent"), state.tracker.config.consent.gpc

@@ -204,11 +204,16 @@ class DestinationContract:
     def test_validate_yields_problems_and_skips_only(self, destination: Destination) -> None:
         """A Skip says what is missing and how to fix it; a reason is short (it is counted)."""
         from postback.events import make_event
+        from postback.fields import FieldSet
 
+        declared = FieldSet.of([type(destination)])
         for sample in self.sample_events:
             fields = {k: v for k, v in sample.items() if k != "name"}
             bare = {**fields, "user": None, "context": None, "properties": None}
-            for event in (make_event(sample["name"], **fields), make_event(sample["name"], **bare)):
+            for event in (
+                make_event(sample["name"], fields=declared, **fields),
+                make_event(sample["name"], fields=declared, **bare),
+            ):
                 for finding in destination.validate(event):
                     assert isinstance(finding, Problem | Skip), (
                         f"validate yielded {finding!r}: yield postback.Problem (malformed) or "

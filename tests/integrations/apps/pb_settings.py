@@ -11,10 +11,11 @@ import os
 from typing import Any
 
 import pb_context_echo
+import pb_pixel_fields
 
 import postback.testing.example
 
-PLUGINS = [postback.testing.example, pb_context_echo]
+PLUGINS = [postback.testing.example, pb_context_echo, pb_pixel_fields]
 
 
 def postback_config() -> dict[str, Any]:

@@ -273,8 +273,8 @@ class EventChecks:
             or user.user_id
             or user.client_id
             or user.phone
-            or ctx.axwrt
-            or ctx.alart
+            or ctx.get("axwrt")
+            or ctx.get("alart")
             or "alart" in click_ids_from_url(url)
         ):
             found.append(self._skip_no_identifier)
@@ -446,17 +446,9 @@ class EventChecks:
                     found.append(Problem(f"properties.{key}[{i}].{name}", check[1]))
 
     def _option_problems(self, opts: Mapping[str, Any]) -> list[Problem]:
-        """Problems with ``vendors={'applovin': {...}}`` (only called when there are options)."""
+        """Problems with ``vendors={'applovin': {...}}`` (only called when there are options;
+        the core refuses keys not in ``option_keys``)."""
         problems: list[Problem] = []
-        known = self.dest.option_keys
-        for key in opts:
-            if key not in known:
-                problems.append(
-                    Problem(
-                        f"{self._opt}.{key}",
-                        f"unknown option; {self.vendor} takes: {', '.join(sorted(known))}",
-                    )
-                )
         esi = opts.get("esi")
         if esi is not None and not (isinstance(esi, str) and esi in ESI_VALUES):
             problems.append(Problem(f"{self._opt}.esi", "must be 'web' or 'app'"))

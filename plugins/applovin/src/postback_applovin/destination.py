@@ -50,6 +50,7 @@ from postback.plugin import (
     Secret,
     Skip,
     body_snippet,
+    context_field,
     hash_email,
     hash_phone,
     is_sha256_hex,
@@ -308,6 +309,18 @@ class AppLovinDestination(Destination):
     idempotent = True
     default_concurrency = 4
     option_keys = frozenset({"esi", "dedupe_id", "measurement_partner_data"})
+    fields = (
+        context_field(
+            "aleid",
+            help="AppLovin's click id from the landing page URL (?aleid=) or the _axeid cookie.",
+        ),
+        context_field(
+            "alart",
+            help="AppLovin's attribution token from the landing page URL (?alart=) or the "
+            "_axart cookie.",
+        ),
+        context_field("axwrt", help="The AppLovin Pixel's _axwrt cookie."),
+    )
     #: Advertising and attribution: sent only with the user's consent to ads.
     purposes = ("ads",)
     version = "0.1.0"
@@ -354,16 +367,7 @@ class AppLovinDestination(Destination):
 
     def _build(self, event: Event) -> tuple[dict[str, Any], list[Problem]]:
         problems: list[Problem] = []
-        opts = event.options_for(self.name)
-        for key in opts:
-            if key not in self.option_keys:
-                problems.append(
-                    Problem(
-                        f"{self._opt}.{key}",
-                        f"unknown option; {self.name} takes: {', '.join(sorted(self.option_keys))}",
-                    )
-                )
-
+        opts = event.options_for(self.name)  # the core refuses keys not in option_keys
         vname = self.vendor_event_name(event.name)
         if vname is None or vname not in self.known_names:
             problems.append(self.name_problem(event.name, vname))
@@ -494,7 +498,7 @@ class AppLovinDestination(Destination):
             ud["client_user_agent"] = u.user_agent
         from_url = click_ids_from_url(ctx.url)  # what the app passes wins
         for key in ("aleid", "alart", "axwrt"):
-            value = getattr(ctx, key) or from_url.get(key)
+            value = ctx.get(key) or from_url.get(key)
             if value is not None:
                 ud[key] = value
         if u.email is not None:
@@ -570,10 +574,7 @@ class AppLovinDestination(Destination):
             else:
                 m = _ZIP_PLUS4_RE.match(zip_code) if country is None else None
                 ud["zip"] = m.group(1) if m else zip_code
-        if not any(
-            getattr(u, f, None) or getattr(ctx, f, None) or from_url.get(f)
-            for f in IDENTIFIER_FIELDS
-        ):
+        if not any(u.get(f) or ctx.get(f) or from_url.get(f) for f in IDENTIFIER_FIELDS):
             problems.append(
                 Problem(
                     "user",

@@ -57,6 +57,7 @@ from postback.plugin import (
     json_or_none,
     retry_after_seconds,
     setting,
+    user_field,
 )
 
 __all__ = [
@@ -309,6 +310,13 @@ class MobanaDestination(Destination):
         max_attempts=10, max_age=7 * 24 * 3600.0, initial_backoff=5.0, max_backoff=1800.0
     )
     option_keys = frozenset({"flow_session_id"})
+    fields = (
+        user_field(
+            "install_id",
+            help="The app install's Mobana id (Mobana.getInstallId() in the app); "
+            "events without one skip Mobana.",
+        ),
+    )
     #: Advertising and attribution: sent only with the user's consent to ads.
     purposes = ("ads",)
     #: No dedupe key in the API: postback drops an event_id tracked again within 24 hours.
@@ -362,7 +370,7 @@ class MobanaDestination(Destination):
         in a currency without a rate); a :class:`~postback.Problem` when it is malformed (an
         install ID of the wrong format, an empty mapped name, a bad option). Once it knows it
         skips the event it stops checking, except the per-event options for Mobana."""
-        install_id = event.user.install_id
+        install_id = event.user.get("install_id")
         if not install_id and not event.vendor_options:
             return self._only_no_install_id  # the common case of a web event
         options = event.options_for(self.name) if event.vendor_options else None
@@ -409,15 +417,8 @@ class MobanaDestination(Destination):
 
     def _option_problems(self, options: Mapping[str, Any]) -> list[Problem]:
         problems: list[Problem] = []
-        for key, val in options.items():
-            if key not in self.option_keys:
-                problems.append(
-                    Problem(
-                        f"vendors.mobana.{key}",
-                        f"unknown option; Mobana takes: {', '.join(sorted(self.option_keys))}",
-                    )
-                )
-            elif (
+        for key, val in options.items():  # the core refuses keys not in option_keys
+            if (
                 key == "flow_session_id"
                 and val is not None
                 and (not isinstance(val, str) or not val.strip())
@@ -464,7 +465,7 @@ class MobanaDestination(Destination):
 
     def transform(self, event: Event) -> dict[str, Any]:
         """The JSON body Mobana's SDK sends; absent optional fields are left out."""
-        why = install_id_problem(event.user.install_id, self.settings.install_id_format)
+        why = install_id_problem(event.user.get("install_id"), self.settings.install_id_format)
         if why is not None:
             raise UnsendableEvent(f"user.install_id: {why}")
         name = self.vendor_event_name(event.name)
@@ -473,7 +474,7 @@ class MobanaDestination(Destination):
                 f"name: {event.name!r} maps to no Mobana conversion name; fix "
                 "[vendors.mobana.event_map]"
             )
-        record: dict[str, Any] = {"installId": event.user.install_id, "name": name}
+        record: dict[str, Any] = {"installId": event.user.get("install_id"), "name": name}
         value = self.mobana_value(event)
         if value is not None:
             record["value"] = _json_number(value)

@@ -62,6 +62,7 @@ from postback.plugin import (
     json_or_none,
     retry_after_seconds,
     setting,
+    user_field,
 )
 
 __all__ = [
@@ -192,6 +193,13 @@ class TonAIDestination(Destination):
     retry_policy = RetryPolicy(max_attempts=5, max_age=600.0, initial_backoff=5.0, max_backoff=60.0)
     default_concurrency = 4
     option_keys: ClassVar[frozenset[str]] = frozenset()
+    fields = (
+        user_field(
+            "telegram_user_id",
+            help="The Telegram user's numeric id (initData user.id in a mini app, "
+            "message.from.id in a bot); the only thing Ton AI receives.",
+        ),
+    )
     #: Advertising and attribution: sent only with the user's consent to ads.
     purposes = ("ads",)
     #: No dedupe key in the API: postback drops an event_id tracked again within 24 hours.
@@ -245,7 +253,7 @@ class TonAIDestination(Destination):
         """A :class:`~postback.Skip` without ``user.telegram_user_id``; a
         :class:`~postback.Problem` for one that is not a Telegram user id, a name not mapped
         to ``"conversion"``, or any per-event option (Ton AI takes none)."""
-        telegram_id = event.user.telegram_user_id
+        telegram_id = event.user.get("telegram_user_id")
         if not telegram_id:
             yield self._skip_no_telegram_id
         else:
@@ -266,12 +274,6 @@ class TonAIDestination(Destination):
                 f"[vendors.tonai.event_map] maps {event.name!r} to {mapped!r}, but Ton AI's "
                 f'conversion report only takes eventType "conversion": map it to "conversion"',
             )
-        for key in sorted(event.options_for(self.name)):
-            yield Problem(
-                f"vendors.{self.name}.{key}",
-                "unknown option: Ton AI takes no per-event options (it receives only the "
-                "Telegram user id); remove it",
-            )
 
     # --- transform ---------------------------------------------------------------------------
 
@@ -281,7 +283,7 @@ class TonAIDestination(Destination):
         return scope, f"{scope}/event:{event_id}"
 
     def transform(self, event: Event) -> dict[str, Any]:
-        telegram_id = event.user.telegram_user_id
+        telegram_id = event.user.get("telegram_user_id")
         why = check_telegram_user_id(telegram_id)
         if why is not None or telegram_id is None:
             # Only reachable for events queued without this plugin's validation (an older
@@ -316,7 +318,7 @@ class TonAIDestination(Destination):
         if not self.settings.once_per_user:
             return
         for p in batch:
-            telegram_id = p.event.user.telegram_user_id
+            telegram_id = p.event.user.get("telegram_user_id")
             if telegram_id:
                 user_key, owner_key = self._keys(telegram_id, p.event.event_id)
                 self.store.forget(user_key)

@@ -49,6 +49,7 @@ from postback.plugin import (
     retry_after_seconds,
     seconds_from_message,
     setting,
+    user_field,
 )
 from postback_whop.vocab import (
     ACTION_SOURCES,
@@ -284,6 +285,12 @@ class WhopDestination(Destination):
             "fingerprint_confidence",
         }
     )
+    fields = (
+        user_field(
+            "member_id",
+            help="The Whop member id (mber_...) of the user, sent as user.member_id.",
+        ),
+    )
     settings: WhopSettings
 
     # --- routing and naming -------------------------------------------------------------------
@@ -330,17 +337,11 @@ class WhopDestination(Destination):
         add = problems.append
         vendor_path = f"vendors.{self.name}"
 
-        # Per-event options: known keys, right types, accepted by this API shape.
+        # Per-event options (the core refuses keys not in option_keys): right types, accepted
+        # by this API shape.
         for key, val in opts.items():
             path = f"{vendor_path}.{key}"
             if key not in self.option_keys:
-                add(
-                    Problem(
-                        path,
-                        "unknown Whop option; known options: "
-                        + ", ".join(sorted(self.option_keys)),
-                    )
-                )
                 continue
             if key in _EVENTS_ONLY_OPTIONS and api == "conversions":
                 add(
@@ -550,7 +551,7 @@ class WhopDestination(Destination):
             elif key in ("fingerprint", "fingerprint_confidence"):
                 val = opts.get(key)
             else:
-                val = getattr(ctx, key, None)
+                val = ctx.get(key)
             if val is not None:
                 out[key] = val
         return out
@@ -570,7 +571,7 @@ class WhopDestination(Destination):
             "anonymous_id": u.anonymous_id,
             "external_id": external_id,
             "user_id": user_id,
-            "member_id": u.member_id,
+            "member_id": u.get("member_id"),
             "membership_id": u.membership_id,
             "email": u.email,
             "phone": (

@@ -124,7 +124,7 @@ def track(
     The request is the one the middleware is handling, or ``request`` if given.
     """
     derived = _derived(request)
-    user, context = merge_request_context(derived, user, context)
+    user, context = merge_request_context(derived, user, context, get_tracker().host.fields)
     consent = merge_request_consent(derived, consent, get_tracker().config.consent.gpc)
     return get_tracker().track(
         name,
@@ -156,7 +156,7 @@ async def atrack(
 ) -> str:
     """:func:`track` for ``async def`` views: the queue write happens off the event loop."""
     derived = _derived(request)
-    user, context = merge_request_context(derived, user, context)
+    user, context = merge_request_context(derived, user, context, get_tracker().host.fields)
     consent = merge_request_consent(derived, consent, get_tracker().config.consent.gpc)
     return await get_async_tracker().track(
         name,

@@ -14,5 +14,5 @@ DATABASES: dict[str, object] = {}
 USE_TZ = True
 
 POSTBACK = pb_settings.postback_config()
-POSTBACK_PLUGINS = ["postback.testing.example", "pb_context_echo"]
+POSTBACK_PLUGINS = ["postback.testing.example", "pb_context_echo", "pb_pixel_fields"]
 POSTBACK_REQUEST_CONTEXT = pb_settings.request_context()
