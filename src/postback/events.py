@@ -634,7 +634,7 @@ def make_event(
     props: Mapping[str, Any]
     if properties is None:
         props = {}
-    elif isinstance(properties, Mapping):
+    elif properties.__class__ is dict or isinstance(properties, Mapping):
         props = properties
     else:
         problems.append(Problem("properties", f"must be a dict, got {type(properties).__name__}"))

@@ -11,8 +11,9 @@ A vendor plugin (ours or a third party's) runs them against itself::
         ]
 
 The plugin must be installed (its entry point is part of the contract). The checks cover
-registration, documented settings, secret handling, the sans-I/O steps (``validate`` yields
-only :class:`~postback.Problem` and :class:`~postback.Skip`, and the sample events pass it),
+registration, documented settings and declared fields, secret handling, the sans-I/O steps
+(``validate`` yields only :class:`~postback.Problem` and :class:`~postback.Skip`, and the
+sample events pass it),
 delivery of the sample events through the vendor's emulator (in-process and over loopback
 HTTP), retry on server errors, and a halt (nothing dropped) when the vendor refuses the
 credentials.
@@ -133,6 +134,19 @@ class DestinationContract:
             assert bool(meta.get("secret")) == is_secret_type, (
                 f"setting {field.name!r}: secret=True and the Secret type go together"
             )
+
+    def test_declared_fields_are_documented_and_merge(
+        self, destination_class: type[Destination]
+    ) -> None:
+        """``fields``: made with user_field/context_field, with help text, and accepted by the
+        host next to the core's and the other installed plugins' (no conflict)."""
+        from postback.fields import FieldSet
+
+        for f in destination_class.fields:
+            assert f.help.strip(), f"declared field {f.path} needs help=... (one line)"
+        fields = FieldSet.of(PluginHost().destinations.values())
+        for f in destination_class.fields:
+            assert f.name in fields.known(f.group)
 
     def test_secrets_stay_secret(self, destination: Destination, settings: dict[str, Any]) -> None:
         secrets = [
