@@ -13,10 +13,9 @@ A vendor plugin (ours or a third party's) runs them against itself::
 The plugin must be installed (its entry point is part of the contract). The checks cover
 registration, documented settings and declared fields, secret handling, the sans-I/O steps
 (``validate`` yields only :class:`~postback.Problem` and :class:`~postback.Skip`, and the
-sample events pass it),
-delivery of the sample events through the vendor's emulator (in-process and over loopback
-HTTP), retry on server errors, and a halt (nothing dropped) when the vendor refuses the
-credentials.
+sample events pass it), delivery of the sample events through the vendor's emulator
+(in-process and over loopback HTTP), retry on server errors, and a halt (nothing dropped) when
+the vendor refuses the credentials.
 """
 
 from __future__ import annotations
