@@ -230,6 +230,11 @@ def test_declared_identifiers_are_masked_when_shown() -> None:
     masked = mask_event(stored)
     assert masked["user"] == {"telegram_user_id": "17•••", "loyalty_id": "L-•••", "os": "ios"}
     assert masked["context"] == {"aleid": "AL•••", "utm_source": "news"}
+    # A field declared with identifier=False is shown as it is.
+    stored["context"] = {"campaign_step": "checkout"}
+    assert mask_event(stored)["context"] == {"campaign_step": "ch•••"}
+    plain = [f.name for f in Loyalty.fields if not f.identifier]
+    assert mask_event(stored, plain)["context"] == {"campaign_step": "checkout"}
 
 
 def test_fields_group_objects_compare_by_the_fields_set() -> None:

@@ -15,7 +15,7 @@ This module has three jobs:
 * :class:`EventField`, the declaration (made with :func:`user_field` / :func:`context_field`):
   a name, a ``type`` (``str``, or ``int`` for a numeric id) or a ``validator`` that
   normalises the value or raises ``ValueError`` saying how to fix it, help text, and whether
-  the value identifies a person (``identifier``, masked wherever postback shows events);
+  the value identifies a person (``identifier``: masked like an id in a shown dead letter);
 * :class:`FieldSet`, the fields one plugin host accepts: the core's plus those the installed
   destinations declare, merged once when the host starts (:meth:`FieldSet.of`). Two plugins
   may declare the same name when the declarations agree; when they do not, that is a
@@ -96,8 +96,8 @@ class EventField:
     store (normalised) or raises ``ValueError`` whose message says what is wrong and how to
     fix it; ``track()`` reports it as a problem with ``user.NAME``. ``help``: one line for the
     reference and the did-you-mean. ``identifier``: the value can single out a person (an id,
-    a click id), so it is masked wherever postback shows an event; set False for a value that
-    cannot (a funnel step).
+    a click id), so it is masked like an id when postback shows a stored event (``postback
+    deadletters show``); set False for a value that cannot (a funnel step).
 
     Two destinations may declare the same field when their declarations agree on everything but
     ``help``. Make one with :func:`user_field` or :func:`context_field`.
@@ -249,10 +249,6 @@ class FieldSet:
     def unknown(self, group: str, key: str) -> str:
         """Why ``key`` is not a ``group`` field, with how to fix it."""
         return unknown_field(group, key, self.known(group))
-
-    def identifiers(self) -> frozenset[str]:
-        """The declared fields whose values identify a person (masked when shown)."""
-        return frozenset(f.name for f in self.declared.values() if f.identifier)
 
 
 def _checks(fields: Iterable[EventField]) -> dict[str, EventField]:

@@ -86,26 +86,27 @@ def _mask_identifiers(value: Any) -> Any:
     return value
 
 
-def _mask_declared(event: Mapping[str, Any]) -> Mapping[str, Any]:
+def _mask_declared(event: Mapping[str, Any], plain: frozenset[str]) -> Mapping[str, Any]:
     """The event with every user and context field that is not a core one (a field a vendor
-    plugin declares, installed here or not) masked as an identifier."""
+    plugin declares, installed here or not) masked as an identifier, except ``plain``."""
     out = dict(event)
     for group, core in (("user", _CORE_USER), ("context", _CORE_CONTEXT)):
         fields = event.get(group)
         if isinstance(fields, Mapping) and not fields.keys() <= core:
             out[group] = {
                 k: (v[:2] + "•••" if v else v)
-                if k not in core and k not in _IDENTIFIERS and isinstance(v, str)
+                if k not in core and k not in _IDENTIFIERS and k not in plain and isinstance(v, str)
                 else v
                 for k, v in fields.items()
             }
     return out
 
 
-def mask_event(event: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored canonical event with every personal field masked (ids keep 2 characters;
-    so does every field a vendor plugin declares)."""
-    masked = mask_value(_mask_identifiers(_mask_declared(event)))
+def mask_event(event: Mapping[str, Any], plain: Iterable[str] = ()) -> dict[str, Any]:
+    """A stored canonical event with every personal field masked (ids keep 2 characters; so
+    does every field a vendor plugin declares, but those in ``plain``: declared with
+    ``identifier=False``)."""
+    masked = mask_value(_mask_identifiers(_mask_declared(event, frozenset(plain))))
     assert isinstance(masked, dict)
     return masked
 
@@ -134,7 +135,8 @@ def shown_dead_letter(
         event = f"(encrypted: {exc})"
     reason = d.reason if reveal else mask_text(d.reason)
     if not reveal and isinstance(event, Mapping):
-        event = mask_event(event)
+        plain = [f.name for d in destinations for f in d.fields if not f.identifier]
+        event = mask_event(event, plain)
     shown = {
         "id": d.id,
         "vendor": d.vendor,
