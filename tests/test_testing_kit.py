@@ -120,4 +120,4 @@ def test_contract_kit_passes_for_the_example_vendor(
         """
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=13)
+    result.assert_outcomes(passed=14)

@@ -5,6 +5,11 @@ an upper-case ISO 4217 currency, a timestamp as integer epoch milliseconds (UTC)
 integer micros (``49.99`` becomes ``49_990_000``, never ``49_989_999``). :func:`make_event`
 builds one from the loose keywords of ``track()`` and reports *every* problem at once.
 
+:class:`User` and :class:`Context` hold the core's fields; the fields installed vendor plugins
+declare (:mod:`postback.fields`) sit beside them in the same instance and stored form, read
+with ``.get(name)``. ``make_event`` accepts those its field set names; for any other it says
+why (:func:`unknown_field`: a did-you-mean, or the first-party plugin to install).
+
 The queue stores events as bytes produced by :data:`converter` (one cattrs converter for the
 canonical form, orjson underneath): :func:`dumps_event` and :func:`loads_event`.
 """
