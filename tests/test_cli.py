@@ -24,6 +24,13 @@ def test_plugins_lists_installed_and_enabled(config_file: Path) -> None:
     assert "example" in out and "postback-example" in out and "enabled" in out
 
 
+def test_plugins_lists_the_fields_each_plugin_declares() -> None:
+    pytest.importorskip("postback_tonai")
+    code, out = run("plugins")
+    assert code == 0, out
+    assert "user.telegram_user_id" in out and "context.aleid" in out
+
+
 def test_config_check_ok_redacts_secrets(config_file: Path) -> None:
     code, out = run("config", "check", "--config", str(config_file))
     assert code == 0, out

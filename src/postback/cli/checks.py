@@ -24,8 +24,10 @@ __all__ = ["config_group", "doctor", "plugins"]
 @click.command()
 @config_option
 def plugins(config_path: Path | None) -> None:
-    """List installed vendor plugins, their versions, and whether the config enables them."""
-    host = PluginHost()
+    """List installed vendor plugins, their versions, the event fields they add, and whether
+    the config enables them."""
+    with user_errors():  # two plugins declaring one field differently: say so, no traceback
+        host = PluginHost()
     enabled: set[str] = set()
     path = config_path or find_config()
     if path is not None:
@@ -39,7 +41,7 @@ def plugins(config_path: Path | None) -> None:
         except ConfigError:
             pass
     table = Table(title="postback plugins", title_justify="left")
-    for col in ("plugin", "distribution", "version", "vendors", "sandbox", "status"):
+    for col in ("plugin", "distribution", "version", "vendors", "sandbox", "fields", "status"):
         table.add_column(col)
     for name, info in sorted(host.infos.items()):
         status: str | Text
@@ -55,6 +57,8 @@ def plugins(config_path: Path | None) -> None:
             info.version or "-",
             ", ".join(info.destinations) or "-",
             ", ".join(info.emulators) or "-",
+            ", ".join(f.path for v in info.destinations for f in host.destinations[v].fields)
+            or "-",
             status,
         )
     console.print(table)
