@@ -244,3 +244,24 @@ def test_fields_group_objects_compare_by_the_fields_set() -> None:
     assert a.user.get("phone") is None and a.user.get("never_declared") is None
     with pytest.raises(AttributeError, match="no installed plugin declares it"):
         _ = a.user.never_declared_anywhere
+
+
+def test_a_validator_that_breaks_is_the_plugin_s_error_named() -> None:
+    def broken(value: str) -> str:
+        raise KeyError(value)
+
+    def not_text(value: str) -> str:
+        return 42  # type: ignore[return-value]
+
+    class Buggy(Destination):
+        name = "buggy"
+        fields = (
+            user_field("one", help="x", validator=broken),
+            user_field("two", help="x", validator=not_text),
+        )
+
+    fields = FieldSet.of([Buggy])
+    with pytest.raises(PluginError, match=r"validator of user\.one failed: KeyError"):
+        make_event("sign_up", user={"one": "a"}, fields=fields)
+    with pytest.raises(PluginError, match=r"validator of user\.two returned int"):
+        make_event("sign_up", user={"two": "a"}, fields=fields)

@@ -132,7 +132,15 @@ class EventField:
                 raise ValueError(f"must be a whole number, got {value!r}")
             value = str(int(value))
         if self.validator is not None:
-            out: object = self.validator(value)
+            try:
+                out: object = self.validator(value)
+            except ValueError:
+                raise
+            except Exception as exc:  # a bug in the plugin, not a bad value
+                raise PluginError(
+                    f"the validator of {self.path} failed: {type(exc).__name__}: {exc} (it must "
+                    "return the value to store or raise ValueError saying what is wrong)"
+                ) from exc
             if not isinstance(out, str):
                 raise PluginError(
                     f"the validator of {self.path} returned {type(out).__name__}; it must "
