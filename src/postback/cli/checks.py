@@ -41,7 +41,7 @@ def plugins(config_path: Path | None) -> None:
         except ConfigError:
             pass
     table = Table(title="postback plugins", title_justify="left")
-    for col in ("plugin", "distribution", "version", "vendors", "sandbox", "fields", "status"):
+    for col in ("plugin", "distribution", "version", "vendors", "sandbox", "status"):
         table.add_column(col)
     for name, info in sorted(host.infos.items()):
         status: str | Text
@@ -57,11 +57,13 @@ def plugins(config_path: Path | None) -> None:
             info.version or "-",
             ", ".join(info.destinations) or "-",
             ", ".join(info.emulators) or "-",
-            ", ".join(f.path for v in info.destinations for f in host.destinations[v].fields)
-            or "-",
             status,
         )
     console.print(table)
+    for name, info in sorted(host.infos.items()):
+        declared = [f.path for v in info.destinations for f in host.destinations[v].fields]
+        if declared:
+            console.print(f"{name} adds event fields: {', '.join(declared)}")
     if not host.infos:
         console.print("No vendor plugins installed. Install one, e.g. pip install postback-x")
     if path:
