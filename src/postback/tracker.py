@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from postback.config import Config, build_config, read_config
+from postback.config import Config, Workers, build_config, read_config
 from postback.consent import ConsentGate, parse_consent
 from postback.dedupe import Deduper
 from postback.delivery.engine import DeliveryEngine, FlushReport
@@ -71,7 +71,9 @@ class Tracker:
     ) -> None:
         if config.core.workers == "auto":
             workers = auto_workers(config, host, transport)
-            config = attrs.evolve(config, core=attrs.evolve(config.core, workers=workers))
+            config = attrs.evolve(
+                config, core=attrs.evolve(config.core, workers=Workers.parse(workers))
+            )
         self.config = config
         self.host = host
         #: How this tracker delivers: chosen here, once; nothing re-reads ``workers``.

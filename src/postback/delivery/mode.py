@@ -1,7 +1,8 @@
 """How a tracker delivers, chosen once from ``[postback] workers``: :class:`DeliveryMode`.
 
 ``workers`` is ``"auto"``, ``true`` / ``"thread"``, ``"process"`` or ``false`` in the
-configuration; the tracker resolves ``"auto"`` (see :func:`postback.tracker.auto_workers`) and
+configuration (:class:`postback.config.Workers` once validated: ``THREAD``, ``PROCESS``,
+``OFF``, which compare equal to ``"thread"``, ``"process"``, ``"off"``); the tracker resolves ``"auto"`` (see :func:`postback.tracker.auto_workers`) and
 then reads only the mode, instead of re-deriving it from the setting wherever it matters.
 """
 
@@ -29,7 +30,7 @@ class DeliveryMode(enum.Enum):
             return cls.THREADS
         if workers == "process":
             return cls.PROCESS
-        if workers is False:
+        if workers is False or workers == "off":
             return cls.ENQUEUE_ONLY
         raise ValueError(f"workers = {workers!r} names no delivery mode; resolve 'auto' first")
 
