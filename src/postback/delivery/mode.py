@@ -2,8 +2,9 @@
 
 ``workers`` is ``"auto"``, ``true`` / ``"thread"``, ``"process"`` or ``false`` in the
 configuration (:class:`postback.config.Workers` once validated: ``THREAD``, ``PROCESS``,
-``OFF``, which compare equal to ``"thread"``, ``"process"``, ``"off"``); the tracker resolves ``"auto"`` (see :func:`postback.tracker.auto_workers`) and
-then reads only the mode, instead of re-deriving it from the setting wherever it matters.
+``OFF``, equal to ``"thread"``, ``"process"``, ``"off"``); the tracker resolves ``"auto"``
+(see :func:`postback.tracker.auto_workers`) and then reads only the mode, instead of
+re-deriving it from the setting wherever it matters.
 """
 
 from __future__ import annotations
