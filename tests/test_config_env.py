@@ -40,6 +40,7 @@ def test_core_settings_are_enums_and_workers_keeps_its_meaning() -> None:
     assert core.workers is Workers.THREAD and core.workers == "thread"
     assert core.on_invalid is OnInvalid.LOG and core.sqlite_synchronous is SqliteSynchronous.FULL
     assert CoreSettings(workers=False).workers is Workers.OFF  # type: ignore[arg-type]
+    assert CoreSettings(workers="off").workers is Workers.OFF  # type: ignore[arg-type]
     assert attrs.evolve(core, workers="process").workers is Workers.PROCESS  # type: ignore[arg-type]
     assert DeliveryMode.from_workers(Workers.THREAD) is DeliveryMode.THREADS
     assert DeliveryMode.from_workers(Workers.OFF) is DeliveryMode.ENQUEUE_ONLY
@@ -115,7 +116,49 @@ def test_environment_overrides_win_over_the_file_typed_like_it() -> None:
     assert cfg.consent.policy == "require"
     assert cfg.from_env["postback.workers"] == "POSTBACK_WORKERS"
     assert cfg.from_env["vendors.example.api_key"] == "POSTBACK_VENDORS__EXAMPLE__API_KEY"
-    assert cfg.raw == FILE  # what a worker process rebuilds from, in the same environment
+    # What a worker process rebuilds from: the overrides laid over the file.
+    assert cfg.raw["postback"] == {
+        "queue": "memory://",
+        "workers": False,
+        **{"exit_timeout": "5s", "max_queue_size": 50, "strict": True},
+    }
+    assert FILE["postback"] == {"queue": "memory://"}  # the caller's mapping is left alone
+
+
+def test_the_delivery_child_keeps_what_its_parent_fixed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import postback.testing.example as example
+    from postback import Tracker
+    from postback.delivery.child import _build
+    from postback.delivery.process import child_spec, load_message
+
+    raw = {
+        "postback": {"queue": f"sqlite:///{tmp_path}/q.db", "workers": True},
+        "vendors": {"example": {"api_key": "k", "base_url": "http://127.0.0.1:9"}},
+    }
+    parent = Tracker.from_raw(
+        raw,
+        plugins=[example],
+        load_entry_points=False,
+        environ={"POSTBACK_EXIT_TIMEOUT": "7", "POSTBACK_VENDORS__EXAMPLE__TIMEOUT": "3"},
+    )
+    try:
+        spec = load_message(child_spec(parent))
+    finally:
+        parent.close(timeout=0)
+    # The child inherits the environment; an override there must not undo what the parent
+    # fixed for it (threads in the child, the queue's absolute path).
+    monkeypatch.setenv("POSTBACK_WORKERS", "process")
+    monkeypatch.setenv("POSTBACK_QUEUE", "memory://")
+    child = _build(spec)
+    try:
+        assert child.mode is DeliveryMode.THREADS
+        assert child.config.core.queue == f"sqlite:///{tmp_path}/q.db"
+        assert child.config.core.exit_timeout == 7.0  # the parent's overrides hold
+        assert child.config.vendors["example"].timeout == 3.0
+    finally:
+        child.close(timeout=0)
 
 
 def test_a_vendor_can_come_from_the_environment_alone() -> None:

@@ -195,10 +195,13 @@ class Tracker:
         transport: Any = None,
         load_entry_points: bool = True,
         disable: Iterable[str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> Tracker:
         """Build a tracker from a raw configuration mapping (as :func:`postback.config.read_config`
         returns it): the plugin host, then the validated config. The one place that does it:
-        :meth:`from_config` and the ``workers = "process"`` child both come here."""
+        :meth:`from_config` and the ``workers = "process"`` child both come here. ``environ``
+        holds the ``POSTBACK_*`` overrides (default: ``os.environ``; the child passes none:
+        its raw config already has its parent's)."""
         host = PluginHost(plugins, load_entry_points=load_entry_points, disable=disable)
         broken = {name: info.error for name, info in host.infos.items() if info.error}
         cfg = build_config(
@@ -208,6 +211,7 @@ class Tracker:
             base_dir=base_dir,
             broken=broken,
             queues=host.queues,
+            environ=environ,
         )
         return cls(cfg, host, transport=transport)
 

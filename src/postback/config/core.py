@@ -60,7 +60,7 @@ class Workers(enum.StrEnum):
             return value
         if value is True or value == "thread":
             return cls.THREAD
-        if value is False:
+        if value is False or value == "off":
             return cls.OFF
         if value in ("auto", "process"):
             return cls(value)

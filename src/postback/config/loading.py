@@ -55,9 +55,10 @@ class Config:
     consent: ConsentSettings = ConsentSettings()
     source: str | None = None
     base_dir: Path = attrs.field(factory=Path.cwd)
-    #: The mapping it was built from, ``${ENV}`` references unresolved and without the
-    #: environment's overrides (a worker process builds its own from it, in the same
-    #: environment). Never shown: it may hold literal secrets.
+    #: The mapping it was built from, ``${ENV}`` references unresolved, the environment's
+    #: ``POSTBACK_*`` overrides laid over it (a worker process builds its own from it, with no
+    #: overrides of its own: those its parent fixed, such as ``workers``, stay fixed). Never
+    #: shown: it may hold literal secrets.
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
     #: Key path -> the ``POSTBACK_*`` variable that set it (``postback config check`` says so).
     from_env: Mapping[str, str] = attrs.field(factory=dict, eq=False)
@@ -121,7 +122,10 @@ def read_config(
 
 
 def _field_type(cls: type[Any], name: str) -> Any:
-    field = attrs.fields_dict(attrs.resolve_types(cls)).get(name)
+    try:
+        field = attrs.fields_dict(attrs.resolve_types(cls)).get(name)
+    except Exception:  # a plugin's annotation that does not resolve: read as TOML, or text
+        return None
     return None if field is None else field.type
 
 
@@ -190,18 +194,22 @@ def build_config(
 
         queues = QueueRegistry.builtin()
     problems: list[ConfigProblem] = []
-    original = raw
     substituted = substitute_env(raw, "", problems)
     vendor_names = list(destinations)
     if isinstance(substituted.get("vendors"), Mapping):
         vendor_names = [str(n) for n in substituted["vendors"]] + vendor_names
-    raw, from_env = apply_overrides(
-        substituted,
-        list(CORE_HELP),
-        lambda path: _setting_type(path, destinations),
-        vendor_names,
-        environ,
-    )
+
+    def overlay(mapping: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        return apply_overrides(
+            mapping,
+            list(CORE_HELP),
+            lambda path: _setting_type(path, destinations),
+            vendor_names,
+            environ,
+        )
+
+    original, _ = overlay(raw)  # what a worker process rebuilds from, ${NAME} unresolved
+    raw, from_env = overlay(substituted)
     problems += [ConfigProblem(k, m) for k, m in control_character_problems(raw)]
     for key in raw:
         if key not in _TABLES:

@@ -91,6 +91,7 @@ def _build(spec: dict[str, Any]) -> Tracker:
         plugins=plugins,
         load_entry_points=spec["load_entry_points"],
         disable=spec["disable"],
+        environ={},  # the parent's POSTBACK_* overrides are in spec["raw"] already
     )
 
 
