@@ -237,3 +237,23 @@ def test_config_check_names_overrides_and_never_shows_a_secret(
     assert "*** (from POSTBACK_VENDORS__EXAMPLE__API_KEY)" in out
     assert "3.0 (from POSTBACK_EXIT_TIMEOUT)" in out
     assert "thread (from POSTBACK_WORKERS)" in out
+
+
+def test_plugins_counts_a_vendor_the_environment_configures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postback.cli import main
+    from tests._distributions import add_entry_point_dist
+
+    add_entry_point_dist(
+        monkeypatch, tmp_path / "site", "postback-example", {"example": "postback.testing.example"}
+    )
+    monkeypatch.setenv("POSTBACK_DISABLE_PLUGINS", "mobana,x,whop,tonai,applovin")
+    path = tmp_path / "postback.toml"
+    path.write_text('[postback]\nqueue = "memory://"\n')
+    runner = CliRunner(env={"COLUMNS": "200"})
+    out = runner.invoke(main, ["plugins", "-c", str(path)]).output
+    assert "installed (not in config)" in out
+    monkeypatch.setenv("POSTBACK_VENDORS__EXAMPLE__API_KEY", "k")
+    out = runner.invoke(main, ["plugins", "-c", str(path)]).output
+    assert "enabled" in out and "not in config" not in out

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from postback.cli._shared import config_option, console, styled, user_errors
 from postback.config import CORE_HELP, find_config, read_config, settings_help
+from postback.config.env import apply_overrides
 from postback.destination import Secret, config_warnings
 from postback.errors import ConfigError
 from postback.plugins import PluginHost
@@ -32,6 +33,8 @@ def plugins(config_path: Path | None) -> None:
     if path is not None:
         try:
             raw, _, _ = read_config(path)
+            # A vendor may be configured (or disabled) by POSTBACK_VENDORS__NAME__... alone.
+            raw, _ = apply_overrides(raw, list(CORE_HELP), lambda _: None, list(host.destinations))
             enabled = {
                 n
                 for n, t in raw.get("vendors", {}).items()
