@@ -257,3 +257,35 @@ def test_plugins_counts_a_vendor_the_environment_configures(
     monkeypatch.setenv("POSTBACK_VENDORS__EXAMPLE__API_KEY", "k")
     out = runner.invoke(main, ["plugins", "-c", str(path)]).output
     assert "enabled" in out and "not in config" not in out
+
+
+def test_every_common_vendor_problem_at_once() -> None:
+    found = problems(
+        {
+            "postback": {"queue": "memory://"},
+            "vendors": {
+                "example": {
+                    "api_key": "k",
+                    "events": "purchase",
+                    "concurrency": 999,
+                    "retry": {"max_agee": 1, "max_attempts": 0},
+                    "purposes": ["nope"],
+                    "batch_size": 500,
+                    "rate_limit": "10/500ms",
+                }
+            },
+        },
+        {},
+    )
+    assert list(found) == [
+        "vendors.example.events",
+        "vendors.example.concurrency",
+        "vendors.example.retry.max_agee",
+        "vendors.example.retry.max_attempts",
+        "vendors.example.purposes",
+        "vendors.example.batch_size",
+        "vendors.example.rate_limit",
+    ]
+    assert "did you mean 'max_age'" in found["vendors.example.retry.max_agee"]
+    assert "unknown purpose(s) 'nope'" in found["vendors.example.purposes"]
+    assert "at most 50" in found["vendors.example.batch_size"]

@@ -219,8 +219,8 @@ def build_vendor(
     settings = structure_table(own, cls.settings_class, base, found)
     purposes: tuple[str, ...] | None = None
     found += _against_destination(name, raw, cls, base, found)
-    if common is not None and common.purposes is not None:
-        purposes = parse_vendor_purposes(common.purposes, f"{base}.purposes", consent, found)
+    if "purposes" in raw:  # read from raw: said even when another common setting is wrong
+        purposes = parse_vendor_purposes(raw["purposes"], f"{base}.purposes", consent, found)
     reported = {p.path for p in problems}  # e.g. an unset ${VAR}: said once
     found = [p for p in found if p.path not in reported]
     order_by_keys(found, raw, base)
