@@ -26,6 +26,7 @@ import attrs
 from postback.config import Config, build_config, read_config
 from postback.consent import ConsentGate, parse_consent
 from postback.dedupe import Deduper
+from postback.delivery.deliverer import Deliverer
 from postback.delivery.engine import DeliveryEngine, FlushReport
 from postback.delivery.erase import ErasureReport, Person, erase_person
 from postback.delivery.ledgers import open_ledger
@@ -113,6 +114,8 @@ class Tracker:
             from postback.delivery.process import DeliveryProcess
 
             self.engine.external = DeliveryProcess(self)
+        #: Where this tracker's events are delivered from (:mod:`postback.delivery.deliverer`).
+        self.deliverer: Deliverer = self.engine
         self._raise = config.core.on_invalid == "raise"
         self._default_currency = config.core.default_currency
         #: Currency codes beyond ISO 4217 that a configured vendor takes (Whop's ETH, ...).

@@ -102,6 +102,13 @@ class DeliveryEngine:
     def delivering(self) -> bool:
         return self._delivering
 
+    @property
+    def flushes_on_close(self) -> bool:
+        return self.deliver or not self.queue.capabilities.cross_process
+
+    def ready(self, timeout: float | None) -> bool:
+        return self.external.wait_ready(timeout) if self.external is not None else True
+
     def start(self) -> None:
         if self.external is not None and self.lanes:
             self._started = True
