@@ -228,3 +228,26 @@ def test_closing_while_the_child_starts_leaves_no_process(
         text=True,
     ).stdout.split()
     assert [pid for pid in children if _alive(int(pid))] == []
+
+
+def test_the_child_builds_from_a_picklable_spec(make_tracker: Callable[..., Tracker]) -> None:
+    import pickle
+
+    import postback.testing.example as example
+    from postback.delivery.mode import DeliveryMode
+    from postback.delivery.spec import TrackerSpec, tracker_spec
+
+    t = make_tracker(core={"workers": "process", "exit_timeout": 0.5})
+    spec = tracker_spec(t.config, t.queue.url, t.host)
+    assert isinstance(spec, TrackerSpec)
+    sent = pickle.loads(pickle.dumps(spec))
+    assert sent == spec and sent.plugins == (("module", example.__name__),)
+    # The child's build path is the one from_config takes, with delivery on its threads.
+    child = Tracker.from_raw(sent.raw, **sent.build_args())
+    try:
+        assert child.mode is DeliveryMode.THREADS
+        assert child.queue.url == t.queue.url
+        assert sorted(child.destinations) == sorted(t.destinations)
+        assert child.config.core.exit_timeout == 0.5
+    finally:
+        child.close(timeout=0)

@@ -35,7 +35,7 @@ from postback.delivery.queue import Queue, QueueKeyStore
 from postback.delivery.registry import open_queue
 from postback.destination import Destination, Skipped
 from postback.encryption import keyring_from_env
-from postback.errors import InvalidEvent, TrackerClosed
+from postback.errors import ConfigError, InvalidEvent, TrackerClosed
 from postback.events import Event, make_event
 from postback.ledger import EventStatus, LedgerWriter
 from postback.plugins import PluginHost
@@ -112,8 +112,17 @@ class Tracker:
         )
         if self.mode is DeliveryMode.PROCESS:
             from postback.delivery.process import DeliveryProcess
+            from postback.delivery.spec import tracker_spec
 
-            self.engine.external = DeliveryProcess(self)
+            if transport is not None:
+                raise ConfigError(
+                    [
+                        "workers = 'process' delivers from a child process, which cannot use a "
+                        "transport passed to from_config(): use workers = true with it"
+                    ]
+                )
+            spec = tracker_spec(config, self.queue.url, host)  # fails here, not in track()
+            self.engine.external = DeliveryProcess(spec, self.queue.poll)
         #: Where this tracker's events are delivered from (:mod:`postback.delivery.deliverer`).
         self.deliverer: Deliverer = self.engine
         self._raise = config.core.on_invalid == "raise"
@@ -536,7 +545,7 @@ def auto_workers(config: Config, host: PluginHost, transport: Any = None) -> boo
         if any(callable(getattr(plugin, hook, None)) for hook in _DELIVERY_HOOKS):
             return True
     if host.in_process:
-        from postback.delivery.process import child_spec_problem
+        from postback.delivery.spec import child_spec_problem
 
         if child_spec_problem(host) is not None:
             return True
