@@ -48,7 +48,7 @@ def main() -> None:
         # Below the app: when both want a core, its requests come first; delivery catches up.
         os.nice(tracker.config.core.process_nice)
     tune_gc_for_delivery()
-    tracker.engine.start()
+    tracker.deliverer.start()
     try:
         while not stop.is_set():
             if not conn.poll(0.5):

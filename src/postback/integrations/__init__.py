@@ -146,7 +146,7 @@ def run_worker(
     try:
         if tune_gc:
             tune_gc_for_delivery()
-        tracker.engine.start()
+        tracker.deliverer.start()
         write(
             f"postback worker: delivering from {tracker.queue.url} to "
             f"{', '.join(tracker.destinations) or 'no vendor'}"
@@ -158,7 +158,7 @@ def run_worker(
                 waited = 0.0
                 write(format_stats(tracker.stats()))
     finally:
-        tracker.engine.stop(wait=10.0)
+        tracker.deliverer.stop(wait=10.0)
         tracker.close(timeout=0)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
