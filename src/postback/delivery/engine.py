@@ -18,7 +18,6 @@ process (the elected deliverer) runs lanes, the others wait for it.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -51,21 +50,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("postback.delivery")
-
-
-def tune_gc_for_delivery() -> None:
-    """Garbage-collector settings for a process that only delivers (``postback worker``, the
-    ``workers = "process"`` child); never called in an application's own process.
-
-    Delivery allocates many short-lived containers (decoded events, vendor payloads, outcomes)
-    and frees nearly all of them by reference counting, yet with the default thresholds the
-    cyclic collector runs every 700 allocations and now and then walks every object the
-    imports left behind. Freezing what start-up built and collecting young objects less often
-    took a tenth off the CPU per delivered event in the benchmarks (docs/performance.md).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 1000)
 
 
 def start_unless_exiting(start: Callable[[], None]) -> bool:
