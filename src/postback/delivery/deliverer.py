@@ -1,10 +1,21 @@
 """The deliverer seam: how a tracker gets its events delivered, as one small protocol.
 
-A tracker has exactly one :class:`Deliverer`, chosen once from its
+A tracker has exactly one :class:`Deliverer`, chosen once by :func:`choose_deliverer` from its
 :class:`~postback.delivery.mode.DeliveryMode` (the resolved ``[postback] workers`` setting).
 Nothing else asks which mode is in use: the tracker's ``track()``, ``start()``, ``flush()``,
 ``close()`` and ``stats()``, its exit hooks and its ``fork()`` hook call the deliverer, and
-each implementation does what its mode means.
+each implementation does what its mode means (the pattern of OpenTelemetry's span processors):
+
+- threads (``workers = true``): the :class:`~postback.delivery.engine.DeliveryEngine` itself,
+  whose lanes deliver on threads of this process once it is elected the queue's deliverer;
+- :class:`ProcessDeliverer` (``workers = "process"``): a child process delivers, through
+  :class:`~postback.delivery.process.DeliveryProcess`; requests are forwarded to it;
+- :class:`EnqueueOnlyDeliverer` (``workers = false``): nothing delivers here; another process
+  (``postback worker``) delivers from the shared queue.
+
+Every tracker has an engine even when it does not deliver through it: its lanes count what
+this process tracked and what each flush reports, and it answers depths from the queue. The
+two other deliverers use it for that and never start it.
 
 Every deliverer's duties (pinned, for each implementation, by tests/test_deliverer.py):
 

@@ -6,7 +6,8 @@ app's request threads wait for the interpreter lock; on a busy process that show
 ``track()`` calls now and then, and the rate at which the app can track and deliver at once is
 what one core does for both. With ``workers = "process"`` the tracking process only validates
 and appends to the queue's spool; a child process (``python -m postback.delivery.child``,
-the same engine as ``postback worker``) delivers on another core.
+the same engine and worker loop as ``postback worker``) delivers on another core. The tracker
+reaches it through :class:`~postback.delivery.deliverer.ProcessDeliverer`.
 
 The child is started on the first ``track()``, gets the tracker's spec over a socket pair (a
 :class:`~postback.delivery.spec.TrackerSpec`: the configuration mapping it was built from,
