@@ -2,9 +2,9 @@
 
 ``workers`` is ``"auto"``, ``true`` / ``"thread"``, ``"process"`` or ``false`` in the
 configuration (:class:`postback.config.Workers` once validated: ``THREAD``, ``PROCESS``,
-``OFF``, equal to ``"thread"``, ``"process"``, ``"off"``); the tracker resolves ``"auto"``
-(see :func:`postback.tracker.auto_workers`) and then reads only the mode, instead of
-re-deriving it from the setting wherever it matters.
+``OFF``); the tracker resolves ``"auto"`` (see :func:`postback.tracker.auto_workers`),
+names the mode, and :func:`postback.delivery.deliverer.choose_deliverer` turns it into the
+tracker's deliverer, the one place where a mode becomes behaviour.
 """
 
 from __future__ import annotations
