@@ -130,8 +130,7 @@ def test_the_delivery_child_keeps_what_its_parent_fixed(
 ) -> None:
     import postback.testing.example as example
     from postback import Tracker
-    from postback.delivery.child import _build
-    from postback.delivery.process import child_spec, load_message
+    from postback.delivery.spec import tracker_spec
 
     raw = {
         "postback": {"queue": f"sqlite:///{tmp_path}/q.db", "workers": True},
@@ -144,14 +143,14 @@ def test_the_delivery_child_keeps_what_its_parent_fixed(
         environ={"POSTBACK_EXIT_TIMEOUT": "7", "POSTBACK_VENDORS__EXAMPLE__TIMEOUT": "3"},
     )
     try:
-        spec = load_message(child_spec(parent))
+        spec = tracker_spec(parent.config, parent.queue.url, parent.host)
     finally:
         parent.close(timeout=0)
     # The child inherits the environment; an override there must not undo what the parent
     # fixed for it (threads in the child, the queue's absolute path).
     monkeypatch.setenv("POSTBACK_WORKERS", "process")
     monkeypatch.setenv("POSTBACK_QUEUE", "memory://")
-    child = _build(spec)
+    child = Tracker.from_raw(spec.raw, **spec.build_args())  # as the child builds itself
     try:
         assert child.mode is DeliveryMode.THREADS
         assert child.config.core.queue == f"sqlite:///{tmp_path}/q.db"
