@@ -28,7 +28,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from postback.delivery import timing
+from postback.delivery import sqltx, timing
 from postback.errors import QueueError
 from postback.ledger import DEFAULT_MAX_ENTRIES, DEFAULT_RETENTION, LedgerEntry, safe_note
 
@@ -112,12 +112,9 @@ class SQLiteLedger:
         with self._lock:
             conn = self._connect()
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_INSERT, entries)
-                conn.execute("COMMIT")
+                with sqltx.write(conn):
+                    conn.executemany(_INSERT, entries)
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 raise QueueError(f"cannot write the delivery ledger {self.path}: {exc}") from exc
 
     def read(self, event_id: str) -> list[LedgerEntry]:
