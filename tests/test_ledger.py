@@ -20,6 +20,9 @@ from postback import Tracker
 from postback.delivery.ledger_sqlite import SQLiteLedger
 from postback.delivery.ledgers import open_ledger
 from postback.ledger import (
+    BUSY_ROWS,
+    FLUSH_BUSY,
+    FLUSH_EVERY,
     Ledger,
     LedgerEntry,
     LedgerWriter,
@@ -368,3 +371,18 @@ def test_prune_never_removes_a_row_within_the_retention(tmp_path: Path) -> None:
     ledger.prune(now + 10_000)  # everything is older than the retention now
     assert all(not ledger.read(f"{x}{i}") for x in "bcd" for i in range(2))
     ledger.close()
+
+
+def test_the_writer_gathers_longer_while_outcomes_come_fast() -> None:
+    """Larger transactions while rows come fast (a write of BUSY_ROWS or more), back to the
+    short window once they slow down; status() never waits for either."""
+    ledger = MemoryLedger()
+    writer = LedgerWriter(ledger)
+    for i in range(BUSY_ROWS):
+        writer.skipped(f"e{i}", "purchase", "x", "no device id")
+    writer.flush()
+    assert writer._window == FLUSH_BUSY
+    writer.skipped("late", "purchase", "x", "no device id")
+    assert writer.status("late").vendors["x"].state == "skipped"  # written first
+    assert writer._window == FLUSH_EVERY
+    writer.close()

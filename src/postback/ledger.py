@@ -13,8 +13,11 @@ Theory of operation:
 
 * The lanes call :meth:`LedgerWriter.record` once per outcome batch, after the queue recorded
   the settlements: an append to a deque, nothing else. Rows are built and written by the
-  writer's thread, every :data:`FLUSH_EVERY` seconds while outcomes come, in one transaction
-  (SQLite) or one pipeline (Redis): never a write per event.
+  writer's thread, every :data:`FLUSH_EVERY` seconds while outcomes come (every
+  :data:`FLUSH_BUSY` seconds while they come fast), in one transaction (SQLite) or one
+  pipeline (Redis): never a write per event. ``status()`` writes what is buffered first, so
+  this process's answer never waits for the writer; another process reading the ledger sees
+  an outcome at most that long after it.
 * A vendor skipped at ``track()`` (routing, consent) is appended to the same buffer by
   :class:`~postback.skips.SkipLedger` (no write on ``track()``'s thread).
 * "Queued" is not written: it is derived from the queue (the event waiting there), and for
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
     "DEFAULT_RETENTION",
+    "FLUSH_BUSY",
     "FLUSH_EVERY",
     "PRUNE_EVERY",
     "Attempt",
@@ -67,6 +71,13 @@ log = logging.getLogger("postback.ledger")
 
 #: Seconds between writes while outcomes come in (one transaction / pipeline each).
 FLUSH_EVERY = 0.01
+#: Seconds between writes while outcomes come in fast (the last write had at least
+#: :data:`BUSY_ROWS` rows): larger transactions cost less per row. With random event ids (the
+#: default UUIDs) each row of a SQLite ledger lands in its own page of the event-id index, and
+#: a transaction writes every page it touched: about 8-10 µs a row at 400 rows per
+#: transaction, 5-6 µs at 5,000, measured on a 2-core machine.
+FLUSH_BUSY = 0.1
+BUSY_ROWS = 1000
 #: Seconds between removals of rows past the retention or the size cap.
 PRUNE_EVERY = 60.0
 #: ``ledger_retention`` default: rows are kept this many seconds (7 days).
@@ -384,6 +395,7 @@ class LedgerWriter:
         self._next_prune = 0.0
         self._closed = False
         self._warned = False
+        self._window = FLUSH_EVERY  # FLUSH_BUSY while outcomes come fast
 
     # --- appending (hot paths) ---------------------------------------------------------------
 
@@ -415,7 +427,7 @@ class LedgerWriter:
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._dirty.wait()
-            if self._stopping.wait(FLUSH_EVERY):
+            if self._stopping.wait(self._window):
                 return
             self._dirty.clear()
             self.flush()
@@ -427,6 +439,7 @@ class LedgerWriter:
             rows = self._unwritten
             self._unwritten = []
             rows.extend(self._drain())
+            self._window = FLUSH_BUSY if len(rows) >= BUSY_ROWS else FLUSH_EVERY
             if rows:
                 try:
                     self.ledger.write(rows)
