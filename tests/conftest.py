@@ -12,6 +12,7 @@ import postback.testing.example as example
 from postback import Tracker
 from postback.sandbox import Sandbox
 from postback.testing.example import ExampleEmulator
+from tests.cli_support import install_example_alone, write_example_config
 
 FAST_RETRY = {"initial_backoff": 0.01, "max_backoff": 0.05, "max_attempts": 5}
 
@@ -52,3 +53,17 @@ def make_tracker(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Tra
     yield make
     for t in made:
         t.close(timeout=1)
+
+
+@pytest.fixture
+def example_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example vendor as an installed entry-point plugin, alone (the five disabled)."""
+    install_example_alone(monkeypatch, tmp_path / "site")
+
+
+@pytest.fixture
+def config_file(
+    tmp_path: Path, sandbox: Sandbox, example_installed: None, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """postback.toml for the example vendor at the sandbox, as the CLI tests read it."""
+    return write_example_config(tmp_path / "postback.toml", sandbox, monkeypatch)

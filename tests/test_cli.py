@@ -7,43 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from postback import Tracker
-from postback.cli import main
 from postback.sandbox import Sandbox
-from tests._distributions import add_entry_point_dist
-
-
-@pytest.fixture
-def example_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The example vendor as an installed entry-point plugin, alone."""
-    add_entry_point_dist(
-        monkeypatch, tmp_path / "site", "postback-example", {"example": "postback.testing.example"}
-    )
-    monkeypatch.setenv("POSTBACK_DISABLE_PLUGINS", "mobana,x,whop,tonai,applovin")
-
-
-@pytest.fixture
-def config_file(tmp_path: Path, sandbox: Sandbox, example_installed: None) -> Path:
-    path = tmp_path / "postback.toml"
-    path.write_text(
-        '[postback]\nqueue = "sqlite://queue.db"\n\n[vendors.example]\n'
-        'api_key = "${EXAMPLE_KEY}"\n'
-        f'base_url = "{sandbox.base_url("example")}"\n'
-        "retry = { initial_backoff = 0.01, max_backoff = 0.02, max_attempts = 2 }\n"
-    )
-    return path
+from tests.cli_support import run
 
 
 @pytest.fixture(autouse=True)
 def _key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXAMPLE_KEY", "sandbox-example-key")
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def test_plugins_lists_installed_and_enabled(config_file: Path) -> None:

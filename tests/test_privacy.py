@@ -9,14 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from postback import Tracker
-from postback.cli import main
 from postback.config import CoreSettings
 from postback.delivery.queue import DeadLetter
 from postback.privacy import shown_dead_letter
 from postback.sandbox import Sandbox
+from tests.cli_support import run
 from tests.privacy_support import ERASE_RETRY, check_erase, check_retention
 
 
@@ -32,30 +31,6 @@ def test_dead_letters_expire(
         queue=None if queue == "sqlite" else queue, core={"dead_letter_retention": "1h"}
     )
     check_retention(t, monkeypatch)
-
-
-def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
-
-
-@pytest.fixture
-def config_file(tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from tests._distributions import add_entry_point_dist
-
-    add_entry_point_dist(
-        monkeypatch, tmp_path / "site", "postback-example", {"example": "postback.testing.example"}
-    )
-    monkeypatch.setenv("POSTBACK_DISABLE_PLUGINS", "mobana,x,whop,tonai,applovin")
-    monkeypatch.setenv("EXAMPLE_KEY", "sandbox-example-key")
-    path = tmp_path / "postback.toml"
-    path.write_text(
-        '[postback]\nqueue = "sqlite://queue.db"\n\n[vendors.example]\n'
-        'api_key = "${EXAMPLE_KEY}"\n'
-        f'base_url = "{sandbox.base_url("example")}"\n'
-        "retry = { initial_backoff = 0.01, max_backoff = 0.02, max_attempts = 2 }\n"
-    )
-    return path
 
 
 def test_deadletters_show_masks_unless_revealed(config_file: Path) -> None:
@@ -77,7 +52,7 @@ def test_deadletters_show_masks_unless_revealed(config_file: Path) -> None:
     )
     t.flush(timeout=5)
     t.close()
-    code, out = _run("deadletters", "show", "1", "--config", str(config_file))
+    code, out = run("deadletters", "show", "1", "--config", str(config_file))
     assert code == 0, out
     shown = json.loads(out)
     assert shown["masked"] is True and shown["event_id"] == "neg-1"
@@ -86,7 +61,7 @@ def test_deadletters_show_masks_unless_revealed(config_file: Path) -> None:
     assert "IwAR3xyzfbclid" not in out
     assert shown["event"]["user"]["user_id"] == "us•••"
     assert "sandbox-example-key" not in out
-    code, out = _run("deadletters", "show", "1", "--reveal", "--config", str(config_file))
+    code, out = run("deadletters", "show", "1", "--reveal", "--config", str(config_file))
     assert code == 0, out
     shown = json.loads(out)
     assert shown["masked"] is False
@@ -148,7 +123,7 @@ def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
     t.track("sign_up", user={"email": "b@b.co"}, value=-1, currency="USD", event_id="neg-2")
     t.flush(timeout=5)
     t.close()
-    code, out = _run("erase", "--email", "A@B.co", "--json", "--config", str(config_file))
+    code, out = run("erase", "--email", "A@B.co", "--json", "--config", str(config_file))
     assert code == 0, out
     assert json.loads(out) == {
         "pending": 0,
@@ -156,7 +131,7 @@ def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
         "in_flight": None,
         "in_flight_outcome": "finished",
     }
-    code, out = _run("deadletters", "list", "--config", str(config_file))
+    code, out = run("deadletters", "list", "--config", str(config_file))
     assert "neg-2" in out and "neg-1" not in out
-    code, out = _run("erase", "--config", str(config_file))
+    code, out = run("erase", "--config", str(config_file))
     assert code == 2 and "at least one of" in out
