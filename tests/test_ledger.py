@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import pytest
 from postback import Tracker
 from postback.delivery.ledger_sqlite import SQLiteLedger
 from postback.delivery.ledgers import open_ledger
+from postback.delivery.queue import Claimed, Settlement
+from postback.delivery.settle import Verdict
+from postback.destination import Delivered
 from postback.ledger import (
     BUSY_ROWS,
     FLUSH_BUSY,
@@ -385,4 +389,30 @@ def test_the_writer_gathers_longer_while_outcomes_come_fast() -> None:
     writer.skipped("late", "purchase", "x", "no device id")
     assert writer.status("late").vendors["x"].state == "skipped"  # written first
     assert writer._window == FLUSH_EVERY
+    writer.close()
+
+
+def test_recorded_outcomes_do_not_keep_the_decoded_events_alive() -> None:
+    """The buffer holds rows, not the lanes' verdicts: a decoded event kept for a write window
+    would outlive the young garbage collections (in an app's process, on threads)."""
+
+    class Decoded:
+        name = "purchase"
+
+    class Dest:
+        name = "example"
+
+        def redact(self, text: str) -> str:
+            return text
+
+    writer = LedgerWriter(MemoryLedger())
+    event = Decoded()
+    alive = weakref.ref(event)
+    now = int(time.time() * 1000)
+    claimed = Claimed(1, "e1", b"{}", 0, now)
+    verdict = Verdict(Settlement(claimed, "done"), event, Delivered(), 1)  # type: ignore[arg-type]
+    writer.record(Dest(), [verdict], now)  # type: ignore[arg-type]
+    del verdict, event
+    assert alive() is None
+    assert writer.status("e1").vendors["example"].state == "delivered"
     writer.close()
