@@ -480,7 +480,7 @@ def scenario_drain(spec: dict[str, Any]) -> dict[str, Any]:
         sink_cpu0 = sink_stats(spec["sink_url"])["cpu_s"]
         cpu0 = os.times()
         start_ns = time.monotonic_ns()
-        client.tracker.engine.start()
+        client.tracker.deliverer.start()
         waited = sink_wait(spec["sink_url"], expect, spec.get("timeout", 120))
         cpu1 = os.times()
         result["complete"] = waited["reached"]

@@ -19,7 +19,8 @@ def _core() -> str:
     rows = ["| setting | default | meaning |", "|---|---|---|"]
     defaults = CoreSettings()
     for name, text in CORE_HELP.items():
-        rows.append(f"| `{name}` | `{getattr(defaults, name)!r}` | {text} |")
+        default = getattr(defaults, name)
+        rows.append(f"| `{name}` | `{getattr(default, 'value', default)!r}` | {text} |")
     return "\n".join(rows)
 
 
@@ -47,27 +48,40 @@ def _vendors() -> str:
         doc = (cls.__doc__ or "").strip().split("\n\n")[0]
         if doc:
             out.append(doc.replace("\n", " ") + "\n")
-        out.append(f"Distribution: {dist}. Origin: `{cls.default_origin or '(from settings)'}`. "
-                   f"Events per request: {cls.max_batch_size}. Default rate limit: "
-                   f"{cls.default_rate_limit or 'none'}. Retry: up to "
-                   f"{cls.retry_policy.max_attempts} attempts within "
-                   f"{cls.retry_policy.max_age:g} s.\n")
+        out.append(
+            f"Distribution: {dist}. Origin: `{cls.default_origin or '(from settings)'}`. "
+            f"Events per request: {cls.max_batch_size}. Default rate limit: "
+            f"{cls.default_rate_limit or 'none'}. Retry: up to "
+            f"{cls.retry_policy.max_attempts} attempts within "
+            f"{cls.retry_policy.max_age:g} s.\n"
+        )
         out.append("| setting | default | secret | meaning |\n|---|---|---|---|")
         for fname, text, secret, default in settings_help(cls.settings_class):
-            out.append(f"| `{fname}` | {default} | {'yes' if secret else ''} | "
-                       f"{text.replace('|', '/')} |")
+            out.append(
+                f"| `{fname}` | {default} | {'yes' if secret else ''} | {text.replace('|', '/')} |"
+            )
         if cls.default_event_map:
             out.append("\n| canonical event | vendor event |\n|---|---|")
             out += [f"| `{k}` | `{v}` |" for k, v in sorted(cls.default_event_map.items())]
         if cls.accepts_custom_events:
             out.append("\nOther event names are sent as custom events.")
         dedupe = cls.default_dedupe_window
-        out.append(f"\nConsent purposes needed: {', '.join(f'`{p}`' for p in cls.purposes)}. "
-                   + (f"Local dedupe window: {dedupe / 3600:g} h (the vendor has no dedupe key)."
-                      if dedupe else "Dedupes by itself (no local dedupe window)."))
+        out.append(
+            f"\nConsent purposes needed: {', '.join(f'`{p}`' for p in cls.purposes)}. "
+            + (
+                f"Local dedupe window: {dedupe / 3600:g} h (the vendor has no dedupe key)."
+                if dedupe
+                else "Dedupes by itself (no local dedupe window)."
+            )
+        )
         if cls.option_keys:
-            out.append("\nPer-event options (`track(vendors={\"" + name + "\": {...}})`): "
-                       + ", ".join(f"`{k}`" for k in sorted(cls.option_keys)) + ".")
+            out.append(
+                '\nPer-event options (`track(vendors={"'
+                + name
+                + '": {...}})`): '
+                + ", ".join(f"`{k}`" for k in sorted(cls.option_keys))
+                + "."
+            )
         out.append("")
     return "\n".join(out) if out else "No vendor plugin is installed."
 

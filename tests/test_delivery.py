@@ -110,7 +110,7 @@ def test_per_event_rejections_go_to_dead_letters_and_replay(
     # Replay re-transforms from the stored canonical event.
     requeued = t.queue.requeue_dead(vendor="example")
     assert [d.event_id for d in requeued] == [bad]
-    t.engine.notify(["example"])
+    t.deliverer.notify(["example"])
     t.flush(timeout=5)
     assert t.queue.dead_letters()[0].event_id == bad  # the emulator refuses it again
     assert [r["event_id"] for r in sandbox.received("example")] == [ok]

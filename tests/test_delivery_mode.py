@@ -8,6 +8,8 @@ import pytest
 
 import postback.testing.example as example
 from postback import Tracker
+from postback.delivery.deliverer import EnqueueOnlyDeliverer, ProcessDeliverer
+from postback.delivery.engine import DeliveryEngine
 from postback.delivery.mode import DeliveryMode
 
 
@@ -31,8 +33,14 @@ def test_the_tracker_names_its_mode(
     tracker = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
     try:
         assert tracker.mode is mode
-        assert tracker.engine.deliver is mode.delivers
-        assert (tracker.engine.external is not None) is (mode is DeliveryMode.PROCESS)
+        kinds = {
+            DeliveryMode.THREADS: DeliveryEngine,
+            DeliveryMode.PROCESS: ProcessDeliverer,
+            DeliveryMode.ENQUEUE_ONLY: EnqueueOnlyDeliverer,
+        }
+        assert type(tracker.deliverer) is kinds[mode]
+        if mode is DeliveryMode.THREADS:  # the engine's lanes deliver
+            assert tracker.deliverer is tracker.engine
     finally:
         tracker.close(timeout=0)
 

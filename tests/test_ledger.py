@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from postback import Tracker
+from postback.delivery.deliverer import ProcessDeliverer
 from postback.delivery.ledger_sqlite import SQLiteLedger
 from postback.delivery.ledgers import open_ledger
 from postback.delivery.queue import Claimed, Settlement
@@ -123,7 +124,8 @@ def test_a_delivery_child_writes_and_the_app_reads(make_tracker: Callable[..., T
     t = make_tracker(core={"workers": "process"})
     _track_three(t, "p-")
     assert t.flush(30).complete
-    child = t.engine.external.pid if t.engine.external else None
+    assert isinstance(t.deliverer, ProcessDeliverer)
+    child = t.deliverer.process.pid
     assert child is not None and child != os.getpid()
     assert t.engine.lanes["example"].stats.delivered == 0  # this process delivered nothing
     assert t.status("p-ok").vendors["example"].state == "delivered"

@@ -1,16 +1,21 @@
 """Every first-party plugin under plugins/ is built, typed, tested and listed like the others.
 
 mypy, ruff and the all-plugins test run find plugins/*/ by glob. tox needs each plugin's name
-(env_list, its own env, [testenv] deps) and the README lists it: a new plugins/<name>/ that is
-missing there fails here, naming what to add.
+(env_list, its own env, [testenv] deps; tox 4 cannot glob its env list): a new plugins/<name>/
+that is missing there fails here, naming what to add. The README's vendor table, set-up line and
+list of distributions are written by docs/_readme_table.py from each plugin's pyproject.toml
+(``[tool.postback-plugin]``): a README that differs from what it would write fails here.
 """
 
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import re
+import shutil
 import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -87,3 +92,41 @@ def test_tox_has_no_env_for_a_missing_plugin() -> None:
     for env, section in _env_sections(_tox()).items():
         if env not in ours and not env.startswith("py3"):
             assert env in PLUGINS, f"[{section}]: {env} names no directory under plugins/"
+
+
+def _readme_table() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_readme_table", ROOT / "docs/_readme_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_vendor_list_is_what_the_plugins_metadata_says() -> None:
+    gen = _readme_table()
+    readme = (ROOT / "README.md").read_text()
+    assert gen.render(readme, gen.plugin_rows()) == readme, (
+        "README.md's vendor list differs from plugins/*/pyproject.toml [tool.postback-plugin]: "
+        "run python docs/_readme_table.py"
+    )
+    assert gen.main(["--check"]) == 0
+
+
+def test_a_sixth_plugin_needs_only_its_own_directory_for_the_readme(tmp_path: Path) -> None:
+    gen = _readme_table()
+    for name in PLUGINS:
+        (tmp_path / "plugins" / name).mkdir(parents=True)
+        shutil.copy(ROOT / "plugins" / name / "pyproject.toml", tmp_path / "plugins" / name)
+    new = tmp_path / "plugins" / "acme"
+    new.mkdir()
+    (new / "pyproject.toml").write_text(
+        '[project]\nname = "postback-acme"\n\n'
+        '[tool.postback-plugin]\nvendor = "Acme Ads"\nspeaks = "JSON over HTTPS"\n'
+    )
+    readme = gen.render((ROOT / "README.md").read_text(), gen.plugin_rows(tmp_path))
+    assert "| Acme Ads | `postback-acme` | JSON over HTTPS |" in readme
+    assert "-e plugins/acme -e plugins/applovin " in readme
+    assert "`postback-acme`, `postback-applovin`" in readme
+    (new / "pyproject.toml").write_text('[project]\nname = "postback-acme"\n')
+    with pytest.raises(SystemExit, match=r"add \[tool.postback-plugin\] with vendor and speaks"):
+        gen.plugin_rows(tmp_path)

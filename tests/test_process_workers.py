@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from postback import ConfigError, Tracker
+from postback.delivery.deliverer import ProcessDeliverer
 from postback.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,14 +47,16 @@ def test_a_child_process_delivers_and_reports(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:
     t = make_tracker(core={"workers": "process"})
-    assert t.engine.external is not None and t.engine.external.pid is None  # started lazily
+    assert (
+        isinstance(t.deliverer, ProcessDeliverer) and t.deliverer.process.pid is None
+    )  # started lazily
     started = time.monotonic()
     t.track("sign_up", user={"email": "first@x.co"}, event_id="first")
     assert time.monotonic() - started < 0.1  # the first track() does not wait for the child
-    assert _wait_for(lambda: t.engine.external.running)
+    assert _wait_for(lambda: t.deliverer.process.running)
     for i in range(300):
         t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"p-{i}")
-    child = t.engine.external.pid
+    child = t.deliverer.process.pid
     assert child is not None and child != os.getpid() and _alive(child)
     # It runs below the app's CPU priority (process_nice, default 10).
     ours = os.getpriority(os.PRIO_PROCESS, 0)
@@ -77,13 +80,13 @@ def test_a_child_that_dies_is_replaced_and_nothing_is_lost(
     t = make_tracker(core={"workers": "process"})
     t.track("sign_up", user={"email": "a@x.co"}, event_id="before")
     assert t.flush(timeout=20).complete
-    assert t.engine.external is not None
-    first = t.engine.external.pid
+    assert isinstance(t.deliverer, ProcessDeliverer)
+    first = t.deliverer.process.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
     for i in range(50):  # accepted while no child is running
         t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"after-{i}")
-    assert _wait_for(lambda: t.engine.external.pid not in (None, first))
+    assert _wait_for(lambda: t.deliverer.process.pid not in (None, first))
     report = t.flush(timeout=20)
     assert report.complete
     got = {r["event_id"] for r in sandbox.received("example")}
@@ -100,9 +103,9 @@ t = Tracker.from_config(
     plugins=[example], load_entry_points=False)
 for i in range(200):
     t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"o-{i}")
-while not t.engine.external.running:
+while not t.deliverer.process.running:
     time.sleep(0.01)
-print(t.engine.external.pid, flush=True)
+print(t.deliverer.process.pid, flush=True)
 time.sleep(60)
 """
 
@@ -186,8 +189,8 @@ def test_a_forked_child_starts_its_own_delivery_process(
     t = make_tracker(core={"workers": "process"})
     t.track("sign_up", user={"email": "parent@x.co"}, event_id="from-parent")
     assert t.flush(timeout=20).complete
-    assert t.engine.external is not None
-    parent_child = t.engine.external.pid
+    assert isinstance(t.deliverer, ProcessDeliverer)
+    parent_child = t.deliverer.process.pid
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the fork: its tracker must not talk to the parent's delivery process
@@ -196,7 +199,7 @@ def test_a_forked_child_starts_its_own_delivery_process(
             os.close(read)
             t.track("sign_up", user={"email": "child@x.co"}, event_id="from-fork")
             ok = t.flush(timeout=20).complete
-            os.write(write, str(t.engine.external.pid).encode())
+            os.write(write, str(t.deliverer.process.pid).encode())
             t.close(timeout=5)
             code = 0 if ok else 2
         finally:
@@ -207,7 +210,7 @@ def test_a_forked_child_starts_its_own_delivery_process(
     os.close(read)
     assert os.waitstatus_to_exitcode(status) == 0
     assert fork_child not in (0, parent_child)
-    assert t.engine.external.pid == parent_child and _alive(parent_child)
+    assert t.deliverer.process.pid == parent_child and _alive(parent_child)
     got = {r["event_id"] for r in sandbox.received("example")}
     assert got == {"from-parent", "from-fork"}
 
@@ -217,8 +220,8 @@ def test_closing_while_the_child_starts_leaves_no_process(
 ) -> None:
     t = make_tracker(core={"workers": "process"})
     t.track("sign_up", user={"email": "a@x.co"}, event_id="early")  # starts the child
-    assert t.engine.external is not None
-    assert _wait_for(lambda: t.engine.external._supervisor is not None)
+    assert isinstance(t.deliverer, ProcessDeliverer)
+    assert _wait_for(lambda: t.deliverer.process._supervisor is not None)
     started = time.monotonic()
     t.close(timeout=0)  # no flush: straight to stopping the child, which is still starting
     assert time.monotonic() - started < 5
@@ -228,3 +231,26 @@ def test_closing_while_the_child_starts_leaves_no_process(
         text=True,
     ).stdout.split()
     assert [pid for pid in children if _alive(int(pid))] == []
+
+
+def test_the_child_builds_from_a_picklable_spec(make_tracker: Callable[..., Tracker]) -> None:
+    import pickle
+
+    import postback.testing.example as example
+    from postback.delivery.mode import DeliveryMode
+    from postback.delivery.spec import TrackerSpec, tracker_spec
+
+    t = make_tracker(core={"workers": "process", "exit_timeout": 0.5})
+    spec = tracker_spec(t.config, t.queue.url, t.host)
+    assert isinstance(spec, TrackerSpec)
+    sent = pickle.loads(pickle.dumps(spec))
+    assert sent == spec and sent.plugins == (("module", example.__name__),)
+    # The child's build path is the one from_config takes, with delivery on its threads.
+    child = Tracker.from_raw(sent.raw, **sent.build_args())
+    try:
+        assert child.mode is DeliveryMode.THREADS
+        assert child.queue.url == t.queue.url
+        assert sorted(child.destinations) == sorted(t.destinations)
+        assert child.config.core.exit_timeout == 0.5
+    finally:
+        child.close(timeout=0)

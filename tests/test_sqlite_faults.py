@@ -336,7 +336,7 @@ def test_a_corrupted_queue_file_is_refused_clearly_and_the_spool_survives(
     for side in ("-wal", "-shm"):
         Path(f"{path}{side}").unlink(missing_ok=True)
     t = _tracker(sandbox, path)
-    t.engine.start()
+    t.deliverer.start()
     counts = _wait_delivered(sandbox, accepted, 10)
     assert counts["lost"] == 0 and counts["delivered"] == 1, counts
     t.close(timeout=5)

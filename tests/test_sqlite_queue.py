@@ -345,7 +345,7 @@ def _drain(sandbox: Sandbox, tmp_path: Path, expect: set[str]) -> set[str]:
         "vendors": {"example": sandbox.vendor_config("example")},
     }
     t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
-    t.engine.start()
+    t.deliverer.start()
     deadline = time.monotonic() + 30
     got: set[str] = set()
     while time.monotonic() < deadline:

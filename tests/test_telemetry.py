@@ -380,7 +380,7 @@ def test_the_delivery_child_process_exports_spans_linked_to_the_parent_trace(
     assert t.flush(timeout=30)["example"].delivered == 1
     spans = [json.loads(line) for line in out.read_text().splitlines()]
     [span] = [s for s in spans if s["name"] == DELIVER]
-    assert span["pid"] == t.engine.external.pid
+    assert span["pid"] == t.deliverer.process.pid
     ctx = request.get_span_context()
     assert span["links"] == [[ctx.trace_id, ctx.span_id]]
     assert span["attributes"]["postback.outcome"] == "delivered"

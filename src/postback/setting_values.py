@@ -10,13 +10,17 @@ raise (ValueError) or return (problems) into a :class:`~postback.ConfigError` na
   receives is exactly what the config says, and the value itself is never shown.
 * :func:`parse_duration` refuses ``nan``, ``inf``, negative and (where zero means nothing is
   ever delivered) zero durations, and bounds each by a maximum; :func:`parse_rate_limit`
-  refuses an infinite or zero window.
+  reads rate-limit strings with the ``limits`` library (the one the delivery lanes limit
+  with), after spelling out the short units it does not know (``s``, ``m``, ``h``, ``d``), and
+  refuses a zero count, a window over a year, and several limits in one string.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+
+import limits
 
 from postback.destination import RateLimit
 from postback.durations import MAX_DURATION, parse_duration
@@ -30,14 +34,11 @@ __all__ = [
 
 # C0 controls (tab, CR and LF included) and DEL: never valid in a header, URL or identifier.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_RATE_RE = re.compile(
-    r"^\s*(\d+)\s*(?:/|per)\s*(\d+(?:\.\d+)?)?\s*"
-    r"(ms|s|sec|second|seconds|m|min|minute|minutes|h|hour|hours|d|day|days)\s*$"
-)
-_RATE_UNITS = {
-    "ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400,
+# Short units people write that limits does not know, at the end of the string.
+_SHORT_UNIT_RE = re.compile(r"(?<=[\d\s/])(s|secs?|m|mins?|h|hrs?|d)\s*$")
+_SHORT_UNITS = {
+    "s": "second", "sec": "second", "secs": "second", "m": "minute", "min": "minute",
+    "mins": "minute", "h": "hour", "hr": "hour", "hrs": "hour", "d": "day",
 }  # fmt: skip
 
 
@@ -69,17 +70,29 @@ def control_character_problems(raw: object, path: str = "") -> list[tuple[str, s
 
 
 def parse_rate_limit(value: object) -> RateLimit:
-    """``"600/minute"``, ``"60000/15 minutes"``, ``"60000 per 15m"`` or {requests, per}."""
+    """``"600/minute"``, ``"60000/15 minutes"``, ``"60000 per 15m"`` or {requests, per}.
+
+    Strings are the ``limits`` library's notation (``[count] [/ or per] [n] [unit]``, units
+    second, minute, hour, day, month, year, singular or plural), plus ``s``/``m``/``h``/``d``.
+    """
     if isinstance(value, Mapping) and set(value) == {"requests", "per"}:
         requests, per = value["requests"], parse_duration(value["per"], positive=True)
         if isinstance(requests, int) and requests > 0 and per > 0:
             return RateLimit(requests, per)
     elif isinstance(value, str):
-        m = _RATE_RE.match(value)
-        if m:
-            window = float(m.group(2) or 1) * _RATE_UNITS[m.group(3)]
-            if int(m.group(1)) > 0 and 0 < window <= MAX_DURATION:
-                return RateLimit(int(m.group(1)), window)
+        text = _SHORT_UNIT_RE.sub(lambda m: _SHORT_UNITS[m.group(1)], value.strip())
+        try:
+            items = limits.parse_many(text) if text else []
+        except ValueError:
+            items = []
+        if len(items) > 1:
+            raise ValueError(f"must be one limit, got {len(items)} in {value!r}")
+        if items:
+            window = items[0].get_expiry()  # seconds, an int: possibly a huge one
+            if items[0].amount > 0 and 0 < window <= MAX_DURATION:
+                return RateLimit(items[0].amount, float(window))
     raise ValueError(
-        f"must look like '600/minute' or '60000/15 minutes' (or false for no limit), got {value!r}"
+        "must look like '600/minute', '60000/15 minutes' or '10 per 2 seconds' (units second, "
+        "minute, hour or day, or s, m, h, d; at most a year), or false for no limit, "
+        f"got {value!r}"
     )

@@ -2,11 +2,13 @@
 
 ``track()`` validates the event synchronously (the canonical event, then each vendor it is
 routed to: see :mod:`postback.routing` for who gets it and who is skipped), stores it durably
-in the queue for the vendors that can use it, wakes the delivery lanes and returns the event id.
-It never waits on a vendor. Delivery happens on background threads that start on the first
-``track()``; ``flush()`` waits for them, ``close()`` stops them, and an exit hook flushes for a
-bounded time (``[postback] exit_timeout``, default 2 s) and leaves the rest queued for the next
-start. After ``fork()`` (gunicorn ``--preload``) a child starts its own threads lazily.
+in the queue for the vendors that can use it, notifies the tracker's deliverer and returns the
+event id. It never waits on a vendor. The deliverer (:mod:`postback.delivery.deliverer`, chosen
+once from ``[postback] workers``) delivers on background threads or from a child process that
+start on the first ``track()``, or leaves delivery to another process; ``flush()`` waits for
+it, ``close()`` stops it, and an exit hook flushes for a bounded time (``[postback]
+exit_timeout``, default 2 s) and leaves the rest queued for the next start. After ``fork()``
+(gunicorn ``--preload``) a child starts its own delivery lazily.
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ from typing import Any
 
 import attrs
 
-from postback.config import Config, build_config, read_config
+from postback.config import Config, Workers, build_config, read_config
 from postback.consent import ConsentGate, parse_consent
 from postback.dedupe import Deduper
+from postback.delivery.deliverer import Deliverer, choose_deliverer
 from postback.delivery.engine import DeliveryEngine, FlushReport
 from postback.delivery.erase import ErasureReport, Person, erase_person
 from postback.delivery.ledgers import open_ledger
 from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
 from postback.delivery.registry import open_queue
+from postback.delivery.spec import child_spec_problem, tracker_spec
 from postback.destination import Destination, Skipped
 from postback.encryption import keyring_from_env
 from postback.errors import InvalidEvent, TrackerClosed
@@ -71,7 +75,9 @@ class Tracker:
     ) -> None:
         if config.core.workers == "auto":
             workers = auto_workers(config, host, transport)
-            config = attrs.evolve(config, core=attrs.evolve(config.core, workers=workers))
+            config = attrs.evolve(
+                config, core=attrs.evolve(config.core, workers=Workers.parse(workers))
+            )
         self.config = config
         self.host = host
         #: How this tracker delivers: chosen here, once; nothing re-reads ``workers``.
@@ -104,15 +110,15 @@ class Tracker:
             host,
             [(d, config.vendors[n]) for n, d in self.destinations.items()],
             transport=transport,
-            deliver=self.mode.delivers,
             ca_bundle=config.core.ca_bundle,
             ledger=self.ledger,
             dead_letter_retention=config.core.dead_letter_retention,
         )
-        if self.mode is DeliveryMode.PROCESS:
-            from postback.delivery.process import DeliveryProcess
-
-            self.engine.external = DeliveryProcess(self)
+        #: Where this tracker's events are delivered from, chosen here, once, from the mode
+        #: (:mod:`postback.delivery.deliverer`); the engine's lanes count what is tracked.
+        self.deliverer: Deliverer = choose_deliverer(
+            self.mode, self.engine, lambda: tracker_spec(config, self.queue.url, host)
+        )
         self._raise = config.core.on_invalid == "raise"
         self._default_currency = config.core.default_currency
         #: Currency codes beyond ISO 4217 that a configured vendor takes (Whop's ETH, ...).
@@ -193,10 +199,13 @@ class Tracker:
         transport: Any = None,
         load_entry_points: bool = True,
         disable: Iterable[str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> Tracker:
         """Build a tracker from a raw configuration mapping (as :func:`postback.config.read_config`
         returns it): the plugin host, then the validated config. The one place that does it:
-        :meth:`from_config` and the ``workers = "process"`` child both come here."""
+        :meth:`from_config` and the ``workers = "process"`` child both come here. ``environ``
+        holds the ``POSTBACK_*`` overrides (default: ``os.environ``; the child passes none:
+        its raw config already has its parent's)."""
         host = PluginHost(plugins, load_entry_points=load_entry_points, disable=disable)
         broken = {name: info.error for name, info in host.infos.items() if info.error}
         cfg = build_config(
@@ -206,6 +215,7 @@ class Tracker:
             base_dir=base_dir,
             broken=broken,
             queues=host.queues,
+            environ=environ,
         )
         return cls(cfg, host, transport=transport)
 
@@ -378,10 +388,10 @@ class Tracker:
                     return event.event_id
         else:
             self.queue.put(event.event_id, event.name, created_ms, names, payload)
-        engine = self.engine
+        lanes = self.engine.lanes
         for n in names:
-            engine.lanes[n].stats.tracked += 1
-        engine.notify(names)
+            lanes[n].stats.tracked += 1
+        self.deliverer.notify(names)
         return event.event_id
 
     def status(self, event_id: str) -> EventStatus:
@@ -421,13 +431,12 @@ class Tracker:
         """
         if self._closed:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
-        self.engine.start()
-        external = self.engine.external
-        return external.wait_ready(timeout) if external is not None else True
+        self.deliverer.start()
+        return self.deliverer.ready(timeout)
 
     def flush(self, timeout: float | None = 10.0) -> FlushReport:
         """Deliver what is queued, waiting at most ``timeout`` seconds; a report per vendor."""
-        return self.engine.flush(timeout)
+        return self.deliverer.flush(timeout)
 
     def close(self, timeout: float | None = 10.0) -> FlushReport | None:
         """Flush for at most ``timeout`` seconds, stop the workers, release the queue.
@@ -439,16 +448,16 @@ class Tracker:
                 return None
             self._closed = True
         report = None
-        # An enqueue-only process (workers = false) on a shared queue leaves delivery to the
-        # deliverer: its events are stored, so there is nothing to wait for.
-        enqueue_only = (
-            self.mode is DeliveryMode.ENQUEUE_ONLY and self.queue.capabilities.cross_process
-        )
+        deliverer = self.deliverer
         try:
-            if self.engine.lanes and not enqueue_only and (timeout is None or timeout > 0):
-                report = self.engine.flush(timeout)
+            if (
+                self.engine.lanes
+                and deliverer.flushes_on_close
+                and (timeout is None or timeout > 0)
+            ):
+                report = deliverer.flush(timeout)
         finally:
-            self.engine.stop(wait=1.0)
+            deliverer.stop(wait=1.0)
             self.skips.close()
             self.ledger.close()
             retire_telemetry(self.engine)
@@ -467,7 +476,7 @@ class Tracker:
         ``skips`` counts, per reason, the events this process left out of that vendor at
         ``track()`` (a :class:`~postback.Skip`); ``skipped`` adds them to the events skipped
         at delivery (``SkipEvent`` from ``transform``)."""
-        stats = self.engine.stats()
+        stats = self.deliverer.stats()
         for vendor, reasons in self.skips.totals().items():
             vendor_stats = stats.get(vendor)
             if vendor_stats is not None:
@@ -489,7 +498,7 @@ class Tracker:
 
     def _after_fork(self) -> None:
         self.queue.after_fork()
-        self.engine.after_fork()
+        self.deliverer.after_fork()
         self.skips.after_fork()
         self.ledger.after_fork()
         self._close_lock = threading.Lock()
@@ -532,11 +541,8 @@ def auto_workers(config: Config, host: PluginHost, transport: Any = None) -> boo
     for plugin in host.in_process:
         if any(callable(getattr(plugin, hook, None)) for hook in _DELIVERY_HOOKS):
             return True
-    if host.in_process:
-        from postback.delivery.process import child_spec_problem
-
-        if child_spec_problem(host) is not None:
-            return True
+    if host.in_process and child_spec_problem(host) is not None:
+        return True
     return "process"
 
 
@@ -579,10 +585,10 @@ def _flush_all_at_exit() -> None:
             if (
                 t.engine.lanes
                 and not t.closed
-                and (t.mode.delivers or not t.queue.capabilities.cross_process)
-                and not t.engine.flush_own(t.config.core.exit_timeout)
+                and t.deliverer.flushes_on_close
+                and not t.deliverer.flush_own(t.config.core.exit_timeout)
             ):
-                t.engine.flush(t.config.core.exit_timeout)
+                t.deliverer.flush(t.config.core.exit_timeout)
         except Exception:
             log.exception("error while flushing a tracker at exit")
 
@@ -593,7 +599,7 @@ def _close_all_at_exit() -> None:
     for t in trackers:
         try:
             timeout = t.config.core.exit_timeout
-            if not _flushed_at_exit and not t.closed and t.engine.flush_own(timeout):
+            if not _flushed_at_exit and not t.closed and t.deliverer.flush_own(timeout):
                 timeout = 0
             t.close(timeout=0 if _flushed_at_exit else timeout)
         except Exception:

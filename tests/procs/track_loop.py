@@ -12,6 +12,7 @@ import time
 
 import postback.testing.example as example
 from postback import Tracker
+from postback.delivery.deliverer import ProcessDeliverer
 
 
 def main() -> None:
@@ -31,8 +32,8 @@ def main() -> None:
     out = sys.stdout
     if workers == "process":
         tracker.start(timeout=30)
-        assert tracker.engine.external is not None
-        out.write(f"CHILD {tracker.engine.external.pid}\n")
+        assert isinstance(tracker.deliverer, ProcessDeliverer)
+        out.write(f"CHILD {tracker.deliverer.process.pid}\n")
     for i in range(count):
         eid = tracker.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"evt-{i}")
         out.write(eid + "\n")

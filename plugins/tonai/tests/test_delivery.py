@@ -211,7 +211,7 @@ def test_once_per_user_replay_of_a_dead_letter_is_sent(
     assert tracker.flush(timeout=10)["tonai"].skipped == 1
     sandbox.clear_faults()
     assert len(tracker.queue.requeue_dead("tonai")) == 1
-    tracker.engine.notify(["tonai"])
+    tracker.deliverer.notify(["tonai"])
     report = tracker.flush(timeout=10)
     assert report.complete and report["tonai"].delivered == 1
     assert users(emulator) == ["111"]

@@ -3,6 +3,7 @@ whether the configuration is valid, and whether this machine can deliver."""
 
 from __future__ import annotations
 
+import enum
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from postback.cli._shared import config_option, console, styled, user_errors
-from postback.config import find_config, read_config, settings_help
+from postback.config import CORE_HELP, find_config, read_config, settings_help
+from postback.config.env import apply_overrides
 from postback.destination import Secret, config_warnings
 from postback.errors import ConfigError
 from postback.plugins import PluginHost
@@ -31,6 +33,8 @@ def plugins(config_path: Path | None) -> None:
     if path is not None:
         try:
             raw, _, _ = read_config(path)
+            # A vendor may be configured (or disabled) by POSTBACK_VENDORS__NAME__... alone.
+            raw, _ = apply_overrides(raw, list(CORE_HELP), lambda _: None, list(host.destinations))
             enabled = {
                 n
                 for n, t in raw.get("vendors", {}).items()
@@ -69,6 +73,26 @@ def config_group() -> None:
     """Check the configuration."""
 
 
+def _env_note(tracker: Tracker, path: str) -> str:
+    """`` (from POSTBACK_...)`` when an environment variable set the setting at ``path``."""
+    var = tracker.config.from_env.get(path)
+    return f" (from {var})" if var else ""
+
+
+def _core_table(tracker: Tracker) -> Table:
+    """The ``[postback]`` settings as resolved; the queue as the queue shows its URL (a
+    password masked), every environment override named."""
+    table = Table(title="[postback]", title_justify="left")
+    table.add_column("setting")
+    table.add_column("value")
+    core = tracker.config.core
+    for name in CORE_HELP:
+        value = tracker.queue.url if name == "queue" else getattr(core, name)
+        shown = str(value) if isinstance(value, enum.Enum) else repr(value)
+        table.add_row(name, shown + _env_note(tracker, f"postback.{name}"))
+    return table
+
+
 @config_group.command("check")
 @config_option
 def config_check(config_path: Path | None) -> None:
@@ -78,6 +102,7 @@ def config_check(config_path: Path | None) -> None:
         try:
             console.print(styled("ok", "green", f": {tracker.config.source or 'config'}"))
             console.print(f"queue: {tracker.queue.url}")
+            console.print(_core_table(tracker))
             consent = tracker.config.consent
             console.print(
                 f"consent: policy {consent.policy}; purposes {', '.join(sorted(consent.purposes))};"
@@ -93,12 +118,13 @@ def config_check(config_path: Path | None) -> None:
                 table.add_column("value")
                 for fname, _help, secret, _default in settings_help(type(vc.settings)):
                     value = getattr(vc.settings, fname)
-                    table.add_row(
-                        fname, "***" if secret or isinstance(value, Secret) else repr(value)
-                    )
-                table.add_row("base_url", dest.origin() if dest else repr(vc.base_url))
+                    shown = "***" if secret or isinstance(value, Secret) else repr(value)
+                    table.add_row(fname, shown + _env_note(tracker, f"vendors.{name}.{fname}"))
+                origin = dest.origin() if dest else repr(vc.base_url)
+                table.add_row("base_url", origin + _env_note(tracker, f"vendors.{name}.base_url"))
                 if vc.events is not None:
-                    table.add_row("events", ", ".join(sorted(vc.events)))
+                    events = ", ".join(sorted(vc.events))
+                    table.add_row("events", events + _env_note(tracker, f"vendors.{name}.events"))
                 if dest is not None:
                     table.add_row("purposes", ", ".join(tracker.consent_gate.needs[name]))
                     window = tracker.dedupe.windows_ms.get(name) if tracker.dedupe else None

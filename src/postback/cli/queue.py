@@ -257,7 +257,7 @@ def replay(
             loads_event(open_payload(d.payload))
         vendors = sorted({d.vendor for d in rows})
         console.print(f"replaying {len(rows)} event(s) to {', '.join(vendors)}")
-        tracker.engine.notify(vendors)
+        tracker.deliverer.notify(vendors)
         total = len(rows)
         deadline = time.monotonic() + timeout
         with Progress(

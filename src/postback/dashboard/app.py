@@ -154,7 +154,7 @@ class Dashboard:
         if action == "replay":
             rows = queue.requeue_dead(ids=[dead_id])
             if rows:
-                self.tracker.engine.notify(sorted({d.vendor for d in rows}))
+                self.tracker.deliverer.notify(sorted({d.vendor for d in rows}))
             done = f"replayed {dead_id}" if rows else f"dead letter {dead_id} was already gone"
         else:
             try:

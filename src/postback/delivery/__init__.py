@@ -1,4 +1,5 @@
-"""Durable delivery: queue backends, the engine's lanes, retry timing.
+"""Durable delivery: queue backends, the deliverers (the engine's lanes, the delivery child,
+enqueue-only) and the worker loop, retry timing.
 
 Internal to the host: vendor plugins never import from here (they get what they need, such as
 Retry-After parsing, from :mod:`postback.plugin`; tests/test_plugin_sdk.py enforces it), and

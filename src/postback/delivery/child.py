@@ -1,15 +1,16 @@
 """The delivery process's side of ``workers = "process"``: ``python -m postback.delivery.child FD``.
 
-It reads the tracker's spec from the pipe (:func:`postback.delivery.process.child_spec`), builds
-the same tracker (configuration, plugins), reports ready, delivers until the tracking process
-asks it to stop or goes away, and answers ``flush``, ``stats`` and ``nudge`` requests. The
-tracking process's side (start, supervise, replace, stop) is :mod:`postback.delivery.process`,
-which never imports the tracker: only this module does.
+It reads the tracker's spec from the socket (a :class:`~postback.delivery.spec.TrackerSpec`),
+builds the same tracker from it (``Tracker.from_raw``: configuration, plugins), reports ready,
+and runs the worker loop that ``postback worker`` runs (:mod:`postback.delivery.worker`), which
+also answers the tracking process's ``flush``, ``stats``, ``nudge`` and ``stop`` requests and
+ends when that process goes away. The tracking process's side (start, supervise, replace,
+stop) is :mod:`postback.delivery.process`, which never imports the tracker: only this module
+does.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import pickle
@@ -17,11 +18,9 @@ import signal
 import sys
 import threading
 from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import Any
 
-from postback.delivery.engine import tune_gc_for_delivery
-from postback.delivery.process import load_message
+from postback.delivery.spec import TrackerSpec, load_message
+from postback.delivery.worker import run_worker_loop, stop_on_signals, tune_gc_for_delivery
 from postback.tracker import Tracker
 
 __all__ = ["main"]
@@ -30,68 +29,26 @@ __all__ = ["main"]
 def main() -> None:
     """Entry point of the delivery process: ``python -m postback.delivery.child FD``."""
     conn = Connection(int(sys.argv[1]))
-    spec = load_message(conn.recv_bytes())
-    sys.path[:0] = [p for p in spec["sys_path"] if p not in sys.path]
+    spec: TrackerSpec = load_message(conn.recv_bytes())
+    sys.path[:0] = [p for p in spec.sys_path if p not in sys.path]
     logging.basicConfig(
-        level=spec["log_level"],
+        level=spec.log_level,
         format="%(asctime)s postback delivery[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
-    # Ctrl-C reaches the whole process group: the tracking process decides when we stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-
-    try:
-        tracker = _build(spec)
-    except Exception as exc:
-        conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
-        return
-    conn.send_bytes(pickle.dumps(("ready", os.getpid())))
-    if tracker.config.core.process_nice:
-        # Below the app: when both want a core, its requests come first; delivery catches up.
-        os.nice(tracker.config.core.process_nice)
-    tune_gc_for_delivery()
-    tracker.engine.start()
-    try:
-        while not stop.is_set():
-            if not conn.poll(0.5):
-                continue
-            try:
-                message = load_message(conn.recv_bytes())
-            except (EOFError, OSError):
-                # The tracking process is gone: deliver what we can in the time an exit
-                # flush gets, leave the rest queued for the next start.
-                tracker.close(timeout=spec["exit_timeout"])
-                return
-            op = message[0]
-            if op == "nudge":
-                tracker.engine.nudge()
-            elif op == "flush":
-                conn.send_bytes(pickle.dumps(("report", tracker.flush(message[1]))))
-            elif op == "stats":
-                conn.send_bytes(pickle.dumps(("stats", tracker.stats())))
-            elif op == "stop":
-                report = tracker.close(timeout=message[1])
-                conn.send_bytes(pickle.dumps(("stopped", report)))
-                return
-    finally:
-        tracker.close(timeout=0)
-
-
-def _build(spec: dict[str, Any]) -> Tracker:
-    """The tracker the tracking process described (its config, plugins, host options)."""
-    plugins = [
-        importlib.import_module(ref) if kind == "module" else load_message(ref)
-        for kind, ref in spec["plugins"]
-    ]
-    return Tracker.from_raw(
-        spec["raw"],
-        source=spec["source"],
-        base_dir=Path(spec["base_dir"]),
-        plugins=plugins,
-        load_entry_points=spec["load_entry_points"],
-        disable=spec["disable"],
-    )
+    # Ctrl-C reaches the whole process group: the tracking process decides when we stop.
+    with stop_on_signals(stop, (signal.SIGTERM,), ignore=(signal.SIGINT,)):
+        try:
+            tracker = Tracker.from_raw(spec.raw, **spec.build_args())
+        except Exception as exc:
+            conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
+            return
+        conn.send_bytes(pickle.dumps(("ready", os.getpid())))
+        if tracker.config.core.process_nice:
+            # Below the app: when both want a core, its requests come first; delivery catches up.
+            os.nice(tracker.config.core.process_nice)
+        tune_gc_for_delivery()
+        run_worker_loop(tracker, stop, requests=conn)
 
 
 if __name__ == "__main__":

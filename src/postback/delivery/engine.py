@@ -5,17 +5,23 @@ threads), so a slow or failing vendor never delays another. The engine elects th
 the deliverer (or not), starts the lanes, runs the queue's housekeeping, waits for ``flush()``
 and stops everything on ``close()``.
 
+The engine is the ``workers = true`` implementation of the
+:class:`~postback.delivery.deliverer.Deliverer` protocol. Every tracker has one, whatever its
+mode, because its lanes also hold the per-vendor counters (``tracked``, what a flush reports)
+and it answers ``pending()`` and ``stats()`` from the queue; with ``workers = "process"`` or
+``false`` the tracker's deliverer (:mod:`postback.delivery.deliverer`) uses it for that and
+never starts it.
+
 Threads start lazily on the first ``track()``; in a queue shared by several processes only one
-process (the elected deliverer) runs lanes, the others just enqueue.
+process (the elected deliverer) runs lanes, the others wait for it.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -32,27 +38,30 @@ from postback.ledger import LedgerWriter, MemoryLedger
 
 if TYPE_CHECKING:
     from postback.config import VendorConfig
-    from postback.delivery.process import DeliveryProcess
     from postback.plugins import PluginHost
 
-__all__ = ["DeliveryEngine", "FlushReport", "Lane", "VendorReport", "VendorStats"]
+__all__ = [
+    "DeliveryEngine",
+    "FlushReport",
+    "Lane",
+    "VendorReport",
+    "VendorStats",
+    "start_unless_exiting",
+]
 
 log = logging.getLogger("postback.delivery")
 
 
-def tune_gc_for_delivery() -> None:
-    """Garbage-collector settings for a process that only delivers (``postback worker``, the
-    ``workers = "process"`` child); never called in an application's own process.
-
-    Delivery allocates many short-lived containers (decoded events, vendor payloads, outcomes)
-    and frees nearly all of them by reference counting, yet with the default thresholds the
-    cyclic collector runs every 700 allocations and now and then walks every object the
-    imports left behind. Freezing what start-up built and collecting young objects less often
-    took a tenth off the CPU per delivered event in the benchmarks (docs/performance.md).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 1000)
+def start_unless_exiting(start: Callable[[], None]) -> bool:
+    """``start()``, or False when the interpreter is shutting down (Python 3.12+ starts no
+    thread then, and a deliverer starts one): the events stay queued for the next deliverer,
+    nothing is lost."""
+    try:
+        start()
+    except RuntimeError as exc:
+        log.info("not delivering at exit (%s): queued events wait for the next deliverer", exc)
+        return False
+    return True
 
 
 class DeliveryEngine:
@@ -65,7 +74,6 @@ class DeliveryEngine:
         vendors: Sequence[tuple[Destination, VendorConfig]],
         *,
         transport: httpx.BaseTransport | None = None,
-        deliver: bool = True,
         ca_bundle: str | None = None,
         ledger: LedgerWriter | None = None,
         dead_letter_retention: float | None = None,
@@ -80,13 +88,9 @@ class DeliveryEngine:
         self.ledger = ledger or LedgerWriter(MemoryLedger(queue))
         self.host = host
         self.transport = transport
-        self.deliver = deliver
-        #: Set for ``workers = "process"``: the child process that delivers instead of lanes.
-        self.external: DeliveryProcess | None = None
         self.stopping = threading.Event()
         self.progress = threading.Event()
         self._nudged = threading.Event()
-        self._nudged_at = 0.0
         self.notify_delivery = host.has_delivery_listeners()
         self.lanes = self._make_lanes([(d, vc) for d, vc in vendors])
         queue.wake_on_new(self._wake)
@@ -102,12 +106,15 @@ class DeliveryEngine:
     def delivering(self) -> bool:
         return self._delivering
 
+    #: Deliverer: close() and the exit hook wait for the lanes.
+    flushes_on_close = True
+
+    def ready(self, timeout: float | None) -> bool:
+        """Deliverer: lanes are ready as soon as they start."""
+        return True
+
     def start(self) -> None:
-        if self.external is not None and self.lanes:
-            self._started = True
-            self.external.start()
-            return
-        if not self.deliver or not self.lanes:
+        if not self.lanes:
             self._started = True  # nothing to start here: track() need not ask again
             return
         with self._lock:
@@ -124,14 +131,7 @@ class DeliveryEngine:
             self._started = True
 
     def _start_unless_exiting(self) -> bool:
-        """:meth:`start`, or False when the interpreter is shutting down (Python 3.12+ starts
-        no thread then): the events stay queued for the next deliverer, nothing is lost."""
-        try:
-            self.start()
-        except RuntimeError as exc:
-            log.info("not delivering at exit (%s): queued events wait for the next deliverer", exc)
-            return False
-        return True
+        return start_unless_exiting(self.start)
 
     def _coordinate(self) -> None:
         """Become the deliverer when possible, start lanes, run housekeeping."""
@@ -159,7 +159,7 @@ class DeliveryEngine:
     def sending_here(self) -> list[Claimed] | None:
         """The events this process's lanes are sending right now; None when another process
         delivers (then this one cannot see its requests)."""
-        if not self._delivering or self.external is not None:
+        if not self._delivering:
             return None
         return [c for lane in self.lanes.values() for b in list(lane.sending.values()) for c in b]
 
@@ -199,17 +199,12 @@ class DeliveryEngine:
                 lane.wake.set()
 
     def notify(self, vendors: Sequence[str]) -> None:
-        """Called by track(): start delivery on first use; wake the lanes if they run here,
-        or now and then the delivery process."""
+        """Called by track(): start delivery on first use; wake the lanes if they run here
+        (else the elected deliverer, another process, finds the events at its next poll)."""
         if not self._started:
             self._start_unless_exiting()
         if self._delivering:
             self._wake(vendors)
-        elif self.external is not None:
-            now = time.monotonic()
-            if now - self._nudged_at > timing.NUDGE_EVERY:
-                self._nudged_at = now
-                self.external.nudge()
 
     def nudge(self) -> None:
         """Events are coming from another process: look at the queue now."""
@@ -220,24 +215,21 @@ class DeliveryEngine:
         depth = self.queue.depth(list(self.lanes), now_ms)
         return {v: depth[v].pending for v in self.lanes}
 
-    def _report(self, pending: dict[str, int]) -> FlushReport:
+    def report(self, pending: dict[str, int]) -> FlushReport:
+        """What the lanes counted since the previous report, with ``pending`` left per vendor."""
         return FlushReport(
             complete=not any(pending.values()),
             vendors={v: lane.report(pending[v]) for v, lane in self.lanes.items()},
         )
 
     def flush(self, timeout: float | None = None) -> FlushReport:
-        if self.external is not None and self.lanes:
-            report = self.external.flush(timeout)
-            # None: the delivery process is gone (it is being replaced): say what is left.
-            return report if report is not None else self._report(self.pending())
         if not self._start_unless_exiting():
-            return self._report(self.pending())
+            return self.report(self.pending())
         deadline = None if timeout is None else time.monotonic() + timeout
         for lane in self.lanes.values():
             lane.wake.set()
         pending = self.pending()
-        while any(pending.values()) and (self.deliver or self.queue.capabilities.cross_process):
+        while any(pending.values()):
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if (
@@ -270,13 +262,13 @@ class DeliveryEngine:
                 break
             self.progress.wait(0.005)
         self.ledger.flush()
-        return self._report(pending)
+        return self.report(pending)
 
     def flush_own(self, timeout: float) -> bool:
         """At exit in a process that does not deliver: wait (at most ``timeout``) only until
         the deliverer has taken this process's own events, not for the whole queue's
         backlog. False if the queue cannot tell (then :meth:`flush` is the wait)."""
-        if self.external is not None or not self.lanes or not self.deliver:
+        if not self.lanes:
             return False
         mine = None if self._delivering else self.queue.waiting_here()
         if mine == 0:
@@ -297,9 +289,6 @@ class DeliveryEngine:
         return True
 
     def stop(self, wait: float = 1.0) -> None:
-        if self.external is not None:
-            self.external.stop(wait)
-            self._started = False
         self.stopping.set()
         self._nudged.set()  # the coordinator may be waiting for a nudge
         for lane in self.lanes.values():
@@ -322,15 +311,12 @@ class DeliveryEngine:
         self.stopping = threading.Event()
         self.progress = threading.Event()
         self._nudged = threading.Event()
-        self._nudged_at = 0.0
         self._started = False
         self._delivering = False
         self._coordinator = None
         # The parent's connections are the parent's: new clients, on first use.
         self.clients = DeliveryClients(transport=self.transport, ca_bundle=self.clients.ca_bundle)
         self.lanes = self._make_lanes([(lane.dest, lane.config) for lane in self.lanes.values()])
-        if self.external is not None:
-            self.external.after_fork()
 
     def _make_lanes(self, vendors: Sequence[tuple[Destination, VendorConfig]]) -> dict[str, Lane]:
         """One lane per vendor, their rate limits kept where the queue says: shared by every
@@ -340,12 +326,7 @@ class DeliveryEngine:
         return {d.name: Lane(self, d, vc, storage) for d, vc in vendors}
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        if self.external is not None and self.lanes and self.external.running:
-            remote = self.external.stats()
-            if remote is not None:  # its counters, with what this process tracked
-                for name, lane in self.lanes.items():
-                    remote[name]["tracked"] = lane.stats.tracked
-                return remote
+        """Per vendor: the lanes' counters and the queue's depths."""
         now_ms = int(time.time() * 1000)
         depth = self.queue.depth(list(self.lanes), now_ms)
         out = {}

@@ -1,8 +1,10 @@
 """How a tracker delivers, chosen once from ``[postback] workers``: :class:`DeliveryMode`.
 
 ``workers`` is ``"auto"``, ``true`` / ``"thread"``, ``"process"`` or ``false`` in the
-configuration; the tracker resolves ``"auto"`` (see :func:`postback.tracker.auto_workers`) and
-then reads only the mode, instead of re-deriving it from the setting wherever it matters.
+configuration (:class:`postback.config.Workers` once validated: ``THREAD``, ``PROCESS``,
+``OFF``); the tracker resolves ``"auto"`` (see :func:`postback.tracker.auto_workers`),
+names the mode, and :func:`postback.delivery.deliverer.choose_deliverer` turns it into the
+tracker's deliverer, the one place where a mode becomes behaviour.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class DeliveryMode(enum.Enum):
             return cls.THREADS
         if workers == "process":
             return cls.PROCESS
-        if workers is False:
+        if workers is False or workers == "off":
             return cls.ENQUEUE_ONLY
         raise ValueError(f"workers = {workers!r} names no delivery mode; resolve 'auto' first")
 

@@ -6,16 +6,18 @@ app's request threads wait for the interpreter lock; on a busy process that show
 ``track()`` calls now and then, and the rate at which the app can track and deliver at once is
 what one core does for both. With ``workers = "process"`` the tracking process only validates
 and appends to the queue's spool; a child process (``python -m postback.delivery.child``,
-the same engine as ``postback worker``) delivers on another core.
+the same engine and worker loop as ``postback worker``) delivers on another core. The tracker
+reaches it through :class:`~postback.delivery.deliverer.ProcessDeliverer`.
 
-The child is started on the first ``track()``, gets the tracker's configuration (the mapping
-it was built from, ``${ENV}`` references resolved by the child from the inherited environment)
-and in-process plugins (modules by name, other objects pickled) over a socket pair, and exits
-when the tracker closes it, or by itself when the tracking process dies (end of file on the
-socket), after a last bounded flush. ``flush()`` and ``stats()`` are forwarded to it. Hooks
-that run per delivery (``postback_on_attribution``, ``postback_on_delivery``, transform and
-deliver wrappers) run in the child, as in a separate ``postback worker``. If the child dies, the
-tracker starts another after a pause; nothing is lost, since the events wait in the queue.
+The child is started on the first ``track()``, gets the tracker's spec over a socket pair (a
+:class:`~postback.delivery.spec.TrackerSpec`: the configuration mapping it was built from,
+``${ENV}`` references resolved by the child from the inherited environment, and in-process
+plugins by reference), and exits when the tracker closes it, or by itself when the tracking
+process dies (end of file on the socket), after a last bounded flush. ``flush()`` and
+``stats()`` are forwarded to it. Hooks that run per delivery (``postback_on_attribution``,
+``postback_on_delivery``, transform and deliver wrappers) run in the child, as in a separate
+``postback worker``. If the child dies, the tracker starts another after a pause; nothing is
+lost, since the events wait in the queue.
 """
 
 from __future__ import annotations
@@ -29,94 +31,21 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from postback.delivery import timing
-from postback.errors import ConfigError
+from postback.delivery.spec import TrackerSpec, load_message
 
 if TYPE_CHECKING:
-    from postback.delivery.engine import FlushReport
-    from postback.plugins import PluginHost
-    from postback.tracker import Tracker
+    from postback.delivery.stats import FlushReport
 
-__all__ = ["DeliveryProcess", "child_spec", "child_spec_problem", "load_message"]
+__all__ = ["DeliveryProcess"]
 
 log = logging.getLogger("postback.delivery")
 
 _NUDGE = pickle.dumps(("nudge",))
-
-
-def load_message(data: bytes) -> Any:
-    # Only ever bytes from the other end of a socketpair this process created with its own
-    # child (no name, no address, not reachable by anyone else): as trusted as our memory.
-    return pickle.loads(data)  # noqa: S301
-
-
-def child_spec(tracker: Tracker) -> bytes:
-    """What the child needs to build the same tracker, pickled (raises ConfigError if an
-    in-process plugin cannot be sent)."""
-    config = tracker.config
-    raw = dict(config.raw)
-    core = dict(raw.get("postback") or {})
-    core["workers"] = True
-    core["queue"] = tracker.queue.url  # absolute: the child may not share our directory
-    raw["postback"] = core
-    plugins = _plugin_refs(tracker.host)
-    spec = {
-        "raw": raw,
-        "source": config.source,
-        "base_dir": str(config.base_dir),
-        "plugins": plugins,
-        "load_entry_points": tracker.host.load_entry_points,
-        "disable": tracker.host.disable,
-        "sys_path": list(sys.path),
-        "log_level": logging.getLogger("postback").getEffectiveLevel(),
-        "exit_timeout": config.core.exit_timeout,
-    }
-    return pickle.dumps(spec)
-
-
-def _plugin_refs(host: PluginHost) -> list[tuple[str, Any]]:
-    """How the child rebuilds each in-process plugin: a module by name, an object pickled
-    (raises ConfigError for one that cannot be sent)."""
-    plugins: list[tuple[str, Any]] = []
-    for plugin in host.in_process:
-        module = (
-            plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
-        )
-        if module == "__main__":
-            raise _unsendable(f"{plugin!r} is defined in the script being run, not a module")
-        if isinstance(plugin, types.ModuleType):
-            plugins.append(("module", plugin.__name__))
-            continue
-        try:
-            plugins.append(("object", pickle.dumps(plugin)))
-        except Exception as exc:
-            raise _unsendable(f"{plugin!r} cannot be pickled: {exc}") from None
-    return plugins
-
-
-def child_spec_problem(host: PluginHost) -> str | None:
-    """Why a delivery child could not rebuild ``host``'s in-process plugins, or None."""
-    try:
-        _plugin_refs(host)
-    except ConfigError as exc:
-        return str(exc)
-    return None
-
-
-def _unsendable(why: str) -> ConfigError:
-    return ConfigError(
-        [
-            "workers = 'process' delivers from a child process, which must rebuild this "
-            f"tracker's in-process plugins, and one cannot be sent to it: {why}. Pass plugins "
-            "as importable modules or picklable objects of importable classes, or use "
-            "workers = true"
-        ]
-    )
 
 
 class DeliveryProcess:
@@ -128,16 +57,9 @@ class DeliveryProcess:
     for the child to be ready, one at a time.
     """
 
-    def __init__(self, tracker: Tracker) -> None:
-        if tracker.engine.transport is not None:
-            raise ConfigError(
-                [
-                    "workers = 'process' delivers from a child process, which cannot use a "
-                    "transport passed to from_config(): use workers = true with it"
-                ]
-            )
-        self._spec = child_spec(tracker)  # fail at start-up, not on the first track()
-        self._queue_poll = tracker.queue.poll  # e.g. the spool's next segment, made ready here
+    def __init__(self, spec: TrackerSpec, queue_poll: Callable[[], object]) -> None:
+        self._spec = pickle.dumps(spec)
+        self._queue_poll = queue_poll  # e.g. the spool's next segment, made ready here
         self._lock = threading.Lock()  # one request and its reply at a time
         self._ready = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None

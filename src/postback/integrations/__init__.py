@@ -16,19 +16,18 @@ plugin names from settings into objects, loading a config with overrides (a work
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
-import logging
 import os
-import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from postback.config import DEFAULT_QUEUE, read_config
-from postback.delivery.engine import tune_gc_for_delivery
 from postback.delivery.queue import sqlite_path
+from postback.delivery.worker import run_worker_loop, stop_on_signals, tune_gc_for_delivery
 from postback.errors import ConfigError, ConfigProblem
 from postback.integrations._context import (
     RequestContext,
@@ -53,8 +52,6 @@ __all__ = [
     "resolve_plugins",
     "run_worker",
 ]
-
-log = logging.getLogger("postback.integrations")
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
 
@@ -128,40 +125,26 @@ def run_worker(
 
     The tracker must have been built with ``workers = true``; with a ``sqlite://`` queue shared
     with web processes that have ``workers = false``, this process becomes the deliverer.
-    ``tune_gc`` applies :func:`~postback.delivery.engine.tune_gc_for_delivery` (right for a
+    ``tune_gc`` applies :func:`~postback.delivery.worker.tune_gc_for_delivery` (right for a
     process that only delivers, which is what this is for; pass False to leave the garbage
     collector alone). Every ``stats_every`` seconds it writes ``format_stats(tracker.stats())``
-    (one JSON line by default).
+    (one JSON line by default). The loop is :func:`postback.delivery.worker.run_worker_loop`,
+    the one a ``workers = "process"`` child runs too.
     """
     stop = stop or threading.Event()
-    previous: dict[signal.Signals, Any] = {}
-    if handle_signals and threading.current_thread() is threading.main_thread():
-
-        def on_signal(signum: int, _frame: object) -> None:
-            log.warning("received %s: finishing in-flight requests", signal.Signals(signum).name)
-            stop.set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
-    try:
+    with stop_on_signals(stop) if handle_signals else contextlib.nullcontext():
         if tune_gc:
             tune_gc_for_delivery()
-        tracker.engine.start()
         write(
             f"postback worker: delivering from {tracker.queue.url} to "
             f"{', '.join(tracker.destinations) or 'no vendor'}"
         )
-        waited = 0.0
-        while not stop.wait(0.5):
-            waited += 0.5
-            if stats_every and waited >= stats_every:
-                waited = 0.0
-                write(format_stats(tracker.stats()))
-    finally:
-        tracker.engine.stop(wait=10.0)
-        tracker.close(timeout=0)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        run_worker_loop(
+            tracker,
+            stop,
+            every=stats_every,
+            tick=lambda: write(format_stats(tracker.stats())),
+        )
     write("postback worker: stopped")
 
 

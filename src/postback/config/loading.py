@@ -1,0 +1,270 @@
+"""Finding, reading and validating a whole configuration: :func:`find_config`,
+:func:`read_config`, :func:`build_config` and the :class:`Config` they make.
+
+:func:`build_config` resolves ``${NAME}`` references, lays the ``POSTBACK_*`` environment
+overrides over the result (:mod:`postback.config.env`), refuses control characters anywhere,
+then builds the ``[postback]`` (:mod:`~postback.config.core`), ``[consent]`` and
+``[vendors.NAME]`` (:mod:`~postback.config.vendors`) tables, collecting every problem before it
+raises one :class:`~postback.ConfigError`. A problem with a setting the environment set names
+the variable too.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from postback.config.core import CORE_HELP, CoreSettings, build_core
+from postback.config.env import apply_overrides, substitute_env
+from postback.config.structure import did_you_mean
+from postback.config.vendors import CommonSettings, RetrySettings, VendorConfig, build_vendor
+from postback.consent import ConsentSettings, build_consent_settings
+from postback.destination import Destination
+from postback.errors import ConfigError, ConfigProblem
+from postback.events import CANONICAL_EVENTS
+from postback.installing import missing_vendor_message
+from postback.setting_values import control_character_problems
+
+if TYPE_CHECKING:
+    from postback.delivery.registry import QueueRegistry
+
+__all__ = [
+    "CONFIG_FILENAMES",
+    "Config",
+    "build_config",
+    "find_config",
+    "known_event_names",
+    "read_config",
+]
+
+CONFIG_FILENAMES = ("postback.toml", "pyproject.toml")
+_TABLES = ["postback", "vendors", "consent"]
+
+
+@attrs.frozen
+class Config:
+    """A whole validated configuration."""
+
+    core: CoreSettings
+    vendors: Mapping[str, VendorConfig]
+    consent: ConsentSettings = ConsentSettings()
+    source: str | None = None
+    base_dir: Path = attrs.field(factory=Path.cwd)
+    #: The mapping it was built from, ``${ENV}`` references unresolved, the environment's
+    #: ``POSTBACK_*`` overrides laid over it (a worker process builds its own from it, with no
+    #: overrides of its own: those its parent fixed, such as ``workers``, stay fixed). Never
+    #: shown: it may hold literal secrets.
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
+    #: Key path -> the ``POSTBACK_*`` variable that set it (``postback config check`` says so).
+    from_env: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """``$POSTBACK_CONFIG``, else postback.toml or a pyproject.toml with [tool.postback]."""
+    env = os.environ.get("POSTBACK_CONFIG")
+    if env:
+        return Path(env)
+    here = start or Path.cwd()
+    for name in CONFIG_FILENAMES:
+        path = here / name
+        if path.is_file():
+            if name == "pyproject.toml":
+                with path.open("rb") as f:
+                    if "postback" not in tomllib.load(f).get("tool", {}):
+                        continue
+            return path
+    return None
+
+
+def read_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], str | None, Path]:
+    """Read a config source into (raw dict of the TOML file's shape, label, base directory)."""
+    if isinstance(source, Mapping):
+        return dict(source), None, Path.cwd()
+    if source is None:
+        found = find_config()
+        if found is None:
+            raise ConfigError(
+                [
+                    "no configuration found: pass a file or dict to Tracker.from_config(), set "
+                    "POSTBACK_CONFIG, or create postback.toml (see 'postback config check')"
+                ]
+            )
+        source = found
+    path = Path(source)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError([f"config file {str(path)!r} does not exist"]) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            [f"config path {str(path)!r} is a directory: give the postback.toml file in it"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"config file {str(path)!r} cannot be read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], source=str(path)) from None
+    if path.name == "pyproject.toml":
+        tool = data.get("tool", {}).get("postback")
+        if tool is None:
+            raise ConfigError(["pyproject.toml has no [tool.postback] table"], source=str(path))
+        tool = dict(tool)
+        vendors = tool.pop("vendors", {})
+        data = {"postback": tool, "vendors": vendors}
+    return data, str(path), path.resolve().parent
+
+
+def _field_type(cls: type[Any], name: str) -> Any:
+    try:
+        field = attrs.fields_dict(attrs.resolve_types(cls)).get(name)
+    except Exception:  # a plugin's annotation that does not resolve: read as TOML, or text
+        return None
+    return None if field is None else field.type
+
+
+def _setting_type(path: tuple[str, ...], destinations: Mapping[str, type[Destination]]) -> Any:
+    """The type of the setting at a key path, for typing an environment override."""
+    if path[0] == "postback" and len(path) == 2:
+        return _field_type(CoreSettings, path[1])
+    if path[0] == "consent" and len(path) == 2:
+        return _field_type(ConsentSettings, path[1])
+    if path[0] == "vendors" and len(path) == 3:
+        dest = destinations.get(path[1])
+        common = _field_type(CommonSettings, path[2])
+        if common is None and dest is not None:
+            return _field_type(dest.settings_class, path[2])
+        return common
+    if path[0] == "vendors" and len(path) == 4 and path[2] == "retry":
+        return _field_type(RetrySettings, path[3])
+    return None
+
+
+def _name_variables(
+    problems: list[ConfigProblem], from_env: Mapping[str, str], raw: Mapping[str, Any]
+) -> list[ConfigProblem]:
+    """Each problem with a setting an environment variable set (or a table only one made)
+    names the variable."""
+    out = []
+    for p in problems:
+        var = next(
+            (
+                v
+                for k, v in from_env.items()
+                if p.path == k
+                or p.path.startswith((f"{k}.", f"{k}["))
+                or (k.startswith(f"{p.path}.") and not _in_file(raw, p.path))
+            ),
+            None,
+        )
+        out.append(p if var is None else ConfigProblem(p.path, f"{p.message} (set by {var})"))
+    return out
+
+
+def _in_file(raw: Mapping[str, Any], path: str) -> bool:
+    node: Any = raw
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def build_config(
+    raw: Mapping[str, Any],
+    destinations: Mapping[str, type[Destination]],
+    *,
+    source: str | None = None,
+    base_dir: Path | None = None,
+    broken: Mapping[str, str] | None = None,
+    queues: QueueRegistry | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate a raw config, with the ``POSTBACK_*`` overrides of ``environ`` (default:
+    ``os.environ``), against the installed destinations and queue backends (default: the
+    built-in ones); raise ConfigError listing every problem."""
+    if queues is None:
+        from postback.delivery.registry import QueueRegistry
+
+        queues = QueueRegistry.builtin()
+    problems: list[ConfigProblem] = []
+    substituted = substitute_env(raw, "", problems)
+    vendor_names = list(destinations)
+    if isinstance(substituted.get("vendors"), Mapping):
+        vendor_names = [str(n) for n in substituted["vendors"]] + vendor_names
+
+    def overlay(mapping: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        return apply_overrides(
+            mapping,
+            list(CORE_HELP),
+            lambda path: _setting_type(path, destinations),
+            vendor_names,
+            environ,
+        )
+
+    original, _ = overlay(raw)  # what a worker process rebuilds from, ${NAME} unresolved
+    raw, from_env = overlay(substituted)
+    problems += [ConfigProblem(k, m) for k, m in control_character_problems(raw)]
+    for key in raw:
+        if key not in _TABLES:
+            problems.append(
+                ConfigProblem(
+                    str(key),
+                    f"unknown top-level table{did_you_mean(str(key), _TABLES)}; "
+                    "a config has [postback], [consent] and [vendors.NAME] tables",
+                )
+            )
+    core = build_core(raw.get("postback"), problems, queues)
+    consent = build_consent_settings(raw.get("consent"), problems)
+    if core.ca_bundle is not None:  # loaded once now, so that a bad file fails at start-up
+        from postback.delivery.http import resolve_ca_bundle
+
+        path, problem = resolve_ca_bundle(core.ca_bundle, base_dir or Path.cwd())
+        if problem is not None:
+            problems.append(ConfigProblem("postback.ca_bundle", problem))
+        core = attrs.evolve(core, ca_bundle=path)
+    backend = queues.backend_for(core.queue)
+    if core.workers == "process" and backend is not None and not backend.capabilities.cross_process:
+        shared = [f"{b.schemes[0]}://" for b in queues.backends if b.capabilities.cross_process]
+        problems.append(
+            ConfigProblem(
+                "postback.workers",
+                "'process' delivers from another process, which cannot read a "
+                f"{backend.schemes[0]}:// queue (it is local to one process): use a queue "
+                f"other processes share ({', '.join(shared)}), or workers = true",
+            )
+        )
+    vendors_raw = raw.get("vendors", {})
+    vendors: dict[str, VendorConfig] = {}
+    if not isinstance(vendors_raw, Mapping):
+        problems.append(ConfigProblem("vendors", "must be a table of [vendors.NAME] tables"))
+        vendors_raw = {}
+    installed = sorted(destinations)
+    for name, table in vendors_raw.items():
+        cls = destinations.get(name)
+        if cls is None:
+            why = ""
+            if broken and name in broken:
+                why = f"; its plugin is installed but failed to load: {broken[name]}"
+            problems.append(
+                ConfigProblem(f"vendors.{name}", missing_vendor_message(str(name), installed, why))
+            )
+            continue
+        vc = build_vendor(name, table, cls, problems, consent)
+        if vc is not None:
+            vendors[name] = vc
+    if problems:
+        raise ConfigError(_name_variables(problems, from_env, substituted), source=source)
+    return Config(
+        core, vendors, consent, source, base_dir or Path.cwd(), raw=original, from_env=from_env
+    )
+
+
+def known_event_names() -> frozenset[str]:
+    return CANONICAL_EVENTS

@@ -1,0 +1,303 @@
+"""A ``[vendors.NAME]`` table: the settings every vendor takes (:class:`CommonSettings`), the
+vendor's own settings class, and :func:`build_vendor`, which validates both into a
+:class:`VendorConfig`.
+
+Both halves go through :func:`~postback.config.structure.structure_table`, so an error names
+its key (``vendors.x.retry.max_age``) whichever half it is in. What needs the destination class
+or the ``[consent]`` table (``batch_size`` against the vendor's maximum, ``retry`` over its
+policy, ``purposes`` against the known purposes, the ``events`` filter against its event map,
+the plugin's own ``check_config``) is checked afterwards, still naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from postback.config.structure import (
+    did_you_mean,
+    order_by_keys,
+    structure_table,
+    unknown_key_problems,
+)
+from postback.consent import ConsentSettings, parse_vendor_purposes
+from postback.dedupe import DEDUPE_HELP, parse_dedupe_window
+from postback.destination import Destination, RateLimit, RetryPolicy
+from postback.durations import parse_duration
+from postback.errors import ConfigError, ConfigProblem
+from postback.events import normalize_event_name
+from postback.setting_values import parse_rate_limit
+
+__all__ = ["VENDOR_COMMON_HELP", "CommonSettings", "RetrySettings", "VendorConfig", "build_vendor"]
+
+_MAX_TIMEOUT = 600.0  # seconds: a vendor's timeout for one request
+_MAX_LINGER = 60.0  # seconds: a vendor's linger before sending a partial batch
+
+
+def _base_url(value: object) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(
+            "must be an http(s) URL such as 'http://127.0.0.1:8090' (the vendor's path is appended)"
+        )
+    return value.rstrip("/")
+
+
+def _events(value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("must be a list of event names, e.g. ['purchase']")
+    return frozenset(normalize_event_name(v) for v in value)
+
+
+def _event_map(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("must be a table of canonical name = vendor name")
+    return {normalize_event_name(k): v for k, v in value.items()}
+
+
+def _enabled(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _rate_limit(value: object) -> RateLimit | bool:
+    """A limit, or False: none at all (not even the vendor's default)."""
+    if value is False or value == "none":
+        return False
+    return parse_rate_limit(value)
+
+
+def _integer(lo: int, hi: int | None, message: str) -> Callable[[object], int]:
+    def parse(value: object) -> int:
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < lo
+            or (hi is not None and value > hi)
+        ):
+            raise ValueError(message)
+        return value
+
+    return parse
+
+
+def _positive_duration(value: object) -> float:
+    return parse_duration(value, positive=True)
+
+
+def _common(help: str, parse: Callable[[object], Any], default: Any = None) -> Any:
+    return attrs.field(default=default, metadata={"help": help, "parse": parse})
+
+
+@attrs.frozen
+class RetrySettings:
+    """A vendor's ``retry`` table: what it changes of the vendor's :class:`RetryPolicy`."""
+
+    max_attempts: int | None = _common(
+        "Attempts before an event is a dead letter.",
+        _integer(1, None, "must be a positive integer"),
+    )
+    max_age: float | None = _common("Age after which it is.", _positive_duration)
+    initial_backoff: float | None = _common("First backoff.", _positive_duration)
+    max_backoff: float | None = _common("Longest backoff.", _positive_duration)
+
+    def over(self, policy: RetryPolicy) -> RetryPolicy:
+        changed = {k: v for k, v in attrs.asdict(self).items() if v is not None}
+        return attrs.evolve(policy, **changed)
+
+
+@attrs.frozen
+class CommonSettings:
+    """The settings every ``[vendors.NAME]`` table takes, handled by the core (``None``: not
+    set, the vendor's default applies)."""
+
+    base_url: str | None = _common(
+        "Replaces the vendor's origin and keeps its path (sandbox, proxy, tests).", _base_url
+    )
+    events: frozenset[str] | None = _common(
+        "Only these canonical events go to the vendor (default: every event it maps).", _events
+    )
+    event_map: dict[str, str] | None = _common(
+        "Canonical event name -> the vendor's event name, overriding its defaults.", _event_map
+    )
+    enabled: bool = _common(
+        "Set false to keep the table but send nothing to this vendor.", _enabled, True
+    )
+    rate_limit: RateLimit | bool | None = _common(
+        "Requests per window, e.g. '600/minute' or '60000/15 minutes'; false for none.",
+        _rate_limit,
+    )
+    concurrency: int | None = _common(
+        "Requests in flight at once to this vendor.",
+        _integer(1, 256, "must be an integer from 1 to 256"),
+    )
+    timeout: float = _common(
+        "Seconds to wait for the vendor's response (default 10).",
+        # zero would deliver nothing
+        lambda v: parse_duration(v, positive=True, at_most=_MAX_TIMEOUT),
+        10.0,
+    )
+    batch_size: int | None = _common(
+        "Events per request, at most the vendor's maximum.",
+        _integer(1, None, "must be a positive integer"),
+    )
+    linger: float = _common(
+        "Seconds to wait for a fuller batch (default 0.05).",
+        lambda v: parse_duration(v, at_most=_MAX_LINGER),
+        0.05,
+    )
+    retry: RetrySettings | None = attrs.field(
+        default=None,
+        metadata={"help": "Table: max_attempts, max_age, initial_backoff, max_backoff."},
+    )
+    #: Checked against the ``[consent]`` purposes by :func:`build_vendor`.
+    purposes: list[str] | None = _common(
+        "Consent purposes the vendor needs (default: the plugin's, ['ads']).", lambda v: v
+    )
+    dedupe_window: float | None = _common(DEDUPE_HELP, parse_dedupe_window)
+
+
+#: Settings every vendor takes, handled by the core: name -> help text.
+VENDOR_COMMON_HELP: dict[str, str] = {
+    a.name: a.metadata["help"] for a in attrs.fields(CommonSettings)
+}
+
+
+@attrs.frozen
+class VendorConfig:
+    """One ``[vendors.NAME]`` table, validated."""
+
+    name: str
+    settings: Any
+    base_url: str | None = None
+    events: frozenset[str] | None = None
+    event_map: Mapping[str, str] = attrs.field(factory=dict)
+    enabled: bool = True
+    rate_limit: RateLimit | None = None
+    rate_limit_disabled: bool = False
+    concurrency: int | None = None
+    timeout: float = 10.0
+    batch_size: int | None = None
+    linger: float = 0.05
+    retry: RetryPolicy | None = None
+    purposes: tuple[str, ...] | None = None  # None: the destination's purposes
+    dedupe_window: float | None = None  # None: its default_dedupe_window; 0: off
+
+    def make_destination(self, cls: type[Destination]) -> Destination:
+        return cls(self.settings, base_url=self.base_url, event_map=self.event_map)
+
+
+def build_vendor(
+    name: str,
+    raw: object,
+    cls: type[Destination],
+    problems: list[ConfigProblem],
+    consent: ConsentSettings | None = None,
+) -> VendorConfig | None:
+    """One vendor's table, or None after appending every problem (in the order of its keys)."""
+    base = f"vendors.{name}"
+    if not isinstance(raw, Mapping):
+        problems.append(ConfigProblem(base, "must be a table of settings"))
+        return None
+    own_fields = [a.name for a in attrs.fields(cls.settings_class)]
+    known = own_fields + list(VENDOR_COMMON_HELP)
+    found = unknown_key_problems(
+        raw,
+        known,
+        base,
+        lambda key: (
+            f"unknown setting for {name}{did_you_mean(key, known)}; "
+            f"{name} takes: {', '.join(sorted(known))}"
+        ),
+    )
+    common_keys = [k for k in raw if k in VENDOR_COMMON_HELP]
+    common = structure_table(raw, CommonSettings, base, found, only=common_keys)
+    own = {k: v for k, v in raw.items() if k in own_fields}
+    settings = structure_table(own, cls.settings_class, base, found)
+    purposes: tuple[str, ...] | None = None
+    found += _against_destination(name, raw, cls, base, found)
+    if "purposes" in raw:  # read from raw: said even when another common setting is wrong
+        purposes = parse_vendor_purposes(raw["purposes"], f"{base}.purposes", consent, found)
+    reported = {p.path for p in problems}  # e.g. an unset ${VAR}: said once
+    found = [p for p in found if p.path not in reported]
+    order_by_keys(found, raw, base)
+    problems += found
+    if found or settings is None or common is None:
+        return None
+    probe_problems = _probe(name, settings, common, cls, base)
+    problems += probe_problems
+    if probe_problems:
+        return None
+    return VendorConfig(
+        name=name,
+        settings=settings,
+        base_url=common.base_url,
+        events=common.events,
+        event_map=common.event_map if common.event_map is not None else {},
+        enabled=common.enabled,
+        rate_limit=common.rate_limit if isinstance(common.rate_limit, RateLimit) else None,
+        rate_limit_disabled=common.rate_limit is False,
+        concurrency=common.concurrency,
+        timeout=common.timeout,
+        batch_size=common.batch_size,
+        linger=common.linger,
+        retry=common.retry.over(cls.retry_policy) if common.retry is not None else None,
+        purposes=purposes,
+        dedupe_window=common.dedupe_window,
+    )
+
+
+def _against_destination(
+    name: str,
+    raw: Mapping[str, Any],
+    cls: type[Destination],
+    base: str,
+    found: list[ConfigProblem],
+) -> list[ConfigProblem]:
+    """What the common settings may not be for this vendor (checked even when another
+    setting is wrong, so that every problem is said at once)."""
+    size = raw.get("batch_size")
+    path = f"{base}.batch_size"
+    if isinstance(size, int) and size > cls.max_batch_size and all(p.path != path for p in found):
+        return [
+            ConfigProblem(
+                path,
+                f"{name} takes at most {cls.max_batch_size} event(s) per request",
+            )
+        ]
+    return []
+
+
+def _probe(
+    name: str, settings: Any, common: CommonSettings, cls: type[Destination], base: str
+) -> list[ConfigProblem]:
+    """The vendor's own whole-config checks, and: the events filter may only name events the
+    vendor can map."""
+    problems: list[ConfigProblem] = []
+    try:
+        probe = cls(settings, event_map=common.event_map)
+    except ConfigError as exc:
+        return [
+            ConfigProblem(
+                p.path if p.path.startswith(base) else (f"{base}.{p.path}" if p.path else base),
+                p.message,
+            )
+            for p in exc.problems
+        ]
+    except ValueError as exc:
+        return [ConfigProblem(base, str(exc))]
+    for key, message in probe.check_config():
+        problems.append(ConfigProblem(f"{base}.{key}" if key else base, message))
+    for ev in sorted(common.events or ()):
+        if probe.vendor_event_name(ev) is None:
+            problems.append(
+                ConfigProblem(
+                    f"{base}.events",
+                    f"{name} has no event for {ev!r}: add it to "
+                    f"[vendors.{name}.event_map] or remove it from events",
+                )
+            )
+    return problems

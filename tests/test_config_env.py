@@ -1,0 +1,290 @@
+"""Issue 18 item 3: declarative core settings, limits-parsed rate limits, and POSTBACK_*
+environment overrides (typed like the file's values, env over file, errors naming the variable,
+secrets never shown)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+from click.testing import CliRunner
+
+from postback import ConfigError
+from postback.config import (
+    CORE_HELP,
+    CoreSettings,
+    OnInvalid,
+    SqliteSynchronous,
+    Workers,
+    build_config,
+    env_name,
+    parse_rate_limit,
+)
+from postback.delivery.mode import DeliveryMode
+from postback.destination import RateLimit
+from postback.testing.example import ExampleDestination
+
+DESTS = {"example": ExampleDestination}
+FILE = {"postback": {"queue": "memory://"}, "vendors": {"example": {"api_key": "file-key"}}}
+
+
+def problems(raw: dict, environ: dict[str, str]) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        build_config(raw, DESTS, environ=environ)
+    return {p.path: p.message for p in info.value.problems}
+
+
+def test_core_settings_are_enums_and_workers_keeps_its_meaning() -> None:
+    core = CoreSettings(workers=True, on_invalid="log", sqlite_synchronous="full")  # type: ignore[arg-type]
+    assert core.workers is Workers.THREAD and core.workers == "thread"
+    assert core.on_invalid is OnInvalid.LOG and core.sqlite_synchronous is SqliteSynchronous.FULL
+    assert CoreSettings(workers=False).workers is Workers.OFF  # type: ignore[arg-type]
+    assert CoreSettings(workers="off").workers is Workers.OFF  # type: ignore[arg-type]
+    assert attrs.evolve(core, workers="process").workers is Workers.PROCESS  # type: ignore[arg-type]
+    assert DeliveryMode.from_workers(Workers.THREAD) is DeliveryMode.THREADS
+    assert DeliveryMode.from_workers(Workers.OFF) is DeliveryMode.ENQUEUE_ONLY
+    assert DeliveryMode.from_workers(Workers.PROCESS) is DeliveryMode.PROCESS
+    with pytest.raises(ValueError, match="must be 'auto'"):
+        CoreSettings(workers="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="from 0"):
+        CoreSettings(process_nice=40)
+
+
+def test_every_core_problem_at_once_with_its_key_path() -> None:
+    found = problems(
+        {
+            "postback": {
+                "sqlite_synchronous": "fulll",
+                "strict": "yes",
+                "exit_timeout": "forever",
+                "max_queue_size": 0,
+                "ledger_retention": -1,
+            }
+        },
+        {},
+    )
+    assert found == {
+        "postback.sqlite_synchronous": "must be 'normal' or 'full' (did you mean 'full'?)",
+        "postback.strict": "must be true or false",
+        "postback.exit_timeout": (
+            "must be a duration such as 30, '500ms', '15m' or '24h', got 'forever'"
+        ),
+        "postback.max_queue_size": "must be a positive integer",
+        "postback.ledger_retention": "must not be negative",
+    }
+
+
+def test_rate_limits_are_read_by_limits() -> None:
+    assert parse_rate_limit("600/minute") == RateLimit(600, 60)
+    assert parse_rate_limit("10 per 2 seconds") == RateLimit(10, 2)
+    assert parse_rate_limit("5/2s") == RateLimit(5, 2)
+    assert parse_rate_limit("60000 per 15m") == RateLimit(60000, 900)
+    assert parse_rate_limit("100/hour") == RateLimit(100, 3600)
+    with pytest.raises(ValueError, match="one limit"):
+        parse_rate_limit("600/minute;10/second")
+    for bad in ("0/minute", "10/fortnight", "10/500ms", "1/400 days"):
+        with pytest.raises(ValueError, match="must look like"):
+            parse_rate_limit(bad)
+
+
+def test_environment_overrides_win_over_the_file_typed_like_it() -> None:
+    cfg = build_config(
+        FILE,
+        DESTS,
+        environ={
+            "POSTBACK_WORKERS": "false",
+            "POSTBACK_EXIT_TIMEOUT": "5s",
+            "POSTBACK_MAX_QUEUE_SIZE": "50",
+            "POSTBACK_STRICT": "true",
+            "POSTBACK_VENDORS__EXAMPLE__API_KEY": "0123",  # a string setting: text as it is
+            "POSTBACK_VENDORS__EXAMPLE__ACCOUNT": "007",
+            "POSTBACK_VENDORS__EXAMPLE__EVENTS": "purchase, sign_up",
+            "POSTBACK_VENDORS__EXAMPLE__RATE_LIMIT": "10/second",
+            "POSTBACK_VENDORS__EXAMPLE__RETRY__MAX_AGE": "2h",
+            "POSTBACK_CONSENT__POLICY": "require",
+        },
+    )
+    assert cfg.core.workers is Workers.OFF
+    assert cfg.core.exit_timeout == 5.0 and cfg.core.max_queue_size == 50 and cfg.core.strict
+    assert cfg.core.queue == "memory://"  # from the file: no variable set it
+    vc = cfg.vendors["example"]
+    assert vc.settings.api_key.reveal() == "0123" and vc.settings.account == "007"
+    assert vc.events == frozenset({"purchase", "sign_up"})
+    assert vc.rate_limit == RateLimit(10, 1)
+    assert vc.retry is not None and vc.retry.max_age == 7200
+    assert cfg.consent.policy == "require"
+    assert cfg.from_env["postback.workers"] == "POSTBACK_WORKERS"
+    assert cfg.from_env["vendors.example.api_key"] == "POSTBACK_VENDORS__EXAMPLE__API_KEY"
+    # What a worker process rebuilds from: the overrides laid over the file.
+    assert cfg.raw["postback"] == {
+        "queue": "memory://",
+        "workers": False,
+        **{"exit_timeout": "5s", "max_queue_size": 50, "strict": True},
+    }
+    assert FILE["postback"] == {"queue": "memory://"}  # the caller's mapping is left alone
+
+
+def test_the_delivery_child_keeps_what_its_parent_fixed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import postback.testing.example as example
+    from postback import Tracker
+    from postback.delivery.spec import tracker_spec
+
+    raw = {
+        "postback": {"queue": f"sqlite:///{tmp_path}/q.db", "workers": True},
+        "vendors": {"example": {"api_key": "k", "base_url": "http://127.0.0.1:9"}},
+    }
+    parent = Tracker.from_raw(
+        raw,
+        plugins=[example],
+        load_entry_points=False,
+        environ={"POSTBACK_EXIT_TIMEOUT": "7", "POSTBACK_VENDORS__EXAMPLE__TIMEOUT": "3"},
+    )
+    try:
+        spec = tracker_spec(parent.config, parent.queue.url, parent.host)
+    finally:
+        parent.close(timeout=0)
+    # The child inherits the environment; an override there must not undo what the parent
+    # fixed for it (threads in the child, the queue's absolute path).
+    monkeypatch.setenv("POSTBACK_WORKERS", "process")
+    monkeypatch.setenv("POSTBACK_QUEUE", "memory://")
+    child = Tracker.from_raw(spec.raw, **spec.build_args())  # as the child builds itself
+    try:
+        assert child.mode is DeliveryMode.THREADS
+        assert child.config.core.queue == f"sqlite:///{tmp_path}/q.db"
+        assert child.config.core.exit_timeout == 7.0  # the parent's overrides hold
+        assert child.config.vendors["example"].timeout == 3.0
+    finally:
+        child.close(timeout=0)
+
+
+def test_a_vendor_can_come_from_the_environment_alone() -> None:
+    cfg = build_config(
+        {"postback": {"queue": "memory://"}},
+        DESTS,
+        environ={
+            "POSTBACK_VENDORS__EXAMPLE__API_KEY": "k",
+            "POSTBACK_VENDORS__EXAMPLE__EVENTS": '["purchase"]',
+        },
+    )
+    assert cfg.vendors["example"].events == frozenset({"purchase"})
+
+
+def test_other_postback_variables_are_not_settings() -> None:
+    cfg = build_config(
+        FILE,
+        DESTS,
+        environ={
+            "POSTBACK_CONFIG": "elsewhere.toml",
+            "POSTBACK_DISABLE_PLUGINS": "*",
+            "POSTBACK_ENCRYPTION_KEYS": "k1:abc",
+            "POSTBACK_HYPOTHESIS_EXAMPLES": "5",
+            "POSTBACK_SOMETHING__ELSE": "x",
+        },
+    )
+    assert cfg.from_env == {}
+    reserved = {"config", "disable_plugins", "encryption_keys", "plugins", "request_context"}
+    assert not reserved & set(CORE_HELP)
+
+
+def test_a_bad_override_names_its_key_and_its_variable() -> None:
+    found = problems(
+        FILE,
+        {
+            "POSTBACK_WORKERS": "sometimes",
+            "POSTBACK_VENDORS__EXAMPLE__TIMEOUT": "0",
+            "POSTBACK_VENDORS__EXAMPLE__ACOUNT": "a",
+            "POSTBACK_VENDORS__EXAMPLE__API_KEY": "line\n",
+        },
+    )
+    assert found["postback.workers"].endswith("(set by POSTBACK_WORKERS)")
+    assert "must be 'auto'" in found["postback.workers"]
+    assert "more than 0" in found["vendors.example.timeout"]
+    assert found["vendors.example.timeout"].endswith("(set by POSTBACK_VENDORS__EXAMPLE__TIMEOUT)")
+    assert "did you mean 'account'" in found["vendors.example.acount"]
+    assert "POSTBACK_VENDORS__EXAMPLE__API_KEY" in found["vendors.example.api_key"]
+    assert "line break" in found["vendors.example.api_key"]
+
+
+def test_env_name_is_the_variable_of_a_key_path() -> None:
+    assert env_name("postback.queue") == "POSTBACK_QUEUE"
+    assert env_name("vendors.applovin.api_key") == "POSTBACK_VENDORS__APPLOVIN__API_KEY"
+    assert env_name("vendors.example.retry.max_age") == "POSTBACK_VENDORS__EXAMPLE__RETRY__MAX_AGE"
+
+
+def test_config_check_names_overrides_and_never_shows_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postback.cli import main
+    from tests._distributions import add_entry_point_dist
+
+    add_entry_point_dist(
+        monkeypatch, tmp_path / "site", "postback-example", {"example": "postback.testing.example"}
+    )
+    monkeypatch.setenv("POSTBACK_DISABLE_PLUGINS", "mobana,x,whop,tonai,applovin")
+    path = tmp_path / "postback.toml"
+    path.write_text('[postback]\nqueue = "memory://"\n\n[vendors.example]\napi_key = "file-key"\n')
+    monkeypatch.setenv("POSTBACK_VENDORS__EXAMPLE__API_KEY", "env-secret-value")
+    monkeypatch.setenv("POSTBACK_EXIT_TIMEOUT", "3")
+    monkeypatch.setenv("POSTBACK_WORKERS", "true")
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["config", "check", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "env-secret-value" not in out and "file-key" not in out
+    assert "*** (from POSTBACK_VENDORS__EXAMPLE__API_KEY)" in out
+    assert "3.0 (from POSTBACK_EXIT_TIMEOUT)" in out
+    assert "thread (from POSTBACK_WORKERS)" in out
+
+
+def test_plugins_counts_a_vendor_the_environment_configures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postback.cli import main
+    from tests._distributions import add_entry_point_dist
+
+    add_entry_point_dist(
+        monkeypatch, tmp_path / "site", "postback-example", {"example": "postback.testing.example"}
+    )
+    monkeypatch.setenv("POSTBACK_DISABLE_PLUGINS", "mobana,x,whop,tonai,applovin")
+    path = tmp_path / "postback.toml"
+    path.write_text('[postback]\nqueue = "memory://"\n')
+    runner = CliRunner(env={"COLUMNS": "200"})
+    out = runner.invoke(main, ["plugins", "-c", str(path)]).output
+    assert "installed (not in config)" in out
+    monkeypatch.setenv("POSTBACK_VENDORS__EXAMPLE__API_KEY", "k")
+    out = runner.invoke(main, ["plugins", "-c", str(path)]).output
+    assert "enabled" in out and "not in config" not in out
+
+
+def test_every_common_vendor_problem_at_once() -> None:
+    found = problems(
+        {
+            "postback": {"queue": "memory://"},
+            "vendors": {
+                "example": {
+                    "api_key": "k",
+                    "events": "purchase",
+                    "concurrency": 999,
+                    "retry": {"max_agee": 1, "max_attempts": 0},
+                    "purposes": ["nope"],
+                    "batch_size": 500,
+                    "rate_limit": "10/500ms",
+                }
+            },
+        },
+        {},
+    )
+    assert list(found) == [
+        "vendors.example.events",
+        "vendors.example.concurrency",
+        "vendors.example.retry.max_agee",
+        "vendors.example.retry.max_attempts",
+        "vendors.example.purposes",
+        "vendors.example.batch_size",
+        "vendors.example.rate_limit",
+    ]
+    assert "did you mean 'max_age'" in found["vendors.example.retry.max_agee"]
+    assert "unknown purpose(s) 'nope'" in found["vendors.example.purposes"]
+    assert "at most 50" in found["vendors.example.batch_size"]

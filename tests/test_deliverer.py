@@ -1,0 +1,236 @@
+"""The Deliverer contract (postback.delivery.deliverer), for each of its implementations.
+
+Each mode a tracker can be built with (lanes on threads of this process, a delivery child
+process, enqueue-only) gives the tracker one deliverer, and each must do the same duties:
+start, deliver what ``track()`` notifies it of (or, enqueue-only, leave it to another
+process), report on flush, stop, count in the same shape, and start over after ``fork()``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from postback import Tracker
+from postback.delivery.deliverer import Deliverer
+from postback.delivery.mode import DeliveryMode
+from postback.sandbox import Sandbox
+
+pytestmark = pytest.mark.timeout(120)
+
+#: The counters and depths every deliverer's stats() has for each vendor.
+STATS_KEYS = {
+    "tracked",
+    "delivered",
+    "retried",
+    "dead",
+    "skipped",
+    "requests",
+    "attributed",
+    "halted",
+    "latency_p50",
+    "latency_p95",
+    "queue_depth",
+    "ready",
+    "retrying",
+    "inflight",
+    "dead_letters",
+}
+
+#: Names of the threads that deliver in this process (lanes, their requests, the coordinator).
+DELIVERY_THREADS = ("postback-lane-", "postback-coordinator", "postback-example-")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(True, id="threads"),
+        pytest.param("process", id="process"),
+        pytest.param(False, id="enqueue-only"),
+    ]
+)
+def tracker(request: pytest.FixtureRequest, make_tracker: Callable[..., Tracker]) -> Tracker:
+    return make_tracker(core={"workers": request.param})
+
+
+def _track(t: Tracker, prefix: str, n: int) -> set[str]:
+    ids = {f"{prefix}{i}" for i in range(n)}
+    for event_id in sorted(ids):
+        t.track("sign_up", user={"email": f"{event_id}@x.co"}, event_id=event_id)
+    return ids
+
+
+def _received(sandbox: Sandbox) -> set[str]:
+    return {r["event_id"] for r in sandbox.received("example")}
+
+
+def _delivery_threads() -> list[str]:
+    return [th.name for th in threading.enumerate() if th.name.startswith(DELIVERY_THREADS)]
+
+
+def _delivery_children() -> list[int]:
+    out = subprocess.run(
+        ["pgrep", "-P", str(os.getpid()), "-f", "postback.delivery.child"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return [int(pid) for pid in out if _alive(int(pid))]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # a zombie (exited, not reaped) counts as gone
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def test_a_tracker_has_one_deliverer(tracker: Tracker) -> None:
+    d = tracker.deliverer
+    assert isinstance(d, Deliverer)
+    # sqlite:// is shared between processes: an enqueue-only tracker leaves delivery to the
+    # process that delivers, and does not wait for it at close.
+    assert d.flushes_on_close is tracker.mode.delivers
+
+
+def test_an_enqueue_only_tracker_on_a_private_queue_reports_at_close(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    t = make_tracker(queue="memory://", core={"workers": False})
+    assert t.deliverer.flushes_on_close is True
+    _track(t, "m-", 3)
+    report = t.deliverer.flush(5)  # nothing can deliver from here: it says so at once
+    assert not report.complete and report["example"].pending == 3
+    closed = t.close(timeout=5)
+    assert closed is not None and closed["example"].pending == 3
+    assert _received(sandbox) == set()
+
+
+def test_start_is_idempotent_and_never_blocks(tracker: Tracker) -> None:
+    d = tracker.deliverer
+    started = time.monotonic()
+    d.start()
+    d.start()
+    assert time.monotonic() - started < 5  # a child process is started in the background
+    assert d.ready(20) is True
+    threads = _delivery_threads()
+    if tracker.mode is DeliveryMode.THREADS:
+        assert threads.count("postback-coordinator") == 1
+    else:
+        assert threads == []
+    if tracker.mode is DeliveryMode.PROCESS:
+        assert _wait_for(lambda: len(_delivery_children()) == 1)
+    else:
+        assert _delivery_children() == []
+
+
+def test_notify_delivers_and_flush_reports(
+    tracker: Tracker, make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    d = tracker.deliverer
+    ids = _track(tracker, "n-", 20)  # each track() stores the event and notifies d
+    if tracker.mode.delivers:
+        assert _wait_for(lambda: _received(sandbox) == ids)  # no flush() needed
+        report = d.flush(20)
+        assert report.complete and report["example"].pending == 0
+    else:
+        report = d.flush(0.3)  # nothing delivers here: it reports what waits
+        assert not report.complete and report["example"].pending == 20
+        assert report["example"].delivered == 0 and _received(sandbox) == set()
+        assert make_tracker().start()  # a deliverer elsewhere, on the same queue
+        report = d.flush(20)  # waits for it: the queue is shared
+        assert report.complete and report["example"].pending == 0
+        assert _received(sandbox) == ids
+
+
+def test_flush_counts_what_this_deliverer_delivered(tracker: Tracker) -> None:
+    if not tracker.mode.delivers:
+        pytest.skip("enqueue-only: another process delivers and counts")
+    _track(tracker, "f-", 5)
+    report = tracker.deliverer.flush(20)
+    assert report.complete and report["example"].delivered == 5
+    assert tracker.deliverer.flush(20)["example"].delivered == 0  # since the previous flush
+
+
+def test_stats_have_the_same_shape_everywhere(tracker: Tracker) -> None:
+    d = tracker.deliverer
+    _track(tracker, "s-", 5)
+    if tracker.mode.delivers:
+        assert d.flush(20).complete
+    stats = d.stats()
+    assert set(stats) == {"example"}
+    assert set(stats["example"]) >= STATS_KEYS
+    assert stats["example"]["tracked"] == 5  # tracked here, wherever it is delivered
+    assert stats["example"]["delivered"] == (5 if tracker.mode.delivers else 0)
+
+
+def test_stop_leaves_nothing_running(tracker: Tracker) -> None:
+    d = tracker.deliverer
+    _track(tracker, "x-", 3)
+    if tracker.mode.delivers:
+        assert d.flush(20).complete
+    d.start()
+    assert d.ready(20)
+    d.stop(5)
+    assert _wait_for(lambda: _delivery_threads() == [])
+    assert _wait_for(lambda: _delivery_children() == [])
+
+
+def test_flush_own_is_a_bool(tracker: Tracker) -> None:
+    _track(tracker, "o-", 2)
+    own = tracker.deliverer.flush_own(5)
+    if tracker.mode is DeliveryMode.THREADS:
+        # True once the deliverer took this process's events; False when this process is the
+        # deliverer itself (then the exit hook's wait is flush()).
+        assert isinstance(own, bool)
+        assert not own or tracker.queue.waiting_here() in (0, None)
+    else:  # only lanes in this process can tell when its own events were taken
+        assert own is False
+
+
+def test_a_forked_child_delivers_on_its_own(tracker: Tracker, sandbox: Sandbox) -> None:
+    d = tracker.deliverer
+    _track(tracker, "parent-", 1)
+    if tracker.mode.delivers:
+        assert d.flush(20).complete
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the fork: nothing of the parent's delivery survived, it starts its own
+        code = 1
+        try:
+            os.close(read)
+            tracker.track("sign_up", user={"email": "fork@x.co"}, event_id="fork-0")
+            report = tracker.deliverer.flush(20 if tracker.mode.delivers else 0.3)
+            os.write(write, f"{report.complete} {report['example'].pending}".encode())
+            tracker.close(timeout=5)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(read, 64).decode()
+    os.close(read)
+    assert os.waitstatus_to_exitcode(status) == 0
+    if tracker.mode.delivers:
+        assert answer == "True 0"
+        assert _received(sandbox) == {"parent-0", "fork-0"}
+        # The parent's own delivery was left alone by the fork.
+        _track(tracker, "after-", 1)
+        assert d.flush(20).complete
+        assert _received(sandbox) == {"parent-0", "fork-0", "after-0"}
+    else:
+        assert answer == "False 2"
+        assert _received(sandbox) == set()
