@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,7 +21,13 @@ from postback import Tracker
 from postback.delivery.deliverer import ProcessDeliverer
 from postback.delivery.ledger_sqlite import SQLiteLedger
 from postback.delivery.ledgers import open_ledger
+from postback.delivery.queue import Claimed, Settlement
+from postback.delivery.settle import Verdict
+from postback.destination import Delivered
 from postback.ledger import (
+    BUSY_ROWS,
+    FLUSH_BUSY,
+    FLUSH_EVERY,
     Ledger,
     LedgerEntry,
     LedgerWriter,
@@ -319,3 +327,94 @@ def test_one_row_holds_every_skip_of_a_track_call() -> None:
         "mobana": "no install id",
     }
     assert list(read_status(ledger, "w2").vendors) == ["x"]
+
+
+def test_a_ledger_of_the_previous_layout_is_converted_when_opened(tmp_path: Path) -> None:
+    """A ``<queue>.ledger`` written with an index on ``at_ms``: its rows stay readable, and it
+    ends with the index on the event id only (the one lookups use)."""
+    path = tmp_path / "q.db.ledger"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(
+        "CREATE TABLE entries(id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, vendor TEXT NOT "
+        "NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, attempt INTEGER NOT NULL, note TEXT "
+        "NOT NULL, ref TEXT NOT NULL, name TEXT NOT NULL, queued_ms INTEGER NOT NULL, due_ms "
+        "INTEGER NOT NULL);"
+        "CREATE INDEX entries_by_event ON entries(event_id);"
+        "CREATE INDEX entries_by_time ON entries(at_ms);"
+    )
+    old.executemany(
+        "INSERT INTO entries(event_id, vendor, at_ms, kind, attempt, note, ref, name, "
+        "queued_ms, due_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        [tuple(e) for e in _rows(3, 1000, "old")],
+    )
+    old.close()
+    ledger = SQLiteLedger(tmp_path / "q.db")
+    assert [e.event_id for e in ledger.read("old1")] == ["old1"]
+    ledger.write(_rows(1, 2000, "new"))
+    assert [e.at_ms for e in ledger.read("new0")] == [2000]
+    ledger.close()
+    check = sqlite3.connect(path)
+    indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    plan = check.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM entries WHERE event_id=?", ("x",)
+    ).fetchall()
+    check.close()
+    assert indexes == {"entries_by_event"}
+    assert "entries_by_event" in str(plan)
+
+
+def test_prune_never_removes_a_row_within_the_retention(tmp_path: Path) -> None:
+    """Rows out of time order (a process's rows written late) are kept while they are within
+    the retention; older ones go, at this prune or a later one."""
+    now = int(time.time() * 1000)
+    ledger = SQLiteLedger(tmp_path / "q.db", retention=1.0)
+    ledger.write(_rows(3, now - 9000, "a") + _rows(3, now, "b") + _rows(3, now - 8000, "c"))
+    ledger.write(_rows(3, now - 7000, "d") + _rows(2, now + 10, "e"))
+    ledger.prune(now)
+    for event in ("b0", "b1", "b2", "e0", "e1"):
+        assert len(ledger.read(event)) == 1, event
+    assert all(not ledger.read(f"a{i}") for i in range(3))
+    ledger.prune(now + 10_000)  # everything is older than the retention now
+    assert all(not ledger.read(f"{x}{i}") for x in "bcd" for i in range(2))
+    ledger.close()
+
+
+def test_the_writer_gathers_longer_while_outcomes_come_fast() -> None:
+    """Larger transactions while rows come fast (a write of BUSY_ROWS or more), back to the
+    short window once they slow down; status() never waits for either."""
+    ledger = MemoryLedger()
+    writer = LedgerWriter(ledger)
+    for i in range(BUSY_ROWS):
+        writer.skipped(f"e{i}", "purchase", "x", "no device id")
+    writer.flush()
+    assert writer._window == FLUSH_BUSY
+    writer.skipped("late", "purchase", "x", "no device id")
+    assert writer.status("late").vendors["x"].state == "skipped"  # written first
+    assert writer._window == FLUSH_EVERY
+    writer.close()
+
+
+def test_recorded_outcomes_do_not_keep_the_decoded_events_alive() -> None:
+    """The buffer holds rows, not the lanes' verdicts: a decoded event kept for a write window
+    would outlive the young garbage collections (in an app's process, on threads)."""
+
+    class Decoded:
+        name = "purchase"
+
+    class Dest:
+        name = "example"
+
+        def redact(self, text: str) -> str:
+            return text
+
+    writer = LedgerWriter(MemoryLedger())
+    event = Decoded()
+    alive = weakref.ref(event)
+    now = int(time.time() * 1000)
+    claimed = Claimed(1, "e1", b"{}", 0, now)
+    verdict = Verdict(Settlement(claimed, "done"), event, Delivered(), 1)  # type: ignore[arg-type]
+    writer.record(Dest(), [verdict], now)  # type: ignore[arg-type]
+    del verdict, event
+    assert alive() is None
+    assert writer.status("e1").vendors["example"].state == "delivered"
+    writer.close()

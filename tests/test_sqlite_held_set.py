@@ -19,7 +19,7 @@ def _chunk(n: int) -> HeldChunk:
 
 def test_a_held_row_is_named_by_its_chunk_and_index() -> None:
     chunk = _chunk(2)
-    assert chunk.first == -(3 << ROW_BITS)
+    assert chunk.first == 3 << ROW_BITS
 
 
 def test_settled_to_is_where_the_first_unsettled_row_of_the_vendor_starts() -> None:

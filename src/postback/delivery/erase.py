@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import orjson
 
+from postback.delivery import sqltx
 from postback.encryption import open_payload
 
 if TYPE_CHECKING:
@@ -179,16 +180,15 @@ class SQLiteErasureLog(ErasureLog):
     def add(self, keys: Iterable[str], at_ms: int) -> None:
         conn = self._connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT INTO erased(key, at_ms) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET at_ms=excluded.at_ms",
-                [(k, at_ms) for k in keys],
-            )
-            conn.execute(
-                "DELETE FROM erased WHERE at_ms < ?", (at_ms - TOMBSTONE_DAYS * 86_400_000,)
-            )
-            conn.execute("COMMIT")
+            with sqltx.write(conn):
+                conn.executemany(
+                    "INSERT INTO erased(key, at_ms) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET at_ms=excluded.at_ms",
+                    [(k, at_ms) for k in keys],
+                )
+                conn.execute(
+                    "DELETE FROM erased WHERE at_ms < ?", (at_ms - TOMBSTONE_DAYS * 86_400_000,)
+                )
         finally:
             conn.close()
 

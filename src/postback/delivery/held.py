@@ -21,8 +21,11 @@ A row of ``v`` is settled once it was claimed and is neither in flight nor retur
 which the queue saves per vendor so that a deliverer that dies costs each vendor only what
 it had in flight (:func:`skip_settled` applies it when the segment is read again).
 
-A held event is claimed under a negative ``seq``: ``-(chunk number << ROW_BITS | row)``, so
-a settle finds its chunk and row without a search. When events wait too long, the queue
+A held event is handed to a lane as a :class:`HeldClaim`, a
+:class:`~postback.delivery.queue.Claimed` of its own type whose ``token`` is
+``chunk number << ROW_BITS | row`` (it has no sequence number: it is not in the log), so a
+settle tells held events from logged ones by their type and finds the chunk and row without
+a search. When events wait too long, the queue
 writes the chunk's unsettled rows to the SQLite log (a *write-back*): ``written`` then maps
 rows to their ``seq`` in the log, for the settles of requests that were in flight meanwhile.
 
@@ -37,11 +40,38 @@ import time
 from collections.abc import Mapping, Sequence
 
 from postback.delivery import spool
+from postback.delivery.queue import Claimed
 
-__all__ = ["ROW_BITS", "ROW_MASK", "HeldChunk", "skip_settled", "vendor_key"]
+__all__ = ["ROW_BITS", "ROW_MASK", "HeldChunk", "HeldClaim", "skip_settled", "vendor_key"]
 
-ROW_BITS = 22  # a held event's seq is -(chunk number << ROW_BITS | row index)
+ROW_BITS = 22  # a held event's token is chunk number << ROW_BITS | row index
 ROW_MASK = (1 << ROW_BITS) - 1
+
+
+class HeldClaim(Claimed):
+    """A held event claimed by a lane: a :class:`~postback.delivery.queue.Claimed` whose first
+    field is not a sequence number in the log but the event's place in the held set
+    (:attr:`token`: ``chunk number << ROW_BITS | row``). Made by
+    :meth:`~postback.delivery.sqlite_held.HeldLanes.claim` only; a subclass, not a new
+    field, so that the lanes (which read only ``event_id``, ``payload``, ``attempts`` and
+    ``created_ms``) and the queue's signatures stay as they are, and a claim costs no extra
+    object."""
+
+    __slots__ = ()
+
+    @property
+    def token(self) -> int:
+        return self[0]
+
+    @property
+    def chunk(self) -> int:
+        """The number of the :class:`HeldChunk` the event is held in."""
+        return self[0] >> ROW_BITS
+
+    @property
+    def row(self) -> int:
+        """The event's row in its chunk."""
+        return self[0] & ROW_MASK
 
 
 def vendor_key(vendor: str) -> str:
@@ -97,7 +127,7 @@ class HeldChunk:
         ends: Sequence[int] = (),
     ) -> None:
         self.number = number
-        self.first = -(number << ROW_BITS)
+        self.first = number << ROW_BITS  # the token of row 0 (see HeldClaim)
         self.segment = segment
         self.start = start
         self.end = end

@@ -12,7 +12,14 @@ transaction; any process reads it.
 Layout::
 
     entries(id INTEGER PRIMARY KEY, event_id, vendor, at_ms, kind, attempt, note, ref,
-            name, queued_ms, due_ms)        one row per outcome; indexed by event_id and at_ms
+            name, queued_ms, due_ms)        one row per outcome; indexed by event_id only
+
+No index on ``at_ms`` (it cost about 0.6 µs of the writer's CPU per row, and the writer's CPU
+is delivery's: about a row per event delivered): rows are appended in about the order of
+their time, so :meth:`SQLiteLedger.prune` finds by a binary search on ``id`` the first row
+within the retention and deletes the older rows before it. It never removes a row within the
+retention; a row written late, out of time order, goes at a later prune. A ledger written by
+an older version loses its ``at_ms`` index when it is first opened.
 
 What an event waiting in the queue looks like (``queued``, ``retrying``, ``in flight``) is read
 from the queue file through a read-only connection, in the layout documented in
@@ -28,7 +35,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from postback.delivery import timing
+from postback.delivery import sqltx, timing
 from postback.errors import QueueError
 from postback.ledger import DEFAULT_MAX_ENTRIES, DEFAULT_RETENTION, LedgerEntry, safe_note
 
@@ -49,7 +56,7 @@ CREATE TABLE IF NOT EXISTS entries(
     due_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_by_event ON entries(event_id);
-CREATE INDEX IF NOT EXISTS entries_by_time ON entries(at_ms);
+DROP INDEX IF EXISTS entries_by_time;
 """
 _INSERT = (
     "INSERT INTO entries(event_id, vendor, at_ms, kind, attempt, note, ref, name, queued_ms, "
@@ -112,12 +119,9 @@ class SQLiteLedger:
         with self._lock:
             conn = self._connect()
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_INSERT, entries)
-                conn.execute("COMMIT")
+                with sqltx.write(conn):
+                    conn.executemany(_INSERT, entries)
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 raise QueueError(f"cannot write the delivery ledger {self.path}: {exc}") from exc
 
     def read(self, event_id: str) -> list[LedgerEntry]:
@@ -137,13 +141,38 @@ class SQLiteLedger:
         cutoff = now_ms - int(self.retention * 1000)
         with self._lock:
             conn = self._connect()
-            gone = conn.execute("DELETE FROM entries WHERE at_ms < ?", (cutoff,)).rowcount
+            gone = 0
+            upto = self._first_at(conn, cutoff)
+            if upto is not None:
+                gone = conn.execute(
+                    "DELETE FROM entries WHERE id < ? AND at_ms < ?", (upto, cutoff)
+                ).rowcount
             top = conn.execute("SELECT max(id) FROM entries").fetchone()[0]
             if top is not None:
                 gone += conn.execute(
                     "DELETE FROM entries WHERE id <= ?", (top - self.max_entries,)
                 ).rowcount
             return gone
+
+    @staticmethod
+    def _first_at(conn: sqlite3.Connection, cutoff: int) -> int | None:
+        """The id of the first row at or after ``cutoff`` (epoch ms), rows taken to be in about
+        the order of their time (a binary search on ``id``); past the last row if every row is
+        older; None if there is no row."""
+        low, high = conn.execute("SELECT min(id), max(id) FROM entries").fetchone()
+        if low is None:
+            return None
+        high += 1  # "past the last row"
+        while low < high:
+            mid = (low + high) // 2
+            row = conn.execute(
+                "SELECT id, at_ms FROM entries WHERE id >= ? ORDER BY id LIMIT 1", (mid,)
+            ).fetchone()
+            if row is None or row[1] >= cutoff:
+                high = mid
+            else:
+                low = row[0] + 1
+        return int(low)
 
     def waiting(self, event_id: str) -> list[LedgerEntry]:
         """The queue file's records of ``event_id`` that are still waiting, per vendor."""

@@ -31,9 +31,11 @@ vendors' dedupe keys absorb the repeats.
 :class:`SQLiteQueue` is a façade composing these parts, each with its duties (and locks) at
 its top:
 
-- :mod:`postback.delivery.sqlite_schema`: the file, its DDL, connections, error messages, the
-  write-transaction helper, and :class:`~postback.delivery.sqlite_schema.SQLiteFile`, the
-  small state every part shares (connection, locks, deliverer fd, served vendors);
+- :mod:`postback.delivery.sqlite_schema`: the file, its DDL, connections, error messages, and
+  :class:`~postback.delivery.sqlite_schema.SQLiteFile`, the small state every part shares
+  (connection, locks, deliverer fd, served vendors);
+- :mod:`postback.delivery.sqltx`: the one transaction helper every SQLite write of postback
+  goes through (this file, the ledger, the erasure log);
 - :mod:`postback.delivery.election`: the deliverer lock;
 - :mod:`postback.delivery.sqlite_ingest`: reading the spool, offsets and ``spool_sent``,
   write-back of held events, saving progress;
@@ -65,6 +67,7 @@ import attrs
 
 from postback.delivery import election, erase, spool, timing
 from postback.delivery.faultlog import FaultLog
+from postback.delivery.held import HeldClaim
 from postback.delivery.queue import (
     Claimed,
     DeadLetter,
@@ -315,7 +318,7 @@ class SQLiteQueue(Queue):
         return self._log.claim(vendor, limit, now_ms, self._held)
 
     def settle(self, vendor: str, settlements: Sequence[Settlement], now_ms: int) -> None:
-        if any(s.claimed.seq < 0 for s in settlements):
+        if any(type(s.claimed) is HeldClaim for s in settlements):
             settlements = self._held.settle(vendor, settlements, now_ms)
             if not settlements:
                 self._intake.persist_soon()

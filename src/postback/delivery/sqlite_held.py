@@ -23,7 +23,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 
 from postback.delivery import timing
-from postback.delivery.held import ROW_BITS, ROW_MASK, HeldChunk
+from postback.delivery.held import ROW_BITS, ROW_MASK, HeldChunk, HeldClaim
 from postback.delivery.queue import Claimed, Settlement
 from postback.delivery.sqlite_log import SQLiteLog
 from postback.delivery.sqlite_schema import INSERT_NUMBERED, SQLiteFile
@@ -76,7 +76,7 @@ class HeldLanes:
         return any(c and c[0].born < horizon for c in self.chunks.values())
 
     def claim(self, vendor: str, room: int) -> list[Claimed]:
-        """Up to ``room`` events held from the spool (their seq: negative, see ROW_BITS)."""
+        """Up to ``room`` events held from the spool, as :class:`HeldClaim` tokens."""
         out: list[Claimed] = []
         chunks = self.ready[vendor]
         new = tuple.__new__
@@ -98,7 +98,7 @@ class HeldLanes:
                 first = chunk.first
                 out.extend(
                     [
-                        new(Claimed, (first - i, r[0], r[4], 0, r[2]))
+                        new(HeldClaim, (first | i, r[0], r[4], 0, r[2]))
                         for i in take
                         for r in (rows[i],)
                     ]
@@ -124,12 +124,13 @@ class HeldLanes:
         with self._file.work_lock:
             live = self.live
             for s in settlements:
-                ident = s.claimed.seq
-                if ident >= 0:
+                c = s.claimed
+                if type(c) is not HeldClaim:  # claimed from the log
                     rest.append(s)
                     continue
-                found = live.get(-ident >> ROW_BITS)
-                i = -ident & ROW_MASK
+                token = c[0]
+                found = live.get(token >> ROW_BITS)
+                i = token & ROW_MASK
                 inflight = found.inflight.get(vendor) if found is not None else None
                 if found is None or inflight is None or i not in inflight:
                     continue  # held before a recover(): the spool still has it
@@ -150,7 +151,7 @@ class HeldLanes:
                 if chunk.written is not None:  # written back while in flight: a leased retry
                     if not any(chunk.inflight.values()):
                         live.pop(chunk.number, None)
-                    rest.append(s._replace(claimed=s.claimed._replace(seq=chunk.written[i])))
+                    rest.append(s._replace(claimed=Claimed(chunk.written[i], *s.claimed[1:])))
                 elif s.kind == "done":
                     chunk.open -= 1
                     done += 1

@@ -406,9 +406,9 @@ class SpoolIngest:
             del self.readers[name]
             reader.close()
             if name in self.offsets:
-                with self._file.write_lock:
-                    self._file.work.execute("DELETE FROM spool WHERE segment=?", (name,))
-                    self._file.work.execute("DELETE FROM spool_sent WHERE segment=?", (name,))
+                with self._file.write_lock, self._file.transaction() as conn:
+                    conn.execute("DELETE FROM spool WHERE segment=?", (name,))
+                    conn.execute("DELETE FROM spool_sent WHERE segment=?", (name,))
                 del self.offsets[name]
             self._sent.pop(name, None)
             for key in [k for k in self._sent_saved if k[0] == name]:

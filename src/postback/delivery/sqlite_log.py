@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from postback.delivery import timing
+from postback.delivery import sqltx, timing
 from postback.delivery.held import vendor_key
 from postback.delivery.queue import Claimed, DeadLetter, QueueDepth, Settlement
 from postback.delivery.sqlite_schema import INSERT, SQLiteFile, translated
@@ -103,13 +103,11 @@ class SQLiteLog:
                         ).fetchone()
                         self.due_hint[vendor] = row[0] if row[0] is not None else _NEVER
                 if rows:
-                    with self._file.write_lock:
-                        conn.execute("BEGIN IMMEDIATE")
+                    with self._file.write_lock, sqltx.write(conn):
                         conn.executemany(
                             "UPDATE pending SET lease=1 WHERE vendor=? AND seq=?",
                             [(vendor, r[0]) for r in rows],
                         )
-                        conn.execute("COMMIT")
                     out.extend(map(Claimed._make, rows))
                 room = limit - len(out)
                 checked = self.log_checked.get(vendor)
@@ -123,20 +121,20 @@ class SQLiteLog:
                     # never takes the write lock, so track() is never held up by it.
                     version = self._file.log_version
                     pos = self.cursor(vendor)
-                    conn.execute("BEGIN")
-                    new = conn.execute(
-                        "SELECT seq, event_id, payload, 0, created_ms FROM events "
-                        "WHERE seq > ? AND instr(vendors, ?) > 0 ORDER BY seq LIMIT ?",
-                        (pos, key, room),
-                    ).fetchall()
+                    with sqltx.read(conn):
+                        new = conn.execute(
+                            "SELECT seq, event_id, payload, 0, created_ms FROM events "
+                            "WHERE seq > ? AND instr(vendors, ?) > 0 ORDER BY seq LIMIT ?",
+                            (pos, key, room),
+                        ).fetchall()
+                        if len(new) < room:
+                            top = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
                     if len(new) == room:
                         self.read_pos[vendor] = new[-1][0]
                         self.log_checked.pop(vendor, None)
                     else:
-                        top = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
                         self.read_pos[vendor] = max(pos, top or 0)
                         self.log_checked[vendor] = (version, time.monotonic())
-                    conn.execute("COMMIT")
                     if new:
                         self.inflight.setdefault(vendor, set()).update(r[0] for r in new)
                         out.extend(map(Claimed._make, new))
@@ -144,8 +142,6 @@ class SQLiteLog:
                 if room > 0 and held.waiting[vendor]:
                     out.extend(held.claim(vendor, room))
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 raise self._file.explain(exc) from None
         return out
 
@@ -171,43 +167,46 @@ class SQLiteLog:
             inflight = self.inflight.setdefault(vendor, set())
             self.due_hint.pop(vendor, None)
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                for s in settlements:
-                    seq = s.claimed.seq
-                    fresh = seq in inflight
-                    if s.kind == "done":
-                        if not fresh:
-                            conn.execute(
-                                "DELETE FROM pending WHERE vendor=? AND seq=?", (vendor, seq)
-                            )
-                    elif s.kind in ("retry", "release"):
-                        attempts = s.attempts if s.kind == "retry" else s.claimed.attempts
-                        conn.execute(
-                            "INSERT INTO pending(vendor, seq, attempts, due_ms, lease, last_error)"
-                            " VALUES (?,?,?,?,0,?) ON CONFLICT(vendor, seq) DO UPDATE SET "
-                            "attempts=excluded.attempts, due_ms=excluded.due_ms, lease=0, "
-                            "last_error=coalesce(excluded.last_error, last_error)",
-                            (vendor, seq, attempts, s.due_ms, s.error),
-                        )
-                    else:  # dead
-                        conn.execute(
-                            "INSERT INTO dead_letters(vendor, event_id, name, created_ms, "
-                            "failed_ms, attempts, reason, payload) SELECT ?, event_id, name, "
-                            "created_ms, ?, ?, ?, payload FROM events WHERE seq=?",
-                            (vendor, now_ms, s.attempts, s.error or "", seq),
-                        )
-                        if not fresh:
-                            conn.execute(
-                                "DELETE FROM pending WHERE vendor=? AND seq=?", (vendor, seq)
-                            )
-                    inflight.discard(seq)
-                self.save_cursor(vendor)
-                conn.execute("COMMIT")
+                self._settle_logged(conn, vendor, settlements, inflight, now_ms)
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 raise self._file.explain(exc) from None
         return False
+
+    def _settle_logged(
+        self,
+        conn: sqlite3.Connection,
+        vendor: str,
+        settlements: Sequence[Settlement],
+        inflight: set[int],
+        now_ms: int,
+    ) -> None:
+        with sqltx.write(conn):
+            for s in settlements:
+                seq = s.claimed.seq
+                fresh = seq in inflight
+                if s.kind == "done":
+                    if not fresh:
+                        conn.execute("DELETE FROM pending WHERE vendor=? AND seq=?", (vendor, seq))
+                elif s.kind in ("retry", "release"):
+                    attempts = s.attempts if s.kind == "retry" else s.claimed.attempts
+                    conn.execute(
+                        "INSERT INTO pending(vendor, seq, attempts, due_ms, lease, last_error)"
+                        " VALUES (?,?,?,?,0,?) ON CONFLICT(vendor, seq) DO UPDATE SET "
+                        "attempts=excluded.attempts, due_ms=excluded.due_ms, lease=0, "
+                        "last_error=coalesce(excluded.last_error, last_error)",
+                        (vendor, seq, attempts, s.due_ms, s.error),
+                    )
+                else:  # dead
+                    conn.execute(
+                        "INSERT INTO dead_letters(vendor, event_id, name, created_ms, "
+                        "failed_ms, attempts, reason, payload) SELECT ?, event_id, name, "
+                        "created_ms, ?, ?, ?, payload FROM events WHERE seq=?",
+                        (vendor, now_ms, s.attempts, s.error or "", seq),
+                    )
+                    if not fresh:
+                        conn.execute("DELETE FROM pending WHERE vendor=? AND seq=?", (vendor, seq))
+                inflight.discard(seq)
+            self.save_cursor(vendor)
 
     def save_cursor(self, vendor: str) -> None:
         pos = self.cursor(vendor)
@@ -233,11 +232,9 @@ class SQLiteLog:
         with self._file.work_lock:
             conn = self._file.work
             try:
-                with self._file.write_lock:
-                    conn.execute("BEGIN IMMEDIATE")
+                with self._file.write_lock, sqltx.write(conn):
                     for vendor in list(self.read_pos):
                         self.save_cursor(vendor)
-                    conn.execute("COMMIT")
                 upto = self.collectable_upto()
                 # An event is collectable once every vendor it is for is one we serve: its
                 # vendors key (",a,b,") with each served vendor taken out is just ",".
@@ -259,8 +256,6 @@ class SQLiteLog:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 self._file.faults.ok("queue maintenance")
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 self._file.faults.failed("queue maintenance", self._file.explain(exc))
 
     def collectable_upto(self) -> int | None:
@@ -381,19 +376,16 @@ class SQLiteLog:
             self._file.log_version += 1
             conn = self._file.work
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    INSERT,
-                    [
-                        (d.event_id, d.name, d.created_ms, vendor_key(d.vendor), d.payload)
-                        for d in reversed(rows)
-                    ],
-                )
-                conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
-                conn.execute("COMMIT")
+                with sqltx.write(conn):
+                    conn.executemany(
+                        INSERT,
+                        [
+                            (d.event_id, d.name, d.created_ms, vendor_key(d.vendor), d.payload)
+                            for d in reversed(rows)
+                        ],
+                    )
+                    conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 raise self._file.explain(exc) from None
         return rows
 
@@ -405,12 +397,9 @@ class SQLiteLog:
             rows = self.dead_rows(where, args, len(ids))
             conn = self._file.work
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
-                conn.execute("COMMIT")
+                with sqltx.write(conn):
+                    conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
             except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 raise self._file.explain(exc) from None
         return rows
 

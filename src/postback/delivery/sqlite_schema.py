@@ -5,8 +5,9 @@ Duties: the DDL (``_SCHEMA``; the layout is described in :mod:`postback.delivery
 the format check; creating the file owner-only (0600, directories 0700) before SQLite opens it,
 one process at a time (``<queue>.init.lock``); opening connections with the pragmas; turning
 SQLite's and the spool's errors into the :class:`~postback.errors.QueueError` subclass that
-says what to do; and the one write-transaction helper (:meth:`SQLiteFile.transaction`) with
-the insert of records that every write of new events goes through.
+says what to do; and the insert of records that every write of new events goes through.
+Transactions are :mod:`postback.delivery.sqltx`'s (:meth:`SQLiteFile.transaction` is its write
+transaction on the work connection).
 
 :class:`SQLiteFile` is the small explicit state the parts share (no part holds the façade):
 the work connection, its locks, the deliverer lock's descriptor (see
@@ -28,12 +29,11 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from postback.delivery import spool
+from postback.delivery import spool, sqltx
 from postback.delivery.faultlog import FaultLog
 from postback.errors import QueueCorrupt, QueueDiskFull, QueueError, QueueReadOnly
 
@@ -279,19 +279,10 @@ class SQLiteFile:
         if not os.access(self.spool_dir, os.W_OK | os.X_OK):
             raise self.explain_spool(PermissionError(errno.EACCES, "Permission denied"))
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction on the work connection, rolled back if anything fails in it
-        (the caller holds ``_write_lock``)."""
-        conn = self.work
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    def transaction(self) -> sqltx._Transaction:
+        """A write transaction on the work connection (:func:`postback.delivery.sqltx.write`),
+        rolled back if anything fails in it (the caller holds ``write_lock``)."""
+        return sqltx.write(self.work)
 
     def insert(self, rows: list[spool.Row], offset: tuple[str, int] | None = None) -> None:
         """Insert records into the log, with a segment's new offset if given."""
