@@ -12,6 +12,11 @@ why (:func:`unknown_field`: a did-you-mean, or the first-party plugin to install
 
 The queue stores events as bytes produced by :data:`converter` (one cattrs converter for the
 canonical form, orjson underneath): :func:`dumps_event` and :func:`loads_event`.
+
+Size: about 670 lines, over the house's 600, because the model, its stored form and
+:func:`make_event` share private fast paths (``_new_event``, ``_fast_new``, the empty user and
+context) that keep ``track()`` and the delivery lanes cheap; parsing of single values lives in
+:mod:`postback.normalize` and declared fields in :mod:`postback.fields`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ The key layout, how an event travels and what survives what are described in
 :mod:`postback.delivery.redis.scripts`, the connection and its errors are
 :mod:`postback.delivery.redis.client`, the shared rate limits
 :mod:`postback.delivery.redis.ratelimit`.
+
+Size: about 670 lines, over the house's 600, because it is the one class that implements the
+:class:`~postback.delivery.queue.Queue` contract on Redis: each method is a thin call of a Lua
+script or a pipeline, and the parts with a life of their own (scripts, URLs, connection, rate
+limits, erasure, ledger) are modules of their own already.
 """
 
 from __future__ import annotations
@@ -127,8 +132,6 @@ class RedisQueue(Queue):
         self.consumer = self._consumer_name()
         self._connect()
         self.server_version = self._connection.check_server()
-
-    # --- connections ---------------------------------------------------------------------------
 
     # --- connections ---------------------------------------------------------------------------
 
