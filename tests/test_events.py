@@ -80,6 +80,53 @@ def test_a_float_is_its_shortest_repr_in_micros(amount: float) -> None:
     assert to_micros(amount) == expected
 
 
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        (-0.0, 0),
+        (0.0, 0),
+        (5e-05, 50),  # repr '5e-05': exponent form
+        (1e-07, 0),  # below a micro: half-even
+        (1.5e-06, 2),
+        (2.5e-06, 2),
+        (14.995, 14_995_000),
+        (123456.1234565, 123_456_123_456),  # 7 decimals: rounded half-even
+        (float(2**30) - 0.5, (2**30) * 1_000_000 - 500_000),  # just inside the fast path
+        (float(2**30), (2**30) * 1_000_000),  # at its bound: the repr path
+        (-(float(2**30)), -(2**30) * 1_000_000),
+        (999_999_999_999.5, 999_999_999_999_500_000),  # huge: the repr path
+        (1e11 + 0.1, 100_000_000_000_100_000),
+    ],
+)
+def test_float_fast_path_edges(amount: float, expected: int) -> None:
+    assert to_micros(amount) == expected
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [(Decimal("64.98"), 64_980_000), ("64.98", 64_980_000), (7, 7_000_000), (-3, -3_000_000)],
+)
+def test_non_floats_skip_the_float_fast_path(amount: object, expected: int) -> None:
+    assert to_micros(amount) == expected
+
+
+class _Money(float):
+    """A float subclass: never taken by the fast paths (they test the exact class)."""
+
+
+@pytest.mark.parametrize(
+    "bad", [float("-inf"), -float("nan"), 1e12, -1e12, 1e300, False, Decimal("NaN"), "inf"]
+)
+def test_non_finite_huge_and_bool_amounts_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError):
+        to_micros(bad)
+
+
+def test_a_float_subclass_gives_the_same_micros() -> None:
+    assert to_micros(_Money(49.99)) == 49_990_000
+    assert to_micros(_Money(-0.0)) == 0
+
+
 def test_generated_event_ids_are_version_4_uuids() -> None:
     import uuid
 
