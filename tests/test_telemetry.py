@@ -137,6 +137,26 @@ def test_without_an_sdk_nothing_is_stamped_started_or_measured(no_sdk: None) -> 
     assert not telemetry.sdk_configured()
 
 
+def test_a_span_context_attached_without_an_sdk_is_stamped(no_sdk: None) -> None:
+    """The empty-context fast path never hides a span: one attached with the API alone (a
+    context propagated from a request, say) is carried; baggage alone is not a span."""
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+
+    payload = _event_payload()
+    remote = trace.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace.TraceFlags(1))
+    with trace.use_span(trace.NonRecordingSpan(remote)):
+        stamped = telemetry.stamp(payload)
+    ctx = telemetry.carried(stamped)
+    assert ctx is not None and (ctx.trace_id, ctx.span_id) == (0xABC, 0xDEF)
+    token = otel_context.attach(baggage.set_baggage("tenant", "t1"))
+    try:
+        assert telemetry.stamp(payload) is payload
+    finally:
+        otel_context.detach(token)
+    assert telemetry.stamp(payload) is payload
+
+
 def test_without_an_sdk_delivery_works_and_starts_no_span(
     no_sdk: None, make_tracker: Callable[..., Tracker]
 ) -> None:

@@ -42,7 +42,9 @@ def stored_form(event: Event) -> bytes:
         raise InvalidEvent(event.name, _diagnose(event, exc)) from None
     if len(payload) > MAX_EVENT_BYTES:
         raise InvalidEvent(event.name, [_too_large(event, len(payload))])
-    if b"null" in payload and (  # NaN and infinities are written as null: look for them
+    # NaN and infinities are written as null: look for them (find(), not `in`: bytes'
+    # __contains__ first tries the argument as an integer, and formats an error doing so).
+    if payload.find(b"null") != -1 and (
         _any_non_finite(event.properties.values(), 0)
         or _any_non_finite(event.vendor_options.values(), 0)
     ):

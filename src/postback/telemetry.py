@@ -80,12 +80,33 @@ def _version() -> str:
 
 # --- trace context through the queue ------------------------------------------------------------
 
+
+def _context_var() -> Any:
+    """The ContextVar holding OpenTelemetry's current context, when the API keeps it in the
+    standard runtime context (else None: :func:`stamp` then always asks the API)."""
+    try:
+        from opentelemetry import context as otel_context
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+    except ImportError:  # pragma: no cover - an API without that module
+        return None
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is not ContextVarsRuntimeContext:
+        return None
+    return getattr(runtime, "_current_context", None)
+
+
 if HAVE_API:
     _current_span = trace.get_current_span
+    #: OpenTelemetry's current context; empty (nothing attached: no span, no baggage) in an
+    #: application that never started a span, where stamp() then reads nothing else.
+    _current_context = _context_var()
+    _no_context = _current_context is None
 
     def stamp(payload: bytes) -> bytes:
         """``payload`` (an event's stored JSON object) with the current span's trace context
         appended as ``"_traceparent"`` (W3C form), or unchanged when no span is active."""
+        if not _no_context and not _current_context.get():
+            return payload  # an empty context holds no span
         ctx = _current_span().get_span_context()
         if not ctx.is_valid:
             return payload
