@@ -311,3 +311,29 @@ def test_events_built_without_attrs_init_are_whole() -> None:
         assert all(hasattr(event, f.name) for f in attrs.fields(Event))
         assert event == built and repr(event) == repr(built)
         assert attrs.evolve(event, name="refund").name == "refund"
+
+
+def test_stored_form_is_the_same_however_user_and_context_were_built() -> None:
+    """dumps_event reads a User/Context filled with its set fields directly; one built by
+    attrs' __init__ (every field, None included) must store the same bytes."""
+    import attrs
+    import orjson
+
+    from postback.events import Context, User, _unstructure_event_fast, dumps_event
+
+    e = make_event(
+        "purchase",
+        user={"email": " A@B.co", "user_id": "u1"},
+        context={"url": "https://shop.example.com/"},
+        value=9.99,
+        currency="USD",
+        event_id="e1",
+    )
+    built = attrs.evolve(
+        e,
+        user=User(email="a@b.co", user_id="u1"),
+        context=Context(url="https://shop.example.com/"),
+    )
+    assert len(built.user.__dict__) > len(e.user.__dict__)  # attrs wrote the None fields
+    assert dumps_event(built) == dumps_event(e) == orjson.dumps(_unstructure_event_fast(e))
+    assert b"null" not in dumps_event(built)
