@@ -410,7 +410,12 @@ class LedgerWriter:
 
     def skipped(self, event_id: str, name: str, vendor: str, reason: str) -> None:
         """``vendor`` was left out of the event at ``track()`` (a skip, or no consent)."""
-        self._buffer.append((event_id, name, vendor, reason, time.time_ns() // 1_000_000))
+        self.skipped_all(event_id, name, ((vendor, reason),))
+
+    def skipped_all(self, event_id: str, name: str, skips: Sequence[tuple[str, str]]) -> None:
+        """The vendors left out of one event at ``track()``, each ``(vendor, reason)``: one
+        append however many (they become one row, as consecutive skips of an event do)."""
+        self._buffer.append((event_id, name, skips, time.time_ns() // 1_000_000))
         if not self._dirty.is_set():
             self._wake()
 
@@ -470,11 +475,11 @@ class LedgerWriter:
             if isinstance(item, list):  # an outcome batch's rows
                 rows.extend(item)
                 continue
-            event_id, name, vendor, reason, at_ms = item
-            note = f"{vendor}{_SEP}{_skip_note(reason)}"
+            event_id, name, skips, at_ms = item
+            note = _ROW.join(f"{vendor}{_SEP}{_skip_note(reason)}" for vendor, reason in skips)
             last = rows[-1] if rows else None
             if last is not None and last.vendor == SKIPS and last.event_id == event_id:
-                # the same track()'s next skip: one row holds all of them
+                # the same track()'s next skips: one row holds all of them
                 rows[-1] = last._replace(note=f"{last.note}{_ROW}{note}")
             else:
                 rows.append(LedgerEntry(event_id, SKIPS, at_ms, "skipped", 0, note, "", name))

@@ -13,8 +13,8 @@ routing step records it here, on the thread that called ``track()``. :class:`Ski
   and every later one at DEBUG; a skip that is a decision (:data:`DECISIONS`: no consent, a
   duplicate) is logged at INFO instead.
 
-Recording costs a ``deque.append`` and a set lookup: the counts are added up when someone reads
-or writes them.
+Recording costs one ``deque.append`` per event (however many vendors skipped it) and a set
+lookup per skip: the counts are added up when someone reads or writes them.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class SkipLedger:
         self._reset()
 
     def _reset(self) -> None:
-        self._new: deque[tuple[str, str]] = deque()  # appended by track(), drained by readers
+        #: Each record()'s (vendor, reason) keys: appended by track(), drained by readers.
+        self._new: deque[list[tuple[str, str]]] = deque()
         self._totals: dict[tuple[str, str], int] = {}  # this process, since the start
         self._unwritten: dict[tuple[str, str], int] = {}  # not in the queue yet
         self._warned: set[tuple[str, str]] = set()
@@ -70,14 +71,13 @@ class SkipLedger:
     def record(self, skips: Iterable[Skip], event: Event) -> None:
         """Count that each skip's vendor was left out of ``event`` (one skip per vendor);
         log it (WARNING the first time per vendor and reason, then DEBUG)."""
-        append, warned, ledger = self._new.append, self._warned, self.ledger
+        warned = self._warned
+        keys: list[tuple[str, str]] = []
         debug = None
         for skip in skips:
             vendor = skip.vendor or ""
             key = (vendor, skip.reason)
-            append(key)
-            if ledger is not None:
-                ledger.skipped(event.event_id, event.name, vendor, skip.reason)
+            keys.append(key)
             if key in warned:
                 if debug is None:
                     debug = log.isEnabledFor(logging.DEBUG)
@@ -112,6 +112,10 @@ class SkipLedger:
                     event.event_id,
                     _why(skip),
                 )
+        # One append to each buffer per event, however many vendors skipped it.
+        self._new.append(keys)
+        if self.ledger is not None and keys:
+            self.ledger.skipped_all(event.event_id, event.name, keys)
         if not self._flagged:  # a plain attribute: cheaper than asking the Event each time
             self._flagged = True
             if self._thread is None:
@@ -151,11 +155,12 @@ class SkipLedger:
         new, totals, unwritten = self._new, self._totals, self._unwritten
         while True:
             try:
-                key = new.popleft()
+                keys = new.popleft()
             except IndexError:
                 return
-            totals[key] = totals.get(key, 0) + 1
-            unwritten[key] = unwritten.get(key, 0) + 1
+            for key in keys:
+                totals[key] = totals.get(key, 0) + 1
+                unwritten[key] = unwritten.get(key, 0) + 1
 
     # --- the writer thread ---------------------------------------------------------------------
 
