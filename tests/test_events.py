@@ -339,3 +339,22 @@ def test_stored_form_is_the_same_however_user_and_context_were_built() -> None:
         assert dumps_event(event) == orjson.dumps(_unstructure_event_fast(event))
     assert orjson.loads(dumps_event(built)) == orjson.loads(dumps_event(e))
     assert b"null" not in dumps_event(built)
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    ["order-1042", "a" * 255, "a" * 256, "", "a b", "tab\there", "nl\n", "\x7f", "caf\u00e9",
+     "nbsp\u00a0", "~!#", "x\x00y", "\u2028"],
+)  # fmt: skip
+def test_event_id_check_is_the_documented_pattern(event_id: str) -> None:
+    """make_event checks an event id without the regex engine: the same verdict as the
+    pattern it documents (1 to 255 printable ASCII characters, no space)."""
+    from postback.events import _EVENT_ID_RE
+
+    expected = _EVENT_ID_RE.match(event_id) is not None
+    if expected:
+        assert make_event("purchase", event_id=event_id).event_id == event_id
+    else:
+        with pytest.raises(InvalidEvent) as exc:
+            make_event("purchase", event_id=event_id)
+        assert [p.field for p in exc.value.problems] == ["event_id"]
