@@ -424,7 +424,7 @@ class Tracker:
 
         With ``workers = "process"``, waits at most ``timeout`` seconds for the delivery
         process to be ready and returns whether it is; otherwise returns True at once (with
-        ``workers = false`` there is nothing to start).
+        ``workers = false``, or no vendor enabled, there is nothing to start).
         """
         if self._closed:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
