@@ -212,10 +212,9 @@ class Lane:
             except QueueError as exc:
                 # What was claimed is this lane's to settle: send it now rather than drop it
                 # (a claim left unsettled stays leased to this process, and a queue that
-                # remembers its own leases would never hand it out again).
-                log.warning(
-                    "%s: could not look for more events (sending the batch): %s", self.name, exc
-                )
+                # remembers its own leases would never hand it out again). The same fault as
+                # the first claim's: logged once per outage, not once per batch.
+                _faults.failed(f"{self.name}: reading the queue", exc)
                 break
             if not more and burst:
                 break
