@@ -288,3 +288,102 @@ def test_every_common_vendor_problem_at_once() -> None:
     assert "did you mean 'max_age'" in found["vendors.example.retry.max_agee"]
     assert "unknown purpose(s) 'nope'" in found["vendors.example.purposes"]
     assert "at most 50" in found["vendors.example.batch_size"]
+
+
+def _only_env(monkeypatch: pytest.MonkeyPatch, where: Path, **variables: str) -> None:
+    """Run in ``where`` (no config file there) with exactly these POSTBACK_* variables."""
+    import os
+
+    for var in list(os.environ):
+        if var.startswith("POSTBACK_"):
+            monkeypatch.delenv(var)
+    for var, value in variables.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.chdir(where)
+
+
+def test_the_environment_alone_is_a_whole_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import postback.testing.example as example
+    from postback import Tracker
+    from postback.config.loading import ENV_SOURCE
+    from postback.sandbox import Sandbox
+    from postback.testing.example import ExampleEmulator
+
+    with Sandbox([ExampleEmulator()]) as sandbox:
+        _only_env(
+            monkeypatch,
+            tmp_path,
+            POSTBACK_QUEUE=f"sqlite:///{tmp_path}/q.db",
+            POSTBACK_WORKERS="true",
+            POSTBACK_VENDORS__EXAMPLE__API_KEY=sandbox.vendor_config("example")["api_key"],
+            POSTBACK_VENDORS__EXAMPLE__BASE_URL=sandbox.base_url("example"),
+        )
+        assert not list(tmp_path.iterdir())  # no postback.toml, no pyproject.toml
+        with Tracker.from_config(plugins=[example], load_entry_points=False) as t:
+            assert t.config.source == ENV_SOURCE
+            assert t.config.from_env["vendors.example.api_key"] == (
+                "POSTBACK_VENDORS__EXAMPLE__API_KEY"
+            )
+            assert t.queue.url.endswith("q.db") and list(t.destinations) == ["example"]
+            t.track("sign_up", user={"email": "a@x.co"}, event_id="from-env")
+            assert t.flush(timeout=20).complete
+        assert [r["event_id"] for r in sandbox.received("example")] == ["from-env"]
+
+
+def test_no_file_and_no_settings_in_the_environment_names_both_ways(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postback import Tracker
+
+    # Variables that are not settings do not make a config.
+    _only_env(monkeypatch, tmp_path, POSTBACK_DISABLE_PLUGINS="*", POSTBACK_OTHER_TOOL="1")
+    with pytest.raises(ConfigError) as info:
+        Tracker.from_config(load_entry_points=False)
+    message = str(info.value)
+    assert "no configuration found" in message
+    assert "POSTBACK_CONFIG" in message and "postback.toml" in message  # a file
+    assert "POSTBACK_* environment variables" in message and "POSTBACK_QUEUE" in message
+    assert "docs/how-to/environment.md" in message
+
+
+def test_a_named_file_must_exist_even_with_settings_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postback import Tracker
+
+    missing = tmp_path / "postback.prod.toml"
+    _only_env(monkeypatch, tmp_path, POSTBACK_CONFIG=str(missing), POSTBACK_QUEUE="memory://")
+    with pytest.raises(ConfigError, match="does not exist"):
+        Tracker.from_config(load_entry_points=False)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Tracker.from_config(missing, load_entry_points=False)
+
+
+def test_config_check_and_plugins_read_the_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postback.cli import main
+    from tests._distributions import add_entry_point_dist
+
+    add_entry_point_dist(
+        monkeypatch, tmp_path / "site", "postback-example", {"example": "postback.testing.example"}
+    )
+    work = tmp_path / "app"
+    work.mkdir()
+    _only_env(
+        monkeypatch,
+        work,
+        POSTBACK_DISABLE_PLUGINS="mobana,x,whop,tonai,applovin",
+        POSTBACK_QUEUE="memory://",
+        POSTBACK_VENDORS__EXAMPLE__API_KEY="env-secret-value",
+    )
+    runner = CliRunner(env={"COLUMNS": "200"})
+    result = runner.invoke(main, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "ok: the environment (POSTBACK_* variables)" in result.output
+    assert "*** (from POSTBACK_VENDORS__EXAMPLE__API_KEY)" in result.output
+    assert "env-secret-value" not in result.output
+    out = runner.invoke(main, ["plugins"]).output
+    assert "enabled" in out and "not in config" not in out

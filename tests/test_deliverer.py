@@ -68,17 +68,28 @@ def _received(sandbox: Sandbox) -> set[str]:
     return {r["event_id"] for r in sandbox.received("example")}
 
 
-def _delivery_threads() -> list[str]:
-    return [th.name for th in threading.enumerate() if th.name.startswith(DELIVERY_THREADS)]
+def _delivery_threads(since: set[threading.Thread] | None = None) -> list[str]:
+    """The delivery threads running in this process, those in ``since`` left out.
+
+    Pass the threads that ran before the deliverer under test started: a tracker an earlier
+    test closed may still have a request thread finishing its request (``close()`` gives
+    requests in flight its timeout, then leaves their daemon threads to end on their own),
+    and its name (``postback-example-0``) is the one this deliverer's would have."""
+    return [
+        th.name
+        for th in threading.enumerate()
+        if th.name.startswith(DELIVERY_THREADS) and (since is None or th not in since)
+    ]
 
 
-def _delivery_children() -> list[int]:
+def _delivery_children(since: set[int] | None = None) -> list[int]:
+    """The delivery child processes of this process, those in ``since`` left out."""
     out = subprocess.run(
         ["pgrep", "-P", str(os.getpid()), "-f", "postback.delivery.child"],
         capture_output=True,
         text=True,
     ).stdout.split()
-    return [int(pid) for pid in out if _alive(int(pid))]
+    return [int(p) for p in out if _alive(int(p)) and (since is None or int(p) not in since)]
 
 
 def _alive(pid: int) -> bool:
@@ -121,20 +132,44 @@ def test_an_enqueue_only_tracker_on_a_private_queue_reports_at_close(
 
 def test_start_is_idempotent_and_never_blocks(tracker: Tracker) -> None:
     d = tracker.deliverer
+    threads_before = set(threading.enumerate())  # what earlier tests' trackers left ending
+    children_before = set(_delivery_children())
     started = time.monotonic()
     d.start()
     d.start()
     assert time.monotonic() - started < 5  # a child process is started in the background
     assert d.ready(20) is True
-    threads = _delivery_threads()
+    threads = _delivery_threads(since=threads_before)
     if tracker.mode is DeliveryMode.THREADS:
         assert threads.count("postback-coordinator") == 1
     else:
         assert threads == []
     if tracker.mode is DeliveryMode.PROCESS:
-        assert _wait_for(lambda: len(_delivery_children()) == 1)
+        assert _wait_for(lambda: len(_delivery_children(since=children_before)) == 1)
     else:
-        assert _delivery_children() == []
+        assert _delivery_children(since=children_before) == []
+
+
+def test_a_closed_trackers_request_still_ending_is_not_a_new_deliverers_thread(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    """Why the thread checks above count only threads started since the test began: a
+    tracker closed while a request was in flight (as an earlier test's teardown may, on a
+    loaded machine) leaves that request's thread to end on its own, under the name a new
+    tracker's request thread would have."""
+    earlier = make_tracker(queue="memory://", core={"workers": True})
+    sandbox.set_fault("example", latency=2.0)
+    earlier.track("sign_up", user={"email": "slow@x.co"}, event_id="slow")
+    assert _wait_for(lambda: bool(earlier.engine.sending_here()))
+    earlier.close(timeout=0.1)  # gives the request 0.1 s, then leaves it to its thread
+    before = set(threading.enumerate())
+    assert "postback-example-0" in _delivery_threads()  # still ending: not ours to count
+    sandbox.clear_faults()
+    t = make_tracker(core={"workers": "process"})
+    t.deliverer.start()
+    assert t.deliverer.ready(20)
+    assert _delivery_threads(since=before) == []  # the child delivers: no thread here
+    assert _wait_for(lambda: _delivery_threads() == [])  # and the leftover did end
 
 
 def test_notify_delivers_and_flush_reports(
@@ -179,14 +214,16 @@ def test_stats_have_the_same_shape_everywhere(tracker: Tracker) -> None:
 
 def test_stop_leaves_nothing_running(tracker: Tracker) -> None:
     d = tracker.deliverer
+    threads_before = set(threading.enumerate())
+    children_before = set(_delivery_children())
     _track(tracker, "x-", 3)
     if tracker.mode.delivers:
         assert d.flush(20).complete
     d.start()
     assert d.ready(20)
     d.stop(5)
-    assert _wait_for(lambda: _delivery_threads() == [])
-    assert _wait_for(lambda: _delivery_children() == [])
+    assert _wait_for(lambda: _delivery_threads(since=threads_before) == [])
+    assert _wait_for(lambda: _delivery_children(since=children_before) == [])
 
 
 def test_flush_own_is_a_bool(tracker: Tracker) -> None:

@@ -254,3 +254,61 @@ def test_the_child_builds_from_a_picklable_spec(make_tracker: Callable[..., Trac
         assert child.config.core.exit_timeout == 0.5
     finally:
         child.close(timeout=0)
+
+
+def _children_of(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["pgrep", "-P", str(pid), "-f", "postback.delivery.child"], capture_output=True, text=True
+    ).stdout.split()
+    return [int(p) for p in out if _alive(int(p))]
+
+
+@pytest.mark.parametrize("vendors", ["none", "disabled"])
+def test_with_no_vendor_to_deliver_to_start_is_ready_at_once(
+    tmp_path: Path, sandbox: Sandbox, vendors: str
+) -> None:
+    import postback.testing.example as example
+
+    cfg = {
+        "postback": {"queue": f"sqlite:///{tmp_path}/q.db", "workers": "process"},
+        "vendors": {}
+        if vendors == "none"
+        else {"example": {**sandbox.vendor_config("example"), "enabled": False}},
+    }
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    try:
+        assert isinstance(t.deliverer, ProcessDeliverer)
+        # Nothing to deliver, so nothing to wait for: it used to wait the whole timeout for a
+        # child that was never started, then say False.
+        assert t.start(timeout=0) is True
+        t.track("sign_up", user={"email": "a@x.co"}, event_id="nowhere")  # routed to no one
+        assert t.flush(timeout=5).complete and t.stats() == {}
+        assert t.deliverer.process.pid is None and _children_of(os.getpid()) == []
+    finally:
+        t.close(timeout=1)
+
+
+_NO_VENDORS = """
+import sys
+from postback import Tracker
+t = Tracker.from_config({"postback": {"queue": sys.argv[1]}}, load_entry_points=False)
+print(t.mode.name, flush=True)
+print(t.start(timeout=float(sys.argv[2])), flush=True)
+t.track("sign_up", user={"email": "a@x.co"})
+print(t.flush(timeout=5).complete, t.deliverer.process.pid, flush=True)
+t.close(timeout=5)
+"""
+
+
+def test_an_app_with_no_vendors_yet_starts_without_waiting(tmp_path: Path) -> None:
+    """A real app process (no pytest in it: ``workers = "auto"`` means a delivery child) with
+    no vendor configured yet: ``start()`` answers True at once and no child is left."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_VENDORS, f"sqlite:///{tmp_path}/q.db", "600"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,  # before the fix: start() waited its whole 600 s
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["PROCESS", "True", "True", "None"]

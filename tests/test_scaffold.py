@@ -3,10 +3,13 @@ own tests there."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from click.testing import CliRunner
@@ -28,6 +31,36 @@ def test_cli_scaffolds_and_refuses_bad_names(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "already exists" in again.output
     bad = runner.invoke(main, ["new-plugin", "Bad-Name", "-d", str(tmp_path)])
     assert bad.exit_code == 2 and "not a usable vendor name" in bad.output
+
+
+def _readme_table() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_readme_table", ROOT / "docs/_readme_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaffolded_plugin_has_the_readme_table_metadata_of_the_first_party_ones(
+    tmp_path: Path,
+) -> None:
+    root = create_plugin("acme_ads", tmp_path / "plugins")
+    meta = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["postback-plugin"]
+    for first_party in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        theirs = tomllib.loads(first_party.read_text())["tool"]["postback-plugin"]
+        assert set(meta) == set(theirs), first_party
+    # The README-table code reads it as it reads plugins/*/ in this repository.
+    gen = _readme_table()
+    rows = gen.plugin_rows(tmp_path)
+    assert rows == [
+        ("postback-acme-ads", "Acme Ads", "postback-acme-ads", "JSON batches of 50, bearer key")
+    ]
+    readme = "<!-- vendor-table -->\n\n<!-- /vendor-table -->\n<!-- plugin-dists --><!-- /plugin-dists -->"
+    written = gen.render(readme, rows)
+    assert "| Acme Ads | `postback-acme-ads` | JSON batches of 50, bearer key |" in written
+    assert "<!-- plugin-dists -->`postback-acme-ads`<!-- /plugin-dists -->" in written
+    # What the scaffold says of its vendor is true of the generated destination.
+    assert "max_batch_size = 50" in (root / "src/postback_acme_ads/destination.py").read_text()
 
 
 @pytest.mark.slow

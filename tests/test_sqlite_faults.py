@@ -380,9 +380,13 @@ def test_after_a_crash_a_vendor_is_sent_again_only_what_it_had_in_flight(
         x.close()
 
 
-def test_a_lasting_failure_is_logged_once_per_change(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_lasting_failure_is_logged_once_per_change(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postback.delivery import timing
     from postback.delivery.faultlog import FaultLog
 
+    monkeypatch.setattr(timing, "FAULT_SETTLED", 0.0)  # over at the first success
     faults = FaultLog(logging.getLogger("postback.test"))
     caplog.set_level(logging.WARNING, logger="postback.test")
     for _ in range(1000):
@@ -394,4 +398,29 @@ def test_a_lasting_failure_is_logged_once_per_change(caplog: pytest.LogCaptureFi
         "saving progress failed",
         "saving progress failed",
         "saving progress works again",
+    ]
+
+
+def test_a_fault_that_flaps_is_one_outage_until_it_has_settled(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nearly full disk, or a lane's request threads retrying the same settle, make an
+    operation fail and work by turns: one outage (a start and an end), not one per flap."""
+    from postback.delivery import timing
+    from postback.delivery.faultlog import FaultLog
+
+    monkeypatch.setattr(timing, "FAULT_SETTLED", 0.2)
+    faults = FaultLog(logging.getLogger("postback.test"))
+    caplog.set_level(logging.WARNING, logger="postback.test")
+    for _ in range(100):  # fails, works, fails, ...: never settled
+        faults.failed("recording outcomes", QueueDiskFull("disk full"))
+        faults.ok("recording outcomes")
+    assert faults.failing() == {"recording outcomes": "QueueDiskFull"}
+    time.sleep(0.25)  # it has worked, without failing, for longer than FAULT_SETTLED
+    faults.ok("recording outcomes")
+    assert faults.failing() == {}
+    faults.ok("recording outcomes")  # working already: nothing to say
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        "recording outcomes failed",
+        "recording outcomes works again",
     ]

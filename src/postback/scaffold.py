@@ -40,6 +40,13 @@ $name = "postback_$name"
 [tool.hatch.build.targets.wheel]
 packages = ["src/postback_$name"]
 
+# How postback's README lists this plugin, should it join the repository's plugins/ (read by
+# docs/_readme_table.py there, as for the first-party plugins): the vendor's name, and in a few
+# words what its API speaks. Keep it true as you adapt the plugin.
+[tool.postback-plugin]
+vendor = "$Title"
+speaks = "JSON batches of 50, bearer key"
+
 [tool.pytest.ini_options]
 testpaths = ["tests"]
 timeout = 60

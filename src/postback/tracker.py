@@ -8,12 +8,12 @@ once from ``[postback] workers``) delivers on background threads or from a child
 start on the first ``track()``, or leaves delivery to another process; ``flush()`` waits for
 it, ``close()`` stops it, and an exit hook flushes for a bounded time (``[postback]
 exit_timeout``, default 2 s) and leaves the rest queued for the next start. After ``fork()``
-(gunicorn ``--preload``) a child starts its own delivery lazily.
+(gunicorn ``--preload``) a child starts its own delivery lazily; those exit and fork hooks are
+:mod:`postback.exit_hooks`. :func:`auto_workers` says what ``workers = "auto"`` means here.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import sys
@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 
+from postback import exit_hooks
 from postback.config import Config, Workers, build_config, read_config
 from postback.consent import ConsentGate, parse_consent
 from postback.dedupe import Deduper
@@ -52,11 +53,6 @@ from postback.telemetry import sdk_configured, stamp
 __all__ = ["Tracker", "auto_workers"]
 
 log = logging.getLogger("postback")
-
-# Strong references: a tracker must stay reachable until it is closed, even if the app dropped
-# it, or its exit flush and its threads' owner would vanish with the garbage collector.
-_live: set[Tracker] = set()
-_live_lock = threading.Lock()
 
 
 class Tracker:
@@ -159,9 +155,7 @@ class Tracker:
         register_telemetry(self.engine, self.skips)
         self._closed = False
         self._close_lock = threading.Lock()
-        with _live_lock:
-            _live.add(self)
-        _install_process_hooks()
+        exit_hooks.keep(self)
 
     @classmethod
     def from_config(
@@ -430,7 +424,7 @@ class Tracker:
 
         With ``workers = "process"``, waits at most ``timeout`` seconds for the delivery
         process to be ready and returns whether it is; otherwise returns True at once (with
-        ``workers = false`` there is nothing to start).
+        ``workers = false``, or no vendor enabled, there is nothing to start).
         """
         if self._closed:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
@@ -465,8 +459,7 @@ class Tracker:
             self.ledger.close()
             retire_telemetry(self.engine)
             self.queue.close()
-            with _live_lock:
-                _live.discard(self)
+            exit_hooks.release(self)
         if report is not None and not report.complete:
             left = {v: r.pending for v, r in report.vendors.items() if r.pending}
             log.info("closed with undelivered events left in the queue: %s", left)
@@ -552,68 +545,3 @@ def auto_workers(config: Config, host: PluginHost, transport: Any = None) -> boo
 def _pick(configured: float | None, default: float | None) -> float:
     """A vendor's dedupe window: the config's (0: off), else its destination's default."""
     return (configured if configured is not None else default) or 0.0
-
-
-_hooks_installed = False
-
-
-def _install_process_hooks() -> None:
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    # Flush when the main thread finishes, before concurrent.futures shuts down the lanes'
-    # request threads (its own hook is registered earlier, and these run newest first);
-    # release everything at interpreter exit. Events tracked in between stay queued.
-    register_threading_atexit = getattr(threading, "_register_atexit", None)
-    if register_threading_atexit is not None:
-        register_threading_atexit(_flush_all_at_exit)
-    atexit.register(_close_all_at_exit)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-_flushed_at_exit = False
-
-
-def _flush_all_at_exit() -> None:
-    global _flushed_at_exit
-    _flushed_at_exit = True
-    with _live_lock:
-        trackers = list(_live)
-    for t in trackers:
-        try:
-            # A process that does not deliver (a forked worker, say) waits only for its own
-            # events to be taken, not for the whole queue's backlog.
-            if (
-                t.engine.lanes
-                and not t.closed
-                and t.deliverer.flushes_on_close
-                and not t.deliverer.flush_own(t.config.core.exit_timeout)
-            ):
-                t.deliverer.flush(t.config.core.exit_timeout)
-        except Exception:
-            log.exception("error while flushing a tracker at exit")
-
-
-def _close_all_at_exit() -> None:
-    with _live_lock:
-        trackers = list(_live)
-    for t in trackers:
-        try:
-            timeout = t.config.core.exit_timeout
-            if not _flushed_at_exit and not t.closed and t.deliverer.flush_own(timeout):
-                timeout = 0
-            t.close(timeout=0 if _flushed_at_exit else timeout)
-        except Exception:
-            log.exception("error while closing a tracker at exit")
-
-
-def _after_fork_in_child() -> None:
-    global _live_lock
-    _live_lock = threading.Lock()
-    for t in list(_live):
-        try:
-            t._after_fork()
-        except Exception:
-            log.exception("error re-initialising a tracker after fork")

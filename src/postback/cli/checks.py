@@ -15,6 +15,7 @@ from rich.text import Text
 from postback.cli._shared import config_option, console, styled, user_errors
 from postback.config import CORE_HELP, find_config, read_config, settings_help
 from postback.config.env import apply_overrides
+from postback.config.loading import environment_settings
 from postback.destination import Secret, config_warnings
 from postback.errors import ConfigError
 from postback.plugins import PluginHost
@@ -32,7 +33,7 @@ def plugins(config_path: Path | None) -> None:
         host = PluginHost()
     enabled: set[str] = set()
     path = config_path or find_config()
-    if path is not None:
+    if path is not None or environment_settings():  # no file: the environment alone
         try:
             raw, _, _ = read_config(path)
             # A vendor may be configured (or disabled) by POSTBACK_VENDORS__NAME__... alone.
@@ -54,7 +55,7 @@ def plugins(config_path: Path | None) -> None:
         elif any(v in enabled for v in info.destinations):
             status = Text("enabled", style="green")
         else:
-            status = "installed" + (" (not in config)" if path else "")
+            status = "installed" + (" (not in config)" if path or enabled else "")
         table.add_row(
             name,
             info.distribution or "-",

@@ -6,7 +6,9 @@ overrides over the result (:mod:`postback.config.env`), refuses control characte
 then builds the ``[postback]`` (:mod:`~postback.config.core`), ``[consent]`` and
 ``[vendors.NAME]`` (:mod:`~postback.config.vendors`) tables, collecting every problem before it
 raises one :class:`~postback.ConfigError`. A problem with a setting the environment set names
-the variable too.
+the variable too. With no file found and ``POSTBACK_*`` settings in the environment,
+:func:`read_config` gives an empty config for the environment to fill (a twelve-factor
+deployment needs no file).
 """
 
 from __future__ import annotations
@@ -35,14 +37,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG_FILENAMES",
+    "ENV_SOURCE",
     "Config",
     "build_config",
+    "environment_settings",
     "find_config",
     "known_event_names",
     "read_config",
 ]
 
 CONFIG_FILENAMES = ("postback.toml", "pyproject.toml")
+#: The label (``Config.source``) of a configuration read from ``POSTBACK_*`` variables alone.
+ENV_SOURCE = "the environment (POSTBACK_* variables)"
 _TABLES = ["postback", "vendors", "consent"]
 
 
@@ -81,19 +87,41 @@ def find_config(start: Path | None = None) -> Path | None:
     return None
 
 
+def environment_settings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The ``POSTBACK_*`` variables of ``environ`` (default: ``os.environ``) that set a
+    setting, by name (``POSTBACK_CONFIG`` and other non-settings left out)."""
+    _, from_env = apply_overrides({}, list(CORE_HELP), lambda _: None, [], environ)
+    return sorted(from_env.values())
+
+
 def read_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | None,
 ) -> tuple[dict[str, Any], str | None, Path]:
-    """Read a config source into (raw dict of the TOML file's shape, label, base directory)."""
+    """Read a config source into (raw dict of the TOML file's shape, label, base directory).
+
+    ``None`` is the default search (:func:`find_config`). When it finds no file but
+    ``POSTBACK_*`` variables set settings, the config is the environment alone: an empty
+    mapping (``build_config`` lays the variables over it), labelled :data:`ENV_SOURCE`, with
+    the current directory as base. When there is neither, a :class:`~postback.ConfigError`
+    names both ways. A file named explicitly (argument or ``POSTBACK_CONFIG``) must exist.
+    """
     if isinstance(source, Mapping):
         return dict(source), None, Path.cwd()
     if source is None:
         found = find_config()
         if found is None:
+            if environment_settings():
+                # A twelve-factor deployment: every setting from POSTBACK_* variables, which
+                # build_config lays over this empty config.
+                return {}, ENV_SOURCE, Path.cwd()
             raise ConfigError(
                 [
-                    "no configuration found: pass a file or dict to Tracker.from_config(), set "
-                    "POSTBACK_CONFIG, or create postback.toml (see 'postback config check')"
+                    "no configuration found: either give a file (pass it or a dict to "
+                    "Tracker.from_config(), set POSTBACK_CONFIG, or create postback.toml or a "
+                    "pyproject.toml with [tool.postback]) or set the settings in POSTBACK_* "
+                    "environment variables (POSTBACK_QUEUE, "
+                    "POSTBACK_VENDORS__NAME__API_KEY, ...: see docs/how-to/environment.md); "
+                    "'postback config check' shows what was found"
                 ]
             )
         source = found

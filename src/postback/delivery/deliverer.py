@@ -106,6 +106,8 @@ class ProcessDeliverer:
     """``workers = "process"``: a child process delivers (:mod:`postback.delivery.process`).
 
     ``flush()`` and ``stats()`` are the child's answers; ``track()`` nudges it now and then.
+    With no vendor enabled there is nothing to deliver: no child is started, ``ready()`` is
+    true at once (as the threads deliverer's), and flushes and stats are the engine's.
     ``engine`` is never started here: its lanes count what this process tracked, and answer
     for the child while it is not running (being replaced, say).
     """
@@ -125,6 +127,8 @@ class ProcessDeliverer:
             self.process.start()
 
     def ready(self, timeout: float | None) -> bool:
+        if not self.engine.lanes:
+            return True  # no vendor to deliver to: no child is started, nothing to wait for
         return self.process.wait_ready(timeout)
 
     def notify(self, vendors: Sequence[str]) -> None:

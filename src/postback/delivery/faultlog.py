@@ -4,8 +4,16 @@ A full disk or an unreachable queue makes the same operation fail every few mill
 (each settle, each claim, each save of progress) until the fault goes away. Logging every
 failure buried the one line that mattered under thousands of copies. :class:`FaultLog`
 keeps, per operation, whether it is failing and with which kind of error: the first failure
-and a change of kind are logged at WARNING, repeats at DEBUG, and the first success after a
-failure at WARNING too ("works again"), so an operator sees the outage's start and end.
+and a change of kind are logged at WARNING, repeats at DEBUG, and the end of the fault at
+WARNING too ("works again"), so an operator sees the outage's start and end.
+
+A fault ends when the operation has worked for :data:`~postback.delivery.timing.FAULT_SETTLED`
+seconds without failing again, not at its first success: on a nearly full disk one write
+fits where the next does not, and several threads retry the same operation (a lane's request
+threads recording outcomes), one succeeding while another still fails. Ending the fault at
+each success logged every such flap as a new outage, at WARNING, without bound. A failure
+while the fault is settling is a repeat (DEBUG); the "works again" line comes with the first
+success after the quiet period.
 """
 
 from __future__ import annotations
@@ -13,7 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
+
+from postback.delivery import timing
 
 __all__ = ["FaultLog"]
 
@@ -36,6 +47,8 @@ class FaultLog:
         self._log = logger
         self._lock = threading.Lock()
         self._failing: dict[str, str] = {}
+        #: Failing operations that worked since their last failure: when they first did.
+        self._settling: dict[str, float] = {}
         _instances.add(self)
 
     def failed(self, what: str, exc: BaseException) -> None:
@@ -44,6 +57,7 @@ class FaultLog:
         with self._lock:
             before = self._failing.get(what)
             self._failing[what] = kind
+            self._settling.pop(what, None)  # it had not settled: the same fault goes on
         level = logging.DEBUG if before == kind else logging.WARNING
         self._log.log(
             level,
@@ -53,13 +67,19 @@ class FaultLog:
         )
 
     def ok(self, what: str) -> None:
-        """``what`` worked; logged once if it was failing."""
+        """``what`` worked; if it was failing, the fault ends (logged once) when it has kept
+        working for ``timing.FAULT_SETTLED`` seconds."""
         if not self._failing:  # the common case: no lock, no dictionary look-up under one
             return
+        now = time.monotonic()
         with self._lock:
-            before = self._failing.pop(what, None)
-        if before is not None:
-            self._log.warning("%s works again", what)
+            if what not in self._failing:
+                return
+            since = self._settling.setdefault(what, now)
+            if now - since < timing.FAULT_SETTLED:
+                return
+            del self._failing[what], self._settling[what]
+        self._log.warning("%s works again", what)
 
     def failing(self) -> dict[str, str]:
         """What is failing now, and with which kind of error."""

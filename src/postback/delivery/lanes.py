@@ -7,28 +7,31 @@ requests in flight, obeys the vendor's rate limit per credential (a moving windo
 exponential backoff and full jitter or the delay the vendor asked for, splits batches the
 vendor refused as a whole, and pauses (without dropping anything) when the vendor refuses our
 credentials or refuses every request the same way (a wrong setting: ``settle.RefusalWatch``).
+
+The rate limit is :mod:`postback.delivery.rategate`, the request threads
+:mod:`postback.delivery.request_threads` (both re-exported here); settling outcomes into
+verdicts is :mod:`postback.delivery.settle`.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
-import queue as queue_module
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import httpx
-from limits import RateLimitItemPerSecond
 from limits.storage import Storage
-from limits.strategies import MovingWindowRateLimiter
 
 from postback.delivery import timing
 from postback.delivery.faultlog import FaultLog
 from postback.delivery.http import UnsafeHeader
 from postback.delivery.queue import Claimed, Queue, Settlement
+from postback.delivery.rategate import RateGate
+from postback.delivery.request_threads import RequestThreads
 from postback.delivery.settle import RefusalWatch, Verdict, Verdicts, scrubbed
 from postback.delivery.stats import VendorReport, VendorStats
 from postback.destination import (
@@ -37,8 +40,6 @@ from postback.destination import (
     Halt,
     Outcome,
     Prepared,
-    RateHint,
-    RateLimit,
     Rejected,
     RejectedBatch,
     RetryPolicy,
@@ -72,116 +73,6 @@ def _user_agent() -> str:
 USER_AGENT = _user_agent()
 #: Settlements that put events back in the queue: the lane looks again for when they are due.
 _COMES_BACK = frozenset({"retry", "release"})
-
-
-class RateGate:
-    """A vendor's rate limit per credential, plus spacing from its rate-limit headers."""
-
-    def __init__(self, limit: RateLimit | None, key: tuple[str, str], storage: Storage) -> None:
-        self.key = key
-        self.item: RateLimitItemPerSecond | None = None
-        if limit is not None and limit.per_seconds < 1:  # sub-second windows: scale to 1 s
-            self.item = RateLimitItemPerSecond(max(1, round(limit.requests / limit.per_seconds)), 1)
-        elif limit is not None:
-            self.item = RateLimitItemPerSecond(limit.requests, max(1, round(limit.per_seconds)))
-        self.limiter = MovingWindowRateLimiter(storage)
-        self._lock = threading.Lock()
-        self._spacing = 0.0
-        self._spacing_until = 0.0
-        self._next_at = 0.0
-
-    def hint(self, hint: RateHint, concurrency: int) -> None:
-        """Spread the requests the vendor says are left over the time until its reset."""
-        now = time.time()
-        window = max(hint.reset_at - now, 0.0)
-        with self._lock:
-            if hint.remaining <= max(concurrency * 2, 10) and window > 0:
-                self._spacing = window / max(hint.remaining, 1)
-                self._spacing_until = hint.reset_at
-            elif now >= self._spacing_until:
-                self._spacing = 0.0
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Block until one request may go; False if stopping."""
-        while not stop.is_set():
-            delay = 0.0
-            with self._lock:
-                now = time.time()
-                if self._spacing and now < self._spacing_until and now < self._next_at:
-                    delay = self._next_at - now
-                elif self.item is None or self.limiter.hit(self.item, *self.key):
-                    if self._spacing and now < self._spacing_until:
-                        self._next_at = now + self._spacing
-                    return True
-                else:
-                    stats = self.limiter.get_window_stats(self.item, *self.key)
-                    delay = max(stats.reset_time - now, 0.005)
-            stop.wait(min(delay, 1.0))
-        return False
-
-
-class RequestThreads:
-    """A lane's request threads: up to ``count`` daemon threads, started as work comes.
-
-    Not a ``ThreadPoolExecutor``: the interpreter joins an executor's threads at exit, so one
-    request stuck on a vendor would hold the process past its ``exit_timeout``. These threads
-    are daemons; what they had in flight at exit stays queued for the next start.
-    """
-
-    def __init__(self, name: str, count: int, work: Callable[[list[Claimed]], None]) -> None:
-        self.name = name
-        self.count = count
-        self.work = work
-        self._queue: queue_module.SimpleQueue[list[Claimed] | None] = queue_module.SimpleQueue()
-        self._idle = threading.Semaphore(0)
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def submit(self, batch: list[Claimed]) -> bool:
-        """Queue ``batch`` for a thread; False once :meth:`shutdown` was called."""
-        if self._closed:
-            return False
-        self._queue.put(batch)
-        if not self._idle.acquire(blocking=False) and len(self._threads) < self.count:
-            with self._lock:
-                if len(self._threads) < self.count and not self._closed:
-                    thread = threading.Thread(
-                        target=self._serve,
-                        name=f"postback-{self.name}-{len(self._threads)}",
-                        daemon=True,
-                    )
-                    self._threads.append(thread)
-                    thread.start()
-        return True
-
-    def _serve(self) -> None:
-        while True:
-            batch = self._queue.get()
-            if batch is None:
-                return
-            try:
-                self.work(batch)
-            except BaseException:  # work() logs its own errors; never lose the thread silently
-                log.exception("%s: request thread error", self.name)
-            self._idle.release()
-
-    def shutdown(self) -> list[list[Claimed]]:
-        """No more work: each thread ends after what it is doing (not waited for). Returns
-        the batches that no thread had started, for the caller to give back."""
-        pending: list[list[Claimed]] = []
-        with self._lock:
-            self._closed = True
-            while True:
-                try:
-                    batch = self._queue.get_nowait()
-                except queue_module.Empty:
-                    break
-                if batch is not None:
-                    pending.append(batch)
-            for _ in self._threads:
-                self._queue.put(None)
-        return pending
 
 
 class Lane:
@@ -321,10 +212,9 @@ class Lane:
             except QueueError as exc:
                 # What was claimed is this lane's to settle: send it now rather than drop it
                 # (a claim left unsettled stays leased to this process, and a queue that
-                # remembers its own leases would never hand it out again).
-                log.warning(
-                    "%s: could not look for more events (sending the batch): %s", self.name, exc
-                )
+                # remembers its own leases would never hand it out again). The same fault as
+                # the first claim's: logged once per outage, not once per batch.
+                _faults.failed(f"{self.name}: reading the queue", exc)
                 break
             if not more and burst:
                 break

@@ -265,12 +265,20 @@ class SQLiteQueue(Queue):
     # --- the deliverer ---------------------------------------------------------------------------
 
     def poll(self) -> bool:
-        self._spool.prepare()
-        found = 0
-        if self._file.lock_fd is not None:
-            found = self._intake.ingest()
-            if self._held.offsets_dirty or self._log.cursor_dirty:
-                self._intake.persist_cursors()
+        """Prepare the spool's next segment; as the deliverer, ingest what other processes
+        spooled. A failure (a full disk) goes to the fault log as maintenance's does, once per
+        outage: the coordinator polls every few milliseconds and would log each one."""
+        try:
+            self._spool.prepare()
+            found = 0
+            if self._file.lock_fd is not None:
+                found = self._intake.ingest()
+                if self._held.offsets_dirty or self._log.cursor_dirty:
+                    self._intake.persist_cursors()
+        except (QueueError, OSError) as exc:
+            self.faults.failed("ingesting the spool", exc)
+            return False
+        self.faults.ok("ingesting the spool")
         return found > 0
 
     def acquire_delivery(self) -> bool:

@@ -22,6 +22,10 @@ BURST_END_STEP = 0.001  # the same after a full batch: is the burst over?
 IDLE_POLL_SHARED = 0.2  # an idle lane of a cross-process queue: another process may enqueue
 IDLE_POLL_PRIVATE = 5.0  # an idle lane of a queue only this process writes (it is woken)
 LANE_ERROR_PAUSE = 1.0  # a lane waits after an unexpected error before going on
+#: A failing operation (a settle, a claim, maintenance) is logged as working again once it
+#: has worked this long without failing (postback.delivery.faultlog): a nearly full disk or
+#: threads retrying the same write make it fail and work by turns, one outage, not many.
+FAULT_SETTLED = 1.0
 HALT_PAUSE = 60.0  # a lane waits after the vendor refused our credentials
 
 # --- the HTTP transport (postback.delivery.http) -----------------------------------------------
