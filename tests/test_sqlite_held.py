@@ -261,6 +261,47 @@ def test_the_next_segment_is_prepared_off_the_track_path(
     assert list(q.spool_dir.iterdir()) == []
 
 
+def test_track_starts_a_small_segment_and_prepare_a_full_prefaulted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A segment track() has to start itself costs it a page fault per 4 KiB as it fills, so
+    it is small; the one prepare() makes (off the track() path) is full size, and its pages
+    are written with zeros first (still reads as nothing written)."""
+    monkeypatch.setattr(spool, "FIRST_SEGMENT_BYTES", 4096)
+    monkeypatch.setattr(spool, "SEGMENT_BYTES", 64 * 1024)
+    monkeypatch.setattr(spool, "PREFAULT_CHUNK", 5000)  # chunks that do not divide the size
+    prefaulted: list[int] = []
+    real_prefault = spool._prefault
+
+    def prefault(fd: int, size: int) -> None:
+        prefaulted.append(size)
+        real_prefault(fd, size)
+
+    monkeypatch.setattr(spool, "_prefault", prefault)
+    q = deliverer(tmp_path / "q.db", ["a"])
+    writer = q._spool
+    for i in range(20):  # over a quarter of 4 KiB
+        q.put(f"e{i}", "x", 1, ["a"], b"y" * 50)
+    first = writer.segment
+    assert first is not None and first.stat().st_size == 4096
+    assert prefaulted == []
+    q.poll()
+    assert prefaulted == [64 * 1024]
+    assert writer._next is not None
+    prepared = writer._next[2]
+    assert prepared.read_bytes() == bytes(64 * 1024)
+    for i in range(20, 60):
+        q.put(f"e{i}", "x", 1, ["a"], b"y" * 50)
+    assert writer.segment == prepared
+    q.poll()
+    got: list[str] = []
+    while batch := q.claim("a", 100, 1):
+        got += [c.event_id for c in batch]
+        q.settle("a", [Settlement(c, "done") for c in batch], 1)
+    assert got == [f"e{i}" for i in range(60)]
+    q.close()
+
+
 def test_the_depth_counts_each_event_once_while_lanes_read_the_spool(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -73,6 +73,12 @@ log = logging.getLogger("postback.queue")
 
 HEADER = struct.Struct("<II")
 SEGMENT_BYTES = 8 * 1024 * 1024  # the size of a segment (allocated when it starts)
+#: The size of a mapped segment that ``track()`` has to start itself (no prepared one was
+#: ready: the process's first, say): small, so that a prefaulted one made by
+#: :meth:`SpoolWriter.prepare` takes over soon.
+FIRST_SEGMENT_BYTES = 1024 * 1024
+#: Zeros written at a time when a prepared segment is prefaulted (``pwrite``).
+PREFAULT_CHUNK = 1024 * 1024
 MAX_RECORD = 64 * 1024 * 1024  # a length beyond this is damage, not an event
 NOTHING_WRITTEN = bytes(8)  # the header of an allocated record slot not written yet
 SUFFIX = ".spool"
@@ -133,6 +139,13 @@ def parse_records(data: bytes, ends: list[int] | None = None) -> tuple[list[Row]
     return out, pos, False
 
 
+def _prefault(fd: int, size: int) -> None:
+    """Put the pages of a new (all zeros) segment in the page cache by writing its zeros."""
+    zeros = bytes(min(size, PREFAULT_CHUNK))
+    for offset in range(0, size, len(zeros)):
+        os.pwrite(fd, zeros[: size - offset], offset)
+
+
 class SpoolWriter:
     """This process's append-only segment in a spool directory.
 
@@ -143,6 +156,12 @@ class SpoolWriter:
     lock per event: on a process whose delivery threads share that lock, every release would
     invite a hand-over that can take milliseconds to come back. The pages are the kernel's page
     cache, so a record survives the process being killed as soon as it is copied.
+    A segment made by :meth:`prepare` is also *prefaulted*: its pages are written with zeros
+    (``pwrite``, which lets go of the interpreter lock) before ``track()`` uses it, so that a
+    copy into it finds its page in the page cache. A copy into a page not yet there costs the
+    kernel allocating and zeroing it (a page fault per 4 KiB, about 1.1 µs per 900-byte record
+    measured, against 0.3-0.5 µs prefaulted). A segment ``track()`` has to start itself
+    (:data:`FIRST_SEGMENT_BYTES`) is not prefaulted, and small.
     Where the filesystem cannot allocate ahead (``EOPNOTSUPP``), or with ``mapped=False``,
     records are appended with one ``write()`` each instead. The queue asks for that in a
     process that only enqueues (``workers = false``): it allocates nothing ahead, and nothing
@@ -210,7 +229,7 @@ class SpoolWriter:
         if not wanted:
             return
         try:
-            made = self._create(SEGMENT_BYTES)
+            made = self._create(SEGMENT_BYTES, prefault=True)
         except SpoolError:
             self._preparing = False
             return  # track() will try itself, and report what stops it
@@ -290,7 +309,7 @@ class SpoolWriter:
         if self._next is not None:  # made in the deleted directory too
             self._retired.append((self._next[0], self._next[1], 0))
             self._next = None
-        made = self._create(len(kept) + SEGMENT_BYTES // 4)
+        made = self._create(max(SEGMENT_BYTES, len(kept) + SEGMENT_BYTES // 4))
         new_fd, mm, path, capacity = made
         # Everything but the first header, then that header: a reader sees nothing until
         # the copy is whole.
@@ -325,7 +344,10 @@ class SpoolWriter:
         if not prepared:
             if made is not None:  # made ready, but too small for this record
                 self._retired.append((made[0], made[1], 0))
-            made = self._create(need)  # if this fails, the current segment stays current
+            # Small when mapped: prepare() soon makes a prefaulted one to take over.
+            small = min(FIRST_SEGMENT_BYTES, SEGMENT_BYTES)
+            size = max(need, small if self.mapped else SEGMENT_BYTES)
+            made = self._create(size)  # if this fails, the current segment stays current
         assert made is not None
         if self._fd is not None:
             self._retired.append((self._fd, self._map, self._size))
@@ -336,14 +358,16 @@ class SpoolWriter:
         self._size = 0
         self._capacity = capacity  # with write(), too: a segment is let go of at this size
 
-    def _create(self, need: int) -> tuple[int, mmap.mmap | None, Path, int]:
+    def _create(
+        self, need: int, *, prefault: bool = False
+    ) -> tuple[int, mmap.mmap | None, Path, int]:
         name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
         path = self.directory / (name + SUFFIX)
         # Created under another name, allocated, locked ("a writer is here"), then renamed: a
         # reader never sees the segment without its writer's lock, so it cannot take it for
         # an abandoned file and delete it under the writer.
         tmp = self.directory / (name + ".new")
-        capacity = max(SEGMENT_BYTES, need)
+        capacity = need
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -354,6 +378,8 @@ class SpoolWriter:
             if self.mapped:
                 try:
                     os.posix_fallocate(fd, 0, capacity)
+                    if prefault:
+                        _prefault(fd, capacity)
                     mm = mmap.mmap(fd, capacity)
                 except OSError as exc:
                     if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENODEV):
