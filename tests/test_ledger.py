@@ -385,6 +385,8 @@ def test_a_ledger_of_the_previous_layout_is_pruned_and_dropped_once_empty(
     )
     old.close()
     ledger = SQLiteLedger(tmp_path / "q.db", retention=1.0)
+    other = SQLiteLedger(tmp_path / "q.db", retention=1.0)  # another process's, say
+    assert len(other.read("old0")) == 1
     ledger.write(_rows(1, now, "new"))
     assert ledger.prune(now) == 2
     assert ledger.read("old0") == [] and len(ledger.read("kept0")) == 1
@@ -395,7 +397,10 @@ def test_a_ledger_of_the_previous_layout_is_pruned_and_dropped_once_empty(
     assert tables == {"outcomes"}
     ledger.write(_rows(1, now, "later"))
     assert [e.event_id for e in ledger.read("later0")] == ["later0"]
+    assert [e.event_id for e in other.read("later0")] == ["later0"]  # its table went meanwhile
+    assert other.prune(now) == 0
     ledger.close()
+    other.close()
 
 
 def test_a_requests_outcomes_are_one_row_and_each_event_is_found(tmp_path: Path) -> None:

@@ -82,7 +82,6 @@ _LEGACY_COLUMNS = "event_id, vendor, at_ms, kind, attempt, note, ref, name, queu
 _shared = operator.itemgetter(1, 2, 3, 4, 5, 6, 7, 9)
 _event_id = operator.itemgetter(0)
 _queued_ms = operator.itemgetter(8)
-_new_tuple = tuple.__new__  # a LedgerEntry without its Python-level __new__
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -173,11 +172,14 @@ class SQLiteLedger:
             conn = self._connect()
             out: list[LedgerEntry] = []
             if self._legacy:
-                rows = conn.execute(
-                    f"SELECT {_LEGACY_COLUMNS} FROM entries WHERE event_id=? ORDER BY id",
-                    (event_id,),
-                ).fetchall()
-                out.extend(LedgerEntry(*r) for r in rows)
+                try:
+                    rows = conn.execute(
+                        f"SELECT {_LEGACY_COLUMNS} FROM entries WHERE event_id=? ORDER BY id",
+                        (event_id,),
+                    ).fetchall()
+                    out.extend(LedgerEntry(*r) for r in rows)
+                except sqlite3.OperationalError:  # another process dropped it, empty
+                    self._legacy = False
             grouped = conn.execute(
                 "SELECT vendor, at_ms, kind, attempt, note, ref, name, due_ms, events, queued "
                 "FROM outcomes WHERE instr(events, ?) ORDER BY id",
@@ -209,8 +211,10 @@ class SQLiteLedger:
                 keep = _first_row(conn, "outcomes", "total", first_kept)
                 gone += _delete_outcomes(conn, "id < ?", (keep,))
                 gone += _trim_first(conn, keep, first_kept)
-            if self._legacy:
+            if self._legacy and _has_table(conn, "entries"):  # (another process may drop it)
                 gone += self._prune_legacy(conn, cutoff)
+            else:
+                self._legacy = False
             return gone
 
     def _prune_legacy(self, conn: sqlite3.Connection, cutoff: int) -> int:
