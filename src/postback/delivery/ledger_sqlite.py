@@ -209,8 +209,9 @@ class SQLiteLedger:
             if last is not None:
                 first_kept = last[0] - self.max_entries + 1  # the oldest outcome kept
                 keep = _first_row(conn, "outcomes", "total", first_kept)
-                gone += _delete_outcomes(conn, "id < ?", (keep,))
-                gone += _trim_first(conn, keep, first_kept)
+                if keep is not None:  # (there are rows: ``last`` is one)
+                    gone += _delete_outcomes(conn, "id < ?", (keep,))
+                    gone += _trim_first(conn, keep, first_kept)
             if self._legacy and _has_table(conn, "entries"):  # (another process may drop it)
                 gone += self._prune_legacy(conn, cutoff)
             else:
@@ -330,7 +331,7 @@ def _delete_outcomes(conn: sqlite3.Connection, where: str, args: tuple[int, ...]
     return int(held)
 
 
-def _trim_first(conn: sqlite3.Connection, row_id: int | None, first_kept: int) -> int:
+def _trim_first(conn: sqlite3.Connection, row_id: int, first_kept: int) -> int:
     """Remove from the row ``row_id`` the outcomes before the ``first_kept``-th (the size cap
     falling within a row); how many went."""
     row = conn.execute(
@@ -339,7 +340,7 @@ def _trim_first(conn: sqlite3.Connection, row_id: int | None, first_kept: int) -
     if row is None:
         return 0
     ids, queued = json.loads(row[0]), json.loads(row[1])
-    drop = first_kept - (row[2] - len(ids) + 1)
+    drop = first_kept - (int(row[2]) - len(ids) + 1)
     if drop <= 0:
         return 0
     conn.execute(
