@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import orjson
 import pytest
@@ -31,6 +32,7 @@ from postback import (
     Tracker,
     hookimpl,
 )
+from postback.destination import new_prepared
 from postback.sandbox import Sandbox
 from postback.testing.example import ExampleDestination
 
@@ -362,3 +364,13 @@ def test_outcomes_the_queue_cannot_take_are_recorded_when_it_can(
     assert report.complete and report["example"].delivered == 3
     assert sorted(r["event_id"] for r in sandbox.received("example")) == sorted(ids)  # once
     assert sorted(eid for eid, kind, _, _ in rec.calls if kind == "Delivered") == sorted(ids)
+
+
+def test_new_prepared_is_a_prepared_like_any_other() -> None:
+    """The lanes' fast constructor makes the same frozen value as ``Prepared(...)``."""
+    record = {"id": "e1"}
+    made = new_prepared("event", record)  # type: ignore[arg-type]
+    assert type(made) is Prepared and made == Prepared("event", record)  # type: ignore[arg-type]
+    assert (made.event, made.record) == ("event", record)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.record = {}  # type: ignore[misc]

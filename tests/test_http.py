@@ -10,12 +10,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpcore
 import httpx
 import pytest
 import trustme
 
-from postback.delivery.http import DeliveryClients, ResponseTooLarge
+from postback.delivery.http import DeliveryClients, ResponseTooLarge, _DeadlineStream
+from postback.delivery.http import _local as http_local
 
 OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
 
@@ -150,6 +153,73 @@ def test_an_idle_connection_the_server_closed_costs_a_reconnect_not_a_duplicate(
         time.sleep(0.05)  # the close reaches the client before it reuses the connection
         assert clients.send(post(server.url), timeout=5).status_code == 200
     assert (server.requests, server.connections) == (3, 3)
+
+
+# --- one send per request ---------------------------------------------------------------------
+
+
+def test_a_requests_head_and_body_go_out_in_one_write(
+    serve: Callable[..., RawServer], clients: DeliveryClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One socket write per request with a body (head and body together), one for a request
+    without; the server reads each whole and answers."""
+    writes: list[bytes] = []
+    write = httpcore._backends.sync.SyncStream.write
+
+    def recording(self: Any, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:  # httpcore writes an empty end of message; the socket sees nothing
+            writes.append(bytes(buffer))
+        write(self, buffer, timeout)
+
+    monkeypatch.setattr(httpcore._backends.sync.SyncStream, "write", recording)
+    server = serve(answer_ok)
+    assert clients.send(post(server.url), timeout=5).status_code == 200
+    assert clients.send(httpx.Request("GET", server.url), timeout=5).status_code == 200
+    assert clients.send(post(server.url), timeout=5).status_code == 200
+    assert len(writes) == 3 and server.requests == 3
+    assert writes[0].startswith(b"POST /v1/events") and writes[0].endswith(b'{"events": []}')
+    assert writes[1].startswith(b"GET /v1/events") and writes[1].endswith(b"\r\n\r\n")
+    assert writes[2] == writes[0]
+
+
+class _Recorded(httpcore.NetworkStream):
+    def __init__(self, fail_writes: bool = False) -> None:
+        self.log: list[tuple[str, bytes]] = []
+        self.fail_writes = fail_writes
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.log.append(("write", buffer))
+        if self.fail_writes:
+            raise httpcore.WriteError("broken pipe")
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self.log.append(("read", b""))
+        return b"HTTP/1.1 200 OK\r\n"
+
+    def close(self) -> None:
+        self.log.append(("close", b""))
+
+
+@pytest.mark.parametrize("fail_writes", [False, True])
+def test_a_held_head_is_sent_before_the_response_is_read(fail_writes: bool) -> None:
+    """A head held for a body that never follows goes out before the read; a failed write
+    there is left for the read to report, as httpcore does with a failed write."""
+    raw = _Recorded(fail_writes)
+    stream = _DeadlineStream(raw)
+    http_local.hold_head = True
+    try:
+        stream.write(b"HEAD")
+    finally:
+        http_local.hold_head = False
+    assert raw.log == []
+    assert stream.read(100) == b"HTTP/1.1 200 OK\r\n"
+    assert raw.log == [("write", b"HEAD"), ("read", b"")]
+    if fail_writes:
+        with pytest.raises(httpcore.WriteError):  # nothing held any more: written at once
+            stream.write(b"next")
+    else:
+        stream.write(b"next")  # nothing held any more: written at once
+    assert raw.log[-1] == ("write", b"next")
 
 
 # --- bounded waits and bodies ----------------------------------------------------------------

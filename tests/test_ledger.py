@@ -363,6 +363,89 @@ def test_a_ledger_of_the_previous_layout_is_converted_when_opened(tmp_path: Path
     assert "entries_by_event" in str(plan)
 
 
+def test_a_ledger_of_the_previous_layout_is_pruned_and_dropped_once_empty(
+    tmp_path: Path,
+) -> None:
+    """The previous layout's ``entries`` rows count for the retention like new ones, and the
+    table goes once its last row has."""
+    path = tmp_path / "q.db.ledger"
+    now = int(time.time() * 1000)
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(
+        "CREATE TABLE entries(id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, vendor TEXT NOT "
+        "NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, attempt INTEGER NOT NULL, note TEXT "
+        "NOT NULL, ref TEXT NOT NULL, name TEXT NOT NULL, queued_ms INTEGER NOT NULL, due_ms "
+        "INTEGER NOT NULL);"
+        "CREATE INDEX entries_by_event ON entries(event_id);"
+    )
+    old.executemany(
+        "INSERT INTO entries(event_id, vendor, at_ms, kind, attempt, note, ref, name, "
+        "queued_ms, due_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        [tuple(e) for e in _rows(2, now - 5000, "old") + _rows(1, now, "kept")],
+    )
+    old.close()
+    ledger = SQLiteLedger(tmp_path / "q.db", retention=1.0)
+    other = SQLiteLedger(tmp_path / "q.db", retention=1.0)  # another process's, say
+    assert len(other.read("old0")) == 1
+    ledger.write(_rows(1, now, "new"))
+    assert ledger.prune(now) == 2
+    assert ledger.read("old0") == [] and len(ledger.read("kept0")) == 1
+    assert ledger.prune(now + 10_000) == 2  # kept0 and new0
+    check = sqlite3.connect(path)
+    tables = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    check.close()
+    assert tables == {"outcomes"}
+    ledger.write(_rows(1, now, "later"))
+    assert [e.event_id for e in ledger.read("later0")] == ["later0"]
+    assert [e.event_id for e in other.read("later0")] == ["later0"]  # its table went meanwhile
+    assert other.prune(now) == 0
+    ledger.close()
+    other.close()
+
+
+def test_a_requests_outcomes_are_one_row_and_each_event_is_found(tmp_path: Path) -> None:
+    """Outcomes that share all but the event (a request's) are stored as one row; a lookup
+    finds each event's own entry (its own queued time), and never another event whose id
+    contains it or is contained in it."""
+    ledger = SQLiteLedger(tmp_path / "q.db")
+    ids = ["e1", "e10", "xe1", 'q"uote', "é", "e1"]  # e1 twice: two events, the same id
+    entries = [
+        LedgerEntry(e, "example", 1000, "delivered", 1, "", "", "purchase", 500 + i)
+        for i, e in enumerate(ids)
+    ]
+    entries.append(LedgerEntry("e1", "example", 1000, "retry", 1, "HTTP 503", "", "", 7, 9000))
+    ledger.write(entries)
+    check = sqlite3.connect(tmp_path / "q.db.ledger")
+    rows = check.execute("SELECT events, queued, total FROM outcomes ORDER BY id").fetchall()
+    check.close()
+    assert [(json.loads(e), json.loads(q), t) for e, q, t in rows] == [
+        (ids, [500, 501, 502, 503, 504, 505], 6),
+        (["e1"], [7], 7),
+    ]
+    assert ledger.read("e1") == [entries[0], entries[5], entries[6]]
+    for i, e in enumerate(ids[1:5], start=1):
+        assert ledger.read(e) == [entries[i]], e
+    assert ledger.read("e") == [] and ledger.read("1") == []
+    ledger.close()
+
+
+def test_the_size_cap_falls_within_a_row(tmp_path: Path) -> None:
+    """The cap counts outcomes, not rows: a row straddling it keeps only its newest ones."""
+    now = int(time.time() * 1000)
+    ledger = SQLiteLedger(tmp_path / "q.db", max_entries=4)
+    ledger.write([LedgerEntry(f"c{i}", "example", now, "delivered", 1) for i in range(6)])
+    ledger.write([LedgerEntry("d0", "example", now + 1, "delivered", 1)])
+    assert ledger.prune(now) == 3
+    assert [e for e in ("c0", "c1", "c2", "c3", "c4", "c5", "d0") if ledger.read(e)] == [
+        "c3",
+        "c4",
+        "c5",
+        "d0",
+    ]
+    assert ledger.prune(now) == 0
+    ledger.close()
+
+
 def test_prune_never_removes_a_row_within_the_retention(tmp_path: Path) -> None:
     """Rows out of time order (a process's rows written late) are kept while they are within
     the retention; older ones go, at this prune or a later one."""

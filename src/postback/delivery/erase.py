@@ -256,6 +256,11 @@ class ErasureFilter:
         with self._lock:
             self._keys, self._seen = keys, version
 
+    @property
+    def active(self) -> bool:
+        """Whether anyone is erased (as of the last :meth:`refresh`): else no event is."""
+        return bool(self._keys)
+
     def erased(self, claimed: Claimed) -> bool:
         """Whether the claimed event belongs to an erased person and was queued before it."""
         tombstones = self._keys

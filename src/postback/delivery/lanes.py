@@ -44,6 +44,7 @@ from postback.destination import (
     RejectedBatch,
     RetryPolicy,
     SkipEvent,
+    new_prepared,
 )
 from postback.encryption import open_payload
 from postback.errors import PluginError, QueueError
@@ -295,17 +296,23 @@ class Lane:
         batch: list[tuple[Claimed, Prepared]] = []
         erasures = self.engine.erasures
         erasures.refresh()  # an erase that returned before this batch is honoured in it
+        # Per event: names bound once per batch, and the erasure check only while someone
+        # is erased (the common batch has no tombstone to look at).
+        erased = erasures.erased if erasures.active else None
+        transform = host.transform
+        dest = self.dest
+        add = batch.append
         for c in claimed:
             try:
                 event = loads_event(open_payload(c.payload))
             except Exception as exc:
                 out.append(verdicts.dead(c, None, f"stored event is unreadable: {exc}"))
                 continue
-            if erasures.erased(c):
+            if erased is not None and erased(c):
                 out.append(verdicts.skipped(c, event, "erased"))
                 continue
             try:
-                record = host.transform(event, self.dest)
+                record = transform(event, dest)
             except SkipEvent as exc:
                 out.append(verdicts.skipped(c, event, str(exc) or "SkipEvent"))
                 continue
@@ -315,7 +322,7 @@ class Lane:
             if record is None:
                 out.append(verdicts.dead(c, event, "no plugin transformed the event"))
                 continue
-            batch.append((c, Prepared(event, record)))
+            add((c, new_prepared(event, record)))
         if self.scoped_halts and batch:
             batch = self._hold_halted_scopes(batch, out, now)
         latency = 0.0
@@ -330,8 +337,13 @@ class Lane:
                     del self.sending[me]
                 latency = time.perf_counter() - t0
                 self.stats.latencies.append(latency)
-                for (c, p), outcome in zip(batch, outcomes, strict=True):
-                    out.append(verdicts.decide(c, p.event, outcome, now))
+                decide = verdicts.decide
+                out.extend(
+                    [
+                        decide(c, p.event, outcome, now)
+                        for (c, p), outcome in zip(batch, outcomes, strict=True)
+                    ]
+                )
                 attempt.settled(out[len(out) - len(batch) :], latency)
         if out:
             self._record([v.settlement for v in out], int(now * 1000))
