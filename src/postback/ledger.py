@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 import attrs
 
 from postback.dedupe import DUPLICATE
-from postback.destination import DeadLettered, Delivered, Retry, Skipped
+from postback.outcomes import DeadLettered, Delivered, Retry, Skipped
 from postback.textmask import mask_text
 
 if TYPE_CHECKING:

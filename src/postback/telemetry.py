@@ -225,7 +225,7 @@ _NOOP_ATTEMPT = Attempt(None, None, "")
 
 
 def _outcome_name(reported: object) -> str:
-    from postback.destination import DeadLettered, Delivered, Halt, Retry, Skipped
+    from postback.outcomes import DeadLettered, Delivered, Halt, Retry, Skipped
 
     if isinstance(reported, Delivered):
         return "delivered"

@@ -39,7 +39,8 @@ import attrs
 from postback.delivery import timing
 from postback.delivery.queue import Claimed, Settlement
 from postback.delivery.retry import backoff_seconds
-from postback.destination import (
+from postback.events import Event
+from postback.outcomes import (
     DeadLettered,
     Delivered,
     Halt,
@@ -50,7 +51,6 @@ from postback.destination import (
     Retry,
     Skipped,
 )
-from postback.events import Event
 
 if TYPE_CHECKING:
     from postback.delivery.lanes import Lane
