@@ -329,10 +329,9 @@ def test_one_row_holds_every_skip_of_a_track_call() -> None:
     assert list(read_status(ledger, "w2").vendors) == ["x"]
 
 
-def test_a_ledger_of_the_previous_layout_is_converted_when_opened(tmp_path: Path) -> None:
-    """A ``<queue>.ledger`` written with an index on ``at_ms``: its rows stay readable, and it
-    ends with the index on the event id only (the one lookups use)."""
-    path = tmp_path / "q.db.ledger"
+def _previous_layout(path: Path, rows: list[LedgerEntry], *, time_index: bool = False) -> None:
+    """A ``<queue>.ledger`` as an earlier version wrote it: one ``entries`` row per outcome,
+    indexed by event id (and, before that, by time)."""
     old = sqlite3.connect(path, isolation_level=None)
     old.executescript(
         "CREATE TABLE entries(id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, vendor TEXT NOT "
@@ -340,14 +339,21 @@ def test_a_ledger_of_the_previous_layout_is_converted_when_opened(tmp_path: Path
         "NOT NULL, ref TEXT NOT NULL, name TEXT NOT NULL, queued_ms INTEGER NOT NULL, due_ms "
         "INTEGER NOT NULL);"
         "CREATE INDEX entries_by_event ON entries(event_id);"
-        "CREATE INDEX entries_by_time ON entries(at_ms);"
+        + ("CREATE INDEX entries_by_time ON entries(at_ms);" if time_index else "")
     )
     old.executemany(
         "INSERT INTO entries(event_id, vendor, at_ms, kind, attempt, note, ref, name, "
         "queued_ms, due_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        [tuple(e) for e in _rows(3, 1000, "old")],
+        [tuple(e) for e in rows],
     )
     old.close()
+
+
+def test_a_ledger_of_the_previous_layout_is_converted_when_opened(tmp_path: Path) -> None:
+    """A ``<queue>.ledger`` written with an index on ``at_ms``: its rows stay readable, and it
+    ends with the index on the event id only (the one lookups use)."""
+    path = tmp_path / "q.db.ledger"
+    _previous_layout(path, _rows(3, 1000, "old"), time_index=True)
     ledger = SQLiteLedger(tmp_path / "q.db")
     assert [e.event_id for e in ledger.read("old1")] == ["old1"]
     ledger.write(_rows(1, 2000, "new"))
@@ -370,20 +376,7 @@ def test_a_ledger_of_the_previous_layout_is_pruned_and_dropped_once_empty(
     table goes once its last row has."""
     path = tmp_path / "q.db.ledger"
     now = int(time.time() * 1000)
-    old = sqlite3.connect(path, isolation_level=None)
-    old.executescript(
-        "CREATE TABLE entries(id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, vendor TEXT NOT "
-        "NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, attempt INTEGER NOT NULL, note TEXT "
-        "NOT NULL, ref TEXT NOT NULL, name TEXT NOT NULL, queued_ms INTEGER NOT NULL, due_ms "
-        "INTEGER NOT NULL);"
-        "CREATE INDEX entries_by_event ON entries(event_id);"
-    )
-    old.executemany(
-        "INSERT INTO entries(event_id, vendor, at_ms, kind, attempt, note, ref, name, "
-        "queued_ms, due_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        [tuple(e) for e in _rows(2, now - 5000, "old") + _rows(1, now, "kept")],
-    )
-    old.close()
+    _previous_layout(path, _rows(2, now - 5000, "old") + _rows(1, now, "kept"))
     ledger = SQLiteLedger(tmp_path / "q.db", retention=1.0)
     other = SQLiteLedger(tmp_path / "q.db", retention=1.0)  # another process's, say
     assert len(other.read("old0")) == 1
