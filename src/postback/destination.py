@@ -345,6 +345,24 @@ class Destination:
         """``origin() + path``: ``base_url`` replaces the origin and keeps the vendor's path."""
         return self.origin() + path
 
+    def endpoint(self, path: str, params: Mapping[str, str] | None = None) -> httpx.URL:
+        """:meth:`url` of ``path`` (with ``params`` as its query string) as an ``httpx.URL``,
+        parsed once per destination and kept. Pass it to ``httpx.Request`` in
+        ``build_request``: httpx then skips parsing the URL, about a tenth of the CPU of a
+        one-event request (docs/performance.md). For a fixed path and fixed parameters (a
+        URL that varies per request, such as a signed one, is built as a string)."""
+        key = (path, tuple(params.items()) if params else ())
+        cache: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] | None
+        cache = self.__dict__.get("_endpoints")
+        if cache is None:
+            cache = self.__dict__["_endpoints"] = {}
+        found = cache.get(key)
+        if found is None:
+            found = httpx.URL(self.url(path), params=params) if params else httpx.URL(self.url(path))
+            if len(cache) < 64:  # a plugin passing varying parameters must not grow it
+                cache[key] = found
+        return found
+
     def supports(self, event_name: str) -> bool:
         """Whether events of this name go to this vendor when its ``events`` filter is unset."""
         return event_name in self.event_map or self.accepts_custom_events
