@@ -214,6 +214,9 @@ def profile_delivery(
         "tag": tag,
         "queue_path": str(queue_path),
         "n": n,
+        # Delivered on this process's threads, where py-spy sees them: the default
+        # (workers = "auto") would deliver in a child process that py-spy does not follow.
+        "workers": True,
     }
     run_worker({**base, "scenario": "fill"})
     bench.sink.client.reset()
