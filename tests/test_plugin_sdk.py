@@ -207,26 +207,27 @@ def test_outcomes_from_statuses() -> None:
     assert isinstance(at_most_once, Rejected) and at_most_once.status == 502
 
 
-def test_endpoint_is_the_url_parsed_once() -> None:
+def test_parsed_url_is_the_url_parsed_once() -> None:
     class Acme(_Vendor):
         default_origin = "https://api.acme.test"
 
     dest = Acme(_Settings(Secret("k")), base_url="http://127.0.0.1:9/")
-    url = dest.endpoint("/v1/events")
+    url = dest.parsed_url("/v1/events")
     assert isinstance(url, httpx.URL) and str(url) == dest.url("/v1/events")
     assert str(url) == "http://127.0.0.1:9/v1/events"  # base_url replaces the origin
-    assert dest.endpoint("/v1/events") is url  # kept, not parsed again
-    with_key = dest.endpoint("/v1/event", {"pixel_id": "p 1"})
+    assert dest.parsed_url("/v1/events") is url  # kept, not parsed again
+    with_key = dest.parsed_url("/v1/event", {"pixel_id": "p 1"})
     assert str(with_key) == "http://127.0.0.1:9/v1/event?pixel_id=p+1"
-    assert dest.endpoint("/v1/event", {"pixel_id": "p2"}).params["pixel_id"] == "p2"
-    assert Acme(_Settings(Secret("k"))).endpoint("/v1/events").host == "api.acme.test"  # per destination
+    assert dest.parsed_url("/v1/event", {"pixel_id": "p2"}).params["pixel_id"] == "p2"
+    other = Acme(_Settings(Secret("k")))  # each destination keeps its own
+    assert other.parsed_url("/v1/events").host == "api.acme.test"
     # A request built from it is the request built from the text.
-    request = httpx.Request("POST", dest.endpoint("/v1/event", {"pixel_id": "p"}), content=b"{}")
+    request = httpx.Request("POST", dest.parsed_url("/v1/event", {"pixel_id": "p"}), content=b"{}")
     assert request.url == httpx.Request("POST", "http://127.0.0.1:9/v1/event?pixel_id=p").url
 
 
-def test_endpoint_keeps_a_bounded_number_of_urls() -> None:
+def test_parsed_url_keeps_a_bounded_number_of_urls() -> None:
     dest = _vendor()
-    urls = [dest.endpoint("/v1/events", {"n": str(i)}) for i in range(200)]
+    urls = [dest.parsed_url("/v1/events", {"n": str(i)}) for i in range(200)]
     assert [u.params["n"] for u in urls] == [str(i) for i in range(200)]
-    assert len(dest.__dict__["_endpoints"]) == 64
+    assert len(dest.__dict__["_parsed_urls"]) == 64

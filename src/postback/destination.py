@@ -345,20 +345,21 @@ class Destination:
         """``origin() + path``: ``base_url`` replaces the origin and keeps the vendor's path."""
         return self.origin() + path
 
-    def endpoint(self, path: str, params: Mapping[str, str] | None = None) -> httpx.URL:
+    def parsed_url(self, path: str, params: Mapping[str, str] | None = None) -> httpx.URL:
         """:meth:`url` of ``path`` (with ``params`` as its query string) as an ``httpx.URL``,
         parsed once per destination and kept. Pass it to ``httpx.Request`` in
-        ``build_request``: httpx then skips parsing the URL, about a tenth of the CPU of a
-        one-event request (docs/performance.md). For a fixed path and fixed parameters (a
-        URL that varies per request, such as a signed one, is built as a string)."""
+        ``build_request``: httpx then skips parsing the URL, about 25 of the 270 µs of CPU
+        httpx spends on a one-event request (docs/performance.md). For a fixed path and
+        fixed parameters; a URL that varies per request (a signed one) is built as a string."""
         key = (path, tuple(params.items()) if params else ())
         cache: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] | None
-        cache = self.__dict__.get("_endpoints")
+        cache = self.__dict__.get("_parsed_urls")
         if cache is None:
-            cache = self.__dict__["_endpoints"] = {}
+            cache = self.__dict__["_parsed_urls"] = {}
         found = cache.get(key)
         if found is None:
-            found = httpx.URL(self.url(path), params=params) if params else httpx.URL(self.url(path))
+            text = self.url(path)
+            found = httpx.URL(text, params=params) if params else httpx.URL(text)
             if len(cache) < 64:  # a plugin passing varying parameters must not grow it
                 cache[key] = found
         return found

@@ -255,7 +255,7 @@ class ${Camel}Destination(Destination):
     def build_request(self, batch: Sequence[Prepared]) -> httpx.Request:
         return httpx.Request(
             "POST",
-            self.endpoint("/v1/events"),
+            self.parsed_url("/v1/events"),
             headers={
                 "authorization": f"Bearer {self.settings.api_key.reveal()}",
                 "content-type": "application/json",

@@ -107,7 +107,7 @@ class ExampleDestination(Destination):
     def build_request(self, batch: Sequence[Prepared]) -> httpx.Request:
         return httpx.Request(
             "POST",
-            self.endpoint("/v1/events"),
+            self.parsed_url("/v1/events"),
             headers={
                 "authorization": f"Bearer {self.settings.api_key.reveal()}",
                 "content-type": "application/json",

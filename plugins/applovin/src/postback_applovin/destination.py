@@ -833,7 +833,7 @@ class AppLovinDestination(Destination):
         body: object = events if self.settings.payload_format == "array" else {"events": events}
         return httpx.Request(
             "POST",
-            self.endpoint("/v1/event", {"pixel_id": self.settings.pixel_id}),
+            self.parsed_url("/v1/event", {"pixel_id": self.settings.pixel_id}),
             headers={
                 "authorization": self.settings.api_key.reveal(),
                 "content-type": "application/json",

@@ -489,7 +489,7 @@ class MobanaDestination(Destination):
             raise ValueError(f"Mobana takes one conversion per request, got {len(batch)}")
         return httpx.Request(
             "POST",
-            self.endpoint(CONVERSION_PATH),
+            self.parsed_url(CONVERSION_PATH),
             headers={
                 "content-type": "application/json",
                 "x-app-key": self.settings.app_key.reveal(),

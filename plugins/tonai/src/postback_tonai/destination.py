@@ -331,7 +331,7 @@ class TonAIDestination(Destination):
             raise ValueError(f"Ton AI takes one conversion per request, got {len(batch)}")
         return httpx.Request(
             "POST",
-            self.endpoint(conversion_path(self.settings.product)),
+            self.parsed_url(conversion_path(self.settings.product)),
             headers={
                 "x-api-key": self.settings.api_key.reveal(),
                 "content-type": "application/json",

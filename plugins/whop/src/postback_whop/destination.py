@@ -611,7 +611,7 @@ class WhopDestination(Destination):
             headers["api-version-date"] = self.settings.api_version_date
         return httpx.Request(
             "POST",
-            self.endpoint(API_PATHS[self.settings.api]),
+            self.parsed_url(API_PATHS[self.settings.api]),
             headers=headers,
             content=orjson.dumps(prepared.record),
         )
