@@ -1,10 +1,11 @@
 """tox's inline plugin: let tox find the Python versions pyenv installed.
 
 The `py313` environment (in the default list) and `py312` (on demand: `tox -e py312`) run
-where those interpreters exist (tox skips them elsewhere). pyenv installs them under ``$PYENV_ROOT/versions/X.Y.Z/bin``, behind shims that
-answer only for the selected version, so tox (through uv) would not find them; each such
-``bin`` directory is appended to ``PATH`` for tox's own interpreter discovery. Appended, not
-prepended: the interpreter that runs everything else is unchanged.
+where those interpreters exist (tox skips them elsewhere). pyenv installs them under
+``$PYENV_ROOT/versions/X.Y.Z/bin``, behind shims that answer only for the selected version, so
+tox (through uv) would not find them; each such ``bin`` directory is appended to ``PATH`` for
+tox's own interpreter discovery. Appended, not prepended: the interpreter that runs everything
+else is unchanged.
 """
 
 from __future__ import annotations
