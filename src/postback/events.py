@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -233,6 +234,11 @@ _CONTEXT_FIELD_COUNT = len(CONTEXT_FIELDS)
 _EMPTY_CONTEXT = Context()
 
 
+#: What :meth:`Event.options_for` answers for a vendor without options: one shared empty
+#: mapping, read-only so that no plugin can fill it for every other event.
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+
+
 @attrs.frozen(slots=True)
 class Event:
     """A canonical conversion event, normalised and ready to queue.
@@ -266,9 +272,13 @@ class Event:
         return _EPOCH + timedelta(milliseconds=self.timestamp_ms)
 
     def options_for(self, vendor: str) -> Mapping[str, Any]:
-        """The per-event options given for ``vendor`` in ``track(vendors={...})``."""
-        opts = self.vendor_options.get(vendor)
-        return opts if isinstance(opts, Mapping) else {}
+        """The per-event options given for ``vendor`` in ``track(vendors={...})`` (read-only;
+        an empty mapping when there are none, the common case, answered without a lookup)."""
+        given = self.vendor_options
+        if not given:
+            return _NO_OPTIONS
+        opts = given.get(vendor)
+        return opts if isinstance(opts, Mapping) else _NO_OPTIONS
 
 
 def _slot_setters() -> tuple[Any, ...]:

@@ -318,6 +318,23 @@ def _skip_note(reason: str) -> str:
     return note
 
 
+#: The note of a track()'s skips, by their ``(vendor, reason)`` pairs: a few combinations.
+_skips_notes: dict[tuple[tuple[str, str], ...], str] = {}
+
+
+def _skips_note(skips: Sequence[tuple[str, str]]) -> str:
+    """The stored note of one track()'s skips (``vendor<TAB>reason`` lines), remembered: the
+    ledger writer builds one per event skipped, on the thread that shares the interpreter lock
+    with ``track()``."""
+    key = tuple(skips)
+    note = _skips_notes.get(key)
+    if note is None:
+        note = _ROW.join(f"{vendor}{_SEP}{_skip_note(reason)}" for vendor, reason in key)
+        if len(_skips_notes) < 4096:
+            _skips_notes[key] = note
+    return note
+
+
 _new_tuple = tuple.__new__  # a LedgerEntry without its Python-level __new__ (defaults)
 
 
@@ -476,13 +493,17 @@ class LedgerWriter:
                 rows.extend(item)
                 continue
             event_id, name, skips, at_ms = item
-            note = _ROW.join(f"{vendor}{_SEP}{_skip_note(reason)}" for vendor, reason in skips)
+            note = _skips_note(skips)
             last = rows[-1] if rows else None
             if last is not None and last.vendor == SKIPS and last.event_id == event_id:
                 # the same track()'s next skips: one row holds all of them
                 rows[-1] = last._replace(note=f"{last.note}{_ROW}{note}")
             else:
-                rows.append(LedgerEntry(event_id, SKIPS, at_ms, "skipped", 0, note, "", name))
+                rows.append(
+                    _new_tuple(
+                        LedgerEntry, (event_id, SKIPS, at_ms, "skipped", 0, note, "", name, 0, 0)
+                    )
+                )
 
     # --- reading -------------------------------------------------------------------------------
 

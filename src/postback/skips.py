@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
+from itertools import chain
 
 from postback.consent import CONSENT
 from postback.dedupe import DUPLICATE
@@ -153,14 +154,11 @@ class SkipLedger:
     def _drain(self) -> None:
         """Move what ``record()`` appended into the counters (the caller holds ``_lock``)."""
         new, totals, unwritten = self._new, self._totals, self._unwritten
-        while True:
-            try:
-                keys = new.popleft()
-            except IndexError:
-                return
-            for key in keys:
-                totals[key] = totals.get(key, 0) + 1
-                unwritten[key] = unwritten.get(key, 0) + 1
+        # Taken off the deque one by one (record() may append meanwhile), counted in C.
+        taken = [new.popleft() for _ in range(len(new))]
+        for key, n in Counter(chain.from_iterable(taken)).items():
+            totals[key] = totals.get(key, 0) + n
+            unwritten[key] = unwritten.get(key, 0) + n
 
     # --- the writer thread ---------------------------------------------------------------------
 
