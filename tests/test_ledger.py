@@ -369,11 +369,12 @@ def test_a_ledger_of_the_previous_layout_is_converted_when_opened(tmp_path: Path
     assert "entries_by_event" in str(plan)
 
 
-def test_a_ledger_of_the_previous_layout_is_pruned_and_dropped_once_empty(
+def test_a_ledger_of_the_previous_layout_is_pruned_and_kept_for_its_writers(
     tmp_path: Path,
 ) -> None:
-    """The previous layout's ``entries`` rows count for the retention like new ones, and the
-    table goes once its last row has."""
+    """The previous layout's ``entries`` rows count for the retention like new ones. Pruned
+    empty, the table stays: a process of the previous version, still running during a rolling
+    deploy, writes its outcomes there, and they are read and pruned like the others."""
     path = tmp_path / "q.db.ledger"
     now = int(time.time() * 1000)
     _previous_layout(path, _rows(2, now - 5000, "old") + _rows(1, now, "kept"))
@@ -384,14 +385,21 @@ def test_a_ledger_of_the_previous_layout_is_pruned_and_dropped_once_empty(
     assert ledger.prune(now) == 2
     assert ledger.read("old0") == [] and len(ledger.read("kept0")) == 1
     assert ledger.prune(now + 10_000) == 2  # kept0 and new0
-    check = sqlite3.connect(path)
-    tables = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    check.close()
-    assert tables == {"outcomes"}
+    old_version = sqlite3.connect(path)  # a process of the previous version writes on
+    old_version.execute(
+        "INSERT INTO entries(event_id, vendor, at_ms, kind, attempt, note, ref, name, "
+        "queued_ms, due_ms) VALUES ('late0', 'example', ?, 'delivered', 1, '', '', "
+        "'purchase', ?, 0)",
+        (now + 10_000, now + 9_000),
+    )
+    old_version.commit()
+    old_version.close()
+    assert [(e.event_id, e.kind) for e in ledger.read("late0")] == [("late0", "delivered")]
+    assert [e.event_id for e in other.read("late0")] == ["late0"]
     ledger.write(_rows(1, now, "later"))
-    assert [e.event_id for e in ledger.read("later0")] == ["later0"]
-    assert [e.event_id for e in other.read("later0")] == ["later0"]  # its table went meanwhile
-    assert other.prune(now) == 0
+    assert [e.event_id for e in other.read("later0")] == ["later0"]
+    assert other.prune(now + 20_000) == 2  # late0 (entries) and later0 (outcomes)
+    assert ledger.read("late0") == []
     ledger.close()
     other.close()
 

@@ -14,7 +14,8 @@ Layout::
     outcomes(id INTEGER PRIMARY KEY, vendor, at_ms, kind, attempt, note, ref, name, due_ms,
              events, queued, total)      one row per group of outcomes; no index
     entries(id INTEGER PRIMARY KEY, event_id, vendor, at_ms, ...)   the previous layout (one
-             row per outcome, indexed by event_id): read and pruned, never written
+             row per outcome, indexed by event_id): read and pruned, never written (an
+             older version's processes may still write it)
 
 A row of ``outcomes`` holds the outcomes of a request's events that share everything but the
 event: ``events`` is a JSON array of their ids, ``queued`` a JSON array of when the queue
@@ -30,8 +31,9 @@ Rows are appended in about the order of their time, so :meth:`SQLiteLedger.prune
 binary search on ``id`` the first row within the retention and deletes the older rows before
 it, and the first row within the size cap by the same search on ``total``. It never removes a
 row within the retention; a row written late, out of time order, goes at a later prune. The
-``entries`` table of a ledger written by an older version is pruned the same way, and dropped
-once empty.
+``entries`` table of a ledger written by an older version is read and pruned the same way, and
+kept once empty: processes of that version, still running during a rolling deploy, go on
+writing there.
 
 What an event waiting in the queue looks like (``queued``, ``retrying``, ``in flight``) is read
 from the queue file through a read-only connection, in the layout documented in
@@ -224,8 +226,10 @@ class SQLiteLedger:
             return gone
 
     def _prune_legacy(self, conn: sqlite3.Connection, cutoff: int) -> int:
-        """Prune the previous layout's ``entries`` table (a row per outcome); drop it once
-        empty."""
+        """Prune the previous layout's ``entries`` table (a row per outcome). It is kept once
+        empty: during a rolling deploy, processes of the previous version still write their
+        outcomes there, and this version reads them (an empty table costs one indexed
+        lookup per read)."""
         gone = 0
         upto = _first_row(conn, "entries", "at_ms", cutoff)
         if upto is not None:
@@ -237,9 +241,6 @@ class SQLiteLedger:
             gone += conn.execute(
                 "DELETE FROM entries WHERE id <= ?", (top - self.max_entries,)
             ).rowcount
-        if conn.execute("SELECT 1 FROM entries LIMIT 1").fetchone() is None:
-            conn.execute("DROP TABLE entries")
-            self._legacy = False
         return gone
 
     def waiting(self, event_id: str) -> list[LedgerEntry]:
