@@ -65,8 +65,9 @@ class Deduper:
     def windows_for(self, names: Sequence[str]) -> dict[str, int] | None:
         """The windows (ms) of the vendors among ``names`` that dedupe locally, or None."""
         windows = self.windows_ms
-        found = {n: windows[n] for n in names if n in windows}
-        return found or None
+        if windows.keys().isdisjoint(names):  # the common case, answered in C (track())
+            return None
+        return {n: windows[n] for n in names if n in windows}
 
     def skips(self, vendors: Sequence[str]) -> list[Skip]:
         """The ``duplicate`` skip of each of ``vendors``."""
