@@ -413,3 +413,36 @@ def test_the_memory_queue_keeps_skip_counts_in_the_process() -> None:
     queue.add_skips({("x", "no device id"): 2})
     queue.add_skips({("x", "no device id"): 1, ("mobana", "no install id"): 1})
     assert queue.skip_counts() == {"x": {"no device id": 3}, "mobana": {"no install id": 1}}
+
+
+def test_skips_are_logged_once_per_vendor_and_reason_whatever_they_come_with(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The skip bookkeeping shares one tuple per combination of skips; a vendor's first skip
+    is still logged at WARNING once, whether it comes alone or with another vendor's, and
+    every event is counted."""
+    from postback.destination import Skip
+    from postback.events import make_event
+    from postback.skips import SkipLedger
+
+    queue = MemoryQueue()
+    skips = SkipLedger(queue)
+    a = Skip("no install id", "user.install_id", "pass it", "mobana")
+    b = Skip("no device id", "user.ifa", "pass it", "x")
+    event = make_event("purchase")
+    with caplog.at_level(logging.DEBUG, logger="postback"):
+        for combination in ([a], [a, b], [a, b], [b], [a]):
+            skips.record(combination, event)
+    levels = [(r.levelname, r.getMessage().split(" ")[0]) for r in caplog.records]
+    assert levels == [
+        ("WARNING", "mobana"),
+        ("DEBUG", "mobana"),
+        ("WARNING", "x"),
+        ("DEBUG", "mobana"),
+        ("DEBUG", "x"),
+        ("DEBUG", "x"),
+        ("DEBUG", "mobana"),
+    ]
+    assert skips.totals() == {"mobana": {"no install id": 4}, "x": {"no device id": 3}}
+    skips.close()
+    assert queue.skip_counts() == {"mobana": {"no install id": 4}, "x": {"no device id": 3}}

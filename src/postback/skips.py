@@ -20,9 +20,10 @@ lookup per skip: the counts are added up when someone reads or writes them.
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 from itertools import chain
 
 from postback.consent import CONSENT
@@ -41,6 +42,11 @@ log = logging.getLogger("postback")
 DECISIONS: frozenset[str] = frozenset({CONSENT, DUPLICATE})
 #: Seconds between writes of new skip counts to the queue while skips come in.
 WRITE_EVERY = 1.0
+#: At most this many combinations of skips are shared (:meth:`SkipLedger.record`); a plugin
+#: whose reasons vary per event gets a tuple per event beyond it, as before.
+_MAX_COMBOS = 1024
+#: A skip's ``(vendor, reason)``.
+_PAIR = operator.attrgetter("vendor", "reason")
 #: How long ``close()`` waits for the writer thread before writing the rest itself.
 _JOIN_TIMEOUT = 2.0
 
@@ -56,7 +62,9 @@ class SkipLedger:
 
     def _reset(self) -> None:
         #: Each record()'s (vendor, reason) keys: appended by track(), drained by readers.
-        self._new: deque[list[tuple[str, str]]] = deque()
+        self._new: deque[tuple[tuple[str, str], ...]] = deque()
+        #: Each combination of (vendor, reason) pairs seen, as the one tuple the buffers share.
+        self._combos: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
         self._totals: dict[tuple[str, str], int] = {}  # this process, since the start
         self._unwritten: dict[tuple[str, str], int] = {}  # not in the queue yet
         self._warned: set[tuple[str, str]] = set()
@@ -69,28 +77,48 @@ class SkipLedger:
 
     # --- the track() path ----------------------------------------------------------------------
 
-    def record(self, skips: Iterable[Skip], event: Event) -> None:
+    def record(self, skips: Sequence[Skip], event: Event) -> None:
         """Count that each skip's vendor was left out of ``event`` (one skip per vendor);
         log it (WARNING the first time per vendor and reason, then DEBUG)."""
+        combo = tuple(map(_PAIR, skips))  # ((vendor, reason), ...), built in C
+        # The buffers get the pairs as one tuple shared by every event skipped the same way:
+        # they hold a second's worth of events (tens of thousands), and a list and a tuple per
+        # vendor for each would be that many more live objects in the app's heap, slowing
+        # every track(). A combination seen before has had its first-time logs already.
+        combos = self._combos
+        shared = combos.get(combo)
+        if shared is None:
+            shared = tuple([(vendor or "", reason) for vendor, reason in combo])
+            self._log(skips, shared, event)
+            if len(combos) < _MAX_COMBOS and shared == combo:  # (every skip names its vendor)
+                combos[combo] = combo
+        elif log.isEnabledFor(logging.DEBUG):
+            self._log(skips, combo, event)
+        # One append to each buffer per event, however many vendors skipped it.
+        self._new.append(shared)
+        if self.ledger is not None and shared:
+            self.ledger.skipped_all(event.event_id, event.name, shared)
+        if not self._flagged:  # a plain attribute: cheaper than asking the Event each time
+            self._flagged = True
+            if self._thread is None:
+                self._start()
+            self._dirty.set()
+
+    def _log(self, skips: Sequence[Skip], keys: tuple[tuple[str, str], ...], event: Event) -> None:
+        """The first skip of each (vendor, reason) in this process at WARNING (INFO for a
+        decision), with the fix; the later ones at DEBUG."""
         warned = self._warned
-        keys: list[tuple[str, str]] = []
-        debug = None
-        for skip in skips:
-            vendor = skip.vendor or ""
-            key = (vendor, skip.reason)
-            keys.append(key)
+        for skip, key in zip(skips, keys, strict=True):
+            vendor = key[0]
             if key in warned:
-                if debug is None:
-                    debug = log.isEnabledFor(logging.DEBUG)
-                if debug:
-                    log.debug(
-                        "%s skipped %r (event %s): %s: %s",
-                        vendor,
-                        event.name,
-                        event.event_id,
-                        skip.field,
-                        skip.reason,
-                    )
+                log.debug(
+                    "%s skipped %r (event %s): %s: %s",
+                    vendor,
+                    event.name,
+                    event.event_id,
+                    skip.field,
+                    skip.reason,
+                )
             elif skip.reason in DECISIONS:
                 warned.add(key)
                 log.info(
@@ -113,15 +141,6 @@ class SkipLedger:
                     event.event_id,
                     _why(skip),
                 )
-        # One append to each buffer per event, however many vendors skipped it.
-        self._new.append(keys)
-        if self.ledger is not None and keys:
-            self.ledger.skipped_all(event.event_id, event.name, keys)
-        if not self._flagged:  # a plain attribute: cheaper than asking the Event each time
-            self._flagged = True
-            if self._thread is None:
-                self._start()
-            self._dirty.set()
 
     # --- reading and writing -------------------------------------------------------------------
 
