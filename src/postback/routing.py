@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
@@ -60,6 +61,9 @@ __all__ = [
     "option_problems",
     "skip_problem",
 ]
+
+#: A destination's name (the vendors kept, listed without a comprehension's frame).
+_NAME = operator.attrgetter("name")
 
 log = logging.getLogger("postback")
 
@@ -354,7 +358,7 @@ class Router:
                         problems.append(finding)
             if skipped is not None:
                 if first is None:
-                    first, kept = [skipped], [d.name for d in targets[:i]]
+                    first, kept = [skipped], list(map(_NAME, targets[:i]))  # in C
                 else:
                     first.append(skipped)
             elif kept is not None:
