@@ -271,3 +271,32 @@ def test_a_forked_child_delivers_on_its_own(tracker: Tracker, sandbox: Sandbox) 
     else:
         assert answer == "False 2"
         assert _received(sandbox) == set()
+
+
+def test_a_memory_queue_forked_with_events_waiting_sends_each_once(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    """Events waiting in a ``memory://`` queue when the process forks are the parent's: the
+    forked child delivers only its own (it used to deliver the parent's too, each event then
+    arriving once per process)."""
+    from collections import Counter
+
+    from postback.sandbox import Fault
+
+    tracker = make_tracker(queue="memory://", core={"workers": True})
+    sandbox.faults["example"] = Fault(latency=0.2)  # the parent's events are still waiting
+    _track(tracker, "parent-", 5)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            tracker.track("sign_up", user={"email": "fork@x.co"}, event_id="fork-0")
+            code = 0 if tracker.close(timeout=10).complete else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert tracker.flush(timeout=20).complete
+    sent = Counter(r["event_id"] for r in sandbox.received("example"))
+    assert sent == Counter({"parent-0": 1, "parent-1": 1, "parent-2": 1, "parent-3": 1,
+                            "parent-4": 1, "fork-0": 1})  # fmt: skip

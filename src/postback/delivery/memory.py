@@ -1,7 +1,9 @@
 """``memory://``: an in-process queue for tests and short-lived scripts.
 
 Loss semantics, stated plainly: everything in it is lost when the process exits or dies
-(whatever ``close()`` could not deliver within its timeout, too). It is bounded by
+(whatever ``close()`` could not deliver within its timeout, too). A process forked from the
+one that holds it starts with it empty: what was queued before the fork is the parent's to
+deliver, once. It is bounded by
 ``max_queue_size`` events: at the bound, ``track()`` raises :class:`~postback.QueueFull` and
 the event is not accepted; nothing already accepted is ever dropped to make room.
 """
@@ -38,6 +40,9 @@ class MemoryQueue(Queue):
     def __init__(self, max_size: int = 100_000) -> None:
         self.url = "memory://"
         self.max_size = max_size
+        self._reset()
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         # seq -> [event_id, name, created_ms, payload, refcount]
@@ -50,6 +55,13 @@ class MemoryQueue(Queue):
         self._dead_ids = itertools.count(1)
         self._remembered: set[tuple[str, str]] = set()
         self._erasures = erase.MemoryErasureLog()
+
+    def after_fork(self) -> None:
+        """In a forked child the queue starts empty: the events, retries, dead letters and
+        counts it inherited are the parent's, which goes on delivering them (kept here, each
+        event would go out once per process)."""
+        self._reset()
+        self.__dict__.pop("_skip_counts", None)
 
     def put(
         self, event_id: str, name: str, created_ms: int, vendors: Sequence[str], payload: bytes
