@@ -387,3 +387,41 @@ def test_config_check_and_plugins_read_the_environment_alone(
     assert "env-secret-value" not in result.output
     out = runner.invoke(main, ["plugins"]).output
     assert "enabled" in out and "not in config" not in out
+
+
+@pytest.mark.parametrize(
+    ("key", "named"),
+    [
+        ("sk-live-7f3c9e21b4d86a05\u00a0", "U+00A0 NO-BREAK SPACE (at the end)"),
+        ("sk-live-7f3c\u200b9e21b4d86a05", "U+200B ZERO WIDTH SPACE (inside it, after 12"),
+        ("\ufeffsk-live-7f3c9e21b4d86a05", "U+FEFF ZERO WIDTH NO-BREAK SPACE (at the start)"),
+        ("sk-live-7f3c\udca09e21", "a byte that is not UTF-8 text (inside it"),
+    ],
+)
+def test_a_secret_with_an_invisible_or_undecodable_character_is_refused(
+    key: str, named: str
+) -> None:
+    """A key pasted with an invisible character, or read from a variable in another encoding,
+    cannot be sent in a header: refused at start-up, naming the character and where it is,
+    never the value (it used to be accepted, and every event was dead-lettered)."""
+    found = problems(FILE, {"POSTBACK_VENDORS__EXAMPLE__API_KEY": key})
+    message = found["vendors.example.api_key"]
+    assert named in message and "copy the key again" in message
+    assert "(set by POSTBACK_VENDORS__EXAMPLE__API_KEY)" in message
+    assert "7f3c" not in message and "e21" not in message
+
+
+def test_a_secret_from_a_variable_with_bytes_not_utf8_is_refused_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # a private copy to write bytes into
+    os.environ["EXAMPLE_KEY"] = b"sk-live-7f3c\xa0".decode("utf-8", "surrogateescape")
+    raw = {
+        "postback": {"queue": "memory://"},
+        "vendors": {"example": {"api_key": "${EXAMPLE_KEY}"}},
+    }
+    with pytest.raises(ConfigError) as info:
+        build_config(raw, DESTS, environ=os.environ)
+    assert "not UTF-8 text" in str(info.value) and "7f3c" not in str(info.value)

@@ -91,7 +91,7 @@ class Secret:
 
     def fingerprint(self) -> str:
         """A short, stable, non-reversible id for logs and rate-limit keys."""
-        return hashlib.sha256(self._value.encode()).hexdigest()[:12]
+        return hashlib.sha256(self._value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
     def __repr__(self) -> str:
         return "Secret('***')"

@@ -8,6 +8,11 @@ raise (ValueError) or return (problems) into a :class:`~postback.ConfigError` na
   a value would otherwise reach a request header or URL, where it splits the request or is
   refused by the vendor for every event. The value is refused, never stripped: what the vendor
   receives is exactly what the config says, and the value itself is never shown.
+* :func:`secret_text_problem` refuses a secret with a character outside printable ASCII: an
+  invisible one pasted with it (a no-break or zero-width space), or a byte that is not UTF-8
+  text (a variable or file in another encoding). Vendors' keys are ASCII, and such a key
+  cannot be sent in a request header: every event would fail. The character is named by its
+  code point, never the value.
 * :func:`parse_duration` refuses ``nan``, ``inf``, negative and (where zero means nothing is
   ever delivered) zero durations, and bounds each by a maximum; :func:`parse_rate_limit`
   reads rate-limit strings with the ``limits`` library (the one the delivery lanes limit
@@ -18,6 +23,7 @@ raise (ValueError) or return (problems) into a :class:`~postback.ConfigError` na
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 
 import limits
@@ -30,6 +36,7 @@ __all__ = [
     "control_character_problems",
     "parse_duration",
     "parse_rate_limit",
+    "secret_text_problem",
 ]
 
 # C0 controls (tab, CR and LF included) and DEL: never valid in a header, URL or identifier.
@@ -67,6 +74,35 @@ def control_character_problems(raw: object, path: str = "") -> list[tuple[str, s
         for i, val in enumerate(raw):
             found.extend(control_character_problems(val, f"{path}[{i}]"))
     return found
+
+
+def secret_text_problem(value: str) -> str | None:
+    """Why the secret ``value`` cannot be sent as given, or None. Control characters are
+    :func:`control_character_problems`' to name; this finds any other character outside
+    printable ASCII, and says which (never the value) and where."""
+    if value.isascii():  # printable or a control character (reported by the check above)
+        return None
+    i, ch = next((i, c) for i, c in enumerate(value) if c > "\x7f")
+    where = (
+        "at the end"
+        if not value[i + 1 :].strip()
+        else "at the start"
+        if not value[:i].strip()
+        else f"inside it, after {i} characters"
+    )
+    if 0xD800 <= ord(ch) <= 0xDFFF:  # how Python keeps a byte that did not decode as UTF-8
+        what = (
+            f"a byte that is not UTF-8 text ({where}): the variable or file it came from is in "
+            "another encoding, or is not text"
+        )
+    else:
+        name = unicodedata.name(ch, "a character without a name")
+        what = f"the character U+{ord(ch):04X} {name} ({where})"
+    return (
+        f"contains {what}. Vendors' keys are plain ASCII, and this one cannot be sent in a "
+        "request header, so every event would fail: copy the key again from the vendor's "
+        "dashboard (text pasted from a web page or chat can bring invisible characters along)"
+    )
 
 
 def parse_rate_limit(value: object) -> RateLimit:

@@ -30,7 +30,7 @@ import cattrs
 
 from postback.destination import Secret
 from postback.errors import ConfigProblem
-from postback.setting_values import control_character_problems
+from postback.setting_values import control_character_problems, secret_text_problem
 
 __all__ = [
     "did_you_mean",
@@ -47,12 +47,17 @@ def _make_settings_converter() -> cattrs.Converter:
 
     def structure_secret(value: object, _: type) -> Secret:
         if isinstance(value, Secret):
-            if control_character_problems(value.reveal()):
+            text = value.reveal()
+            if control_character_problems(text):  # (a str is checked with the whole config)
                 raise ValueError("contains a line break or other control character: remove it")
-            return value
-        if not isinstance(value, str) or not value:
+        elif isinstance(value, str) and value:
+            text = value
+        else:
             raise ValueError('must be a non-empty string (usually "${ENV_VAR}")')
-        return Secret(value)
+        why = secret_text_problem(text)
+        if why is not None:
+            raise ValueError(why)
+        return value if isinstance(value, Secret) else Secret(value)
 
     def structure_str(value: object, _: type) -> str:
         if isinstance(value, str):
