@@ -312,3 +312,22 @@ def test_an_app_with_no_vendors_yet_starts_without_waiting(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["PROCESS", "True", "True", "None"]
+
+
+def test_the_delivery_process_exits_quietly_when_its_tracker_is_gone_before_it_starts() -> None:
+    """A web worker killed right after its first track() (a timeout, the OOM killer) leaves its
+    delivery process without a spec to read: it ends at once, without a traceback on stderr
+    that operators would read as postback crashing."""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "postback.delivery.child", str(theirs.fileno())],
+        pass_fds=[theirs.fileno()],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    theirs.close()
+    ours.close()  # the tracking process is gone
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err

@@ -29,7 +29,10 @@ __all__ = ["main"]
 def main() -> None:
     """Entry point of the delivery process: ``python -m postback.delivery.child FD``."""
     conn = Connection(int(sys.argv[1]))
-    spec: TrackerSpec = load_message(conn.recv_bytes())
+    try:
+        spec: TrackerSpec = load_message(conn.recv_bytes())
+    except (EOFError, OSError):
+        return  # the tracking process went away before it sent the spec: nothing to deliver
     sys.path[:0] = [p for p in spec.sys_path if p not in sys.path]
     logging.basicConfig(
         level=spec.log_level,
@@ -43,7 +46,11 @@ def main() -> None:
         except Exception as exc:
             conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
             return
-        conn.send_bytes(pickle.dumps(("ready", os.getpid())))
+        try:
+            conn.send_bytes(pickle.dumps(("ready", os.getpid())))
+        except OSError:  # (BrokenPipeError) it went away while this process started
+            tracker.close(timeout=0)
+            return
         if tracker.config.core.process_nice:
             # Below the app: when both want a core, its requests come first; delivery catches up.
             os.nice(tracker.config.core.process_nice)
