@@ -116,3 +116,126 @@ def test_an_unknown_vendor_name_with_on_invalid_log_keeps_the_event_for_the_othe
     assert eid
     assert tracker.queue.depth(["example"], 0)["example"].pending == 1
     assert "vendors.nosuch: is not a configured vendor" in caplog.text
+
+
+# Huge integers and huge or hostile values (issue 23 follow-up): every one is an InvalidEvent
+# naming its field, with a message of bounded size, never a ValueError from str() of a
+# 5000-digit integer, a 5 MB message, or whatever a hostile __repr__ raises.
+
+_HUGE = 10**5000  # str() raises: "Exceeds the limit (4300 digits) for integer string conversion"
+
+
+class _Hostile:
+    """A value whose repr and str raise."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+    __str__ = __repr__
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "where"),
+    [
+        ((_HUGE,), {}, "name"),
+        (("purchase",), {"event_id": _HUGE}, "event_id"),
+        (("purchase",), {"user": {"user_id": _HUGE}}, "user.user_id"),
+        (("purchase",), {"user": {"user_id": 2**63}}, "user.user_id"),
+        (("purchase",), {"user": {"user_id": -(2**63) - 1}}, "user.user_id"),
+        (("purchase",), {"context": {"url": _HUGE}}, "context.url"),
+        (("purchase",), {"consent": {"ads": _HUGE}}, "consent.ads"),
+        (("purchase",), {"value": _HUGE, "currency": "USD"}, "value"),
+        (("purchase",), {"timestamp": _HUGE}, "timestamp"),
+        ((_Hostile(),), {}, "name"),
+        (("purchase",), {"event_id": _Hostile()}, "event_id"),
+        (("purchase",), {"user": {"user_id": _Hostile()}}, "user.user_id"),
+        (("purchase",), {"user": {_HUGE: "u"}}, "user.an integer of 16,610 bits"),
+        (("purchase",), {"consent": {"ads": _Hostile()}}, "consent.ads"),
+        (("purchase",), {"value": _Hostile(), "currency": "USD"}, "value"),
+        (("purchase",), {"value": 1, "currency": _Hostile()}, "currency"),
+        (("purchase",), {"timestamp": _Hostile()}, "timestamp"),
+    ],
+)
+def test_huge_integers_and_hostile_values_are_refused_naming_the_field(
+    tracker: Tracker, args: tuple[object, ...], kwargs: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track(*args, **kwargs)
+    assert [p.field for p in info.value.problems] == [where]
+    assert len(str(info.value)) < 500
+
+
+def test_too_large_integers_say_how_to_fix_them(tracker: Tracker) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("purchase", user={"user_id": _HUGE}, context={"url": 2**64})
+    assert [p.field for p in info.value.problems] == ["user.user_id", "context.url"]
+    text = str(info.value)
+    assert "is too large: an integer of 16,610 bits" in text
+    assert "is too large: 18446744073709551616" in text
+    assert "at most 19 digits" in text
+    assert "pass it as a string" in text
+
+
+def test_integers_in_the_signed_64_bit_range_are_accepted(tracker: Tracker) -> None:
+    for n in (2**63 - 1, -(2**63), 0, 7_123_456_789):
+        event = make_event("purchase", user={"user_id": n}, context={"ad_id": n})
+        assert event.user.user_id == event.context.ad_id == str(n)
+    tracker.track("purchase", user={"user_id": 2**63 - 1})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "where"),
+    [
+        ({"event_id": "x" * 5_000_000}, "event_id"),
+        ({"event_id": "\x00" * 5_000_000}, "event_id"),
+        ({"value": " " * 5_000_000 + "x", "currency": "USD"}, "value"),
+        ({"value": 1, "currency": "X" * 5_000_000}, "currency"),
+        ({"user": {"x" * 5_000_000: "u"}}, "user." + "x" * 77 + "..."),
+        ({"consent": {"x" * 5_000_000: True}}, "consent." + "x" * 77 + "..."),
+    ],
+)
+def test_a_huge_value_is_quoted_briefly(
+    tracker: Tracker, kwargs: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("purchase", **kwargs)
+    assert [p.field for p in info.value.problems] == [where]
+    assert len(str(info.value)) < 1000
+    assert "..." in str(info.value)
+
+
+def test_a_huge_event_name_is_quoted_briefly(tracker: Tracker) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("x y" * 2_000_000)
+    assert [p.field for p in info.value.problems] == ["name"]
+    assert len(info.value.event_name) == 80
+    assert info.value.event_name.endswith("...")
+    assert len(str(info.value)) < 1000
+
+
+def test_with_on_invalid_log_the_log_line_is_brief(
+    make_tracker: Callable[..., Tracker], caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = make_tracker(core={"workers": False, "on_invalid": "log"})
+    assert tracker.track("purchase", event_id="x" * 5_000_000) == "x" * 5_000_000
+    assert tracker.track(_HUGE) == ""
+    assert tracker.track("purchase", user={"user_id": _Hostile()}) == ""
+    assert "event_id: must be 1 to 255" in caplog.text
+    assert "name: must be a string, got int" in caplog.text
+    assert "user.user_id: must be a string, got _Hostile" in caplog.text
+    assert len(caplog.text) < 2000
+
+
+def test_a_declared_whole_number_field_refuses_a_huge_one_briefly() -> None:
+    from postback.fields import user_field
+
+    field = user_field("level", help="A level.", type=int)
+    assert field.parse("-0042") == "-42"
+    assert field.parse(str(2**63 - 1)) == str(2**63 - 1)
+    for bad in ("9" * 5000, str(2**63), "1" * 20):
+        with pytest.raises(ValueError, match="is too large") as info:
+            field.parse(bad)
+        assert len(str(info.value)) < 300
+    with pytest.raises(ValueError, match="must be a whole number") as info:
+        field.parse("x" * 5_000_000)
+    assert len(str(info.value)) < 300

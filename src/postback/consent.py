@@ -43,7 +43,7 @@ from typing import Literal
 import attrs
 
 from postback.destination import Destination, Skip
-from postback.errors import ConfigProblem, Problem
+from postback.errors import ConfigProblem, Problem, brief_repr, brief_str
 from postback.events import Event
 
 __all__ = [
@@ -175,14 +175,14 @@ def parse_consent(consent: object, known: frozenset[str]) -> list[Problem]:
         if purpose not in known:
             problems.append(
                 Problem(
-                    f"consent.{purpose}",
+                    f"consent.{brief_str(purpose)}",
                     f"unknown purpose; known: {', '.join(sorted(known))} (declare more in "
                     "[consent] purposes)",
                 )
             )
         elif granted is not True and granted is not False:
             problems.append(
-                Problem(f"consent.{purpose}", f"must be True or False, got {granted!r}")
+                Problem(f"consent.{purpose}", f"must be True or False, got {brief_repr(granted)}")
             )
     return problems
 

@@ -23,6 +23,8 @@ message ever contains a secret: settings marked secret are redacted before they 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import date, time, timedelta
+from decimal import Decimal
 
 import attrs
 
@@ -42,6 +44,59 @@ __all__ = [
     "QueueUnavailable",
     "TrackerClosed",
 ]
+
+
+#: How many characters of a value a message quotes (:func:`brief_repr`).
+BRIEF_CHARS = 80
+#: Values whose repr says what they are; any other type is shown by its name alone.
+_REPR_TYPES = (float, Decimal, date, time, timedelta, bytes)
+
+
+def brief_repr(value: object, limit: int = BRIEF_CHARS) -> str:
+    """``value`` as a message quotes it: its repr cut to about ``limit`` characters (with
+    ``...`` and the full length), an integer too large to print cheaply by its size, and a
+    value of any other type than str, bytes, a number or a date by its type alone.
+
+    Never raises, whatever ``value`` is (a ``__repr__`` that raises, an integer beyond
+    Python's 4300-digit conversion limit), and costs the same for a 5 MB string as for a
+    short one: what ``track()`` was given goes into its error messages and its log lines.
+    """
+    try:
+        if isinstance(value, str):
+            text = repr(str.__getitem__(value, slice(0, limit)))
+            if len(value) <= limit and len(text) <= limit + 2:
+                return text
+            return f"{text[: limit - 3]}... ({len(value):,} characters)"
+        if value is None or isinstance(value, bool):
+            return repr(value)
+        if isinstance(value, int):
+            bits = value.bit_length()
+            if bits > 128:  # str() of a huge int is slow, and raises beyond 4300 digits
+                return f"an integer of {bits:,} bits"
+            return repr(value)
+        if isinstance(value, _REPR_TYPES):
+            text = repr(value[:limit] if isinstance(value, bytes) else value)
+            return text if len(text) <= limit else f"{text[: limit - 3]}..."
+    except Exception:  # a hostile __repr__ (or len, or slice): shown by its type
+        return _type_name(value)
+    return _type_name(value)
+
+
+def brief_str(value: object, limit: int = BRIEF_CHARS) -> str:
+    """``value`` as a label (an event's name, a field's key): a string as it is, cut to
+    ``limit`` characters with ``...``; anything else as :func:`brief_repr` shows it. Never
+    raises."""
+    if isinstance(value, str):
+        head = str.__getitem__(value, slice(0, limit + 1))  # a plain str, whatever the class
+        return head if len(head) <= limit else f"{head[: limit - 3]}..."
+    return brief_repr(value, limit)
+
+
+def _type_name(value: object) -> str:
+    try:
+        return f"a value of type {type(value).__name__}"
+    except Exception:  # a metaclass with a hostile __name__
+        return "a value of an unprintable type"
 
 
 class PostbackError(Exception):
@@ -99,7 +154,9 @@ class InvalidEvent(PostbackError, ValueError):
         self.event_name = name
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid event {name!r} ({len(self.problems)} problem(s)):\n{lines}")
+        super().__init__(
+            f"invalid event {brief_repr(name)} ({len(self.problems)} problem(s)):\n{lines}"
+        )
 
 
 class PluginError(PostbackError):

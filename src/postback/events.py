@@ -34,7 +34,7 @@ import attrs
 import orjson
 from cattrs.preconf.orjson import make_converter
 
-from postback.errors import InvalidEvent, Problem
+from postback.errors import InvalidEvent, Problem, brief_repr, brief_str
 from postback.normalize import (
     CANONICAL_EVENTS,
     MAX_VALUE,
@@ -518,15 +518,34 @@ class _CoreFields:
 _CORE_ONLY: Any = _CoreFields()
 
 
+#: User and context fields take integers in a signed 64-bit range: what every vendor can carry
+#: as a number (and what str() converts in microseconds, where a 5000-digit one raises).
+_MIN_INT_FIELD = -(2**63)
+_MAX_INT_FIELD = 2**63 - 1
+
+
 def _coerce_str(value: object) -> str | None:
-    """User and context fields are strings; numbers (Telegram ids, user ids) are accepted."""
+    """User and context fields are strings; numbers (Telegram ids, user ids) are accepted,
+    within a signed 64-bit range (:func:`_not_a_string` says why any other is refused)."""
     if isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        if _MIN_INT_FIELD <= value <= _MAX_INT_FIELD:
+            return str(value)
+        return None
     if isinstance(value, date):
         return value.isoformat()
     return None
+
+
+def _not_a_string(value: object) -> str:
+    """Why :func:`_coerce_str` refused ``value``, and how to fix it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (
+            f"is too large: {brief_repr(value)}; a number here is at most 19 digits (a signed "
+            "64-bit integer); if it is an id, pass it as a string"
+        )
+    return f"must be a string, got {type(value).__name__}"
 
 
 def _build_fields(
@@ -564,15 +583,14 @@ def _build_fields(
         clean = {}
     for key, raw in data.items():
         if key not in known:
-            problems.append(Problem(f"{group}.{key}", fields.unknown(group, str(key))))
+            label = brief_str(key)
+            problems.append(Problem(f"{group}.{label}", fields.unknown(group, label)))
             continue
         if raw is None:
             continue
         coerced = _coerce_str(raw)
         if coerced is None:
-            problems.append(
-                Problem(f"{group}.{key}", f"must be a string, got {type(raw).__name__}")
-            )
+            problems.append(Problem(f"{group}.{key}", _not_a_string(raw)))
             continue
         val = coerced.strip()
         if not val:
@@ -618,7 +636,7 @@ def make_event(
         norm_name = normalize_event_name(name)
     except ValueError as exc:
         problems.append(Problem("name", str(exc)))
-        norm_name = str(name)
+        norm_name = ""  # not used: the event is refused
 
     if event_id is None:
         eid = new_event_id()
@@ -629,7 +647,7 @@ def make_event(
             Problem(
                 "event_id",
                 "must be 1 to 255 printable ASCII characters without spaces "
-                f"(e.g. 'order-1042-purchase'), got {event_id!r}",
+                f"(e.g. 'order-1042-purchase'), got {brief_repr(event_id)}",
             )
         )
         eid = ""
@@ -700,5 +718,6 @@ def make_event(
         opts = {}
 
     if problems:
-        raise InvalidEvent(str(name), problems)
+        # The name as given, bounded: it is quoted in the message and logged (on_invalid = log)
+        raise InvalidEvent(brief_str(name), problems)
     return _new_event(norm_name, eid, ts, user_obj, micros, cur, ctx_obj, props, opts)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from postback.errors import PluginError
+from postback.errors import PluginError, brief_repr
 from postback.events import (
     CONTEXT_FIELDS,
     KNOWN_ELSEWHERE,
@@ -129,7 +129,13 @@ class EventField:
         if self.type is int:
             digits = value[1:] if value[:1] in "+-" else value
             if not (digits.isascii() and digits.isdigit()):
-                raise ValueError(f"must be a whole number, got {value!r}")
+                raise ValueError(f"must be a whole number, got {brief_repr(value)}")
+            # the length first: int() of a 5000-digit string raises (or is slow)
+            if len(digits.lstrip("0")) > 19 or not -(2**63) <= int(value) < 2**63:
+                raise ValueError(
+                    f"is too large: {brief_repr(value)}; a number here is at most 19 digits "
+                    "(a signed 64-bit integer)"
+                )
             value = str(int(value))
         if self.validator is not None:
             try:

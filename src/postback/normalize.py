@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
+from postback.errors import brief_repr
 from postback.iso import CURRENCIES
 
 __all__ = [
@@ -66,7 +67,7 @@ def normalize_event_name(name: object) -> str:
     norm = _SEP_RE.sub("_", _CAMEL_RE.sub("_", name.strip())).lower()
     if not _NAME_RE.match(norm):
         raise ValueError(
-            f"{name!r} is not a usable event name: use snake_case letters, digits and "
+            f"{brief_repr(name)} is not a usable event name: use snake_case letters, digits and "
             "underscores, starting with a letter, at most 64 characters (e.g. 'purchase')"
         )
     return norm
@@ -80,7 +81,9 @@ def normalize_currency(currency: object, extra: frozenset[str] = frozenset()) ->
     code = currency.strip().upper()
     if code not in CURRENCIES and code not in extra:
         also = f", or one a configured vendor takes: {', '.join(sorted(extra))}" if extra else ""
-        raise ValueError(f"{currency!r} is not an ISO 4217 currency code (e.g. 'USD', 'EUR'){also}")
+        raise ValueError(
+            f"{brief_repr(currency)} is not an ISO 4217 currency code (e.g. 'USD', 'EUR'){also}"
+        )
     return code
 
 
@@ -116,7 +119,7 @@ def to_micros(value: object) -> int:
         raise ValueError(_too_large(value))
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"must be a finite number, got {value!r}")
+            raise ValueError(f"must be a finite number, got {brief_repr(value)}")
         if not -MAX_VALUE < value < MAX_VALUE:
             raise ValueError(_too_large(value))
         dec = Decimal(repr(value))
@@ -131,11 +134,11 @@ def to_micros(value: object) -> int:
         try:
             dec = Decimal(text)
         except InvalidOperation:
-            raise ValueError(f"{value!r} is not a number") from None
+            raise ValueError(f"{brief_repr(value)} is not a number") from None
     else:
         raise ValueError(f"must be a number, got {type(value).__name__}")
     if not dec.is_finite():
-        raise ValueError(f"must be a finite number, got {value!r}")
+        raise ValueError(f"must be a finite number, got {brief_repr(value)}")
     # adjusted() is the exponent of the leading digit: checked before scaling, so a huge
     # exponent never becomes a huge integer (or a decimal.Overflow).
     if dec and dec.adjusted() >= 12:
@@ -149,12 +152,10 @@ def to_micros(value: object) -> int:
 
 
 def _too_large(value: object) -> str:
-    if isinstance(value, int) and value.bit_length() > 128:  # repr of a huge int is slow
-        shown = f"an integer of {value.bit_length()} bits"
-    else:
-        text = repr(value)
-        shown = text if len(text) <= 40 else f"{text[:37]}..."
-    return f"{shown} is too large: a money amount must be below {MAX_VALUE:,} in major units"
+    return (
+        f"{brief_repr(value, 40)} is too large: a money amount must be below {MAX_VALUE:,} "
+        "in major units"
+    )
 
 
 def to_timestamp_ms(value: object) -> int:
@@ -170,17 +171,17 @@ def to_timestamp_ms(value: object) -> int:
                 )
             ms = (value - _EPOCH) // _MILLISECOND
         except OverflowError:
-            raise ValueError(f"{value!r} is out of range") from None
+            raise ValueError(f"{brief_repr(value)} is out of range") from None
         return _in_range(ms, value)
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"must be finite, got {value!r}")
+            raise ValueError(f"must be finite, got {brief_repr(value)}")
         if isinstance(value, int) and value.bit_length() > 64:
             raise ValueError("is too large for epoch milliseconds (after the year 2100)")
         ms = round(value)
         if ms < _MIN_TIMESTAMP_MS:
             raise ValueError(
-                f"{value!r} is before 2001 as epoch milliseconds; "
+                f"{brief_repr(value)} is before 2001 as epoch milliseconds; "
                 "if it is epoch seconds, multiply by 1000"
             )
         return _in_range(ms, value)
@@ -191,7 +192,7 @@ def to_timestamp_ms(value: object) -> int:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError(
-                f"{value!r} is not ISO 8601 (e.g. '2026-11-24T10:00:00.123Z')"
+                f"{brief_repr(value)} is not ISO 8601 (e.g. '2026-11-24T10:00:00.123Z')"
             ) from None
         return to_timestamp_ms(parsed)
     raise ValueError(
@@ -207,5 +208,6 @@ def _in_range(ms: int, given: object) -> int:
 
 def _out_of_range(given: object) -> int:
     raise ValueError(
-        f"{given!r} is outside the range every vendor can send: 2001-01-01 to 2100-01-01 UTC"
+        f"{brief_repr(given)} is outside the range every vendor can send: "
+        "2001-01-01 to 2100-01-01 UTC"
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from postback.errors import InvalidEvent, Problem
+from postback.errors import InvalidEvent, Problem, brief_repr, brief_str
 from postback.events import Event, dumps_event
 
 __all__ = ["MAX_EVENT_BYTES", "stored_form"]
@@ -112,8 +112,8 @@ def _first_unstorable(path: str, data: object, depth: int = 0) -> Problem | None
             if not isinstance(key, str):
                 return Problem(path, f"keys must be strings, got {type(key).__name__}")
             if not _is_utf8(key):
-                return Problem(f"{path}.{key!r}", _SURROGATE)
-            found = _first_unstorable(f"{path}.{key}", val, depth + 1)
+                return Problem(f"{path}.{brief_repr(key)}", _SURROGATE)
+            found = _first_unstorable(f"{path}.{brief_str(key)}", val, depth + 1)
             if found is not None:
                 return found
         return None
