@@ -15,8 +15,8 @@ plugins and the scaffold to this module.
   ``postback_register_emulators`` return classes; see :mod:`postback.hookspecs`).
 - The contract: :class:`Destination`, :class:`Emulator`, :class:`Prepared`,
   :class:`KeyStore`, and the canonical model (:class:`Event`, :class:`User`,
-  :class:`Context`, :class:`Attribution`, :data:`CANONICAL_EVENTS`, :func:`to_micros`,
-  :func:`to_timestamp_ms`).
+  :class:`Context`, :class:`Attribution`, :data:`CANONICAL_EVENTS`, :func:`to_micros` and
+  its bound :data:`MAX_VALUE`, :func:`to_timestamp_ms`).
 - Fields the vendor adds to the event: :func:`user_field`, :func:`context_field` (an
   :class:`EventField` each, listed in ``Destination.fields``).
 - Settings: :func:`setting`, :class:`Secret`, :class:`RateLimit`, :class:`RetryPolicy`,
@@ -58,6 +58,7 @@ from postback.destination import (
 from postback.errors import ConfigError, ConfigProblem, Problem
 from postback.events import (
     CANONICAL_EVENTS,
+    MAX_VALUE,
     Attribution,
     Context,
     Event,
@@ -98,6 +99,7 @@ __all__ = [
     "CURRENCY_EXPONENT",
     "DEFAULT_STATUS_OUTCOMES",
     "MAX_RETRY_AFTER",
+    "MAX_VALUE",
     "NOT_SENT",
     "Attribution",
     "ConfigError",

@@ -10,12 +10,14 @@ alone rather than dropping its batch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from postback.destination import Skip
 from postback.errors import InvalidEvent, Problem
+from postback.events import MAX_VALUE
 from postback.tracker import Tracker
 from postback_applovin import AppLovinEventInvalid
 
@@ -652,3 +654,94 @@ def test_unknown_options_are_the_core_s_to_refuse(destination) -> None:
     (found,) = option_problems(destination, {"click_id": "x", "esi": "web"})
     assert (found.field, found.vendor) == ("vendors.applovin.click_id", "applovin")
     assert "unknown option for applovin" in found.message and "dedupe_id" in found.message
+
+
+# Amounts: track() accepts exactly what transform sends (postback's to_micros: below
+# MAX_VALUE, a string of at most 64 characters, not negative). Before, track() took any finite
+# amount, and an item priced 1e12 was dead-lettered at send time ("plugin error in transform").
+
+#: (amount, whether AppLovin can send it)
+AMOUNTS: list[tuple[object, bool]] = [
+    (0, True),
+    (9.99, True),
+    (MAX_VALUE - 1, True),
+    (float(MAX_VALUE - 1), True),
+    (999_999_999_999.5, True),
+    (str(MAX_VALUE - 1), True),
+    ("999999999999.999999", True),
+    (Decimal("999999999999.999999"), True),
+    ("0." + "0" * 61 + "1", True),  # 64 characters, rounds to 0 micros
+    ("-1e-9", True),  # rounds to 0 micros: not negative
+    (MAX_VALUE, False),
+    (1e12, False),
+    ("1e13", False),
+    (1e308, False),
+    (Decimal("1e12"), False),
+    ("999999999999.9999995", False),  # rounds up to MAX_VALUE in micros
+    (10**30, False),
+    (-1, False),
+    (-0.5, False),
+    ("-2", False),
+    ("0." + "0" * 62 + "1", False),  # 65 characters
+    ("1" * 65, False),
+    (float("inf"), False),
+    (float("nan"), False),
+    (True, False),
+    ("cheap", False),
+]
+
+#: Where an amount goes: (track() keyword path, the field a problem names).
+AMOUNT_FIELDS = [
+    ("properties.items.0.price", "properties.items[0].price"),
+    ("properties.items.0.discount", "properties.items[0].discount"),
+    ("properties.shipping", "properties.shipping"),
+    ("properties.tax", "properties.tax"),
+]
+
+
+@pytest.mark.parametrize(("path", "field"), AMOUNT_FIELDS, ids=[f[1] for f in AMOUNT_FIELDS])
+@pytest.mark.parametrize(("amount", "sendable"), AMOUNTS, ids=[repr(a[0])[:30] for a in AMOUNTS])
+def test_an_amount_validate_accepts_is_an_amount_transform_sends(
+    destination, event_from, purchase_kwargs, path, field, amount, sendable
+) -> None:
+    _set(path, amount)(purchase_kwargs)
+    event = event_from(purchase_kwargs)
+    problems = [f for f in destination.validate(event) if isinstance(f, Problem)]
+    try:
+        record = destination.transform(event)
+    except AppLovinEventInvalid as exc:
+        assert field in str(exc)
+        sent = False
+    else:
+        sent = True
+        data = record["data"]
+        assert (data["items"][0] if "items." in path else data)[path.rsplit(".", 1)[1]] >= 0
+    assert sent is sendable
+    assert [p.field for p in problems] == ([] if sendable else [field])
+    if not sendable:
+        assert "non-negative amount in major units below 1,000,000,000,000" in problems[0].message
+
+
+@pytest.mark.parametrize(
+    "amount", [MAX_VALUE, 1e12, "1e13", 1e308, -1, "0." + "0" * 62 + "1"], ids=repr
+)
+def test_track_refuses_an_item_price_applovin_cannot_send(purchase_kwargs, amount) -> None:
+    tracker = Tracker.from_config(
+        {
+            "postback": {"queue": "memory://", "workers": False},
+            "vendors": {"applovin": {"api_key": "k", "pixel_id": "p"}},
+        }
+    )
+    try:
+        _set("properties.items.0.price", amount)(purchase_kwargs)
+        with pytest.raises(InvalidEvent) as info:
+            tracker.track(**purchase_kwargs)
+        assert [(p.vendor, p.field) for p in info.value.problems] == [
+            ("applovin", "properties.items[0].price")
+        ]
+        assert tracker.stats()["applovin"]["queue_depth"] == 0
+        _set("properties.items.0.price", MAX_VALUE - 1)(purchase_kwargs)
+        assert tracker.track(**purchase_kwargs)
+        assert tracker.stats()["applovin"]["queue_depth"] == 1
+    finally:
+        tracker.close(timeout=0)

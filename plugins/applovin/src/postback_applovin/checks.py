@@ -18,14 +18,21 @@ instead of dropping its batch.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from postback.plugin import COUNTRIES, Event, Problem, Skip, is_ip_address, is_sha256_hex
+from postback.plugin import (
+    COUNTRIES,
+    MAX_VALUE,
+    Event,
+    Problem,
+    Skip,
+    is_ip_address,
+    is_sha256_hex,
+    to_micros,
+)
 from postback_applovin._spec import DATA_REQUIRED, ESI_VALUES, NULL_DATA_EVENTS, url_problem
 
 if TYPE_CHECKING:
@@ -114,23 +121,18 @@ def _is_text(value: object) -> bool:
 
 
 def _is_amount(value: object) -> bool:
-    """A non-negative finite amount in major units (a number or a decimal string)."""
+    """A non-negative amount in major units (a number or a decimal string): exactly what
+    :meth:`AppLovinDestination._amount <postback_applovin.destination.AppLovinDestination._amount>`
+    sends, through postback's :func:`~postback.plugin.to_micros` (below ``MAX_VALUE``, at
+    most 64 characters as a string, not negative once rounded to micros)."""
     cls = value.__class__
-    if cls is float:
-        return 0 <= value < math.inf  # type: ignore[operator]
-    if cls is int:
-        return value >= 0  # type: ignore[operator]
-    if isinstance(value, bool):
+    if (cls is float or cls is int) and 0 <= value < MAX_VALUE:  # type: ignore[operator]
+        return True  # the common case (NaN is not in range): to_micros takes every such one
+    try:
+        micros = to_micros(value)
+    except (ValueError, ArithmeticError):
         return False
-    if isinstance(value, (int, float, Decimal)):
-        return value >= 0 and (not isinstance(value, float) or math.isfinite(value))
-    if isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except ArithmeticError:
-            return False
-        return number.is_finite() and number >= 0
-    return False
+    return micros >= 0
 
 
 def _is_quantity(value: object) -> bool:
@@ -156,7 +158,10 @@ def _is_image_url(value: object) -> bool:
 
 
 _PLAIN_ITEM_KEYS = frozenset({"item_id", "quantity", "price"})
-_AMOUNT = "must be a non-negative amount in major units, e.g. 9.99"
+_AMOUNT = (
+    f"must be a non-negative amount in major units below {MAX_VALUE:,} (a number, or a "
+    "decimal string of at most 64 characters), e.g. 9.99"
+)
 #: What the properties Axon reads must be (other keys are not sent, so not checked).
 _PROPERTY_KINDS: Mapping[str, str] = {
     "transaction_id": "text",
@@ -417,7 +422,8 @@ class EventChecks:
         for i, item in enumerate(items):
             if item.__class__ is dict and item.keys() <= _PLAIN_ITEM_KEYS:
                 # The common shape, accepted without a call per key: an item_id string, a
-                # whole quantity of at least 1, a non-negative price.
+                # whole quantity of at least 1, a non-negative price below MAX_VALUE (what
+                # the send side's to_micros takes; anything else gets _is_amount below).
                 item_id = item.get("item_id")
                 quantity = item.get("quantity", 1)
                 price = item.get("price", 0)
@@ -427,7 +433,7 @@ class EventChecks:
                     and quantity.__class__ is int
                     and quantity >= 1
                     and (price.__class__ is float or price.__class__ is int)
-                    and 0 <= price < math.inf
+                    and 0 <= price < MAX_VALUE
                 ):
                     continue
             if item.__class__ is not dict and not isinstance(item, Mapping):
