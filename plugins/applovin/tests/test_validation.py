@@ -9,6 +9,7 @@ alone rather than dropping its batch.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from postback.destination import Skip
 from postback.errors import InvalidEvent, Problem
 from postback.events import MAX_VALUE
+from postback.plugin import Prepared
 from postback.tracker import Tracker
 from postback_applovin import AppLovinEventInvalid
 
@@ -745,3 +747,49 @@ def test_track_refuses_an_item_price_applovin_cannot_send(purchase_kwargs, amoun
         assert tracker.stats()["applovin"]["queue_depth"] == 1
     finally:
         tracker.close(timeout=0)
+
+
+# Whole numbers (an item's quantity and category id) are JSON integers in the request: track()
+# takes exactly what transform sends, and nothing that would fail the batch's request (orjson
+# carries 64 bits) or raise in the check itself (int() of 5000 digits, or of "²").
+
+#: (value, whether it is a quantity AppLovin can send, and a category id)
+WHOLE_NUMBERS: list[tuple[object, bool, bool]] = [
+    (1, True, True),
+    ("3", True, True),
+    (" 7 ", True, True),
+    (2.0, True, True),
+    (2**63 - 1, True, True),
+    (str(2**63 - 1), True, True),
+    ("0" * 30 + "5", True, True),
+    (0, False, True),
+    (2**63, False, False),
+    (str(2**63), False, False),
+    ("9" * 30, False, False),
+    ("9" * 5000, False, False),
+    (1e300, False, False),
+    ("²", False, False),
+    ("-1", False, False),
+    (True, False, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "column"), [("quantity", 1), ("item_category_id", 2)], ids=["quantity", "category"]
+)
+@pytest.mark.parametrize("row", WHOLE_NUMBERS, ids=[repr(r[0])[:24] for r in WHOLE_NUMBERS])
+def test_a_whole_number_validate_accepts_is_one_the_request_carries(
+    destination, event_from, purchase_kwargs, key, column, row
+) -> None:
+    value, sendable = row[0], row[column]
+    _set(f"properties.items.0.{key}", value)(purchase_kwargs)
+    event = event_from(purchase_kwargs)
+    field = f"properties.items[0].{key}"
+    problems = [f for f in destination.validate(event) if isinstance(f, Problem)]
+    assert [p.field for p in problems] == ([] if sendable else [field])
+    if sendable:
+        record = destination.transform(event)
+        assert destination.build_request([Prepared(event, record)]).content
+    else:
+        with pytest.raises(AppLovinEventInvalid, match=re.escape(field)):
+            destination.transform(event)

@@ -21,6 +21,7 @@ __all__ = [
     "IDENTIFIER_FIELDS",
     "ITEMS_KEY",
     "MAX_BATCH",
+    "MAX_WHOLE",
     "MPD_BOOL_KEYS",
     "MPD_KEYS",
     "MPD_REQUIRED",
@@ -32,6 +33,7 @@ __all__ = [
     "USER_ID_IN_DATA",
     "money",
     "url_problem",
+    "whole_number",
 ]
 
 #: Events per request: "Maximum batch size is 100" [seed].
@@ -150,6 +152,35 @@ def money(micros: int) -> int | float:
     if micros % 1_000_000 == 0:
         return micros // 1_000_000
     return float(Decimal(micros) / _MICROS)
+
+
+#: Whole numbers in the record (an item's quantity and category id) are JSON integers, which
+#: the request's encoder (orjson) and Axon carry in 64 bits.
+_MIN_WHOLE = -(2**63)
+MAX_WHOLE = 2**63 - 1
+
+
+def whole_number(value: object) -> int | None:
+    """``value`` as the whole number the record carries: an int (not bool), an integral
+    float, or a string of ASCII digits; ``None`` for anything else, and for a number beyond a
+    signed 64-bit integer (which would fail the whole batch's request, not this event)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():  # (not NaN or an infinity)
+        if not _MIN_WHOLE <= value <= MAX_WHOLE:
+            return None
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        # ASCII only ("²".isdigit() is true, and int() refuses it); the length before int()
+        if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 19:
+            return None
+        number = int(text)
+    else:
+        return None
+    return number if _MIN_WHOLE <= number <= MAX_WHOLE else None
 
 
 def url_problem(url: str, *, web: bool) -> str | None:

@@ -33,7 +33,14 @@ from postback.plugin import (
     is_sha256_hex,
     to_micros,
 )
-from postback_applovin._spec import DATA_REQUIRED, ESI_VALUES, NULL_DATA_EVENTS, url_problem
+from postback_applovin._spec import (
+    DATA_REQUIRED,
+    ESI_VALUES,
+    MAX_WHOLE,
+    NULL_DATA_EVENTS,
+    url_problem,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     from postback_applovin.destination import AppLovinDestination
@@ -136,21 +143,16 @@ def _is_amount(value: object) -> bool:
 
 
 def _is_quantity(value: object) -> bool:
-    if value.__class__ is int:
-        return value >= 1
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return value >= 1
-    if isinstance(value, float):
-        return value.is_integer() and value >= 1
-    return isinstance(value, str) and value.strip().isdigit() and int(value) >= 1
+    """A whole number of at least 1 that the record can carry (:func:`whole_number`, as
+    transform reads it)."""
+    number = whole_number(value)
+    return number is not None and number >= 1
 
 
 def _is_category_id(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())
+    """An integer (or digits, or an integral float), within what the record can carry
+    (:func:`whole_number`, as transform reads it)."""
+    return whole_number(value) is not None
 
 
 def _is_image_url(value: object) -> bool:
@@ -178,8 +180,11 @@ _ITEM_CHECKS: Mapping[str, tuple[Callable[[object], bool], str]] = {
     **dict.fromkeys(_ITEM_TEXT, (_is_text, "must be a non-empty string")),
     "price": (_is_amount, _AMOUNT),
     "discount": (_is_amount, _AMOUNT),
-    "quantity": (_is_quantity, "must be a whole number of at least 1"),
-    "item_category_id": (_is_category_id, "must be an integer (a category id)"),
+    "quantity": (_is_quantity, "must be a whole number of at least 1, at most 19 digits"),
+    "item_category_id": (
+        _is_category_id,
+        "must be an integer (a category id) of at most 19 digits",
+    ),
     "image_url": (
         _is_image_url,
         "must be a complete URL with a scheme and a host, e.g. 'https://shop.example.com/a.png'",
@@ -431,7 +436,7 @@ class EventChecks:
                     item_id.__class__ is str
                     and item_id.strip()
                     and quantity.__class__ is int
-                    and quantity >= 1
+                    and 1 <= quantity <= MAX_WHOLE
                     and (price.__class__ is float or price.__class__ is int)
                     and 0 <= price < MAX_VALUE
                 ):

@@ -78,6 +78,7 @@ from postback_applovin._spec import (
     USER_ID_IN_DATA,
     money,
     url_problem,
+    whole_number,
 )
 from postback_applovin.checks import EventChecks, click_ids_from_url
 
@@ -271,15 +272,7 @@ def _text(value: object) -> str | None:
 
 
 def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+    return whole_number(value)
 
 
 def _number(value: object) -> int | float | None:
