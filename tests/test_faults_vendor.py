@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import importlib.util
 import json
 import logging
@@ -81,6 +82,19 @@ def _settings(vendor: str) -> tuple[dict[str, Any], list[str]]:
 
 
 MODES = ["200", "400cut200", "400cut300", "400cut500", "500", "401", "header"]
+MODES += ["400php", "400gson", "400html"]  # the echo escaped as PHP, Gson or an HTML page does
+
+
+def _escaped_echo(text: str, style: str) -> str:
+    """``text`` in the error body of a vendor that echoes the request in ``style``."""
+    if style == "html":
+        return f"<html><body><h1>400 Bad Request</h1><pre>{html.escape(text)}</pre></body></html>"
+    body = json.dumps({"error": "bad request", "request": text})
+    if style == "php":  # json_encode: "/" as "\/"
+        return body.replace("/", "\\/")
+    for c in "=&<>'":  # Gson (Go: & < > only)
+        body = body.replace(c, f"\\u{ord(c):04x}")
+    return body
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -112,6 +126,8 @@ class _Echo(BaseHTTPRequestHandler):
             forms = [f for s in cls.secrets for f in secret_forms(s) if f in text]
             form = forms[len(cls.seen) % len(forms)] if forms else ""
             payload = ("x" * (cut - 10) + form + " " + text).encode()
+        elif mode in ("400php", "400gson", "400html"):
+            payload = _escaped_echo(text, mode[len("400") :]).encode()
         elif mode == "header":
             payload = b"bad request"
         else:
@@ -221,6 +237,52 @@ def test_echoed_secrets_never_leak(
     dead_ids = {r[1] for r in rows}
     delivered = report[vendor].delivered if report else 0
     assert delivered + len(dead_ids & set(accepted)) + pending >= len(accepted)
+
+
+@pytest.mark.parametrize("mode", ["400php", "400gson", "400html"])
+def test_an_escaped_echo_of_the_key_leaks_nowhere(
+    mode: str, echo: tuple[str, type[_Echo]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The example vendor answers 400 with the request (its Bearer header first) echoed as PHP
+    (``\\/``), Gson (``\\u003d``) or an HTML page (``&#x27;``, ``&quot;``) writes it: the key
+    is in none of the dead-letter reason, ``tracker.status()`` and the log, in no form."""
+    import postback.testing.example as example
+
+    url, handler = echo
+    handler.mode = mode
+    key = """mb_live/Q2x1&ZS9zZWNyZXQ=a2V5<Zm9v>"YmFy'"""  # every style escapes some of it
+    caplog.set_level(logging.DEBUG, logger="postback")
+    tracker = Tracker.from_config(
+        {
+            "postback": {"queue": "memory://"},
+            "vendors": {
+                "example": {
+                    "base_url": url,
+                    "api_key": key,
+                    "linger": 0.01,
+                    "retry": {"initial_backoff": 0.01, "max_backoff": 0.02, "max_attempts": 2},
+                }
+            },
+        },
+        plugins=[example],
+        load_entry_points=False,
+    )
+    try:
+        event_id = tracker.track("sign_up", user={"user_id": "u1"})
+        tracker.flush(timeout=5)
+        dead = tracker.queue.dead_letters("example")
+        status = repr(tracker.status(event_id))
+    finally:
+        tracker.close(timeout=1)
+    echoed = handler.seen[0].decode("latin-1")
+    assert key in echoed  # the vendor did get, and echo, the key
+    assert [d.event_id for d in dead] == [event_id]
+    reasons = "\n".join(d.reason for d in dead)
+    assert "HTTP 400" in reasons and "***" in reasons, reasons
+    for where in (reasons, status, caplog.text):
+        assert _leaks(where, [key]) == [], where
+        for middle in ("ZS9zZWNyZXQ", "a2V5", "YmFy"):  # however the rest is escaped
+            assert middle not in where, where
 
 
 # --- hostile answers at a scripted loopback sink (the example vendor) ------------------------

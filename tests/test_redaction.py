@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 from urllib.parse import quote
 
 import pytest
 
 from postback import Tracker
-from postback.redaction import MASK, Redactor
+from postback.redaction import MASK, Redactor, secret_forms
 from postback.single_event import request_lines
 
 SECRET = 'k+ey/with=sp ecial"chars'
@@ -30,6 +31,88 @@ SECRET = 'k+ey/with=sp ecial"chars'
 def test_every_form_is_masked(form: str) -> None:
     text = f"before {form} after"
     assert Redactor([SECRET]).redact(text) == f"before {MASK} after"
+
+
+# --- a vendor's echo escaping the secret its own way (PHP, Gson, Go, HTML) -------------------
+
+PHP_KEY = "mb_live/Q2x1ZS9zZWNyZXQ+a2V5"
+GSON_KEY = "Q2x1ZXNlY3JldGtleQ=="
+GO_KEY = "sk_a&b<c>d_9f8e7d6c5b4a"
+HTML_KEY = """k&y<e>"s'1=Zx9"""
+
+
+@pytest.mark.parametrize(
+    ("secret", "echoed"),
+    [
+        (PHP_KEY, "mb_live\\/Q2x1ZS9zZWNyZXQ+a2V5"),  # PHP json_encode: / as \/
+        (PHP_KEY, "mb_live\\\\\\/Q2x1ZS9zZWNyZXQ+a2V5"),  # ... in a JSON string again
+        (GSON_KEY, "Q2x1ZXNlY3JldGtleQ\\u003d\\u003d"),  # Gson: = as \u003d
+        (GSON_KEY, "Q2x1ZXNlY3JldGtleQ\\u003D\\u003D"),  # upper-case hex
+        (GSON_KEY, "Q2x1ZXNlY3JldGtleQ\\u003d="),  # one escaped, one not
+        (GO_KEY, "sk_a\\u0026b\\u003cc\\u003ed_9f8e7d6c5b4a"),  # Go: & < > as \u00XX
+        (GO_KEY, "sk_a\\u0026b\\u003Cc\\u003Ed_9f8e7d6c5b4a"),
+        (HTML_KEY, html.escape(HTML_KEY)),  # &amp; &lt; &gt; &quot; &#x27;
+        (HTML_KEY, "k&amp;y&lt;e&gt;&quot;s&#39;1=Zx9"),
+        (HTML_KEY, "k&#38;y&#60;e&#62;&#34;s&#39;1&#61;Zx9"),  # numeric entities
+        (HTML_KEY, "k&#x26;y&#X3C;e&#x3e;&#x22;s&#x27;1&#x3D;Zx9"),
+        (HTML_KEY, "k&amp;amp;y&amp;lt;e&amp;gt;&amp;quot;s&amp;#39;1=Zx9"),  # escaped twice
+        (GSON_KEY, "Q2x1ZXNlY3JldGtleQ&#61;&#61;"),
+        (PHP_KEY, "mb_live&#x2F;Q2x1ZS9zZWNyZXQ&#43;a2V5"),
+        (PHP_KEY, "mb_live&sol;Q2x1ZS9zZWNyZXQ&plus;a2V5"),  # HTML5 named entities
+        (HTML_KEY, "k&amp;y&lt;e&gt;\\&quot;s&#39;1=Zx9"),  # JSON, then HTML
+        (GO_KEY, "sk_a\\u0026amp;b\\u0026lt;c\\u0026gt;d_9f8e7d6c5b4a"),  # HTML, then Go
+    ],
+)
+def test_every_escaped_echo_of_a_secret_is_masked(secret: str, echoed: str) -> None:
+    text = f'{{"error": "bad request", "headers": {{"x-api-key": "{echoed}"}}, "n": 1}}'
+    shown = Redactor([secret]).redact(text)
+    assert shown == text.replace(echoed, MASK)
+
+
+def test_every_form_secret_forms_lists_is_masked() -> None:
+    assert "mb_live\\/Q2x1ZS9zZWNyZXQ+a2V5" in secret_forms(PHP_KEY)
+    assert "Q2x1ZXNlY3JldGtleQ\\u003D\\u003D" in secret_forms(GSON_KEY)
+    assert "k&amp;y&lt;e&gt;&quot;s&#39;1=Zx9" in secret_forms(HTML_KEY)
+    for secret in (SECRET, PHP_KEY, GSON_KEY, GO_KEY, HTML_KEY):
+        for form in secret_forms(secret):
+            assert Redactor([secret]).redact(f"<{form}>") == f"<{MASK}>", form
+
+
+def test_the_php_repro_and_an_echoed_bearer_with_escapes() -> None:
+    r = Redactor([GSON_KEY])
+    assert r.redact('{"key":"Q2x1ZXNlY3JldGtleQ\\u003d\\u003d"}') == '{"key":"***"}'
+    shown = Redactor([]).redact('{"authorization":"Bearer mb_live\\/Q2x1ZS9zZWNyZXQ+a2V5"}')
+    assert shown == '{"authorization":"Bearer ***"}'
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        "mb_live\\/Q2x1ZS9z",  # cut after an escape
+        "mb_live\\/Q2x1ZS9zZWNyZXQ\\u002",  # cut inside one
+        "mb_live\\",
+        "mb_live&#x2F;Q2x",
+        "mb_live&#x2",
+    ],
+)
+@pytest.mark.parametrize("trailer", ["", "...", "…"])
+def test_a_trailing_prefix_of_an_escaped_secret_is_masked(cut: str, trailer: str) -> None:
+    shown = Redactor([PHP_KEY]).redact(f"HTTP 400: {cut}{trailer}")
+    assert shown == f"HTTP 400: {MASK}{trailer}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "HTTP 500",
+        'HTTP 400: {"path": "\\/v1\\/events", "q": "a=1&b=2 &amp; &lt;x&gt; \\u003d"}',
+        "a lone \\ and & and &#; and &nosuchentity; and \\u12",
+    ],
+)
+def test_a_text_with_escapes_but_no_secret_is_unchanged(text: str) -> None:
+    r = Redactor([PHP_KEY, GSON_KEY, HTML_KEY])
+    assert r.redact(text) == text
+    assert r.redact(text) == text  # (the second time from the kept last answer)
 
 
 @pytest.mark.parametrize("trailer", ["", "...", "…", " ..."])

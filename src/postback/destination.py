@@ -479,9 +479,9 @@ class Destination:
 
     def redact(self, text: str) -> str:
         """Remove every secret setting's value from ``text``, in every form it can take on the
-        wire (percent-encoded, JSON-escaped, base64; see :mod:`postback.redaction`), and any
-        trailing prefix of one (a snippet cut before it was redacted). For logs, reasons and
-        dry runs."""
+        wire (percent-encoded, JSON-escaped, base64) or in a vendor's echo of the request
+        (``\\/``, ``\\u003d``, ``&amp;``; see :mod:`postback.redaction`), and any trailing
+        prefix of one (a snippet cut before it was redacted). For logs, reasons and dry runs."""
         return self.redactor().redact(text)
 
     def snippet(self, text: str, limit: int = 500) -> str:
