@@ -349,9 +349,9 @@ def test_stored_form_is_the_same_however_user_and_context_were_built() -> None:
 def test_event_id_check_is_the_documented_pattern(event_id: str) -> None:
     """make_event checks an event id without the regex engine: the same verdict as the
     pattern it documents (1 to 255 printable ASCII characters, no space)."""
-    from postback.events import _EVENT_ID_RE
+    from postback.event_ids import EVENT_ID_RE
 
-    expected = _EVENT_ID_RE.match(event_id) is not None
+    expected = EVENT_ID_RE.match(event_id) is not None
     if expected:
         assert make_event("purchase", event_id=event_id).event_id == event_id
     else:

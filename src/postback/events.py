@@ -8,7 +8,8 @@ builds one from the loose keywords of ``track()`` and reports *every* problem at
 :class:`User` and :class:`Context` hold the core's fields; the fields installed vendor plugins
 declare (:mod:`postback.fields`) sit beside them in the same instance and stored form, read
 with ``.get(name)``. ``make_event`` accepts those its field set names; for any other it says
-why (:func:`unknown_field`: a did-you-mean, or the first-party plugin to install).
+why (:func:`~postback.field_names.unknown_field`: a did-you-mean, or the first-party plugin
+to install). Event ids are made and checked by :mod:`postback.event_ids`.
 
 The queue stores events as bytes produced by :data:`converter` (one cattrs converter for the
 canonical form, orjson underneath): :func:`dumps_event` and :func:`loads_event`.
@@ -21,8 +22,6 @@ context) that keep ``track()`` and the delivery lanes cheap; parsing of single v
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -35,6 +34,8 @@ import orjson
 from cattrs.preconf.orjson import make_converter
 
 from postback.errors import InvalidEvent, Problem, brief_repr, brief_str
+from postback.event_ids import is_event_id, new_event_id
+from postback.field_names import KNOWN_ELSEWHERE, unknown_field
 from postback.normalize import (
     CANONICAL_EVENTS,
     MAX_VALUE,
@@ -450,56 +451,8 @@ def loads_event(data: bytes | str) -> Event:
     return _structure_event(orjson.loads(data), Event)
 
 
-#: The variant nibble of a version 4 UUID (10xx) for each random hex digit.
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-def new_event_id() -> str:
-    """A random (version 4) UUID string, made without ``uuid.UUID``'s overhead: 122 random
-    bits, the version digit ``4`` and the variant digit (8, 9, a or b) set in the text."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-_EVENT_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}\Z")
-
-
-def _is_event_id(text: str) -> bool:
-    """What ``_EVENT_ID_RE`` matches (1 to 255 of ``\\x21``-``\\x7e``), without the regex
-    engine: the printable ASCII characters are ``\\x20``-``\\x7e``, less the space."""
-    return 0 < len(text) < 256 and text.isascii() and text.isprintable() and " " not in text
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS = Decimal(1_000_000)
-
-
-#: Fields the first-party plugins declare (:mod:`postback.fields`): ``(group, name) ->
-#: distribution``, so that passing one without its plugin installed says what to install.
-KNOWN_ELSEWHERE: Mapping[tuple[str, str], str] = {
-    ("user", "install_id"): "postback-mobana",
-    ("user", "telegram_user_id"): "postback-tonai",
-    ("user", "member_id"): "postback-whop",
-    ("context", "aleid"): "postback-applovin",
-    ("context", "alart"): "postback-applovin",
-    ("context", "axwrt"): "postback-applovin",
-}
-
-
-def unknown_field(group: str, key: str, known: frozenset[str]) -> str:
-    """Why ``key`` is not a ``group`` field (``known``: the names accepted), and the fix: the
-    plugin to install for a field a first-party plugin declares, else a did-you-mean."""
-    elsewhere = KNOWN_ELSEWHERE.get((group, key))
-    if elsewhere is not None:
-        return (
-            f"unknown {group} field: the {elsewhere} plugin declares it, and it is not loaded "
-            f"(pip install {elsewhere}; or see POSTBACK_DISABLE_PLUGINS and `postback plugins`)"
-        )
-    import difflib
-
-    hits = difflib.get_close_matches(key, sorted(known), n=1)
-    guess = f"; did you mean {hits[0]!r}?" if hits else ""
-    return f"unknown {group} field{guess} (known fields: {', '.join(sorted(known))})"
 
 
 class _CoreFields:
@@ -640,7 +593,7 @@ def make_event(
 
     if event_id is None:
         eid = new_event_id()
-    elif isinstance(event_id, str) and _is_event_id(event_id):
+    elif isinstance(event_id, str) and is_event_id(event_id):
         eid = event_id
     else:
         problems.append(

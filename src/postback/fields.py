@@ -22,8 +22,8 @@ This module has three jobs:
   :class:`~postback.PluginError` naming both;
 * the message for an unknown field (:meth:`FieldSet.unknown`): a did-you-mean over the core and
   declared names, and, for a name a first-party plugin declares that is not installed, which
-  distribution to install (:data:`KNOWN_ELSEWHERE`, kept in :mod:`postback.events` with the
-  message, so that :func:`~postback.events.make_event` gives it without a field set).
+  distribution to install (:data:`KNOWN_ELSEWHERE`, kept in :mod:`postback.field_names` with
+  the message, so that :func:`~postback.events.make_event` gives it without a field set).
 
 A declared value goes through the same coercion as a core field (a string, or an integer or a
 date turned into one; stripped; empty means absent) before its ``type`` and ``validator``.
@@ -40,15 +40,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from postback.errors import PluginError, brief_repr
-from postback.events import (
-    CONTEXT_FIELDS,
-    KNOWN_ELSEWHERE,
-    USER_FIELDS,
-    Context,
-    User,
-    declare_names,
-    unknown_field,
-)
+from postback.events import CONTEXT_FIELDS, USER_FIELDS, Context, User, declare_names
+from postback.field_names import KNOWN_ELSEWHERE, unknown_field
 
 if TYPE_CHECKING:
     from postback.destination import Destination
