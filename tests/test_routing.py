@@ -446,3 +446,23 @@ def test_skips_are_logged_once_per_vendor_and_reason_whatever_they_come_with(
     assert skips.totals() == {"mobana": {"no install id": 4}, "x": {"no device id": 3}}
     skips.close()
     assert queue.skip_counts() == {"mobana": {"no install id": 4}, "x": {"no device id": 3}}
+
+
+def test_skips_made_anew_for_each_event_are_counted_and_logged_once() -> None:
+    """A plugin may build its Skip for every event rather than once: each is counted, the
+    first logged at WARNING only, and what the bookkeeping keeps of them stays bounded."""
+    from postback.destination import Skip
+    from postback.events import make_event
+    from postback.skips import _MAX_COMBOS, SkipLedger
+
+    skips = SkipLedger(MemoryQueue())
+    event = make_event("purchase")
+    kept = []
+    for _ in range(_MAX_COMBOS + 50):
+        fresh = Skip("no install id", "user.install_id", "pass it", "mobana")
+        kept.append(fresh)  # alive, so that no two share an id
+        skips.record([fresh], event)
+    assert skips.totals() == {"mobana": {"no install id": _MAX_COMBOS + 50}}
+    assert len(skips._by_ids) == _MAX_COMBOS and len(skips._combos) == 1
+    assert skips._warned == {("mobana", "no install id")}
+    skips.close()

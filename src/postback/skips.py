@@ -20,7 +20,6 @@ lookup per skip: the counts are added up when someone reads or writes them.
 from __future__ import annotations
 
 import logging
-import operator
 import threading
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -45,8 +44,8 @@ WRITE_EVERY = 1.0
 #: At most this many combinations of skips are shared (:meth:`SkipLedger.record`); a plugin
 #: whose reasons vary per event gets a tuple per event beyond it, as before.
 _MAX_COMBOS = 1024
-#: A skip's ``(vendor, reason)``.
-_PAIR = operator.attrgetter("vendor", "reason")
+#: The ``(vendor, reason)`` of each skip of one event.
+Pairs = tuple[tuple[str, str], ...]
 #: How long ``close()`` waits for the writer thread before writing the rest itself.
 _JOIN_TIMEOUT = 2.0
 
@@ -62,9 +61,11 @@ class SkipLedger:
 
     def _reset(self) -> None:
         #: Each record()'s (vendor, reason) keys: appended by track(), drained by readers.
-        self._new: deque[tuple[tuple[str, str], ...]] = deque()
+        self._new: deque[Pairs] = deque()
         #: Each combination of (vendor, reason) pairs seen, as the one tuple the buffers share.
-        self._combos: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+        self._combos: dict[Pairs, Pairs] = {}
+        #: The same, by the ids of the Skip objects that brought it (and those objects).
+        self._by_ids: dict[tuple[int, ...], tuple[tuple[Skip, ...], Pairs]] = {}
         self._totals: dict[tuple[str, str], int] = {}  # this process, since the start
         self._unwritten: dict[tuple[str, str], int] = {}  # not in the queue yet
         self._warned: set[tuple[str, str]] = set()
@@ -80,20 +81,24 @@ class SkipLedger:
     def record(self, skips: Sequence[Skip], event: Event) -> None:
         """Count that each skip's vendor was left out of ``event`` (one skip per vendor);
         log it (WARNING the first time per vendor and reason, then DEBUG)."""
-        combo = tuple(map(_PAIR, skips))  # ((vendor, reason), ...), built in C
-        # The buffers get the pairs as one tuple shared by every event skipped the same way:
-        # they hold a second's worth of events (tens of thousands), and a list and a tuple per
-        # vendor for each would be that many more live objects in the app's heap, slowing
-        # every track(). A combination seen before has had its first-time logs already.
-        combos = self._combos
-        shared = combos.get(combo)
-        if shared is None:
-            shared = tuple([(vendor or "", reason) for vendor, reason in combo])
-            self._log(skips, shared, event)
-            if len(combos) < _MAX_COMBOS and shared == combo:  # (every skip names its vendor)
-                combos[combo] = combo
-        elif log.isEnabledFor(logging.DEBUG):
-            self._log(skips, combo, event)
+        # The common case, found by identity: plugins hand out the same Skip objects event
+        # after event (built once), so a combination seen before is looked up by the objects'
+        # ids (the cache holds the objects: their ids cannot be reused meanwhile).
+        n = len(skips)
+        ids = (
+            (id(skips[0]),)
+            if n == 1
+            else (id(skips[0]), id(skips[1]))
+            if n == 2
+            else tuple(map(id, skips))
+        )
+        hit = self._by_ids.get(ids)
+        if hit is not None:
+            shared = hit[1]
+            if log.isEnabledFor(logging.DEBUG):
+                self._log(skips, shared, event)
+        else:
+            shared = self._first_seen(skips, ids, event)
         # One append to each buffer per event, however many vendors skipped it.
         self._new.append(shared)
         if self.ledger is not None and shared:
@@ -104,7 +109,26 @@ class SkipLedger:
                 self._start()
             self._dirty.set()
 
-    def _log(self, skips: Sequence[Skip], keys: tuple[tuple[str, str], ...], event: Event) -> None:
+    def _first_seen(self, skips: Sequence[Skip], ids: tuple[int, ...], event: Event) -> Pairs:
+        """The shared ``(vendor, reason)`` pairs of ``skips``, whose objects were not seen
+        together before; a combination not seen before (by its pairs) is logged first. The
+        buffers hold a second's worth of events (tens of thousands): one tuple shared by every
+        event skipped the same way, not a list and a tuple per vendor each, keeps that many
+        live objects out of the app's heap."""
+        combo = tuple([(skip.vendor or "", skip.reason) for skip in skips])
+        shared = self._combos.get(combo)
+        if shared is None:
+            self._log(skips, combo, event)
+            if len(self._combos) < _MAX_COMBOS:
+                self._combos[combo] = combo
+            shared = combo
+        elif log.isEnabledFor(logging.DEBUG):
+            self._log(skips, shared, event)
+        if len(self._by_ids) < _MAX_COMBOS:  # (a plugin making a Skip per event: not kept)
+            self._by_ids[ids] = (tuple(skips), shared)
+        return shared
+
+    def _log(self, skips: Sequence[Skip], keys: Pairs, event: Event) -> None:
         """The first skip of each (vendor, reason) in this process at WARNING (INFO for a
         decision), with the fix; the later ones at DEBUG."""
         warned = self._warned
