@@ -425,3 +425,23 @@ def test_a_secret_from_a_variable_with_bytes_not_utf8_is_refused_not_a_crash(
     with pytest.raises(ConfigError) as info:
         build_config(raw, DESTS, environ=os.environ)
     assert "not UTF-8 text" in str(info.value) and "7f3c" not in str(info.value)
+
+
+def test_a_secret_put_by_mistake_in_another_setting_is_not_quoted_in_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``timeout = "${API_KEY}"`` (a line copied from the one above) is refused naming the
+    key, without the value the variable holds; a short value (a port) is still quoted."""
+
+    def timeout_problem(value: str) -> str:
+        monkeypatch.setenv("EXAMPLE_VALUE", value)
+        vendor = {"api_key": "file-key", "timeout": "${EXAMPLE_VALUE}"}
+        raw = {"postback": {"queue": "memory://"}, "vendors": {"example": vendor}}
+        with pytest.raises(ConfigError) as info:
+            build_config(raw, DESTS)
+        assert [p.path for p in info.value.problems] == ["vendors.example.timeout"]
+        return str(info.value)
+
+    assert "10 sx" in timeout_problem("10 sx")  # short: quoted, as without a variable
+    refused = timeout_problem("TOPSECRETvalue987")
+    assert "TOPSECRET" not in refused and "value987" not in refused

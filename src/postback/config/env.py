@@ -2,7 +2,8 @@
 
 * :func:`substitute_env` replaces ``${NAME}`` and ``${NAME:-default}`` in every string of the
   config (how secrets arrive from a file); an unset variable without a default is a problem
-  naming the key.
+  naming the key. The values it put in are masked in the config's problems (a secret put by
+  mistake in a setting that is not one would otherwise be quoted in the error).
 * :func:`apply_overrides` lays ``POSTBACK_*`` variables over the config, so that a 12-factor
   deployment can set any setting without a file: ``POSTBACK_QUEUE`` is ``[postback] queue``,
   and a double underscore nests, ``POSTBACK_VENDORS__APPLOVIN__API_KEY`` is
@@ -37,8 +38,12 @@ _NESTED_TABLES = ("vendors", "consent")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def substitute_env(value: Any, path: str, problems: list[ConfigProblem]) -> Any:
-    """``value`` with every ``${NAME}`` replaced; a problem for each unset one."""
+def substitute_env(
+    value: Any, path: str, problems: list[ConfigProblem], found: list[str] | None = None
+) -> Any:
+    """``value`` with every ``${NAME}`` replaced; a problem for each unset one. ``found``, if
+    given, gets each value the environment supplied (possibly a secret, whatever setting it
+    was put in: the config's problems never quote it)."""
     if isinstance(value, str):
         if "${" not in value:
             return value
@@ -57,16 +62,18 @@ def substitute_env(value: Any, path: str, problems: list[ConfigProblem]) -> Any:
                     )
                 )
                 return ""
+            if found is not None:
+                found.append(got)
             return got
 
         return _ENV_RE.sub(repl, value)
     if isinstance(value, Mapping):
         return {
-            k: substitute_env(v, f"{path}.{k}" if path else str(k), problems)
+            k: substitute_env(v, f"{path}.{k}" if path else str(k), problems, found)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [substitute_env(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return [substitute_env(v, f"{path}[{i}]", problems, found) for i, v in enumerate(value)]
     return value
 
 

@@ -195,6 +195,32 @@ def _name_variables(
     return out
 
 
+#: Values from ``${NAME}`` this long or longer are masked in problems (a shorter one, a port or
+#: a flag, is no secret, and quoting it helps).
+_WITHHELD_FROM = 8
+
+
+def _withheld(problems: list[ConfigProblem], supplied: list[str]) -> list[ConfigProblem]:
+    """``problems`` with every value a ``${NAME}`` reference supplied masked: a secret put by
+    mistake in a setting that is not one (``timeout = "${API_KEY}"``) is refused without being
+    quoted."""
+    from postback.redaction import Redactor
+
+    redactor = Redactor(v for v in supplied if len(v) >= _WITHHELD_FROM and _is_text(v))
+    if not redactor:
+        return problems
+    return [ConfigProblem(p.path, redactor.redact(p.message)) for p in problems]
+
+
+def _is_text(value: str) -> bool:
+    """Not a lone surrogate (a byte of a variable that was not UTF-8; refused on its own)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _in_file(raw: Mapping[str, Any], path: str) -> bool:
     node: Any = raw
     for part in path.split("."):
@@ -222,7 +248,8 @@ def build_config(
 
         queues = QueueRegistry.builtin()
     problems: list[ConfigProblem] = []
-    substituted = substitute_env(raw, "", problems)
+    supplied: list[str] = []  # what ${NAME} references brought in: never quoted in a problem
+    substituted = substitute_env(raw, "", problems, supplied)
     vendor_names = list(destinations)
     if isinstance(substituted.get("vendors"), Mapping):
         vendor_names = [str(n) for n in substituted["vendors"]] + vendor_names
@@ -288,7 +315,8 @@ def build_config(
         if vc is not None:
             vendors[name] = vc
     if problems:
-        raise ConfigError(_name_variables(problems, from_env, substituted), source=source)
+        named = _name_variables(problems, from_env, substituted)
+        raise ConfigError(_withheld(named, supplied), source=source)
     return Config(
         core, vendors, consent, source, base_dir or Path.cwd(), raw=original, from_env=from_env
     )
