@@ -300,3 +300,20 @@ def test_a_memory_queue_forked_with_events_waiting_sends_each_once(
     sent = Counter(r["event_id"] for r in sandbox.received("example"))
     assert sent == Counter({"parent-0": 1, "parent-1": 1, "parent-2": 1, "parent-3": 1,
                             "parent-4": 1, "fork-0": 1})  # fmt: skip
+
+
+def test_an_enqueue_only_tracker_on_a_private_queue_says_nothing_will_send_it(
+    make_tracker: Callable[..., Tracker], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``memory://`` with ``workers = false`` is allowed (a test that only checks what is
+    tracked), but said at start-up: no process can ever deliver those events."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="postback"):
+        make_tracker(queue="memory://", core={"workers": False})
+    warned = [r.getMessage() for r in caplog.records if "nothing in this process" in r.getMessage()]
+    assert len(warned) == 1 and "memory://" in warned[0] and "workers = true" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="postback"):
+        make_tracker(core={"workers": False})  # sqlite://: a `postback worker` delivers
+    assert not [r for r in caplog.records if "nothing in this process" in r.getMessage()]

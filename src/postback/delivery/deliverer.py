@@ -36,6 +36,7 @@ Every deliverer's duties (pinned, for each implementation, by tests/test_deliver
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from postback.delivery.spec import TrackerSpec
 
 __all__ = ["Deliverer", "EnqueueOnlyDeliverer", "ProcessDeliverer", "choose_deliverer"]
+
+log = logging.getLogger("postback.delivery")
 
 
 @runtime_checkable
@@ -185,6 +188,14 @@ class EnqueueOnlyDeliverer:
     def __init__(self, engine: DeliveryEngine) -> None:
         self.engine = engine
         self._shared = engine.queue.capabilities.cross_process
+        if not self._shared and engine.lanes:
+            log.warning(
+                "workers = false with a %s queue: nothing in this process delivers, and no "
+                "other process can read this queue, so tracked events are never sent (close() "
+                "reports them as pending). Use workers = true, or a queue other processes "
+                "share (sqlite://, redis://) with a `postback worker` process.",
+                engine.queue.url.split("://", 1)[0] + "://",
+            )
 
     @property
     def flushes_on_close(self) -> bool:
