@@ -265,3 +265,26 @@ def test_a_validator_that_breaks_is_the_plugin_s_error_named() -> None:
         make_event("sign_up", user={"one": "a"}, fields=fields)
     with pytest.raises(PluginError, match=r"validator of user\.two returned int"):
         make_event("sign_up", user={"two": "a"}, fields=fields)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("0" * 4300 + "5", "5"), ("-" + "0" * 5000 + "42", "-42"), (str(2**63 - 1), str(2**63 - 1))],
+)
+def test_a_declared_whole_number_with_leading_zeros_is_read_not_raised(
+    tracker: Tracker, given: str, stored: str
+) -> None:
+    """int() counts leading zeros against Python's 4300-digit limit: the value is read from its
+    significant digits, never a ValueError out of track()."""
+    from postback.events import loads_event, make_event
+    from postback.storable import stored_form
+
+    made = make_event("sign_up", user={"player_id": given}, fields=tracker.host.fields)
+    assert loads_event(stored_form(made)).user.get("player_id") == stored
+
+
+def test_a_declared_whole_number_beyond_64_bits_says_the_range(tracker: Tracker) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("sign_up", user={"player_id": str(2**63)})
+    message = {p.field: p.message for p in info.value.problems}["user.player_id"]
+    assert "-9223372036854775808 to 9223372036854775807" in message

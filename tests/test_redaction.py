@@ -111,8 +111,11 @@ def test_a_trailing_prefix_of_an_escaped_secret_is_masked(cut: str, trailer: str
 )
 def test_a_text_with_escapes_but_no_secret_is_unchanged(text: str) -> None:
     r = Redactor([PHP_KEY, GSON_KEY, HTML_KEY])
+    other = f"echo {PHP_KEY}"
     assert r.redact(text) == text
-    assert r.redact(text) == text  # (the second time from the kept last answer)
+    assert MASK in r.redact(other)  # another text in between: the kept answer is not reused
+    assert r.redact(text) == text
+    assert r.redact(text) == text  # (the second time in a row from the kept last answer)
 
 
 @pytest.mark.parametrize("trailer", ["", "...", "…", " ..."])
@@ -157,3 +160,18 @@ def test_send_dry_run_masks_x_secrets_with_plus_slash_and_equals() -> None:
     for secret in (settings["consumer_key"], settings["access_token"]):
         assert quote(secret, safe="~") not in text and secret not in text
         assert quote(secret, safe="~")[:8] not in text
+
+
+@pytest.mark.parametrize(
+    ("secret", "text", "token"),
+    [
+        ("my/Bearer", "echo: my\\/Bearer tok3nVALUE9999", "tok3nVALUE9999"),
+        ("some-other-secret", "x \\& Bearer \\/basic =7QGtokenX", "7QGtokenX"),
+    ],
+)
+def test_an_echoed_credential_is_masked_even_beside_escapes_and_masks(
+    secret: str, text: str, token: str
+) -> None:
+    """A mask over a secret that ends with the keyword, or a keyword right after another, does
+    not hide the credential that follows (found by comparing with the previous redactor)."""
+    assert token not in Redactor([secret]).redact(text)

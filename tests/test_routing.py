@@ -458,11 +458,16 @@ def test_skips_made_anew_for_each_event_are_counted_and_logged_once() -> None:
     skips = SkipLedger(MemoryQueue())
     event = make_event("purchase")
     kept = []
-    for _ in range(_MAX_COMBOS + 50):
-        fresh = Skip("no install id", "user.install_id", "pass it", "mobana")
-        kept.append(fresh)  # alive, so that no two share an id
-        skips.record([fresh], event)
-    assert skips.totals() == {"mobana": {"no install id": _MAX_COMBOS + 50}}
-    assert len(skips._by_ids) == _MAX_COMBOS and len(skips._combos) == 1
-    assert skips._warned == {("mobana", "no install id")}
-    skips.close()
+    try:
+        for _ in range(_MAX_COMBOS + 50):
+            fresh = Skip("no install id", "user.install_id", "pass it", "mobana")
+            kept.append(fresh)  # alive, so that no two share an id
+            skips.record([fresh], event)
+        assert skips.totals() == {"mobana": {"no install id": _MAX_COMBOS + 50}}
+        assert len(skips._by_ids) <= _MAX_COMBOS and len(skips._combos) == 1
+        assert skips._warned == {("mobana", "no install id")}
+        reused = kept[-1]  # a Skip handed out again is found by identity once more
+        skips.record([reused], event)
+        assert tuple(map(id, [reused])) in skips._by_ids
+    finally:
+        skips.close()

@@ -26,7 +26,6 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -235,11 +234,6 @@ _CONTEXT_FIELD_COUNT = len(CONTEXT_FIELDS)
 _EMPTY_CONTEXT = Context()
 
 
-#: What :meth:`Event.options_for` answers for a vendor without options: one shared empty
-#: mapping, read-only so that no plugin can fill it for every other event.
-_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
-
-
 @attrs.frozen(slots=True)
 class Event:
     """A canonical conversion event, normalised and ready to queue.
@@ -273,13 +267,13 @@ class Event:
         return _EPOCH + timedelta(milliseconds=self.timestamp_ms)
 
     def options_for(self, vendor: str) -> Mapping[str, Any]:
-        """The per-event options given for ``vendor`` in ``track(vendors={...})`` (read-only;
-        an empty mapping when there are none, the common case, answered without a lookup)."""
+        """The per-event options given for ``vendor`` in ``track(vendors={...})`` (an empty
+        dict when there are none: the common case, answered without a lookup)."""
         given = self.vendor_options
         if not given:
-            return _NO_OPTIONS
+            return {}
         opts = given.get(vendor)
-        return opts if isinstance(opts, Mapping) else _NO_OPTIONS
+        return opts if isinstance(opts, Mapping) else {}
 
 
 def _slot_setters() -> tuple[Any, ...]:
@@ -471,15 +465,15 @@ class _CoreFields:
 _CORE_ONLY: Any = _CoreFields()
 
 
-#: User and context fields take integers in a signed 64-bit range: what every vendor can carry
-#: as a number (and what str() converts in microseconds, where a 5000-digit one raises).
+#: User and context fields take integers that fit in 64 bits, signed or not (a user id, a
+#: Telegram id): str() converts them in microseconds, where a 5000-digit one raises.
 _MIN_INT_FIELD = -(2**63)
-_MAX_INT_FIELD = 2**63 - 1
+_MAX_INT_FIELD = 2**64 - 1
 
 
 def _coerce_str(value: object) -> str | None:
     """User and context fields are strings; numbers (Telegram ids, user ids) are accepted,
-    within a signed 64-bit range (:func:`_not_a_string` says why any other is refused)."""
+    in 64 bits (:func:`_not_a_string` says why any other is refused)."""
     if isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -495,8 +489,8 @@ def _not_a_string(value: object) -> str:
     """Why :func:`_coerce_str` refused ``value``, and how to fix it."""
     if isinstance(value, int) and not isinstance(value, bool):
         return (
-            f"is too large: {brief_repr(value)}; a number here is at most 19 digits (a signed "
-            "64-bit integer); if it is an id, pass it as a string"
+            f"is too large: {brief_repr(value)}; a number here fits in 64 bits "
+            f"({_MIN_INT_FIELD} to {_MAX_INT_FIELD}); if it is an id, pass it as a string"
         )
     return f"must be a string, got {type(value).__name__}"
 

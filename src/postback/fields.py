@@ -124,12 +124,16 @@ class EventField:
             if not (digits.isascii() and digits.isdigit()):
                 raise ValueError(f"must be a whole number, got {brief_repr(value)}")
             # the length first: int() of a 5000-digit string raises (or is slow)
-            if len(digits.lstrip("0")) > 19 or not -(2**63) <= int(value) < 2**63:
+            significant = digits.lstrip("0")  # int() counts leading zeros against its limit
+            number = int(significant or "0") if len(significant) <= 19 else None
+            if number is not None and value[:1] == "-":
+                number = -number
+            if number is None or not -(2**63) <= number < 2**63:
                 raise ValueError(
-                    f"is too large: {brief_repr(value)}; a number here is at most 19 digits "
-                    "(a signed 64-bit integer)"
+                    f"is too large: {brief_repr(value)}; a number here is a signed 64-bit "
+                    "integer (-9223372036854775808 to 9223372036854775807)"
                 )
-            value = str(int(value))
+            value = str(number)
         if self.validator is not None:
             try:
                 out: object = self.validator(value)

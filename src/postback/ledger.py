@@ -319,23 +319,25 @@ def _skip_note(reason: str) -> str:
 
 
 #: The note of a track()'s skips, by their ``(vendor, reason)`` pairs: a few combinations.
-_skips_notes: dict[tuple[tuple[str, str], ...], str] = {}
+_note_by_combo: dict[tuple[tuple[str, str], ...], str] = {}
 
 
-def _skips_note(skips: Sequence[tuple[str, str]]) -> str:
+def _combo_note(skips: Sequence[tuple[str, str]]) -> str:
     """The stored note of one track()'s skips (``vendor<TAB>reason`` lines), remembered: the
     ledger writer builds one per event skipped, on the thread that shares the interpreter lock
     with ``track()``."""
     key = tuple(skips)
-    note = _skips_notes.get(key)
+    note = _note_by_combo.get(key)
     if note is None:
         note = _ROW.join(f"{vendor}{_SEP}{_skip_note(reason)}" for vendor, reason in key)
-        if len(_skips_notes) < 4096:
-            _skips_notes[key] = note
+        if len(_note_by_combo) < 4096:
+            _note_by_combo[key] = note
     return note
 
 
 _new_tuple = tuple.__new__  # a LedgerEntry without its Python-level __new__ (defaults)
+# Rows built with _new_tuple give every field: a field added to LedgerEntry must be added there.
+assert len(LedgerEntry._fields) == 10, "update the rows built with _new_tuple"
 
 
 def verdict_rows(dest: Destination, verdicts: Sequence[Verdict], at_ms: int) -> list[LedgerEntry]:
@@ -493,7 +495,7 @@ class LedgerWriter:
                 rows.extend(item)
                 continue
             event_id, name, skips, at_ms = item
-            note = _skips_note(skips)
+            note = _combo_note(skips)
             last = rows[-1] if rows else None
             if last is not None and last.vendor == SKIPS and last.event_id == event_id:
                 # the same track()'s next skips: one row holds all of them

@@ -55,6 +55,8 @@ _AUTH_CHAR = (
     r"|&\#(?:0*(?:43|47|61)|[xX]0*(?:2[bBfF]|3[dD]));|&(?:plus|sol|equals);)"
 )
 _AUTH_RE = re.compile(rf"(?i)\b(bearer|basic)(\s+){_AUTH_CHAR}{{4,}}")
+_AUTH_KEY_RE = re.compile(r"(?i)\b(?:bearer|basic)\s+")
+_AUTH_TOKEN_RE = re.compile(rf"(?i){_AUTH_CHAR}{{4,}}")
 _TRAILER = " .…"  # what a truncating caller appends ("...", "…")
 # One escape, as echoed in JSON (any number of backslashes: JSON in JSON), JavaScript or
 # HTML (an entity maybe escaped again: "\&quot;", "&amp;quot;").
@@ -216,7 +218,7 @@ class Redactor:
         self._last = ("", "")
         # How far an escaped form can reach: around a run of its letters and digits, and from
         # the end of a cut text (for a trailing prefix).
-        self._window = _MAX_ESCAPE * max((len(f) for f in self._forms), default=0)
+        self._reach = _MAX_ESCAPE * max((len(f) for f in self._forms), default=0)
 
     def __bool__(self) -> bool:
         return bool(self._forms)
@@ -253,6 +255,12 @@ class Redactor:
         # its padding, cannot hide the longer one its escapes decode to).
         assert self._pattern is not None
         spans = [m.span() for m in self._pattern.finditer(text)]
+        # Echoed credentials, found in the text as written (before any mask can hide their
+        # keyword, and a keyword right after another one still counts).
+        for keyword in _AUTH_KEY_RE.finditer(text):
+            token = _AUTH_TOKEN_RE.match(text, keyword.end())
+            if token is not None:
+                spans.append(token.span())
         for left, right in self._windows(text):
             chain: list[_Decoded] = []
             current = text[left:right]
@@ -269,7 +277,7 @@ class Redactor:
         body = text.rstrip(_TRAILER)
         cut = self._prefix_start(body)
         if cut is None:
-            left = max(0, len(body) - self._window)
+            left = max(0, len(body) - self._reach)
             partial = _PARTIAL_RE.search(body, left)
             current = body[left : partial.start()] if partial else body[left:]
             if partial:
@@ -311,7 +319,7 @@ class Redactor:
         if self._anchors is None:
             return [(0, len(text))]
         windows: list[tuple[int, int]] = []
-        reach = self._window
+        reach = self._reach
         for m in self._anchors.finditer(text):
             left, right = max(0, m.start() - reach), m.end() + reach
             if windows and left <= windows[-1][1]:

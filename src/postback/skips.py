@@ -45,7 +45,7 @@ WRITE_EVERY = 1.0
 #: whose reasons vary per event gets a tuple per event beyond it, as before.
 _MAX_COMBOS = 1024
 #: The ``(vendor, reason)`` of each skip of one event.
-Pairs = tuple[tuple[str, str], ...]
+_Pairs = tuple[tuple[str, str], ...]
 #: How long ``close()`` waits for the writer thread before writing the rest itself.
 _JOIN_TIMEOUT = 2.0
 
@@ -61,11 +61,11 @@ class SkipLedger:
 
     def _reset(self) -> None:
         #: Each record()'s (vendor, reason) keys: appended by track(), drained by readers.
-        self._new: deque[Pairs] = deque()
+        self._new: deque[_Pairs] = deque()
         #: Each combination of (vendor, reason) pairs seen, as the one tuple the buffers share.
-        self._combos: dict[Pairs, Pairs] = {}
+        self._combos: dict[_Pairs, _Pairs] = {}
         #: The same, by the ids of the Skip objects that brought it (and those objects).
-        self._by_ids: dict[tuple[int, ...], tuple[tuple[Skip, ...], Pairs]] = {}
+        self._by_ids: dict[tuple[int, ...], tuple[tuple[Skip, ...], _Pairs]] = {}
         self._totals: dict[tuple[str, str], int] = {}  # this process, since the start
         self._unwritten: dict[tuple[str, str], int] = {}  # not in the queue yet
         self._warned: set[tuple[str, str]] = set()
@@ -109,7 +109,7 @@ class SkipLedger:
                 self._start()
             self._dirty.set()
 
-    def _first_seen(self, skips: Sequence[Skip], ids: tuple[int, ...], event: Event) -> Pairs:
+    def _first_seen(self, skips: Sequence[Skip], ids: tuple[int, ...], event: Event) -> _Pairs:
         """The shared ``(vendor, reason)`` pairs of ``skips``, whose objects were not seen
         together before; a combination not seen before (by its pairs) is logged first. The
         buffers hold a second's worth of events (tens of thousands): one tuple shared by every
@@ -124,11 +124,13 @@ class SkipLedger:
             shared = combo
         elif log.isEnabledFor(logging.DEBUG):
             self._log(skips, shared, event)
-        if len(self._by_ids) < _MAX_COMBOS:  # (a plugin making a Skip per event: not kept)
-            self._by_ids[ids] = (tuple(skips), shared)
+        by_ids = self._by_ids
+        if len(by_ids) >= _MAX_COMBOS:  # Skips made anew per event (a plugin's, with_vendor's)
+            by_ids.clear()  # would fill it for good: start again, and what recurs comes back
+        by_ids[ids] = (tuple(skips), shared)
         return shared
 
-    def _log(self, skips: Sequence[Skip], keys: Pairs, event: Event) -> None:
+    def _log(self, skips: Sequence[Skip], keys: _Pairs, event: Event) -> None:
         """The first skip of each (vendor, reason) in this process at WARNING (INFO for a
         decision), with the fix; the later ones at DEBUG."""
         warned = self._warned

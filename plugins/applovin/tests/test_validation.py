@@ -767,6 +767,8 @@ WHOLE_NUMBERS: list[tuple[object, bool, bool]] = [
     (str(2**63), False, False),
     ("9" * 30, False, False),
     ("9" * 5000, False, False),
+    ("0" * 4300 + "5", True, True),  # int() counts leading zeros against its digit limit
+    ("0" * 5000, False, True),
     (1e300, False, False),
     ("²", False, False),
     ("-1", False, False),

@@ -175,9 +175,10 @@ def whole_number(value: object) -> int | None:
     elif isinstance(value, str):
         text = value.strip()
         # ASCII only ("²".isdigit() is true, and int() refuses it); the length before int()
-        if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 19:
+        digits = text.lstrip("0")  # int() counts leading zeros against its 4300-digit limit
+        if not (text.isascii() and text.isdigit()) or len(digits) > 19:
             return None
-        number = int(text)
+        number = int(digits or "0")
     else:
         return None
     return number if _MIN_WHOLE <= number <= MAX_WHOLE else None
