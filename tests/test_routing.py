@@ -471,3 +471,19 @@ def test_skips_made_anew_for_each_event_are_counted_and_logged_once() -> None:
         assert tuple(map(id, [reused])) in skips._by_ids
     finally:
         skips.close()
+
+
+def test_a_plugin_skip_without_its_vendor_is_stamped_once_and_reused(
+    make: Callable[..., Tracker],
+) -> None:
+    """A Skip built once by a plugin without ``vendor`` (as the scaffold writes it) gets one
+    stamped copy, the same for every event: no copy per track()."""
+    from postback.destination import Skip
+
+    router = make().router
+    built_once = Skip("no device id", "user.ifa", "pass it")
+    first, again = router._stamped(built_once, "devices"), router._stamped(built_once, "devices")
+    assert first is again and first.vendor == "devices" and built_once.vendor is None
+    assert router._stamped(built_once, "example").vendor == "example"
+    named = Skip("no device id", vendor="devices")
+    assert router._stamped(named, "devices") is named

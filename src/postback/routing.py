@@ -232,6 +232,8 @@ class Router:
         self._by_name: dict[str, tuple[Destination, ...]] = {}
         self._names_by_name: dict[str, tuple[str, ...]] = {}  # the same, as vendor names
         self._known_names = self._names_configured()
+        #: (id of a plugin's Skip without a vendor, vendor) -> (that Skip, its stamped copy)
+        self._stamps: dict[tuple[int, str], tuple[object, Problem | Skip]] = {}
 
     # --- which vendors ---------------------------------------------------------------------------
 
@@ -340,11 +342,7 @@ class Router:
                     if given.__class__ is Skip and given.vendor is not None:  # the common case
                         finding: Problem | Skip = given
                     else:
-                        finding = (
-                            given
-                            if getattr(given, "vendor", None) is not None
-                            else with_vendor(given, dest.name)
-                        )
+                        finding = self._stamped(given, dest.name)
                     if isinstance(finding, Skip):
                         if skips is None:
                             skips = [finding]
@@ -379,6 +377,22 @@ class Router:
                 return kept
         settled = self._settle(event, targets, problems or [], skips or [], unknown or [])
         return [d.name for d in settled]
+
+    def _stamped(self, given: object, vendor: str) -> Problem | Skip:
+        """``given`` naming ``vendor``: a plugin's Skip or Problem may leave it out. A Skip the
+        plugin hands out again (built once, as the scaffold does) gets the same stamped copy
+        each time: no copy per event, and the skip bookkeeping finds it by identity."""
+        if getattr(given, "vendor", None) is not None or given.__class__ is not Skip:
+            return with_vendor(given, vendor)  # (a Problem: the event is refused anyway)
+        stamps = self._stamps
+        hit = stamps.get((id(given), vendor))
+        if hit is not None:  # (the entry holds the Skip: its id is not reused meanwhile)
+            return hit[1]
+        stamped = with_vendor(given, vendor)
+        if len(stamps) >= _NAME_CACHE_LIMIT:  # Skips made anew per event: start again
+            stamps.clear()
+        stamps[(id(given), vendor)] = (given, stamped)
+        return stamped
 
     def report(self, event: Event, skips: list[Skip]) -> None:
         """Count, log and report skips decided after routing (``duplicate``, from local
