@@ -13,8 +13,10 @@ routing step records it here, on the thread that called ``track()``. :class:`Ski
   and every later one at DEBUG; a skip that is a decision (:data:`DECISIONS`: no consent, a
   duplicate) is logged at INFO instead.
 
-Recording costs one ``deque.append`` per event (however many vendors skipped it) and a set
-lookup per skip: the counts are added up when someone reads or writes them.
+Recording costs a dict lookup by the Skip objects' ids and one ``deque.append`` per event
+(however many vendors skipped it): plugins hand out the same Skips event after event, and
+every event skipped the same way shares one tuple of ``(vendor, reason)`` pairs in the
+buffers. The counts are added up when someone reads or writes them.
 """
 
 from __future__ import annotations
