@@ -1,11 +1,11 @@
 """``memory://``: an in-process queue for tests and short-lived scripts.
 
 Loss semantics, stated plainly: everything in it is lost when the process exits or dies
-(whatever ``close()`` could not deliver within its timeout, too). A process forked from the
-one that holds it starts with it empty: what was queued before the fork is the parent's to
-deliver, once. It is bounded by
+(whatever ``close()`` could not deliver within its timeout, too). It is bounded by
 ``max_queue_size`` events: at the bound, ``track()`` raises :class:`~postback.QueueFull` and
-the event is not accepted; nothing already accepted is ever dropped to make room.
+the event is not accepted; nothing already accepted is ever dropped to make room. A process
+forked from the one that holds it starts with it empty: what was queued before the fork is
+the parent's to deliver, once.
 """
 
 from __future__ import annotations
