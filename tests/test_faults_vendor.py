@@ -204,7 +204,7 @@ def test_echoed_secrets_never_leak(
         f'[postback]\nqueue = "sqlite:///{db}"\n\n[vendors.{vendor}]\n'
         + "".join(f"{k} = {_toml(v)}\n" for k, v in vendor_cfg.items())
     )
-    caplog.set_level(logging.DEBUG, logger="postback")
+    caplog.set_level(logging.DEBUG)  # the root logger: httpx and httpcore log too
     tracker = Tracker.from_config(config, load_entry_points=True)
     accepted = []
     try:
@@ -251,7 +251,7 @@ def test_an_escaped_echo_of_the_key_leaks_nowhere(
     url, handler = echo
     handler.mode = mode
     key = """mb_live/Q2x1&ZS9zZWNyZXQ=a2V5<Zm9v>"YmFy'"""  # every style escapes some of it
-    caplog.set_level(logging.DEBUG, logger="postback")
+    caplog.set_level(logging.DEBUG)  # the root logger: httpx and httpcore log too
     tracker = Tracker.from_config(
         {
             "postback": {"queue": "memory://"},
@@ -490,7 +490,10 @@ t = Tracker.from_config({{
                             "linger": 0.01}}}},
 }}, plugins=[example], load_entry_points=False)
 t.track("sign_up", user={{"user_id": "u1"}})
-import time; time.sleep(0.5)  # the request is in flight, stuck on the vendor
+import time
+deadline = time.monotonic() + 20  # until the request is in flight, stuck on the vendor
+while t.stats()["example"]["requests"] < 1 and time.monotonic() < deadline:
+    time.sleep(0.05)
 """
     done = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()

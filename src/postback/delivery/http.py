@@ -19,6 +19,9 @@ Vendors build ``httpx.Request`` objects and read ``httpx.Response`` objects (the
   send, response headers and body), not each read: every socket operation gets at most what
   is left of it, so a server that answers one byte a second cannot hold a request thread.
   A response body larger than :data:`MAX_RESPONSE_BYTES` is not read: :class:`ResponseTooLarge`.
+* **No credential in httpcore's log.** At DEBUG, httpcore logs each response's headers; a
+  vendor echoing the request in a header would show its credential there. While a thread
+  sends, that log's lines are redacted with the vendor's secrets (:class:`_RedactSecrets`).
 * **No unchecked header.** A request whose header name or value holds a line break or other
   control character is never written (:class:`UnsafeHeader`): it would split the request on
   the connection, so that the next request reads this one's response.
@@ -33,6 +36,7 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +128,39 @@ def ca_bundle_problem(path: str) -> str | None:
             "certificate"
         )
     return None
+
+
+#: The loggers httpcore traces a request on (``logging.getLogger`` names in its source).
+HTTPCORE_LOGGERS = (
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
+class _RedactSecrets(logging.Filter):
+    """Redacts what httpcore logs on a thread while it sends a delivery, with that vendor's
+    secrets (:meth:`DeliveryClients.send` sets them): a response header echoing the request
+    (``receive_response_headers.complete return_value=(..., [(b'x-echo', b'<key>')])``) is
+    logged with the key masked. Records on other threads (the app's own httpx) pass as they
+    are. Costs nothing unless an app logs httpcore at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact: Callable[[str], str] | None = getattr(_local, "redact", None)
+        if redact is not None:
+            record.msg = redact(record.getMessage())
+            record.args = ()
+        return True
+
+
+_REDACT_SECRETS = _RedactSecrets()
+
+
+def _guard_httpcore_logs() -> None:
+    for name in HTTPCORE_LOGGERS:  # a filter on a logger is not inherited by its children
+        logging.getLogger(name).addFilter(_REDACT_SECRETS)  # once: addFilter checks
 
 
 class _NoCookies(http.cookiejar.CookieJar):
@@ -309,6 +346,7 @@ class DeliveryClients:
         self._clients: list[httpx.Client] = []
         self._local = threading.local()
         self._warned = False
+        _guard_httpcore_logs()
 
     def _new_client(self) -> httpx.Client:
         common: dict[str, Any] = {
@@ -348,14 +386,21 @@ class DeliveryClients:
                 self._clients.append(client)
         return client
 
-    def send(self, request: httpx.Request, timeout: float) -> httpx.Response:
+    def send(
+        self,
+        request: httpx.Request,
+        timeout: float,
+        redact: Callable[[str], str] | None = None,
+    ) -> httpx.Response:
         """Send ``request`` on this thread's client and read the response, all within
         ``timeout`` seconds; raises ``httpx.TransportError`` (``ReadTimeout``,
-        :class:`ResponseTooLarge`, ...) when that fails."""
+        :class:`ResponseTooLarge`, ...) when that fails. ``redact`` (the vendor's
+        :meth:`~postback.Destination.redact`) masks its secrets in httpcore's DEBUG log."""
         check_headers(request)
         client = self.client()
         _local.deadline = time.monotonic() + timeout
         _local.budget = timeout
+        _local.redact = redact
         # A body follows the head: the stream sends both in one write (_DeadlineStream).
         _local.hold_head = request.headers.get("content-length", "0") != "0"
         try:
@@ -384,6 +429,7 @@ class DeliveryClients:
         finally:
             _local.deadline = None
             _local.hold_head = False
+            _local.redact = None
         return response
 
     def close(self) -> None:

@@ -471,7 +471,7 @@ class Lane:
             request.headers["user-agent"] = USER_AGENT
         self.stats.requests += 1
         try:
-            response = self.engine.clients.send(request, self.config.timeout)
+            response = self.engine.clients.send(request, self.config.timeout, self.dest.redact)
         except (httpx.HTTPError, UnsafeHeader):
             raise
         except Exception as exc:  # an application's transport failed in its own way
