@@ -8,15 +8,21 @@ process), report on flush, stop, count in the same shape, and start over after `
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+import postback.testing.example as example
 from postback import Tracker
+from postback.delivery import timing
 from postback.delivery.deliverer import Deliverer
 from postback.delivery.mode import DeliveryMode
 from postback.sandbox import Sandbox
@@ -317,3 +323,52 @@ def test_an_enqueue_only_tracker_on_a_private_queue_says_nothing_will_send_it(
     with caplog.at_level(logging.WARNING, logger="postback"):
         make_tracker(core={"workers": False})  # sqlite://: a `postback worker` delivers
     assert not [r for r in caplog.records if "nothing in this process" in r.getMessage()]
+
+
+def test_flush_counts_the_queue_at_a_bounded_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting what is left (a query and a read of the spool) is not redone each time a
+    request settles: one request at a time, a count per settle took as much CPU as the
+    deliveries themselves. ``flush()`` still returns once all is delivered."""
+
+    def vendor(request: httpx.Request) -> httpx.Response:
+        ids = [e["id"] for e in json.loads(request.content)["events"]]
+        return httpx.Response(200, json={"results": [{"id": i, "status": "ok"} for i in ids]})
+
+    t = Tracker.from_config(
+        {
+            "postback": {"queue": f"sqlite:///{tmp_path}/q.db", "workers": True},
+            "vendors": {
+                "example": {
+                    "base_url": "http://127.0.0.1:9",
+                    "api_key": "k",
+                    "batch_size": 1,
+                    "concurrency": 1,
+                    "linger": 0,
+                    "rate_limit": False,
+                }
+            },
+        },
+        plugins=[example],
+        load_entry_points=False,
+        transport=httpx.MockTransport(vendor),
+    )
+    counts = 0
+    depth = t.engine.queue.depth
+
+    def counted(*args: Any) -> Any:
+        nonlocal counts
+        counts += 1
+        return depth(*args)
+
+    monkeypatch.setattr(t.engine.queue, "depth", counted)
+    try:
+        ids = _track(t, "r-", 1000)
+        started = time.monotonic()
+        report = t.flush(60)
+        took = time.monotonic() - started
+    finally:
+        t.close(timeout=1)
+    assert report.complete and report["example"].delivered == len(ids)
+    assert counts <= took / timing.FLUSH_RECOUNT_MIN + 3, (counts, took)

@@ -215,6 +215,15 @@ class DeliveryEngine:
         depth = self.queue.depth(list(self.lanes), now_ms)
         return {v: depth[v].pending for v in self.lanes}
 
+    def _count_pending(self) -> tuple[dict[str, int], float]:
+        """:meth:`pending`, and when ``flush()`` may count again: no sooner than
+        ``timing.FLUSH_RECOUNT_MIN`` from now, nor than ten times what this count took (it
+        waits on the deliverer's locks), so counting never costs more than a tenth."""
+        started = time.monotonic()
+        pending = self.pending()
+        now = time.monotonic()
+        return pending, now + max(timing.FLUSH_RECOUNT_MIN, 9 * (now - started))
+
     def report(self, pending: dict[str, int]) -> FlushReport:
         """What the lanes counted since the previous report, with ``pending`` left per vendor."""
         return FlushReport(
@@ -228,7 +237,7 @@ class DeliveryEngine:
         deadline = None if timeout is None else time.monotonic() + timeout
         for lane in self.lanes.values():
             lane.wake.set()
-        pending = self.pending()
+        pending, recount = self._count_pending()
         while any(pending.values()):
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -253,7 +262,10 @@ class DeliveryEngine:
                 self.progress.clear()
             self.progress.wait(0.02)
             self.progress.clear()
-            pending = self.pending()
+            now = time.monotonic()
+            if recount > now:  # not at each settle (each sets progress): see _count_pending
+                self.stopping.wait(min(recount, deadline or recount) - now)
+            pending, recount = self._count_pending()
         # A lane counts an outcome (and hands it to the ledger) just after the queue recorded
         # it: wait for requests to finish so that the report and status() include it.
         end = time.monotonic() + 0.5
