@@ -287,6 +287,39 @@ def test_hostile_values_are_config_errors_naming_the_key(
     assert f"{key}:" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://127.0.0.1:99999", "port"),
+        ("http://127.0.0.1:0", "port"),
+        ("http://127.0.0.1:http", "port"),
+        ("http://user:hunter2-not-shown@127.0.0.1:8080", "user name or password"),
+        ("http://127.0.0.1:8080/?a=1", "query"),
+        ("http://127.0.0.1:8080/#top", "query"),
+        ("ftp://127.0.0.1", "http(s) URL"),
+        ("http:///path", "http(s) URL"),
+        ("http://127.0.0.1:8080/a b", "whitespace"),
+    ],
+)
+def test_a_base_url_that_could_not_work_is_refused_at_start(url: str, says: str) -> None:
+    """Found before the first delivery, not as a day of "Connection refused" retries; the
+    value is not quoted (a password in it would be shown)."""
+    with pytest.raises(ConfigError) as info:
+        _hostile(vendor={"base_url": url})
+    text = str(info.value)
+    assert "vendors.example.base_url:" in text and says in text, text
+    assert "hunter2" not in text
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080", "https://sandbox.example.com/prefix/", "http://[::1]:65535"]
+)
+def test_a_good_base_url_is_kept(url: str) -> None:
+    t = _hostile(vendor={"base_url": url})
+    assert t.engine.lanes["example"].dest.base_url == url.rstrip("/")
+    t.close(timeout=0)
+
+
 def test_sane_durations_are_still_accepted() -> None:
     t = _hostile({"exit_timeout": 0}, {"timeout": "500ms", "rate_limit": {"requests": 5, "per": 1}})
     t.close(timeout=0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -37,10 +38,36 @@ _MAX_TIMEOUT = 600.0  # seconds: a vendor's timeout for one request
 _MAX_LINGER = 60.0  # seconds: a vendor's linger before sending a partial batch
 
 
+_BASE_URL_HELP = "such as 'http://127.0.0.1:8090' (the vendor's path is appended)"
+
+
 def _base_url(value: object) -> str:
+    """An origin (and path prefix) the vendor's paths can be appended to, checked at start-up
+    so that a typo is not a day of "Connection refused" retries. Errors never quote the value:
+    a password in it would be shown."""
     if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"must be an http(s) URL {_BASE_URL_HELP}")
+    if re.search(r"\s", value):
+        raise ValueError(f"holds whitespace; give an http(s) URL {_BASE_URL_HELP}")
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
         raise ValueError(
-            "must be an http(s) URL such as 'http://127.0.0.1:8090' (the vendor's path is appended)"
+            "must not carry a user name or password (user:password@host): they would show in "
+            "logs and errors; give the vendor's credentials in its secret settings, and a "
+            "proxy's in HTTPS_PROXY"
+        )
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ValueError(
+            "must not have a query (?...) or fragment (#...): the vendor's path and parameters "
+            f"are appended to it; give the origin and path prefix only, {_BASE_URL_HELP}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or not parts.hostname:
+        raise ValueError(
+            f"has no host, or a port that is not a number from 1 to 65535; {_BASE_URL_HELP}"
         )
     return value.rstrip("/")
 
