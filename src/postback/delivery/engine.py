@@ -218,11 +218,13 @@ class DeliveryEngine:
     def _count_pending(self) -> tuple[dict[str, int], float]:
         """:meth:`pending`, and when ``flush()`` may count again: no sooner than
         ``timing.FLUSH_RECOUNT_MIN`` from now, nor than ten times what this count took (it
-        waits on the deliverer's locks), so counting never costs more than a tenth."""
+        waits on the deliverer's locks), so counting costs at most a tenth; and no later than
+        ``timing.FLUSH_RECOUNT_MAX``, so that the end of a flush is seen soon."""
         started = time.monotonic()
         pending = self.pending()
         now = time.monotonic()
-        return pending, now + max(timing.FLUSH_RECOUNT_MIN, 9 * (now - started))
+        pause = min(max(timing.FLUSH_RECOUNT_MIN, 9 * (now - started)), timing.FLUSH_RECOUNT_MAX)
+        return pending, now + pause
 
     def report(self, pending: dict[str, int]) -> FlushReport:
         """What the lanes counted since the previous report, with ``pending`` left per vendor."""

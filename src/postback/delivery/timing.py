@@ -14,10 +14,12 @@ NUDGE_EVERY = 0.02  # track() nudges a delivery process at most this often
 POLL_BUSY = 0.002  # between looks at other processes' events while they come
 MAINTENANCE_EVERY = 1.0  # between runs of the queue's maintenance (cursors, GC, checkpoints)
 EXPIRE_EVERY = 60.0  # between deletions of dead letters past their retention
-#: flush() counts what is left (a query and a read of the spool: 0.3-1 ms of CPU) at most this
-#: often, and at most a tenth of the time: not once per request settled, which, one request
-#: at a time, cost as much CPU as the deliveries.
+#: flush() counts what is left (a query and a read of the spool: 0.3-1 ms of CPU) at most every
+#: FLUSH_RECOUNT_MIN, and for at most a tenth of the time: not once per request settled, which,
+#: one request at a time, cost as much CPU as the deliveries. It waits at most
+#: FLUSH_RECOUNT_MAX between counts, however long one took (a big backlog's first count).
 FLUSH_RECOUNT_MIN = 0.005
+FLUSH_RECOUNT_MAX = 0.05
 
 # --- the lanes (postback.delivery.lanes, .settle) ----------------------------------------------
 
