@@ -11,11 +11,12 @@ import json
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import _internal as metrics_internal
@@ -28,8 +29,11 @@ from opentelemetry.util._once import Once
 
 from postback import AsyncTracker, Tracker, telemetry
 from postback.delivery.memory import MemoryQueue
+from postback.destination import Prepared
 from postback.events import dumps_event, loads_event, make_event
+from postback.hookspecs import hookimpl
 from postback.sandbox import Sandbox
+from postback.testing.example import ExampleDestination
 from postback.tracker import auto_workers
 
 pytestmark = pytest.mark.timeout(120)
@@ -239,6 +243,68 @@ def test_httpx_instrumentation_nests_its_client_span_under_the_delivery_span(
     clients = [s for s in otel.spans.get_finished_spans() if s.kind is trace.SpanKind.CLIENT]
     assert len(clients) == 1 and clients[0].parent is not None
     assert clients[0].parent.span_id == deliver.context.span_id
+
+
+class _QueriedDestination(ExampleDestination):
+    """The example vendor, with personal data in its URL's query (as X's API takes it)."""
+
+    def build_request(self, batch: Sequence[Prepared]) -> httpx.Request:
+        request = super().build_request(batch)
+        request.url = request.url.copy_merge_params(
+            {"device_ip_address": "203.0.113.7", "hashed_id": "c2VjcmV0LWlk"}
+        )
+        return request
+
+
+class _Queried:
+    @staticmethod
+    @hookimpl
+    def postback_register_destinations(register: Callable[[type[Any]], None]) -> None:
+        register(_QueriedDestination)
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_the_httpx_request_hook_keeps_a_deliverys_query_values_out_of_the_client_span(
+    otel: Otel, sandbox: Sandbox, tmp_path: Path, hooked: bool
+) -> None:
+    """OpenTelemetry's httpx instrumentation records the whole URL of a request; with
+    ``request_hook=telemetry.httpx_request_hook`` a delivery's query values are replaced
+    (the names stay) and the span names the vendor. The app's own requests keep theirs."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    instrumentor = HTTPXClientInstrumentor()
+    instrumentor.instrument(request_hook=telemetry.httpx_request_hook if hooked else None)
+    try:
+        t = Tracker.from_config(
+            {
+                "postback": {"queue": f"sqlite:///{tmp_path}/q.db", "workers": True},
+                "vendors": {"example": sandbox.vendor_config("example")},
+            },
+            plugins=[_Queried()],
+            load_entry_points=False,
+        )
+        try:
+            t.track("sign_up", user={"email": "a@b.co"})
+            assert t.flush(timeout=10)["example"].delivered == 1
+        finally:
+            t.close(timeout=1)
+        with httpx.Client() as client:  # the app's own request, with a query of its own
+            client.get(f"{sandbox.base_url('example')}/health?ip=198.51.100.9")
+    finally:
+        instrumentor.uninstrument()
+    spans = [s for s in otel.spans.get_finished_spans() if s.kind is trace.SpanKind.CLIENT]
+    urls = [
+        str((s.attributes or {}).get("url.full") or (s.attributes or {}).get("http.url"))
+        for s in spans
+    ]
+    delivery, own = urls
+    assert "ip=198.51.100.9" in own  # not ours to change
+    if not hooked:
+        assert "device_ip_address=203.0.113.7" in delivery  # what the hook is for
+        return
+    assert "203.0.113.7" not in delivery and "c2VjcmV0LWlk" not in delivery, delivery
+    assert "device_ip_address=REDACTED" in delivery and "/v1/events?" in delivery, delivery
+    assert (spans[0].attributes or {}).get("postback.vendor") == "example"
 
 
 def test_async_tracker_carries_the_context_to_its_writer_thread(

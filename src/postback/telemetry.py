@@ -12,7 +12,10 @@ Duties, and nothing else:
 - metrics per vendor (attribute ``postback.vendor``): events tracked, delivered, retried,
   skipped and dead-lettered (observable counters read from the lanes' own counters: nothing
   is added to ``track()``), delivery duration (a histogram), queue depth and age of the oldest
-  queued event (observable gauges, reported by the process that delivers).
+  queued event (observable gauges, reported by the process that delivers);
+- :func:`httpx_request_hook`, for OpenTelemetry's httpx instrumentation: a delivery's client
+  span keeps the names of its URL's query, not their values (X's API takes hashed
+  identifiers and the user's IP address there).
 
 As libraries instrumented natively do, postback depends on ``opentelemetry-api`` only (the
 ``postback[otel]`` extra), takes its tracer and meter from the global providers whenever they
@@ -30,6 +33,7 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from postback.encryption import open_payload
 
@@ -51,11 +55,13 @@ except ImportError:  # pragma: no cover - the otel extra is not installed
     HAVE_API = False
 
 __all__ = [
+    "DELIVERY_EXTENSION",
     "HAVE_API",
     "SCOPE",
     "Attempt",
     "carried",
     "http_status",
+    "httpx_request_hook",
     "register",
     "retire",
     "sdk_configured",
@@ -173,6 +179,44 @@ def sdk_configured() -> bool:
     if not HAVE_API:
         return False
     return not (_is_noop(trace.get_tracer_provider()) and _is_noop(metrics.get_meter_provider()))
+
+
+# --- httpx's client spans -----------------------------------------------------------------------
+
+#: The ``httpx.Request.extensions`` key that marks a request postback sends to a vendor (its
+#: value is the vendor's name).
+DELIVERY_EXTENSION = "postback.vendor"
+#: What a query value is replaced with in a delivery's client span.
+REDACTED = "REDACTED"
+
+
+def httpx_request_hook(span: Any, request: Any) -> None:
+    """A ``request_hook`` for OpenTelemetry's httpx instrumentation::
+
+        HTTPXClientInstrumentor().instrument(request_hook=postback.telemetry.httpx_request_hook)
+
+    The instrumentation records every request's whole URL (``url.full``, or ``http.url``).
+    For a request postback sends to a vendor, the span gets the URL with each query value
+    replaced by ``REDACTED`` (the names stay, for debugging): X's API takes its fields in the
+    query string, hashed identifiers and the user's IP address among them, which would
+    otherwise be kept by every trace backend. The span also gets ``postback.vendor``. Other
+    requests (the application's own) are left as they are.
+    """
+    extensions = getattr(request, "extensions", None)
+    vendor = extensions.get(DELIVERY_EXTENSION) if extensions else None
+    if vendor is None or not span.is_recording():
+        return
+    span.set_attribute(DELIVERY_EXTENSION, vendor)
+    url = request.url
+    query = url.query.decode("ascii", "replace") if isinstance(url.query, bytes) else url.query
+    if not query:
+        return
+    names = "&".join(f"{name}={REDACTED}" for name, _ in parse_qsl(query, keep_blank_values=True))
+    shown = f"{str(url).partition('?')[0]}?{names}"
+    recorded = getattr(span, "attributes", None) or {}
+    for key in ("url.full", "http.url"):
+        if key in recorded:
+            span.set_attribute(key, shown)
 
 
 # --- per-delivery-attempt spans -------------------------------------------------------------------

@@ -49,8 +49,8 @@ from postback.destination import (
 from postback.encryption import open_payload
 from postback.errors import PluginError, QueueError
 from postback.events import loads_event
+from postback.telemetry import DELIVERY_EXTENSION, http_status
 from postback.telemetry import attempt as telemetry_attempt
-from postback.telemetry import http_status
 
 if TYPE_CHECKING:
     from postback.config import VendorConfig
@@ -467,6 +467,7 @@ class Lane:
         """The ``send`` that ``postback_deliver`` gets: this thread's HTTP client, the vendor's
         timeout for the whole exchange, the rate-limit headers read on the way back."""
         request.extensions["timeout"] = self.timeout
+        request.extensions[DELIVERY_EXTENSION] = self.name  # telemetry.httpx_request_hook
         if "user-agent" not in request.headers:
             request.headers["user-agent"] = USER_AGENT
         self.stats.requests += 1
