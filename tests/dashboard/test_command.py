@@ -6,7 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -67,3 +69,41 @@ def test_postback_ui_serves_a_config(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def served(dashboard: Dashboard) -> Iterator[str]:
+    server = serve(dashboard, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize("name", ["rebound.example", "127.0.0.1.nip.io", "localhost.evil", ""])
+def test_the_loopback_server_refuses_a_request_addressed_to_another_name(
+    served: str, name: str
+) -> None:
+    """DNS rebinding: a web page at an attacker's name that resolves to 127.0.0.1 is, to the
+    browser, its own origin, so it could read the pages and their CSRF token, then replay or
+    discard dead letters. The server only answers requests addressed to a loopback name."""
+    port = served.rsplit(":", 1)[1]
+    host = f"{name}:{port}" if name else ""
+    page = httpx.get(f"{served}/config", headers={"host": host})
+    assert page.status_code == 403, page.text
+    assert "localhost" in page.text and "[postback]" not in page.text
+    post = httpx.post(
+        f"{served}/deadletters/1/discard",
+        headers={"host": host, "origin": f"http://{host}"},
+        data={"csrf_token": "0" * 64},
+    )
+    assert post.status_code == 403
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost", "app.localhost", "127.0.0.2"])
+def test_the_loopback_server_answers_loopback_names(served: str, name: str) -> None:
+    port = served.rsplit(":", 1)[1]
+    page = httpx.get(f"{served}/config", headers={"host": f"{name}:{port}"})
+    assert page.status_code == 200 and "[postback]" in page.text

@@ -2,7 +2,9 @@
 
 :func:`wsgi_app` takes the app's own ``authorize(environ) -> bool`` check: there is no way to
 build a mountable dashboard without one. :func:`serve` runs the stdlib's threading WSGI server
-and refuses any address but loopback, since it has no authentication of its own.
+and refuses any address but loopback, since it has no authentication of its own; it also
+answers only requests addressed to a loopback name (the ``Host`` header), so that a web page
+at another name resolving to 127.0.0.1 (DNS rebinding) cannot read it or post its forms.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from postback.dashboard.app import Dashboard
 from postback.dashboard.http import Request, Response, parse_cookies, parse_form, parse_query
 
-__all__ = ["LoopbackOnly", "check_loopback", "is_loopback", "serve", "wsgi_app"]
+__all__ = [
+    "LoopbackOnly",
+    "addressed_to_loopback",
+    "check_loopback",
+    "is_loopback",
+    "serve",
+    "wsgi_app",
+]
 
 log = logging.getLogger("postback.dashboard")
 
@@ -56,6 +65,19 @@ def check_loopback(host: str) -> None:
             f"(127.0.0.1, ::1), not {host!r}; to reach it from elsewhere, use an SSH tunnel, "
             "or mount it into your app behind its authentication (docs/how-to/dashboard.md)"
         )
+
+
+def addressed_to_loopback(host_header: str) -> bool:
+    """Whether a request's ``Host`` (name and port) names this machine's loopback:
+    ``localhost`` or a name under it (RFC 6761), or a loopback address. A browser sends the
+    name of the page's origin, so a page at another name is refused even when that name
+    resolves to 127.0.0.1 (DNS rebinding)."""
+    if host_header.startswith("["):
+        name = host_header[: host_header.find("]") + 1]
+    else:
+        name = host_header.partition(":")[0]
+    name = name.lower().rstrip(".")
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
 
 
 def _request(environ: dict[str, Any]) -> Request:
@@ -115,11 +137,19 @@ def serve(dashboard: Dashboard, host: str = "127.0.0.1", port: int = 8095) -> WS
     ``serve_forever()``); raises :class:`LoopbackOnly` for any other address."""
     check_loopback(host)
     server_class: type[_Server] = _Server6 if ":" in host.strip("[]") else _Server
-    server = make_server(
-        host.strip("[]"),
-        port,
-        wsgi_app(dashboard, authorize=lambda environ: True),
-        server_class=server_class,
-        handler_class=_QuietHandler,
+    dashboard_app = wsgi_app(dashboard, authorize=lambda environ: True)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not addressed_to_loopback(environ.get("HTTP_HOST", "")):
+            port = environ.get("SERVER_PORT", "")
+            body = (
+                "This dashboard only answers requests addressed to localhost, 127.0.0.1 or "
+                f"[::1]: open http://127.0.0.1:{port}/ (a page at another name that resolves "
+                "here is refused).\n"
+            ).encode()
+            return _write(Response(403, body, "text/plain; charset=utf-8"), start_response)
+        return dashboard_app(environ, start_response)
+
+    return make_server(
+        host.strip("[]"), port, app, server_class=server_class, handler_class=_QuietHandler
     )
-    return server
