@@ -372,3 +372,42 @@ def test_flush_counts_the_queue_at_a_bounded_rate(
         t.close(timeout=1)
     assert report.complete and report["example"].delivered == len(ids)
     assert counts <= took / timing.FLUSH_RECOUNT_MIN + 3, (counts, took)
+
+
+def test_a_flush_without_timeout_returns_when_the_tracker_closes_meanwhile() -> None:
+    """A thread waits in ``flush()`` (no timeout) while another closes the tracker: once the
+    lanes have stopped nothing here delivers what is left, so the flush returns (incomplete)
+    rather than counting the queue forever."""
+
+    def vendor(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.1)  # slow: events are still queued when close() gives up
+        ids = [e["id"] for e in json.loads(request.content)["events"]]
+        return httpx.Response(200, json={"results": [{"id": i, "status": "ok"} for i in ids]})
+
+    t = Tracker.from_config(
+        {
+            "postback": {"queue": "memory://", "workers": True},
+            "vendors": {
+                "example": {
+                    "base_url": "http://127.0.0.1:9",
+                    "api_key": "k",
+                    "batch_size": 1,
+                    "concurrency": 1,
+                    "linger": 0,
+                    "rate_limit": False,
+                }
+            },
+        },
+        plugins=[example],
+        load_entry_points=False,
+        transport=httpx.MockTransport(vendor),
+    )
+    _track(t, "c-", 50)
+    reports: list[Any] = []
+    waiter = threading.Thread(target=lambda: reports.append(t.flush()), daemon=True)
+    waiter.start()
+    time.sleep(0.3)
+    t.close(timeout=0.3)
+    waiter.join(5)
+    assert not waiter.is_alive(), "flush() still waits after close()"
+    assert reports and not reports[0].complete

@@ -243,6 +243,8 @@ class DeliveryEngine:
         while any(pending.values()):
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            if self.stopping.is_set():
+                break  # stopped meanwhile (close() on another thread): nothing here delivers
             if (
                 all(
                     (time.time() < lane.paused_until or lane.scoped_halts) and lane.stats.halted
