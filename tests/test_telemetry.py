@@ -493,3 +493,32 @@ def test_a_sqlite_queue_tells_the_age_of_its_oldest_event(tmp_path: Path) -> Non
     finally:
         q.release_delivery()
         q.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "hidden", "kept"),
+    [
+        # What the instrumentation already removed (a user name and password) stays removed.
+        ("https://user:s3cret-pw@vendor.example/v1/events?a=1", "s3cret-pw", "a=REDACTED"),
+        # A value without a name is a value: it is not shown as the name of one.
+        ("https://vendor.example/v1/events?c2VjcmV0LWlk&a=1", "c2VjcmV0LWlk", "a=REDACTED"),
+    ],
+)
+def test_the_httpx_request_hook_hides_what_the_instrumentation_hid_and_bare_values(
+    otel: Otel, url: str, hidden: str, kept: str
+) -> None:
+    from opentelemetry.instrumentation.httpx import RequestInfo
+    from opentelemetry.util.http import redact_url
+
+    request = httpx.Request("POST", url, extensions={telemetry.DELIVERY_EXTENSION: "example"})
+    info = RequestInfo(b"POST", request.url, request.headers, request.stream, request.extensions)
+    recorded = {"url.full": redact_url(str(request.url)), "http.url": redact_url(str(request.url))}
+    with otel.tracer.start_as_current_span(
+        "POST", kind=trace.SpanKind.CLIENT, attributes=recorded
+    ) as span:
+        telemetry.httpx_request_hook(span, info)
+    (finished,) = otel.spans.get_finished_spans()
+    for key in ("url.full", "http.url"):
+        shown = str((finished.attributes or {})[key])
+        assert hidden not in shown and kept in shown, shown
+        assert shown.startswith("https://") and "/v1/events?" in shown, shown

@@ -33,7 +33,6 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 from postback.encryption import open_payload
 
@@ -211,12 +210,17 @@ def httpx_request_hook(span: Any, request: Any) -> None:
     query = url.query.decode("ascii", "replace") if isinstance(url.query, bytes) else url.query
     if not query:
         return
-    names = "&".join(f"{name}={REDACTED}" for name, _ in parse_qsl(query, keep_blank_values=True))
-    shown = f"{str(url).partition('?')[0]}?{names}"
+    # A part without "=" is a value, not a name. The URL before the query is the one the
+    # instrumentation recorded: it removed any user name and password from it.
+    names = "&".join(
+        f"{name}={REDACTED}" if sep else REDACTED
+        for name, sep, _ in (part.partition("=") for part in query.split("&") if part)
+    )
     recorded = getattr(span, "attributes", None) or {}
     for key in ("url.full", "http.url"):
-        if key in recorded:
-            span.set_attribute(key, shown)
+        value = recorded.get(key)
+        if isinstance(value, str):
+            span.set_attribute(key, f"{value.partition('?')[0]}?{names}")
 
 
 # --- per-delivery-attempt spans -------------------------------------------------------------------
