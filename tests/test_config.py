@@ -299,6 +299,8 @@ def test_hostile_values_are_config_errors_naming_the_key(
         ("ftp://127.0.0.1", "http(s) URL"),
         ("http:///path", "http(s) URL"),
         ("http://127.0.0.1:8080/a b", "whitespace"),
+        ("http://[hunter2]:8080", "http(s) URL"),  # urlsplit's own error quotes the host
+        ("http://[::1:8080", "http(s) URL"),
     ],
 )
 def test_a_base_url_that_could_not_work_is_refused_at_start(url: str, says: str) -> None:

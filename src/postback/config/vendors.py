@@ -49,7 +49,10 @@ def _base_url(value: object) -> str:
         raise ValueError(f"must be an http(s) URL {_BASE_URL_HELP}")
     if re.search(r"\s", value):
         raise ValueError(f"holds whitespace; give an http(s) URL {_BASE_URL_HELP}")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)  # its errors quote the host: "'x' does not appear to be ..."
+    except ValueError:
+        raise ValueError(f"must be an http(s) URL {_BASE_URL_HELP}") from None
     if "@" in parts.netloc:
         raise ValueError(
             "must not carry a user name or password (user:password@host): they would show in "
