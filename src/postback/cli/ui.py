@@ -52,7 +52,8 @@ def ui(config_path: Path | None, host: str, port: int) -> None:
     try:
         tracker.start()
         server = serve(Dashboard(tracker, recorder=recorder), host, port)
-        shown = f"[{host}]" if ":" in host else host
+        bare = host.strip("[]")
+        shown = f"[{bare}]" if ":" in bare else bare
         click.echo(f"postback dashboard on http://{shown}:{server.server_port}/ (Ctrl-C to stop)")
         try:
             server.serve_forever()
