@@ -314,7 +314,13 @@ def test_a_base_url_that_could_not_work_is_refused_at_start(url: str, says: str)
 
 
 @pytest.mark.parametrize(
-    "url", ["http://127.0.0.1:8080", "https://sandbox.example.com/prefix/", "http://[::1]:65535"]
+    "url",
+    [
+        "http://127.0.0.1:8080",
+        "https://sandbox.example.com/prefix/",
+        "http://[::1]:65535",
+        "HTTPS://Sandbox.example.com",
+    ],
 )
 def test_a_good_base_url_is_kept(url: str) -> None:
     t = _hostile(vendor={"base_url": url})

@@ -45,7 +45,7 @@ def _base_url(value: object) -> str:
     """An origin (and path prefix) the vendor's paths can be appended to, checked at start-up
     so that a typo is not a day of "Connection refused" retries. Errors never quote the value:
     a password in it would be shown."""
-    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
+    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value, re.IGNORECASE):
         raise ValueError(f"must be an http(s) URL {_BASE_URL_HELP}")
     if re.search(r"\s", value):
         raise ValueError(f"holds whitespace; give an http(s) URL {_BASE_URL_HELP}")
