@@ -323,12 +323,29 @@ class AsyncTracker:
 
     async def close(self, timeout: float | None = 10.0) -> FlushReport | None:
         """Finish pending writes, flush for at most ``timeout`` seconds, stop the workers and
-        release the queue. What is not delivered in time stays queued (``sqlite://``)."""
+        release the queue. What is not delivered in time stays queued (``sqlite://``).
+        Cancelling the caller does not stop the close: it finishes on its own thread."""
         if self._closing:
             return None
         self._closing = True
-        await asyncio.to_thread(self._writer.stop, None)
-        return await asyncio.to_thread(self._tracker.close, timeout)
+        # On a thread of its own, not the default executor (where a busy pool could hold it
+        # back and a cancelled caller would then drop it): cancelling the caller (a shutdown
+        # cut short, wait_for) leaves the close to finish there.
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[FlushReport | None] = loop.create_future()
+
+        def close_on_thread() -> None:
+            try:
+                result: _Result = (done, True, self._close_now(timeout))
+            except BaseException as exc:  # handed to the awaiting caller
+                result = (done, False, exc)
+            try:
+                loop.call_soon_threadsafe(_resolve, [result])
+            except RuntimeError:
+                pass  # that loop is closed: nobody waits for the report any more
+
+        threading.Thread(target=close_on_thread, name="postback-close").start()
+        return await asyncio.shield(done)
 
     def close_blocking(self, timeout: float | None = 10.0) -> FlushReport | None:
         """:meth:`close` for synchronous shutdown code (signal handlers, settings reloads);
@@ -336,6 +353,9 @@ class AsyncTracker:
         if self._closing:
             return None
         self._closing = True
+        return self._close_now(timeout)
+
+    def _close_now(self, timeout: float | None) -> FlushReport | None:
         self._writer.stop(None)
         return self._tracker.close(timeout)
 

@@ -302,3 +302,41 @@ def test_explain_is_the_trackers_with_the_request_context(example_config, tmp_pa
             assert tracker.stats()["example"]["tracked"] == 0  # nothing was queued
 
     asyncio.run(main())
+
+
+def test_a_cancelled_close_still_flushes_and_closes_the_tracker(
+    example_config, tmp_path, sandbox, wait_until
+):
+    """close() cancelled at its first await (a lifespan shutdown cut short, wait_for): the
+    close goes on to the end; it used to stop after the writer and never close the tracker,
+    while ``closed`` said True and a second close() returned None at once."""
+
+    async def main():
+        tracker = make_tracker(sqlite_config(example_config, tmp_path))
+        await tracker.track("sign_up", user={"user_id": "u"}, event_id="e-1")
+        task = asyncio.create_task(tracker.close(timeout=20))
+        await asyncio.sleep(0)  # close() is at its first await
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert tracker.closed
+        assert await tracker.close() is None
+        return tracker
+
+    tracker = asyncio.run(main())
+    wait_until(
+        lambda: [e["event_id"] for e in sandbox.received("example")] == ["e-1"],
+        "the cancelled close to flush",
+        timeout=20,
+    )
+    wait_until(lambda: tracker.tracker.closed, "the cancelled close to close", timeout=20)
+    wait_until(
+        lambda: (
+            not any(
+                t.name.startswith("postback-") and t.name != "postback-sandbox"
+                for t in threading.enumerate()
+            )
+        ),
+        "the tracker's threads to end",
+        timeout=20,
+    )
