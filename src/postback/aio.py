@@ -30,7 +30,8 @@ one at a time (two thread hand-offs) and 17 µs per call when 5,000 are awaited 
 the order of calls. The docs' FastAPI how-to has the table.
 
 Cancelling a task that awaits ``track()`` does not un-queue the event: once submitted, the
-write completes. After ``fork()`` a child starts its own writer thread on first use; at
+write completes (or fails, and the error is logged at WARNING: nobody is left to raise it to).
+After ``fork()`` a child starts its own writer thread on first use; at
 interpreter exit, writes already submitted are finished before the core's exit hook closes the
 trackers.
 """
@@ -156,7 +157,13 @@ class _Writer:
 
 def _resolve(results: list[_Result]) -> None:
     for future, ok, value in results:
-        if future.done():  # the caller was cancelled; the write happened anyway
+        if future.done():  # the caller was cancelled; the write happened anyway, or failed:
+            if not ok:  # then nobody is left to raise it to
+                log.warning(
+                    "a track() whose caller was cancelled failed, its event was not queued: %s: %s",
+                    type(value).__name__,
+                    value,
+                )
             continue
         if ok:
             future.set_result(value)

@@ -340,3 +340,30 @@ def test_a_cancelled_close_still_flushes_and_closes_the_tracker(
         "the tracker's threads to end",
         timeout=20,
     )
+
+
+def test_a_cancelled_callers_failed_write_is_logged(example_config, tmp_path, caplog):
+    """The writer thread goes on with a call whose caller was cancelled; if it then fails
+    (InvalidEvent, a QueueError), nobody is left to raise it to, so it is logged: the event
+    was not queued. It used to vanish without a word."""
+
+    async def main():
+        tracker = make_tracker(
+            sqlite_config(example_config, tmp_path, workers=False, sqlite_synchronous="full")
+        )
+        task = asyncio.create_task(
+            tracker.track("purchase", user={"email": "a@b.co"}, currency="usd$", event_id="bad")
+        )
+        await asyncio.sleep(0)  # submitted
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await tracker.close(timeout=0)
+
+    with caplog.at_level("WARNING", logger="postback"):
+        asyncio.run(main())
+    (record,) = [r for r in caplog.records if "cancelled" in r.getMessage()]
+    assert "InvalidEvent" in record.getMessage()
+    assert "currency" in record.getMessage()
+    assert "not queued" in record.getMessage()
+    assert queue_depth(tmp_path / "queue.db") == 0
