@@ -367,3 +367,38 @@ def test_a_cancelled_callers_failed_write_is_logged(example_config, tmp_path, ca
     assert "currency" in record.getMessage()
     assert "not queued" in record.getMessage()
     assert queue_depth(tmp_path / "queue.db") == 0
+
+
+@pytest.mark.parametrize("synchronous", ["normal", "full"])  # inline, writer thread
+def test_a_cancelled_track_retried_with_its_event_id_is_sent_once(
+    example_config, tmp_path, sandbox, synchronous
+):
+    """Cancelled after 0..5 loop iterations, a track() has queued its event or not, and its
+    caller cannot tell which from the CancelledError. Retried with the same event_id, the
+    event reaches a vendor without a dedupe key (X, Mobana, Ton AI: dedupe_window 24 h by
+    default) exactly once either way."""
+    config = sqlite_config(example_config, tmp_path, sqlite_synchronous=synchronous)
+    config["vendors"]["example"]["dedupe_window"] = "24h"
+    ids = [f"order-{k}" for k in range(6)]
+
+    async def main():
+        async with make_tracker(config) as tracker:
+            cancelled = []
+            for k, event_id in enumerate(ids):
+                task = asyncio.create_task(
+                    tracker.track("sign_up", user={"user_id": "u"}, event_id=event_id)
+                )
+                for _ in range(k):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    cancelled.append(event_id)
+            assert cancelled[:1] == ["order-0"]  # cancelled before it ran: nothing queued
+            for event_id in cancelled:  # the app's retry
+                assert await tracker.track("sign_up", user={"user_id": "u"}, event_id=event_id)
+            assert (await tracker.flush(timeout=20)).complete
+
+    asyncio.run(main())
+    assert sorted(e["event_id"] for e in sandbox.received("example")) == ids
