@@ -30,7 +30,8 @@ one at a time (two thread hand-offs) and 17 µs per call when 5,000 are awaited 
 the order of calls. The docs' FastAPI how-to has the table.
 
 Cancelling a task that awaits ``track()`` does not un-queue the event: once submitted, the
-write completes (or fails, and the error is logged at WARNING: nobody is left to raise it to).
+write completes (or fails, and the error is logged at WARNING: nobody is left to raise it to;
+the same when the caller's loop closes first).
 After ``fork()`` a child starts its own writer thread on first use; at
 interpreter exit, writes already submitted are finished before the core's exit hook closes the
 trackers.
@@ -133,8 +134,8 @@ class _Writer:
             for loop, results in done.items():
                 try:
                     loop.call_soon_threadsafe(_resolve, results)
-                except RuntimeError:
-                    pass  # that loop is closed: nobody waits for these results any more
+                except RuntimeError:  # that loop is closed: nobody waits for these results
+                    _log_failures(results)
             if stop:
                 return
 
@@ -157,18 +158,26 @@ class _Writer:
 
 def _resolve(results: list[_Result]) -> None:
     for future, ok, value in results:
-        if future.done():  # the caller was cancelled; the write happened anyway, or failed:
-            if not ok:  # then nobody is left to raise it to
-                log.warning(
-                    "a track() whose caller was cancelled failed, its event was not queued: %s: %s",
-                    type(value).__name__,
-                    value,
-                )
+        if future.done():  # the caller was cancelled; the write happened anyway, or failed
+            _log_failures([(future, ok, value)])
             continue
         if ok:
             future.set_result(value)
         else:
             future.set_exception(value)
+
+
+def _log_failures(results: list[_Result]) -> None:
+    """A write that failed with nobody left to raise it to (its caller was cancelled, or its
+    loop closed) is logged: its event was not queued."""
+    for _future, ok, value in results:
+        if not ok:
+            log.warning(
+                "a track() whose caller was cancelled or whose event loop closed failed, its "
+                "event was not queued: %s: %s",
+                type(value).__name__,
+                value,
+            )
 
 
 class AsyncTracker:

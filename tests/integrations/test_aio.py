@@ -402,3 +402,28 @@ def test_a_cancelled_track_retried_with_its_event_id_is_sent_once(
 
     asyncio.run(main())
     assert sorted(e["event_id"] for e in sandbox.received("example")) == ids
+
+
+def test_a_failed_write_whose_loop_closed_is_logged(example_config, tmp_path, caplog):
+    """asyncio.run() ends while the writer thread still has writes of its loop: they are
+    made, and one that fails is logged, as for a cancelled caller."""
+
+    async def main():
+        tracker = make_tracker(
+            sqlite_config(example_config, tmp_path, workers=False, sqlite_synchronous="full")
+        )
+        # An fdatasync each: the writer is busy well after the loop has ended.
+        calls = [
+            tracker.track("sign_up", user={"user_id": "u"}, event_id=f"e{i}") for i in range(200)
+        ]
+        calls.append(tracker.track("purchase", user={"email": "a@b.co"}, currency="usd$"))
+        tasks = [asyncio.create_task(call) for call in calls]
+        await asyncio.sleep(0)  # all submitted; nobody awaits them
+        return tracker, tasks
+
+    with caplog.at_level("WARNING", logger="postback"):
+        tracker, _ = asyncio.run(main())
+        tracker.close_blocking(timeout=0)  # waits for the writer
+    (record,) = [r for r in caplog.records if "not queued" in r.getMessage()]
+    assert "InvalidEvent" in record.getMessage()
+    assert queue_depth(tmp_path / "queue.db") == 200
