@@ -8,6 +8,7 @@ memory queue; the Redis case is in tests/redis/test_dedupe.py.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -173,3 +174,37 @@ def test_the_sqlite_dedupe_file_is_owner_only_and_works_in_a_forked_child(tmp_pa
         assert queue.remember_for(["x"], "in-child", 60_000) == [], "the parent sees the child's"
     finally:
         queue.close()
+
+
+def test_the_dedupe_files_checkpoints_run_off_the_track_path_and_keep_its_wal_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint syncs the file (10-30 ms here): run by the connection ``track()`` commits
+    on, it stalled one ``track()`` (or an event loop) every few thousand. The calling thread's
+    connection never checkpoints; a thread of the dedupe file's own does, so the WAL still
+    stays near its bound."""
+    import sqlite3
+
+    import postback.delivery.recent as recent_module
+    from postback.delivery.sqlite import SQLiteQueue
+
+    monkeypatch.setattr(recent_module, "CHECKPOINT_PAGES", 200)
+    monkeypatch.setattr(recent_module, "CHECKPOINT_EVERY", 50)
+    queue = SQLiteQueue(tmp_path / "q.db")
+    try:
+        queue.remember_for(["x"], "first", 60_000)
+        recent = queue._recent_file()
+        conn: sqlite3.Connection = recent._conn
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        wal = tmp_path / "q.db.recent-wal"
+        for i in range(3000):
+            queue.remember_for(["x", "y"], f"key-{i}", 60_000)
+        deadline = time.monotonic() + 10
+        while wal.stat().st_size > 400 * 1024 and time.monotonic() < deadline:
+            queue.remember_for(["x"], f"more-{time.monotonic()}", 60_000)
+            time.sleep(0.05)
+        assert wal.stat().st_size <= 400 * 1024, wal.stat().st_size
+        assert queue.remember_for(["x"], "key-7", 60_000) == []  # still remembered
+    finally:
+        queue.close()
+    assert not [t for t in threading.enumerate() if t.name == "postback-recent-checkpoint"]

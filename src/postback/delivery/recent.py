@@ -14,6 +14,12 @@ makes it atomic across threads, processes and trackers sharing the file. Every 2
 1,024 expired rows are deleted (more than the calls add), so the file stays as small as the
 keys of one window.
 
+The calling thread never checkpoints the WAL: a checkpoint syncs the file (10-30 ms), and on
+the connection ``track()`` commits on it stalled one call (or an ``AsyncTracker``'s event loop)
+every few thousand. That connection has automatic checkpoints off; every
+:data:`CHECKPOINT_EVERY` calls it wakes a thread of its own, which checkpoints on a connection
+of its own (``PASSIVE``: it never waits for, nor blocks, a writer).
+
 A connection is never used across ``fork()``: :meth:`RecentFile.usable` is false in a child,
 which opens its own (the parent's is left untouched, as the queue does with its own).
 """
@@ -35,8 +41,10 @@ __all__ = ["RecentFile"]
 #: Calls between deletions of expired rows, and how many one deletion takes at most.
 SWEEP_EVERY = 256
 SWEEP_ROWS = 1024
-#: WAL pages (of 1 KiB) between checkpoints.
+#: WAL pages (of 1 KiB) kept after a checkpoint (the WAL is truncated to this).
 CHECKPOINT_PAGES = 10_000
+#: Calls between wake-ups of the checkpoint thread (a call writes about two pages).
+CHECKPOINT_EVERY = 2_000
 _abandoned: list[sqlite3.Connection] = []  # connections inherited across fork: never touched
 
 
@@ -62,6 +70,9 @@ class RecentFile:
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._calls = 0
+        self._checkpoint_due = threading.Event()
+        self._closing = False
+        self._checkpointer: threading.Thread | None = None
         try:
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))  # owner-only from the start
             self._conn = sqlite3.connect(
@@ -83,8 +94,9 @@ class RecentFile:
                 fcntl.flock(init_fd, fcntl.LOCK_UN)
                 os.close(init_fd)
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoint (the one step that syncs) every ~10 MB of WAL, not every ~1 MB.
-            self._conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
+            # Never on this connection: the checkpoint thread does it (see the module). The
+            # first commit after a checkpoint truncates the WAL to this connection's limit.
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
             self._conn.execute(f"PRAGMA journal_size_limit={CHECKPOINT_PAGES * 1024}")
         except (OSError, sqlite3.Error) as exc:
             raise QueueError(
@@ -111,6 +123,8 @@ class RecentFile:
             with self._lock:
                 got = {row[0] for row in self._conn.execute(sql, args).fetchall()}
                 self._calls += 1
+                if self._calls % CHECKPOINT_EVERY == 0:
+                    self._wake_checkpointer()
                 if self._calls % SWEEP_EVERY == 0:
                     self._conn.execute(
                         "DELETE FROM recent WHERE (key, vendor) IN (SELECT key, vendor FROM "
@@ -131,6 +145,41 @@ class RecentFile:
         except sqlite3.Error as exc:
             raise QueueError(f"dedupe file {self.path}: {exc}") from None
 
+    # --- checkpoints, off the calling thread ----------------------------------------------------
+
+    def _wake_checkpointer(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, name="postback-recent-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+        self._checkpoint_due.set()
+
+    def _checkpoints(self) -> None:
+        conn = None
+        try:
+            conn = sqlite3.connect(self.path, timeout=0.0, isolation_level=None)
+            while True:
+                self._checkpoint_due.wait()
+                self._checkpoint_due.clear()
+                if self._closing:
+                    return
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass  # busy: the next wake-up tries again (the WAL only grows meanwhile)
+        except sqlite3.Error:
+            return  # the file went away: the calling connection reports its own errors
+        finally:
+            if conn is not None:
+                conn.close()
+
     def close(self) -> None:
-        if self.pid == os.getpid():
-            self._conn.close()
+        if self.pid != os.getpid():
+            return
+        thread = self._checkpointer
+        if thread is not None:
+            self._closing = True
+            self._checkpoint_due.set()
+            thread.join(5.0)
+        self._conn.close()
