@@ -154,7 +154,10 @@ async def atrack(
     vendors: Mapping[str, Any] | None = None,
     consent: Mapping[str, bool] | None = None,
 ) -> str:
-    """:func:`track` for ``async def`` views: the queue write happens off the event loop."""
+    """:func:`track` for ``async def`` views, through :class:`~postback.AsyncTracker`: a
+    write that can wait (``redis://``, ``sqlite_synchronous = "full"``) happens off the event
+    loop; the default ``sqlite://`` write (a memory copy) runs inline, as it costs less than a
+    hand-off. The first call builds the tracker (reading the config) on the loop."""
     derived = _derived(request)
     user, context = merge_request_context(derived, user, context, get_tracker().host.fields)
     consent = merge_request_consent(derived, consent, get_tracker().config.consent.gpc)
