@@ -163,7 +163,9 @@ def test_a_closed_trackers_request_still_ending_is_not_a_new_deliverers_thread(
     tracker closed while a request was in flight (as an earlier test's teardown may, on a
     loaded machine) leaves that request's thread to end on its own, under the name a new
     tracker's request thread would have."""
-    earlier = make_tracker(queue="memory://", core={"workers": True})
+    # Its request thread ends within the vendor's timeout (close() closed the connection
+    # under it; a read it is blocked in wakes at the deadline): 3 s, not the default 10.
+    earlier = make_tracker(queue="memory://", core={"workers": True}, vendor={"timeout": 3})
     sandbox.set_fault("example", latency=2.0)
     earlier.track("sign_up", user={"email": "slow@x.co"}, event_id="slow")
     assert _wait_for(lambda: bool(earlier.engine.sending_here()))
