@@ -149,10 +149,14 @@ class RecentFile:
 
     def _wake_checkpointer(self) -> None:
         if self._checkpointer is None:
-            self._checkpointer = threading.Thread(
+            thread = threading.Thread(
                 target=self._checkpoints, name="postback-recent-checkpoint", daemon=True
             )
-            self._checkpointer.start()
+            try:
+                thread.start()
+            except RuntimeError:  # the interpreter is exiting (3.12+): the close checkpoints
+                return
+            self._checkpointer = thread
         self._checkpoint_due.set()
 
     def _checkpoints(self) -> None:
