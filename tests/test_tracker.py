@@ -157,6 +157,25 @@ def test_closed_tracker_refuses(make_tracker: Callable[..., Tracker]) -> None:
     assert t.close() is None  # idempotent
 
 
+@pytest.mark.parametrize("queue", ["sqlite", "memory://"])
+def test_a_closed_tracker_says_so_for_every_call(
+    make_tracker: Callable[..., Tracker], queue: str
+) -> None:
+    """flush(), stats(), status() and erase() after close() raise TrackerClosed, whatever the
+    queue: on sqlite:// they used to raise 'Cannot operate on a closed database'."""
+    t = make_tracker(queue=None if queue == "sqlite" else queue)
+    event_id = t.track("sign_up", user={"email": "a@b.co"})
+    t.close(timeout=1)
+    for call in (
+        lambda: t.flush(timeout=1),
+        t.stats,
+        lambda: t.status(event_id),
+        lambda: t.erase(email="a@b.co"),
+    ):
+        with pytest.raises(TrackerClosed, match="create a new one"):
+            call()
+
+
 def test_start_delivers_what_an_earlier_process_left(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:

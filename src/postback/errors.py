@@ -13,7 +13,7 @@ Every exception postback raises on purpose derives from :class:`PostbackError`::
     │   ├── QueueAuthRefused        the queue's server refused the credentials (fix the URL)
     │   ├── QueueReadOnly           the queue is read-only (a replica, a read-only mount)
     │   └── QueueDiskFull           no space left where the queue writes: the event was NOT accepted
-    └── TrackerClosed               track() after close()
+    └── TrackerClosed               track(), flush(), stats()... after close()
 
 Errors carry their context as attributes (``problems``, ``path``) so callers and tests can read
 them without parsing messages; messages always say what is wrong and how to fix it. No error
@@ -192,4 +192,5 @@ class QueueDiskFull(QueueError):
 
 
 class TrackerClosed(PostbackError):
-    """The tracker was closed; create a new one to track more events."""
+    """The tracker was closed (``track()``, ``flush()``, ``stats()``, ``status()``, ``erase()``
+    and ``start()`` raise it then); create a new one to track more events."""

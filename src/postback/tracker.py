@@ -396,6 +396,7 @@ class Tracker:
         deliveries, on any host sharing a Redis queue): queued, attempts with their times and
         notes, delivered (with the vendor's id or attribution), skipped and why,
         dead-lettered and why. See docs/explanation/ledger.md for what is kept, and how long."""
+        self._check_open()
         return self.ledger.status(event_id)
 
     def erase(
@@ -407,12 +408,19 @@ class Tracker:
         ``track()`` stores them (email trimmed and lower-cased; phone by its digits). An
         event being sent at that moment finishes; the report says how many. Events tracked
         after the erase are delivered as usual. See docs/explanation/privacy.md."""
+        self._check_open()
         return erase_person(
             self.queue,
             self.engine.erasures,
             self.engine.sending_here(),
             Person(user_id=user_id, email=email, phone=phone),
         )
+
+    def _check_open(self) -> None:
+        """Raise :class:`~postback.TrackerClosed` once :meth:`close` was called (its queue and
+        ledger are released: reading them would fail in a way that names neither)."""
+        if self._closed:
+            raise TrackerClosed("this tracker was closed; create a new one with from_config()")
 
     def _report_skip(self, vendor: str, event: Event, outcome: Skipped) -> None:
         self.host.on_delivery(vendor, event, outcome, 0, 0.0)
@@ -426,13 +434,14 @@ class Tracker:
         process to be ready and returns whether it is; otherwise returns True at once (with
         ``workers = false``, or no vendor enabled, there is nothing to start).
         """
-        if self._closed:
-            raise TrackerClosed("this tracker was closed; create a new one with from_config()")
+        self._check_open()
         self.deliverer.start()
         return self.deliverer.ready(timeout)
 
     def flush(self, timeout: float | None = 10.0) -> FlushReport:
-        """Deliver what is queued, waiting at most ``timeout`` seconds; a report per vendor."""
+        """Deliver what is queued, waiting at most ``timeout`` seconds; a report per vendor.
+        After :meth:`close` (which flushed), raises :class:`~postback.TrackerClosed`."""
+        self._check_open()
         return self.deliverer.flush(timeout)
 
     def close(self, timeout: float | None = 10.0) -> FlushReport | None:
@@ -471,7 +480,9 @@ class Tracker:
 
         ``skips`` counts, per reason, the events this process left out of that vendor at
         ``track()`` (a :class:`~postback.Skip`); ``skipped`` adds them to the events skipped
-        at delivery (``SkipEvent`` from ``transform``)."""
+        at delivery (``SkipEvent`` from ``transform``). After :meth:`close`, raises
+        :class:`~postback.TrackerClosed` (``close()`` returns the last flush's report)."""
+        self._check_open()
         stats = self.deliverer.stats()
         for vendor, reasons in self.skips.totals().items():
             vendor_stats = stats.get(vendor)
