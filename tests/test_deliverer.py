@@ -327,20 +327,18 @@ def test_an_enqueue_only_tracker_on_a_private_queue_says_nothing_will_send_it(
     assert not [r for r in caplog.records if "nothing in this process" in r.getMessage()]
 
 
-def test_flush_counts_the_queue_at_a_bounded_rate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Counting what is left (a query and a read of the spool) is not redone each time a
-    request settles: one request at a time, a count per settle took as much CPU as the
-    deliveries themselves. ``flush()`` still returns once all is delivered."""
+def _one_at_a_time(queue: str, answer_after: float = 0.0) -> Tracker:
+    """The example vendor, one event per request and one request at a time, delivered on
+    threads to an ``httpx.MockTransport`` that accepts every event after ``answer_after`` s."""
 
     def vendor(request: httpx.Request) -> httpx.Response:
+        time.sleep(answer_after)
         ids = [e["id"] for e in json.loads(request.content)["events"]]
         return httpx.Response(200, json={"results": [{"id": i, "status": "ok"} for i in ids]})
 
-    t = Tracker.from_config(
+    return Tracker.from_config(
         {
-            "postback": {"queue": f"sqlite:///{tmp_path}/q.db", "workers": True},
+            "postback": {"queue": queue, "workers": True},
             "vendors": {
                 "example": {
                     "base_url": "http://127.0.0.1:9",
@@ -356,6 +354,16 @@ def test_flush_counts_the_queue_at_a_bounded_rate(
         load_entry_points=False,
         transport=httpx.MockTransport(vendor),
     )
+
+
+def test_flush_counts_the_queue_at_a_bounded_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting what is left (a query and a read of the spool) is not redone each time a
+    request settles: one request at a time, a count per settle took as much CPU as the
+    deliveries themselves. ``flush()`` still returns once all is delivered."""
+
+    t = _one_at_a_time(f"sqlite:///{tmp_path}/q.db")
     counts = 0
     depth = t.engine.queue.depth
 
@@ -381,29 +389,8 @@ def test_a_flush_without_timeout_returns_when_the_tracker_closes_meanwhile() -> 
     lanes have stopped nothing here delivers what is left, so the flush returns (incomplete)
     rather than counting the queue forever."""
 
-    def vendor(request: httpx.Request) -> httpx.Response:
-        time.sleep(0.1)  # slow: events are still queued when close() gives up
-        ids = [e["id"] for e in json.loads(request.content)["events"]]
-        return httpx.Response(200, json={"results": [{"id": i, "status": "ok"} for i in ids]})
-
-    t = Tracker.from_config(
-        {
-            "postback": {"queue": "memory://", "workers": True},
-            "vendors": {
-                "example": {
-                    "base_url": "http://127.0.0.1:9",
-                    "api_key": "k",
-                    "batch_size": 1,
-                    "concurrency": 1,
-                    "linger": 0,
-                    "rate_limit": False,
-                }
-            },
-        },
-        plugins=[example],
-        load_entry_points=False,
-        transport=httpx.MockTransport(vendor),
-    )
+    # Slow: events are still queued when close() gives up.
+    t = _one_at_a_time("memory://", answer_after=0.1)
     _track(t, "c-", 50)
     reports: list[Any] = []
     waiter = threading.Thread(target=lambda: reports.append(t.flush()), daemon=True)
