@@ -60,7 +60,7 @@ def test_track_flush_close_like_the_sync_tracker(example_config, tmp_path, sandb
             report = await tracker.flush(timeout=20)
             assert report.complete
             assert report["example"].delivered == 2
-            assert tracker.stats()["example"]["delivered"] == 2
+            assert (await tracker.stats())["example"]["delivered"] == 2
             status = await tracker.status("order-1")
             assert status.vendors["example"].state == "delivered"
             return generated
@@ -299,7 +299,7 @@ def test_explain_is_the_trackers_with_the_request_context(example_config, tmp_pa
                 route = tracker.explain("sign_up", user={"email": "a@b.co"})
             assert route.queued == ("example",)
             assert route.event is not None and route.event.user.ip_address == "203.0.113.9"
-            assert tracker.stats()["example"]["tracked"] == 0  # nothing was queued
+            assert (await tracker.stats())["example"]["tracked"] == 0  # nothing was queued
 
     asyncio.run(main())
 
@@ -427,3 +427,58 @@ def test_a_failed_write_whose_loop_closed_is_logged(example_config, tmp_path, ca
     (record,) = [r for r in caplog.records if "not queued" in r.getMessage()]
     assert "InvalidEvent" in record.getMessage()
     assert queue_depth(tmp_path / "queue.db") == 200
+
+
+class Heartbeat:
+    """A task that wakes every ``step`` seconds and keeps the longest gap between two wake-ups:
+    how long the event loop was kept from running anything else."""
+
+    def __init__(self, step: float = 0.005) -> None:
+        self.step = step
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Heartbeat:
+        self._task = asyncio.create_task(self._beat())
+        await asyncio.sleep(self.step * 2)  # it is beating
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        await asyncio.sleep(self.step * 2)  # a beat after the code under test
+        self._task.cancel()
+
+    async def _beat(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.step)
+            now = time.monotonic()
+            self.longest = max(self.longest, now - last - self.step)
+            last = now
+
+
+def test_stats_never_blocks_the_event_loop(example_config, tmp_path):
+    """``stats()`` counts the queue, and the deliverer's count waits for the spool's intake
+    lock (held while other processes' writes are read in, 28-116 ms under load): it runs on
+    a thread, as ``status()`` does, and the loop goes on meanwhile."""
+
+    async def main():
+        async with make_tracker(sqlite_config(example_config, tmp_path)) as tracker:
+            await tracker.track("sign_up", user={"user_id": "u"}, event_id="e-1")
+            assert (await tracker.flush(timeout=20)).complete  # this process delivers
+            intake = tracker.tracker.queue._intake.lock
+            held = threading.Event()
+
+            def busy_intake() -> None:  # stands for a long ingest of other processes' writes
+                with intake:
+                    held.set()
+                    time.sleep(0.2)
+
+            threading.Thread(target=busy_intake).start()
+            held.wait(5)
+            async with Heartbeat() as beat:
+                stats = await tracker.stats()
+            assert stats["example"]["delivered"] == 1 and stats["example"]["queue_depth"] == 0
+            assert beat.longest < 0.1, f"the loop was blocked {beat.longest * 1000:.0f} ms"
+
+    asyncio.run(main())
