@@ -400,3 +400,24 @@ def test_a_flush_without_timeout_returns_when_the_tracker_closes_meanwhile() -> 
     waiter.join(5)
     assert not waiter.is_alive(), "flush() still waits after close()"
     assert reports and not reports[0].complete
+
+
+def test_an_aborted_flush_stops_waiting(tracker: Tracker, sandbox: Sandbox) -> None:
+    """``flush(timeout, abort=event)``: setting ``event`` from another thread ends the wait
+    soon (what ``AsyncTracker.flush()`` does when its caller is cancelled); the report says
+    what is left. With a delivery child, the child's own wait ends too: the next request is
+    answered at once, not after the aborted flush's timeout."""
+    sandbox.set_fault("example", status=503)  # every attempt is retried later: flush waits
+    _track(tracker, "a-", 1)
+    assert tracker.deliverer.ready(60)
+    abort = threading.Event()
+    timer = threading.Timer(0.2, abort.set)
+    timer.start()
+    started = time.monotonic()
+    report = tracker.flush(10, abort=abort)
+    took = time.monotonic() - started - 0.2
+    assert not report.complete and report["example"].pending == 1
+    assert took < 0.5, f"flush() went on for {took:.2f} s after the abort"
+    started = time.monotonic()
+    assert tracker.stats()["example"]["queue_depth"] == 1
+    assert time.monotonic() - started < 0.5  # the child is not flushing any more

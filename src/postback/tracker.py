@@ -438,11 +438,16 @@ class Tracker:
         self.deliverer.start()
         return self.deliverer.ready(timeout)
 
-    def flush(self, timeout: float | None = 10.0) -> FlushReport:
+    def flush(
+        self, timeout: float | None = 10.0, *, abort: threading.Event | None = None
+    ) -> FlushReport:
         """Deliver what is queued, waiting at most ``timeout`` seconds; a report per vendor.
+
+        Setting ``abort`` (from another thread) ends the wait within about 0.1 s; the report
+        then says what is left. Delivery goes on either way: only the wait ends.
         After :meth:`close` (which flushed), raises :class:`~postback.TrackerClosed`."""
         self._check_open()
-        return self.deliverer.flush(timeout)
+        return self.deliverer.flush(timeout, None if abort is None else abort.is_set)
 
     def close(self, timeout: float | None = 10.0) -> FlushReport | None:
         """Flush for at most ``timeout`` seconds, stop the workers, release the queue.

@@ -23,8 +23,10 @@ Every deliverer's duties (pinned, for each implementation, by tests/test_deliver
   first use through ``notify()``. ``ready(timeout)`` waits until delivery can happen.
 - ``notify(vendors)`` is called by every ``track()`` after the event is stored: cheap, and
   what it wakes is the implementation's business.
-- ``flush(timeout)`` waits at most ``timeout`` seconds for what is queued to be delivered and
-  returns a :class:`~postback.delivery.stats.FlushReport` (what is left, per vendor).
+- ``flush(timeout, abort)`` waits at most ``timeout`` seconds for what is queued to be
+  delivered and returns a :class:`~postback.delivery.stats.FlushReport` (what is left, per
+  vendor). It asks ``abort()`` (if given) every 100 ms at most and stops waiting once it is
+  true: ``AsyncTracker.flush()`` sets it when its caller is cancelled.
 - ``flush_own(timeout)`` is the exit hook's shorter wait: only until this process's own events
   were taken by whoever delivers; False if the implementation cannot tell (then ``flush`` is
   the wait). ``flushes_on_close`` says whether ``close()`` and the exit hook wait at all.
@@ -71,7 +73,9 @@ class Deliverer(Protocol):
 
     def notify(self, vendors: Sequence[str]) -> None: ...
 
-    def flush(self, timeout: float | None) -> FlushReport: ...
+    def flush(
+        self, timeout: float | None, abort: Callable[[], bool] | None = None
+    ) -> FlushReport: ...
 
     def flush_own(self, timeout: float) -> bool: ...
 
@@ -142,12 +146,12 @@ class ProcessDeliverer:
             self._nudged_at = now
             self.process.nudge()
 
-    def flush(self, timeout: float | None) -> FlushReport:
+    def flush(self, timeout: float | None, abort: Callable[[], bool] | None = None) -> FlushReport:
         engine = self.engine
         if not engine.lanes:
             engine.ledger.flush()
             return engine.report({})
-        report = self.process.flush(timeout)
+        report = self.process.flush(timeout, abort)
         # None: the delivery process is gone (it is being replaced): say what is left.
         return report if report is not None else engine.report(engine.pending())
 
@@ -210,12 +214,14 @@ class EnqueueOnlyDeliverer:
     def notify(self, vendors: Sequence[str]) -> None:
         pass  # the deliverer finds them at its next poll of the queue
 
-    def flush(self, timeout: float | None) -> FlushReport:
+    def flush(self, timeout: float | None, abort: Callable[[], bool] | None = None) -> FlushReport:
         engine = self.engine
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = engine.pending()
         while self._shared and any(pending.values()):
             if deadline is not None and time.monotonic() >= deadline:
+                break
+            if abort is not None and abort():
                 break
             time.sleep(0.02)
             pending = engine.pending()

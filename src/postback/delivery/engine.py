@@ -52,6 +52,10 @@ __all__ = [
 log = logging.getLogger("postback.delivery")
 
 
+def _never() -> bool:
+    return False
+
+
 def start_unless_exiting(start: Callable[[], None]) -> bool:
     """``start()``, or False when the interpreter is shutting down (Python 3.12+ starts no
     thread then, and a deliverer starts one): the events stay queued for the next deliverer,
@@ -233,10 +237,15 @@ class DeliveryEngine:
             vendors={v: lane.report(pending[v]) for v, lane in self.lanes.items()},
         )
 
-    def flush(self, timeout: float | None = None) -> FlushReport:
+    def flush(
+        self, timeout: float | None = None, abort: Callable[[], bool] | None = None
+    ) -> FlushReport:
+        """Deliverer: wait for the lanes to empty the queue (see the protocol). ``abort()`` is
+        asked between looks at the queue (at least every 0.1 s): once true, the wait ends."""
         if not self._start_unless_exiting():
             return self.report(self.pending())
         deadline = None if timeout is None else time.monotonic() + timeout
+        aborted = abort or _never
         for lane in self.lanes.values():
             lane.wake.set()
         pending, recount = self._count_pending()
@@ -245,6 +254,8 @@ class DeliveryEngine:
                 break
             if self.stopping.is_set():
                 break  # stopped meanwhile (close() on another thread): nothing here delivers
+            if aborted():
+                break
             if (
                 all(
                     (time.time() < lane.paused_until or lane.scoped_halts) and lane.stats.halted
@@ -260,7 +271,7 @@ class DeliveryEngine:
             while any(lane.busy for lane in self.lanes.values()) and (
                 time.monotonic() - checked < 0.5
             ):
-                if deadline is not None and time.monotonic() >= deadline:
+                if (deadline is not None and time.monotonic() >= deadline) or aborted():
                     break
                 self.progress.wait(0.05)
                 self.progress.clear()
@@ -274,7 +285,7 @@ class DeliveryEngine:
         # it: wait for requests to finish so that the report and status() include it.
         end = time.monotonic() + 0.5
         while any(lane.busy for lane in self.lanes.values()) and time.monotonic() < end:
-            if deadline is not None and time.monotonic() >= deadline:
+            if (deadline is not None and time.monotonic() >= deadline) or aborted():
                 break
             self.progress.wait(0.005)
         self.ledger.flush()

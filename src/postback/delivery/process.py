@@ -46,6 +46,7 @@ __all__ = ["DeliveryProcess"]
 log = logging.getLogger("postback.delivery")
 
 _NUDGE = pickle.dumps(("nudge",))
+_ABORT = pickle.dumps(("abort",))
 
 
 class DeliveryProcess:
@@ -203,9 +204,19 @@ class DeliveryProcess:
         finally:
             self._lock.release()
 
-    def request(self, message: tuple[Any, ...], timeout: float | None) -> Any:
+    def request(
+        self,
+        message: tuple[Any, ...],
+        timeout: float | None,
+        abort: Callable[[], bool] | None = None,
+    ) -> Any:
         """Send a request to the child (starting it if needed) and wait for its reply; None if
-        the child is not running, or did not answer in ``timeout`` (plus a grace period)."""
+        the child is not running, or did not answer in ``timeout`` (plus a grace period).
+
+        Once ``abort()`` is true (asked every 100 ms at most), the child is sent ``("abort",)``
+        and its reply comes soon: the child's flush watches its connection, and nothing else
+        is sent on it while a request waits (nudges are skipped then). The reply is still read
+        here, so the next request gets its own."""
         self.start()
         deadline = None if timeout is None else time.monotonic() + timeout + timing.REPLY_GRACE
         if not self._ready.wait(timing.START_TIMEOUT if deadline is None else timeout or 0.0):
@@ -216,13 +227,21 @@ class DeliveryProcess:
                 return None
             try:
                 conn.send_bytes(pickle.dumps(message))
+                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                if abort is None:
+                    return _receive(proc, conn, left)
+                reply = _receive(proc, conn, left, abort)
+                if reply is None and abort() and proc.poll() is None:
+                    conn.send_bytes(_ABORT)
+                    reply = _receive(proc, conn, timing.REPLY_GRACE)
+                return reply
             except OSError:
                 return None
-            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            return _receive(proc, conn, left)
 
-    def flush(self, timeout: float | None) -> FlushReport | None:
-        reply = self.request(("flush", timeout), timeout)
+    def flush(
+        self, timeout: float | None, abort: Callable[[], bool] | None = None
+    ) -> FlushReport | None:
+        reply = self.request(("flush", timeout), timeout, abort)
         return reply[1] if reply is not None and reply[0] == "report" else None
 
     def stats(self) -> dict[str, dict[str, Any]] | None:

@@ -10,7 +10,9 @@ before closing the tracker without a flush: what is left stays queued for the ne
 
 The requests, and their replies (pickled tuples, :func:`postback.delivery.spec.load_message`):
 ``("nudge",)`` (events are coming: look at the queue now; no reply), ``("flush", timeout)`` ->
-``("report", FlushReport)``, ``("stats",)`` -> ``("stats", dict)``, ``("stop", timeout)`` ->
+``("report", FlushReport)`` (sent sooner when ``("abort",)`` arrives meanwhile: the flush
+watches the connection; an abort that comes after the report is ignored, no reply),
+``("stats",)`` -> ``("stats", dict)``, ``("stop", timeout)`` ->
 ``("stopped", FlushReport | None)`` after a flush of at most ``timeout``. End of file (the
 tracking process died) closes the tracker with its ``exit_timeout``, as the exit hook would.
 
@@ -129,11 +131,15 @@ def _answer(tracker: Tracker, conn: Connection) -> bool:
     if op == "nudge":
         tracker.engine.nudge()
     elif op == "flush":
-        conn.send_bytes(pickle.dumps(("report", tracker.flush(message[1]))))
+        # Only an ("abort",) can arrive while the tracking process waits for this reply.
+        conn.send_bytes(
+            pickle.dumps(("report", tracker.deliverer.flush(message[1], abort=conn.poll)))
+        )
     elif op == "stats":
         conn.send_bytes(pickle.dumps(("stats", tracker.stats())))
     elif op == "stop":
         report = tracker.close(timeout=message[1])
         conn.send_bytes(pickle.dumps(("stopped", report)))
         return False
+    # ("abort",) for a flush that had already answered: nothing to do.
     return True
