@@ -31,7 +31,8 @@ the order of calls. The docs' FastAPI how-to has the table.
 
 Cancelling a task that awaits ``track()`` does not un-queue the event: once submitted, the
 write completes (or fails, and the error is logged at WARNING: nobody is left to raise it to;
-the same when the caller's loop closes first).
+the same when the caller's loop closes first). The reads that wait (``flush()``, ``stats()``,
+``status()``) run on threads; cancelling ``flush()`` also tells its thread to stop waiting.
 After ``fork()`` a child starts its own writer thread on first use; at
 interpreter exit, writes already submitted are finished before the core's exit hook closes the
 trackers.
@@ -332,10 +333,19 @@ class AsyncTracker:
 
     async def flush(self, timeout: float | None = 10.0) -> FlushReport:
         """Deliver what is queued (including ``track()`` calls still being written), waiting at
-        most ``timeout`` seconds; a report per vendor."""
+        most ``timeout`` seconds; a report per vendor.
+
+        The wait runs on a thread. Cancelling the caller (``asyncio.wait_for``, a request that
+        went away) ends it within about 0.1 s, so the thread is free again; delivery goes on
+        in the background either way."""
         if not self._closing and self._writer.started:
             await self._writer.submit(lambda: None)  # every earlier write has landed
-        return await asyncio.to_thread(self._tracker.flush, timeout)
+        # asyncio.to_thread cannot interrupt its thread: on cancellation, this tells it to stop.
+        abort = threading.Event()
+        try:
+            return await asyncio.to_thread(self._tracker.flush, timeout, abort=abort)
+        finally:
+            abort.set()
 
     async def close(self, timeout: float | None = 10.0) -> FlushReport | None:
         """Finish pending writes, flush for at most ``timeout`` seconds, stop the workers and

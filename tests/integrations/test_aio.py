@@ -482,3 +482,24 @@ def test_stats_never_blocks_the_event_loop(example_config, tmp_path):
             assert beat.longest < 0.1, f"the loop was blocked {beat.longest * 1000:.0f} ms"
 
     asyncio.run(main())
+
+
+def test_a_cancelled_flush_stops_waiting(example_config, tmp_path, sandbox):
+    """``flush()`` waits on a thread; cancelling its caller (``asyncio.wait_for``, a request
+    that went away) used to leave that thread waiting out the whole timeout. It now stops the
+    wait: the thread is free again within a fraction of a second."""
+    sandbox.set_fault("example", status=503)  # every attempt is retried later: flush waits
+
+    async def main():
+        tracker = make_tracker(sqlite_config(example_config, tmp_path))
+        await tracker.track("sign_up", user={"user_id": "u"}, event_id="e-1")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(tracker.flush(timeout=5), 0.2)
+        started = time.monotonic()
+        await asyncio.get_running_loop().shutdown_default_executor()  # the flush's thread ends
+        took = time.monotonic() - started
+        await tracker.close(timeout=0)
+        assert took < 0.3, f"the cancelled flush went on for {took:.2f} s"
+
+    asyncio.run(main())
+    assert queue_depth(tmp_path / "queue.db") == 1  # not delivered, still queued
