@@ -336,7 +336,7 @@ class AsyncTracker:
         most ``timeout`` seconds; a report per vendor.
 
         The wait runs on a thread. Cancelling the caller (``asyncio.wait_for``, a request that
-        went away) ends it within about 0.1 s, so the thread is free again; delivery goes on
+        went away) ends it within about 0.2 s, so the thread is free again; delivery goes on
         in the background either way."""
         if not self._closing and self._writer.started:
             await self._writer.submit(lambda: None)  # every earlier write has landed

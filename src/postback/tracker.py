@@ -443,7 +443,7 @@ class Tracker:
     ) -> FlushReport:
         """Deliver what is queued, waiting at most ``timeout`` seconds; a report per vendor.
 
-        Setting ``abort`` (from another thread) ends the wait within about 0.1 s; the report
+        Setting ``abort`` (from another thread) ends the wait within about 0.2 s; the report
         then says what is left. Delivery goes on either way: only the wait ends.
         After :meth:`close` (which flushed), raises :class:`~postback.TrackerClosed`."""
         self._check_open()
