@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from postback import ConfigError, Tracker
+from postback.delivery import timing
 from postback.delivery.deliverer import ProcessDeliverer
 from postback.sandbox import Sandbox
 
@@ -91,6 +92,36 @@ def test_a_child_that_dies_is_replaced_and_nothing_is_lost(
     assert report.complete
     got = {r["event_id"] for r in sandbox.received("example")}
     assert got >= {"before", *(f"after-{i}" for i in range(50))}
+
+
+def test_a_reply_that_came_too_late_is_not_taken_for_the_next_one(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush that stopped waiting still gets its reply from the child, later: the next
+    request must skip it and read its own (the replies come in order on one connection)."""
+    monkeypatch.setattr(timing, "REPLY_GRACE", 0.2)  # how long past its timeout a reply may take
+    t = make_tracker(core={"workers": "process"})
+    for i in range(3):
+        t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"early-{i}")
+    assert t.flush(timeout=20).complete
+    assert isinstance(t.deliverer, ProcessDeliverer)
+    child = t.deliverer.process.pid
+    assert child is not None
+    os.kill(child, signal.SIGSTOP)  # a child too busy to answer in time
+    try:
+        t.track("sign_up", user={"email": "late@x.co"}, event_id="late")
+        assert not t.flush(timeout=0.1).complete  # gave up waiting: its reply comes later
+    finally:
+        os.kill(child, signal.SIGCONT)
+    report = t.flush(timeout=20)
+    assert report.complete
+    assert t.stats()["example"]["delivered"] == 4  # the child's counters, not this process's
+    assert t.stats()["example"]["delivered"] == 4
+    assert t.deliverer.process.pid == child  # the same child answered throughout
+    assert {r["event_id"] for r in sandbox.received("example")} == {
+        "late",
+        *(f"early-{i}" for i in range(3)),
+    }
 
 
 _ORPHAN = """

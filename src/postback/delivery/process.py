@@ -62,6 +62,9 @@ class DeliveryProcess:
         self._spec = pickle.dumps(spec)
         self._queue_poll = queue_poll  # e.g. the spool's next segment, made ready here
         self._lock = threading.Lock()  # one request and its reply at a time
+        #: Replies the child still owes to requests that stopped waiting (their timeout passed
+        #: or they were aborted): it answers in order, so the next request reads these first.
+        self._owed = 0
         self._ready = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
@@ -143,6 +146,7 @@ class DeliveryProcess:
                     _end(proc, conn)
                     return
                 self._proc, self._conn = proc, conn
+                self._owed = 0  # a new connection: nothing is owed on it
             self._ready.set()
             log.debug("delivery process %d started", proc.pid)
             code = self._wait(proc)
@@ -215,8 +219,8 @@ class DeliveryProcess:
 
         Once ``abort()`` is true (asked every 100 ms at most), the child is sent ``("abort",)``
         and its reply comes soon: the child's flush watches its connection, and nothing else
-        is sent on it while a request waits (nudges are skipped then). The reply is still read
-        here, so the next request gets its own."""
+        is sent on it while a request waits (nudges are skipped then). A reply that does not
+        come in time is owed: the next request reads and drops it before its own."""
         self.start()
         deadline = None if timeout is None else time.monotonic() + timeout + timing.REPLY_GRACE
         if not self._ready.wait(timing.START_TIMEOUT if deadline is None else timeout or 0.0):
@@ -227,16 +231,33 @@ class DeliveryProcess:
                 return None
             try:
                 conn.send_bytes(pickle.dumps(message))
-                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-                if abort is None:
-                    return _receive(proc, conn, left)
-                reply = _receive(proc, conn, left, abort)
-                if reply is None and abort() and proc.poll() is None:
+                reply = self._reply(proc, conn, deadline, abort)
+                if reply is None and abort is not None and abort() and proc.poll() is None:
                     conn.send_bytes(_ABORT)
-                    reply = _receive(proc, conn, timing.REPLY_GRACE)
-                return reply
+                    reply = self._reply(proc, conn, time.monotonic() + timing.REPLY_GRACE)
             except OSError:
                 return None
+            if reply is None and proc.poll() is None:
+                self._owed += 1  # it comes later, in this request's place
+            return reply
+
+    def _reply(
+        self,
+        proc: subprocess.Popen[bytes],
+        conn: Connection,
+        deadline: float | None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Any:
+        """The reply to the request just sent, after the replies still owed to earlier ones
+        (dropped); None if it did not come by ``deadline`` or ``cancelled()`` became true.
+        Called with the lock held."""
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            reply = _receive(proc, conn, left, cancelled or _never)
+            if reply is None or not self._owed:
+                return reply
+            self._owed -= 1
+            log.debug("dropped a late reply from the delivery process: %s", reply[0])
 
     def flush(
         self, timeout: float | None, abort: Callable[[], bool] | None = None
@@ -256,7 +277,7 @@ class DeliveryProcess:
             if proc is not None and conn is not None:
                 try:
                     conn.send_bytes(pickle.dumps(("stop", timeout)))
-                    _receive(proc, conn, timeout + timing.REPLY_GRACE)
+                    self._reply(proc, conn, time.monotonic() + timeout + timing.REPLY_GRACE)
                 except OSError:
                     pass
         supervisor = self._supervisor
@@ -275,6 +296,7 @@ class DeliveryProcess:
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
+        self._owed = 0
         self._supervisor = None
         self._stopping = False
 
@@ -291,11 +313,15 @@ def _pidfd(pid: int) -> int | None:
     return fd
 
 
+def _never() -> bool:
+    return False
+
+
 def _receive(
     proc: subprocess.Popen[bytes],
     conn: Connection,
     timeout: float | None,
-    cancelled: Callable[[], bool] = lambda: False,
+    cancelled: Callable[[], bool] = _never,
 ) -> Any:
     """The child's next message, or None if it went away, took longer than ``timeout``, or
     ``cancelled()`` became true."""
