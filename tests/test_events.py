@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -138,6 +139,28 @@ def test_generated_event_ids_are_version_4_uuids() -> None:
         parsed = uuid.UUID(text)
         assert str(parsed) == text
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_repeats_its_parents_event_ids() -> None:
+    """Parent and child make ids of their own after a fork (see new_event_id: no state that a
+    fork could copy)."""
+    from postback.event_ids import new_event_id
+
+    new_event_id()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read_end)
+        os.write(write_end, " ".join(new_event_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write_end)
+    parent_ids = {new_event_id() for _ in range(50)}
+    with os.fdopen(read_end, "rb") as pipe:
+        child_ids = set(pipe.read().decode().split())
+    os.waitpid(pid, 0)
+    assert len(child_ids) == 50
+    assert not parent_ids & child_ids
 
 
 @pytest.mark.parametrize("bad", [True, float("nan"), float("inf"), "abc", [1], None.__class__])
