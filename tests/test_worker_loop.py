@@ -88,6 +88,35 @@ def test_it_closes_with_the_exit_timeout_when_its_tracking_process_is_gone(
     assert {r["event_id"] for r in sandbox.received("example")} == ids
 
 
+def test_a_tracking_process_gone_mid_flush_still_gets_the_exit_flush(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    """End of file during a flush (the tracking process died waiting for its reply): the
+    flush stops, the reply cannot be sent, and the loop closes the tracker with its
+    exit_timeout as for any end of file, without an exception escaping."""
+    t = make_tracker(core={"exit_timeout": 10})
+    sandbox.set_fault("example", latency=0.3)
+    ours, theirs = _pair()
+    escaped: list[BaseException] = []
+
+    def loop_body() -> None:
+        try:
+            run_worker_loop(t, threading.Event(), requests=theirs)
+        except BaseException as exc:  # what the test looks for
+            escaped.append(exc)
+
+    loop = threading.Thread(target=loop_body)
+    loop.start()
+    ids = _track(t, 5)
+    ours.send_bytes(pickle.dumps(("flush", 20)))
+    time.sleep(0.1)  # the flush waits on the slow vendor
+    ours.close()
+    loop.join(30)
+    assert not loop.is_alive() and t.closed
+    assert escaped == []
+    assert {r["event_id"] for r in sandbox.received("example")} == ids
+
+
 def test_it_stops_when_told_and_ticks_meanwhile(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:

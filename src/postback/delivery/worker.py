@@ -122,24 +122,25 @@ def _answer(tracker: Tracker, conn: Connection) -> bool:
     tracker is closed then)."""
     try:
         message = load_message(conn.recv_bytes())
+        op = message[0]
+        if op == "nudge":
+            tracker.engine.nudge()
+        elif op == "flush":
+            # Only an ("abort",) can arrive while the tracking process waits for this reply
+            # (or end of file, if it died meanwhile: the send below fails then).
+            report = tracker.deliverer.flush(message[1], abort=conn.poll)
+            conn.send_bytes(pickle.dumps(("report", report)))
+        elif op == "stats":
+            conn.send_bytes(pickle.dumps(("stats", tracker.stats())))
+        elif op == "stop":
+            closing = tracker.close(timeout=message[1])
+            with contextlib.suppress(OSError):  # it may not wait for the answer
+                conn.send_bytes(pickle.dumps(("stopped", closing)))
+            return False
+        # ("abort",) for a flush that had already answered: nothing to do.
+        return True
     except (EOFError, OSError):
         # The tracking process is gone: deliver what we can in the time an exit flush gets,
         # leave the rest queued for the next start.
         tracker.close(timeout=tracker.config.core.exit_timeout)
         return False
-    op = message[0]
-    if op == "nudge":
-        tracker.engine.nudge()
-    elif op == "flush":
-        # Only an ("abort",) can arrive while the tracking process waits for this reply.
-        conn.send_bytes(
-            pickle.dumps(("report", tracker.deliverer.flush(message[1], abort=conn.poll)))
-        )
-    elif op == "stats":
-        conn.send_bytes(pickle.dumps(("stats", tracker.stats())))
-    elif op == "stop":
-        report = tracker.close(timeout=message[1])
-        conn.send_bytes(pickle.dumps(("stopped", report)))
-        return False
-    # ("abort",) for a flush that had already answered: nothing to do.
-    return True
