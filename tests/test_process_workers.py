@@ -124,6 +124,45 @@ def test_a_reply_that_came_too_late_is_not_taken_for_the_next_one(
     }
 
 
+def test_an_aborted_flush_does_not_wait_behind_another_request(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request at a time goes to the child: a flush whose abort is set while another
+    request holds the connection gives up its place within a fraction of a second."""
+    monkeypatch.setattr(timing, "REPLY_GRACE", 0.5)
+    t = make_tracker(core={"workers": "process"})
+    t.track("sign_up", user={"email": "a@x.co"}, event_id="first")
+    assert t.flush(timeout=20).complete
+    assert isinstance(t.deliverer, ProcessDeliverer)
+    child = t.deliverer.process.pid
+    assert child is not None
+    os.kill(child, signal.SIGSTOP)  # the first flush below holds the connection ~3.5 s
+    try:
+        t.track("sign_up", user={"email": "b@x.co"}, event_id="second")
+        first = threading.Thread(target=t.flush, kwargs={"timeout": 3})
+        first.start()
+        time.sleep(0.2)
+        abort = threading.Event()
+        took: list[float] = []
+
+        def second() -> None:
+            started = time.monotonic()
+            t.flush(timeout=30, abort=abort)
+            took.append(time.monotonic() - started)
+
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        time.sleep(0.2)
+        abort.set()
+        waiter.join(10)
+        assert took and took[0] < 1.0, took  # 0.2 s waiting, then the abort within ~0.1 s
+    finally:
+        os.kill(child, signal.SIGCONT)
+    first.join(10)
+    assert t.flush(timeout=20).complete
+    assert t.stats()["example"]["delivered"] == 2
+
+
 _ORPHAN = """
 import sys, time
 import postback.testing.example as example

@@ -86,6 +86,9 @@ class DeliveryProcess:
 
     def start(self) -> None:
         """Start the supervisor (and so the child) unless it runs already; never blocks."""
+        running = self._supervisor
+        if running is not None or self._stopped():
+            return  # the common case, without the lock a request may hold for seconds
         with self._lock:
             if self._stopping or self._supervisor is not None:
                 return
@@ -220,14 +223,23 @@ class DeliveryProcess:
         Once ``abort()`` is true (asked every 100 ms at most), the child is sent ``("abort",)``
         and its reply comes soon: the child's flush watches its connection, and nothing else
         is sent on it while a request waits (nudges are skipped then). A reply that does not
-        come in time is owed: the next request reads and drops it before its own."""
+        come in time is owed: the next request reads and drops it before its own. Waiting for
+        the child to start, or for another request to finish, ends on ``abort()`` too, or
+        once ``timeout`` has passed."""
         self.start()
-        deadline = None if timeout is None else time.monotonic() + timeout + timing.REPLY_GRACE
-        if not self._ready.wait(timing.START_TIMEOUT if deadline is None else timeout or 0.0):
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout + timing.REPLY_GRACE
+        started_by = now + (timing.START_TIMEOUT if timeout is None else timeout)
+        if not _wait(self._ready.wait, started_by, abort):
             return None
-        with self._lock:
+        # One request at a time: another may hold the connection for its whole timeout.
+        take = self._lock.acquire
+        before = None if timeout is None else now + timeout
+        if not _wait(lambda wait: take(timeout=-1 if wait is None else wait), before, abort):
+            return None
+        try:
             proc, conn = self._proc, self._conn
-            if proc is None or conn is None:
+            if proc is None or conn is None or (abort is not None and abort()):
                 return None
             try:
                 conn.send_bytes(pickle.dumps(message))
@@ -240,6 +252,8 @@ class DeliveryProcess:
             if reply is None and proc.poll() is None:
                 self._owed += 1  # it comes later, in this request's place
             return reply
+        finally:
+            self._lock.release()
 
     def _reply(
         self,
@@ -315,6 +329,22 @@ def _pidfd(pid: int) -> int | None:
 
 def _never() -> bool:
     return False
+
+
+def _wait(
+    step: Callable[[float | None], bool],
+    deadline: float | None,
+    abort: Callable[[], bool] | None,
+) -> bool:
+    """Call ``step(seconds)`` (a wait, None for no limit, that returns True once done) until
+    it is done (True), or ``deadline`` (None: none) has passed or ``abort()`` is true (False):
+    with ``abort``, in waits of at most 0.1 s."""
+    while True:
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if step(left if abort is None else 0.1 if left is None else min(left, 0.1)):
+            return True
+        if left == 0.0 or (abort is not None and abort()):
+            return False
 
 
 def _receive(
