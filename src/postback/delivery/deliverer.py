@@ -159,7 +159,19 @@ class ProcessDeliverer:
         return False  # the child's lanes are not ours to watch: flush() is the wait
 
     def stop(self, wait: float) -> None:
-        self.process.stop(wait)
+        # The child lets requests in flight to a vendor that would count a repeat twice end
+        # within that vendor's timeout (Lane.stop): give it that long before ending it.
+        self.process.stop(
+            wait,
+            settle=max(
+                (
+                    lane.config.timeout + timing.STOP_GRACE
+                    for lane in self.engine.lanes.values()
+                    if lane.repeats_count_twice()
+                ),
+                default=0.0,
+            ),
+        )
         self._started = False
         self.engine.stop(wait)
 

@@ -122,6 +122,16 @@ class Lane:
         self.refusals = RefusalWatch(self)
         self._logged_errors: set[str] = set()
 
+    def repeats_count_twice(self) -> bool:
+        """Whether this vendor would count a request sent again after it went unanswered:
+        what the plugin makes of a request left without an answer (``classify_exception``
+        of a read timeout) is not a retry (``retry_unconfirmed = false``, say)."""
+        try:
+            outcome = self.dest.classify_exception(httpx.ReadTimeout("no answer"))
+        except Exception:
+            return False  # the plugin's own failure is reported where it happens
+        return isinstance(outcome, Rejected | RejectedBatch)
+
     # --- lane thread -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -522,12 +532,29 @@ class Lane:
         return rep
 
     def stop(self, wait: float) -> None:
-        """Stop claiming, let requests in flight finish (within ``wait``), then stop."""
+        """Stop claiming, let requests in flight finish (within ``wait``), then stop.
+
+        A request still in flight then is abandoned and sent again at the next start, which
+        a vendor that recognises a repeat, or one configured for at least once, allows. For a
+        vendor that would count it twice (:meth:`repeats_count_twice`), the requests already
+        in flight get up to the vendor's request timeout to end, so that their outcome is
+        recorded: that is at most once."""
         end = time.monotonic() + wait
         if self._thread is not None:
             self._thread.join(wait)
         while self._inflight and time.monotonic() < end:
             time.sleep(0.02)
+        if self._inflight and self.repeats_count_twice():
+            log.info(
+                "%s: waiting up to %.0f s for %d request(s) in flight (retry_unconfirmed = "
+                "false: abandoned, they would be sent again at the next start)",
+                self.name,
+                self.config.timeout,
+                self._inflight,
+            )
+            end = time.monotonic() + self.config.timeout + timing.STOP_GRACE
+            while self._inflight and time.monotonic() < end:
+                time.sleep(0.02)
         if self._pool is not None:
             for batch in self._pool.shutdown():  # claimed, never started: give them back
                 try:

@@ -283,20 +283,23 @@ class DeliveryProcess:
         reply = self.request(("stats",), 10.0)
         return reply[1] if reply is not None and reply[0] == "stats" else None
 
-    def stop(self, timeout: float) -> None:
-        """Ask the child to stop (finishing requests in flight), then make sure it did."""
+    def stop(self, timeout: float, settle: float = 0.0) -> None:
+        """Ask the child to stop (finishing requests in flight), then make sure it did.
+        ``settle``: how much longer than ``timeout`` the child may take to let requests in
+        flight end (a vendor that would count a repeat twice)."""
+        allowed = timeout + settle + timing.REPLY_GRACE
         with self._lock:
             self._stopping = True
             proc, conn = self._proc, self._conn
             if proc is not None and conn is not None:
                 try:
                     conn.send_bytes(pickle.dumps(("stop", timeout)))
-                    self._reply(proc, conn, time.monotonic() + timeout + timing.REPLY_GRACE)
+                    self._reply(proc, conn, time.monotonic() + allowed)
                 except OSError:
                     pass
         supervisor = self._supervisor
         if supervisor is not None:
-            supervisor.join(timeout + timing.REPLY_GRACE)
+            supervisor.join(allowed)
         proc = self._proc
         if proc is not None and proc.poll() is None:  # still starting, or stuck
             log.warning("the delivery process %d did not stop; killing it", proc.pid)

@@ -33,6 +33,9 @@ LANE_ERROR_PAUSE = 1.0  # a lane waits after an unexpected error before going on
 #: threads retrying the same write make it fail and work by turns, one outage, not many.
 FAULT_SETTLED = 1.0
 HALT_PAUSE = 60.0  # a lane waits after the vendor refused our credentials
+#: At stop, beyond a vendor's request timeout, for its requests in flight to be settled when
+#: abandoning them would send them again (retry_unconfirmed = false).
+STOP_GRACE = 1.0
 
 # --- the HTTP transport (postback.delivery.http) -----------------------------------------------
 
