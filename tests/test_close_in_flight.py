@@ -24,7 +24,7 @@ from postback.plugin import Outcome, Rejected
 from postback.sandbox import Sandbox
 from postback.testing.example import ExampleDestination
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]  # 16 s: not repeated on 3.13
 
 
 class OnceDestination(ExampleDestination):
