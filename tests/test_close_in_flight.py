@@ -20,6 +20,7 @@ import pytest
 import postback.testing.example as example
 from postback import Tracker
 from postback.delivery import timing
+from postback.errors import QueueError
 from postback.plugin import Outcome, Rejected
 from postback.sandbox import Sandbox
 from postback.testing.example import ExampleDestination
@@ -84,6 +85,34 @@ def test_close_lets_an_at_most_once_vendors_request_end_and_never_sends_it_again
     try:
         report = again.flush(timeout=10)
         assert report.complete and report["once"].delivered == 0
+        time.sleep(0.3)
+        assert [r["event_id"] for r in sandbox.received("example")] == ["one"]
+    finally:
+        again.close(timeout=5)
+
+
+def test_the_outcome_waited_for_is_recorded_through_a_queue_hiccup(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """While close() waits for an at-most-once request, the queue refuses the outcome twice
+    (a Redis blip, a busy SQLite file): it is retried, not given up because the engine is
+    stopping, and the event is not sent again."""
+    t = _tracker(tmp_path, sandbox, "once", True)
+    settle = t.engine.queue.settle
+    refused: list[int] = []
+
+    def hiccup(*args: Any, **kwargs: Any) -> Any:
+        if t.engine.stopping.is_set() and len(refused) < 2:
+            refused.append(1)
+            raise QueueError("the queue is busy (injected)")
+        return settle(*args, **kwargs)
+
+    t.engine.queue.settle = hiccup  # type: ignore[method-assign]
+    _close_while_in_flight(t, sandbox, 3.0)
+    assert len(refused) == 2
+    again = _tracker(tmp_path, sandbox, "once", True)
+    try:
+        assert again.flush(timeout=10).complete
         time.sleep(0.3)
         assert [r["event_id"] for r in sandbox.received("example")] == ["one"]
     finally:

@@ -190,7 +190,9 @@ class CoreSettings:
     )
     exit_timeout: float = _field(
         2.0,
-        "Seconds the exit hook spends flushing; the rest stays queued (default 2).",
+        "Seconds the exit hook spends flushing; the rest stays queued (default 2). A request "
+        "in flight to a vendor with retry_unconfirmed = false may take up to that vendor's "
+        "timeout more.",
         _duration(at_most=_MAX_EXIT_TIMEOUT),  # bounded: how long a process may take to exit
     )
     workers: Workers = _field(

@@ -161,17 +161,7 @@ class ProcessDeliverer:
     def stop(self, wait: float) -> None:
         # The child lets requests in flight to a vendor that would count a repeat twice end
         # within that vendor's timeout (Lane.stop): give it that long before ending it.
-        self.process.stop(
-            wait,
-            settle=max(
-                (
-                    lane.config.timeout + timing.STOP_GRACE
-                    for lane in self.engine.lanes.values()
-                    if lane.repeats_count_twice()
-                ),
-                default=0.0,
-            ),
-        )
+        self.process.stop(wait, settle=self.engine.settle_time())
         self._started = False
         self.engine.stop(wait)
 

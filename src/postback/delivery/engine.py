@@ -323,14 +323,30 @@ class DeliveryEngine:
         if self._coordinator is not None:
             self._coordinator.join(wait)
         end = time.monotonic() + wait
+        # One deadline for every lane's requests to a vendor that would count a repeat twice
+        # (Lane.stop): the lanes are stopped in turn, their requests end meanwhile.
+        settle_by = end + self.settle_time()
         for lane in self.lanes.values():
-            lane.stop(max(end - time.monotonic(), 0.05))
+            lane.stop(max(end - time.monotonic(), 0.05), settle_by)
         self.clients.close()  # an app's transport stays open: it is the app's
         self.ledger.flush()
         if self._delivering:
             self.queue.release_delivery()
             self._delivering = False
         self._started = False
+
+    def settle_time(self) -> float:
+        """How long ``stop`` may wait beyond its ``wait`` for requests in flight to end: the
+        longest request timeout of a vendor that would count a repeat twice (and a second),
+        0 when there is none."""
+        return max(
+            (
+                lane.config.timeout + timing.STOP_GRACE
+                for lane in self.lanes.values()
+                if lane.repeats_count_twice()
+            ),
+            default=0.0,
+        )
 
     def after_fork(self) -> None:
         """In a forked child: no threads survived, so start over lazily."""

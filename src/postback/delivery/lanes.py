@@ -115,6 +115,9 @@ class Lane:
         self._slots = threading.Semaphore(self.concurrency)
         self._inflight = 0
         self._inflight_lock = threading.Lock()
+        #: While stopping, outcomes are still retried into the queue until then (monotonic):
+        #: set by stop() for a vendor that would count a repeat twice.
+        self._settle_until = 0.0
         self._pool: RequestThreads | None = None
         self._thread: threading.Thread | None = None
         self._reported = VendorStats()
@@ -126,8 +129,9 @@ class Lane:
         """Whether this vendor would count a request sent again after it went unanswered:
         what the plugin makes of a request left without an answer (``classify_exception``
         of a read timeout) is not a retry (``retry_unconfirmed = false``, say)."""
+        probe = httpx.ReadTimeout("no answer", request=httpx.Request("POST", self.dest.origin()))
         try:
-            outcome = self.dest.classify_exception(httpx.ReadTimeout("no answer"))
+            outcome = self.dest.classify_exception(probe)
         except Exception:
             return False  # the plugin's own failure is reported where it happens
         return isinstance(outcome, Rejected | RejectedBatch)
@@ -380,7 +384,8 @@ class Lane:
         """Record outcomes in the queue, trying again while it cannot take them (Redis
         restarting, a full disk): the vendor has answered, and an outcome given up here would
         leave its events claimed by this process, neither delivered again nor settled, until
-        it restarts. Gives up (raises) only when the engine stops."""
+        it restarts. Gives up (raises) only when the engine stops, or for a vendor that would
+        count a repeat twice, once its stop has waited as long as it may (``settle_by``)."""
         delay = 0.05
         while True:
             try:
@@ -390,10 +395,14 @@ class Lane:
                     self.wake.set()  # an idle lane's wait was set before this retry was due
                 return
             except QueueError as exc:
-                if self.engine.stopping.is_set():
+                stopping = self.engine.stopping.is_set()
+                if stopping and time.monotonic() >= self._settle_until:
                     raise
                 _faults.failed(f"{self.name}: recording outcomes in the queue", exc)
-                self.engine.stopping.wait(delay)
+                if stopping:  # the stop waits for this outcome (a vendor counting repeats)
+                    time.sleep(min(delay, max(self._settle_until - time.monotonic(), 0.0)))
+                else:
+                    self.engine.stopping.wait(delay)
                 delay = min(delay * 2, 2.0)
 
     def _deliver_split(
@@ -531,29 +540,32 @@ class Lane:
         )
         return rep
 
-    def stop(self, wait: float) -> None:
+    def stop(self, wait: float, settle_by: float | None = None) -> None:
         """Stop claiming, let requests in flight finish (within ``wait``), then stop.
 
         A request still in flight then is abandoned and sent again at the next start, which
         a vendor that recognises a repeat, or one configured for at least once, allows. For a
         vendor that would count it twice (:meth:`repeats_count_twice`), the requests already
-        in flight get up to the vendor's request timeout to end, so that their outcome is
-        recorded: that is at most once."""
+        in flight may end until ``settle_by`` (``time.monotonic()``; by default the vendor's
+        request timeout and a second from now), their outcomes recorded even if the queue
+        needs retrying meanwhile: that is at most once."""
         end = time.monotonic() + wait
         if self._thread is not None:
             self._thread.join(wait)
         while self._inflight and time.monotonic() < end:
             time.sleep(0.02)
         if self._inflight and self.repeats_count_twice():
+            if settle_by is None:
+                settle_by = time.monotonic() + self.config.timeout + timing.STOP_GRACE
             log.info(
                 "%s: waiting up to %.0f s for %d request(s) in flight (retry_unconfirmed = "
                 "false: abandoned, they would be sent again at the next start)",
                 self.name,
-                self.config.timeout,
+                max(settle_by - time.monotonic(), 0.0),
                 self._inflight,
             )
-            end = time.monotonic() + self.config.timeout + timing.STOP_GRACE
-            while self._inflight and time.monotonic() < end:
+            self._settle_until = settle_by
+            while self._inflight and time.monotonic() < settle_by:
                 time.sleep(0.02)
         if self._pool is not None:
             for batch in self._pool.shutdown():  # claimed, never started: give them back

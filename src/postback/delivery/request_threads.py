@@ -40,9 +40,10 @@ class RequestThreads:
 
     def submit(self, batch: list[Claimed]) -> bool:
         """Queue ``batch`` for a thread; False once :meth:`shutdown` was called."""
-        if self._closed:
-            return False
-        self._queue.put(batch)
+        with self._lock:  # not after shutdown() has put its end markers
+            if self._closed:
+                return False
+            self._queue.put(batch)
         if not self._idle.acquire(blocking=False) and len(self._threads) < self.count:
             with self._lock:
                 if len(self._threads) < self.count and not self._closed:

@@ -5,8 +5,10 @@ worker``, ``manage.py postback_worker``, through :func:`postback.integrations.ru
 which runs until SIGTERM or SIGINT, and the ``workers = "process"`` child
 (:mod:`postback.delivery.child`), which also answers its tracking process's requests on a
 connection and ends when that process asks or goes away. Both start the tracker's deliverer,
-wait, and on a stop let requests in flight finish (:data:`FINISH_IN_FLIGHT` seconds at most)
-before closing the tracker without a flush: what is left stays queued for the next deliverer.
+wait, and on a stop let requests in flight finish (:data:`FINISH_IN_FLIGHT` seconds at most;
+to a vendor that would count a repeat twice, up to its request timeout more, see
+:meth:`postback.delivery.lanes.Lane.stop`) before closing the tracker without a flush: what is
+left stays queued for the next deliverer.
 
 The requests, and their replies (pickled tuples, :func:`postback.delivery.spec.load_message`):
 ``("nudge",)`` (events are coming: look at the queue now; no reply), ``("flush", timeout)`` ->
