@@ -239,3 +239,15 @@ def test_a_declared_whole_number_field_refuses_a_huge_one_briefly() -> None:
     with pytest.raises(ValueError, match="must be a whole number") as info:
         field.parse("x" * 5_000_000)
     assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("depth", [64, 65, 66, 100, 250])
+def test_a_deeply_nested_nan_is_refused_naming_its_path(tracker: Tracker, depth: int) -> None:
+    # Was: below 64 levels the search stopped, so the NaN was stored as null (accepted), and
+    # at 65 levels InvalidEvent listed no problem at all.
+    deep: Any = float("nan")
+    for _ in range(depth):
+        deep = [deep]
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("purchase", value=1, currency="USD", properties={"a": deep})
+    assert [p.field for p in info.value.problems] == ["properties.a" + "[0]" * depth]

@@ -31,6 +31,9 @@ __all__ = ["MAX_EVENT_BYTES", "stored_form"]
 #: The largest stored form of one event that ``track()`` accepts: 1 MiB of serialised JSON.
 #: Vendors take far less per event (a few KiB); the bound keeps the queue's records small.
 MAX_EVENT_BYTES = 1 << 20
+# How deep the NaN search goes: past what orjson serialises (it refuses 255 levels), so a
+# NaN it wrote as null is found however deep (a shallower bound let one through).
+_SEARCH_DEPTH = 256
 
 
 def stored_form(event: Event) -> bytes:
@@ -62,7 +65,7 @@ def _any_non_finite(values: Iterable[Any], depth: int) -> bool:
             if v - v != 0.0:  # NaN - NaN and inf - inf are NaN
                 return True
         elif cls is dict or cls is list or isinstance(v, (Mapping, list, tuple)):
-            if depth > 64:
+            if depth > _SEARCH_DEPTH:
                 return False
             if _any_non_finite(v.values() if isinstance(v, Mapping) else v, depth + 1):
                 return True
@@ -137,7 +140,7 @@ def _non_finite(path: str, data: object, depth: int = 0) -> list[Problem]:
         if not math.isfinite(data):
             return [Problem(path, f"must be a finite number (JSON has no {data!r}), got {data!r}")]
         return []
-    if depth > 64:
+    if depth > _SEARCH_DEPTH:
         return []
     if isinstance(data, Mapping):
         return [p for k, v in data.items() for p in _non_finite(f"{path}.{k}", v, depth + 1)]
