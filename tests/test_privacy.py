@@ -135,3 +135,16 @@ def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
     assert "neg-2" in out and "neg-1" not in out
     code, out = run("erase", "--config", str(config_file))
     assert code == 2 and "at least one of" in out
+
+
+def test_shown_dead_letter_removes_a_hex_secret_before_masking(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    # Was: the reason was masked first, which cut a hex key to its first characters (as a
+    # hash), so redaction no longer found it and they were shown.
+    secret = "deadbeef0123456789abcdef0123456789abcdef"
+    t = make_tracker(core={"workers": False}, vendor={"api_key": secret})
+    d = DeadLetter(1, "example", "e1", "sign_up", 0, 0, 3, f"refused key {secret}", b"{}")
+    for reveal in (False, True):
+        shown = shown_dead_letter(d, t.destinations.values(), reveal=reveal)
+        assert "deadbeef" not in shown and "refused key ***" in shown

@@ -133,7 +133,10 @@ def shown_dead_letter(
         event = "(not a readable event)"
     except UnknownKey as exc:
         event = f"(encrypted: {exc})"
-    reason = d.reason if reveal else mask_text(d.reason)
+    # Secrets out first: masking could cut one (a hex key looks like a hash) so that
+    # redaction no longer finds it.
+    reason = _redact(d.reason, destinations)
+    reason = reason if reveal else mask_text(reason)
     if not reveal and isinstance(event, Mapping):
         plain = [f.name for d in destinations for f in d.fields if not f.identifier]
         event = mask_event(event, plain)
