@@ -17,8 +17,9 @@ _EMAIL = re.compile(
 )
 _IPV4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b")
 _IPV6 = re.compile(r"\b([0-9A-Fa-f]{1,4}):([0-9A-Fa-f]{1,4}):[0-9A-Fa-f:]*:[0-9A-Fa-f]{0,4}\b")
-# A phone number: optional +, then 7 to 15 digits with the usual separators in between.
-_PHONE = re.compile(r"(?<![\w.])(\+?)(\d)[\d ().-]{5,18}(\d{2})(?![\w.])")
+# A phone number: optional +, then 7 to 15 digits with the usual separators in between; a
+# full stop may end it (a sentence), not go on into more digits or letters.
+_PHONE = re.compile(r"(?<![\w.])(\+?)(\d)[\d ().-]{5,18}(\d{2})(?!\w|\.\w)")
 _HEX_HASH = re.compile(r"\b([0-9a-fA-F]{8})[0-9a-fA-F]{24,}\b")
 # What every pattern above needs at least one of: an ``@`` (email), a digit (IPv4, phone), a
 # colon (IPv6) or 32 hex characters in a row (a hash): text without any is returned unscanned.

@@ -48,3 +48,11 @@ def test_urls_lose_their_passwords() -> None:
     assert "hunter2" not in safe_url("rediss://app:hunter2@cache/1?ssl_ca_certs=x")
     assert safe_url("sqlite:///var/lib/q.db") == "sqlite:///var/lib/q.db"
     assert REDACTED not in safe_url("memory://")
+
+
+def test_a_phone_number_ending_a_sentence_is_masked() -> None:
+    # Was: a full stop right after the number kept it from matching, whole or in part.
+    for text in ("call +14155550123.", "phone +1 415 555 0123.", "tel 415.555.0123. Retry"):
+        masked = mask_text(text)
+        assert "0123" not in masked and "555" not in masked, masked
+    assert mask_text("version 1.2.3 and 3.14") == "version 1.2.3 and 3.14"
