@@ -8,6 +8,7 @@ before that by the vendor's own :meth:`~postback.Destination.redact`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 __all__ = ["mask_text"]
@@ -17,6 +18,11 @@ _EMAIL = re.compile(
 )
 _IPV4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b")
 _IPV6 = re.compile(r"\b([0-9A-Fa-f]{1,4}):([0-9A-Fa-f]{1,4}):[0-9A-Fa-f:]*:[0-9A-Fa-f]{0,4}\b")
+# Any IPv6 address, "::" anywhere (``fe80::1``): masked when the standard library parses it.
+_IPV6_ANY = re.compile(
+    r"(?<![\w:])(?=[0-9A-Fa-f:]*[0-9A-Fa-f])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}"
+    r"(?![\w:]|\.\d)"
+)
 # A phone number: optional +, then 7 to 15 digits with the usual separators in between; a
 # full stop may end it (a sentence), not go on into more digits or letters.
 _PHONE = re.compile(r"(?<![\w.])(\+?)(\d)[\d ().-]{5,18}(\d{2})(?!\w|\.\w)")
@@ -31,7 +37,18 @@ def mask_text(text: str) -> str:
     if _ANY.search(text) is None:  # the common note ("no device id"): nothing to mask
         return text
     text = _EMAIL.sub(lambda m: f"{m[1]}•••@{m[2]}•••{m[3]}", text)
+    text = _IPV6_ANY.sub(_mask_ipv6, text)
     text = _IPV6.sub(lambda m: f"{m[1]}:{m[2]}:•••", text)
     text = _IPV4.sub(lambda m: f"{m[1]}.{m[2]}.•.•", text)
     text = _HEX_HASH.sub(lambda m: f"{m[1]}…", text)
     return _PHONE.sub(lambda m: f"{m[1]}{m[2]}•••••{m[3]}", text)
+
+
+def _mask_ipv6(m: re.Match[str]) -> str:
+    """An IPv6 address shown up to its second colon (``2001:db8:•••``, ``fe80::•••``)."""
+    found = m[0]
+    try:
+        ipaddress.IPv6Address(found)
+    except ValueError:
+        return found
+    return found[: found.index(":", found.index(":") + 1) + 1] + "•••"

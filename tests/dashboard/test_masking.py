@@ -56,3 +56,15 @@ def test_a_phone_number_ending_a_sentence_is_masked() -> None:
         masked = mask_text(text)
         assert "0123" not in masked and "555" not in masked, masked
     assert mask_text("version 1.2.3 and 3.14") == "version 1.2.3 and 3.14"
+
+
+def test_compressed_ipv6_addresses_are_masked() -> None:
+    # Was: an address with "::" among its first two groups was not matched, whole or in part.
+    for address, hidden in (
+        ("fe80::1ff:fe23:4567:890a", "4567"),
+        ("2001::8a2e:370:7334", "7334"),
+        ("2a02:ab8::1", "::1"),
+    ):
+        masked = mask_text(f"refused {address}, retry")
+        assert hidden not in masked and "•••" in masked, masked
+    assert mask_text("at 12:30:45 in std::vector") == "at 12:30:45 in std::vector"
