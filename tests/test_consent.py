@@ -214,3 +214,31 @@ def test_a_consent_skip_reaches_on_delivery_as_skipped(make: Callable[..., Track
         ("devices", event_id, Skipped("consent"), 0),
         ("example", event_id, Skipped("consent"), 0),
     ]
+
+
+class _ListKeyed(Mapping[Any, Any]):
+    """A mapping whose keys are lists (unhashable): a Mapping all the same."""
+
+    def __init__(self, items: list[tuple[Any, Any]]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: Any) -> Any:
+        for k, v in self._items:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([k for k, _ in self._items])
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def test_an_unhashable_consent_key_is_an_invalid_event(make: Callable[..., Tracker]) -> None:
+    # Was: TypeError (unhashable type: 'list') out of track().
+    tracker = make()
+    with pytest.raises(InvalidEvent) as caught:
+        tracker.track("purchase", **APP_PURCHASE, consent=_ListKeyed([(["ads"], False)]))
+    assert [p.field for p in caught.value.problems] == ["consent.a value of type list"]
+    assert tracker.explain("purchase", **APP_PURCHASE, consent=_ListKeyed([([], 1)])).error

@@ -172,7 +172,11 @@ def parse_consent(consent: object, known: frozenset[str]) -> list[Problem]:
         ]
     problems = []
     for purpose, granted in consent.items():
-        if purpose not in known:
+        try:
+            is_known = purpose in known
+        except TypeError:  # an unhashable key (a Mapping need not hash its keys)
+            is_known = False
+        if not is_known:
             problems.append(
                 Problem(
                     f"consent.{brief_str(purpose)}",
