@@ -148,3 +148,21 @@ def test_shown_dead_letter_removes_a_hex_secret_before_masking(
     for reveal in (False, True):
         shown = shown_dead_letter(d, t.destinations.values(), reveal=reveal)
         assert "deadbeef" not in shown and "refused key ***" in shown
+
+
+def test_erase_takes_a_numeric_id_as_track_does(make_tracker: Callable[..., Tracker]) -> None:
+    # Was: track() stores user_id=42 as "42", but erase(user_id=42, email=...) ignored the
+    # number without a word (and erase(user_id=42) alone said it was given nothing).
+    t = make_tracker(core={"workers": False})
+    t.track("purchase", user={"user_id": 42}, value=1, currency="USD", event_id="a")
+    t.track(
+        "purchase",
+        user={"user_id": "u-b", "phone": 14155550100},
+        value=1,
+        currency="USD",
+        event_id="b",
+    )
+    assert t.erase(user_id=42, email="someone@else.co").pending == 1
+    assert t.erase(phone=14155550100).pending == 1
+    with pytest.raises(ValueError, match="user_id"):
+        t.erase(user_id=["u-1"], email="a@b.co")  # type: ignore[arg-type]

@@ -400,7 +400,11 @@ class Tracker:
         return self.ledger.status(event_id)
 
     def erase(
-        self, *, user_id: str | None = None, email: str | None = None, phone: str | None = None
+        self,
+        *,
+        user_id: str | int | None = None,
+        email: str | None = None,
+        phone: str | int | None = None,
     ) -> ErasureReport:
         """Erase a person: every event of theirs still queued (spool, log, retries) is dropped
         by every deliverer before it reaches a vendor, and their dead letters are deleted.

@@ -63,13 +63,24 @@ def _key(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()[:40]
 
 
+def _text(value: object) -> str | None:
+    """An identifier as ``track()`` stores it: a string, or an integer (a numeric user id)
+    as its digits; None for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def _keys_of(user_id: object, email: object, phone: object) -> set[str]:
     keys: set[str] = set()
-    if isinstance(user_id, str) and user_id.strip():
+    user_id, email, phone = _text(user_id), _text(email), _text(phone)
+    if user_id is not None and user_id.strip():
         keys.add(_key("user_id", user_id.strip()))
-    if isinstance(email, str) and email.strip():
+    if email is not None and email.strip():
         keys.add(_key("email", email.strip().lower()))
-    if isinstance(phone, str):
+    if phone is not None:
         digits = _NON_DIGITS.sub("", phone)
         if digits:
             keys.add(_key("phone", digits))
@@ -80,11 +91,18 @@ def _keys_of(user_id: object, email: object, phone: object) -> set[str]:
 class Person:
     """Whom to erase: any of ``user_id``, ``email``, ``phone`` (an event matching any is theirs)."""
 
-    user_id: str | None = None
+    user_id: str | int | None = None
     email: str | None = None
-    phone: str | None = None
+    phone: str | int | None = None
 
     def __attrs_post_init__(self) -> None:
+        for name in ("user_id", "email", "phone"):
+            given = getattr(self, name)
+            if given is not None and _text(given) is None:  # never ignored without a word
+                raise ValueError(
+                    f"erase: {name}= must be a string (or a number, as track() takes it), "
+                    f"got {type(given).__name__}"
+                )
         if not self.keys():
             raise ValueError(
                 "erase needs at least one of user_id=, email=, phone= (a non-empty string)"
