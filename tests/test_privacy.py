@@ -5,6 +5,7 @@ tests/redis/test_privacy_redis.py)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from postback import Tracker
 from postback.config import CoreSettings
-from postback.delivery.queue import DeadLetter
+from postback.delivery.queue import Claimed, DeadLetter
 from postback.privacy import shown_dead_letter
 from postback.sandbox import Sandbox
 from tests.cli_support import run
@@ -166,3 +167,27 @@ def test_erase_takes_a_numeric_id_as_track_does(make_tracker: Callable[..., Trac
     assert t.erase(phone=14155550100).pending == 1
     with pytest.raises(ValueError, match="user_id"):
         t.erase(user_id=["u-1"], email="a@b.co")  # type: ignore[arg-type]
+
+
+def test_a_second_erase_within_one_timestamp_tick_reaches_other_processes(
+    tmp_path: Path,
+) -> None:
+    # Another process's deliverer sees a new erase by the tombstone file's version. It was
+    # (mtime, size): where file times are coarse (a kernel tick, as on most kernels before
+    # 6.13, or NFS) two erases within one tick leave both alike, and the second person's
+    # events went out. The file time is set back here to stand for such a tick.
+    from postback.delivery.erase import ErasureFilter, Person, SQLiteErasureLog, payload_keys
+
+    path = tmp_path / "queue.db.erased"
+    writer, other = SQLiteErasureLog(path), ErasureFilter(SQLiteErasureLog(path))
+    alice, bob = Person(email="alice@example.com"), Person(email="bob@example.com")
+    writer.add(alice.keys(), 1_000)
+    other.refresh()
+    before = path.stat()
+    writer.add(bob.keys(), 1_000)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    other.refresh()
+    payload = json.dumps({"user": {"email": "bob@example.com"}}).encode()
+    assert payload_keys(payload) == bob.keys()
+    assert other.erased(Claimed(1, "bob-1", payload, 0, 500))
