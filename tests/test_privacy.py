@@ -8,11 +8,13 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from postback import Tracker
+from postback import Destination, Event, Tracker, hookimpl
 from postback.config import CoreSettings
+from postback.delivery.erase import ErasureReport
 from postback.delivery.queue import Claimed, DeadLetter
 from postback.privacy import shown_dead_letter
 from postback.sandbox import Sandbox
@@ -191,3 +193,34 @@ def test_a_second_erase_within_one_timestamp_tick_reaches_other_processes(
     payload = json.dumps({"user": {"email": "bob@example.com"}}).encode()
     assert payload_keys(payload) == bob.keys()
     assert other.erased(Claimed(1, "bob-1", payload, 0, 500))
+
+
+class _EraseDuringTransform:
+    """Erases the person from inside the vendor's transform: after the lane looked for
+    tombstones, before its request is sent."""
+
+    def __init__(self) -> None:
+        self.tracker: Tracker | None = None
+        self.report: ErasureReport | None = None
+
+    @hookimpl(tryfirst=True)
+    def postback_transform(self, event: Event, destination: Destination) -> Any:
+        if self.tracker is not None and self.report is None:
+            self.report = self.tracker.erase(email=event.user.email)
+        return None
+
+
+def test_an_erase_that_returns_while_a_batch_is_prepared_stops_it(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    # Was: the lane looked for tombstones only before transforming its batch, so an erase that
+    # returned meanwhile (neither seen by the lane nor seeing the batch in flight) let the
+    # person's event be sent, and the report counted it as pending, which no vendor would get.
+    plugin = _EraseDuringTransform()
+    t = make_tracker(plugins=[plugin])
+    plugin.tracker = t
+    t.track("purchase", user={"email": "ada@example.com"}, value=1, currency="USD")
+    t.flush(timeout=10)
+    assert plugin.report is not None
+    assert sandbox.received("example") == []
+    assert t.stats()["example"]["skipped"] == 1

@@ -309,9 +309,9 @@ class Lane:
         out: list[Verdict] = []
         batch: list[tuple[Claimed, Prepared]] = []
         erasures = self.engine.erasures
-        erasures.refresh()  # an erase that returned before this batch is honoured in it
         # Per event: names bound once per batch, and the erasure check only while someone
-        # is erased (the common batch has no tombstone to look at).
+        # is erased (the common batch has no tombstone to look at). The tombstones known so
+        # far spare a transform; new ones are looked for once the batch shows as in flight.
         erased = erasures.erased if erasures.active else None
         transform = host.transform
         dest = self.dest
@@ -341,10 +341,16 @@ class Lane:
             batch = self._hold_halted_scopes(batch, out, now)
         latency = 0.0
         if batch:
-            with telemetry_attempt(self, batch) as attempt:  # a span, if the app has an SDK
+            batch = self._drop_erased(batch, out)
+        if batch:
+            me = threading.get_ident()
+            try:
+                attempt_span = telemetry_attempt(self, batch)  # a span, if the app has an SDK
+            except BaseException:
+                del self.sending[me]
+                raise
+            with attempt_span as attempt:
                 t0 = time.perf_counter()
-                me = threading.get_ident()
-                self.sending[me] = [c for c, _ in batch]  # what an erase reports as in flight
                 try:
                     outcomes = self._deliver_split([p for _, p in batch])
                 finally:
@@ -363,6 +369,34 @@ class Lane:
             self._record([v.settlement for v in out], int(now * 1000))
             self.engine.ledger.record(self.dest, out, int(time.time() * 1000))
             verdicts.apply(out, latency)
+
+    def _drop_erased(
+        self, batch: list[tuple[Claimed, Prepared]], out: list[Verdict]
+    ) -> list[tuple[Claimed, Prepared]]:
+        """Show ``batch`` as in flight (what an erase reports), then drop the events of a
+        person erased meanwhile: an erase that returned before this batch is honoured in it,
+        since it either saw the batch in flight or is seen here."""
+        me = threading.get_ident()
+        self.sending[me] = [c for c, _ in batch]
+        erasures = self.engine.erasures
+        try:
+            erasures.refresh()
+        except BaseException:
+            del self.sending[me]
+            raise
+        if not erasures.active:
+            return batch
+        keep: list[tuple[Claimed, Prepared]] = []
+        for c, p in batch:
+            if erasures.erased(c):
+                out.append(self.verdicts.skipped(c, p.event, "erased"))
+            else:
+                keep.append((c, p))
+        if keep:
+            self.sending[me] = [c for c, _ in keep]
+        else:
+            del self.sending[me]
+        return keep
 
     def _hold_halted_scopes(
         self, batch: list[tuple[Claimed, Prepared]], out: list[Verdict], now: float
