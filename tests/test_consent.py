@@ -242,3 +242,28 @@ def test_an_unhashable_consent_key_is_an_invalid_event(make: Callable[..., Track
         tracker.track("purchase", **APP_PURCHASE, consent=_ListKeyed([(["ads"], False)]))
     assert [p.field for p in caught.value.problems] == ["consent.a value of type list"]
     assert tracker.explain("purchase", **APP_PURCHASE, consent=_ListKeyed([([], 1)])).error
+
+
+class _Undecidable:
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value of an array is ambiguous")
+
+
+class AmbiguousCmp:
+    @hookimpl
+    def postback_consent(
+        self, event: Event, destination: Destination, consent: Mapping[str, bool] | None
+    ) -> Any:
+        return _Undecidable()  # a numpy array, say
+
+
+def test_a_consent_plugin_answer_without_a_truth_value_counts_as_no(
+    make: Callable[..., Tracker], box: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Was: bool() of the answer ran outside the guard: ValueError out of track().
+    tracker = make(plugins=[AmbiguousCmp()])
+    with caplog.at_level(logging.ERROR, logger="postback"):
+        tracker.track("purchase", **APP_PURCHASE)
+    assert tracker.flush(timeout=10).complete
+    assert received(box, "example") == received(box, "devices") == []
+    assert "postback_consent hook failed" in caplog.text

@@ -252,13 +252,15 @@ class PluginHost:
         ) -> bool | None:
             try:
                 result = hook(event=event, destination=destination, consent=consent)
+                # bool() inside the guard: an answer without a truth value (an array) is a
+                # plugin's bug too.
+                return result if result is None else bool(result)
             except Exception:
                 log.exception(
                     "a postback_consent hook failed for %s: the event is not sent to it",
                     destination.name,
                 )
                 return False
-            return result if result is None else bool(result)
 
         return decide
 
