@@ -224,3 +224,20 @@ def test_an_erase_that_returns_while_a_batch_is_prepared_stops_it(
     assert plugin.report is not None
     assert sandbox.received("example") == []
     assert t.stats()["example"]["skipped"] == 1
+
+
+def test_a_dead_letter_masks_numbers_under_personal_keys(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    # Was: only strings were masked, so a phone number or an id given as a number in
+    # properties was shown as is.
+    t = make_tracker(core={"workers": False})
+    event = {
+        "name": "purchase",
+        "user": {"email": "ada@example.com"},
+        "properties": {"phone": 14155550123, "customer": {"user_id": 987654321, "n": 3}},
+    }
+    d = DeadLetter(1, "example", "e1", "purchase", 0, 0, 3, "refused", json.dumps(event).encode())
+    shown = shown_dead_letter(d, t.destinations.values())
+    assert "4155550123" not in shown and "987654321" not in shown
+    assert json.loads(shown)["event"]["properties"]["customer"]["n"] == 3

@@ -77,6 +77,8 @@ def _mask_identifiers(value: Any) -> Any:
             k: (
                 (v[:2] + "•••" if v else v)
                 if k in _IDENTIFIERS and isinstance(v, str)
+                else str(v)[:2] + "•••"  # an id given as a number
+                if k in _IDENTIFIERS and isinstance(v, int) and not isinstance(v, bool)
                 else _mask_identifiers(v)
             )
             for k, v in value.items()

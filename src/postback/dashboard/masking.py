@@ -63,6 +63,8 @@ def mask_value(value: Any, kind: str | None = None) -> Any:
     """A JSON-like value with personal data masked (``kind`` from its key, if known)."""
     if isinstance(value, str):
         return _mask_as(kind, value) if kind else mask_text(value)
+    if kind and isinstance(value, int | float) and not isinstance(value, bool):
+        return _mask_as(kind, str(value))  # a phone number or a zip code given as a number
     if isinstance(value, Mapping):
         return {
             str(k): mask_value(v, _PERSONAL_KEYS.get(str(k).lower(), kind))
