@@ -3,6 +3,7 @@ or accepted and storable; none raises an internal exception or burns CPU (issue 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -251,3 +252,17 @@ def test_a_deeply_nested_nan_is_refused_naming_its_path(tracker: Tracker, depth:
     with pytest.raises(InvalidEvent) as info:
         tracker.track("purchase", value=1, currency="USD", properties={"a": deep})
     assert [p.field for p in info.value.problems] == ["properties.a" + "[0]" * depth]
+
+
+@dataclasses.dataclass
+class _Reading:
+    x: float
+
+
+def test_a_nan_inside_a_dataclass_property_is_refused_naming_its_path(tracker: Tracker) -> None:
+    # orjson writes a dataclass as an object; its NaN was written as null and accepted.
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track(
+            "purchase", value=1, currency="USD", properties={"r": [_Reading(float("nan"))]}
+        )
+    assert [p.field for p in info.value.problems] == ["properties.r[0].x"]

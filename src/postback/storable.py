@@ -17,6 +17,7 @@ bytes contain ``null``, and the diagnosis only when serialising failed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -69,7 +70,20 @@ def _any_non_finite(values: Iterable[Any], depth: int) -> bool:
                 return False
             if _any_non_finite(v.values() if isinstance(v, Mapping) else v, depth + 1):
                 return True
+        elif cls is not str and v is not None and _is_dataclass(v):  # orjson: an object
+            if depth > _SEARCH_DEPTH:
+                return False
+            if _any_non_finite(_fields_of(v).values(), depth + 1):
+                return True
     return False
+
+
+def _is_dataclass(value: object) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _fields_of(value: Any) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
 
 
 def _diagnose(event: Event, exc: Exception) -> list[Problem]:
@@ -146,6 +160,8 @@ def _non_finite(path: str, data: object, depth: int = 0) -> list[Problem]:
         return [p for k, v in data.items() for p in _non_finite(f"{path}.{k}", v, depth + 1)]
     if isinstance(data, (list, tuple)):
         return [p for i, v in enumerate(data) for p in _non_finite(f"{path}[{i}]", v, depth + 1)]
+    if _is_dataclass(data):
+        return _non_finite(path, _fields_of(data), depth)
     return []
 
 
