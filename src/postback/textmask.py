@@ -13,9 +13,8 @@ import re
 
 __all__ = ["mask_text"]
 
-_EMAIL = re.compile(
-    r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-])[A-Za-z0-9.-]*(\.[A-Za-z]{2,})"
-)
+# Letters and digits of any script (``\w``): an address may be internationalised (müller.de).
+_EMAIL = re.compile(r"([\w.%+-])[\w.%+-]*@([\w-])[\w.-]*(\.[^\W\d_]{2,})")
 _IPV4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b")
 _IPV6 = re.compile(r"\b([0-9A-Fa-f]{1,4}):([0-9A-Fa-f]{1,4}):[0-9A-Fa-f:]*:[0-9A-Fa-f]{0,4}\b")
 # Any IPv6 address, "::" anywhere (``fe80::1``): masked when the standard library parses it.

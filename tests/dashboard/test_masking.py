@@ -68,3 +68,12 @@ def test_compressed_ipv6_addresses_are_masked() -> None:
         masked = mask_text(f"refused {address}, retry")
         assert hidden not in masked and "•••" in masked, masked
     assert mask_text("at 12:30:45 in std::vector") == "at 12:30:45 in std::vector"
+
+
+def test_emails_with_non_ascii_letters_are_masked() -> None:
+    # Was: a domain with a letter beyond ASCII (müller.de) left the address unmasked, and one
+    # in the local part left the letters before it shown.
+    masked = mask_text("refused jane@müller.de and jörg.schmidt@example.com")
+    for shown in ("jane", "müller", "jörg", "schmidt"):
+        assert shown not in masked, masked
+    assert "j•••@m•••.de" in masked and "j•••@e•••.com" in masked
