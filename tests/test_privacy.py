@@ -241,3 +241,31 @@ def test_a_dead_letter_masks_numbers_under_personal_keys(
     shown = shown_dead_letter(d, t.destinations.values())
     assert "4155550123" not in shown and "987654321" not in shown
     assert json.loads(shown)["event"]["properties"]["customer"]["n"] == 3
+
+
+class _EraseDuringRequest:
+    """Erases the person while the lane's request for their event is being sent."""
+
+    def __init__(self) -> None:
+        self.tracker: Tracker | None = None
+        self.report: ErasureReport | None = None
+
+    @hookimpl(wrapper=True)
+    def postback_deliver(self, destination: Destination, batch: Any, send: Any) -> Any:
+        if self.tracker is not None and self.report is None:
+            self.report = self.tracker.erase(email=batch[0].event.user.email)
+        return (yield)
+
+
+def test_an_in_flight_event_refused_after_an_erase_leaves_no_dead_letter(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    # Was: the erase deleted the person's dead letters, then their request in flight was
+    # refused for good and written as a new dead letter, kept for dead_letter_retention.
+    plugin = _EraseDuringRequest()
+    t = make_tracker(plugins=[plugin])
+    plugin.tracker = t
+    t.track("sign_up", user={"email": "ada@example.com"}, value=-1, currency="USD")
+    t.flush(timeout=10)
+    assert plugin.report is not None and plugin.report.in_flight == 1
+    assert t.queue.dead_letters() == []

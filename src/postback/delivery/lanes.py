@@ -366,6 +366,8 @@ class Lane:
                 )
                 attempt.settled(out[len(out) - len(batch) :], latency)
         if out:
+            if any(v.settlement.kind == "dead" for v in out):
+                out = self._not_dead_if_erased(out)
             self._record([v.settlement for v in out], int(now * 1000))
             self.engine.ledger.record(self.dest, out, int(time.time() * 1000))
             verdicts.apply(out, latency)
@@ -397,6 +399,22 @@ class Lane:
         else:
             del self.sending[me]
         return keep
+
+    def _not_dead_if_erased(self, decided: list[Verdict]) -> list[Verdict]:
+        """A dead letter is not written for a person erased while their request was sent
+        (the erase deleted their dead letters): the event is skipped as erased instead."""
+        erasures = self.engine.erasures
+        erasures.refresh()
+        if not erasures.active:
+            return decided
+        return [
+            self.verdicts.skipped(v.settlement.claimed, v.event, "erased")
+            if v.settlement.kind == "dead"
+            and v.event is not None
+            and erasures.erased(v.settlement.claimed)
+            else v
+            for v in decided
+        ]
 
     def _hold_halted_scopes(
         self, batch: list[tuple[Claimed, Prepared]], out: list[Verdict], now: float
