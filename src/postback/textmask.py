@@ -16,7 +16,8 @@ __all__ = ["mask_text"]
 # Letters and digits of any script (``\w``): an address may be internationalised (müller.de).
 # Tried only where a run of such characters starts: from inside one, it would scan the rest
 # of the run again for each character (minutes for a 100 KB property).
-_EMAIL = re.compile(r"(?<![\w.%+-])([\w.%+-])[\w.%+-]*@([\w-])[\w.-]*(\.[^\W\d_]{2,})")
+# In a URL's query string the "@" is "%40" (kept so, the URL stays one).
+_EMAIL = re.compile(r"(?<![\w.%+-])([\w.%+-])[\w.%+-]*(@|%40)([\w-])[\w.-]*(\.[^\W\d_]{2,})")
 _IPV4 = re.compile(r"\b(\d{1,3})\.(\d{1,3})\.\d{1,3}\.\d{1,3}\b")
 _IPV6 = re.compile(r"\b([0-9A-Fa-f]{1,4}):([0-9A-Fa-f]{1,4}):[0-9A-Fa-f:]*:[0-9A-Fa-f]{0,4}\b")
 # Any IPv6 address, "::" anywhere (``fe80::1``): masked when the standard library parses it.
@@ -37,7 +38,7 @@ def mask_text(text: str) -> str:
     """``text`` with emails, IP addresses, phone numbers and long hex hashes masked."""
     if _ANY.search(text) is None:  # the common note ("no device id"): nothing to mask
         return text
-    text = _EMAIL.sub(lambda m: f"{m[1]}•••@{m[2]}•••{m[3]}", text)
+    text = _EMAIL.sub(lambda m: f"{m[1]}•••{m[2]}{m[3]}•••{m[4]}", text)
     text = _IPV6_ANY.sub(_mask_ipv6, text)
     text = _IPV6.sub(lambda m: f"{m[1]}:{m[2]}:•••", text)
     text = _IPV4.sub(lambda m: f"{m[1]}.{m[2]}.•.•", text)

@@ -89,3 +89,13 @@ def test_masking_a_long_text_takes_linear_time() -> None:
     assert mask_text(text) == text
     assert mask_text("x" * 50_000 + "@" + "y" * 50_000 + " jo@ex.com").endswith(" j•••@e•••.com")
     assert time.perf_counter() - started < 1.0
+
+
+def test_a_percent_encoded_email_in_a_url_is_masked() -> None:
+    # Was: a page URL's query string carries "@" as "%40", and the address was shown whole.
+    url = "https://shop.example/checkout?email=jane.doe%40example.com&step=2"
+    masked = mask_text(url)
+    assert "jane.doe" not in masked and "example.com" not in masked.split("?")[1], masked
+    assert masked.endswith("?email=j•••%40e•••.com&step=2")
+    shown = mask_payload({"context": {"page_url": url}})
+    assert "jane.doe" not in str(shown)
