@@ -269,3 +269,30 @@ def test_an_in_flight_event_refused_after_an_erase_leaves_no_dead_letter(
     t.flush(timeout=10)
     assert plugin.report is not None and plugin.report.in_flight == 1
     assert t.queue.dead_letters() == []
+
+
+def test_erase_returns_when_the_wall_clock_steps_back(
+    make_tracker: Callable[..., Tracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: erase() waited for the wall clock to pass the erase's millisecond, however long:
+    # stepped back 10 s (NTP) right after the tombstone was written, it blocked 10 s.
+    import time
+    import types
+
+    from postback.delivery import erase as erase_mod
+
+    t = make_tracker(core={"workers": False})
+    calls = 0
+
+    def stepped_ns() -> int:
+        nonlocal calls
+        calls += 1
+        return time.time_ns() - (0 if calls == 1 else 10_000_000_000)
+
+    clock = types.SimpleNamespace(
+        time_ns=stepped_ns, sleep=time.sleep, monotonic=time.monotonic, time=time.time
+    )
+    monkeypatch.setattr(erase_mod, "time", clock)
+    started = time.monotonic()
+    t.erase(email="ada@example.com")
+    assert time.monotonic() - started < 2.0

@@ -350,8 +350,10 @@ def erase_person(
     except Exception as exc:  # sqlite3, OS or Redis errors alike: nothing was erased
         raise QueueError(f"could not record the erase in {queue.url}: {exc}") from exc
     # Tombstones cover events queued up to and in ``at_ms``; one tracked after erase() returns
-    # must be newer, so do not return within that millisecond.
-    while time.time_ns() // 1_000_000 <= at_ms:
+    # must be newer, so do not return within that millisecond. Bounded by the monotonic clock:
+    # a wall clock stepped back (NTP) would hold erase() for as long as the step.
+    until = time.monotonic() + 0.002
+    while time.time_ns() // 1_000_000 <= at_ms and time.monotonic() < until:
         time.sleep(0.0002)
     in_flight: set[str] | None = None
     if sending is not None:
