@@ -296,3 +296,18 @@ def test_erase_returns_when_the_wall_clock_steps_back(
     started = time.monotonic()
     t.erase(email="ada@example.com")
     assert time.monotonic() - started < 2.0
+
+
+def test_a_dead_letter_masks_identifiers_however_their_keys_are_written(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    # Was: only the snake_case key was recognised: a JavaScript app's "userId" or "sessionId"
+    # in properties was shown whole.
+    t = make_tracker(core={"workers": False})
+    props = {"userId": "u-445566", "SESSION_ID": "s-778899", "order": {"externalId": "x-112233"}}
+    event = {"name": "purchase", "user": {"email": "ada@example.com"}, "properties": props}
+    d = DeadLetter(1, "example", "e1", "purchase", 0, 0, 3, "refused", json.dumps(event).encode())
+    shown = shown_dead_letter(d, t.destinations.values())
+    for value in ("u-445566", "s-778899", "x-112233"):
+        assert value not in shown
+    assert json.loads(shown)["event"]["properties"]["userId"] == "u-•••"

@@ -71,14 +71,24 @@ _IDENTIFIERS = frozenset(
 )
 
 
+# The identifiers' keys however they are written: user_id, userId, USER-ID.
+_IDENTIFIER_KEYS = frozenset(k.replace("_", "") for k in _IDENTIFIERS)
+
+
+def _is_identifier(key: object) -> bool:
+    return key in _IDENTIFIERS or (
+        isinstance(key, str) and key.lower().replace("_", "").replace("-", "") in _IDENTIFIER_KEYS
+    )
+
+
 def _mask_identifiers(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {
             k: (
                 (v[:2] + "•••" if v else v)
-                if k in _IDENTIFIERS and isinstance(v, str)
+                if isinstance(v, str) and _is_identifier(k)
                 else str(v)[:2] + "•••"  # an id given as a number
-                if k in _IDENTIFIERS and isinstance(v, int) and not isinstance(v, bool)
+                if isinstance(v, int) and not isinstance(v, bool) and _is_identifier(k)
                 else _mask_identifiers(v)
             )
             for k, v in value.items()
