@@ -99,3 +99,15 @@ def test_a_percent_encoded_email_in_a_url_is_masked() -> None:
     assert masked.endswith("?email=j•••%40e•••.com&step=2")
     shown = mask_payload({"context": {"page_url": url}})
     assert "jane.doe" not in str(shown)
+
+
+def test_personal_keys_are_recognised_however_they_are_written() -> None:
+    # Was: only snake_case keys: a JavaScript app's "firstName" or "ipAddress" was shown whole.
+    shown = mask_payload(
+        {"properties": {"firstName": "Jane", "LAST-NAME": "Doe", "ipAddress": "fe80::1"}}
+    )
+    assert shown["properties"] == {
+        "firstName": "J•••",
+        "LAST-NAME": "D•••",
+        "ipAddress": "fe80::•••",
+    }

@@ -49,6 +49,14 @@ _PERSONAL_KEYS = {
 }
 
 
+# The same keys however they are written: first_name, firstName, FIRST-NAME.
+_PERSONAL_KEYS_ANY_CASE = {k.replace("_", ""): kind for k, kind in _PERSONAL_KEYS.items()}
+
+
+def _kind_of(key: str, default: str | None) -> str | None:
+    return _PERSONAL_KEYS_ANY_CASE.get(key.lower().replace("_", "").replace("-", ""), default)
+
+
 def _mask_as(kind: str, value: str) -> str:
     if kind == "name":
         return (value[:1] + "•••") if value else value
@@ -66,10 +74,7 @@ def mask_value(value: Any, kind: str | None = None) -> Any:
     if kind and isinstance(value, int | float) and not isinstance(value, bool):
         return _mask_as(kind, str(value))  # a phone number or a zip code given as a number
     if isinstance(value, Mapping):
-        return {
-            str(k): mask_value(v, _PERSONAL_KEYS.get(str(k).lower(), kind))
-            for k, v in value.items()
-        }
+        return {str(k): mask_value(v, _kind_of(str(k), kind)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [mask_value(v, kind) for v in value]
     return value
