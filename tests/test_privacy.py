@@ -311,3 +311,15 @@ def test_a_dead_letter_masks_identifiers_however_their_keys_are_written(
     for value in ("u-445566", "s-778899", "x-112233"):
         assert value not in shown
     assert json.loads(shown)["event"]["properties"]["userId"] == "u-•••"
+
+
+def test_the_delivery_child_spec_repr_shows_no_secret(make_tracker: Callable[..., Tracker]) -> None:
+    # Was: the spec's repr (a traceback's locals, a debug log) printed the raw configuration,
+    # vendor keys included.
+    from postback.delivery.spec import tracker_spec
+
+    t = make_tracker(core={"workers": False})
+    secret = t.destinations["example"].settings.api_key.reveal()
+    spec = tracker_spec(t.config, t.queue.url, t.host)
+    assert secret in str(spec.raw)  # sent to the child as it is
+    assert secret not in repr(spec) and secret not in str(spec)

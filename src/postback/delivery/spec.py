@@ -51,7 +51,8 @@ class TrackerSpec:
 
     #: The configuration mapping, with ``[postback] workers = true`` (the child delivers on
     #: its threads) and the queue's URL made absolute (the child may not share our directory).
-    raw: Mapping[str, Any]
+    #: Left out of the repr: it holds the vendors' secrets.
+    raw: Mapping[str, Any] = attrs.field(repr=False)
     source: str | None
     base_dir: str
     plugins: tuple[PluginRef, ...]
