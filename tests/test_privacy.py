@@ -195,6 +195,26 @@ def test_a_second_erase_within_one_timestamp_tick_reaches_other_processes(
     assert other.erased(Claimed(1, "bob-1", payload, 0, 500))
 
 
+def test_a_tombstone_file_made_again_is_read_again(tmp_path: Path) -> None:
+    # A deliverer keeps the tombstone file open to read its header before every batch: when
+    # the file is deleted and made again (by hand, a restore), the new one is what counts.
+    from postback.delivery.erase import ErasureFilter, Person, SQLiteErasureLog
+
+    path = tmp_path / "queue.db.erased"
+    alice, bob = Person(email="alice@example.com"), Person(email="bob@example.com")
+    SQLiteErasureLog(path).add(alice.keys(), 1_000)
+    other = ErasureFilter(SQLiteErasureLog(path))
+    other.refresh()
+    assert other.active
+    path.unlink()
+    SQLiteErasureLog(path).add(bob.keys(), 1_000)
+    other.refresh()
+    payload = json.dumps({"user": {"email": "bob@example.com"}}).encode()
+    assert other.erased(Claimed(1, "bob-1", payload, 0, 500))
+    gone = json.dumps({"user": {"email": "alice@example.com"}}).encode()
+    assert not other.erased(Claimed(2, "alice-1", gone, 0, 500))
+
+
 class _EraseDuringTransform:
     """Erases the person from inside the vendor's transform: after the lane looked for
     tombstones, before its request is sent."""

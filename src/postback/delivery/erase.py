@@ -29,6 +29,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -186,6 +187,13 @@ class SQLiteErasureLog(ErasureLog):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: The file, open for reading its header in :meth:`version` (before every batch: one
+        #: ``fstat`` and one ``pread``, not an ``open`` and a ``close`` too); a file replaced
+        #: since is opened again, and every descriptor is closed with this object.
+        self._fd: int | None = None
+        self._fds: list[int] = []
+        self._fd_lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._fds)
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.exists():
@@ -223,13 +231,36 @@ class SQLiteErasureLog(ErasureLog):
         # The file's time and size alone miss a second erase within one tick of a coarse
         # clock (most kernels before 6.13, NFS): SQLite's file change counter (header bytes
         # 24-27, bumped by every write transaction in its default rollback journal mode) does not.
+        fd = self._fd
+        if fd is None or (st := os.fstat(fd)).st_nlink == 0:  # none yet, or deleted since
+            fd = self._open(fd)
+            if fd is None:
+                return None
+            st = os.fstat(fd)
+        return (st.st_ino, st.st_mtime_ns, st.st_size, os.pread(fd, 4, 24))
+
+    def _open(self, stale: int | None) -> int | None:
+        """The file, opened (again, if ``stale`` is the descriptor of one deleted since);
+        None while there is none. The stale descriptor stays open until this object goes:
+        another thread may be reading it."""
+        with self._fd_lock:
+            if self._fd != stale:  # another thread opened it meanwhile
+                return self._fd
+            try:
+                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                return None
+            self._fds.append(fd)
+            self._fd = fd
+            return fd
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
         try:
-            with open(self.path, "rb") as f:
-                st = os.fstat(f.fileno())
-                counter = os.pread(f.fileno(), 4, 24)
-        except FileNotFoundError:
-            return None
-        return (st.st_mtime_ns, st.st_size, counter)
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class RedisErasureLog(ErasureLog):
