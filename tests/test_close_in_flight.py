@@ -10,6 +10,7 @@ so that their outcome is recorded (docs/explanation/guarantees.md).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +118,29 @@ def test_the_outcome_waited_for_is_recorded_through_a_queue_hiccup(
         assert [r["event_id"] for r in sandbox.received("example")] == ["one"]
     finally:
         again.close(timeout=5)
+
+
+def test_a_second_close_waits_for_the_first(tmp_path: Path, sandbox: Sandbox) -> None:
+    """The exit hook (or another thread) closing a tracker that a daemon thread is closing
+    waits for that close, so the interpreter does not end it halfway through its wait."""
+    t = _tracker(tmp_path, sandbox, "once", True)
+    ended: list[float] = []
+
+    def close_first() -> None:
+        _close_while_in_flight(t, sandbox, 3.0)
+        ended.append(time.monotonic())
+
+    first = threading.Thread(target=close_first, daemon=True)
+    first.start()
+    deadline = time.monotonic() + 30
+    while not t.closed:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert t.close(timeout=5) is None
+    returned = time.monotonic()
+    first.join(10)
+    assert ended and ended[0] <= returned
+    assert [r["event_id"] for r in sandbox.received("example")] == ["one"]
 
 
 def test_close_does_not_wait_for_a_vendor_that_takes_a_repeat(

@@ -55,6 +55,11 @@ __all__ = ["Tracker", "auto_workers"]
 log = logging.getLogger("postback")
 
 
+#: What ``close()`` gives the deliverer to stop, beyond its flush (``deliverer.stop(wait=1.0)``
+#: waits for the coordinator, then the lanes), for a second ``close()`` to wait on.
+_STOP_WAITS = 2.0
+
+
 class Tracker:
     """Send conversion events to every configured vendor, durably and in the background.
 
@@ -155,6 +160,8 @@ class Tracker:
         register_telemetry(self.engine, self.skips)
         self._closed = False
         self._close_lock = threading.Lock()
+        self._close_done = threading.Event()  # set once close() has released everything
+        self._closer: int | None = None  # the thread running close()
         exit_hooks.keep(self)
 
     @classmethod
@@ -457,11 +464,20 @@ class Tracker:
         """Flush for at most ``timeout`` seconds, stop the workers, release the queue.
 
         What could not be delivered in time stays queued (``sqlite://``) for the next start.
+        A second call (another thread's, the exit hook's) returns None once the first has
+        finished, or its own ``timeout`` (and the time the first may spend stopping) has
+        passed: at exit, a close running on a daemon thread is not cut short.
         """
         with self._close_lock:
-            if self._closed:
-                return None
-            self._closed = True
+            first = not self._closed
+            if first:
+                self._closed = True
+                self._closer = threading.get_ident()
+        if not first:
+            if self._closer != threading.get_ident():  # (called from within that close: no)
+                stopping = _STOP_WAITS + self.engine.settle_time()
+                self._close_done.wait(None if timeout is None else timeout + stopping)
+            return None
         report = None
         deliverer = self.deliverer
         try:
@@ -478,6 +494,7 @@ class Tracker:
             retire_telemetry(self.engine)
             self.queue.close()
             exit_hooks.release(self)
+            self._close_done.set()
         if report is not None and not report.complete:
             left = {v: r.pending for v, r in report.vendors.items() if r.pending}
             log.info("closed with undelivered events left in the queue: %s", left)
@@ -518,6 +535,8 @@ class Tracker:
         self.skips.after_fork()
         self.ledger.after_fork()
         self._close_lock = threading.Lock()
+        self._close_done = threading.Event()
+        self._closer = None
 
     def __repr__(self) -> str:
         return (
