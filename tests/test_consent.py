@@ -94,6 +94,19 @@ def test_a_vendor_needing_only_measurement_still_gets_an_ads_opt_out(
     assert received(box, "example") == [second] and received(box, "devices") == [event_id]
 
 
+def test_a_vendor_configured_with_no_purposes_needs_no_consent(
+    make: Callable[..., Tracker], box: Sandbox
+) -> None:
+    # purposes = [] is said on purpose: the vendor needs no purpose (it was taken as unset, and
+    # the plugin's ['ads'] applied).
+    tracker = make(devices_table={"purposes": []})
+    event_id = tracker.track(
+        "purchase", **APP_PURCHASE, consent={"ads": False, "measurement": False}
+    )
+    assert tracker.flush(timeout=10).complete
+    assert received(box, "devices") == [event_id] and received(box, "example") == []
+
+
 def test_policy_require_sends_nothing_without_a_grant(
     make: Callable[..., Tracker], box: Sandbox
 ) -> None:

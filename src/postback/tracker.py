@@ -55,6 +55,12 @@ __all__ = ["Tracker", "auto_workers"]
 log = logging.getLogger("postback")
 
 
+def _needs(configured: tuple[str, ...] | None, destination: Destination) -> tuple[str, ...]:
+    """The purposes a vendor needs: ``[vendors.NAME] purposes`` when set (``[]`` too: none),
+    else its plugin's."""
+    return tuple(destination.purposes) if configured is None else configured
+
+
 #: What ``close()`` gives the deliverer to stop, beyond its flush (``deliverer.stop(wait=1.0)``
 #: waits for the coordinator, then the lanes), for a second ``close()`` to wait on.
 _STOP_WAITS = 2.0
@@ -131,7 +137,7 @@ class Tracker:
         #: Who the user's consent lets an event reach (purposes per vendor, policy, plugin).
         self.consent_gate = ConsentGate(
             config.consent,
-            {n: config.vendors[n].purposes or d.purposes for n, d in self.destinations.items()},
+            {n: _needs(config.vendors[n].purposes, d) for n, d in self.destinations.items()},
             host.consent_hook(),
         )
         #: Seals stored events when ``POSTBACK_ENCRYPTION_KEYS`` is set (postback.encryption).

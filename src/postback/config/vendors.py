@@ -185,7 +185,9 @@ class CommonSettings:
     )
     #: Checked against the ``[consent]`` purposes by :func:`build_vendor`.
     purposes: list[str] | None = _common(
-        "Consent purposes the vendor needs (default: the plugin's, ['ads']).", lambda v: v
+        "Consent purposes the vendor needs (default: the plugin's, ['ads']); [] for none: the "
+        "vendor then gets events whatever the user's consent.",
+        lambda v: v,
     )
     dedupe_window: float | None = _common(DEDUPE_HELP, parse_dedupe_window)
 
