@@ -144,3 +144,23 @@ def test_django_urls(tracker: Tracker) -> None:
         html = page.content.decode()
         assert 'href="/ops/postback/deadletters"' in html
         assert tracker.config.vendors["example"].settings.api_key.reveal() not in html
+
+
+def test_an_async_authorize_that_refuses_gets_403(tracker: Tracker) -> None:
+    # A coroutine object is truthy: an ``async def authorize`` used to let everyone in.
+    import asyncio
+
+    import httpx
+
+    async def authorize(scope: Any) -> bool:
+        return dict(scope["headers"]).get(b"x-operator") == b"yes"
+
+    app = asgi_app(Dashboard(tracker), authorize=authorize)
+
+    async def get(headers: dict[str, str]) -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return (await client.get("/", headers=headers)).status_code
+
+    assert asyncio.run(get({})) == 403
+    assert asyncio.run(get({"x-operator": "yes"})) == 200

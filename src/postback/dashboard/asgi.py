@@ -5,6 +5,7 @@ queue, which may block on its file or its Redis connection."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -72,15 +73,20 @@ async def _send(response: Response, send: Send) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
-def asgi_app(dashboard: Dashboard, *, authorize: Callable[[Scope], bool]) -> AsgiApp:
+def asgi_app(
+    dashboard: Dashboard, *, authorize: Callable[[Scope], bool | Awaitable[bool]]
+) -> AsgiApp:
     """An ASGI app serving ``dashboard``; every request must pass ``authorize(scope)`` (e.g.
     ``lambda scope: scope["user"].is_authenticated`` behind Starlette's
-    ``AuthenticationMiddleware``), else it gets 403."""
+    ``AuthenticationMiddleware``; an ``async def`` is awaited), else it gets 403."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        if not authorize(scope):
+        allowed = authorize(scope)
+        if inspect.isawaitable(allowed):  # an async check: its coroutine object is truthy
+            allowed = await allowed
+        if not allowed:
             await _send(Response(403, b"forbidden", "text/plain; charset=utf-8"), send)
             return
         body = await _body(receive) if scope.get("method") == "POST" else b""
