@@ -164,3 +164,36 @@ def test_an_async_authorize_that_refuses_gets_403(tracker: Tracker) -> None:
 
     assert asyncio.run(get({})) == 403
     assert asyncio.run(get({"x-operator": "yes"})) == 200
+
+
+def test_an_async_authorize_in_flask_and_django_is_awaited(tracker: Tracker) -> None:
+    from flask import Flask, request
+
+    async def flask_authorize() -> bool:
+        return request.headers.get("X-Op") == "1"
+
+    app = Flask(__name__)
+    app.register_blueprint(
+        flask_blueprint(Dashboard(tracker), authorize=flask_authorize), url_prefix="/ops"
+    )
+    client = app.test_client()
+    assert client.get("/ops/").status_code == 403
+    assert client.get("/ops/", headers={"X-Op": "1"}).status_code == 200
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pb_django_site.settings")
+    django.setup()
+    from django.test import Client, override_settings
+    from django.urls import include, path
+
+    async def django_authorize(r: Any) -> bool:
+        return bool(r.headers.get("X-Op") == "1")
+
+    urls = types.ModuleType("pb_dashboard_async_urls")
+    urls.urlpatterns = [  # type: ignore[attr-defined]
+        path("ops/", include(django_urls(Dashboard(tracker), authorize=django_authorize)))
+    ]
+    with override_settings(ROOT_URLCONF=urls, ALLOWED_HOSTS=["testserver"]):
+        assert Client().get("/ops/").status_code == 403
+        assert Client().get("/ops/", headers={"X-Op": "1"}).status_code == 200

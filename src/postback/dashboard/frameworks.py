@@ -3,7 +3,8 @@ behind the app's own ``authorize`` check; neither framework is imported until as
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from postback.dashboard.app import Dashboard
@@ -12,18 +13,29 @@ from postback.dashboard.http import Request, Response, parse_cookies, parse_form
 __all__ = ["django_urls", "flask_blueprint"]
 
 
+async def _awaited(answer: Awaitable[Any]) -> Any:
+    return await answer
+
+
 def flask_blueprint(
-    dashboard: Dashboard, *, authorize: Callable[[], bool], name: str = "postback_dashboard"
+    dashboard: Dashboard,
+    *,
+    authorize: Callable[[], bool | Awaitable[bool]],
+    name: str = "postback_dashboard",
 ) -> Any:
     """A Flask blueprint serving ``dashboard``; register it with a ``url_prefix``. Every
     request must pass ``authorize()`` (called inside the request, e.g. checking
-    ``flask_login.current_user``), else 403."""
-    from flask import Blueprint, abort, make_response, request
+    ``flask_login.current_user``; an ``async def`` is awaited, as Flask runs async views),
+    else 403."""
+    from flask import Blueprint, abort, current_app, make_response, request
 
     bp = Blueprint(name, __name__)
 
     def view(rest: str = "") -> Any:
-        if not authorize():
+        allowed = authorize()
+        if inspect.isawaitable(allowed):  # an async check: its coroutine object is truthy
+            allowed = current_app.async_to_sync(_awaited)(allowed)
+        if not allowed:
             abort(403)
         rel = "/" + rest
         full = request.path
@@ -55,16 +67,23 @@ def _flask_response(make_response: Any, response: Response) -> Any:
     return out
 
 
-def django_urls(dashboard: Dashboard, *, authorize: Callable[[Any], bool]) -> list[Any]:
+def django_urls(
+    dashboard: Dashboard, *, authorize: Callable[[Any], bool | Awaitable[bool]]
+) -> list[Any]:
     """URL patterns serving ``dashboard``: ``path("postback/", include(django_urls(...)))``.
-    Every request must pass ``authorize(request)`` (e.g. ``lambda r: r.user.is_staff``),
-    else 403. The dashboard checks its own CSRF token, so Django's middleware is told not to."""
+    Every request must pass ``authorize(request)`` (e.g. ``lambda r: r.user.is_staff``; an
+    ``async def`` is awaited), else 403. The dashboard checks its own CSRF token, so Django's
+    middleware is told not to."""
+    from asgiref.sync import async_to_sync
     from django.http import HttpResponse, HttpResponseForbidden
     from django.urls import re_path
     from django.views.decorators.csrf import csrf_exempt
 
     def view(request: Any, rest: str = "") -> Any:
-        if not authorize(request):
+        allowed = authorize(request)
+        if inspect.isawaitable(allowed):  # an async check: its coroutine object is truthy
+            allowed = async_to_sync(_awaited)(allowed)
+        if not allowed:
             return HttpResponseForbidden("forbidden")
         full = request.path
         prefix = full[: len(full) - len(rest)] if rest and full.endswith(rest) else full
