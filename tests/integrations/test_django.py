@@ -208,3 +208,17 @@ def test_gpc_and_a_consent_reader_from_settings(postback_settings, sandbox, wait
     got = delivered(sandbox, wait_until, 1)
     assert sorted(got) == ["gpc-cookie-yes"]
     assert get_tracker().stats()["example"]["skips"] == {"consent": 4}
+
+
+def test_a_query_string_with_too_many_fields_does_not_fail_the_view(
+    postback_settings, sandbox, wait_until
+):
+    # Django refuses to parse more than DATA_UPLOAD_MAX_NUMBER_FIELDS (1000) parameters:
+    # reading request.GET for the click ids must not turn the view's answer into a 400.
+    postback_settings()
+    junk = "&".join(f"p{i}=1" for i in range(1001))
+    response = client().post(f"/checkout?gclid=G-7&{junk}")
+    assert response.status_code == 200, response.content
+    event = delivered(sandbox, wait_until, 1)[response.json()["event_id"]]
+    assert event["ip"] == "10.0.0.2"
+    assert event["ctx"]["gclid"] == "G-7"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.core.exceptions import DisallowedHost
+from django.core.exceptions import DisallowedHost, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponseBase
 
 from postback.integrations._context import (
@@ -65,6 +66,10 @@ def request_info(request: HttpRequest, settings: RequestContextSettings) -> Requ
         url: str | None = request.build_absolute_uri()
     except DisallowedHost:  # a Host header outside ALLOWED_HOSTS: no trustworthy URL
         url = None
+    try:
+        query = [(key, v) for key, values in request.GET.lists() for v in values]
+    except TooManyFieldsSent:  # over DATA_UPLOAD_MAX_NUMBER_FIELDS: the view decides, not us
+        query = parse_qsl(meta.get("QUERY_STRING", ""), keep_blank_values=True)
     return RequestInfo(
         remote_addr=meta.get("REMOTE_ADDR"),
         forwarded=[forwarded] if forwarded else [],
@@ -72,7 +77,7 @@ def request_info(request: HttpRequest, settings: RequestContextSettings) -> Requ
         url=url,
         referrer=meta.get("HTTP_REFERER"),
         accept_language=meta.get("HTTP_ACCEPT_LANGUAGE"),
-        query=[(key, v) for key, values in request.GET.lists() for v in values],
+        query=query,
         cookies=request.COOKIES,
         gpc=gpc_header(meta.get("HTTP_SEC_GPC")),
         consent=read_consent(settings, request),

@@ -10,4 +10,5 @@ urlpatterns = [
     path("abuy", views.abuy),
     path("explicit", views.explicit),
     path("with-request", views.with_request),
+    path("checkout", views.checkout),
 ]

@@ -53,3 +53,9 @@ def with_request(request: HttpRequest) -> JsonResponse:
     with bind_request_context(None):
         event_id = track("sign_up", request=request, user={"user_id": "u-7"})
     return JsonResponse({"event_id": event_id})
+
+
+def checkout(request: HttpRequest) -> JsonResponse:
+    """Reads nothing from the query string itself (the order is in the body)."""
+    event_id = track("purchase", user={"email": "buyer@example.com"}, value=3, currency="USD")
+    return JsonResponse({"event_id": event_id})
