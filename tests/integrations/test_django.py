@@ -222,3 +222,16 @@ def test_a_query_string_with_too_many_fields_does_not_fail_the_view(
     event = delivered(sandbox, wait_until, 1)[response.json()["event_id"]]
     assert event["ip"] == "10.0.0.2"
     assert event["ctx"]["gclid"] == "G-7"
+
+
+def test_the_consent_reader_runs_once_per_request_even_with_an_explicit_request(
+    postback_settings,
+):
+    import pb_settings
+
+    postback_settings({"consent_reader": "pb_settings:counting_consent_reader"})
+    pb_settings.READER_CALLS.clear()
+    response = client().get("/twice-with-request")
+    assert response.status_code == 200, response.content
+    assert len(response.json()["event_ids"]) == 3
+    assert len(pb_settings.READER_CALLS) == 1  # "called at most once per request"

@@ -43,3 +43,12 @@ def consent_cookie_reader(request: Any) -> dict[str, bool] | None:
     """The app's own consent banner stores "cc=ads" (granted) or "cc=none" (refused)."""
     value = request.COOKIES.get("cc") if hasattr(request, "COOKIES") else request.cookies.get("cc")
     return None if value is None else {"ads": value == "ads"}
+
+
+#: Requests the counting reader was called for (one entry per call).
+READER_CALLS: list[Any] = []
+
+
+def counting_consent_reader(request: Any) -> dict[str, bool] | None:
+    READER_CALLS.append(request)
+    return {"ads": True}

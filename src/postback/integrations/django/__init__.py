@@ -30,7 +30,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from postback.integrations._context import (
-    LazyRequestContext,
     RequestContext,
     current_request_context,
     merge_request_consent,
@@ -99,10 +98,9 @@ def _derived(request: HttpRequest | None) -> RequestContext | None:
     if request is None:
         return current_request_context()
     from postback.integrations.django.conf import request_context_settings
-    from postback.integrations.django.middleware import request_info
+    from postback.integrations.django.middleware import lazy_context
 
-    settings = request_context_settings()
-    return LazyRequestContext(settings, lambda: request_info(request, settings)).resolve()
+    return lazy_context(request, request_context_settings()).resolve()
 
 
 def track(

@@ -53,8 +53,20 @@ class PostbackMiddleware:
             return await get_response(request)
 
     def _lazy(self, request: HttpRequest) -> LazyRequestContext:
-        settings = self.settings
-        return LazyRequestContext(settings, lambda: request_info(request, settings))
+        return lazy_context(request, self.settings)
+
+
+_ATTRIBUTE = "_postback_request_context"
+
+
+def lazy_context(request: HttpRequest, settings: RequestContextSettings) -> LazyRequestContext:
+    """The request's context, read at most once per request (the middleware and
+    ``track(request=...)`` share it, so the ``consent_reader`` runs once)."""
+    lazy = getattr(request, _ATTRIBUTE, None)
+    if not isinstance(lazy, LazyRequestContext):
+        lazy = LazyRequestContext(settings, lambda: request_info(request, settings))
+        setattr(request, _ATTRIBUTE, lazy)
+    return lazy
 
 
 def request_info(request: HttpRequest, settings: RequestContextSettings) -> RequestInfo:

@@ -11,4 +11,5 @@ urlpatterns = [
     path("explicit", views.explicit),
     path("with-request", views.with_request),
     path("checkout", views.checkout),
+    path("twice-with-request", views.twice_with_request),
 ]

@@ -59,3 +59,11 @@ def checkout(request: HttpRequest) -> JsonResponse:
     """Reads nothing from the query string itself (the order is in the body)."""
     event_id = track("purchase", user={"email": "buyer@example.com"}, value=3, currency="USD")
     return JsonResponse({"event_id": event_id})
+
+
+def twice_with_request(request: HttpRequest) -> JsonResponse:
+    """Two events for one request, the request passed explicitly (as code outside the
+    middleware's reach does)."""
+    ids = [track("sign_up", request=request, user={"user_id": f"u-{n}"}) for n in (1, 2)]
+    ids.append(track("sign_up", user={"user_id": "u-3"}))  # through the middleware
+    return JsonResponse({"event_ids": ids})
