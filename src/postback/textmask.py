@@ -25,9 +25,10 @@ _IPV6_ANY = re.compile(
     r"(?<![\w:])(?=[0-9A-Fa-f:]*[0-9A-Fa-f])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}"
     r"(?![\w:]|\.\d)"
 )
-# A phone number: optional +, then 7 to 15 digits with the usual separators in between; a
-# full stop may end it (a sentence), not go on into more digits or letters.
-_PHONE = re.compile(r"(?<![\w.])(\+?)(\d)[\d ().-]{5,18}(\d{2})(?!\w|\.\w)")
+# A phone number: optional + (%2B in a URL's query string), then 7 to 15 digits with the
+# usual separators in between; a full stop may end it (a sentence), not go on into more
+# digits or letters.
+_PHONE = re.compile(r"(?<![\w.])(\+?|%2[Bb])(\d)[\d ().-]{5,18}(\d{2})(?!\w|\.\w)")
 _HEX_HASH = re.compile(r"\b([0-9a-fA-F]{8})[0-9a-fA-F]{24,}\b")
 # What every pattern above needs at least one of: an ``@`` (email), a digit (IPv4, phone), a
 # colon (IPv6) or 32 hex characters in a row (a hash): text without any is returned unscanned.

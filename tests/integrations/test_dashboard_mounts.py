@@ -197,3 +197,34 @@ def test_an_async_authorize_in_flask_and_django_is_awaited(tracker: Tracker) -> 
     with override_settings(ROOT_URLCONF=urls, ALLOWED_HOSTS=["testserver"]):
         assert Client().get("/ops/").status_code == 403
         assert Client().get("/ops/", headers={"X-Op": "1"}).status_code == 200
+
+
+def test_a_phone_in_the_tracked_page_url_is_masked_on_the_dead_letter_page(
+    tracker: Tracker, sandbox: Sandbox
+) -> None:
+    # A GET form puts the visitor's phone in the query string, percent-encoded ("+" is %2B);
+    # the Flask extension stores that URL in context.url, and the dashboard shows it.
+    from flask import Flask
+
+    from postback.integrations.flask import Postback
+
+    app = Flask(__name__)
+    postback = Postback(app, tracker=tracker)
+
+    @app.get("/thanks")
+    def thanks() -> str:
+        sandbox.set_fault("example", status=422, count=1)
+        postback.track("purchase", user=USER, value=1, currency="USD", event_id="phone-1")
+        return "ok"
+
+    app.register_blueprint(flask_blueprint(Dashboard(tracker), authorize=lambda: True))
+    client = app.test_client()
+    assert client.get("/thanks?phone=%2B14155550123&ref=x").status_code == 200
+    tracker.flush(5)
+    deadline = time.monotonic() + 10
+    while not (rows := [d for d in tracker.queue.dead_letters() if d.event_id == "phone-1"]):
+        assert time.monotonic() < deadline, "no dead letter"
+        time.sleep(0.02)
+    html = client.get(f"/deadletters/{rows[0].id}").get_data(as_text=True)
+    assert "/thanks?phone=" in html  # the URL is shown...
+    assert "4155550123" not in html  # ...with the phone masked
