@@ -296,3 +296,49 @@ def test_explain_sees_the_request_like_track(make_app):
         assert postback.stats()["example"]["tracked"] == 0
     assert route.queued == ("example",)
     assert route.event is not None and route.event.user.user_agent == BROWSER["User-Agent"]
+
+
+@pytest.mark.parametrize(
+    "host", ["shop.example:abc", "shop.example:99999", "user:pw@shop.example", "shop example"]
+)
+def test_a_forged_host_header_does_not_fail_track(host):
+    # The page URL is rebuilt from the Host header, which any client writes. AppLovin refuses
+    # a URL without a host or with a port that is not one as a malformed event: filled in from
+    # the request, it turned every such request into a 500 of the app's checkout.
+    import postback_applovin
+
+    config = {
+        "postback": {"queue": "memory://"},
+        "vendors": {
+            "applovin": {
+                "api_key": "sbx-axon-capi-7f3c9e21b4d86a05e1f2c3d4",
+                "pixel_id": "sbx-axon-event-key-4d2a91",
+                "base_url": "http://127.0.0.1:9/applovin",
+            }
+        },
+    }
+    app = flask.Flask(__name__)
+    postback = Postback(app, config=config, plugins=[postback_applovin], load_entry_points=False)
+
+    @app.post("/checkout")
+    def checkout():
+        item = {"item_id": "SKU-1", "price": 5, "quantity": 1}
+        event_id = postback.track(
+            "purchase",
+            user={"email": "buyer@example.com"},
+            value=5,
+            currency="USD",
+            properties={"items": [item]},
+        )
+        return {"event_id": event_id}
+
+    try:
+        client = app.test_client()
+        headers = {"User-Agent": "Mozilla/5.0"}
+        good = client.post("/checkout?gclid=G-1", headers={**headers, "Host": "shop.example"})
+        assert good.status_code == 200, good.text
+        forged = client.post("/checkout?gclid=G-1", headers={**headers, "Host": host})
+        assert forged.status_code == 200, forged.text
+        assert postback.stats()["applovin"]["skips"].get("no page URL") == 1  # the forged one
+    finally:
+        postback.close(timeout=0)

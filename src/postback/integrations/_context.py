@@ -9,7 +9,8 @@ field               where it comes from
                     trustworthy (``trusted_proxy_hops`` or ``trusted_proxies``; neither is
                     set by default, so a client cannot forge its address)
 ``user_agent``      the ``User-Agent`` header
-``url``             the full request URL
+``url``             the full request URL (left out unless it is a complete http(s) URL: a
+                    forged ``Host`` header must not make a vendor refuse the event)
 ``referrer_url``    the ``Referer`` header
 ``language``        the first tag of ``Accept-Language``
 click ids           query parameters ``gclid gbraid wbraid fbclid ttclid twclid msclkid
@@ -50,6 +51,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -395,6 +397,26 @@ def _usable(value: str | None) -> str | None:
     return value
 
 
+def _page_url(value: str | None) -> str | None:
+    """The request's URL if it is a complete ``http(s)://host[:port]/...`` URL, else ``None``.
+
+    The URL is rebuilt from the ``Host`` header, which any client writes: ``shop.example:abc``,
+    ``user:pw@shop.example`` or a space give a URL without a host or with a port that is not
+    one, which a vendor (AppLovin) refuses as a malformed event, failing ``track()``.
+    """
+    url = _usable(value)
+    if url is None or any(c.isspace() for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number from 0 to 65535
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return url
+
+
 def extract_request_context(info: RequestInfo, settings: RequestContextSettings) -> RequestContext:
     """Turn what a framework read from a request into canonical ``user``/``context`` fields."""
     wanted = settings.enabled_fields
@@ -406,7 +428,7 @@ def extract_request_context(info: RequestInfo, settings: RequestContextSettings)
             user["ip_address"] = ip
     if "user_agent" in wanted and (ua := _usable(info.user_agent)):
         user["user_agent"] = ua
-    if "url" in wanted and (url := _usable(info.url)):
+    if "url" in wanted and (url := _page_url(info.url)):
         context["url"] = url
     if "referrer_url" in wanted and (ref := _usable(info.referrer)):
         context["referrer_url"] = ref
