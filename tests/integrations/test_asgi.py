@@ -175,3 +175,31 @@ def test_uvicorn(uvicorn_flags, hops, start_process, sandbox, tmp_path, wait_unt
     assert "Application shutdown complete" in server.output
     assert "Traceback" not in server.output, server.output
     assert pending_in(tmp_path / "queue.db") == 0
+
+
+def test_a_page_url_with_an_encoded_space_keeps_its_url():
+    # uvicorn decodes the path ("/products/red%20shoes" -> "/products/red shoes") and
+    # Starlette's URL keeps the space: the page URL must be sent percent-encoded, not left out
+    # (and not as a URL with a space, which AppLovin refuses as a malformed event).
+    import asyncio
+
+    import httpx
+
+    from postback.integrations._context import current_request_context
+
+    async def page(request: Request) -> JSONResponse:
+        return JSONResponse({"url": current_request_context().context.get("url")})
+
+    app = PostbackMiddleware(Starlette(routes=[Route("/products/{slug}", page)]))
+
+    async def get(path: str) -> str:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://shop.example") as c:
+            return (await c.get(path)).json()["url"]
+
+    assert asyncio.run(get("/products/red%20shoes?a=1")) == (
+        "https://shop.example/products/red%20shoes?a=1"
+    )
+    assert asyncio.run(get("/products/red%C2%A0shoes")) == (
+        "https://shop.example/products/red%C2%A0shoes"
+    )

@@ -51,7 +51,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import attrs
 
@@ -400,13 +400,16 @@ def _usable(value: str | None) -> str | None:
 def _page_url(value: str | None) -> str | None:
     """The request's URL if it is a complete ``http(s)://host[:port]/...`` URL, else ``None``.
 
-    The URL is rebuilt from the ``Host`` header, which any client writes: ``shop.example:abc``,
-    ``user:pw@shop.example`` or a space give a URL without a host or with a port that is not
-    one, which a vendor (AppLovin) refuses as a malformed event, failing ``track()``.
+    The URL is rebuilt from the ``Host`` header, which any client writes: ``shop.example:abc``
+    or ``user:pw@shop.example`` give a URL without a host or with a port that is not one,
+    which a vendor (AppLovin) refuses as a malformed event, failing ``track()``. Whitespace
+    (a path's ``%20`` that the ASGI server decoded) is percent-encoded again.
     """
     url = _usable(value)
-    if url is None or any(c.isspace() for c in url):
+    if url is None:
         return None
+    if any(c.isspace() for c in url):  # Starlette's URL keeps the space uvicorn decoded (%20)
+        url = "".join(quote(c) if c.isspace() else c for c in url)
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises on a port that is not a number from 0 to 65535
