@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextvars
 import importlib
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -397,6 +398,9 @@ def _usable(value: str | None) -> str | None:
     return value
 
 
+_SPACE = re.compile(r"\s").search
+
+
 def _page_url(value: str | None) -> str | None:
     """The request's URL if it is a complete ``http(s)://host[:port]/...`` URL, else ``None``.
 
@@ -408,7 +412,7 @@ def _page_url(value: str | None) -> str | None:
     url = _usable(value)
     if url is None:
         return None
-    if any(c.isspace() for c in url):  # Starlette's URL keeps the space uvicorn decoded (%20)
+    if _SPACE(url) is not None:  # Starlette's URL keeps the space uvicorn decoded (%20)
         url = "".join(quote(c) if c.isspace() else c for c in url)
     try:
         parts = urlsplit(url)
