@@ -337,3 +337,12 @@ def test_a_directory_as_config_path_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         Tracker.from_config(tmp_path)
     assert "is a directory" in str(info.value)
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "postback.toml"
+    path.write_bytes(b'[postback]\nqueue = "memory://"\n# caf\xe9 in latin-1\n')
+    with pytest.raises(ConfigError) as info:
+        read_config(path)
+    assert "UTF-8" in str(info.value)
+    assert info.value.source == str(path)

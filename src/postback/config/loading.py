@@ -139,6 +139,11 @@ def read_config(
         raise ConfigError([f"config file {str(path)!r} cannot be read: {exc.strerror}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], source=str(path)) from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; tomllib raises this, not its own error
+        raise ConfigError(
+            [f"not UTF-8 text (byte {exc.start}): save the file as UTF-8, as TOML requires"],
+            source=str(path),
+        ) from None
     if path.name == "pyproject.toml":
         tool = data.get("tool", {}).get("postback")
         if tool is None:
