@@ -346,3 +346,17 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> Non
         read_config(path)
     assert "UTF-8" in str(info.value)
     assert info.value.source == str(path)
+
+
+@pytest.mark.parametrize(
+    "content", [b"[tool.postback\n", b"[tool.postback]\nx = '\xff'\n"], ids=["toml", "utf8"]
+)
+def test_an_unreadable_pyproject_found_by_the_search_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes
+) -> None:
+    (tmp_path / "pyproject.toml").write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("POSTBACK_CONFIG", raising=False)
+    with pytest.raises(ConfigError) as info:
+        read_config(None)
+    assert info.value.source == str(tmp_path / "pyproject.toml")

@@ -79,12 +79,21 @@ def find_config(start: Path | None = None) -> Path | None:
     for name in CONFIG_FILENAMES:
         path = here / name
         if path.is_file():
-            if name == "pyproject.toml":
-                with path.open("rb") as f:
-                    if "postback" not in tomllib.load(f).get("tool", {}):
-                        continue
+            if name == "pyproject.toml" and not _may_have_postback_table(path):
+                continue
             return path
     return None
+
+
+def _may_have_postback_table(path: Path) -> bool:
+    """Whether a pyproject.toml has ``[tool.postback]``, or cannot be read to tell (then
+    :func:`read_config` says what is wrong with it rather than the search passing it by)."""
+    try:
+        with path.open("rb") as f:
+            tool = tomllib.load(f).get("tool", {})
+    except (OSError, ValueError):  # TOMLDecodeError, UnicodeDecodeError
+        return True
+    return not isinstance(tool, Mapping) or "postback" in tool
 
 
 def environment_settings(environ: Mapping[str, str] | None = None) -> list[str]:
