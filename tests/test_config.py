@@ -360,3 +360,20 @@ def test_an_unreadable_pyproject_found_by_the_search_is_a_config_error(
     with pytest.raises(ConfigError) as info:
         read_config(None)
     assert info.value.source == str(tmp_path / "pyproject.toml")
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["tool = 1\n", '[tool]\npostback = "x"\n', '[tool.postback]\nqueue = "memory://"\n'],
+    ids=["tool", "postback", "ok"],
+)
+def test_a_pyproject_tool_postback_that_is_not_a_table_is_a_config_error(
+    tmp_path: Path, content: str
+) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text(content)
+    if "[tool.postback]" in content:
+        assert read_config(path)[0] == {"postback": {"queue": "memory://"}, "vendors": {}}
+        return
+    with pytest.raises(ConfigError, match="must be a table"):
+        read_config(path)

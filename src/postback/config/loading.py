@@ -154,9 +154,13 @@ def read_config(
             source=str(path),
         ) from None
     if path.name == "pyproject.toml":
-        tool = data.get("tool", {}).get("postback")
+        tools = data.get("tool", {})
+        tool = tools.get("postback") if isinstance(tools, Mapping) else tools
         if tool is None:
             raise ConfigError(["pyproject.toml has no [tool.postback] table"], source=str(path))
+        if not isinstance(tool, Mapping):
+            key = "tool.postback" if isinstance(tools, Mapping) else "tool"
+            raise ConfigError([ConfigProblem(key, "must be a table")], source=str(path))
         tool = dict(tool)
         vendors = tool.pop("vendors", {})
         data = {"postback": tool, "vendors": vendors}
