@@ -265,3 +265,20 @@ def test_demo_with_the_five_plugins_skips_where_a_vendor_cannot_use_an_event() -
     assert figures["x"]["skipped"] > 0 and figures["mobana"]["skipped"] > 0  # web shoppers
     text = out.getvalue()
     assert "skipped at track()" in text and "no device id" in text and "no install id" in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("deadletters", "list", "--limit", str(2**70)),
+        ("deadletters", "show", str(2**70)),
+        ("replay", "--id", str(2**70)),
+        ("deadletters", "list", "--limit", "0"),
+    ],
+)
+def test_an_out_of_range_dead_letter_id_or_limit_is_a_usage_error(
+    config_file: Path, args: tuple[str, ...]
+) -> None:
+    code, out = run(*args, "--config", str(config_file))
+    assert code == 2, out
+    assert "Invalid value" in out and "range" in out

@@ -28,6 +28,7 @@ from postback.tracker import Tracker
 __all__ = [
     "config_option",
     "console",
+    "count_or_id",
     "err",
     "fail",
     "kv_pairs",
@@ -53,6 +54,11 @@ config_option = click.option(
     help="Config file (postback.toml or pyproject.toml); default: $POSTBACK_CONFIG, "
     "./postback.toml, or ./pyproject.toml [tool.postback].",
 )
+
+
+#: A dead letter id or a row count: a queue's (SQLite's) 64-bit integer, at least 1; larger
+#: would raise OverflowError from the queue instead of saying what is wrong.
+count_or_id = click.IntRange(1, 2**63 - 1)
 
 
 def styled(label: str, style: str, rest: str = "") -> Text:

@@ -15,14 +15,14 @@ from pathlib import Path
 import attrs
 import click
 
-from postback.cli._shared import config_option, queue_tracker, user_errors
+from postback.cli._shared import config_option, count_or_id, queue_tracker, user_errors
 from postback.privacy import shown_dead_letter
 
 __all__ = ["deadletters_show", "erase"]
 
 
 @click.command("show")
-@click.argument("dead_id", type=int)
+@click.argument("dead_id", type=count_or_id)
 @config_option
 @click.option(
     "--reveal",

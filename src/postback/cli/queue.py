@@ -22,6 +22,7 @@ from rich.text import Text
 from postback.cli._shared import (
     config_option,
     console,
+    count_or_id,
     err,
     fail,
     ms_iso,
@@ -155,7 +156,7 @@ def deadletters() -> None:
 @config_option
 @click.option("--vendor", default=None)
 @click.option("--since", default=None, help="ISO time, or a duration ago (2h, 7d).")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, type=count_or_id)
 def deadletters_list(
     config_path: Path | None, vendor: str | None, since: str | None, limit: int
 ) -> None:
@@ -206,7 +207,7 @@ def _print_report(report: Any) -> None:
 @config_option
 @click.option("--vendor", default=None, help="Only this vendor's dead letters.")
 @click.option("--since", default=None, help="Only those failed since (ISO time or 2h, 7d).")
-@click.option("--id", "ids", multiple=True, type=int, help="Only these dead letter ids.")
+@click.option("--id", "ids", multiple=True, type=count_or_id, help="Only these dead letter ids.")
 @click.option("--timeout", default=60.0, show_default=True)
 def replay(
     config_path: Path | None,
