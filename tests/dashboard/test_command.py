@@ -107,3 +107,20 @@ def test_the_loopback_server_answers_loopback_names(served: str, name: str) -> N
     port = served.rsplit(":", 1)[1]
     page = httpx.get(f"{served}/config", headers={"host": f"{name}:{port}"})
     assert page.status_code == 200 and "[postback]" in page.text
+
+
+@pytest.mark.parametrize("taken", [True, False], ids=["in-use", "out-of-range"])
+def test_ui_on_a_port_it_cannot_listen_on_is_a_clear_error(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, taken: bool
+) -> None:
+    monkeypatch.setenv("POSTBACK_DISABLE_PLUGINS", "*")
+    config = tmp_path / "postback.toml"
+    config.write_text('[postback]\nqueue = "memory://"\n')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1] if taken else 70000
+        result = CliRunner().invoke(main, ["ui", "-c", str(config), "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert str(port) in result.output

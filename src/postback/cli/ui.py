@@ -6,12 +6,13 @@ one does, it stands by.
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
 import click
 
-from postback.cli._shared import config_option
+from postback.cli._shared import config_option, fail
 
 __all__ = ["ui"]
 
@@ -19,7 +20,7 @@ __all__ = ["ui"]
 @click.command("ui")
 @config_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback only.")
-@click.option("--port", default=8095, show_default=True, type=int)
+@click.option("--port", default=8095, show_default=True, type=click.IntRange(0, 65535))
 def ui(config_path: Path | None, host: str, port: int) -> None:
     """Serve the dashboard (lanes, deliveries, event lookup, dead letters, config) on
     loopback; Ctrl-C to stop. To reach it from elsewhere, tunnel over SSH or mount it into
@@ -51,7 +52,12 @@ def ui(config_path: Path | None, host: str, port: int) -> None:
         sys.exit(2)
     try:
         tracker.start()
-        server = serve(Dashboard(tracker, recorder=recorder), host, port)
+        try:
+            server = serve(Dashboard(tracker, recorder=recorder), host, port)
+        except OSError as exc:  # as postback sandbox says it
+            if exc.errno == errno.EADDRINUSE:
+                fail(f"port {port} on {host} is already in use: pick a free one with --port", 2)
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 2)
         bare = host.strip("[]")
         shown = f"[{bare}]" if ":" in bare else bare
         click.echo(f"postback dashboard on http://{shown}:{server.server_port}/ (Ctrl-C to stop)")
