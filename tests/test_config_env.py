@@ -445,3 +445,27 @@ def test_a_secret_put_by_mistake_in_another_setting_is_not_quoted_in_the_error(
     assert "10 sx" in timeout_problem("10 sx")  # short: quoted, as without a variable
     refused = timeout_problem("TOPSECRETvalue987")
     assert "TOPSECRET" not in refused and "value987" not in refused
+
+
+def test_a_variable_holding_a_dollar_brace_means_the_same_to_the_delivery_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``${NAME}`` is not expanded in a variable's value (docs/reference/config.md), and the
+    delivery child is handed the settings its parent resolved: it must not expand it either."""
+    monkeypatch.setenv("OTHER", "something-else")
+    environ = {
+        "POSTBACK_VENDORS__EXAMPLE__API_KEY": "p${OTHER}q",
+        "POSTBACK_VENDORS__EXAMPLE__EVENTS": '["purchase", "${OTHER}"]',
+        "POSTBACK_VENDORS__EXAMPLE__ACCOUNT": "${UNSET_IN_THIS_TEST}",
+    }
+    raw = {"postback": {"queue": "memory://"}, "vendors": {"example": {"api_key": "k"}}}
+    with pytest.raises(ConfigError) as info:  # "${OTHER}" is no event name, said as such
+        build_config(raw, DESTS, environ=environ)
+    assert [p.path for p in info.value.problems] == ["vendors.example.events"]
+    del environ["POSTBACK_VENDORS__EXAMPLE__EVENTS"]
+    parent = build_config(raw, DESTS, environ=environ)
+    child = build_config(parent.raw, DESTS, environ={})  # as the delivery child builds it
+    for cfg in (parent, child):
+        settings = cfg.vendors["example"].settings
+        assert settings.api_key.reveal() == "p${OTHER}q"
+        assert settings.account == "${UNSET_IN_THIS_TEST}"

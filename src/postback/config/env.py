@@ -44,6 +44,8 @@ def substitute_env(
     """``value`` with every ``${NAME}`` replaced; a problem for each unset one. ``found``, if
     given, gets each value the environment supplied (possibly a secret, whatever setting it
     was put in: the config's problems never quote it)."""
+    if isinstance(value, _Verbatim):  # a POSTBACK_* variable's text: never expanded
+        return str(value)
     if isinstance(value, str):
         if "${" not in value:
             return value
@@ -74,6 +76,23 @@ def substitute_env(
         }
     if isinstance(value, list):
         return [substitute_env(v, f"{path}[{i}]", problems, found) for i, v in enumerate(value)]
+    return value
+
+
+class _Verbatim(str):
+    """A string a ``POSTBACK_*`` variable gave: :func:`substitute_env` leaves it as it is, in
+    this process and in the delivery child that rebuilds the config from ``Config.raw``."""
+
+    __slots__ = ()
+
+
+def _verbatim(value: Any) -> Any:
+    if isinstance(value, str):
+        return _Verbatim(value)
+    if isinstance(value, Mapping):
+        return {k: _verbatim(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_verbatim(v) for v in value]
     return value
 
 
@@ -119,9 +138,12 @@ def apply_overrides(
     type_of: Callable[[tuple[str, ...]], Any],
     vendor_names: list[str],
     environ: Mapping[str, str] | None = None,
+    *,
+    verbatim: bool = False,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """``raw`` with the ``POSTBACK_*`` overrides laid over it, and {key path: variable} of the
-    settings they set.
+    settings they set. With ``verbatim``, the strings they put in are marked so that
+    :func:`substitute_env` does not expand a ``${NAME}`` in them (``raw`` being unresolved).
 
     ``type_of(path)`` is the type of the setting at a key path (``None``: unknown);
     ``vendor_names`` are the names a ``VENDORS__NAME`` segment may mean (compared ignoring
@@ -144,7 +166,8 @@ def apply_overrides(
                 (n for n in vendor_names if n.lower().replace("-", "_") == parts[1]), parts[1]
             )
         path = tuple(parts)
-        if _set(out, path, _typed(environ[var], type_of(path))):
+        value = _typed(environ[var], type_of(path))
+        if _set(out, path, _verbatim(value) if verbatim else value):
             overrides[".".join(path)] = var
     return out, overrides
 

@@ -272,16 +272,20 @@ def build_config(
     if isinstance(substituted.get("vendors"), Mapping):
         vendor_names = [str(n) for n in substituted["vendors"]] + vendor_names
 
-    def overlay(mapping: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    def overlay(
+        mapping: Mapping[str, Any], verbatim: bool = False
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         return apply_overrides(
             mapping,
             list(CORE_HELP),
             lambda path: _setting_type(path, destinations),
             vendor_names,
             environ,
+            verbatim=verbatim,
         )
 
-    original, _ = overlay(raw)  # what a worker process rebuilds from, ${NAME} unresolved
+    # What a worker process rebuilds from: ${NAME} unresolved, except in the variables' values.
+    original, _ = overlay(raw, verbatim=True)
     raw, from_env = overlay(substituted)
     problems += [ConfigProblem(k, m) for k, m in control_character_problems(raw)]
     for key in raw:
