@@ -103,3 +103,12 @@ def test_generated_plugin_passes_its_tests_in_a_fresh_virtualenv(tmp_path: Path)
     assert "27 passed" in result.stdout
     listing = subprocess.run([str(venv / "bin" / "postback"), "plugins"], env=env, **run).stdout
     assert "acme_ads" in listing and "postback-acme-ads" in listing
+
+
+def test_a_name_ending_with_an_underscore_is_refused(tmp_path: Path) -> None:
+    """``acme_`` would make the distribution ``postback-acme-``, a name no build backend takes
+    (PEP 508: it must end with a letter or digit): the package would not install."""
+    with pytest.raises(ValueError, match="ending with a letter or digit"):
+        create_plugin("acme_", tmp_path)
+    assert not (tmp_path / "postback-acme-").exists()
+    assert create_plugin("a1", tmp_path).name == "postback-a1"

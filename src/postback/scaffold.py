@@ -14,7 +14,8 @@ from string import Template
 
 __all__ = ["create_plugin", "valid_plugin_name"]
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,30}\Z")
+# Ends with a letter or digit: the distribution postback-NAME must (PEP 508).
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,29}[a-z0-9]\Z")
 
 PYPROJECT = """\
 [build-system]
@@ -443,7 +444,8 @@ def create_plugin(name: str, directory: Path, *, core_version: str = "0.1") -> P
     if not valid_plugin_name(name):
         raise ValueError(
             f"{name!r} is not a usable vendor name: use 2 to 31 characters, lower-case letters, "
-            "digits and underscores, starting with a letter (e.g. 'acme' or 'acme_ads')"
+            "digits and underscores, starting with a letter and ending with a letter or digit "
+            "(e.g. 'acme' or 'acme_ads')"
         )
     dash = name.replace("_", "-")
     root = directory / f"postback-{dash}"

@@ -28,7 +28,8 @@ def new_plugin(name: str, directory: Path) -> None:
     """Scaffold a working, tested vendor plugin package postback-NAME.
 
     NAME is the vendor's name in [vendors.NAME]: 2 to 31 characters, lower-case letters,
-    digits and underscores, starting with a letter, and not an installed vendor's name.
+    digits and underscores, starting with a letter and ending with a letter or digit, and not
+    an installed vendor's name.
     """
     from postback.scaffold import create_plugin
 
