@@ -112,3 +112,12 @@ def test_a_name_ending_with_an_underscore_is_refused(tmp_path: Path) -> None:
         create_plugin("acme_", tmp_path)
     assert not (tmp_path / "postback-acme-").exists()
     assert create_plugin("a1", tmp_path).name == "postback-a1"
+
+
+def test_a_vendor_named_contract_keeps_the_contract_tests(tmp_path: Path) -> None:
+    """The vendor's tests go to tests/test_NAME.py: for ``contract`` that was the contract
+    kit's file, which they overwrote, leaving the plugin untested against the contract."""
+    root = create_plugin("contract", tmp_path)
+    tests = {p.name: p.read_text() for p in (root / "tests").glob("test_*.py")}
+    assert len(tests) == 2, sorted(tests)
+    assert "DestinationContract" in tests["test_contract.py"]

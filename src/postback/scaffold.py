@@ -468,7 +468,8 @@ def create_plugin(name: str, directory: Path, *, core_version: str = "0.1") -> P
         f"src/postback_{name}/emulator.py": EMULATOR,
         f"src/postback_{name}/py.typed": "",
         "tests/test_contract.py": TEST_CONTRACT,
-        f"tests/test_{name}.py": TEST_VENDOR,
+        # tests/test_contract.py is the contract kit's: a vendor so named keeps both files.
+        f"tests/test_{name}{'_vendor' if name == 'contract' else ''}.py": TEST_VENDOR,
     }
     for rel, template in files.items():
         path = root / rel
