@@ -377,3 +377,12 @@ def test_a_pyproject_tool_postback_that_is_not_a_table_is_a_config_error(
         return
     with pytest.raises(ConfigError, match="must be a table"):
         read_config(path)
+
+
+@pytest.mark.parametrize("url", ["redis://u:pw-s3cret@[::1/0", "redis://u:pw-s3cret@h]:6379/0"])
+def test_a_redis_queue_url_that_does_not_parse_is_a_config_error(url: str) -> None:
+    pytest.importorskip("redis")
+    with pytest.raises(ConfigError) as info:
+        Tracker.from_config({"postback": {"queue": url}}, load_entry_points=False)
+    assert [p.path for p in info.value.problems] == ["postback.queue"]
+    assert "pw-s3cret" not in str(info.value)

@@ -71,7 +71,18 @@ class RedisTarget:
 
 
 def parse_url(url: str) -> RedisTarget:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL": an unclosed [ (never quote it: a password)
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "postback.queue",
+                    "is not a valid Redis URL (an IPv6 host is written in brackets, "
+                    "redis://[::1]:6379/0)",
+                )
+            ]
+        ) from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     own = {k: v for k, v in query if k in ("prefix", "visibility_timeout")}
     rest = [(k, v) for k, v in query if k not in own]
