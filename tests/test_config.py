@@ -10,7 +10,14 @@ import pytest
 
 import postback.testing.example as example
 from postback import ConfigError, Secret, Tracker, setting
-from postback.config import build_config, parse_duration, parse_rate_limit, read_config
+from postback.config import (
+    Config,
+    CoreSettings,
+    build_config,
+    parse_duration,
+    parse_rate_limit,
+    read_config,
+)
 from postback.destination import RateLimit
 from postback.testing.example import ExampleDestination
 
@@ -386,3 +393,12 @@ def test_a_redis_queue_url_that_does_not_parse_is_a_config_error(url: str) -> No
         Tracker.from_config({"postback": {"queue": url}}, load_entry_points=False)
     assert [p.path for p in info.value.problems] == ["postback.queue"]
     assert "pw-s3cret" not in str(info.value)
+
+
+def test_the_config_repr_does_not_show_a_queue_password() -> None:
+    core = CoreSettings(queue="redis://app:pw-s3cret@db:6379/0?sentinel_password=sp-s3cret&x=1")
+    shown = repr(Config(core, {}))
+    assert "pw-s3cret" not in shown and "sp-s3cret" not in shown
+    assert "redis://app:***@db:6379/0?sentinel_password=***&x=1" in shown
+    assert "'sqlite:///tmp/q.db'" in repr(CoreSettings(queue="sqlite:///tmp/q.db"))
+    assert "pw-s3cret" not in repr(CoreSettings(queue="redis://:pw-s3cret@[::1/0"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
@@ -139,14 +140,39 @@ def _integer(lo: int, hi: int | None, message: str) -> tuple[Callable[[object], 
     return parse, validate
 
 
-def _field(default: Any, help: str, parse: Callable[[object], Any], validator: Any = None) -> Any:
+def _field(
+    default: Any,
+    help: str,
+    parse: Callable[[object], Any],
+    validator: Any = None,
+    shown_as: Callable[[Any], str] | bool = True,
+) -> Any:
     """A core setting: ``parse`` structures a raw value and converts a constructor argument."""
     return attrs.field(
         default=default,
         converter=parse,
         validator=validator,
+        repr=shown_as,
         metadata={"help": help, "parse": parse},
     )
+
+
+def _url_repr(url: str) -> str:
+    """The queue URL's repr with its passwords masked (the user's, and query parameters named
+    like ``password``), as ``queue.url`` shows it: a config's repr may end up in a log."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "'***'"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if password is None and not any("password" in k.lower() for k, _ in query):
+        return repr(url)
+    netloc = parts.netloc
+    if password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    shown = urlencode([(k, "***" if "password" in k.lower() else v) for k, v in query], safe="*")
+    return repr(urlunsplit(parts._replace(netloc=netloc, query=shown)))
 
 
 _max_queue_size = _integer(1, None, "must be a positive integer")
@@ -170,6 +196,7 @@ class CoreSettings:
         "(relative to the config file), 'memory://', 'redis://host:6379/0', or a scheme an "
         "installed queue plugin registers.",
         _queue_url,
+        shown_as=_url_repr,
     )
     on_invalid: OnInvalid = _field(
         OnInvalid.RAISE,
