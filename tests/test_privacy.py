@@ -343,3 +343,12 @@ def test_the_delivery_child_spec_repr_shows_no_secret(make_tracker: Callable[...
     spec = tracker_spec(t.config, t.queue.url, t.host)
     assert secret in str(spec.raw)  # sent to the child as it is
     assert secret not in repr(spec) and secret not in str(spec)
+
+
+@pytest.mark.parametrize("given", [("--phone", "+++"), ("--email", "  "), ("--user-id", " ")])
+def test_erase_command_with_nothing_to_match_is_a_usage_error(
+    config_file: Path, given: tuple[str, str]
+) -> None:
+    code, out = run("erase", *given, "--config", str(config_file))
+    assert code == 2, out
+    assert "at least one of --user-id, --email, --phone" in out

@@ -61,8 +61,16 @@ def erase(
     """Erase a person: their queued events and retries never reach a vendor (every deliverer
     drops them, on any process or host sharing the queue), their dead letters are deleted.
     Prints how many; an event being sent at that moment finishes."""
-    if not (user_id or email or phone):
-        click.echo("error: give at least one of --user-id, --email, --phone", err=True)
+    from postback.delivery.erase import Person
+
+    try:  # each blank (or a phone without digits) is nothing to match
+        Person(user_id=user_id or None, email=email or None, phone=phone or None)
+    except ValueError:
+        click.echo(
+            "error: give at least one of --user-id, --email, --phone with something to match "
+            "(not blank; a phone number with digits)",
+            err=True,
+        )
         sys.exit(2)
     with user_errors():
         tracker, _ = queue_tracker(config_path, workers=False)
