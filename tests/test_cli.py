@@ -282,3 +282,17 @@ def test_an_out_of_range_dead_letter_id_or_limit_is_a_usage_error(
     code, out = run(*args, "--config", str(config_file))
     assert code == 2, out
     assert "Invalid value" in out and "range" in out
+
+
+def test_validate_reports_a_line_that_is_not_utf8_and_goes_on(
+    config_file: Path, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(
+        b'{"name": "sign_up", "user": {"email": "caf\xe9@b.co"}}\n'
+        b'{"name": "sign_up", "user": {"email": "a@b.co"}}\n'
+    )
+    code, out = run("validate", str(events), "--config", str(config_file))
+    assert code == 1, out
+    assert "line 1: not JSON" in out and "UTF-8" in out
+    assert "1 of 2 events valid" in out

@@ -139,7 +139,7 @@ def send(
 
 
 @click.command()
-@click.argument("file", type=click.File("r"))
+@click.argument("file", type=click.File("rb"))  # bytes: a line not UTF-8 is that line's problem
 @config_option
 def validate(file: Any, config_path: Path | None) -> None:
     """Validate events in a JSON Lines file (one track() call per line) without sending.
