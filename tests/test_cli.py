@@ -296,3 +296,13 @@ def test_validate_reports_a_line_that_is_not_utf8_and_goes_on(
     assert code == 1, out
     assert "line 1: not JSON" in out and "UTF-8" in out
     assert "1 of 2 events valid" in out
+
+
+def test_plugins_with_a_vendors_key_that_is_not_a_table(
+    tmp_path: Path, example_installed: None
+) -> None:
+    config = tmp_path / "postback.toml"
+    config.write_text("vendors = 3\n")
+    code, out = run("plugins", "--config", str(config))
+    assert code == 0, out
+    assert "example" in out and "installed (not in config)" in out

@@ -38,9 +38,10 @@ def plugins(config_path: Path | None) -> None:
             raw, _, _ = read_config(path)
             # A vendor may be configured (or disabled) by POSTBACK_VENDORS__NAME__... alone.
             raw, _ = apply_overrides(raw, list(CORE_HELP), lambda _: None, list(host.destinations))
+            tables = raw.get("vendors")  # not a table: 'config check' says so
             enabled = {
                 n
-                for n, t in raw.get("vendors", {}).items()
+                for n, t in (tables.items() if isinstance(tables, Mapping) else ())
                 if not (isinstance(t, Mapping) and t.get("enabled") is False)
             }
         except ConfigError:
