@@ -306,3 +306,14 @@ def test_plugins_with_a_vendors_key_that_is_not_a_table(
     code, out = run("plugins", "--config", str(config))
     assert code == 0, out
     assert "example" in out and "installed (not in config)" in out
+
+
+@pytest.mark.parametrize("command", [["queue", "stats"], ["send", "sign_up", "--dry-run"]])
+def test_a_postback_key_that_is_not_a_table_is_a_config_error(
+    tmp_path: Path, example_installed: None, command: list[str]
+) -> None:
+    config = tmp_path / "postback.toml"
+    config.write_text("postback = 3\n")
+    code, out = run(*command, "--config", str(config))
+    assert code == 2, out
+    assert "postback: must be a table" in out

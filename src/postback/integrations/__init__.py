@@ -97,8 +97,11 @@ def config_with_overrides(config: ConfigSource, overrides: Mapping[str, Any]) ->
     """Read ``config`` (file, dict, or ``None`` for the default search) into a dict with
     ``[postback]`` settings overridden, keeping a relative ``sqlite://`` queue relative to the
     config file's directory as ``Tracker.from_config(path)`` would."""
-    raw, _source, base_dir = read_config(config)
-    core = dict(raw.get("postback") or {})
+    raw, source, base_dir = read_config(config)
+    given = raw.get("postback")
+    if given is not None and not isinstance(given, Mapping):  # not to be replaced silently
+        raise ConfigError([ConfigProblem("postback", "must be a table")], source=source)
+    core = dict(given or {})
     core.update(overrides)
     queue = core.get("queue", DEFAULT_QUEUE)
     if (
