@@ -402,3 +402,12 @@ def test_the_config_repr_does_not_show_a_queue_password() -> None:
     assert "redis://app:***@db:6379/0?sentinel_password=***&x=1" in shown
     assert "'sqlite:///tmp/q.db'" in repr(CoreSettings(queue="sqlite:///tmp/q.db"))
     assert "pw-s3cret" not in repr(CoreSettings(queue="redis://:pw-s3cret@[::1/0"))
+
+
+def test_a_rate_limit_table_takes_no_boolean_request_count() -> None:
+    with pytest.raises(ValueError, match="must look like"):
+        parse_rate_limit({"requests": True, "per": "1s"})
+    found = problems(
+        {"vendors": {"example": {"api_key": "k", "rate_limit": {"requests": True, "per": 1}}}}
+    )
+    assert [path for path, _ in found] == ["vendors.example.rate_limit"]

@@ -113,7 +113,12 @@ def parse_rate_limit(value: object) -> RateLimit:
     """
     if isinstance(value, Mapping) and set(value) == {"requests", "per"}:
         requests, per = value["requests"], parse_duration(value["per"], positive=True)
-        if isinstance(requests, int) and requests > 0 and per > 0:
+        if (
+            isinstance(requests, int)
+            and not isinstance(requests, bool)
+            and requests > 0
+            and per > 0
+        ):
             return RateLimit(requests, per)
     elif isinstance(value, str):
         text = _SHORT_UNIT_RE.sub(lambda m: _SHORT_UNITS[m.group(1)], value.strip())
