@@ -411,3 +411,10 @@ def test_a_rate_limit_table_takes_no_boolean_request_count() -> None:
         {"vendors": {"example": {"api_key": "k", "rate_limit": {"requests": True, "per": 1}}}}
     )
     assert [path for path, _ in found] == ["vendors.example.rate_limit"]
+
+
+@pytest.mark.parametrize("text", ["1/0s", "10 per 0 seconds", "5/00 minutes"])
+def test_a_rate_limit_over_a_zero_window_is_refused(text: str) -> None:
+    """The ``limits`` library reads a window of 0 units as 1 unit; {per = 0} is refused."""
+    with pytest.raises(ValueError, match="must look like"):
+        parse_rate_limit(text)

@@ -43,6 +43,8 @@ __all__ = [
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # Short units people write that limits does not know, at the end of the string.
 _SHORT_UNIT_RE = re.compile(r"(?<=[\d\s/])(s|secs?|m|mins?|h|hrs?|d)\s*$")
+# A window of zero units ("1/0 seconds"), which limits reads as one unit.
+_ZERO_WINDOW_RE = re.compile(r"(?:/|per)\s*0+\s*[a-z]")
 _SHORT_UNITS = {
     "s": "second", "sec": "second", "secs": "second", "m": "minute", "min": "minute",
     "mins": "minute", "h": "hour", "hr": "hour", "hrs": "hour", "d": "day",
@@ -123,7 +125,7 @@ def parse_rate_limit(value: object) -> RateLimit:
     elif isinstance(value, str):
         text = _SHORT_UNIT_RE.sub(lambda m: _SHORT_UNITS[m.group(1)], value.strip())
         try:
-            items = limits.parse_many(text) if text else []
+            items = limits.parse_many(text) if text and not _ZERO_WINDOW_RE.search(text) else []
         except ValueError:
             items = []
         if len(items) > 1:
