@@ -418,3 +418,14 @@ def test_a_rate_limit_over_a_zero_window_is_refused(text: str) -> None:
     """The ``limits`` library reads a window of 0 units as 1 unit; {per = 0} is refused."""
     with pytest.raises(ValueError, match="must look like"):
         parse_rate_limit(text)
+
+
+def test_a_value_from_the_environment_that_is_not_utf8_is_not_quoted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A secret put by mistake in another setting is not quoted (docs/reference/config.md),
+    also when a byte of it is not UTF-8 (``os.environ`` keeps it as a lone surrogate)."""
+    monkeypatch.setenv("WRONG_KEY", "\udcffsk-live-0123456789")
+    found = problems({"vendors": {"example": {"api_key": "k", "timeout": "${WRONG_KEY}"}}})
+    assert [path for path, _ in found] == ["vendors.example.timeout"]
+    assert "sk-live" not in found[0][1] and "0123456789" not in found[0][1]

@@ -224,10 +224,21 @@ def _withheld(problems: list[ConfigProblem], supplied: list[str]) -> list[Config
     quoted."""
     from postback.redaction import Redactor
 
-    redactor = Redactor(v for v in supplied if len(v) >= _WITHHELD_FROM and _is_text(v))
-    if not redactor:
+    long = [v for v in supplied if len(v) >= _WITHHELD_FROM]
+    redactor = Redactor(v for v in long if _is_text(v))
+    # A value with a byte that was not UTF-8 (the redactor's wire forms need text): masked
+    # as it is and as a message quotes it (repr: the byte as an escape).
+    others = [form for v in long if not _is_text(v) for form in (repr(v)[1:-1], v)]
+    if not redactor and not others:
         return problems
-    return [ConfigProblem(p.path, redactor.redact(p.message)) for p in problems]
+
+    def withheld(message: str) -> str:
+        message = redactor.redact(message) if redactor else message
+        for form in others:
+            message = message.replace(form, "***")
+        return message
+
+    return [ConfigProblem(p.path, withheld(p.message)) for p in problems]
 
 
 def _is_text(value: str) -> bool:
