@@ -317,3 +317,12 @@ def test_a_postback_key_that_is_not_a_table_is_a_config_error(
     code, out = run(*command, "--config", str(config))
     assert code == 2, out
     assert "postback: must be a table" in out
+
+
+def test_send_with_a_timestamp_of_non_ascii_digits_is_an_event_problem(
+    config_file: Path,
+) -> None:
+    args = ["sign_up", "-u", "email=a@b.co", "--timestamp", "²", "--dry-run"]
+    code, out = run("send", *args, "--config", str(config_file))
+    assert code == 1, out
+    assert "timestamp" in out

@@ -87,7 +87,7 @@ def send(
             )
         vendors.setdefault(vendor, {})[opt] = parse_value(val)
     ts: Any = timestamp
-    if timestamp and timestamp.isdigit():
+    if timestamp and timestamp.isascii() and timestamp.isdigit():  # not "²"
         ts = int(timestamp)
     fields = {
         "user": kv_pairs(user, "--user") or None,
