@@ -121,3 +121,12 @@ def test_a_vendor_named_contract_keeps_the_contract_tests(tmp_path: Path) -> Non
     tests = {p.name: p.read_text() for p in (root / "tests").glob("test_*.py")}
     assert len(tests) == 2, sorted(tests)
     assert "DestinationContract" in tests["test_contract.py"]
+
+
+def test_cli_in_a_directory_it_cannot_write_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(main, ["new-plugin", "acme", "-d", str(blocker / "sub")])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "cannot create" in result.output and "Not a directory" in result.output

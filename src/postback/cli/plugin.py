@@ -46,6 +46,8 @@ def new_plugin(name: str, directory: Path) -> None:
         root = create_plugin(name, directory, core_version=__version__)
     except (ValueError, FileExistsError) as exc:
         fail(str(exc), 2)
+    except OSError as exc:  # the directory cannot be made or written (a file in the way ...)
+        fail(f"cannot create the package in {directory}: {exc.strerror or exc}", 2)
     console.print(f"created {root}")
     console.print(
         "next:\n"
