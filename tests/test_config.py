@@ -429,3 +429,17 @@ def test_a_value_from_the_environment_that_is_not_utf8_is_not_quoted(
     found = problems({"vendors": {"example": {"api_key": "k", "timeout": "${WRONG_KEY}"}}})
     assert [path for path, _ in found] == ["vendors.example.timeout"]
     assert "sk-live" not in found[0][1] and "0123456789" not in found[0][1]
+
+
+def test_a_pyproject_takes_a_consent_table(tmp_path: Path) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text(
+        '[tool.postback]\nqueue = "memory://"\n\n[tool.postback.consent]\npolicy = "require"\n'
+    )
+    raw, _, _ = read_config(path)
+    assert raw == {
+        "postback": {"queue": "memory://"},
+        "vendors": {},
+        "consent": {"policy": "require"},
+    }
+    assert build_config(raw, DESTS, environ={}).consent.policy == "require"

@@ -164,6 +164,8 @@ def read_config(
         tool = dict(tool)
         vendors = tool.pop("vendors", {})
         data = {"postback": tool, "vendors": vendors}
+        if "consent" in tool:  # [tool.postback.consent]: the [consent] table
+            data["consent"] = tool.pop("consent")
     return data, str(path), path.resolve().parent
 
 
