@@ -326,3 +326,21 @@ def test_send_with_a_timestamp_of_non_ascii_digits_is_an_event_problem(
     code, out = run("send", *args, "--config", str(config_file))
     assert code == 1, out
     assert "timestamp" in out
+
+
+def test_queue_commands_with_a_vendor_setting_in_the_environment(
+    config_file: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue commands build no vendor (or only those replayed to): a POSTBACK_VENDORS__*
+    variable must not make one from itself alone, missing the file's settings."""
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.flush(timeout=5)
+    t.close()
+    monkeypatch.setenv("POSTBACK_VENDORS__EXAMPLE__TIMEOUT", "5")
+    for command in (["queue", "stats"], ["deadletters", "list"], ["erase", "--email", "x@b.co"]):
+        code, out = run(*command, "--config", str(config_file))
+        assert code == 0, out
+        assert "required setting is missing" not in out
+    code, out = run("replay", "--timeout", "5", "--config", str(config_file))
+    assert code == 0 and "replaying 1 event(s) to example" in out, out

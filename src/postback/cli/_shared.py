@@ -9,6 +9,7 @@ given explicitly with :class:`rich.text.Text`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -110,7 +111,18 @@ def queue_tracker(
     configured = sorted(tables) if isinstance(tables, Mapping) else []
     kept = {v: tables[v] for v in vendors if isinstance(tables, Mapping) and v in tables}
     _, source, base_dir = read_config(config_path)
-    tracker = Tracker.from_raw({**raw, "vendors": kept}, source=source, base_dir=base_dir)
+    # A POSTBACK_VENDORS__NAME__* variable of a vendor left out would make its table anew,
+    # from that one setting: leave those variables out too.
+    names = {v.lower().replace("-", "_") for v in kept}
+    prefix = "POSTBACK_VENDORS__"
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(prefix) or k[len(prefix) :].lower().split("__")[0] in names
+    }
+    tracker = Tracker.from_raw(
+        {**raw, "vendors": kept}, source=source, base_dir=base_dir, environ=environ
+    )
     return tracker, configured
 
 
