@@ -344,3 +344,22 @@ def test_queue_commands_with_a_vendor_setting_in_the_environment(
         assert "required setting is missing" not in out
     code, out = run("replay", "--timeout", "5", "--config", str(config_file))
     assert code == 0 and "replaying 1 event(s) to example" in out, out
+
+
+def test_replay_in_a_deployment_configured_by_the_environment_alone(
+    tmp_path: Path, sandbox: Sandbox, example_installed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No file: every setting from POSTBACK_* variables (docs/how-to/environment.md)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("POSTBACK_CONFIG", raising=False)
+    monkeypatch.setenv("POSTBACK_QUEUE", f"sqlite:///{tmp_path}/q.db")
+    monkeypatch.setenv("POSTBACK_VENDORS__EXAMPLE__API_KEY", "sandbox-example-key")
+    monkeypatch.setenv("POSTBACK_VENDORS__EXAMPLE__BASE_URL", sandbox.base_url("example"))
+    t = Tracker.from_config()
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.flush(timeout=5)
+    t.close()
+    code, out = run("queue", "stats")
+    assert code == 0 and "example" in out, out
+    code, out = run("replay", "--timeout", "5")
+    assert code == 0 and "replaying 1 event(s) to example" in out, out

@@ -22,7 +22,8 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from postback.config import parse_duration, read_config
+from postback.config import CORE_HELP, parse_duration, read_config
+from postback.config.env import apply_overrides
 from postback.errors import ConfigError, InvalidEvent, PostbackError
 from postback.tracker import Tracker
 
@@ -107,9 +108,13 @@ def queue_tracker(
     from postback.integrations import config_with_overrides
 
     raw = config_with_overrides(config_path, overrides)
-    tables = raw.get("vendors")
-    configured = sorted(tables) if isinstance(tables, Mapping) else []
-    kept = {v: tables[v] for v in vendors if isinstance(tables, Mapping) and v in tables}
+    found = raw.get("vendors")
+    tables: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    # Vendors configured by POSTBACK_VENDORS__NAME__* variables alone count too (no file).
+    made, _ = apply_overrides({}, list(CORE_HELP), lambda _: None, list(tables))
+    from_env = made.get("vendors", {})
+    configured = sorted(set(tables) | set(from_env))
+    kept = {v: tables.get(v, {}) for v in vendors if v in configured}
     _, source, base_dir = read_config(config_path)
     # A POSTBACK_VENDORS__NAME__* variable of a vendor left out would make its table anew,
     # from that one setting: leave those variables out too.
