@@ -363,3 +363,36 @@ def test_replay_in_a_deployment_configured_by_the_environment_alone(
     assert code == 0 and "example" in out, out
     code, out = run("replay", "--timeout", "5")
     assert code == 0 and "replaying 1 event(s) to example" in out, out
+
+
+def test_what_a_command_fixes_wins_over_the_environment(
+    config_file: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/how-to/environment.md: the app has POSTBACK_WORKERS=false and 'postback worker'
+    runs with the same variables. The worker (and send) must still deliver, a dry run still
+    use no real queue, and the queue commands still deliver nothing."""
+    from postback.cli._shared import queue_tracker, tracker_for
+    from postback.delivery.mode import DeliveryMode
+
+    monkeypatch.setenv("POSTBACK_WORKERS", "false")
+    worker = tracker_for(config_file, workers=True)  # what 'postback worker' builds
+    try:
+        assert worker.mode is DeliveryMode.THREADS
+    finally:
+        worker.close(timeout=0)
+    args = ["sign_up", "-u", "email=a@b.co", "--timeout", "5"]
+    code, out = run("send", *args, "--config", str(config_file))
+    assert code == 0, out
+    assert len(sandbox.received("example")) == 1
+    monkeypatch.setenv("POSTBACK_WORKERS", "true")
+    reader, _ = queue_tracker(config_file, workers=False)
+    try:
+        assert reader.mode is DeliveryMode.ENQUEUE_ONLY
+    finally:
+        reader.close(timeout=0)
+    monkeypatch.setenv("POSTBACK_QUEUE", "sqlite:///never-made.db")
+    dry = tracker_for(config_file, queue="memory://")
+    try:
+        assert dry.queue.url == "memory://"
+    finally:
+        dry.close(timeout=0)

@@ -9,7 +9,6 @@ given explicitly with :class:`rich.text.Text`.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from postback.config import CORE_HELP, parse_duration, read_config
-from postback.config.env import apply_overrides
+from postback.config.env import apply_overrides, environ_without
 from postback.errors import ConfigError, InvalidEvent, PostbackError
 from postback.tracker import Tracker
 
@@ -91,12 +90,21 @@ def tracker_for(
     config_path: Path | None, plugins: Sequence[object] = (), **overrides: Any
 ) -> Tracker:
     """A tracker for a command; ``overrides`` replace ``[postback]`` settings (a relative
-    sqlite queue stays relative to the config file's directory)."""
+    sqlite queue stays relative to the config file's directory), and win over their
+    ``POSTBACK_*`` variables (the command needs them)."""
     if not overrides:
         return Tracker.from_config(config_path, plugins=plugins)
     from postback.integrations import config_with_overrides
 
-    return Tracker.from_config(config_with_overrides(config_path, overrides), plugins=plugins)
+    raw = config_with_overrides(config_path, overrides)
+    _, source, base_dir = read_config(config_path)
+    return Tracker.from_raw(
+        raw,
+        source=source,
+        base_dir=base_dir,
+        plugins=plugins,
+        environ=environ_without(overrides),
+    )
 
 
 def queue_tracker(
@@ -122,7 +130,7 @@ def queue_tracker(
     prefix = "POSTBACK_VENDORS__"
     environ = {
         k: v
-        for k, v in os.environ.items()
+        for k, v in environ_without(overrides).items()
         if not k.startswith(prefix) or k[len(prefix) :].lower().split("__")[0] in names
     }
     tracker = Tracker.from_raw(

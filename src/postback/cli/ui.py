@@ -37,6 +37,8 @@ def ui(config_path: Path | None, host: str, port: int) -> None:
     except ImportError:
         click.echo("error: the dashboard needs Jinja2: pip install 'postback[ui]'", err=True)
         sys.exit(2)
+    from postback.config import read_config
+    from postback.config.env import environ_without
     from postback.dashboard.app import Dashboard
     from postback.dashboard.recorder import Recorder
     from postback.integrations import config_with_overrides
@@ -44,8 +46,14 @@ def ui(config_path: Path | None, host: str, port: int) -> None:
 
     recorder = Recorder()
     try:
-        tracker = Tracker.from_config(
-            config_with_overrides(config_path, {"workers": True}), plugins=[recorder]
+        raw = config_with_overrides(config_path, {"workers": True})  # replays go out
+        _, source, base_dir = read_config(config_path)
+        tracker = Tracker.from_raw(
+            raw,
+            source=source,
+            base_dir=base_dir,
+            plugins=[recorder],
+            environ=environ_without(["workers"]),  # delivers, whatever POSTBACK_WORKERS says
         )
     except PostbackError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -25,13 +25,13 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from postback.destination import Secret
 from postback.errors import ConfigProblem
 
-__all__ = ["ENV_PREFIX", "apply_overrides", "env_name", "substitute_env"]
+__all__ = ["ENV_PREFIX", "apply_overrides", "env_name", "environ_without", "substitute_env"]
 
 ENV_PREFIX = "POSTBACK_"
 _NESTED_TABLES = ("vendors", "consent")
@@ -103,6 +103,14 @@ def env_name(path: str) -> str:
     if parts[0] == "postback":
         parts = parts[1:]
     return ENV_PREFIX + "__".join(p.upper().replace("-", "_") for p in parts)
+
+
+def environ_without(settings: Iterable[str]) -> dict[str, str]:
+    """``os.environ`` without the variables of these ``[postback]`` settings: for a tool that
+    fixes them itself (``postback worker`` delivers, whatever ``POSTBACK_WORKERS`` the app's
+    environment holds)."""
+    fixed = {env_name(f"postback.{name}") for name in settings}
+    return {k: v for k, v in os.environ.items() if k not in fixed}
 
 
 def _is_text(type_: Any) -> bool:
