@@ -396,3 +396,20 @@ def test_what_a_command_fixes_wins_over_the_environment(
         assert dry.queue.url == "memory://"
     finally:
         dry.close(timeout=0)
+
+
+@pytest.mark.parametrize("workers", ["process", "true", "false"])
+def test_dry_run_and_validate_whatever_the_workers_setting(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    """They swap in a memory:// queue, which workers = "process" cannot deliver from: the
+    config is valid, and they deliver nothing, so the setting must not make them fail."""
+    monkeypatch.setenv("POSTBACK_WORKERS", workers)
+    code, out = run(
+        "send", "sign_up", "-u", "email=a@b.co", "--dry-run", "--config", str(config_file)
+    )
+    assert code == 0, out
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"name": "sign_up", "user": {"email": "a@b.co"}}\n')
+    code, out = run("validate", str(events), "--config", str(config_file))
+    assert code == 0 and "1 of 1 events valid" in out, out

@@ -103,7 +103,9 @@ def send(
     watch = EventWatch()
     with user_errors():
         if dry_run:
-            tracker = tracker_for(config_path, queue="memory://")
+            tracker = tracker_for(
+                config_path, queue="memory://", workers=True
+            )  # as "auto" is there
         else:  # this process delivers the event itself, and sees each outcome
             tracker = tracker_for(config_path, plugins=[watch], workers=True)
         try:
@@ -149,7 +151,7 @@ def validate(file: Any, config_path: Path | None) -> None:
     skip an event, or when no vendor would get it); exits 1 if any event would be refused.
     """
     with user_errors():
-        tracker = tracker_for(config_path, queue="memory://")
+        tracker = tracker_for(config_path, queue="memory://", workers=True)  # "auto" on memory://
     bad = total = 0
     try:
         for lineno, line in enumerate(file, 1):
