@@ -241,15 +241,17 @@ class SQLiteErasureLog(ErasureLog):
 
     def _open(self, stale: int | None) -> int | None:
         """The file, opened (again, if ``stale`` is the descriptor of one deleted since);
-        None while there is none. The stale descriptor stays open until this object goes:
+        None while there is none. Without a lock while there is no file (every batch asks,
+        from every request thread). The stale descriptor stays open until this object goes:
         another thread may be reading it."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return None
         with self._fd_lock:
-            if self._fd != stale:  # another thread opened it meanwhile
+            if self._fd != stale:  # another thread opened it meanwhile: keep that one
+                os.close(fd)
                 return self._fd
-            try:
-                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except FileNotFoundError:
-                return None
             self._fds.append(fd)
             self._fd = fd
             return fd
