@@ -179,7 +179,9 @@ def test_gunicorn_enqueues_and_the_management_command_delivers(
 
     worker = start_process(
         ["python", "-m", "django", "postback_worker"],
-        {**env, "PB_TEST_WORKERS": "false"},  # the command forces workers = true for itself
+        # The command forces workers = true for itself, whatever the app's settings and its
+        # environment (POSTBACK_WORKERS=false, as the web processes run) say.
+        {**env, "PB_TEST_WORKERS": "false", "POSTBACK_WORKERS": "false"},
         serve=False,
     )
     wait_until(lambda: len(sandbox.received("example")) == 6, "the worker to deliver 6 events")

@@ -277,9 +277,11 @@ def test_flask_cli_worker_delivers_for_enqueue_only_apps(
     assert pending_in(tmp_path / "queue.db") == 5
     assert sandbox.received("example") == []  # workers = false: nothing delivered from here
 
+    # The worker runs with the app's environment (docs/how-to/environment.md), where
+    # POSTBACK_WORKERS=false keeps web processes from delivering: the worker delivers anyway.
     worker = start_process(
         ["python", "-m", "flask", "--app", "pb_flask_app", "postback", "worker"],
-        server_env(tmp_path, PB_TEST_WORKERS="false"),
+        server_env(tmp_path, PB_TEST_WORKERS="false", POSTBACK_WORKERS="false"),
         serve=False,
     )
     wait_until(lambda: len(sandbox.received("example")) == 5, "the worker to deliver 5 events")

@@ -94,17 +94,9 @@ def tracker_for(
     ``POSTBACK_*`` variables (the command needs them)."""
     if not overrides:
         return Tracker.from_config(config_path, plugins=plugins)
-    from postback.integrations import config_with_overrides
+    from postback.integrations import tracker_with_overrides
 
-    raw = config_with_overrides(config_path, overrides)
-    _, source, base_dir = read_config(config_path)
-    return Tracker.from_raw(
-        raw,
-        source=source,
-        base_dir=base_dir,
-        plugins=plugins,
-        environ=environ_without(overrides),
-    )
+    return tracker_with_overrides(config_path, overrides, plugins=plugins)
 
 
 def queue_tracker(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from postback.config import DEFAULT_QUEUE, read_config
+from postback.config.env import environ_without
 from postback.delivery.queue import sqlite_path
 from postback.delivery.worker import run_worker_loop, stop_on_signals, tune_gc_for_delivery
 from postback.errors import ConfigError, ConfigProblem
@@ -51,6 +52,7 @@ __all__ = [
     "resolve_path",
     "resolve_plugins",
     "run_worker",
+    "tracker_with_overrides",
 ]
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
@@ -111,6 +113,31 @@ def config_with_overrides(config: ConfigSource, overrides: Mapping[str, Any]) ->
     ):
         core["queue"] = f"sqlite:///{sqlite_path(queue, base_dir)}"
     return {**raw, "postback": core}
+
+
+def tracker_with_overrides(
+    config: ConfigSource,
+    overrides: Mapping[str, Any],
+    *,
+    plugins: Iterable[object] = (),
+    transport: Any = None,
+    load_entry_points: bool = True,
+) -> Tracker:
+    """A tracker from ``config`` with these ``[postback]`` settings fixed (as
+    :func:`config_with_overrides`), whatever ``POSTBACK_*`` variables say of them: a worker
+    command runs with the app's environment, where ``POSTBACK_WORKERS=false`` keeps the web
+    processes from delivering, and must deliver all the same."""
+    raw = config_with_overrides(config, overrides)
+    _, source, base_dir = read_config(config)
+    return Tracker.from_raw(
+        raw,
+        source=source,
+        base_dir=base_dir,
+        plugins=plugins,
+        transport=transport,
+        load_entry_points=load_entry_points,
+        environ=environ_without(overrides),
+    )
 
 
 def run_worker(

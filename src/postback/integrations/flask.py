@@ -53,10 +53,10 @@ from flask.cli import with_appcontext
 from postback.delivery.engine import FlushReport
 from postback.integrations import (
     ConfigSource,
-    config_with_overrides,
     resolve_path,
     resolve_plugins,
     run_worker,
+    tracker_with_overrides,
 )
 from postback.integrations._context import (
     RequestContext,
@@ -295,8 +295,9 @@ def _worker(stats_every: float) -> None:
     state: _AppState | None = flask.current_app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise click.ClickException("postback is not set up for this app: call Postback(app)")
-    tracker = Tracker.from_config(
-        config_with_overrides(state.config, {"workers": True}),
+    tracker = tracker_with_overrides(
+        state.config,
+        {"workers": True},
         plugins=state.plugins,
         transport=state.transport,
         load_entry_points=state.load_entry_points,

@@ -24,7 +24,7 @@ from django.conf import settings
 
 from postback.config import build_config, read_config
 from postback.errors import ConfigError, ConfigProblem
-from postback.integrations import ConfigSource, config_with_overrides, resolve_plugins
+from postback.integrations import ConfigSource, resolve_plugins, tracker_with_overrides
 from postback.integrations._context import RequestContextSettings
 from postback.plugins import PluginHost
 from postback.tracker import Tracker
@@ -75,8 +75,9 @@ def build_tracker(**overrides: Any) -> Tracker:
     """A new tracker from the settings; ``overrides`` replace ``[postback]`` settings (the
     worker command passes ``workers=True``)."""
     source = config_source()
-    config = config_with_overrides(source, overrides) if overrides else source
-    return Tracker.from_config(config, plugins=plugins())
+    if overrides:  # they win over POSTBACK_* variables too (the worker must deliver)
+        return tracker_with_overrides(source, overrides, plugins=plugins())
+    return Tracker.from_config(source, plugins=plugins())
 
 
 def check_settings() -> list[ConfigProblem]:
