@@ -407,7 +407,10 @@ def test_an_aborted_flush_stops_waiting(tracker: Tracker, sandbox: Sandbox) -> N
     soon (what ``AsyncTracker.flush()`` does when its caller is cancelled); the report says
     what is left. With a delivery child, the child's own wait ends too: the next request is
     answered at once, not after the aborted flush's timeout."""
-    sandbox.set_fault("example", status=503)  # every attempt is retried later: flush waits
+    # The vendor takes 3 s to answer: flush waits. (A 503 was retried and dead-lettered within
+    # the test's fast retry policy, 5 attempts in about 0.15 s, ending the flush before the
+    # abort now and then.)
+    sandbox.set_fault("example", latency=3.0)
     _track(tracker, "a-", 1)
     assert tracker.deliverer.ready(60)
     abort = threading.Event()
