@@ -228,7 +228,10 @@ def test_queue_stats_deadletters_and_replay(
         "--config",
         str(config_file),
     )
-    assert code == 0 and "replaying 1 event(s) to example" in out
+    # The vendor refuses the negative value again: the replay says so and exits non-zero, so
+    # that a script (cron, CI) sees that it did not work.
+    assert code == 1 and "replaying 1 event(s) to example" in out
+    assert "dead-lettered again: example 1" in out, out
 
 
 def test_demo_runs_with_every_emulated_vendor(example_installed: None) -> None:
@@ -343,7 +346,9 @@ def test_queue_commands_with_a_vendor_setting_in_the_environment(
         assert code == 0, out
         assert "required setting is missing" not in out
     code, out = run("replay", "--timeout", "5", "--config", str(config_file))
-    assert code == 0 and "replaying 1 event(s) to example" in out, out
+    # Replayed (the vendor built), and refused again by it: exit 1.
+    assert code == 1 and "replaying 1 event(s) to example" in out, out
+    assert "required setting is missing" not in out
 
 
 def test_replay_in_a_deployment_configured_by_the_environment_alone(
@@ -362,7 +367,9 @@ def test_replay_in_a_deployment_configured_by_the_environment_alone(
     code, out = run("queue", "stats")
     assert code == 0 and "example" in out, out
     code, out = run("replay", "--timeout", "5")
-    assert code == 0 and "replaying 1 event(s) to example" in out, out
+    # Replayed (not refused for want of a table), and refused again by the vendor: exit 1.
+    assert code == 1 and "replaying 1 event(s) to example" in out, out
+    assert "dead-lettered again: example 1" in out, out
 
 
 def test_what_a_command_fixes_wins_over_the_environment(

@@ -278,5 +278,23 @@ def replay(
                 time.sleep(0.1)
         report = tracker.flush(timeout=0.1)
         _print_report(report)
+        if unfinished := _unfinished(report):
+            fail(f"the replay did not deliver everything: {unfinished}", 1)
     finally:
         tracker.close(timeout=0)
+
+
+def _unfinished(report: Any) -> str:
+    """What a replay's report left undelivered, per kind and vendor ("" when nothing)."""
+    kinds = (
+        ("dead-lettered again", {v: r.dead for v, r in report.vendors.items() if r.dead}),
+        ("still pending", {v: r.pending for v, r in report.vendors.items() if r.pending}),
+        ("halted", {v: r.halted for v, r in report.vendors.items() if r.halted}),
+    )
+    said = [
+        f"{kind}: {', '.join(f'{v} {n}' for v, n in sorted(per.items()))}"
+        for kind, per in kinds
+        if per
+    ]
+    hint = " (postback deadletters list shows why)" if kinds[0][1] else ""
+    return "; ".join(said) + (hint if said else "")
