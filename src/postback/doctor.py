@@ -90,17 +90,11 @@ def run_checks(config_path: Path | str | None) -> list[Check]:
 
 
 def _tracker(config_path: Path | str | None) -> Tracker:
-    """The configured tracker, delivering nothing (``workers = false``)."""
-    from postback.config import read_config
-    from postback.config.env import environ_without
-    from postback.integrations import config_with_overrides
+    """The configured tracker, delivering nothing (``workers = false``, whatever
+    ``POSTBACK_WORKERS`` says)."""
+    from postback.integrations import tracker_with_overrides
 
-    raw = config_with_overrides(config_path, {"workers": False})
-    _, source, base_dir = read_config(config_path)
-    # Delivering nothing, whatever POSTBACK_WORKERS says.
-    return Tracker.from_raw(
-        raw, source=source, base_dir=base_dir, environ=environ_without(["workers"])
-    )
+    return tracker_with_overrides(config_path, {"workers": False})
 
 
 def _plugins() -> Iterator[Check]:
