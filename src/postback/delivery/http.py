@@ -256,6 +256,12 @@ class _DeadlineStream(httpcore.NetworkStream):
         return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
 
     def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and getattr(_local, "releasing", False):
+            # httpcore asks whether an idle connection was closed by the server both when a
+            # response is closed and before the connection's next request; only the second
+            # check keeps a request off a dead connection, and each is a poll() that hands
+            # the interpreter lock to another thread. The first is answered "no".
+            return False
         return self._stream.get_extra_info(info)
 
 
@@ -413,10 +419,14 @@ class DeliveryClients:
             transport = client._transport_for_url(request.url)
             response = transport.handle_request(request)
             response.request = request
+            _local.releasing = True  # the body is read and the connection given back
             try:
                 _read_capped(response, self.max_body)
             finally:
-                response.close()
+                try:
+                    response.close()
+                finally:
+                    _local.releasing = False
         except httpx.ConnectError as exc:
             if "CERTIFICATE_VERIFY_FAILED" not in str(exc):
                 raise
