@@ -31,7 +31,7 @@ from postback.delivery.faultlog import FaultLog
 from postback.delivery.http import UnsafeHeader
 from postback.delivery.queue import Claimed, Queue, Settlement
 from postback.delivery.rategate import RateGate
-from postback.delivery.request_threads import RequestThreads
+from postback.delivery.request_threads import RequestThreads, Slots
 from postback.delivery.settle import RefusalWatch, Verdict, Verdicts, scrubbed
 from postback.delivery.stats import VendorReport, VendorStats
 from postback.destination import (
@@ -112,7 +112,7 @@ class Lane:
         self.paused_until = 0.0
         #: Halt.scope -> (until, the Halt): events of that scope are held, not sent.
         self.scoped_halts: dict[str, tuple[float, Halt]] = {}
-        self._slots = threading.Semaphore(self.concurrency)
+        self._slots = Slots(self.concurrency)
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         #: While stopping, outcomes are still retried into the queue until then (monotonic):
@@ -300,7 +300,9 @@ class Lane:
             with self._inflight_lock:
                 self._inflight -= 1
             self._slots.release()
-            self.engine.progress.set()
+            progress = self.engine.progress
+            if not progress.is_set():  # (set() takes a condition's lock even when it is)
+                progress.set()
 
     def _process(self, claimed: list[Claimed]) -> None:
         host = self.engine.host
