@@ -443,3 +443,51 @@ def test_a_pyproject_takes_a_consent_table(tmp_path: Path) -> None:
         "consent": {"policy": "require"},
     }
     assert build_config(raw, DESTS, environ={}).consent.policy == "require"
+
+
+def test_a_config_file_over_a_mebibyte_is_refused_naming_it(tmp_path: Path) -> None:
+    """A config file is a few hundred bytes: one larger than 1 MiB (a log or a database given
+    by mistake) is refused before it is read, naming the path, not parsed into memory."""
+    path = tmp_path / "postback.toml"
+    path.write_text('[postback]\nqueue = "memory://"\n' + "# padding\n" * 110_000)
+    with pytest.raises(ConfigError) as info:
+        read_config(path)
+    message = str(info.value)
+    assert str(path) in message and "larger than 1 MiB" in message
+
+
+def test_a_large_pyproject_found_by_the_search_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[tool.postback]\nqueue = "memory://"\n' + "# padding\n" * 110_000)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("POSTBACK_CONFIG", raising=False)
+    with pytest.raises(ConfigError) as info:
+        read_config(None)
+    assert str(path) in str(info.value) and "larger than 1 MiB" in str(info.value)
+
+
+def test_a_config_path_that_is_not_a_regular_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``POSTBACK_CONFIG=/dev/zero`` read forever, and a named pipe with no writer blocked
+    forever: every command hung. Refused at once, exit 2, saying what to give instead. Run in
+    a child process with a time and memory limit, so that a regression fails, not hangs."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "postback.toml"
+    os.mkfifo(fifo)
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+        "from postback.cli import main; sys.argv = ['postback', 'queue', 'stats']; main()"
+    )
+    for target in ("/dev/zero", str(fifo)):
+        env = {**os.environ, "POSTBACK_CONFIG": target}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert target in done.stderr and "not a regular file" in done.stderr

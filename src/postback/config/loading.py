@@ -14,6 +14,7 @@ deployment needs no file).
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +51,8 @@ CONFIG_FILENAMES = ("postback.toml", "pyproject.toml")
 #: The label (``Config.source``) of a configuration read from ``POSTBACK_*`` variables alone.
 ENV_SOURCE = "the environment (POSTBACK_* variables)"
 _TABLES = ["postback", "vendors", "consent"]
+#: The largest config file read (a config is a few kilobytes; a bigger file is not one).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 @attrs.frozen
@@ -89,9 +92,8 @@ def _may_have_postback_table(path: Path) -> bool:
     """Whether a pyproject.toml has ``[tool.postback]``, or cannot be read to tell (then
     :func:`read_config` says what is wrong with it rather than the search passing it by)."""
     try:
-        with path.open("rb") as f:
-            tool = tomllib.load(f).get("tool", {})
-    except (OSError, ValueError):  # TOMLDecodeError, UnicodeDecodeError
+        tool = tomllib.loads(_read_text(path)).get("tool", {})
+    except (OSError, ValueError, ConfigError):  # TOMLDecodeError, UnicodeDecodeError, too big
         return True
     return not isinstance(tool, Mapping) or "postback" in tool
 
@@ -136,8 +138,7 @@ def read_config(
         source = found
     path = Path(source)
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
+        data = tomllib.loads(_read_text(path))
     except FileNotFoundError:
         raise ConfigError([f"config file {str(path)!r} does not exist"]) from None
     except IsADirectoryError:
@@ -167,6 +168,34 @@ def read_config(
         if "consent" in tool:  # [tool.postback.consent]: the [consent] table
             data["consent"] = tool.pop("consent")
     return data, str(path), path.resolve().parent
+
+
+def _read_text(path: Path) -> str:
+    """The text of a config file, refused (:class:`~postback.ConfigError`) when it is not a
+    regular file (``/dev/zero`` or a pipe would be read, or waited on, forever) or is larger
+    than :data:`MAX_CONFIG_BYTES`. Raises ``OSError`` and ``UnicodeDecodeError`` as reading
+    does."""
+    mode = path.stat().st_mode  # before opening: opening a pipe with no writer blocks
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(mode):
+        raise ConfigError(
+            [
+                f"config path {str(path)!r} is not a regular file (it is a device, pipe or "
+                "socket): give the path of a postback.toml or pyproject.toml file"
+            ]
+        )
+    with path.open("rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)  # the file may have grown since stat()
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [
+                f"config file {str(path)!r} is larger than 1 MiB, which no config is: check "
+                "that POSTBACK_CONFIG (or the path given) names your postback.toml or "
+                "pyproject.toml"
+            ]
+        )
+    return data.decode()
 
 
 def _field_type(cls: type[Any], name: str) -> Any:
