@@ -469,3 +469,32 @@ def test_a_variable_holding_a_dollar_brace_means_the_same_to_the_delivery_child(
         settings = cfg.vendors["example"].settings
         assert settings.api_key.reveal() == "p${OTHER}q"
         assert settings.account == "${UNSET_IN_THIS_TEST}"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("POSTBACK_VENDORS__EXAMPLE__TIMEOUT", "TOPSECRETvalue987"),
+        ("POSTBACK_VENDORS__EXAMPLE__TIMEOUT", "{ key = 'TOPSECRETvalue987' }"),
+        ("POSTBACK_VENDORS__EXAMPLE__RATE_LIMIT", "TOPSECRETvalue987"),
+        ("POSTBACK_EXIT_TIMEOUT", "TOPSECRETvalue987"),
+        ("POSTBACK_CONSENT__POLICY", "TOPSECRETvalue987"),
+        ("POSTBACK_DEFAULT_CURRENCY", "TOPSECRETvalue987"),
+    ],
+)
+def test_a_secret_in_a_postback_variable_is_not_quoted_in_the_error(
+    variable: str, value: str
+) -> None:
+    """A key exported under the wrong variable (the line above copied, or the wrong setting
+    name) is refused naming the variable, never quoting its value, as a ``${NAME}``'s value is
+    not: the error goes to logs and CI output. A short value is still quoted."""
+    found = problems(FILE, {variable: value})
+    [message] = found.values()
+    assert f"(set by {variable})" in message
+    assert "TOPSECRET" not in message and "value987" not in message
+    assert "***" in message
+
+
+def test_a_short_bad_value_of_a_postback_variable_is_still_quoted() -> None:
+    found = problems(FILE, {"POSTBACK_VENDORS__EXAMPLE__TIMEOUT": "10 sx"})
+    assert "'10 sx'" in found["vendors.example.timeout"]

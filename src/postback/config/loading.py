@@ -224,23 +224,34 @@ def _setting_type(path: tuple[str, ...], destinations: Mapping[str, type[Destina
 
 
 def _name_variables(
-    problems: list[ConfigProblem], from_env: Mapping[str, str], raw: Mapping[str, Any]
+    problems: list[ConfigProblem],
+    from_env: Mapping[str, str],
+    raw: Mapping[str, Any],
+    overlaid: Mapping[str, Any],
+    environ: Mapping[str, str],
 ) -> list[ConfigProblem]:
     """Each problem with a setting an environment variable set (or a table only one made)
-    names the variable."""
+    names the variable, and withholds its value as a ``${NAME}``'s (:func:`_withheld`): a key
+    exported under the wrong variable is refused without being quoted."""
     out = []
     for p in problems:
-        var = next(
+        key, var = next(
             (
-                v
+                (k, v)
                 for k, v in from_env.items()
                 if p.path == k
                 or p.path.startswith((f"{k}.", f"{k}["))
                 or (k.startswith(f"{p.path}.") and not _in_file(raw, p.path))
             ),
-            None,
+            (None, None),
         )
-        out.append(p if var is None else ConfigProblem(p.path, f"{p.message} (set by {var})"))
+        if key is None or var is None:
+            out.append(p)
+            continue
+        # Its text, and the strings read from it (a TOML table is quoted as a dict).
+        values = [environ.get(var, ""), *_strings(_at(overlaid, key))]
+        [masked] = _withheld([p], values)
+        out.append(ConfigProblem(p.path, f"{masked.message} (set by {var})"))
     return out
 
 
@@ -279,6 +290,25 @@ def _is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _at(raw: Mapping[str, Any], path: str) -> Any:
+    """The value at a key path (``None`` when there is none)."""
+    node: Any = raw
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a value read from a variable (``{ key = '...' }`` is quoted as a dict)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _in_file(raw: Mapping[str, Any], path: str) -> bool:
@@ -379,7 +409,8 @@ def build_config(
         if vc is not None:
             vendors[name] = vc
     if problems:
-        named = _name_variables(problems, from_env, substituted)
+        env = os.environ if environ is None else environ
+        named = _name_variables(problems, from_env, substituted, raw, env)
         raise ConfigError(_withheld(named, supplied), source=source)
     return Config(
         core, vendors, consent, source, base_dir or Path.cwd(), raw=original, from_env=from_env
