@@ -420,3 +420,20 @@ def test_dry_run_and_validate_whatever_the_workers_setting(
     events.write_text('{"name": "sign_up", "user": {"email": "a@b.co"}}\n')
     code, out = run("validate", str(events), "--config", str(config_file))
     assert code == 0 and "1 of 1 events valid" in out, out
+
+
+def test_replay_of_an_id_that_is_no_dead_letter_fails(config_file: Path) -> None:
+    """``replay --id 99`` with no dead letter 99 (a typo, or one replayed already) said
+    "nothing to replay" and exited 0, so a script took it for done. It names the id and exits
+    1, as ``deadletters show 99`` does, and replays none of the others given with it."""
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.flush(timeout=5)
+    t.close()
+    code, out = run("replay", "--id", "99", "--config", str(config_file))
+    assert code == 1, out
+    assert "no dead letter 99" in out and "deadletters list" in out
+    code, out = run("replay", "--id", "1", "--id", "99", "--timeout", "5", "-c", str(config_file))
+    assert code == 1 and "no dead letter 99" in out and "nothing was replayed" in out, out
+    code, out = run("deadletters", "list", "--config", str(config_file))
+    assert "neg-1" in out, out

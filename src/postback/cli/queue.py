@@ -224,6 +224,12 @@ def replay(
         try:
             if ids:
                 found = [reader.queue.dead_letter(i) for i in ids]
+                if missing := [str(i) for i, d in zip(ids, found, strict=True) if d is None]:
+                    fail(
+                        f"no dead letter {', '.join(missing)} (postback deadletters list shows "
+                        "the ids); nothing was replayed",
+                        1,
+                    )
                 targets = {d.vendor for d in found if d is not None}
                 targets &= {vendor} if vendor else targets
             else:
