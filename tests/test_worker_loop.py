@@ -186,3 +186,37 @@ def test_run_worker_delivers_until_sigterm(tmp_path: Path, sandbox: Sandbox) -> 
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "postback worker: stopped" in out
+
+
+def test_the_worker_waits_for_requests_in_flight_once_when_stopped(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``postback worker`` stopped its deliverer, then closed the tracker, which stopped it
+    again: with a request still in flight (abandoned: the example vendor takes a repeat), it
+    waited for it once more (another second) before saying "stopped"."""
+    from postback.delivery import worker
+    from postback.integrations import run_worker
+
+    monkeypatch.setattr(worker, "FINISH_IN_FLIGHT", 0.2)
+    t = make_tracker(core={"workers": True})
+    sandbox.set_fault("example", latency=6.0, count=1)
+    _track(t, 1)
+    stop = threading.Event()
+    lines: list[str] = []
+    loop = threading.Thread(
+        target=run_worker,
+        args=(t,),
+        kwargs={"stop": stop, "write": lines.append, "handle_signals": False, "tune_gc": False},
+    )
+    loop.start()
+    deadline = time.monotonic() + 30
+    while sandbox.faults["example"].count != 0:  # taken when the request arrives
+        assert time.monotonic() < deadline, "the request never reached the sandbox"
+        time.sleep(0.02)
+    stopped_at = time.monotonic()
+    stop.set()
+    loop.join(30)
+    took = time.monotonic() - stopped_at
+    assert not loop.is_alive() and t.closed and lines[-1] == "postback worker: stopped"
+    # 0.2 s for the request in flight, not the second stop's 1 s more.
+    assert took < 0.9, took

@@ -316,6 +316,10 @@ class DeliveryEngine:
         return True
 
     def stop(self, wait: float = 1.0) -> None:
+        if self.stopping.is_set() and not self._started:
+            # Stopped already, not started since (``postback worker`` stops its deliverer,
+            # then closes the tracker): another stop would wait for abandoned requests again.
+            return
         self.stopping.set()
         self._nudged.set()  # the coordinator may be waiting for a nudge
         for lane in self.lanes.values():
