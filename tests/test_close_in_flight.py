@@ -157,3 +157,24 @@ def test_close_does_not_wait_for_a_vendor_that_takes_a_repeat(
         assert [r["event_id"] for r in sandbox.received("example")] == ["one", "one"]
     finally:
         again.close(timeout=5)
+
+
+@pytest.mark.parametrize("workers", [True, "process"])
+def test_close_reports_the_request_it_waited_for(
+    tmp_path: Path, sandbox: Sandbox, workers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close()'s report was taken before it waited for the at-most-once request in flight:
+    the event delivered during that wait was reported (and logged) as still pending."""
+    monkeypatch.setattr(timing, "REPLY_GRACE", 0.5)
+    t = _tracker(tmp_path, sandbox, "once", workers)
+    sandbox.set_fault("example", latency=2.0, count=1)
+    t.track("sign_up", user={"email": "a@x.co"}, event_id="one")
+    deadline = time.monotonic() + 30
+    while sandbox.faults["example"].count != 0:  # taken when the request arrives
+        assert time.monotonic() < deadline, "the request never reached the sandbox"
+        time.sleep(0.02)
+    report = t.close(timeout=0.2)
+    assert [r["event_id"] for r in sandbox.received("example")] == ["one"]
+    assert report is not None
+    assert report["once"].delivered == 1 and report["once"].pending == 0, report
+    assert report.complete

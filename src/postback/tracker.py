@@ -14,6 +14,7 @@ exit_timeout``, default 2 s) and leaves the rest queued for the next start. Afte
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -495,6 +496,9 @@ class Tracker:
                 report = deliverer.flush(timeout)
         finally:
             deliverer.stop(wait=1.0)
+            if report is not None:  # with what settled as it stopped (at-most-once requests)
+                with contextlib.suppress(Exception):  # uncounted: the flush's report stands
+                    report = report.then(deliverer.report_after_stop())
             self.skips.close()
             self.ledger.close()
             retire_telemetry(self.engine)

@@ -31,6 +31,8 @@ Every deliverer's duties (pinned, for each implementation, by tests/test_deliver
   were taken by whoever delivers; False if the implementation cannot tell (then ``flush`` is
   the wait). ``flushes_on_close`` says whether ``close()`` and the exit hook wait at all.
 - ``stop(wait)`` stops delivering here, giving requests in flight ``wait`` seconds.
+  ``report_after_stop()`` then says what settled since the last flush's report (a request in
+  flight that ``stop`` waited for) and what is left: ``close()`` adds it to its flush's report.
 - ``stats()`` returns the per-vendor counters and queue depths, the same keys everywhere.
 - ``after_fork()`` runs in a forked child: nothing of the parent's delivery survived (threads,
   the delivery process, connections), so the child starts its own lazily.
@@ -81,6 +83,8 @@ class Deliverer(Protocol):
 
     def stop(self, wait: float) -> None: ...
 
+    def report_after_stop(self) -> FlushReport: ...
+
     def stats(self) -> dict[str, dict[str, Any]]: ...
 
     def after_fork(self) -> None: ...
@@ -126,6 +130,7 @@ class ProcessDeliverer:
         #: The tracking process's handle on its delivery child.
         self.process = process
         self._started = False
+        self._closing: FlushReport | None = None  # the child's report on stopping
         self._nudged_at = 0.0
 
     def start(self) -> None:
@@ -161,9 +166,14 @@ class ProcessDeliverer:
     def stop(self, wait: float) -> None:
         # The child lets requests in flight to a vendor that would count a repeat twice end
         # within that vendor's timeout (Lane.stop): give it that long before ending it.
-        self.process.stop(wait, settle=self.engine.settle_time())
+        self._closing = self.process.stop(wait, settle=self.engine.settle_time())
         self._started = False
         self.engine.stop(wait)
+
+    def report_after_stop(self) -> FlushReport:
+        # The child closed its tracker on stopping: its report counts from the last flush's.
+        closing, self._closing = self._closing, None
+        return closing if closing is not None else self.engine.report(self.engine.pending())
 
     def stats(self) -> dict[str, dict[str, Any]]:
         lanes = self.engine.lanes
@@ -235,6 +245,9 @@ class EnqueueOnlyDeliverer:
 
     def stop(self, wait: float) -> None:
         self.engine.stop(wait)
+
+    def report_after_stop(self) -> FlushReport:
+        return self.engine.report(self.engine.pending())
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return self.engine.stats()

@@ -339,6 +339,11 @@ class DeliveryEngine:
             self._delivering = False
         self._started = False
 
+    def report_after_stop(self) -> FlushReport:
+        """Deliverer: what settled since the last report (requests in flight that ``stop``
+        waited for), and what is left."""
+        return self.report(self.pending())
+
     def settle_time(self) -> float:
         """How long ``stop`` may wait beyond its ``wait`` for requests in flight to end: the
         longest request timeout of a vendor that would count a repeat twice (and a second),

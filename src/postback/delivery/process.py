@@ -33,13 +33,11 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from postback.delivery import timing
 from postback.delivery.spec import TrackerSpec, load_message
-
-if TYPE_CHECKING:
-    from postback.delivery.stats import FlushReport
+from postback.delivery.stats import FlushReport
 
 __all__ = ["DeliveryProcess"]
 
@@ -283,20 +281,24 @@ class DeliveryProcess:
         reply = self.request(("stats",), 10.0)
         return reply[1] if reply is not None and reply[0] == "stats" else None
 
-    def stop(self, timeout: float, settle: float = 0.0) -> None:
-        """Ask the child to stop (finishing requests in flight), then make sure it did.
-        ``settle``: how much longer than ``timeout`` the child may take to let requests in
-        flight end (a vendor that would count a repeat twice)."""
+    def stop(self, timeout: float, settle: float = 0.0) -> FlushReport | None:
+        """Ask the child to stop (finishing requests in flight), then make sure it did; the
+        report its ``close()`` returned, if any. ``settle``: how much longer than ``timeout``
+        the child may take to let requests in flight end (a vendor that would count a repeat
+        twice)."""
         allowed = timeout + settle + timing.REPLY_GRACE
+        closing = None
         with self._lock:
             self._stopping = True
             proc, conn = self._proc, self._conn
             if proc is not None and conn is not None:
                 try:
                     conn.send_bytes(pickle.dumps(("stop", timeout)))
-                    self._reply(proc, conn, time.monotonic() + allowed)
+                    reply = self._reply(proc, conn, time.monotonic() + allowed)
                 except OSError:
-                    pass
+                    reply = None
+                if reply is not None and reply[0] == "stopped":
+                    closing = reply[1]
         supervisor = self._supervisor
         if supervisor is not None:
             supervisor.join(allowed)
@@ -305,6 +307,7 @@ class DeliveryProcess:
             log.warning("the delivery process %d did not stop; killing it", proc.pid)
             proc.kill()
             proc.wait()
+        return closing if isinstance(closing, FlushReport) else None
 
     def after_fork(self) -> None:
         """In a forked child: the delivery process is the parent's; start our own lazily."""

@@ -65,3 +65,22 @@ class FlushReport:
 
     def __getitem__(self, vendor: str) -> VendorReport:
         return self.vendors[vendor]
+
+    def then(self, later: FlushReport) -> FlushReport:
+        """This report followed by ``later`` (which counts from where this one ended): the
+        counts added up, what is left and the halts as ``later`` says."""
+        vendors = dict(self.vendors)
+        for name, after in later.vendors.items():
+            before = vendors.get(name)
+            vendors[name] = (
+                after
+                if before is None
+                else attrs.evolve(
+                    after,
+                    delivered=before.delivered + after.delivered,
+                    dead=before.dead + after.dead,
+                    retried=before.retried + after.retried,
+                    skipped=before.skipped + after.skipped,
+                )
+            )
+        return FlushReport(not any(r.pending for r in vendors.values()), vendors)
