@@ -103,6 +103,17 @@ def test_starlette_defaults_trust_the_peer_only(example_config, sandbox, receive
     assert event["ctx"] == {"utm_source": "news", "referrer_url": "https://news.example/article"}
 
 
+def test_an_rfc_7239_forwarded_header_gives_the_client_ip(example_config, sandbox, received_by_id):
+    settings = {"trusted_proxies": ["10.0.0.0/8"], "forwarded_header": "Forwarded"}
+    app = pb_asgi_app.create_fastapi(example_config(), settings)
+    forwarded = 'for="[2001:db8::1]:4711";proto=https, for=10.0.0.9'
+    with TestClient(app, client=("10.0.0.2", 40000)) as client:
+        response = client.get("/buy?id=rfc-1", headers={"Forwarded": forwarded})
+        assert response.status_code == 200, response.text
+        flushed(client)
+    assert received_by_id(sandbox)["rfc-1"]["ip"] == "2001:db8::1"
+
+
 def test_get_tracker_explains_a_missing_lifespan():
     async def endpoint(request: Request) -> JSONResponse:
         get_tracker(request)

@@ -104,6 +104,13 @@ def test_defaults_trust_only_the_peer_and_explicit_values_win(
     assert got[explicit_id]["ctx"]["twclid"] == "TW-1"
 
 
+def test_an_rfc_7239_forwarded_header_gives_the_client_ip(postback_settings, sandbox, wait_until):
+    postback_settings({"trusted_proxy_hops": 2, "forwarded_header": "Forwarded"})
+    forwarded = 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"'
+    assert client().get("/buy?id=rfc-1", HTTP_FORWARDED=forwarded).status_code == 200
+    assert delivered(sandbox, wait_until, 1)["rfc-1"]["ip"] == "192.0.2.60"
+
+
 def test_track_with_an_explicit_request_and_a_disallowed_host(
     postback_settings, sandbox, wait_until
 ):

@@ -90,6 +90,25 @@ def test_forwarded_for_is_ignored_by_default_and_fields_can_be_excluded(
     assert event["ctx"] == {"gclid": "GCLID-1", "aleid": "ALE-URL"}
 
 
+def test_an_rfc_7239_forwarded_header_gives_the_client_ip(make_app, sandbox, wait_until):
+    app = make_app({"trusted_proxy_hops": 1, "forwarded_header": "Forwarded"})
+    client = app.test_client()
+    forwarded = 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"'
+    response = client.get(
+        "/buy?id=rfc-1", headers={"Forwarded": forwarded}, environ_base={"REMOTE_ADDR": "10.0.0.2"}
+    )
+    assert response.status_code == 200, response.text
+    response = client.get(
+        "/buy?id=rfc-2",
+        headers={"Forwarded": "For=192.0.2.60;proto=http, for=_hidden"},
+        environ_base={"REMOTE_ADDR": "10.0.0.2"},
+    )
+    assert response.status_code == 200, response.text
+    got = delivered(app, sandbox, wait_until, 2)
+    assert got["rfc-1"]["ip"] == "2001:db8::1"
+    assert got["rfc-2"]["ip"] is None  # an obfuscated identifier is no address
+
+
 def test_explicit_values_win(make_app, sandbox, wait_until):
     app = make_app({"trusted_proxy_hops": 1})
     response = app.test_client().get(f"/explicit?{QUERY}", headers=BROWSER)

@@ -70,6 +70,42 @@ def test_client_ip(peer, forwarded, settings, expected):
     assert client_ip(peer, forwarded, settings) == expected
 
 
+RFC7239_ONE_HOP = RequestContextSettings(trusted_proxy_hops=1, forwarded_header="forwarded")
+RFC7239_TWO_HOPS = RequestContextSettings(trusted_proxy_hops=2, forwarded_header="forwarded")
+RFC7239_PROXIES = attrs.evolve(PROXIES, forwarded_header="forwarded")
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "settings", "expected"),
+    [
+        # RFC 7239: for= among other parameters, quoted IPv6 with a port, any case.
+        ("10.0.0.2", ["for=192.0.2.60;proto=http;by=203.0.113.43"], RFC7239_ONE_HOP, "192.0.2.60"),
+        ("10.0.0.2", ['for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"'], RFC7239_ONE_HOP,
+         "2001:db8::1"),
+        ("10.0.0.2", ['for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"'], RFC7239_TWO_HOPS,
+         "192.0.2.60"),
+        ("10.0.0.2", ["For=\"192.0.2.61:8080\";Proto=https"], RFC7239_ONE_HOP, "192.0.2.61"),
+        ("10.0.0.2", ["proto=https; for=192.0.2.62"], RFC7239_ONE_HOP, "192.0.2.62"),
+        ("10.0.0.2", ["for=192.0.2.60", "for=198.51.100.17"], RFC7239_ONE_HOP, "198.51.100.17"),
+        # A quoted value may hold a comma or a semicolon; it does not split the element.
+        ("10.0.0.2", ['for=192.0.2.60;ext="a,b;c"'], RFC7239_ONE_HOP, "192.0.2.60"),
+        # Obfuscated and unknown identifiers, or no for=, name no address: nothing is guessed.
+        ("10.0.0.2", ["for=_hidden, for=192.0.2.60"], RFC7239_TWO_HOPS, None),
+        ("10.0.0.2", ["for=unknown"], RFC7239_ONE_HOP, None),
+        ("10.0.0.2", ["proto=https"], RFC7239_ONE_HOP, None),
+        # Fewer elements than proxies: the peer.
+        ("10.0.0.2", ["for=192.0.2.60"], RFC7239_TWO_HOPS, "10.0.0.2"),
+        # Trusted proxy list: right-most element that is not a proxy.
+        ("10.1.2.3", ['for=6.6.6.6, for=203.0.113.5, for="192.0.2.10:80"'], RFC7239_PROXIES,
+         "203.0.113.5"),
+        ("10.1.2.3", ["for=203.0.113.5, for=_proxy2"], RFC7239_PROXIES, None),
+        ("203.0.113.9", ["for=6.6.6.6"], RFC7239_PROXIES, "203.0.113.9"),
+    ],
+)  # fmt: skip
+def test_client_ip_from_an_rfc_7239_forwarded_header(peer, forwarded, settings, expected):
+    assert client_ip(peer, forwarded, settings) == expected
+
+
 def full_request(**overrides):
     fields = {
         "remote_addr": "10.0.0.2",

@@ -7,7 +7,8 @@ field               where it comes from
 ==================  ========================================================================
 ``ip_address``      the socket peer, or the ``X-Forwarded-For`` entry your proxy setup makes
                     trustworthy (``trusted_proxy_hops`` or ``trusted_proxies``; neither is
-                    set by default, so a client cannot forge its address)
+                    set by default, so a client cannot forge its address); or the ``for=``
+                    of the RFC 7239 ``Forwarded`` element, with ``forwarded_header``
 ``user_agent``      the ``User-Agent`` header
 ``url``             the full request URL (left out unless it is a complete http(s) URL: a
                     forged ``Host`` header must not make a vendor refuse the event)
@@ -57,6 +58,7 @@ from urllib.parse import quote, urlsplit
 import attrs
 
 from postback.errors import ConfigError, ConfigProblem
+from postback.integrations._forwarded import forwarded_for
 
 if TYPE_CHECKING:
     from postback.fields import FieldSet
@@ -140,7 +142,8 @@ class RequestContextSettings:
     only when the peer is one of them, and the client is the right-most entry that is not.
     Set at most one; with neither the socket peer is the client and forwarding headers are
     ignored. ``forwarded_header`` names the header to read (``X-Real-IP`` or
-    ``CF-Connecting-IP`` work with ``trusted_proxy_hops = 1``). ``exclude`` lists fields not
+    ``CF-Connecting-IP`` work with ``trusted_proxy_hops = 1``; ``Forwarded`` is parsed as
+    RFC 7239, ``for=`` of each element). ``exclude`` lists fields not
     to fill, or sources not to read (``click_ids``, ``utm``, ``cookies``).
     ``consent_reader``: a callable taking the framework's request (Flask's ``request``,
     Starlette's ``HTTPConnection``, Django's ``HttpRequest``) and returning the user's consent
@@ -364,12 +367,18 @@ def client_ip(
     because anyone can send them. With ``trusted_proxy_hops = n`` the client is the n-th
     forwarded entry from the right (the peer if there are fewer entries: the request did not
     pass the proxies). With ``trusted_proxies`` the header is read only when the peer is a
-    trusted proxy, and the client is the right-most entry that is not one.
+    trusted proxy, and the client is the right-most entry that is not one. A ``Forwarded``
+    header (RFC 7239) counts its elements the same way and reads each one's ``for=`` node;
+    an ``unknown`` or obfuscated (``_hidden``) node, or none, is not an address.
     """
     peer = _parse_ip(remote_addr)
     if not settings.trusted_proxy_hops and not settings.trusted_proxies:
         return str(peer) if peer is not None else None
-    entries = [e for value in forwarded for e in value.split(",") if e.strip()]
+    entries: Sequence[str | None]
+    if settings.forwarded_header.lower() == "forwarded":  # RFC 7239: for=...;proto=..., ...
+        entries = forwarded_for(forwarded)
+    else:
+        entries = [e for value in forwarded for e in value.split(",") if e.strip()]
     if settings.trusted_proxy_hops:
         if len(entries) < settings.trusted_proxy_hops:
             return str(peer) if peer is not None else None
