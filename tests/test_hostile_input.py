@@ -266,3 +266,35 @@ def test_a_nan_inside_a_dataclass_property_is_refused_naming_its_path(tracker: T
             "purchase", value=1, currency="USD", properties={"r": [_Reading(float("nan"))]}
         )
     assert [p.field for p in info.value.problems] == ["properties.r[0].x"]
+
+
+@pytest.mark.parametrize("click_id", ["G\n1", "G\x001", "\x1b[31mG1", "G1\u202e", "G\x7f1"])
+@pytest.mark.parametrize("field", ["gclid", "fbclid", "msclkid", "li_fat_id"])
+def test_a_click_id_with_a_control_character_is_refused_naming_it(
+    tracker: Tracker, field: str, click_id: str
+) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("purchase", value=1, currency="USD", context={field: click_id})
+    assert [p.field for p in info.value.problems] == [f"context.{field}"]
+    assert "control character" in info.value.problems[0].message
+    # The same through the general path (a value that is not a plain string beside it).
+    with pytest.raises(InvalidEvent) as info:
+        make_event("purchase", context={field: click_id, "utm_id": 7})
+    assert [p.field for p in info.value.problems] == [f"context.{field}"]
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("Mozilla/5.0 (X11)\r\nX-Injected: 1", "Mozilla/5.0 (X11)X-Injected: 1"),
+        ("Mozilla/5.0\x00 (X11)", "Mozilla/5.0 (X11)"),
+        ("Mozilla/5.0\t(X11)\x1b", "Mozilla/5.0(X11)"),
+        ("Mozilla/5.0 (X11; é)", "Mozilla/5.0 (X11; é)"),
+        ("\x00\x01", None),
+    ],
+)
+def test_a_user_agent_loses_its_control_characters(given: str, stored: str | None) -> None:
+    # The app passes the browser's header as it came (the docs say so): never a refusal.
+    assert make_event("purchase", user={"user_agent": given}).user.user_agent == stored
+    general = make_event("purchase", user={"user_agent": given, "user_id": 7})
+    assert general.user.user_agent == stored

@@ -18,9 +18,12 @@ from postback.iso import CURRENCIES
 
 __all__ = [
     "CANONICAL_EVENTS",
+    "CLICK_ID_FIELDS",
     "MAX_VALUE",
     "normalize_currency",
     "normalize_event_name",
+    "screen_click_ids",
+    "screen_user_agent",
     "to_micros",
     "to_timestamp_ms",
 ]
@@ -33,6 +36,14 @@ CANONICAL_EVENTS: frozenset[str] = frozenset(
     add_payment_info search view_item share invite rate tutorial_complete level_achieved
     achievement_unlocked reservation spent_credits re_engage subscribe contact schedule
     submit_application page_view remove_from_cart view_cart
+    """.split()
+)
+
+#: Context fields that hold an ad click id, copied as is from the ad click's URL: printable text
+#: only (a control character is not part of any vendor's id, and the vendor gets it verbatim).
+CLICK_ID_FIELDS: frozenset[str] = frozenset(
+    """
+    gclid gbraid wbraid fbclid ttclid twclid msclkid li_fat_id rdt_cid sccid aleid alart
     """.split()
 )
 
@@ -211,3 +222,36 @@ def _out_of_range(given: object) -> int:
         f"{brief_repr(given)} is outside the range every vendor can send: "
         "2001-01-01 to 2100-01-01 UTC"
     )
+
+
+def screen_click_ids(clean: dict[str, str]) -> list[tuple[str, str]]:
+    """Remove the click ids (:data:`CLICK_ID_FIELDS`) with a control character or another
+    non-printable from ``clean``; return ``(field, why)`` for each: the event is malformed."""
+    found = []
+    for key in CLICK_ID_FIELDS.intersection(clean):
+        value = clean[key]
+        if not value.isprintable():
+            bad = next(c for c in value if not c.isprintable())
+            found.append(
+                (
+                    key,
+                    f"contains a control character or other non-printable character ({bad!r}) "
+                    f"in {brief_repr(value)}: pass the click id as the ad click's URL carried it",
+                )
+            )
+    for key, _ in found:
+        del clean[key]
+    return sorted(found)
+
+
+def screen_user_agent(clean: dict[str, str]) -> None:
+    """Strip control characters and other non-printables from ``clean["user_agent"]`` (the
+    ``User-Agent`` header as a client sent it, which apps pass on as it came: no client may
+    make ``track()`` raise); drop it if nothing is left."""
+    agent = clean.get("user_agent")
+    if agent is not None and not agent.isprintable():
+        stripped = "".join(c for c in agent if c.isprintable()).strip()
+        if stripped:
+            clean["user_agent"] = stripped
+        else:
+            del clean["user_agent"]

@@ -114,6 +114,22 @@ def test_an_rfc_7239_forwarded_header_gives_the_client_ip(example_config, sandbo
     assert received_by_id(sandbox)["rfc-1"]["ip"] == "2001:db8::1"
 
 
+def test_control_characters_from_the_client_never_fail_track(
+    example_config, sandbox, received_by_id
+):
+    app = pb_asgi_app.create_fastapi(example_config(), {"exclude": ["url"]})
+    with TestClient(app, cookies={"_axeid": "ALE\x01"}) as client:
+        response = client.get(
+            "/buy?id=cc-1&ttclid=TT%0A1&twclid=TW%1B1&msclkid=MS-1",
+            headers={"User-Agent": "Mozilla/5.0\t(ASGI test)\x7f"},
+        )
+        assert response.status_code == 200, response.text
+        flushed(client)
+    event = received_by_id(sandbox)["cc-1"]
+    assert event["ua"] == "Mozilla/5.0(ASGI test)"
+    assert event["ctx"] == {"msclkid": "MS-1"}
+
+
 def test_get_tracker_explains_a_missing_lifespan():
     async def endpoint(request: Request) -> JSONResponse:
         get_tracker(request)

@@ -111,6 +111,17 @@ def test_an_rfc_7239_forwarded_header_gives_the_client_ip(postback_settings, san
     assert delivered(sandbox, wait_until, 1)["rfc-1"]["ip"] == "192.0.2.60"
 
 
+def test_control_characters_from_the_client_never_fail_track(
+    postback_settings, sandbox, wait_until
+):
+    postback_settings({"exclude": ["url", "referrer_url", "language", "cookies"]})
+    c = Client(REMOTE_ADDR="10.0.0.2", HTTP_USER_AGENT="Mozilla/5.0\x00 (Django test)\r")
+    assert c.get("/buy?id=cc-1&gclid=G%0A1&li_fat_id=LI%7F1&rdt_cid=RD-1").status_code == 200
+    event = delivered(sandbox, wait_until, 1)["cc-1"]
+    assert event["ua"] == "Mozilla/5.0 (Django test)"
+    assert event["ctx"] == {"rdt_cid": "RD-1"}
+
+
 def test_track_with_an_explicit_request_and_a_disallowed_host(
     postback_settings, sandbox, wait_until
 ):

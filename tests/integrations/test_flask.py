@@ -109,6 +109,21 @@ def test_an_rfc_7239_forwarded_header_gives_the_client_ip(make_app, sandbox, wai
     assert got["rfc-2"]["ip"] is None  # an obfuscated identifier is no address
 
 
+def test_control_characters_from_the_client_never_fail_track(make_app, sandbox, wait_until):
+    app = make_app()
+    client = app.test_client()
+    client.set_cookie("_axeid", "ALE\x01COOKIE")
+    response = client.get(
+        "/buy?id=cc-1&gclid=G%0A1&fbclid=FB%001&msclkid=MS-1&utm_source=ne%01ws",
+        headers={"User-Agent": "Mozilla/5.0\t(Flask test)\x01\x7f"},
+    )
+    assert response.status_code == 200, response.text
+    event = delivered(app, sandbox, wait_until, 1)["cc-1"]
+    assert event["ua"] == "Mozilla/5.0(Flask test)"
+    assert event["ctx"] == {"url": "http://localhost/buy?id=cc-1&gclid=G%0A1&fbclid=FB%001"
+                            "&msclkid=MS-1&utm_source=ne%01ws", "msclkid": "MS-1"}  # fmt: skip
+
+
 def test_explicit_values_win(make_app, sandbox, wait_until):
     app = make_app({"trusted_proxy_hops": 1})
     response = app.test_client().get(f"/explicit?{QUERY}", headers=BROWSER)

@@ -261,3 +261,9 @@ def test_lazy_context_reads_the_request_once_and_only_when_asked():
         assert current_request_context() is current_request_context()
     assert calls == [1]
     assert current_request_context() is None
+
+
+def test_every_click_id_parameter_is_a_click_id_field_track_checks():
+    from postback.normalize import CLICK_ID_FIELDS
+
+    assert set(CLICK_ID_PARAMETERS.values()) == CLICK_ID_FIELDS

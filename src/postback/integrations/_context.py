@@ -32,7 +32,9 @@ Privacy Control) opts out of the purposes ``[consent] gpc`` names (``ads`` by de
 ``{purpose: bool}`` or ``None``) reads the app's own consent cookie or CMP state. The reader
 beats GPC (it holds the user's explicit choice); ``track(consent=...)`` beats both. A
 click id in the URL wins over the cookie that stored an earlier click. Values longer than
-:data:`MAX_VALUE_LENGTH` characters are dropped (they are not ids; they are junk or attacks).
+:data:`MAX_VALUE_LENGTH` characters are dropped (they are not ids; they are junk or attacks), and so
+are click ids, ``utm_*`` values and cookies with a control character (``track()`` refuses such
+a click id; a client must not make it raise). ``track()`` strips those from a user agent.
 
 Any field can be switched off with ``exclude``, and so can a whole source: ``click_ids`` and
 ``utm`` (those query parameters) or ``cookies``. What the application passes to ``track()``
@@ -407,6 +409,14 @@ def _usable(value: str | None) -> str | None:
     return value
 
 
+def _usable_id(value: str | None) -> str | None:
+    """A click id, campaign parameter or cookie value, or ``None`` for one with a control
+    character or other non-printable (which ``track()`` refuses in a click id): a client
+    writes these, and no client may make ``track()`` raise."""
+    value = _usable(value)
+    return value if value is not None and value.isprintable() else None
+
+
 _SPACE = re.compile(r"\s").search
 
 
@@ -455,7 +465,7 @@ def extract_request_context(info: RequestInfo, settings: RequestContextSettings)
     excluded = settings.exclude
     if "cookies" not in excluded:
         for cookie, field in COOKIE_FIELDS.items():
-            if field in wanted and (val := _usable(info.cookies.get(cookie))):
+            if field in wanted and (val := _usable_id(info.cookies.get(cookie))):
                 context[field] = val
     parameters: dict[str, str] = {}
     if "click_ids" not in excluded:
@@ -465,7 +475,7 @@ def extract_request_context(info: RequestInfo, settings: RequestContextSettings)
     from_query: dict[str, str] = {}
     for key, raw in info.query if parameters else ():
         target = parameters.get(key.lower())
-        if target is not None and target in wanted and (val := _usable(raw)):
+        if target is not None and target in wanted and (val := _usable_id(raw)):
             from_query.setdefault(target, val)  # the first occurrence of a parameter counts
     context.update(from_query)  # a fresh click in the URL beats one a cookie stored
     return RequestContext(user=user, context=context, gpc=info.gpc, consent=info.consent)
