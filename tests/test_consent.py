@@ -280,3 +280,31 @@ def test_a_consent_plugin_answer_without_a_truth_value_counts_as_no(
     assert tracker.flush(timeout=10).complete
     assert received(box, "example") == received(box, "devices") == []
     assert "postback_consent hook failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("core", "fields"),
+    [
+        # strict: devices' skip (no device id) refuses the event.
+        ({"strict": True}, {"user": {"email": "ada@example.com"}}),
+        # a per-event option for a vendor that is not configured refuses the event.
+        ({}, {**APP_PURCHASE, "vendors": {"nope": {}}}),
+    ],
+)
+def test_a_refused_event_leaves_no_consent_skip_counted(
+    make: Callable[..., Tracker], core: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    from tests.test_routing import Outcomes
+
+    outcomes = Outcomes()
+    tracker = make(core=core, plugins=[outcomes], devices_table={"purposes": ["measurement"]})
+    with pytest.raises(InvalidEvent):
+        tracker.track("purchase", **fields, consent={"ads": False}, event_id="refused-1")
+    assert outcomes.seen == []
+    stats = tracker.stats()
+    assert stats["example"]["skips"] == {} and stats["example"]["skipped"] == 0
+    assert stats["devices"]["skips"] == {}
+    assert tracker.status("refused-1").vendors == {}
+    # The same event, valid, counts its consent skip once.
+    tracker.track("purchase", **APP_PURCHASE, consent={"ads": False})
+    assert tracker.stats()["example"]["skips"] == {"consent": 1}

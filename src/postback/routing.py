@@ -319,11 +319,10 @@ class Router:
         targets: Sequence[Destination] = self.route(event) if opts else self._routes_for(event.name)
         gate = self.gate
         gated = gate is not None and (consent is not None or gate.always)
+        denied: list[Skip] | None = None  # reported once the event is known to be accepted
         if gated:
             assert gate is not None
             targets, denied = gate.split(event, targets, consent)
-            if denied:
-                self._report(event, denied)  # a decision: never a problem, even when strict
         problems: list[Problem] | None = None
         skips: list[Skip] | None = None  # every skip (for strict mode and on_invalid = "log")
         first: list[Skip] | None = None  # each skipping vendor's first skip
@@ -367,15 +366,21 @@ class Router:
             for dest in targets:  # per-event options: only the keys each vendor declares
                 if bad := option_problems(dest, opts.get(dest.name)):
                     problems = bad if problems is None else problems + bad
+        # Consent skips are a decision, never a problem (even when strict), but are counted
+        # only once the event is accepted: a refused event leaves no counts.
         if problems is None and unknown is None:
             if first is None:
+                if denied:
+                    self._report(event, denied)
                 names = None if opts or gated else self._names_by_name.get(event.name)
                 return names if names is not None else [d.name for d in targets]
             if not self.strict:
                 assert kept is not None
+                if denied:
+                    self._report(event, denied)
                 self._report(event, first)
                 return kept
-        settled = self._settle(event, targets, problems or [], skips or [], unknown or [])
+        settled = self._settle(event, targets, problems or [], skips or [], unknown or [], denied)
         return [d.name for d in settled]
 
     def _stamped(self, given: object, vendor: str) -> Problem | Skip:
@@ -437,13 +442,18 @@ class Router:
         problems: list[Problem],
         skips: list[Skip],
         unknown: list[Problem],
+        denied: list[Skip] | None = None,
     ) -> Sequence[Destination]:
+        """Refuse the event, or log its problems and leave out the vendors refusing or
+        skipping it. ``denied``: the consent skips, counted only if the event is accepted."""
         if self.strict and skips:
             problems = problems + [skip_problem(s) for s in skips]
             skips = []
+        if (problems or unknown) and self.raise_invalid:
+            raise InvalidEvent(event.name, unknown + problems)  # refused: nothing counted
+        if denied:
+            self._report(event, denied)
         if problems or unknown:
-            if self.raise_invalid:
-                raise InvalidEvent(event.name, unknown + problems)
             for p in unknown:
                 log.warning("event %r: ignored vendors option %s", event.name, p)
             if problems:
