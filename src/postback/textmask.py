@@ -4,6 +4,13 @@ A vendor's error message may quote the email, phone number or IP address it refu
 dashboard (:mod:`postback.dashboard.masking`) and the delivery ledger (:mod:`postback.ledger`)
 pass such text through :func:`mask_text` before showing or storing it. Secrets are removed
 before that by the vendor's own :meth:`~postback.Destination.redact`.
+
+A URL's query string is masked by parameter name too: a form sent by GET puts the visitor's
+details in the page URL (``context.url``) and the next page's referrer
+(``?email=a@b.c&first_name=Ada&zip=90210``), where no pattern would recognise a name or a
+postal code. The value of every parameter named like personal data (:data:`QUERY_PERSONAL`)
+keeps its first character only. Only what is shown is masked: the stored event keeps the URL,
+which a vendor (AppLovin's ``event_source_url``) is sent.
 """
 
 from __future__ import annotations
@@ -11,7 +18,19 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["mask_text"]
+__all__ = ["QUERY_PERSONAL", "mask_text"]
+
+#: Query parameters whose value is personal data, by name lower-cased without ``_``, ``-``
+#: or ``.`` (``first_name``, ``firstName`` and ``FIRST-NAME`` are one).
+QUERY_PERSONAL: frozenset[str] = frozenset(
+    """
+    email emails mail emailaddress phone phones phonenumber tel telephone mobile cell
+    name firstname lastname fullname fname lname givenname familyname surname middlename
+    address address1 address2 street streetaddress city zip zipcode postcode postalcode
+    birthdate birthday dob dateofbirth username login user userid customerid
+    password passwd pwd pass ssn
+    """.split()
+)
 
 # Letters and digits of any script (``\w``): an address may be internationalised (müller.de).
 # Tried only where a run of such characters starts: from inside one, it would scan the rest
@@ -30,15 +49,24 @@ _IPV6_ANY = re.compile(
 # digits or letters.
 _PHONE = re.compile(r"(?<![\w.])(\+?|%2[Bb])(\d)[\d ().-]{5,18}(\d{2})(?!\w|\.\w)")
 _HEX_HASH = re.compile(r"\b([0-9a-fA-F]{8})[0-9a-fA-F]{24,}\b")
+# A query parameter: "?" or "&" (or ";"), its name, "=", and its value up to the next one.
+_QUERY_PARAM = re.compile(r"(?<=[?&;])([\w.\[\]%+-]{1,64})=([^&;#\s\"'<>]+)")
 # What every pattern above needs at least one of: an ``@`` (email), a digit (IPv4, phone), a
-# colon (IPv6) or 32 hex characters in a row (a hash): text without any is returned unscanned.
-_ANY = re.compile(r"[@\d:]|[0-9a-fA-F]{32}")
+# colon (IPv6), 32 hex characters in a row (a hash) or a parameter's "=": text without any is
+# returned unscanned.
+_ANY = re.compile(r"[@\d:=]|[0-9a-fA-F]{32}")
 
 
 def mask_text(text: str) -> str:
     """``text`` with emails, IP addresses, phone numbers and long hex hashes masked."""
     if _ANY.search(text) is None:  # the common note ("no device id"): nothing to mask
         return text
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_mask_parameter, text)
+    return _mask_patterns(text)
+
+
+def _mask_patterns(text: str) -> str:
     text = _EMAIL.sub(lambda m: f"{m[1]}•••{m[2]}{m[3]}•••{m[4]}", text)
     text = _IPV6_ANY.sub(_mask_ipv6, text)
     text = _IPV6.sub(lambda m: f"{m[1]}:{m[2]}:•••", text)
@@ -55,3 +83,14 @@ def _mask_ipv6(m: re.Match[str]) -> str:
     except ValueError:
         return found
     return found[: found.index(":", found.index(":") + 1) + 1] + "•••"
+
+
+def _mask_parameter(m: re.Match[str]) -> str:
+    """``name=value`` with the value masked when the name is personal: as the patterns mask
+    it (an email or phone number keeps a hint), else cut to its first character."""
+    name = m[1].lower().replace("_", "").replace("-", "").replace(".", "")
+    if name not in QUERY_PERSONAL:
+        return m[0]
+    value = m[2]
+    masked = _mask_patterns(value)
+    return f"{m[1]}={masked if masked != value else value[:1] + '•••'}"

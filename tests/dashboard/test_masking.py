@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from postback.dashboard.masking import REDACTED, mask_payload, mask_text, safe_url
 
 
@@ -111,3 +113,21 @@ def test_personal_keys_are_recognised_however_they_are_written() -> None:
         "LAST-NAME": "D•••",
         "ipAddress": "fe80::•••",
     }
+
+
+def test_personal_query_parameters_in_a_url_are_masked_by_name() -> None:
+    # Was: only values that looked like an email or a phone number were masked; a form sent by
+    # GET leaves names, postal codes and short addresses ("a@b.c") in the page URL.
+    url = (
+        "https://shop.example/welcome?email=a@b.c&firstName=Ada&LAST-NAME=Lovelace&zip=90210"
+        "&phone=%2B14155550123&utm_source=news&step=2#top"
+    )
+    assert mask_text(url) == (
+        "https://shop.example/welcome?email=a•••&firstName=A•••&LAST-NAME=L•••&zip=9•••"
+        "&phone=%2B1•••••23&utm_source=news&step=2#top"
+    )
+    assert mask_text("zip=90210 and name=Ada") == "zip=90210 and name=Ada"  # not a query
+    text = "&a=1" * 30_000 + "&email=x"
+    started = time.perf_counter()
+    assert mask_text(text).endswith("&email=x•••")
+    assert time.perf_counter() - started < 1.0

@@ -4,6 +4,7 @@ through the confirmation form with its CSRF token."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -228,3 +229,50 @@ def test_a_phone_in_the_tracked_page_url_is_masked_on_the_dead_letter_page(
     html = client.get(f"/deadletters/{rows[0].id}").get_data(as_text=True)
     assert "/thanks?phone=" in html  # the URL is shown...
     assert "4155550123" not in html  # ...with the phone masked
+
+
+def test_personal_data_in_the_page_url_and_referrer_is_masked_where_shown(
+    tracker: Tracker, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A sign-up form sent by GET puts the visitor's details in the query string; the Flask
+    # extension stores that URL in context.url (AppLovin sends it on) and the Referer in
+    # context.referrer_url. The dashboard and `postback deadletters show` mask them.
+    from flask import Flask, request
+
+    from postback.integrations.flask import Postback
+    from postback.privacy import shown_dead_letter
+
+    app = Flask(__name__)
+    postback = Postback(app, tracker=tracker)
+
+    @app.get("/welcome")
+    def welcome() -> str:
+        echo = f'{{"error": "bad event_source_url {request.url}"}}'  # a vendor quoting it
+        sandbox.set_fault("example", status=400, count=1, body=echo)
+        postback.track("sign_up", user=USER, event_id="form-1")
+        return "ok"
+
+    app.register_blueprint(flask_blueprint(Dashboard(tracker), authorize=lambda: True))
+    client = app.test_client()
+    query = "email=a@b.c&First_Name=Ada&lname=Lovelace&zip=90210&utm_source=news"
+    referrer = "https://shop.example/form?phone=555-0100&street=Main+St+1&step=2"
+    with caplog.at_level(logging.INFO, logger="postback"):
+        response = client.get(f"/welcome?{query}", headers={"Referer": referrer})
+        assert response.status_code == 200
+        tracker.flush(5)
+        deadline = time.monotonic() + 10
+        while not (rows := [d for d in tracker.queue.dead_letters() if d.event_id == "form-1"]):
+            assert time.monotonic() < deadline, "no dead letter"
+            time.sleep(0.02)
+    assert "bad event_source_url" in caplog.text and "a@b.c" not in caplog.text, caplog.text
+    assert "Lovelace" not in caplog.text
+    html = client.get(f"/deadletters/{rows[0].id}").get_data(as_text=True)
+    cli = shown_dead_letter(rows[0], tracker.destinations.values())
+    for shown in (html, cli):
+        assert "/welcome?email=" in shown and "utm_source=news" in shown  # the URLs are shown
+        assert "form?phone=" in shown and "step=2" in shown
+        for personal in ("a@b.c", "Ada", "Lovelace", "90210", "555-0100", "Main+St"):
+            assert personal not in shown, (personal, shown)
+    # The stored copy keeps them: it is what a vendor (AppLovin) is sent.
+    revealed = shown_dead_letter(rows[0], tracker.destinations.values(), reveal=True)
+    assert f"/welcome?{query}" in revealed and referrer in revealed

@@ -51,6 +51,7 @@ from postback.outcomes import (
     Retry,
     Skipped,
 )
+from postback.textmask import mask_text
 
 if TYPE_CHECKING:
     from postback.delivery.lanes import Lane
@@ -214,7 +215,7 @@ class Verdicts:
                 lane.name,
                 event.event_id,
                 wait,
-                outcome.reason,
+                mask_text(outcome.reason),  # a vendor may quote the event (its page URL)
             )
             settlement = Settlement(
                 c, "retry", due_ms=int((now + wait) * 1000), error=outcome.reason, attempts=attempt
@@ -234,7 +235,8 @@ class Verdicts:
             return Verdict(settlement, event, Halt(outcome.reason, outcome.status, pause), attempt)
         if isinstance(outcome, Rejected):
             detail = f" ({outcome.detail})" if outcome.detail else ""
-            log.warning("%s: %s rejected: %s%s", lane.name, event.event_id, outcome.reason, detail)
+            shown = mask_text(f"{outcome.reason}{detail}")  # a vendor may quote the event
+            log.warning("%s: %s rejected: %s", lane.name, event.event_id, shown)
             return self.dead(c, event, f"{outcome.reason}{detail}", outcome)
         return self.dead(c, event, f"unknown outcome {outcome!r}")
 
@@ -256,7 +258,7 @@ class Verdicts:
                         "%s: %s delivered, but: %s",
                         name,
                         v.settlement.claimed.event_id,
-                        outcome.note,
+                        mask_text(outcome.note),
                     )
                 if outcome.attribution is not None and v.event is not None:
                     stats.attributed += 1
