@@ -78,7 +78,7 @@ def test_close_lets_an_at_most_once_vendors_request_end_and_never_sends_it_again
 ) -> None:
     # The tracking process waits for its delivery child's last reply this long beyond the
     # close: shorter than the request left in flight, so it must wait for the request too.
-    monkeypatch.setattr(timing, "REPLY_GRACE", 0.5)
+    monkeypatch.setattr(timing, "STOP_REPLY_GRACE", 0.5)
     took = _close_while_in_flight(_tracker(tmp_path, sandbox, "once", workers), sandbox, 4.0)
     assert took < 8.0  # the request's 4 s, well within the vendor's 10 s timeout
     assert [r["event_id"] for r in sandbox.received("example")] == ["one"]
@@ -165,7 +165,7 @@ def test_close_reports_the_request_it_waited_for(
 ) -> None:
     """close()'s report was taken before it waited for the at-most-once request in flight:
     the event delivered during that wait was reported (and logged) as still pending."""
-    monkeypatch.setattr(timing, "REPLY_GRACE", 0.5)
+    monkeypatch.setattr(timing, "STOP_REPLY_GRACE", 0.5)
     t = _tracker(tmp_path, sandbox, "once", workers)
     sandbox.set_fault("example", latency=2.0, count=1)
     t.track("sign_up", user={"email": "a@x.co"}, event_id="one")

@@ -163,6 +163,73 @@ def test_an_aborted_flush_does_not_wait_behind_another_request(
     assert t.stats()["example"]["delivered"] == 2
 
 
+def _stopped_child(t: Tracker) -> int:
+    t.track("sign_up", user={"email": "a@x.co"}, event_id="first")
+    assert t.flush(timeout=20).complete
+    assert isinstance(t.deliverer, ProcessDeliverer)
+    child = t.deliverer.process.pid
+    assert child is not None
+    os.kill(child, signal.SIGSTOP)  # a child that cannot answer at all
+    return child
+
+
+def test_a_flush_past_its_timeout_returns_within_a_second_of_it(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    """Whatever the child is doing, flush(timeout) returns within timeout + REPLY_GRACE."""
+    t = make_tracker(core={"workers": "process"})
+    child = _stopped_child(t)
+    try:
+        t.track("sign_up", user={"email": "b@x.co"}, event_id="second")
+        started = time.monotonic()
+        report = t.flush(timeout=2)
+        took = time.monotonic() - started
+        assert not report.complete and report["example"].pending == 1
+        assert took < 5.0, took  # 2 s + the 1 s grace (it was 2 s + 5 s)
+    finally:
+        os.kill(child, signal.SIGCONT)
+    assert t.flush(timeout=20).complete
+
+
+def test_an_aborted_flush_returns_within_a_second_whatever_the_child_does(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    """Once abort is set, the child is asked to stop its flush; a child that cannot answer
+    does not hold the call for more than REPLY_GRACE beyond that."""
+    t = make_tracker(core={"workers": "process"})
+    child = _stopped_child(t)
+    try:
+        t.track("sign_up", user={"email": "b@x.co"}, event_id="second")
+        abort = threading.Event()
+        threading.Timer(0.5, abort.set).start()
+        started = time.monotonic()
+        report = t.flush(timeout=60, abort=abort)
+        took = time.monotonic() - started
+        assert not report.complete
+        assert took < 4.0, took  # 0.5 s, then the abort and the 1 s grace (it was 0.5 + 5 s)
+    finally:
+        os.kill(child, signal.SIGCONT)
+    assert t.flush(timeout=20).complete
+    assert t.stats()["example"]["delivered"] == 2
+
+
+def test_closing_with_a_child_that_cannot_answer_waits_once_then_kills_it(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    """close(timeout): the flush's timeout and 1 s, then one wait for the child to stop (its
+    own 1 s stop, the settle wait, timing.STOP_REPLY_GRACE), not one for its reply and
+    another for its exit."""
+    t = make_tracker(core={"workers": "process"})
+    child = _stopped_child(t)
+    t.track("sign_up", user={"email": "b@x.co"}, event_id="second")
+    started = time.monotonic()
+    report = t.close(timeout=1)
+    took = time.monotonic() - started
+    assert report is not None and not report.complete
+    assert took < 9.0, took  # 1 + 1, then 1 + 2 (it was 1 + 5, then 6 and 6 again)
+    assert _wait_for(lambda: not _alive(child), 5)
+
+
 _ORPHAN = """
 import sys, time
 import postback.testing.example as example

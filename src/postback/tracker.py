@@ -63,8 +63,9 @@ def _needs(configured: tuple[str, ...] | None, destination: Destination) -> tupl
 
 
 #: What ``close()`` gives the deliverer to stop, beyond its flush (``deliverer.stop(wait=1.0)``
-#: waits for the coordinator, then the lanes), for a second ``close()`` to wait on.
-_STOP_WAITS = 2.0
+#: waits for the coordinator, then the lanes), for a second ``close()`` to wait on. With
+#: ``workers = "process"``: the flush's reply grace (1 s), then 1 s and the stop grace (2 s).
+_STOP_WAITS = 4.0
 
 
 class Tracker:
@@ -463,6 +464,8 @@ class Tracker:
 
         Setting ``abort`` (from another thread) ends the wait within about 0.2 s; the report
         then says what is left. Delivery goes on either way: only the wait ends.
+        With ``workers = "process"``, the child's report may take up to 1 s more
+        (``timing.REPLY_GRACE``), never longer: a child that cannot answer is not waited for.
         After :meth:`close` (which flushed), raises :class:`~postback.TrackerClosed`."""
         self._check_open()
         return self.deliverer.flush(timeout, None if abort is None else abort.is_set)

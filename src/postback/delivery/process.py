@@ -216,7 +216,8 @@ class DeliveryProcess:
         abort: Callable[[], bool] | None = None,
     ) -> Any:
         """Send a request to the child (starting it if needed) and wait for its reply; None if
-        the child is not running, or did not answer in ``timeout`` (plus a grace period).
+        the child is not running, or did not answer in ``timeout`` plus ``timing.REPLY_GRACE``
+        (1 s): the call returns by then whatever the child is doing (stopped, swapping).
 
         Once ``abort()`` is true (asked every 100 ms at most), the child is sent ``("abort",)``
         and its reply comes soon: the child's flush watches its connection, and nothing else
@@ -244,7 +245,9 @@ class DeliveryProcess:
                 reply = self._reply(proc, conn, deadline, abort)
                 if reply is None and abort is not None and abort() and proc.poll() is None:
                     conn.send_bytes(_ABORT)
-                    reply = self._reply(proc, conn, time.monotonic() + timing.REPLY_GRACE)
+                    # The same grace, from the abort, and never past the request's deadline.
+                    by = time.monotonic() + timing.REPLY_GRACE
+                    reply = self._reply(proc, conn, by if deadline is None else min(by, deadline))
             except OSError:
                 return None
             if reply is None and proc.poll() is None:
@@ -286,7 +289,9 @@ class DeliveryProcess:
         report its ``close()`` returned, if any. ``settle``: how much longer than ``timeout``
         the child may take to let requests in flight end (a vendor that would count a repeat
         twice)."""
-        allowed = timeout + settle + timing.REPLY_GRACE
+        # The child closes its tracker: a flush of ``timeout``, then its lanes stop (1 s, and
+        # ``settle``). One deadline for its reply and its exit, then it is killed.
+        by = time.monotonic() + timeout + settle + timing.STOP_REPLY_GRACE
         closing = None
         with self._lock:
             self._stopping = True
@@ -294,14 +299,14 @@ class DeliveryProcess:
             if proc is not None and conn is not None:
                 try:
                     conn.send_bytes(pickle.dumps(("stop", timeout)))
-                    reply = self._reply(proc, conn, time.monotonic() + allowed)
+                    reply = self._reply(proc, conn, by)
                 except OSError:
                     reply = None
                 if reply is not None and reply[0] == "stopped":
                     closing = reply[1]
         supervisor = self._supervisor
         if supervisor is not None:
-            supervisor.join(allowed)
+            supervisor.join(max(by - time.monotonic(), 0.1))
         proc = self._proc
         if proc is not None and proc.poll() is None:  # still starting, or stuck
             log.warning("the delivery process %d did not stop; killing it", proc.pid)

@@ -48,7 +48,13 @@ KEEPALIVE_EXPIRY = 5.0
 START_TIMEOUT = 60.0  # for the child to import and build its tracker
 RESTART_PAUSE = 1.0  # before replacing a child that died
 POLL_EVERY = 0.05  # between the supervisor's looks at the queue
-REPLY_GRACE = 5.0  # a reply may take this long beyond the timeout it was asked to keep
+#: A request's reply (flush, stats) may take this long beyond the timeout it was asked to keep,
+#: or beyond its abort: flush(timeout, abort=...) returns within it whatever the child does.
+REPLY_GRACE = 1.0
+#: stop() waits this long beyond its timeout and the settle wait for the child to reply and
+#: exit (it closes its tracker: a flush of that timeout, then its lanes stop in 1 s), then
+#: kills it: one wait, not one for the reply and another for the exit.
+STOP_REPLY_GRACE = 2.0
 
 # --- the sqlite:// queue (postback.delivery.sqlite and its parts, .spool, .ledger_sqlite) ------
 
