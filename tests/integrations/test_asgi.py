@@ -230,3 +230,55 @@ def test_a_page_url_with_an_encoded_space_keeps_its_url():
     assert asyncio.run(get("/products/red%C2%A0shoes")) == (
         "https://shop.example/products/red%C2%A0shoes"
     )
+
+
+async def _raw_get(app, path: str, query_string: bytes) -> tuple[int, bytes]:
+    """One GET through the ASGI interface, with the query string's bytes as a server gives
+    them (uvicorn refuses bytes that are not valid UTF-8; other servers pass them on)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query_string,
+        "root_path": "",
+        "headers": [(b"host", b"shop.example"), (b"user-agent", b"Mozilla/5.0 (raw)")],
+        "client": ("198.51.100.7", 40000),
+        "server": ("shop.example", 443),
+        "state": {},
+    }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_a_query_string_that_is_not_utf8_never_fails_track(example_config, sandbox, received_by_id):
+    """A click id with a byte that is not UTF-8 (raw, or percent-encoded) is dropped; the rest
+    of the query is read, and the page URL keeps the bytes, percent-encoded."""
+    app = pb_asgi_app.create_fastapi(example_config())
+    with TestClient(app) as client:
+        raw = b"id=nu-1&gclid=\xff&ttclid=TT%FF1&utm_source=news&utm_campaign=caf\xc3\xa9"
+        status, body = client.portal.call(_raw_get, app, "/buy", raw)
+        assert status == 200, body
+        status, body = client.portal.call(_raw_get, app, "/buy", b"id=nu-2&msclkid=\xfe\xff")
+        assert status == 200, body
+        flushed(client)
+    got = received_by_id(sandbox)
+    assert got["nu-1"]["ctx"] == {
+        "url": "https://shop.example/buy?id=nu-1&gclid=%FF&ttclid=TT%FF1&utm_source=news"
+        "&utm_campaign=caf%C3%A9",
+        "utm_source": "news",
+        "utm_campaign": "café",
+    }
+    assert got["nu-2"]["ctx"] == {"url": "https://shop.example/buy?id=nu-2&msclkid=%FE%FF"}

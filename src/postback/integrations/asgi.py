@@ -33,6 +33,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl, quote_from_bytes
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -135,7 +136,16 @@ class PostbackMiddleware:
 
 
 def request_info(scope: Scope, settings: RequestContextSettings) -> RequestInfo:
-    """What an ASGI connection scope tells about its client."""
+    """What an ASGI connection scope tells about its client.
+
+    A query string's bytes that are not ASCII (uvicorn refuses those that are not UTF-8;
+    other servers pass them on, and Starlette's ``URL`` raises on them) are percent-encoded
+    for the page URL; a query parameter whose name or value is not UTF-8, raw or
+    percent-encoded, is left out of the click ids and ``utm_*`` values."""
+    query_string: bytes = scope.get("query_string", b"")
+    if not query_string.isascii():
+        query_string = quote_from_bytes(query_string, safe=_QUERY_SAFE).encode("ascii")
+        scope = {**scope, "query_string": query_string}
     conn = HTTPConnection(scope)
     headers = conn.headers
     client = conn.client
@@ -146,8 +156,25 @@ def request_info(scope: Scope, settings: RequestContextSettings) -> RequestInfo:
         url=str(conn.url),
         referrer=headers.get("referer"),
         accept_language=headers.get("accept-language"),
-        query=conn.query_params.multi_items(),
+        query=_query(query_string.decode("ascii", "replace")),
         cookies=conn.cookies,
         gpc=gpc_header(headers.get("sec-gpc")),
         consent=read_consent(settings, conn),
     )
+
+
+#: What stays as it is when a query string's other bytes are percent-encoded: every printable
+#: ASCII character (``%`` too: what was percent-encoded stays so).
+_QUERY_SAFE = "".join(map(chr, range(0x21, 0x7F)))
+
+
+def _query(query: str) -> list[tuple[str, str]]:
+    """The parameters of a query string (ASCII, percent-encoded), those whose name or value is
+    not UTF-8 left out (``parse_qsl`` would give U+FFFD for each byte)."""
+    params: list[tuple[str, str]] = []
+    for part in query.split("&"):
+        try:
+            params += parse_qsl(part, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            continue
+    return params
