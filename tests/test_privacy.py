@@ -352,3 +352,25 @@ def test_erase_command_with_nothing_to_match_is_a_usage_error(
     code, out = run("erase", *given, "--config", str(config_file))
     assert code == 2, out
     assert "at least one of --user-id, --email, --phone" in out
+
+
+def _user_payload(**user: object) -> bytes:
+    import orjson
+
+    return orjson.dumps({"name": "purchase", "user": user})
+
+
+def test_erase_matches_an_email_tracked_already_hashed() -> None:
+    # Was: an app that tracked the SHA-256 of the normalised email (which vendors accept)
+    # could not erase the person by their email, nor a plain email by its hash.
+    from postback.delivery.erase import Person, payload_keys
+    from postback.pii import sha256_hex
+
+    hashed = sha256_hex("jane@example.com")
+    jane = Person(email=" Jane@Example.com ").keys()
+    assert jane & payload_keys(_user_payload(email=hashed))
+    assert jane & payload_keys(_user_payload(email="jane@example.com"))
+    assert not jane & payload_keys(_user_payload(email=sha256_hex("john@example.com")))
+    by_hash = Person(email=hashed.upper()).keys()
+    assert by_hash & payload_keys(_user_payload(email="jane@example.com"))
+    assert by_hash & payload_keys(_user_payload(email=hashed))

@@ -424,7 +424,8 @@ class Tracker:
         """Erase a person: every event of theirs still queued (spool, log, retries) is dropped
         by every deliverer before it reaches a vendor, and their dead letters are deleted.
         Matches an event whose user has any of the identifiers given, normalised as
-        ``track()`` stores them (email trimmed and lower-cased; phone by its digits). An
+        ``track()`` stores them (email trimmed and lower-cased, or its SHA-256 hex; phone by
+        its digits). An
         event being sent at that moment finishes; the report says how many. Events tracked
         after the erase are delivered as usual. See docs/explanation/privacy.md."""
         self._check_open()

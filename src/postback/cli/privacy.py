@@ -48,7 +48,11 @@ def deadletters_show(dead_id: int, config_path: Path | None, reveal: bool) -> No
 @click.command("erase")
 @config_option
 @click.option("--user-id", default=None, help="The person's user_id, as tracked.")
-@click.option("--email", default=None, help="The person's email (matched trimmed, lower-case).")
+@click.option(
+    "--email",
+    default=None,
+    help="The person's email (matched trimmed, lower-case, or as its SHA-256 hex).",
+)
 @click.option("--phone", default=None, help="The person's phone number (matched by its digits).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def erase(

@@ -16,7 +16,8 @@ retry, or on another host's Redis consumer. So an erase does three things:
 3. It counts the person's events the queue still holds (:class:`ErasureReport`), which the
    deliverer drops the next time it takes them up (at the latest at their next retry).
 
-Identifiers match as the event model normalises them: ``email`` trimmed and lower-cased,
+Identifiers match as the event model normalises them: ``email`` trimmed and lower-cased
+(and as the SHA-256 hex of that, so that an email tracked already hashed matches too),
 ``user_id`` trimmed, ``phone`` by its digits (``+1 415-555-0123`` is ``14155550123``).
 Tombstones are kept :data:`TOMBSTONE_DAYS` days, longer than any retry lasts.
 """
@@ -39,6 +40,7 @@ import orjson
 
 from postback.delivery import sqltx
 from postback.encryption import open_payload
+from postback.pii import is_sha256_hex, sha256_hex
 
 if TYPE_CHECKING:
     from postback.delivery.queue import Claimed, Queue
@@ -74,13 +76,21 @@ def _text(value: object) -> str | None:
     return None
 
 
+def _email_keys(email: str) -> tuple[str, ...]:
+    """An email's keys: as given (trimmed, lower-cased) and as the SHA-256 hex of that, the
+    form an app may have tracked it in (an email given as such a hash has that one key)."""
+    if is_sha256_hex(email):
+        return (_key("email", email),)
+    return (_key("email", email), _key("email", sha256_hex(email)))
+
+
 def _keys_of(user_id: object, email: object, phone: object) -> set[str]:
     keys: set[str] = set()
     user_id, email, phone = _text(user_id), _text(email), _text(phone)
     if user_id is not None and user_id.strip():
         keys.add(_key("user_id", user_id.strip()))
     if email is not None and email.strip():
-        keys.add(_key("email", email.strip().lower()))
+        keys.update(_email_keys(email.strip().lower()))
     if phone is not None:
         digits = _NON_DIGITS.sub("", phone)
         if digits:
