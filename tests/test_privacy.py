@@ -138,6 +138,11 @@ def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
     assert "neg-2" in out and "neg-1" not in out
     code, out = run("erase", "--config", str(config_file))
     assert code == 2 and "at least one of" in out
+    args = ("erase", "--phone", "415 555 0100", "--config", str(config_file))
+    code, out = run(*args, "--phone-region", "XX")
+    assert code == 2 and "--phone-region" in out
+    code, out = run(*args, "--phone-region", "US")
+    assert code == 0, out
 
 
 def test_shown_dead_letter_removes_a_hex_secret_before_masking(
@@ -374,3 +379,31 @@ def test_erase_matches_an_email_tracked_already_hashed() -> None:
     by_hash = Person(email=hashed.upper()).keys()
     assert by_hash & payload_keys(_user_payload(email="jane@example.com"))
     assert by_hash & payload_keys(_user_payload(email=hashed))
+
+
+def test_erase_matches_a_phone_in_national_and_international_form(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    # Was: phones matched by their digits alone, so "(415) 555-0100" (4155550100) never
+    # matched "+1 415 555 0100" (14155550100), nor "020 7946 0958" "+44 20 7946 0958".
+    from postback.delivery.erase import ErasureFilter, MemoryErasureLog, Person, payload_keys
+
+    t = make_tracker(core={"workers": False})
+    for i, phone in enumerate(["+1 415 555 0100", "(415) 555-0100", "+1 415 555 0199"]):
+        t.track("purchase", user={"user_id": f"u-{i}", "phone": phone}, value=1, currency="USD")
+    assert t.erase(phone="415.555.0100", phone_region="us").pending == 2
+    with pytest.raises(ValueError, match="phone_region"):
+        t.erase(phone="415.555.0100", phone_region="USA")
+
+    uk = Person(phone="020 7946 0958", phone_regions=("GB",)).keys()
+    assert uk & payload_keys(_user_payload(phone="+44 20 7946 0958"))
+    assert not uk & payload_keys(_user_payload(phone="+44 20 7946 0959"))
+    # The other way round, the deliverer reads a national number with its vendors' region.
+    log = MemoryErasureLog()
+    log.add(Person(phone="+44 20 7946 0958").keys(), 1_000)
+    erasures = ErasureFilter(log, phone_regions=("GB",))
+    erasures.refresh()
+    assert erasures.erased(Claimed(1, "a", _user_payload(phone="020 7946 0958"), 0, 500))
+    regionless = ErasureFilter(log)
+    regionless.refresh()
+    assert not regionless.erased(Claimed(1, "a", _user_payload(phone="020 7946 0958"), 0, 500))

@@ -420,20 +420,23 @@ class Tracker:
         user_id: str | int | None = None,
         email: str | None = None,
         phone: str | int | None = None,
+        phone_region: str | None = None,
     ) -> ErasureReport:
         """Erase a person: every event of theirs still queued (spool, log, retries) is dropped
         by every deliverer before it reaches a vendor, and their dead letters are deleted.
         Matches an event whose user has any of the identifiers given, normalised as
         ``track()`` stores them (email trimmed and lower-cased, or its SHA-256 hex; phone by
-        its digits). An
+        its digits and its E.164 form, a national number read in ``phone_region`` or else
+        the vendors' ``default_phone_region``). An
         event being sent at that moment finishes; the report says how many. Events tracked
         after the erase are delivered as usual. See docs/explanation/privacy.md."""
         self._check_open()
+        regions = self.engine.erasures.phone_regions
         return erase_person(
             self.queue,
             self.engine.erasures,
             self.engine.sending_here(),
-            Person(user_id=user_id, email=email, phone=phone),
+            Person(user_id, email, phone, (phone_region,) if phone_region else regions),
         )
 
     def _check_open(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -196,3 +197,13 @@ def test_settings_are_documented() -> None:
     assert rows["api_key"][1] is True
     assert rows["api_key"][2] == "required" and rows["pixel_id"][2] == "required"
     assert all(help_ for help_, _, _ in rows.values())
+
+
+def test_erase_reads_national_phones_in_the_default_phone_region(
+    make_destination: Callable[..., AppLovinDestination],
+) -> None:
+    # The deliverer's erasure check reads a phone tracked in national form where AppLovin does.
+    from postback.delivery.erase import phone_regions
+
+    assert phone_regions([make_destination(default_phone_region=" gb "), object()]) == ("GB",)
+    assert phone_regions([make_destination()]) == ()

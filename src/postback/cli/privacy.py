@@ -53,20 +53,36 @@ def deadletters_show(dead_id: int, config_path: Path | None, reveal: bool) -> No
     default=None,
     help="The person's email (matched trimmed, lower-case, or as its SHA-256 hex).",
 )
-@click.option("--phone", default=None, help="The person's phone number (matched by its digits).")
+@click.option(
+    "--phone",
+    default=None,
+    help="The person's phone number (matched by its digits and its E.164 form).",
+)
+@click.option(
+    "--phone-region",
+    default=None,
+    help="Where a --phone in national form is numbered (ISO 3166 alpha-2, e.g. US).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def erase(
     config_path: Path | None,
     user_id: str | None,
     email: str | None,
     phone: str | None,
+    phone_region: str | None,
     as_json: bool,
 ) -> None:
     """Erase a person: their queued events and retries never reach a vendor (every deliverer
     drops them, on any process or host sharing the queue), their dead letters are deleted.
     Prints how many; an event being sent at that moment finishes."""
-    from postback.delivery.erase import Person
+    from postback.delivery.erase import Person, check_region
 
+    if phone_region:
+        try:
+            check_region(phone_region)
+        except ValueError as exc:
+            click.echo(f"error: --phone-region: {exc}", err=True)
+            sys.exit(2)
     try:  # each blank (or a phone without digits) is nothing to match
         Person(user_id=user_id or None, email=email or None, phone=phone or None)
     except ValueError:
@@ -80,7 +96,9 @@ def erase(
         tracker, _ = queue_tracker(config_path, workers=False)
     try:
         with user_errors():
-            report = tracker.erase(user_id=user_id, email=email, phone=phone)
+            report = tracker.erase(
+                user_id=user_id, email=email, phone=phone, phone_region=phone_region
+            )
     finally:
         tracker.close(timeout=0)
     if as_json:

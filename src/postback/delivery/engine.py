@@ -28,7 +28,7 @@ import httpx
 from limits.storage import MemoryStorage, Storage
 
 from postback.delivery import timing
-from postback.delivery.erase import ErasureFilter
+from postback.delivery.erase import ErasureFilter, phone_regions
 from postback.delivery.http import DeliveryClients
 from postback.delivery.lanes import Lane
 from postback.delivery.queue import Claimed, Queue
@@ -86,7 +86,7 @@ class DeliveryEngine:
         #: Seconds a dead letter is kept (``dead_letter_retention``; None: for ever).
         self.dead_letter_retention = dead_letter_retention
         #: Erase tombstones every lane checks before each batch (:mod:`postback.delivery.erase`).
-        self.erasures = ErasureFilter(queue.erasure_log())
+        self.erasures = ErasureFilter(queue.erasure_log(), phone_regions([d for d, _ in vendors]))
         self._expired_at = float("-inf")
         #: Where the lanes record each outcome batch (:mod:`postback.ledger`).
         self.ledger = ledger or LedgerWriter(MemoryLedger(queue))
