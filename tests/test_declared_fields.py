@@ -288,3 +288,24 @@ def test_a_declared_whole_number_beyond_64_bits_says_the_range(tracker: Tracker)
         tracker.track("sign_up", user={"player_id": str(2**63)})
     message = {p.field: p.message for p in info.value.problems}["user.player_id"]
     assert "-9223372036854775808 to 9223372036854775807" in message
+
+
+def test_erase_matches_declared_identifiers_and_the_core_ids(tracker: Tracker) -> None:
+    # Was: erase() took user_id, email and phone only: a person known to a vendor by a field
+    # its plugin declares (Ton AI's telegram_user_id) could not be erased.
+    for user in ({"loyalty_id": "L-1042"}, {"player_id": "0042"}, {"ifa": "AB-12"}, {}):
+        tracker.track("purchase", user={"user_id": "u", **user}, value=1, currency="USD")
+    # Read as track() reads them: stripped, then the declaration's type and validator.
+    assert tracker.erase(user={"loyalty_id": " l-1042 "}).pending == 1
+    assert tracker.erase(user={"player_id": 42}).pending == 1
+    assert tracker.erase(user={"ifa": "AB-12"}).pending == 1
+    with pytest.raises(ValueError, match=r"loyalty_id.*must start with 'L-'"):
+        tracker.erase(user={"loyalty_id": "1042"})
+    with pytest.raises(ValueError, match="loyalty_id"):  # did you mean
+        tracker.erase(user={"loyalty_idd": "L-1"})
+    with pytest.raises(ValueError, match="identif"):  # masked, not a way to find a person
+        tracker.erase(user={"city": "Paris"})
+    with pytest.raises(ValueError, match="email="):
+        tracker.erase(user={"email": "a@b.co"})
+    with pytest.raises(ValueError, match="at least one of"):
+        tracker.erase(user={"loyalty_id": " "})

@@ -143,6 +143,12 @@ def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
     assert code == 2 and "--phone-region" in out
     code, out = run(*args, "--phone-region", "US")
     assert code == 0, out
+    code, out = run("erase", "--user", "ifa=AB-12", "--config", str(config_file))
+    assert code == 0, out
+    code, out = run("erase", "--user", "ifaa=AB-12", "--config", str(config_file))
+    assert code == 2 and "user.ifaa" in out
+    code, out = run("erase", "--user", "ifa", "--config", str(config_file))
+    assert code == 2 and "NAME=VALUE" in out
 
 
 def test_shown_dead_letter_removes_a_hex_secret_before_masking(

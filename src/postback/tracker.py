@@ -32,7 +32,7 @@ from postback.consent import ConsentGate, parse_consent
 from postback.dedupe import Deduper
 from postback.delivery.deliverer import Deliverer, choose_deliverer
 from postback.delivery.engine import DeliveryEngine, FlushReport
-from postback.delivery.erase import ErasureReport, Person, erase_person
+from postback.delivery.erase import ErasureReport, Person, erasable_user, erase_person
 from postback.delivery.ledgers import open_ledger
 from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
@@ -421,23 +421,21 @@ class Tracker:
         email: str | None = None,
         phone: str | int | None = None,
         phone_region: str | None = None,
+        user: Mapping[str, str | int] | None = None,
     ) -> ErasureReport:
         """Erase a person: every event of theirs still queued (spool, log, retries) is dropped
         by every deliverer before it reaches a vendor, and their dead letters are deleted.
-        Matches an event whose user has any of the identifiers given, normalised as
-        ``track()`` stores them (email trimmed and lower-cased, or its SHA-256 hex; phone by
-        its digits and its E.164 form, a national number read in ``phone_region`` or else
-        the vendors' ``default_phone_region``). An
-        event being sent at that moment finishes; the report says how many. Events tracked
-        after the erase are delivered as usual. See docs/explanation/privacy.md."""
+        Matches an event whose user has any of the identifiers given, as ``track()`` stores
+        them (email trimmed and lower-cased, or its SHA-256 hex; phone by its E.164 form, a
+        national one read in ``phone_region`` or the vendors' ``default_phone_region``);
+        ``user``: other ids, core (``ifa``) or declared by a plugin (``telegram_user_id``).
+        An event being sent at that moment finishes; the report says how many. Events tracked
+        after the erase are delivered as usual. See docs/how-to/erase.md."""
         self._check_open()
-        regions = self.engine.erasures.phone_regions
-        return erase_person(
-            self.queue,
-            self.engine.erasures,
-            self.engine.sending_here(),
-            Person(user_id, email, phone, (phone_region,) if phone_region else regions),
-        )
+        regions = (phone_region,) if phone_region else ()
+        ids = erasable_user(user or {}, self.host.fields)
+        person = Person(user_id, email, phone, regions, ids)
+        return erase_person(self.queue, self.engine.erasures, self.engine.sending_here(), person)
 
     def _check_open(self) -> None:
         """Raise :class:`~postback.TrackerClosed` once :meth:`close` was called (its queue and

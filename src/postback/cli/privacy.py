@@ -63,6 +63,14 @@ def deadletters_show(dead_id: int, config_path: Path | None, reveal: bool) -> No
     default=None,
     help="Where a --phone in national form is numbered (ISO 3166 alpha-2, e.g. US).",
 )
+@click.option(
+    "--user",
+    "ids",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Another identifier of the person: a core id (ifa, external_id...) or a user field "
+    "a vendor plugin declares (telegram_user_id=1728125519). Repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def erase(
     config_path: Path | None,
@@ -70,6 +78,7 @@ def erase(
     email: str | None,
     phone: str | None,
     phone_region: str | None,
+    ids: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Erase a person: their queued events and retries never reach a vendor (every deliverer
@@ -83,12 +92,17 @@ def erase(
         except ValueError as exc:
             click.echo(f"error: --phone-region: {exc}", err=True)
             sys.exit(2)
+    user = {k: v for k, _, v in (i.partition("=") for i in ids)}
+    if any("=" not in i for i in ids):
+        click.echo("error: --user takes NAME=VALUE (e.g. telegram_user_id=1728125519)", err=True)
+        sys.exit(2)
+    given = tuple((k, v.strip()) for k, v in user.items() if v.strip())
     try:  # each blank (or a phone without digits) is nothing to match
-        Person(user_id=user_id or None, email=email or None, phone=phone or None)
+        Person(user_id=user_id or None, email=email or None, phone=phone or None, user=given)
     except ValueError:
         click.echo(
-            "error: give at least one of --user-id, --email, --phone with something to match "
-            "(not blank; a phone number with digits)",
+            "error: give at least one of --user-id, --email, --phone, --user with something to "
+            "match (not blank; a phone number with digits)",
             err=True,
         )
         sys.exit(2)
@@ -97,8 +111,11 @@ def erase(
     try:
         with user_errors():
             report = tracker.erase(
-                user_id=user_id, email=email, phone=phone, phone_region=phone_region
+                user_id=user_id, email=email, phone=phone, phone_region=phone_region, user=user
             )
+    except ValueError as exc:  # a --user field unknown here, or malformed
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     finally:
         tracker.close(timeout=0)
     if as_json:

@@ -21,7 +21,9 @@ Identifiers match as the event model normalises them: ``email`` trimmed and lowe
 ``user_id`` trimmed, ``phone`` by its digits (``+1 415-555-0123`` is ``14155550123``) and by
 those of its E.164 form: a national number (``(415) 555-0123``) read in the regions the erase
 names or the vendors' ``default_phone_region`` settings, so that either form matches the other.
-Tombstones are kept :data:`TOMBSTONE_DAYS` days, longer than any retry lasts.
+Other identifiers (``erase(user={"telegram_user_id": ...})``: every user field a vendor plugin
+declares as an identifier, and the core ids in :data:`CORE_IDS`) match as ``track()`` stores
+them, by name. Tombstones are kept :data:`TOMBSTONE_DAYS` days, longer than any retry lasts.
 """
 
 from __future__ import annotations
@@ -44,13 +46,16 @@ import phonenumbers
 
 from postback.delivery import sqltx
 from postback.encryption import open_payload
+from postback.events import USER_FIELDS
 from postback.pii import is_sha256_hex, normalize_phone, sha256_hex
 
 if TYPE_CHECKING:
     from postback.delivery.queue import Claimed, Queue
     from postback.destination import Destination
+    from postback.fields import FieldSet
 
 __all__ = [
+    "CORE_IDS",
     "ErasureFilter",
     "ErasureLog",
     "ErasureReport",
@@ -59,6 +64,7 @@ __all__ = [
     "RedisErasureLog",
     "SQLiteErasureLog",
     "check_region",
+    "erasable_user",
     "erase_dead_letters",
     "erase_person",
     "payload_keys",
@@ -142,6 +148,43 @@ def phone_regions(destinations: Iterable[Destination]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(r.strip().upper() for r in found if isinstance(r, str) and r))
 
 
+#: Core user fields that single out a person besides ``user_id``, ``email`` and ``phone``:
+#: ``erase(user=...)`` takes them, as it takes every identifier a vendor plugin declares.
+CORE_IDS = frozenset(
+    {"external_id", "anonymous_id", "username", "ifa", "idfv", "client_id", "membership_id"}
+)
+#: A stored user's fields that are not keyed as ``user.NAME``: the core's but those ids (and
+#: user_id, email and phone, keyed above). Every other field is one a plugin declares.
+_NOT_KEYED = frozenset(USER_FIELDS) - CORE_IDS
+
+
+def erasable_user(user: Mapping[str, object], fields: FieldSet) -> tuple[tuple[str, str], ...]:
+    """``erase(user=...)`` read as ``track()`` reads those fields (stripped, then a declared
+    field's type and validator); ValueError for a field that is unknown or identifies no one."""
+    found: list[tuple[str, str]] = []
+    for name, raw in user.items():
+        declared = fields.declared.get(f"user.{name}")
+        if name in ("user_id", "email", "phone"):
+            raise ValueError(f"erase: give user[{name!r}] as erase({name}=...)")
+        if name not in fields.user:
+            raise ValueError(f"erase: user.{name}: {fields.unknown('user', str(name))}")
+        if not (declared.identifier if declared else name in CORE_IDS):
+            raise ValueError(f"erase: user.{name} does not identify a person (not an identifier)")
+        text = _text(raw)
+        if text is None:
+            raise ValueError(f"erase: user.{name} must be a string (or a number), got {raw!r}")
+        value = text.strip()
+        check = fields.user_checks.get(name)
+        if value and check is not None:
+            try:
+                value = check.parse(value)
+            except ValueError as exc:
+                raise ValueError(f"erase: user.{name} {exc}") from None
+        if value:
+            found.append((name, value))
+    return tuple(found)
+
+
 @attrs.frozen
 class Person:
     """Whom to erase: any of ``user_id``, ``email``, ``phone`` (an event matching any is theirs).
@@ -153,6 +196,8 @@ class Person:
     phone_regions: tuple[str, ...] = attrs.field(
         default=(), converter=lambda rs: tuple(check_region(r) for r in rs)
     )
+    #: Other identifiers, ``(name, value)`` as :func:`erasable_user` reads them.
+    user: tuple[tuple[str, str], ...] = ()
 
     def __attrs_post_init__(self) -> None:
         for name in ("user_id", "email", "phone"):
@@ -164,15 +209,18 @@ class Person:
                 )
         if not self.keys():
             raise ValueError(
-                "erase needs at least one of user_id=, email=, phone= (a non-empty string)"
+                "erase needs at least one of user_id=, email=, phone=, user= (a non-empty string)"
             )
 
     def keys(self) -> set[str]:
         """The tombstone keys (hashes of the normalised identifiers)."""
-        return _keys_of(self.user_id, self.email, self.phone, self.phone_regions)
+        keys = _keys_of(self.user_id, self.email, self.phone, self.phone_regions)
+        keys.update(_key(f"user.{name}", value) for name, value in self.user)
+        return keys
 
     def __repr__(self) -> str:  # never the identifiers themselves
         given = [f for f in ("user_id", "email", "phone") if getattr(self, f)]
+        given += [f"user.{name}" for name, _ in self.user]
         return f"Person({', '.join(given)})"
 
 
@@ -186,7 +234,12 @@ def payload_keys(payload: bytes, phone_regions: tuple[str, ...] = ()) -> set[str
     user = data.get("user") if isinstance(data, Mapping) else None
     if not isinstance(user, Mapping):
         return set()
-    return _keys_of(user.get("user_id"), user.get("email"), user.get("phone"), phone_regions)
+    keys = _keys_of(user.get("user_id"), user.get("email"), user.get("phone"), phone_regions)
+    if not user.keys() <= _NOT_KEYED:  # a core id or a declared field: keyed by name
+        for name, value in user.items():
+            if name not in _NOT_KEYED and (text := _text(value)) is not None and text.strip():
+                keys.add(_key(f"user.{name}", text.strip()))
+    return keys
 
 
 @attrs.frozen
@@ -442,6 +495,8 @@ def erase_person(
             f"the queue {queue.url} cannot erase a person (its backend keeps no tombstones); "
             "use a sqlite://, redis:// or memory:// queue"
         )
+    if not person.phone_regions:  # a national phone: read in the vendors' regions
+        person = attrs.evolve(person, phone_regions=erasures.phone_regions)
     keys = person.keys()
     at_ms = time.time_ns() // 1_000_000
     try:
