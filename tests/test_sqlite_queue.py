@@ -67,6 +67,16 @@ def test_log_cursor_retry_dead_and_gc(tmp_path: Path) -> None:
     assert q.remember("a", "k") and not q.remember("a", "k")
     q.forget("a", "k")
     assert q.remember("a", "k")
+    for key in ("p/1", "p/2", "p%/_3", "p", "q/1"):
+        q.remember("b", key)
+    q.forget_prefix("b", "p/")  # literally: no LIKE wildcards
+    q.forget_prefix("b", "p%/")
+    assert [k for k in ("p/1", "p/2", "p%/_3", "p", "q/1") if q.remember("b", k)] == [
+        "p/1",
+        "p/2",
+        "p%/_3",
+    ]
+    assert not q.remember("a", "k")  # another vendor's keys stay
     q.close()
 
 

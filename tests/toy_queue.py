@@ -136,6 +136,10 @@ class ToyQueue(Queue):
         with self._lock:
             self._keys.discard((vendor, key))
 
+    def forget_prefix(self, vendor: str, prefix: str) -> None:
+        with self._lock:
+            self._keys -= {(v, k) for v, k in self._keys if v == vendor and k.startswith(prefix)}
+
     def close(self) -> None:
         pass
 

@@ -238,6 +238,10 @@ class KeyStore:
     def forget(self, key: str) -> None:
         raise NotImplementedError
 
+    def forget_prefix(self, prefix: str) -> None:
+        """Forget every key that starts with ``prefix`` (taken literally)."""
+        raise NotImplementedError
+
 
 class MemoryKeyStore(KeyStore):
     """The default before a tracker binds its queue's store: a set in memory."""
@@ -253,6 +257,9 @@ class MemoryKeyStore(KeyStore):
 
     def forget(self, key: str) -> None:
         self._keys.discard(key)
+
+    def forget_prefix(self, prefix: str) -> None:
+        self._keys -= {k for k in self._keys if k.startswith(prefix)}
 
 
 # ------------------------------------------------------------------------------------------
@@ -476,6 +483,12 @@ class Destination:
     def rate_hint(self, response: httpx.Response) -> RateHint | None:
         """Read the vendor's rate-limit headers, if it sends any, so the lane slows early."""
         return None
+
+    def erase_user(self, user: Mapping[str, str]) -> None:
+        """Forget what this vendor keeps about a person being erased (``tracker.erase()``),
+        e.g. the marks it put in :attr:`store`. ``user``: the identifiers given, as
+        ``track()`` stores them (``user_id``, ``email``, ``phone``, and each ``user=`` field
+        by its name). The default keeps nothing, so forgets nothing."""
 
     def redact(self, text: str) -> str:
         """Remove every secret setting's value from ``text``, in every form it can take on the

@@ -435,7 +435,9 @@ class Tracker:
         regions = (phone_region,) if phone_region else ()
         ids = erasable_user(user or {}, self.host.fields)
         person = Person(user_id, email, phone, regions, ids)
-        return erase_person(self.queue, self.engine.erasures, self.engine.sending_here(), person)
+        here = self.engine.sending_here()
+        vendors = self.destinations.values()
+        return erase_person(self.queue, self.engine.erasures, here, person, vendors)
 
     def _check_open(self) -> None:
         """Raise :class:`~postback.TrackerClosed` once :meth:`close` was called (its queue and

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
+from postback import Tracker
 from postback.destination import MemoryKeyStore, Prepared, Rejected, Retry, SkipEvent
 from postback_tonai import TonAIDestination
 
-from .conftest import event, make_destination
+from .conftest import DOC_USER, event, make_destination
 
 
 @pytest.fixture
@@ -94,3 +97,32 @@ def test_the_claim_is_per_environment_and_product() -> None:
         assert d.transform(event(event_id=f"e{i}"))
     with pytest.raises(SkipEvent):
         dests[0].transform(event(event_id="again"))
+
+
+def test_an_erase_forgets_the_user_s_marks(dest: TonAIDestination) -> None:
+    # Was: the once-per-user marks name the Telegram user id in the queue's store, and erase()
+    # left them there for good.
+    store = MemoryKeyStore()
+    dest.store = store
+    for user, event_id in (("111", "e1"), ("1110", "e2"), ("222", "e3")):
+        dest.transform(event(telegram_user_id=user, event_id=event_id))
+    dest.erase_user({"telegram_user_id": "111", "email": "a@b.co"})
+    assert not any("tg:111/" in k or k.endswith("tg:111") for k in store._keys)
+    assert sum("tg:1110" in k for k in store._keys) == 2  # another user: untouched
+    assert sum("tg:222" in k for k in store._keys) == 2
+    dest.erase_user({"email": "a@b.co"})  # nothing of Ton AI's: nothing to forget
+    assert len(store._keys) == 4
+
+
+def test_tracker_erase_forgets_the_marks_in_the_queue(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    tracker = make_tracker()
+    tonai = tracker.destinations["tonai"]
+    assert isinstance(tonai, TonAIDestination)
+    tonai.transform(event(event_id="e1"))
+    tonai.transform(event(telegram_user_id="222", event_id="e2"))
+    tracker.erase(user={"telegram_user_id": int(DOC_USER)})
+    assert tonai.transform(event(event_id="e3"))  # the user is new again
+    with pytest.raises(SkipEvent):
+        tonai.transform(event(telegram_user_id="222", event_id="e4"))

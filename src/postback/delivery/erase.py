@@ -139,6 +139,10 @@ def check_region(region: str) -> str:
     return upper
 
 
+def _check_regions(regions: Iterable[str]) -> tuple[str, ...]:
+    return tuple(check_region(r) for r in regions)
+
+
 def phone_regions(destinations: Iterable[Destination]) -> tuple[str, ...]:
     """The regions the vendors read a national phone number in (their
     ``default_phone_region`` setting), each once."""
@@ -193,9 +197,7 @@ class Person:
     user_id: str | int | None = None
     email: str | None = None
     phone: str | int | None = None
-    phone_regions: tuple[str, ...] = attrs.field(
-        default=(), converter=lambda rs: tuple(check_region(r) for r in rs)
-    )
+    phone_regions: tuple[str, ...] = attrs.field(default=(), converter=_check_regions)
     #: Other identifiers, ``(name, value)`` as :func:`erasable_user` reads them.
     user: tuple[tuple[str, str], ...] = ()
 
@@ -217,6 +219,15 @@ class Person:
         keys = _keys_of(self.user_id, self.email, self.phone, self.phone_regions)
         keys.update(_key(f"user.{name}", value) for name, value in self.user)
         return keys
+
+    def identifiers(self) -> dict[str, str]:
+        """The identifiers given, by field name, as ``track()`` stores them (for
+        :meth:`~postback.destination.Destination.erase_user`)."""
+        ids = {f: _text(getattr(self, f)) for f in ("user_id", "email", "phone")}
+        out = {f: v.strip() for f, v in ids.items() if v is not None and v.strip()}
+        if "email" in out:
+            out["email"] = out["email"].lower()
+        return {**out, **dict(self.user)}
 
     def __repr__(self) -> str:  # never the identifiers themselves
         given = [f for f in ("user_id", "email", "phone") if getattr(self, f)]
@@ -483,10 +494,15 @@ def sqlite_stored_events(path: Path, spool_dir: Path) -> Iterable[tuple[str, byt
 
 
 def erase_person(
-    queue: Queue, erasures: ErasureFilter, sending: Iterable[Claimed] | None, person: Person
+    queue: Queue,
+    erasures: ErasureFilter,
+    sending: Iterable[Claimed] | None,
+    person: Person,
+    destinations: Iterable[Destination] = (),
 ) -> ErasureReport:
     """Erase ``person`` from ``queue`` (see the module docstring); ``sending``: the events this
-    process's lanes are sending now, or None when another process delivers."""
+    process's lanes are sending now, or None when another process delivers; each of
+    ``destinations`` forgets what it keeps about them (``Destination.erase_user``)."""
     from postback.errors import QueueError
 
     log = queue.erasure_log()
@@ -515,6 +531,8 @@ def erase_person(
     if sending is not None:
         in_flight = {c.event_id for c in sending if payload_keys(c.payload, regions) & keys}
     dead = erase_dead_letters(queue, person, regions)
+    for destination in destinations:
+        destination.erase_user(person.identifiers())
     held = {eid for eid, p in queue.stored_events() if payload_keys(p, regions) & keys}
     return ErasureReport(
         pending=len(held - (in_flight or set())),

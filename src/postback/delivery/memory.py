@@ -223,6 +223,12 @@ class MemoryQueue(Queue):
         with self._lock:
             self._remembered.discard((vendor, key))
 
+    def forget_prefix(self, vendor: str, prefix: str) -> None:
+        with self._lock:
+            self._remembered -= {
+                (v, k) for v, k in self._remembered if v == vendor and k.startswith(prefix)
+            }
+
     def waiting_records(self, event_id: str) -> list[LedgerEntry]:
         """What waits for ``event_id`` per vendor (queued, retrying, in flight), for the
         delivery ledger's status (:class:`postback.ledger.MemoryLedger`)."""

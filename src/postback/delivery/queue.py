@@ -239,6 +239,11 @@ class Queue(abc.ABC):
     def forget(self, vendor: str, key: str) -> None:
         """Undo :meth:`remember` (e.g. when the delivery it guarded failed for good)."""
 
+    def forget_prefix(self, vendor: str, prefix: str) -> None:
+        """Undo :meth:`remember` for every key of ``vendor`` that starts with ``prefix`` (taken
+        literally), e.g. the marks of a person being erased."""
+        raise NotImplementedError(f"{type(self).__name__} cannot forget keys by prefix")
+
     def remember_for(self, vendors: Sequence[str], key: str, window_ms: int) -> list[str]:
         """Remember ``key`` for each of ``vendors`` for ``window_ms`` milliseconds; return the
         vendors for which it was *not* remembered already (new, or its window ran out): those
@@ -393,6 +398,9 @@ class QueueKeyStore(KeyStore):
 
     def forget(self, key: str) -> None:
         self.queue.forget(self.vendor, key)
+
+    def forget_prefix(self, prefix: str) -> None:
+        self.queue.forget_prefix(self.vendor, prefix)
 
 
 def sqlite_path(url: str, base_dir: Path | None = None) -> Path:

@@ -395,6 +395,9 @@ class SQLiteQueue(Queue):
     def forget(self, vendor: str, key: str) -> None:
         self._log.forget(vendor, key)
 
+    def forget_prefix(self, vendor: str, prefix: str) -> None:
+        self._log.forget_prefix(vendor, prefix)
+
     # --- recent keys (local dedupe, on the track() path) ----------------------------------
 
     def remember_for(self, vendors: Sequence[str], key: str, window_ms: int) -> list[str]:

@@ -428,6 +428,14 @@ class SQLiteLog:
                 "DELETE FROM remembered WHERE vendor=? AND key=?", (vendor, key)
             )
 
+    @translated
+    def forget_prefix(self, vendor: str, prefix: str) -> None:
+        with self._file.work_lock, self._file.write_lock:
+            self._file.work.execute(  # substr, not LIKE: the prefix is taken literally
+                "DELETE FROM remembered WHERE vendor=? AND substr(key, 1, ?)=?",
+                (vendor, len(prefix), prefix),
+            )
+
     # --- skip counts -----------------------------------------------------------------------
 
     def add_skips(self, counts: Mapping[tuple[str, str], int]) -> None:

@@ -359,6 +359,17 @@ class QueueContract:
         queue.forget("a", key)
         assert queue.remember("a", key)
 
+    def test_remembered_keys_are_forgotten_by_a_literal_prefix(self, queue: Queue) -> None:
+        base = f"p-{uuid.uuid4().hex}"
+        keys = [f"{base}/1", f"{base}/2", f"{base}*/[3]", f"{base}%_", base]
+        for key in keys:
+            queue.remember("a", key)
+            queue.remember("b", key)
+        queue.forget_prefix("a", f"{base}/")
+        queue.forget_prefix("a", f"{base}*/[")  # glob and LIKE characters are literal
+        assert [k for k in keys if queue.remember("a", k)] == keys[:3]
+        assert not any(queue.remember("b", k) for k in keys), "another vendor's keys stay"
+
     def test_recent_keys_are_atomic_per_vendor_and_expire(
         self, queue: Queue, open_queue: Callable[[], Queue]
     ) -> None:

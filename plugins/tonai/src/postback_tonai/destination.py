@@ -324,6 +324,15 @@ class TonAIDestination(Destination):
                 self.store.forget(user_key)
                 self.store.forget(owner_key)
 
+    def erase_user(self, user: Mapping[str, str]) -> None:
+        """An erased person's once-per-user marks name their Telegram user id: forget them
+        (so a later conversion of theirs counts as a new user's)."""
+        telegram_id = user.get("telegram_user_id")
+        if telegram_id:
+            user_key, _ = self._keys(telegram_id, "")
+            self.store.forget(user_key)
+            self.store.forget_prefix(f"{user_key}/")
+
     # --- request / response ------------------------------------------------------------------
 
     def build_request(self, batch: Sequence[Prepared]) -> httpx.Request:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -651,6 +652,14 @@ class RedisQueue(Queue):
     def forget(self, vendor: str, key: str) -> None:
         with self._errors(f"forgetting a key for {vendor}"):
             self._client.srem(self._vkeys(vendor)["remembered"], key)
+
+    def forget_prefix(self, vendor: str, prefix: str) -> None:
+        name = self._vkeys(vendor)["remembered"]
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # the prefix, literally
+        with self._errors(f"forgetting keys for {vendor}"):
+            found = [k for k in self._client.sscan_iter(name, match=pattern, count=1000)]
+            for i in range(0, len(found), 1000):
+                self._client.srem(name, *found[i : i + 1000])
 
     def remember_for(self, vendors: Sequence[str], key: str, window_ms: int) -> list[str]:
         """``SET NX PX`` per vendor, pipelined: one round trip; Redis expires the keys."""
