@@ -68,6 +68,8 @@ def test_replay_needs_a_post_with_a_valid_csrf_token(
     assert pages.call("POST", f"/deadletters/{dead_id}/replay").status == 403
     bad = {"csrf_token": "0" * 64}
     assert pages.call("POST", f"/deadletters/{dead_id}/replay", bad).status == 403
+    not_ascii = {"csrf_token": "é" * 64}  # compare_digest takes no non-ASCII str: was a 500
+    assert pages.call("POST", f"/deadletters/{dead_id}/replay", not_ascii).status == 403
     assert tracker.queue.dead_letter(dead_id) is not None
     token = pages.token(f"/deadletters/{dead_id}/replay")
     done = pages.call("POST", f"/deadletters/{dead_id}/replay", {"csrf_token": token})

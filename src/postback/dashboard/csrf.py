@@ -53,6 +53,7 @@ class CsrfGuard:
         sent = request.form.get("csrf_token", "")
         if not cookie:
             return "no CSRF cookie: reload the page and submit the form again"
-        if not hmac.compare_digest(self.token(cookie), sent):
+        # As bytes: compare_digest refuses a str that is not ASCII (a forged form would 500).
+        if not hmac.compare_digest(self.token(cookie).encode(), sent.encode("utf-8", "replace")):
             return "the form's CSRF token is missing or stale: reload the page and try again"
         return None
