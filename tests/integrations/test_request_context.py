@@ -95,6 +95,12 @@ RFC7239_PROXIES = attrs.evolve(PROXIES, forwarded_header="forwarded")
         ("10.0.0.2", ["proto=https"], RFC7239_ONE_HOP, None),
         # Fewer elements than proxies: the peer.
         ("10.0.0.2", ["for=192.0.2.60"], RFC7239_TWO_HOPS, "10.0.0.2"),
+        # A client's unclosed quote would swallow what the proxies appended to its line
+        # (nginx: $http_forwarded, for=$remote_addr): the header is refused, not read.
+        ("10.0.0.1", ['for=6.6.6.6, for=", for=1.1.1.1, for=10.0.0.1'], RFC7239_TWO_HOPS, None),
+        ("10.0.0.1", ['for=6.6.6.6, for=", for=1.1.1.1'], RFC7239_ONE_HOP, None),
+        ("10.0.0.1", ['for="1.1.1.1\\", for=1.1.1.1'], RFC7239_ONE_HOP, None),
+        ("10.1.2.3", ['for=", for=203.0.113.5'], RFC7239_PROXIES, None),
         # Trusted proxy list: right-most element that is not a proxy.
         ("10.1.2.3", ['for=6.6.6.6, for=203.0.113.5, for="192.0.2.10:80"'], RFC7239_PROXIES,
          "203.0.113.5"),

@@ -378,7 +378,10 @@ def client_ip(
         return str(peer) if peer is not None else None
     entries: Sequence[str | None]
     if settings.forwarded_header.lower() == "forwarded":  # RFC 7239: for=...;proto=..., ...
-        entries = forwarded_for(forwarded)
+        nodes = forwarded_for(forwarded)
+        if nodes is None:
+            return None  # a malformed header (an unclosed quote): trust none of it
+        entries = nodes
     else:
         entries = [e for value in forwarded for e in value.split(",") if e.strip()]
     if settings.trusted_proxy_hops:

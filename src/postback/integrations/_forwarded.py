@@ -14,29 +14,37 @@ from collections.abc import Sequence
 
 __all__ = ["forwarded_for"]
 
-#: A quoted string (possibly unterminated), a run of plain characters, or a separator.
-_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[^",;]+|[,;]').findall
+#: A quoted string, a quote that no quote closes (a malformed header), a run of plain
+#: characters, or a separator.
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|"|[^",;]+|[,;]').findall
 _ESCAPE = re.compile(r"\\(.)")
 
 
 def _unquote(value: str) -> str:
     if value.startswith('"'):
-        return _ESCAPE.sub(r"\1", value[1:-1] if value.endswith('"') and len(value) > 1 else "")
+        return _ESCAPE.sub(r"\1", value[1:-1])
     return value
 
 
-def forwarded_for(values: Sequence[str]) -> list[str | None]:
-    """The ``for=`` node of every element of the ``Forwarded`` header lines, in order.
+def forwarded_for(values: Sequence[str]) -> list[str | None] | None:
+    """The ``for=`` node of every element of the ``Forwarded`` header lines, in order; None
+    when a line is malformed (a quote that nothing closes), which then names no client.
 
     An element without ``for=`` gives ``None`` (a hop that says nothing about its client);
     empty elements (``a, , b``) are not hops and are skipped. Node names are case-insensitive.
+    An unclosed quote is refused rather than read to the end of the line: the client writes
+    the start of the line, and its quote would swallow the elements the proxies appended
+    after it (``for=6.6.6.6, for="`` then ``, for=<the real client>``), forging the address.
     """
     nodes: list[str | None] = []
     for value in values:
         pair = ""
         node: str | None = None
         element = False  # the element has any content
-        for part in [*_TOKENS(value), ","]:
+        tokens = _TOKENS(value)
+        if '"' in tokens:
+            return None
+        for part in [*tokens, ","]:
             if part not in (",", ";"):
                 pair += part
                 continue
