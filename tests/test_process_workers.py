@@ -115,6 +115,8 @@ def test_a_reply_that_came_too_late_is_not_taken_for_the_next_one(
         os.kill(child, signal.SIGCONT)
     report = t.flush(timeout=20)
     assert report.complete
+    # Delivered in the late flush's time or this one's, it is counted here, once.
+    assert report["example"].delivered == 1
     assert t.stats()["example"]["delivered"] == 4  # the child's counters, not this process's
     assert t.stats()["example"]["delivered"] == 4
     assert t.deliverer.process.pid == child  # the same child answered throughout
@@ -226,7 +228,7 @@ def test_closing_with_a_child_that_cannot_answer_waits_once_then_kills_it(
     report = t.close(timeout=1)
     took = time.monotonic() - started
     assert report is not None and not report.complete
-    assert took < 9.0, took  # 1 + 1, then 1 + 2 (it was 1 + 5, then 6 and 6 again)
+    assert took < 12.0, took  # 1 + 1, then 1 + 5 (it was 1 + 5, then 6 and 6 again)
     assert _wait_for(lambda: not _alive(child), 5)
 
 

@@ -64,8 +64,8 @@ def _needs(configured: tuple[str, ...] | None, destination: Destination) -> tupl
 
 #: What ``close()`` gives the deliverer to stop, beyond its flush (``deliverer.stop(wait=1.0)``
 #: waits for the coordinator, then the lanes), for a second ``close()`` to wait on. With
-#: ``workers = "process"``: the flush's reply grace (1 s), then 1 s and the stop grace (2 s).
-_STOP_WAITS = 4.0
+#: ``workers = "process"``: the flush's reply grace (1 s), then 1 s and the stop grace (5 s).
+_STOP_WAITS = 7.0
 
 
 class Tracker:

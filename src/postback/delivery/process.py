@@ -63,6 +63,8 @@ class DeliveryProcess:
         #: Replies the child still owes to requests that stopped waiting (their timeout passed
         #: or they were aborted): it answers in order, so the next request reads these first.
         self._owed = 0
+        #: The counts of late flush reports, for the next report (see :meth:`_reply`).
+        self._late: FlushReport | None = None
         self._ready = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
@@ -269,10 +271,19 @@ class DeliveryProcess:
         while True:
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             reply = _receive(proc, conn, left, cancelled or _never)
-            if reply is None or not self._owed:
+            if reply is None:
+                return None
+            if not self._owed:
+                late, self._late = self._late, None
+                if late is not None and isinstance(reply[1], FlushReport):
+                    return (reply[0], late.then(reply[1]))
                 return reply
             self._owed -= 1
-            log.debug("dropped a late reply from the delivery process: %s", reply[0])
+            if reply[0] == "report" and isinstance(reply[1], FlushReport):
+                # The child counted these outcomes into that report, and not again: they
+                # go into the next report instead of being lost.
+                self._late = reply[1] if self._late is None else self._late.then(reply[1])
+            log.debug("a late reply from the delivery process: %s", reply[0])
 
     def flush(
         self, timeout: float | None, abort: Callable[[], bool] | None = None
@@ -322,6 +333,7 @@ class DeliveryProcess:
             self._conn.close()
         self._proc = self._conn = None
         self._owed = 0
+        self._late = None
         self._supervisor = None
         self._stopping = False
 

@@ -52,9 +52,12 @@ POLL_EVERY = 0.05  # between the supervisor's looks at the queue
 #: or beyond its abort: flush(timeout, abort=...) returns within it whatever the child does.
 REPLY_GRACE = 1.0
 #: stop() waits this long beyond its timeout and the settle wait for the child to reply and
-#: exit (it closes its tracker: a flush of that timeout, then its lanes stop in 1 s), then
-#: kills it: one wait, not one for the reply and another for the exit.
-STOP_REPLY_GRACE = 2.0
+#: exit, then kills it: one wait, not one for the reply and another for the exit. The child
+#: closes its tracker: a flush of that timeout, then up to 1 s for its coordinator and 1 s
+#: (and the settle wait) for its lanes, then it writes what settled meanwhile and exits. Killed
+#: before that write, a request an at-most-once vendor answered would be sent again at the
+#: next start: hence 3 s beyond those two.
+STOP_REPLY_GRACE = 5.0
 
 # --- the sqlite:// queue (postback.delivery.sqlite and its parts, .spool, .ledger_sqlite) ------
 
