@@ -290,6 +290,8 @@ def test_a_click_id_with_a_control_character_is_refused_naming_it(
         ("Mozilla/5.0\x00 (X11)", "Mozilla/5.0 (X11)"),
         ("Mozilla/5.0\t(X11)\x1b", "Mozilla/5.0(X11)"),
         ("Mozilla/5.0 (X11; é)", "Mozilla/5.0 (X11; é)"),
+        # Other non-printables are text, not control characters: they stay.
+        ("Mozilla/5.0 (X11;\u00a0ja\u3000JP)", "Mozilla/5.0 (X11;\u00a0ja\u3000JP)"),
         ("\x00\x01", None),
     ],
 )

@@ -529,7 +529,8 @@ def _build_fields(
             if "email" in clean:
                 clean["email"] = clean["email"].lower()
             if not checks or checks.keys().isdisjoint(clean):
-                # Non-printables: a click id with one is malformed, a user agent loses them.
+                # Control characters (isprintable() clears the common case in C): a click
+                # id with one is malformed, a user agent loses them.
                 if cls is User:
                     if "user_agent" in clean and not clean["user_agent"].isprintable():
                         screen_user_agent(clean)

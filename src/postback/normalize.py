@@ -20,6 +20,7 @@ __all__ = [
     "CANONICAL_EVENTS",
     "CLICK_ID_FIELDS",
     "MAX_VALUE",
+    "has_control",
     "normalize_currency",
     "normalize_event_name",
     "screen_click_ids",
@@ -224,9 +225,21 @@ def _out_of_range(given: object) -> int:
     )
 
 
+#: Control characters (Unicode category Cc): never part of a user agent or a campaign name,
+#: and what splits a header or a log line. Other non-printables (a no-break space, U+3000, a
+#: zero-width joiner in an emoji) are text there and stay.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control(value: str) -> bool:
+    """Whether ``value`` holds a control character (printable text is cleared in C first)."""
+    return not value.isprintable() and _CONTROL.search(value) is not None
+
+
 def screen_click_ids(clean: dict[str, str]) -> list[tuple[str, str]]:
     """Remove the click ids (:data:`CLICK_ID_FIELDS`) with a control character or another
-    non-printable from ``clean``; return ``(field, why)`` for each: the event is malformed."""
+    non-printable (a click id is URL text: a no-break space or a bidi override in one is an
+    error) from ``clean``; return ``(field, why)`` for each: the event is malformed."""
     found = []
     for key in CLICK_ID_FIELDS.intersection(clean):
         value = clean[key]
@@ -245,12 +258,12 @@ def screen_click_ids(clean: dict[str, str]) -> list[tuple[str, str]]:
 
 
 def screen_user_agent(clean: dict[str, str]) -> None:
-    """Strip control characters and other non-printables from ``clean["user_agent"]`` (the
-    ``User-Agent`` header as a client sent it, which apps pass on as it came: no client may
-    make ``track()`` raise); drop it if nothing is left."""
+    """Strip control characters from ``clean["user_agent"]`` (the ``User-Agent`` header as a
+    client sent it, which apps pass on as it came: no client may make ``track()`` raise);
+    drop it if nothing is left."""
     agent = clean.get("user_agent")
-    if agent is not None and not agent.isprintable():
-        stripped = "".join(c for c in agent if c.isprintable()).strip()
+    if agent is not None and has_control(agent):
+        stripped = _CONTROL.sub("", agent).strip()
         if stripped:
             clean["user_agent"] = stripped
         else:

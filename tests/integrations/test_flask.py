@@ -124,6 +124,18 @@ def test_control_characters_from_the_client_never_fail_track(make_app, sandbox, 
                             "&msclkid=MS-1&utm_source=ne%01ws", "msclkid": "MS-1"}  # fmt: skip
 
 
+def test_a_campaign_name_keeps_its_spaces_of_any_script(make_app, sandbox, wait_until):
+    """Only control characters are dropped from campaign parameters: U+3000 (an ideographic
+    space) is text. A click id is URL text: one with a no-break space is dropped."""
+    app = make_app()
+    spring_sale = "%E6%98%A5%E3%80%80%E3%82%BB%E3%83%BC%E3%83%AB"  # 春　セール
+    response = app.test_client().get(f"/buy?id=cc-2&utm_campaign={spring_sale}&gclid=G%C2%A01")
+    assert response.status_code == 200, response.text
+    ctx = delivered(app, sandbox, wait_until, 1)["cc-2"]["ctx"]
+    assert ctx.get("utm_campaign") == "\u6625\u3000\u30bb\u30fc\u30eb"
+    assert "gclid" not in ctx
+
+
 def test_explicit_values_win(make_app, sandbox, wait_until):
     app = make_app({"trusted_proxy_hops": 1})
     response = app.test_client().get(f"/explicit?{QUERY}", headers=BROWSER)

@@ -61,6 +61,7 @@ import attrs
 
 from postback.errors import ConfigError, ConfigProblem
 from postback.integrations._forwarded import forwarded_for
+from postback.normalize import CLICK_ID_FIELDS, has_control
 
 if TYPE_CHECKING:
     from postback.fields import FieldSet
@@ -412,12 +413,17 @@ def _usable(value: str | None) -> str | None:
     return value
 
 
-def _usable_id(value: str | None) -> str | None:
-    """A click id, campaign parameter or cookie value, or ``None`` for one with a control
-    character or other non-printable (which ``track()`` refuses in a click id): a client
-    writes these, and no client may make ``track()`` raise."""
+def _usable_id(value: str | None, field: str) -> str | None:
+    """The value of ``context.<field>`` from a query parameter or a cookie, or ``None``: for
+    a click id, one with a control character or other non-printable (which ``track()``
+    refuses); for a campaign parameter, one with a control character (``春\u3000セール`` is
+    text). A client writes these, and no client may make ``track()`` raise."""
     value = _usable(value)
-    return value if value is not None and value.isprintable() else None
+    if value is None:
+        return None
+    if field in CLICK_ID_FIELDS:
+        return value if value.isprintable() else None
+    return None if has_control(value) else value
 
 
 _SPACE = re.compile(r"\s").search
@@ -468,7 +474,7 @@ def extract_request_context(info: RequestInfo, settings: RequestContextSettings)
     excluded = settings.exclude
     if "cookies" not in excluded:
         for cookie, field in COOKIE_FIELDS.items():
-            if field in wanted and (val := _usable_id(info.cookies.get(cookie))):
+            if field in wanted and (val := _usable_id(info.cookies.get(cookie), field)):
                 context[field] = val
     parameters: dict[str, str] = {}
     if "click_ids" not in excluded:
@@ -478,7 +484,7 @@ def extract_request_context(info: RequestInfo, settings: RequestContextSettings)
     from_query: dict[str, str] = {}
     for key, raw in info.query if parameters else ():
         target = parameters.get(key.lower())
-        if target is not None and target in wanted and (val := _usable_id(raw)):
+        if target is not None and target in wanted and (val := _usable_id(raw, target)):
             from_query.setdefault(target, val)  # the first occurrence of a parameter counts
     context.update(from_query)  # a fresh click in the URL beats one a cookie stored
     return RequestContext(user=user, context=context, gpc=info.gpc, consent=info.consent)
