@@ -52,9 +52,9 @@ _HEX_HASH = re.compile(r"\b([0-9a-fA-F]{8})[0-9a-fA-F]{24,}\b")
 # A query parameter: "?" or "&" (or ";"), its name, "=", and its value up to the next one.
 _QUERY_PARAM = re.compile(r"(?<=[?&;])([\w.\[\]%+-]{1,64})=([^&;#\s\"'<>]+)")
 # What every pattern above needs at least one of: an ``@`` (email), a digit (IPv4, phone), a
-# colon (IPv6), 32 hex characters in a row (a hash) or a parameter's "=": text without any is
-# returned unscanned.
-_ANY = re.compile(r"[@\d:=]|[0-9a-fA-F]{32}")
+# colon (IPv6), 32 hex characters in a row (a hash) or a query parameter (``?name=``,
+# ``&name=``): text without any is returned unscanned (``network=meta campaign=x`` included).
+_ANY = re.compile(r"[@\d:]|[0-9a-fA-F]{32}|[?&;][\w.\[\]%+-]{1,64}=")
 
 
 def mask_text(text: str) -> str:
