@@ -133,6 +133,7 @@ def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
         "dead_letters": 1,
         "in_flight": None,
         "in_flight_outcome": "finished",
+        "not_forgotten": [],
     }
     code, out = run("deadletters", "list", "--config", str(config_file))
     assert "neg-2" in out and "neg-1" not in out
@@ -413,3 +414,24 @@ def test_erase_matches_a_phone_in_national_and_international_form(
     regionless = ErasureFilter(log)
     regionless.refresh()
     assert not regionless.erased(Claimed(1, "a", _user_payload(phone="020 7946 0958"), 0, 500))
+
+
+def test_a_vendor_that_cannot_forget_the_person_is_named_in_the_report(
+    make_tracker: Callable[..., Tracker],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Was: the exception escaped erase() after the tombstones and dead letters were done, so
+    # the caller got no report, and its message (which may quote the identifier) with it.
+    t = make_tracker(core={"workers": False})
+    t.track("purchase", user={"phone": "+14155550123"}, value=1, currency="USD")
+
+    def fail(user: dict[str, str]) -> None:
+        raise RuntimeError(f"the marks store is down for {user['phone']}")
+
+    monkeypatch.setattr(t.destinations["example"], "erase_user", fail)
+    with caplog.at_level("ERROR", logger="postback"):
+        report = t.erase(phone="+1 415 555 0123")
+    assert report.not_forgotten == ("example",)
+    assert "example" in caplog.text and "RuntimeError" in caplog.text
+    assert "555" not in caplog.text

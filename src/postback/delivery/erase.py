@@ -28,8 +28,8 @@ them, by name. Tombstones are kept :data:`TOMBSTONE_DAYS` days, longer than any 
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import logging
 import os
 import re
 import sqlite3
@@ -71,6 +71,8 @@ __all__ = [
     "phone_regions",
 ]
 
+_log = logging.getLogger("postback")
+
 TOMBSTONE_DAYS = 400
 _NON_DIGITS = re.compile(r"\D+")
 
@@ -111,11 +113,26 @@ def _keys_of(
     return keys
 
 
-@functools.lru_cache(maxsize=4096)
+#: (the phone's own key, regions) -> its keys: parsing costs about 40 µs, and a person's
+#: events come in runs. Keyed by a hash, so that no phone number is kept in memory.
+_PHONE_KEYS: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {}
+_PHONE_KEYS_MAX = 4096
+
+
 def _phone_keys(phone: str, regions: tuple[str, ...]) -> frozenset[str]:
     """A phone's keys: its digits as given, and the digits of its E.164 form, read as an
-    international number or (a national one) in each of ``regions``. Cached: parsing costs
-    about 40 µs, and a person's events come in runs."""
+    international number or (a national one) in each of ``regions``."""
+    cache_key = (_key("raw phone", phone), regions)
+    hit = _PHONE_KEYS.get(cache_key)
+    if hit is None:
+        hit = _parse_phone_keys(phone, regions)
+        if len(_PHONE_KEYS) >= _PHONE_KEYS_MAX:
+            _PHONE_KEYS.clear()
+        _PHONE_KEYS[cache_key] = hit
+    return hit
+
+
+def _parse_phone_keys(phone: str, regions: tuple[str, ...]) -> frozenset[str]:
     digits = _NON_DIGITS.sub("", phone)
     if not digits:
         return frozenset()
@@ -261,13 +278,16 @@ class ErasureReport:
     vendor will get; ``dead_letters``: their dead letters, deleted; ``in_flight``: their events
     a lane of this process was sending at that moment (those requests finish: a request
     already written cannot be recalled), or None when delivery runs in another process (the
-    same holds there); ``in_flight_outcome`` says so.
+    same holds there); ``in_flight_outcome`` says so. ``not_forgotten``: the vendors whose
+    :meth:`~postback.Destination.erase_user` failed (logged): what they keep about the person
+    (Ton AI's once-per-user marks) is still there; erase again once the cause is fixed.
     """
 
     pending: int
     dead_letters: int
     in_flight: int | None
     in_flight_outcome: Literal["finished"] = "finished"
+    not_forgotten: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
@@ -531,11 +551,22 @@ def erase_person(
     if sending is not None:
         in_flight = {c.event_id for c in sending if payload_keys(c.payload, regions) & keys}
     dead = erase_dead_letters(queue, person, regions)
+    not_forgotten = []
     for destination in destinations:
-        destination.erase_user(person.identifiers())
+        try:
+            destination.erase_user(person.identifiers())
+        except Exception as exc:  # the rest of the erase is done: say so rather than hide it
+            not_forgotten.append(destination.name)
+            _log.error(  # the exception's type only: its text may quote an identifier
+                "erase: vendor %s could not forget what it keeps about the person (%s); "
+                "erase them again once fixed",
+                destination.name,
+                type(exc).__name__,
+            )
     held = {eid for eid, p in queue.stored_events() if payload_keys(p, regions) & keys}
     return ErasureReport(
         pending=len(held - (in_flight or set())),
         dead_letters=dead,
         in_flight=None if in_flight is None else len(in_flight),
+        not_forgotten=tuple(not_forgotten),
     )
