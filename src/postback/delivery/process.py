@@ -274,8 +274,9 @@ class DeliveryProcess:
             if reply is None:
                 return None
             if not self._owed:
-                late, self._late = self._late, None
+                late = self._late
                 if late is not None and isinstance(reply[1], FlushReport):
+                    self._late = None  # (kept through a stats reply, for the next report)
                     return (reply[0], late.then(reply[1]))
                 return reply
             self._owed -= 1
