@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from postback import Tracker
 from postback.destination import MemoryKeyStore, Prepared, Rejected, Retry, SkipEvent
+from postback.sandbox import Sandbox
 from postback_tonai import TonAIDestination
 
-from .conftest import DOC_USER, event, make_destination
+from .conftest import DOC_USER, TEST_KEY, event, make_destination
 
 
 @pytest.fixture
@@ -126,3 +129,75 @@ def test_tracker_erase_forgets_the_marks_in_the_queue(
     assert tonai.transform(event(event_id="e3"))  # the user is new again
     with pytest.raises(SkipEvent):
         tonai.transform(event(telegram_user_id="222", event_id="e4"))
+
+
+def _erase_cli(*args: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from postback.cli import main
+
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["erase", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _marks_config(tmp_path: Path, sandbox: Sandbox) -> Path:
+    path = tmp_path / "postback.toml"
+    path.write_text(
+        '[postback]\nqueue = "sqlite://queue.db"\n\n[vendors.tonai]\n'
+        'api_key = "${TONAI_TEST_KEY}"\n'
+        f'base_url = "{sandbox.base_url("tonai")}"\n'
+    )
+    return path
+
+
+def _mark_users(config: Path) -> None:
+    tracker = Tracker.from_config(config)
+    try:
+        tonai = tracker.destinations["tonai"]
+        tonai.transform(event(event_id="e1"))
+        tonai.transform(event(telegram_user_id="222", event_id="e2"))
+    finally:
+        tracker.close(timeout=0)
+
+
+def _is_new(config: Path, telegram_user_id: str, event_id: str) -> bool:
+    tracker = Tracker.from_config(config)
+    try:
+        tracker.destinations["tonai"].transform(
+            event(telegram_user_id=telegram_user_id, event_id=event_id)
+        )
+        return True
+    except SkipEvent:
+        return False
+    finally:
+        tracker.close(timeout=0)
+
+
+def test_the_erase_command_forgets_the_marks_in_the_queue(
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: `postback erase` built no vendor, so a person's once-per-user marks (their Telegram
+    # user id, in the queue) outlived the erase; only tracker.erase() in the app forgot them.
+    monkeypatch.setenv("TONAI_TEST_KEY", TEST_KEY)
+    config = _marks_config(tmp_path, sandbox)
+    _mark_users(config)
+    code, out, err = _erase_cli("--user", f"telegram_user_id={DOC_USER}", "-c", str(config))
+    assert code == 0, out + err
+    assert _is_new(config, DOC_USER, "e3")  # the erased user is new again
+    assert not _is_new(config, "222", "e4")  # another user's mark stays
+
+
+def test_the_erase_command_names_a_vendor_it_could_not_build_and_exits_1(
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TONAI_TEST_KEY", TEST_KEY)
+    config = _marks_config(tmp_path, sandbox)
+    _mark_users(config)
+    monkeypatch.delenv("TONAI_TEST_KEY")  # an operator's shell without the app's secrets
+    args = ("--user", f"telegram_user_id={DOC_USER}", "--json", "-c", str(config))
+    code, out, err = _erase_cli(*args)
+    assert code == 1, out + err
+    assert json.loads(out)["not_forgotten"] == ["tonai"]  # the rest of the erase was done
+    assert "not forgotten by tonai" in err and "TONAI_TEST_KEY is not set" in err
+    monkeypatch.setenv("TONAI_TEST_KEY", TEST_KEY)
+    assert not _is_new(config, DOC_USER, "e3")  # as the report says: the marks are there

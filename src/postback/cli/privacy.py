@@ -3,7 +3,11 @@
 in the CLI with one line; the work is done by :mod:`postback.privacy` and the tracker.
 
 Like the other queue commands they build no vendor, so they need no vendor's secrets (and so
-cannot print one: dead letters and their reasons are stored without them).
+cannot print one: dead letters and their reasons are stored without them). The exception:
+``erase`` builds the configured vendors whose plugin keeps something of its own about a person
+(it overrides :meth:`~postback.Destination.erase_user`: Ton AI's once-per-user marks), so that
+they forget it too; where their settings cannot be read in this shell (a secret's variable is
+unset), the rest of the erase is done, they are named, and the command exits 1.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import attrs
 import click
 
 from postback.cli._shared import config_option, count_or_id, queue_tracker, user_errors
+from postback.errors import ConfigError
 from postback.privacy import shown_dead_letter
+from postback.tracker import Tracker
 
 __all__ = ["deadletters_show", "erase"]
 
@@ -106,8 +112,7 @@ def erase(
             err=True,
         )
         sys.exit(2)
-    with user_errors():
-        tracker, _ = queue_tracker(config_path, workers=False)
+    tracker, unbuilt = _erasing_tracker(config_path)
     try:
         with user_errors():
             report = tracker.erase(
@@ -118,16 +123,55 @@ def erase(
         sys.exit(2)
     finally:
         tracker.close(timeout=0)
+    if unbuilt is not None:
+        report = attrs.evolve(report, not_forgotten=(*report.not_forgotten, *unbuilt[0]))
     if as_json:
         click.echo(json.dumps(attrs.asdict(report)))
-        return
-    click.echo(
-        f"erased: {report.pending} queued event(s) dropped, {report.dead_letters} dead "
-        "letter(s) deleted"
-    )
-    if report.in_flight is None:
+    else:
         click.echo(
-            "an event a deliverer was sending at that moment finishes (it cannot be recalled)"
+            f"erased: {report.pending} queued event(s) dropped, {report.dead_letters} dead "
+            "letter(s) deleted"
         )
-    elif report.in_flight:
-        click.echo(f"{report.in_flight} event(s) being sent at that moment finish")
+        if report.in_flight is None:
+            click.echo(
+                "an event a deliverer was sending at that moment finishes (it cannot be recalled)"
+            )
+        elif report.in_flight:
+            click.echo(f"{report.in_flight} event(s) being sent at that moment finish")
+    if report.not_forgotten:
+        cause = (
+            f"its settings could not be read here: {unbuilt[1]}"
+            if unbuilt is not None
+            else "see the error logged above"
+        )
+        click.echo(
+            f"error: not forgotten by {', '.join(report.not_forgotten)}: what the vendor "
+            f"keeps about the person (Ton AI's once-per-user marks) is still there, as {cause}"
+            "\nThe rest of the erase is done; run it again once that is fixed (or call "
+            "tracker.erase() in the app).",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _erasing_tracker(config_path: Path | None) -> tuple[Tracker, tuple[list[str], str] | None]:
+    """A tracker on the config's queue with only the configured vendors that keep something
+    of their own about a person (their plugin overrides ``Destination.erase_user``), so that
+    the erase reaches it; and None, or (those vendors, why) when they could not be built here
+    (a ``${VAR}`` secret unset in this shell): then the tracker has no vendor."""
+    from postback.destination import Destination
+    from postback.plugins import PluginHost
+
+    classes = PluginHost().destinations
+    keepers = [n for n, c in classes.items() if c.erase_user is not Destination.erase_user]
+    why = ""
+    if keepers:
+        try:
+            tracker, _ = queue_tracker(config_path, keepers, workers=False)
+            return tracker, None
+        except ConfigError as exc:
+            why = str(exc)
+    with user_errors():
+        tracker, configured = queue_tracker(config_path, workers=False)
+    missed = [n for n in keepers if n in configured]
+    return tracker, ((missed, why) if missed else None)
