@@ -112,6 +112,14 @@ def test_client_ip_from_an_rfc_7239_forwarded_header(peer, forwarded, settings, 
     assert client_ip(peer, forwarded, settings) == expected
 
 
+def test_the_header_name_is_kept_lower_case_however_it_is_given():
+    # Header names are case-insensitive: the settings hold the name once, lower-cased, so
+    # reading a request compares it as it is (no lower() per request).
+    settings = RequestContextSettings(trusted_proxy_hops=1, forwarded_header="Forwarded")
+    assert settings.forwarded_header == "forwarded"
+    assert client_ip("10.0.0.1", ["for=203.0.113.5"], settings) == "203.0.113.5"
+
+
 def full_request(**overrides):
     fields = {
         "remote_addr": "10.0.0.2",

@@ -158,7 +158,7 @@ class RequestContextSettings:
     exclude: frozenset[str] = frozenset()
     trusted_proxy_hops: int = 0
     trusted_proxies: tuple[IPNetwork, ...] = ()
-    forwarded_header: str = "x-forwarded-for"
+    forwarded_header: str = attrs.field(default="x-forwarded-for", converter=str.lower)
     consent_reader: Callable[[Any], Mapping[str, bool] | None] | None = None
 
     @property
@@ -378,7 +378,7 @@ def client_ip(
     if not settings.trusted_proxy_hops and not settings.trusted_proxies:
         return str(peer) if peer is not None else None
     entries: Sequence[str | None]
-    if settings.forwarded_header.lower() == "forwarded":  # RFC 7239: for=...;proto=..., ...
+    if settings.forwarded_header == "forwarded":  # RFC 7239: for=...;proto=..., ...
         nodes = forwarded_for(forwarded)
         if nodes is None:
             return None  # a malformed header (an unclosed quote): trust none of it
