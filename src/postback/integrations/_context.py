@@ -130,6 +130,11 @@ MAX_VALUE_LENGTH = 2048
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def _header_name(name: str) -> str:
+    """A header name as the settings hold it: lower-case (header names are case-insensitive)."""
+    return name.lower()
+
+
 # --------------------------------------------------------------------------------------------
 # Settings
 
@@ -158,7 +163,7 @@ class RequestContextSettings:
     exclude: frozenset[str] = frozenset()
     trusted_proxy_hops: int = 0
     trusted_proxies: tuple[IPNetwork, ...] = ()
-    forwarded_header: str = attrs.field(default="x-forwarded-for", converter=str.lower)
+    forwarded_header: str = attrs.field(default="x-forwarded-for", converter=_header_name)
     consent_reader: Callable[[Any], Mapping[str, bool] | None] | None = None
 
     @property
