@@ -292,11 +292,16 @@ def _is_text(value: str) -> bool:
     return True
 
 
-def _at(raw: Mapping[str, Any], path: str) -> Any:
-    """The value at a key path (``None`` when there is none)."""
+_ABSENT = object()
+
+
+def _at(raw: Mapping[str, Any], path: str, default: Any = None) -> Any:
+    """The value at a dotted key path (``default`` when there is none)."""
     node: Any = raw
     for part in path.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
     return node
 
 
@@ -312,12 +317,8 @@ def _strings(value: Any) -> list[str]:
 
 
 def _in_file(raw: Mapping[str, Any], path: str) -> bool:
-    node: Any = raw
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
+    """Whether the dotted key path is set (to anything, ``None`` included)."""
+    return _at(raw, path, _ABSENT) is not _ABSENT
 
 
 def build_config(
