@@ -156,6 +156,7 @@ def test_start_is_idempotent_and_never_blocks(tracker: Tracker) -> None:
         assert _delivery_children(since=children_before) == []
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_a_closed_trackers_request_still_ending_is_not_a_new_deliverers_thread(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:

@@ -130,6 +130,7 @@ def test_garbage_answers_are_retried_then_dead_lettered(
     assert "unreadable response" in dead.reason
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_a_slow_vendor_does_not_slow_another(tmp_path, sandbox: Sandbox) -> None:
     class Slow(example.ExampleDestination):
         name = "slow"

@@ -133,6 +133,7 @@ def test_a_delivery_child_writes_and_the_app_reads(make_tracker: Callable[..., T
     assert t.status("p-skip").vendors["example"].state == "skipped"  # written by the app
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_postback_status_in_another_process(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -75,6 +75,7 @@ def test_a_child_process_delivers_and_reports(
     assert not _alive(child)
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_a_child_that_dies_is_replaced_and_nothing_is_lost(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:
@@ -175,6 +176,7 @@ def _stopped_child(t: Tracker) -> int:
     return child
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_a_flush_past_its_timeout_returns_within_a_second_of_it(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:
@@ -193,6 +195,7 @@ def test_a_flush_past_its_timeout_returns_within_a_second_of_it(
     assert t.flush(timeout=20).complete
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_an_aborted_flush_returns_within_a_second_whatever_the_child_does(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:
@@ -215,6 +218,7 @@ def test_an_aborted_flush_returns_within_a_second_whatever_the_child_does(
     assert t.stats()["example"]["delivered"] == 2
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_closing_with_a_child_that_cannot_answer_waits_once_then_kills_it(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:
@@ -249,6 +253,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_the_child_ends_when_the_tracking_process_is_killed(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
@@ -293,6 +298,7 @@ def test_process_mode_refuses_what_a_child_cannot_have(
         )
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_exit_without_flush_delivers_through_the_child_and_leaves_no_process(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:

@@ -485,6 +485,7 @@ def test_ingest_waits_for_another_process_then_says_why(
     q.close()
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_processes_opening_a_new_file_at_once_all_start(tmp_path: Path) -> None:
     # Each child opens the same not-yet-existing queue file at the same moment.
     code = (

@@ -169,6 +169,7 @@ def pending_in(queue_file):
         queue.close()
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 def test_gunicorn_enqueues_and_the_management_command_delivers(
     start_process, sandbox, tmp_path, wait_until
 ):

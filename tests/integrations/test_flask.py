@@ -261,6 +261,7 @@ def test_werkzeug_dev_server(start_process, sandbox, tmp_path, wait_until, recei
     assert pending_in(tmp_path / "queue.db") == 0
 
 
+@pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)
 @pytest.mark.parametrize("preload", [False, True], ids=["gunicorn", "gunicorn-preload"])
 def test_gunicorn(preload, start_process, sandbox, tmp_path, wait_until, received_by_id):
     argv = [
