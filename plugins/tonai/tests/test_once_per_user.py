@@ -140,24 +140,25 @@ def _erase_cli(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def _marks_config(tmp_path: Path, sandbox: Sandbox) -> Path:
+@pytest.fixture
+def marked(tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config file (the key from ``TONAI_TEST_KEY``) whose queue holds the marks of two
+    users: the documentation's and ``222``."""
+    monkeypatch.setenv("TONAI_TEST_KEY", TEST_KEY)
     path = tmp_path / "postback.toml"
     path.write_text(
         '[postback]\nqueue = "sqlite://queue.db"\n\n[vendors.tonai]\n'
         'api_key = "${TONAI_TEST_KEY}"\n'
         f'base_url = "{sandbox.base_url("tonai")}"\n'
     )
-    return path
-
-
-def _mark_users(config: Path) -> None:
-    tracker = Tracker.from_config(config)
+    tracker = Tracker.from_config(path)
     try:
         tonai = tracker.destinations["tonai"]
         tonai.transform(event(event_id="e1"))
         tonai.transform(event(telegram_user_id="222", event_id="e2"))
     finally:
         tracker.close(timeout=0)
+    return path
 
 
 def _is_new(config: Path, telegram_user_id: str, event_id: str) -> bool:
@@ -173,14 +174,10 @@ def _is_new(config: Path, telegram_user_id: str, event_id: str) -> bool:
         tracker.close(timeout=0)
 
 
-def test_the_erase_command_forgets_the_marks_in_the_queue(
-    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_erase_command_forgets_the_marks_in_the_queue(marked: Path) -> None:
     # Was: `postback erase` built no vendor, so a person's once-per-user marks (their Telegram
     # user id, in the queue) outlived the erase; only tracker.erase() in the app forgot them.
-    monkeypatch.setenv("TONAI_TEST_KEY", TEST_KEY)
-    config = _marks_config(tmp_path, sandbox)
-    _mark_users(config)
+    config = marked
     code, out, err = _erase_cli("--user", f"telegram_user_id={DOC_USER}", "-c", str(config))
     assert code == 0, out + err
     assert _is_new(config, DOC_USER, "e3")  # the erased user is new again
@@ -188,11 +185,9 @@ def test_the_erase_command_forgets_the_marks_in_the_queue(
 
 
 def test_the_erase_command_names_a_vendor_it_could_not_build_and_exits_1(
-    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    marked: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TONAI_TEST_KEY", TEST_KEY)
-    config = _marks_config(tmp_path, sandbox)
-    _mark_users(config)
+    config = marked
     monkeypatch.delenv("TONAI_TEST_KEY")  # an operator's shell without the app's secrets
     args = ("--user", f"telegram_user_id={DOC_USER}", "--json", "-c", str(config))
     code, out, err = _erase_cli(*args)
