@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from postback import Destination, Event, Tracker, hookimpl
+from postback.cli import main
 from postback.config import CoreSettings
 from postback.delivery.erase import ErasureReport
 from postback.delivery.queue import Claimed, DeadLetter
@@ -150,6 +152,62 @@ def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
     assert code == 2 and "user.ifaa" in out
     code, out = run("erase", "--user", "ifa", "--config", str(config_file))
     assert code == 2 and "NAME=VALUE" in out
+
+
+_KEEPER_PLUGIN = """
+from postback import hookimpl
+from postback.testing.example import ExampleDestination
+
+
+class Keeper(ExampleDestination):
+    name = "keeper"
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("vault https://ops:hunter2@vault.internal refused")
+
+    def erase_user(self, user):
+        pass
+
+
+@hookimpl
+def postback_register_destinations(register):
+    register(Keeper)
+"""
+
+
+def test_erase_command_erases_when_a_vendor_keeping_marks_fails_to_build(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: a vendor whose plugin overrides erase_user and raised anything but a ConfigError
+    # when built crashed `postback erase` with a traceback before the erase (which built no
+    # vendor before, and so erased), and printed the exception's text.
+    from tests._distributions import add_entry_point_dist
+
+    add_entry_point_dist(
+        monkeypatch,
+        tmp_path / "site2",
+        "postback-keeper",
+        {"keeper": "keeper_plugin"},
+        {"keeper_plugin": _KEEPER_PLUGIN},
+    )
+    with config_file.open("a") as f:
+        f.write('\n[vendors.keeper]\napi_key = "k"\n')
+    t = Tracker.from_raw(
+        {"postback": {"queue": f"sqlite:///{tmp_path / 'queue.db'}", "workers": False}}
+    )
+    t.queue.put(
+        "e-1", "sign_up", 0, ["example"], json.dumps({"user": {"email": "a@b.co"}}).encode()
+    )
+    t.close(timeout=0)
+    result = CliRunner().invoke(
+        main, ["erase", "--email", "a@b.co", "--json", "--config", str(config_file)]
+    )
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["pending"] == 1  # the rest of the erase is done
+    assert json.loads(result.stdout)["not_forgotten"] == ["keeper"]
+    assert "not forgotten by keeper" in result.stderr and "RuntimeError" in result.stderr
+    assert "hunter2" not in result.output
 
 
 def test_shown_dead_letter_removes_a_hex_secret_before_masking(

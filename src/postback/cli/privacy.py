@@ -139,11 +139,7 @@ def erase(
         elif report.in_flight:
             click.echo(f"{report.in_flight} event(s) being sent at that moment finish")
     if report.not_forgotten:
-        cause = (
-            f"its settings could not be read here: {unbuilt[1]}"
-            if unbuilt is not None
-            else "see the error logged above"
-        )
+        cause = unbuilt[1] if unbuilt is not None else "see the error logged above"
         click.echo(
             f"error: not forgotten by {', '.join(report.not_forgotten)}: what the vendor "
             f"keeps about the person (Ton AI's once-per-user marks) is still there, as {cause}"
@@ -158,7 +154,8 @@ def _erasing_tracker(config_path: Path | None) -> tuple[Tracker, tuple[list[str]
     """A tracker on the config's queue with only the configured vendors that keep something
     of their own about a person (their plugin overrides ``Destination.erase_user``), so that
     the erase reaches it; and None, or (those vendors, why) when they could not be built here
-    (a ``${VAR}`` secret unset in this shell): then the tracker has no vendor."""
+    (a ``${VAR}`` secret unset in this shell, or their plugin failed): then the tracker has no
+    vendor."""
     from postback.destination import Destination
     from postback.plugins import PluginHost
 
@@ -170,7 +167,12 @@ def _erasing_tracker(config_path: Path | None) -> tuple[Tracker, tuple[list[str]
             tracker, _ = queue_tracker(config_path, keepers, workers=False)
             return tracker, None
         except ConfigError as exc:
-            why = str(exc)
+            why = f"its settings could not be read here: {exc}"
+        except Exception as exc:  # the plugin's own failure: the rest of the erase is still due
+            why = (
+                f"building it failed here with {type(exc).__name__} (its text is not shown: it "
+                "may quote a secret)"
+            )
     with user_errors():
         tracker, configured = queue_tracker(config_path, workers=False)
     missed = [n for n in keepers if n in configured]
