@@ -32,7 +32,13 @@ from postback.consent import ConsentGate, parse_consent
 from postback.dedupe import Deduper
 from postback.delivery.deliverer import Deliverer, choose_deliverer
 from postback.delivery.engine import DeliveryEngine, FlushReport
-from postback.delivery.erase import ErasureReport, Person, erasable_user, erase_person
+from postback.delivery.erase import (
+    ErasureReport,
+    Person,
+    disabled_keepers,
+    erasable_user,
+    erase_person,
+)
 from postback.delivery.ledgers import open_ledger
 from postback.delivery.mode import DeliveryMode
 from postback.delivery.queue import Queue, QueueKeyStore
@@ -435,9 +441,13 @@ class Tracker:
         regions = (phone_region,) if phone_region else ()
         ids = erasable_user(user or {}, self.host.fields)
         person = Person(user_id, email, phone, regions, ids)
+        off, failed = disabled_keepers(self.config.vendors, self.host.destinations, self.queue)
         here = self.engine.sending_here()
-        vendors = self.destinations.values()
-        return erase_person(self.queue, self.engine.erasures, here, person, vendors)
+        vendors = [*self.destinations.values(), *off]
+        report = erase_person(self.queue, self.engine.erasures, here, person, vendors)
+        if failed:
+            report = attrs.evolve(report, not_forgotten=(*report.not_forgotten, *failed))
+        return report
 
     def _check_open(self) -> None:
         """Raise :class:`~postback.TrackerClosed` once :meth:`close` was called (its queue and

@@ -196,3 +196,22 @@ def test_the_erase_command_names_a_vendor_it_could_not_build_and_exits_1(
     assert "not forgotten by tonai" in err and "TONAI_TEST_KEY is not set" in err
     monkeypatch.setenv("TONAI_TEST_KEY", TEST_KEY)
     assert not _is_new(config, DOC_USER, "e3")  # as the report says: the marks are there
+
+
+def test_a_disabled_vendors_marks_are_forgotten_too(marked: Path) -> None:
+    # Was: an erase reached the enabled vendors only: with Ton AI disabled (enabled = false,
+    # e.g. a campaign paused), a person's marks, still in the queue, outlived tracker.erase()
+    # and `postback erase`, which exited 0 as if they were gone.
+    config = marked
+    enabled = config.read_text()
+    config.write_text(enabled + "enabled = false\n")
+    code, out, err = _erase_cli("--user", f"telegram_user_id={DOC_USER}", "-c", str(config))
+    assert code == 0, out + err
+    tracker = Tracker.from_config(config)
+    try:
+        assert tracker.erase(user={"telegram_user_id": "222"}).not_forgotten == ()
+    finally:
+        tracker.close(timeout=0)
+    config.write_text(enabled)
+    assert _is_new(config, DOC_USER, "e3")  # forgotten by the command
+    assert _is_new(config, "222", "e4")  # forgotten by the app's tracker

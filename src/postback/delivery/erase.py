@@ -50,6 +50,7 @@ from postback.events import USER_FIELDS
 from postback.pii import is_sha256_hex, normalize_phone, sha256_hex
 
 if TYPE_CHECKING:
+    from postback.config.vendors import VendorConfig
     from postback.delivery.queue import Claimed, Queue
     from postback.destination import Destination
     from postback.fields import FieldSet
@@ -64,6 +65,7 @@ __all__ = [
     "RedisErasureLog",
     "SQLiteErasureLog",
     "check_region",
+    "disabled_keepers",
     "erasable_user",
     "erase_dead_letters",
     "erase_person",
@@ -279,8 +281,9 @@ class ErasureReport:
     a lane of this process was sending at that moment (those requests finish: a request
     already written cannot be recalled), or None when delivery runs in another process (the
     same holds there); ``in_flight_outcome`` says so. ``not_forgotten``: the vendors whose
-    :meth:`~postback.Destination.erase_user` failed (logged): what they keep about the person
-    (Ton AI's once-per-user marks) is still there; erase again once the cause is fixed.
+    :meth:`~postback.Destination.erase_user` failed, or that could not be built for it (a
+    disabled one; logged): what they keep about the person (Ton AI's once-per-user marks) is
+    still there; erase again once the cause is fixed.
     """
 
     pending: int
@@ -511,6 +514,38 @@ def sqlite_stored_events(path: Path, spool_dir: Path) -> Iterable[tuple[str, byt
         rows, _, _ = spool.parse_records(data[start:])
         for event_id, _name, _created, _vendors, payload in rows:
             yield event_id, payload
+
+
+def disabled_keepers(
+    vendors: Mapping[str, VendorConfig], classes: Mapping[str, type[Destination]], queue: Queue
+) -> tuple[list[Destination], list[str]]:
+    """The configured vendors turned off (``enabled = false``) whose plugin keeps something of
+    its own about a person in the queue (it overrides ``Destination.erase_user``: Ton AI's
+    once-per-user marks outlive the switch), built so that an erase reaches it; and the names
+    of those that could not be built (logged, the exception's type only)."""
+    from postback.delivery.queue import QueueKeyStore
+    from postback.destination import Destination
+
+    built: list[Destination] = []
+    failed: list[str] = []
+    for name, vc in vendors.items():
+        cls = classes[name]
+        if vc.enabled or cls.erase_user is Destination.erase_user:
+            continue
+        try:
+            destination = vc.make_destination(cls)
+        except Exception as exc:
+            failed.append(name)
+            _log.error(
+                "erase: vendor %s (disabled) could not be built to forget what it keeps about "
+                "the person (%s); erase them again once fixed",
+                name,
+                type(exc).__name__,
+            )
+            continue
+        destination.store = QueueKeyStore(queue, name)
+        built.append(destination)
+    return built, failed
 
 
 def erase_person(
