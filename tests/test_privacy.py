@@ -210,6 +210,31 @@ def test_erase_command_erases_when_a_vendor_keeping_marks_fails_to_build(
     assert "hunter2" not in result.output
 
 
+def test_erase_command_says_plainly_when_two_plugins_register_one_vendor(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: the erase command's own look at the plugins (which vendors keep marks) ran outside
+    # its error handling: a traceback instead of the error naming both plugins.
+    from tests._distributions import add_entry_point_dist
+
+    add_entry_point_dist(
+        monkeypatch,
+        tmp_path / "site2",
+        "postback-example-again",
+        {"example-again": "example_again"},
+        {
+            "example_again": "from postback import hookimpl\n"
+            "from postback.testing.example import ExampleDestination\n"
+            "class Again(ExampleDestination):\n    pass\n"
+            "@hookimpl\ndef postback_register_destinations(register):\n    register(Again)\n"
+        },
+    )
+    result = CliRunner().invoke(main, ["erase", "--email", "a@b.co", "--config", str(config_file)])
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1
+    assert "registered twice" in result.stderr and "POSTBACK_DISABLE_PLUGINS" in result.stderr
+
+
 def test_shown_dead_letter_removes_a_hex_secret_before_masking(
     make_tracker: Callable[..., Tracker],
 ) -> None:

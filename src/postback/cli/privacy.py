@@ -159,7 +159,8 @@ def _erasing_tracker(config_path: Path | None) -> tuple[Tracker, tuple[list[str]
     from postback.destination import Destination
     from postback.plugins import PluginHost
 
-    classes = PluginHost().destinations
+    with user_errors():  # two plugins registering one vendor, say
+        classes = PluginHost().destinations
     keepers = [n for n, c in classes.items() if c.erase_user is not Destination.erase_user]
     why = ""
     if keepers:
