@@ -141,8 +141,9 @@ def erase(
     if report.not_forgotten:
         cause = unbuilt[1] if unbuilt is not None else "see the error logged above"
         click.echo(
-            f"error: not forgotten by {', '.join(report.not_forgotten)}: what the vendor "
-            f"keeps about the person (Ton AI's once-per-user marks) is still there, as {cause}"
+            f"error: not forgotten by {', '.join(report.not_forgotten)}: what a vendor keeps "
+            "of its own about the person (such as Ton AI's once-per-user marks) is still "
+            f"there, as {cause}"
             "\nThe rest of the erase is done; run it again once that is fixed (or call "
             "tracker.erase() in the app).",
             err=True,
