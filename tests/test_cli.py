@@ -242,6 +242,26 @@ def test_demo_runs_with_every_emulated_vendor(example_installed: None) -> None:
     assert "example" in out
 
 
+def test_demo_exits_1_naming_a_vendor_left_with_pending_events(
+    example_installed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: the demo printed its table and exited 0 whatever was left undelivered, so the
+    # `plugins` test environment (which runs it) could only catch a crash.
+    import postback.demo
+
+    real = postback.demo.run_demo
+
+    def left_pending(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        figures = real(*args, **kwargs)
+        figures["example"]["pending"] = 2  # as if its emulation had stopped answering
+        return figures
+
+    monkeypatch.setattr(postback.demo, "run_demo", left_pending)
+    code, out = run("demo", "--events", "5")
+    assert code == 1, out
+    assert "still pending after the demo's flush: example 2" in out
+
+
 def test_since_parsing() -> None:
     from postback.cli import _since
 

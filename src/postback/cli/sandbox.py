@@ -79,8 +79,16 @@ def sandbox(host: str, port: int, quiet: bool) -> None:
 )
 @click.option("--seed", default=7, show_default=True)
 def demo(n_events: int, seed: int) -> None:
-    """Track a realistic mix of events to every installed vendor's sandbox emulation."""
+    """Track a realistic mix of events to every installed vendor's sandbox emulation. Exits 1
+    when a vendor still had events pending at the end (its emulation did not take them)."""
     from postback.demo import run_demo
 
     with user_errors():
-        run_demo(console, n_events=n_events, seed=seed)
+        figures = run_demo(console, n_events=n_events, seed=seed)
+    stuck = {v: f["pending"] for v, f in figures.items() if f["pending"]}
+    if stuck:
+        fail(
+            "still pending after the demo's flush: "
+            + ", ".join(f"{v} {n}" for v, n in sorted(stuck.items()))
+            + " (its sandbox emulation did not take them; `postback sandbox` runs it alone)"
+        )
