@@ -89,7 +89,9 @@ def erase(
 ) -> None:
     """Erase a person: their queued events and retries never reach a vendor (every deliverer
     drops them, on any process or host sharing the queue), their dead letters are deleted.
-    Prints how many; an event being sent at that moment finishes."""
+    Prints how many; an event being sent at that moment finishes. A vendor that keeps records
+    of its own (Ton AI's once-per-user marks) forgets them too; one that cannot (its settings
+    unreadable here) is named, and the command exits 1 once the rest is done."""
     from postback.delivery.erase import Person, check_region
 
     if phone_region:
