@@ -158,3 +158,41 @@ def test_the_howtos_reader_works_in_flask_and_fastapi(flask_client, example_conf
         "fastapi-yes",
         "flask-yes",
     ]
+
+
+def test_a_consent_reader_that_raises_never_fails_the_request(
+    flask_client, example_config, sandbox, caplog
+):
+    # The reader is the app's code, but postback calls it inside track() with a cookie the
+    # client writes: the how-to's own reader raised AttributeError on `consent=1` (valid JSON,
+    # not an object), so any client could turn the app's checkout into a 500. A reader that
+    # raises is logged and refuses every purpose (as a postback_consent hook that raises).
+    reader = howto_reader()
+    client = flask_client(reader=reader["read_consent"])
+    for forged in ("1", "null", "[true]", '"ads"'):
+        client.set_cookie("consent", forged)
+        assert client.get(f"/buy?id=flask-{forged}").status_code == 200
+    client.set_cookie("consent", json.dumps({"ads": True}))
+    assert client.get("/buy?id=flask-yes").status_code == 200
+
+    def broken(request: Any) -> Mapping[str, bool] | None:
+        raise KeyError("cc")
+
+    client = flask_client(reader=broken)
+    with caplog.at_level("WARNING", logger="postback"):
+        assert client.get("/buy?id=flask-broken").status_code == 200
+        assert client.get("/buy?id=flask-broken-granted&grant=1").status_code == 200
+    assert "consent_reader" in caplog.text
+    forged = ['flask-"ads"', "flask-1", "flask-[true]", "flask-null"]  # undecided: policy
+    assert flask_delivered(client, sandbox) == sorted(
+        [*forged, "flask-broken-granted", "flask-yes"]
+    )
+    stats = client.application.extensions["postback"].tracker.stats()
+    assert stats["example"]["skips"] == {"consent": 1}  # refused, not lost
+
+    app = pb_asgi_app.create_fastapi(example_config(), {"consent_reader": broken})
+    with TestClient(app) as fastapi_client:
+        assert fastapi_client.get("/buy?id=fastapi-broken").status_code == 200
+        tracker = fastapi_client.app.state.postback
+        assert fastapi_client.portal.call(tracker.flush, 20).complete
+    assert "fastapi-broken" not in [e["event_id"] for e in sandbox.received("example")]

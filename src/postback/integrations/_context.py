@@ -51,9 +51,11 @@ from __future__ import annotations
 import contextvars
 import importlib
 import ipaddress
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -128,6 +130,8 @@ MAX_VALUE_LENGTH = 2048
 
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+log = logging.getLogger("postback")
 
 
 def _header_name(name: str) -> str:
@@ -341,10 +345,27 @@ def gpc_header(value: str | None) -> bool:
     return value is not None and value.strip() == "1"
 
 
+#: What :func:`read_consent` gives when the ``consent_reader`` raised: every purpose refused.
+_READER_FAILED: Mapping[str, bool] = MappingProxyType({})
+
+
 def read_consent(settings: RequestContextSettings, request: Any) -> Mapping[str, bool] | None:
-    """The ``consent_reader``'s answer for ``request`` (``None`` without a reader)."""
+    """The ``consent_reader``'s answer for ``request`` (``None`` without a reader).
+
+    A reader that raises is logged and refuses every purpose for the request (as a
+    ``postback_consent`` hook that raises): it reads what the client sent (a cookie), and no
+    client may make ``track()`` raise, nor get an event sent that its consent may refuse."""
     reader = settings.consent_reader
-    return reader(request) if reader is not None else None
+    if reader is None:
+        return None
+    try:
+        return reader(request)
+    except Exception:
+        log.exception(
+            "the consent_reader raised: this request's events count every consent purpose as "
+            "refused"
+        )
+        return _READER_FAILED
 
 
 def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -564,10 +585,14 @@ def merge_request_context(
 
 
 def merge_request_consent(
-    derived: RequestContext | None, consent: object, gpc_purposes: Iterable[str]
+    derived: RequestContext | None,
+    consent: object,
+    gpc_purposes: Iterable[str],
+    purposes: Iterable[str] = (),
 ) -> Any:
     """``track()``'s ``consent`` with the request's signals filled in: ``Sec-GPC: 1`` denies
-    ``gpc_purposes`` (``[consent] gpc``), the ``consent_reader``'s answer overrides that, and
+    ``gpc_purposes`` (``[consent] gpc``), the ``consent_reader``'s answer overrides that (a
+    reader that raised denies ``purposes``, every known one, or else ``gpc_purposes``), and
     the app's own ``consent`` overrides both, key by key. Returns ``consent`` untouched when
     the request says nothing (or when it is not a mapping, so that ``track()`` reports it)."""
     if derived is None or (not derived.gpc and derived.consent is None):
@@ -577,7 +602,9 @@ def merge_request_consent(
     merged: dict[str, Any] = {}
     if derived.gpc:
         merged.update(dict.fromkeys(gpc_purposes, False))
-    if derived.consent is not None:
+    if derived.consent is _READER_FAILED:
+        merged.update(dict.fromkeys(tuple(purposes) or tuple(gpc_purposes), False))
+    elif derived.consent is not None:
         if not isinstance(derived.consent, Mapping):
             raise TypeError(
                 "consent_reader must return a mapping of purpose to True/False (or None), "
