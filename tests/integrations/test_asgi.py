@@ -140,6 +140,38 @@ def test_get_tracker_explains_a_missing_lifespan():
         client.get("/")
 
 
+def test_a_mounted_sub_apps_endpoints_get_the_tracker(example_config, sandbox, received_by_id):
+    # FastAPI's sub-applications (app.mount("/v2", sub)): Starlette runs only the outer app's
+    # lifespan, and sets request.app to the sub-app, so get_tracker found no tracker there and
+    # every endpoint of the sub-app that tracked answered 500.
+    from fastapi import Depends, FastAPI
+
+    app = pb_asgi_app.create_fastapi(example_config(), {})
+    sub = FastAPI()
+
+    @sub.get("/buy")
+    async def buy(tracker: AsyncTracker = Depends(get_tracker)) -> dict:
+        return {
+            "event_id": await tracker.track(
+                "purchase",
+                user={"email": "b@example.com"},
+                event_id="v2-1",
+                value=1,
+                currency="USD",
+            )
+        }
+
+    app.mount("/v2", sub)
+    with TestClient(app, client=("10.0.0.2", 40000)) as client:
+        response = client.get("/v2/buy?gclid=G-1", headers={"User-Agent": "Mozilla/5.0 (sub)"})
+        assert response.status_code == 200, response.text
+        assert response.json()["event_id"] == "v2-1"
+        flushed(client)
+    event = received_by_id(sandbox)["v2-1"]
+    assert event["ua"] == "Mozilla/5.0 (sub)"
+    assert event["ctx"]["url"] == "http://testserver/v2/buy?gclid=G-1"
+
+
 def test_middleware_settings_are_validated():
     with pytest.raises(ConfigError, match=r"PostbackMiddleware\.trusted_proxy_hops"):
         PostbackMiddleware(Starlette(), trusted_proxy_hops=-1)

@@ -51,6 +51,9 @@ from postback.integrations._context import (
 __all__ = ["PostbackMiddleware", "get_tracker", "postback_lifespan", "request_info"]
 
 STATE_ATTRIBUTE = "postback"
+#: The scope key where the middleware notes the outermost app it served: a mounted sub-app's
+#: lifespan never runs, so its endpoints find the tracker on that app's state.
+_OUTER_APP = "postback.app"
 
 
 def postback_lifespan(
@@ -88,9 +91,14 @@ def postback_lifespan(
 def get_tracker(request: HTTPConnection) -> AsyncTracker:
     """The app's tracker; a FastAPI dependency: ``tracker: AsyncTracker = Depends(get_tracker)``.
 
-    Works in Starlette endpoints too: ``get_tracker(request)``.
+    Works in Starlette endpoints too: ``get_tracker(request)``, and in the endpoints of a
+    mounted sub-app (``app.mount("/v2", sub)``), whose own lifespan never runs: with
+    :class:`PostbackMiddleware` on the outer app, the outer app's tracker.
     """
     tracker = getattr(request.app.state, STATE_ATTRIBUTE, None)
+    if not isinstance(tracker, AsyncTracker):
+        outer = getattr(request.scope.get(_OUTER_APP), "state", None)
+        tracker = getattr(outer, STATE_ATTRIBUTE, None)
     if not isinstance(tracker, AsyncTracker):
         raise RuntimeError(
             "no postback tracker on this app: create the app with "
@@ -129,6 +137,7 @@ class PostbackMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        scope.setdefault(_OUTER_APP, scope.get("app"))  # for get_tracker in mounted sub-apps
         settings = self.settings
         lazy = LazyRequestContext(settings, lambda: request_info(scope, settings))
         with bind_request_context(lazy):
