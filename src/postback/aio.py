@@ -61,7 +61,6 @@ from postback.integrations._context import (
 )
 from postback.ledger import EventStatus
 from postback.routing import Explanation
-from postback.telemetry import writer_context
 from postback.tracker import Tracker
 
 __all__ = ["AsyncTracker"]
@@ -260,9 +259,9 @@ class AsyncTracker:
         )
         if self._inline:
             return call()
-        if writer_context():  # an OpenTelemetry span is active: it goes with the event
-            call = functools.partial(contextvars.copy_context().run, call)
-        return await self._writer.submit(call)
+        # The hooks that run in track() (postback_consent, postback_validate) see the caller's
+        # context, as inline: a CMP's per-request state, an OpenTelemetry span.
+        return await self._writer.submit(functools.partial(contextvars.copy_context().run, call))
 
     def track_blocking(
         self,

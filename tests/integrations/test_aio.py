@@ -117,6 +117,44 @@ def test_writes_run_on_one_writer_thread_in_call_order(example_config, tmp_path)
     assert queue_depth(tmp_path / "queue.db") == 50
 
 
+def test_hooks_on_the_writer_thread_see_the_callers_context(example_config, tmp_path):
+    # postback_consent runs "inside track() on the caller's thread", where a CMP integration
+    # reads its per-request state (a contextvar, as the consent how-to's outline does). On the
+    # writer thread it saw none unless an OpenTelemetry span happened to be active, so a vendor
+    # the user refused in the CMP got the event (redis://, sqlite_synchronous = "full").
+    import contextvars
+
+    from postback import hookimpl
+
+    refused: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+        "refused", default=frozenset()
+    )
+
+    class Cmp:
+        @hookimpl
+        def postback_consent(self, event, destination, consent):
+            return False if destination.name in refused.get() else None
+
+    async def request(tracker, event_id, vendors):
+        refused.set(frozenset(vendors))  # what the CMP said for this request
+        await tracker.track("sign_up", user={"user_id": "u"}, event_id=event_id)
+
+    async def main():
+        tracker = make_tracker(
+            sqlite_config(example_config, tmp_path, workers=False, sqlite_synchronous="full"),
+            Cmp(),
+        )
+        await asyncio.gather(request(tracker, "refused", {"example"}), request(tracker, "ok", ()))
+        assert tracker._writer.started
+        stats = await tracker.stats()
+        await tracker.close(timeout=0)
+        return stats
+
+    stats = asyncio.run(main())
+    assert stats["example"]["skips"] == {"consent": 1}
+    assert queue_depth(tmp_path / "queue.db") == 1
+
+
 def test_memory_queue_writes_inline(example_config):
     async def main():
         tracker = make_tracker(example_config())
