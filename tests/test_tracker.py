@@ -176,6 +176,48 @@ def test_a_closed_tracker_says_so_for_every_call(
             call()
 
 
+@pytest.mark.parametrize("queue", ["sqlite", "memory://"])
+def test_a_track_that_straddles_close_restarts_no_delivery(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, queue: str, caplog: Any
+) -> None:
+    """A track() on another thread (a thread-pool endpoint, a WSGI worker thread) that passed
+    the closed check before close() started, and stored its event after close() ended, woke
+    the deliverer: it started the delivery threads again on the closed queue, which stayed
+    running and logged "delivery coordinator error" every second."""
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow:
+        @hookimpl
+        def postback_validate(self, event: Event, destination: Destination) -> None:
+            entered.set()
+            release.wait(10)
+
+    t = make_tracker(queue=None if queue == "sqlite" else queue, plugins=[Slow()])
+    result: dict[str, str] = {}
+
+    def request() -> None:
+        result["id"] = t.track("sign_up", user={"email": "a@b.co"}, event_id="late")
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    assert entered.wait(10)
+    t.close(timeout=1)
+    release.set()
+    thread.join(10)
+    assert result == {"id": "late"}
+    time.sleep(1.5)
+    assert [
+        th.name
+        for th in threading.enumerate()
+        if th.name.startswith("postback") and th.name != "postback-sandbox"
+    ] == []
+    assert "coordinator error" not in caplog.text
+    if queue == "sqlite":  # stored: the next start delivers it
+        assert make_tracker().flush(timeout=10)["example"].delivered == 1
+
+
 def test_start_delivers_what_an_earlier_process_left(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:

@@ -409,6 +409,8 @@ class Tracker:
         lanes = self.engine.lanes
         for n in names:
             lanes[n].stats.tracked += 1
+        if self.closed:  # close() ran meanwhile (another thread): it stays queued, unwoken
+            return event.event_id
         self.deliverer.notify(names)
         return event.event_id
 
