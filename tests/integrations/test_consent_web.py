@@ -126,6 +126,20 @@ def test_a_consent_reader_must_be_callable(example_config) -> None:
         pb_flask_app.create_app(example_config(), {"consent_reader": "cc"})
 
 
+def test_an_async_consent_reader_is_refused_when_the_settings_are_made(example_config) -> None:
+    # Was: accepted, then every track() failed with "got coroutine" (track() does not await).
+    from postback import ConfigError
+    from postback.integrations import RequestContextSettings
+
+    async def read(request: Any) -> dict[str, bool]:
+        return {"ads": True}
+
+    with pytest.raises(ConfigError, match="consent_reader: must be a plain function"):
+        pb_flask_app.create_app(example_config(), {"consent_reader": read})
+    with pytest.raises(ConfigError, match="not an async one"):
+        RequestContextSettings(consent_reader=read)
+
+
 def howto_reader() -> dict[str, Any]:
     """The reader of docs/how-to/consent.md, run as written."""
     page = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "consent.md"

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextvars
 import importlib
+import inspect
 import ipaddress
 import logging
 import re
@@ -134,6 +135,19 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 log = logging.getLogger("postback")
 
 
+_ASYNC_READER = (
+    "must be a plain function, not an async one: it is called inside track(), which reads the "
+    "request's cookies or headers without awaiting (request.cookies.get(...))"
+)
+
+
+def _check_reader_is_plain(reader: object) -> None:
+    """An ``async def`` consent reader would hand ``track()`` a coroutine on every request:
+    refused when the settings are made, not at the first event."""
+    if reader is not None and inspect.iscoroutinefunction(reader):
+        raise ConfigError([ConfigProblem("consent_reader", _ASYNC_READER)])
+
+
 def _header_name(name: str) -> str:
     """A header name as the settings hold it: lower-case (header names are case-insensitive)."""
     return name.lower()
@@ -168,7 +182,9 @@ class RequestContextSettings:
     trusted_proxy_hops: int = 0
     trusted_proxies: tuple[IPNetwork, ...] = ()
     forwarded_header: str = attrs.field(default="x-forwarded-for", converter=_header_name)
-    consent_reader: Callable[[Any], Mapping[str, bool] | None] | None = None
+    consent_reader: Callable[[Any], Mapping[str, bool] | None] | None = attrs.field(
+        default=None, validator=lambda _s, _a, reader: _check_reader_is_plain(reader)
+    )
 
     @property
     def enabled_fields(self) -> frozenset[str]:
@@ -252,6 +268,9 @@ class RequestContextSettings:
                     f"(or None), got {type(reader).__name__}",
                 )
             )
+        elif reader is not None and inspect.iscoroutinefunction(reader):
+            problems.append(ConfigProblem(f"{where}.consent_reader", _ASYNC_READER))
+            reader = None
         if problems:
             raise ConfigError(problems)
         return cls(
