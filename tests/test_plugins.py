@@ -99,6 +99,36 @@ def test_a_broken_plugin_is_skipped_with_a_log_line(
         Tracker.from_config({"vendors": {"broken": {}}})
 
 
+def test_an_entry_point_plugin_with_an_unknown_hook_is_skipped_with_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelled hook in an installed plugin does not take every app down (pluggy's
+    check_pending would refuse the whole host): the plugin is skipped, named, as one that
+    fails to import; the others load."""
+    add_entry_point_dist(
+        monkeypatch,
+        tmp_path,
+        "postback-typo",
+        {"typo": "postback_typo_mod", "example": "postback.testing.example"},
+        {
+            "postback_typo_mod": (
+                "from postback.plugin import hookimpl\n"
+                "@hookimpl\n"
+                "def postback_register_destination(register):\n"
+                "    pass\n"
+            )
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="postback.plugins"):
+        host = PluginHost()
+    assert "skipping postback plugin 'typo'" in caplog.text
+    error = host.infos["typo"].error
+    assert error and "postback_register_destination" in error
+    assert "postback_register_destinations" in error  # what it likely meant
+    assert "example" in host.destinations
+    assert not host.pm.has_plugin("typo")
+
+
 def test_disable_plugins_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     add_entry_point_dist(
         monkeypatch, tmp_path, "postback-example-ep", {"example": "postback.testing.example"}

@@ -14,6 +14,7 @@ entry-point plugins from loading, e.g. to rule one out while debugging.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import logging
@@ -133,19 +134,49 @@ class PluginHost:
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
+                self._check_hook_names(plugin, ep.name)
             except Exception as exc:  # a broken plugin must not take the app down
-                log.warning(
-                    "skipping postback plugin %r from %s: it failed to load: %s: %s",
-                    ep.name,
-                    dist or ep.value,
-                    type(exc).__name__,
-                    exc,
-                )
-                self.infos[ep.name] = PluginInfo(
-                    ep.name, dist, version, error=f"{type(exc).__name__}: {exc}"
-                )
+                self._skip_broken(ep.name, dist or ep.value, dist, version, exc)
                 continue
             self._entry_point_names[ep.name] = (dist, version)
+
+    def _check_hook_names(self, plugin: object, name: str) -> None:
+        """Raise :class:`PluginError` (after unregistering ``plugin``) when it implements a
+        hook postback has no spec for: a misspelled hook would otherwise never be called, and
+        ``check_pending`` would refuse the whole host."""
+        unknown = sorted(
+            caller.name
+            for caller in self.pm.get_hookcallers(plugin) or ()
+            if not caller.has_spec()
+            and not any(i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin)
+        )
+        if not unknown:
+            return
+        self.pm.unregister(name=name)
+        hooks = [n for n in dir(hookspecs) if n.startswith("postback_")]
+        said = []
+        for hook in unknown:
+            close = difflib.get_close_matches(hook, hooks, n=1)
+            said.append(f"{hook!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise PluginError(f"unknown hook {', '.join(said)}")
+
+    def _skip_broken(
+        self,
+        name: str,
+        where: str,
+        dist: str | None,
+        version: str | None,
+        exc: Exception,
+    ) -> None:
+        """Log and record an entry-point plugin left out because it is broken."""
+        log.warning(
+            "skipping postback plugin %r from %s: it failed to load: %s: %s",
+            name,
+            where,
+            type(exc).__name__,
+            exc,
+        )
+        self.infos[name] = PluginInfo(name, dist, version, error=f"{type(exc).__name__}: {exc}")
 
     def _collect(self) -> None:
         owners: dict[str, str] = {}
