@@ -129,6 +129,44 @@ def test_an_entry_point_plugin_with_an_unknown_hook_is_skipped_with_a_log_line(
     assert not host.pm.has_plugin("typo")
 
 
+def test_an_entry_point_plugin_whose_registration_fails_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin importing its vendor SDK inside its registration hook fails there, not at
+    import: it is skipped like a plugin that fails to import, with what it registered."""
+    add_entry_point_dist(
+        monkeypatch,
+        tmp_path,
+        "postback-lazy",
+        {"lazy": "postback_lazy_mod", "example": "postback.testing.example"},
+        {
+            "postback_lazy_mod": (
+                "from postback.plugin import hookimpl\n"
+                "from postback.testing.example import ExampleDestination\n"
+                "class Lazy(ExampleDestination):\n"
+                "    name = 'lazy'\n"
+                "@hookimpl\n"
+                "def postback_register_destinations(register):\n"
+                "    register(Lazy)\n"
+                "@hookimpl\n"
+                "def postback_register_emulators(register):\n"
+                "    import acme_sdk_not_installed\n"
+            )
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="postback.plugins"):
+        host = PluginHost()
+    assert "skipping postback plugin 'lazy'" in caplog.text
+    error = host.infos["lazy"].error
+    assert error and "ModuleNotFoundError" in error and "acme_sdk_not_installed" in error
+    assert "lazy" not in host.destinations and "example" in host.destinations
+    assert not host.pm.has_plugin("lazy")
+    from postback import ConfigError, Tracker
+
+    with pytest.raises(ConfigError, match="failed to load: ModuleNotFoundError"):
+        Tracker.from_config({"vendors": {"lazy": {}}})
+
+
 def test_disable_plugins_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     add_entry_point_dist(
         monkeypatch, tmp_path, "postback-example-ep", {"example": "postback.testing.example"}

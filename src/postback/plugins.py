@@ -90,6 +90,18 @@ class PluginHost:
             name = getattr(plugin, "__name__", None) or f"in-process-{i}:{type(plugin).__name__}"
             self.pm.register(plugin, name=name)
         self.pm.check_pending()
+        while True:
+            self.destinations: dict[str, type[Destination]] = {}
+            self.emulators: dict[str, type[Emulator]] = {}
+            #: The installed queue backends by URL scheme (``postback_register_queues``).
+            self.queues = QueueRegistry()
+            try:
+                self._collect()
+                break
+            except _BrokenRegistration as broken:  # leave it out, collect the others again
+                self.pm.unregister(name=broken.name)
+                dist, version = self._entry_point_names.pop(broken.name)
+                self._skip_broken(broken.name, dist or broken.name, dist, version, broken.exc)
         # Where only the core's own implementation of a per-event hook exists, the facade calls
         # it directly: the hook machinery would cost more than the step on the hot paths.
         builtin = ["postback.default_plugins.core"]
@@ -101,11 +113,6 @@ class PluginHost:
         self._validate_is_builtin_only = only_builtin("postback_validate")
         self._transform_is_builtin_only = only_builtin("postback_transform")
         self._deliver_is_builtin_only = only_builtin("postback_deliver")
-        self.destinations: dict[str, type[Destination]] = {}
-        self.emulators: dict[str, type[Emulator]] = {}
-        #: The installed queue backends by URL scheme (``postback_register_queues``).
-        self.queues = QueueRegistry()
-        self._collect()
         #: The user and context fields ``track()`` accepts: the core's and those the
         #: installed destinations declare (``Destination.fields``), merged once here.
         self.fields = FieldSet.of(self.destinations.values())
@@ -181,6 +188,18 @@ class PluginHost:
     def _collect(self) -> None:
         owners: dict[str, str] = {}
 
+        def call(impl: pluggy.HookImpl, register: Callable[[Any], None]) -> None:
+            """A registration hook: one of an entry-point plugin that raises (its vendor's
+            SDK imported there, missing) is a plugin that failed to load."""
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                if impl.plugin_name in self._entry_point_names:
+                    raise _BrokenRegistration(impl.plugin_name, exc) from exc
+                raise
+
         def register_destination(plugin_name: str) -> Callable[[type[Destination]], None]:
             def register(cls: type[Destination]) -> None:
                 if not (isinstance(cls, type) and issubclass(cls, Destination)):
@@ -212,11 +231,11 @@ class PluginHost:
         emu_by_plugin: dict[str, tuple[str, ...]] = {}
         for impl in self.pm.hook.postback_register_destinations.get_hookimpls():
             before = set(self.destinations)
-            impl.function(register=register_destination(impl.plugin_name))
+            call(impl, register_destination(impl.plugin_name))
             dest_by_plugin[impl.plugin_name] = tuple(sorted(set(self.destinations) - before))
         for impl in self.pm.hook.postback_register_emulators.get_hookimpls():
             before = set(self.emulators)
-            impl.function(register=register_emulator)
+            call(impl, register_emulator)
             emu_by_plugin[impl.plugin_name] = tuple(sorted(set(self.emulators) - before))
         queues_by_plugin: dict[str, tuple[str, ...]] = {}
         for impl in self.pm.hook.postback_register_queues.get_hookimpls():
@@ -225,7 +244,7 @@ class PluginHost:
             def register_queue(backend: QueueBackend, owner: str = impl.plugin_name) -> None:
                 self.queues.register(backend, owner)
 
-            impl.function(register=register_queue)
+            call(impl, register_queue)
             queues_by_plugin[impl.plugin_name] = tuple(sorted(set(self.queues.schemes) - before))
         for plugin_name, (dist, version) in self._entry_point_names.items():
             self.infos[plugin_name] = PluginInfo(
@@ -331,6 +350,15 @@ class PluginHost:
 
     def has_delivery_listeners(self) -> bool:
         return bool(self.pm.hook.postback_on_delivery.get_hookimpls())
+
+
+class _BrokenRegistration(Exception):
+    """An entry-point plugin's registration hook raised ``exc``."""
+
+    def __init__(self, name: str, exc: Exception) -> None:
+        super().__init__(name)
+        self.name = name
+        self.exc = exc
 
 
 def with_vendor(finding: object, vendor: str) -> Problem | Skip:
