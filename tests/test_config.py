@@ -491,3 +491,39 @@ def test_a_config_path_that_is_not_a_regular_file_is_refused(
         )
         assert done.returncode == 2, done.stderr[-2000:]
         assert target in done.stderr and "not a regular file" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("step", "make"),
+    [
+        ("__init__", lambda: KeyError("app_id")),
+        ("check_config", lambda: RuntimeError("no table")),
+        ("check_config", None),  # returns None instead of an iterable
+    ],
+)
+def test_a_plugin_failing_in_its_config_checks_is_a_config_error_naming_it(
+    step: str, make: Any
+) -> None:
+    """A destination raising something other than ValueError/ConfigError in ``__init__``, or
+    failing in ``check_config``, is a problem of ``vendors.NAME`` naming the plugin's step, not
+    a traceback out of ``build_config`` (``postback config check``, every tracker)."""
+
+    class Broken(ExampleDestination):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if step == "__init__":
+                raise make()
+
+        def check_config(self):  # type: ignore[no-untyped-def]
+            if make is None:
+                return None
+            if step == "check_config":
+                raise make()
+            return ()
+
+    with pytest.raises(ConfigError) as info:
+        build_config({"vendors": {"example": {"api_key": "k"}}}, {"example": Broken})
+    [problem] = info.value.problems
+    assert problem.path == "vendors.example"
+    assert f"the example plugin failed in {step}" in problem.message
+    assert "a bug in the plugin" in problem.message

@@ -321,8 +321,13 @@ def _probe(
         ]
     except ValueError as exc:
         return [ConfigProblem(base, str(exc))]
-    for key, message in probe.check_config():
-        problems.append(ConfigProblem(f"{base}.{key}" if key else base, message))
+    except Exception as exc:  # a plugin's bug: said as a problem of its table, naming it
+        return [_plugin_failed(name, "__init__", exc, base)]
+    try:
+        for key, message in probe.check_config():
+            problems.append(ConfigProblem(f"{base}.{key}" if key else base, message))
+    except Exception as exc:
+        return [_plugin_failed(name, "check_config", exc, base)]
     for ev in sorted(common.events or ()):
         if probe.vendor_event_name(ev) is None:
             problems.append(
@@ -333,3 +338,14 @@ def _probe(
                 )
             )
     return problems
+
+
+def _plugin_failed(name: str, step: str, exc: Exception, base: str) -> ConfigProblem:
+    """The problem said for a destination that raised in ``step`` while its settings were
+    checked: the exception's type and text, and whose bug it is."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return ConfigProblem(
+        base,
+        f"the {name} plugin failed in {step} ({text}): a bug in the plugin, report it to its "
+        "authors",
+    )
