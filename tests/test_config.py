@@ -527,3 +527,39 @@ def test_a_plugin_failing_in_its_config_checks_is_a_config_error_naming_it(
     assert problem.path == "vendors.example"
     assert f"the example plugin failed in {step}" in problem.message
     assert "a bug in the plugin" in problem.message
+
+
+def test_a_plugin_quoting_a_secret_setting_in_a_config_problem_is_redacted() -> None:
+    """A plugin's validator, ``__init__`` (ValueError) or ``check_config`` that quotes a secret
+    setting's value (the key whose format it checks) does not put it in the ConfigError, which
+    ``postback config check``, Django's checks and the logs show."""
+    key = "sk_live_0123456789abcdef"
+
+    def must_be_short(instance: Any, attribute: Any, value: Secret) -> None:
+        if len(value.reveal()) > 8:
+            raise ValueError(f"{value.reveal()!r} is not an Acme key")
+
+    @attrs.frozen
+    class Checked:
+        api_key: Secret = setting(help="key", secret=True, validator=must_be_short)
+
+    class ByValidator(ExampleDestination):
+        settings_class = Checked
+
+    class ByInit(ExampleDestination):
+        def __init__(self, settings: Any, **kwargs: Any) -> None:
+            raise ValueError(f"api_key {settings.api_key.reveal()} is not an Acme key")
+
+    class ByCheck(ExampleDestination):
+        def check_config(self):  # type: ignore[no-untyped-def]
+            yield "api_key", f"{self.settings.api_key.reveal()} is not an Acme key"
+
+    class ByBug(ExampleDestination):
+        def check_config(self):  # type: ignore[no-untyped-def]
+            raise KeyError(self.settings.api_key.reveal())
+
+    for cls in (ByValidator, ByInit, ByCheck, ByBug):
+        with pytest.raises(ConfigError) as info:
+            build_config({"vendors": {"example": {"api_key": key}}}, {"example": cls})
+        assert key not in str(info.value), cls.__name__
+        assert "***" in str(info.value), cls.__name__

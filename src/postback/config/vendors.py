@@ -30,6 +30,7 @@ from postback.destination import Destination, RateLimit, RetryPolicy
 from postback.durations import parse_duration
 from postback.errors import ConfigError, ConfigProblem
 from postback.events import normalize_event_name
+from postback.redaction import Redactor
 from postback.setting_values import parse_rate_limit
 
 __all__ = ["VENDOR_COMMON_HELP", "CommonSettings", "RetrySettings", "VendorConfig", "build_vendor"]
@@ -256,11 +257,12 @@ def build_vendor(
     reported = {p.path for p in problems}  # e.g. an unset ${VAR}: said once
     found = [p for p in found if p.path not in reported]
     order_by_keys(found, raw, base)
-    problems += found
+    redact = _secrets_redactor(raw, cls)
+    problems += redact(found)
     if found or settings is None or common is None:
         return None
     probe_problems = _probe(name, settings, common, cls, base)
-    problems += probe_problems
+    problems += redact(probe_problems)
     if probe_problems:
         return None
     return VendorConfig(
@@ -349,3 +351,23 @@ def _plugin_failed(name: str, step: str, exc: Exception, base: str) -> ConfigPro
         f"the {name} plugin failed in {step} ({text}): a bug in the plugin, report it to its "
         "authors",
     )
+
+
+def _secrets_redactor(
+    raw: Mapping[str, Any], cls: type[Destination]
+) -> Callable[[list[ConfigProblem]], list[ConfigProblem]]:
+    """What takes the values of the table's secret settings (8 characters or more, as for a
+    withheld ``POSTBACK_*`` value) out of its problems' messages: a plugin's validator,
+    ``__init__`` or ``check_config`` may quote the key whose format it checks."""
+    secrets = [
+        value
+        for a in attrs.fields(cls.settings_class)
+        if (a.metadata or {}).get("secret")
+        and isinstance(value := raw.get(a.name), str)
+        and len(value) >= 8
+        and value.isascii()  # (one that is not is refused, unquoted, by the core)
+    ]
+    if not secrets:
+        return lambda found: found
+    redactor = Redactor(secrets)
+    return lambda found: [ConfigProblem(p.path, redactor.redact(p.message)) for p in found]
