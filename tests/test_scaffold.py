@@ -100,7 +100,7 @@ def test_generated_plugin_passes_its_tests_in_a_fresh_virtualenv(tmp_path: Path)
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "27 passed" in result.stdout
+    assert "28 passed" in result.stdout
     listing = subprocess.run([str(venv / "bin" / "postback"), "plugins"], env=env, **run).stdout
     assert "acme_ads" in listing and "postback-acme-ads" in listing
 

@@ -120,4 +120,64 @@ def test_contract_kit_passes_for_the_example_vendor(
         """
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=15)
+
+
+DROPPER = '''
+from postback.plugin import Delivered, hookimpl
+from postback.testing.example import ExampleDestination, ExampleEmulator
+
+
+class Dropper(ExampleDestination):
+    """Sends only the first event of each batch, and reads any 200 as all delivered."""
+
+    def build_request(self, batch):
+        return super().build_request(batch[:1])
+
+    def parse_response(self, batch, response):
+        if response.status_code == 200:
+            return Delivered(note="200 without one result per event")
+        return super().parse_response(batch, response)
+
+
+@hookimpl
+def postback_register_destinations(register):
+    register(Dropper)
+
+
+@hookimpl
+def postback_register_emulators(register):
+    register(ExampleEmulator)
+'''
+
+
+def test_contract_kit_catches_a_plugin_that_drops_events_of_a_batch(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delivered samples are counted where they arrive (the emulator), not only from the
+    outcomes the plugin returns: a build_request carrying one event of a batch of two, with
+    a parse_response reading the 200 as all delivered, loses an event the outcomes hide."""
+    add_entry_point_dist(
+        monkeypatch,
+        tmp_path / "site",
+        "postback-dropper",
+        {"example": "postback_dropper"},
+        {"postback_dropper": DROPPER},
+    )
+    monkeypatch.setenv("POSTBACK_DISABLE_PLUGINS", "mobana,x,whop,tonai,applovin")
+    pytester.makepyfile(
+        """
+        from postback.testing.contract import DestinationContract
+
+        class TestDropperContract(DestinationContract):
+            vendor = "example"
+            sample_events = [
+                {"name": "purchase", "value": 49.99, "currency": "USD",
+                 "user": {"email": "a@b.co"}},
+                {"name": "sign_up", "user": {"user_id": "u1"}},
+            ]
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-k", "batch_arrives")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*a batch of 2 events*reached the example emulator as 1*"])

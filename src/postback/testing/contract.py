@@ -13,9 +13,9 @@ A vendor plugin (ours or a third party's) runs them against itself::
 The plugin must be installed (its entry point is part of the contract). The checks cover
 registration, documented settings and declared fields, secret handling, the sans-I/O steps
 (``validate`` yields only :class:`~postback.Problem` and :class:`~postback.Skip`, and the
-sample events pass it), delivery of the sample events through the vendor's emulator
-(in-process and over loopback HTTP), retry on server errors, and a halt (nothing dropped) when
-the vendor refuses the credentials.
+sample events pass it), a batch of the sample events reaching the emulator whole, delivery of
+the sample events through the vendor's emulator (in-process and over loopback HTTP), retry on
+server errors, and a halt (nothing dropped) when the vendor refuses the credentials.
 """
 
 from __future__ import annotations
@@ -252,6 +252,50 @@ class DestinationContract:
         outcome = destination.parse_response(batch, httpx.Response(503, json={}))
         outcomes = [outcome] if not isinstance(outcome, list | tuple) else list(outcome)
         assert all(isinstance(o, Retry) for o in outcomes)
+
+    def test_a_batch_arrives_whole(
+        self,
+        destination_class: type[Destination],
+        emulator_class: type[Emulator],
+        settings: dict[str, Any],
+    ) -> None:
+        """``build_request`` carries every event of its batch: the sample events sent as one
+        batch (up to ``max_batch_size``) each reach the emulator, and ``parse_response``
+        answers Delivered for each. The delivery tests below send one event per request, and
+        a ``Delivered`` outcome proves nothing about an event the request left out."""
+        n = min(destination_class.max_batch_size, len(self.sample_events))
+        if n < 2:
+            pytest.skip("one event per request (max_batch_size = 1), or a single sample")
+        box = Sandbox([emulator_class(settings)]).in_process()
+        table = {**settings, "base_url": box.base_url(self.vendor)}
+        cfg = build_config({"vendors": {self.vendor: table}}, {self.vendor: destination_class})
+        destination = cfg.vendors[self.vendor].make_destination(destination_class)
+        tracker = recording_tracker(vendors=[self.vendor])
+        try:
+            batch: list[Prepared] = []
+            for sample in self.sample_events[:n]:
+                fields = {k: v for k, v in sample.items() if k != "name"}
+                event, _ = tracker.prepare(sample["name"], **fields)
+                try:
+                    batch.append(Prepared(event, destination.transform(event)))
+                except SkipEvent:
+                    continue
+        finally:
+            tracker.close()
+        if len(batch) < 2:
+            pytest.skip("fewer than two sample events make a wire record")
+        with httpx.Client(transport=box.transport()) as client:
+            response = client.send(destination.build_request(batch))
+        ids = [p.event.event_id for p in batch]
+        arrived = [r.get("event_id") for r in box.received(self.vendor)]
+        assert len(arrived) == len(ids) and all(i is None or i in ids for i in arrived), (
+            f"a batch of {len(ids)} events (ids {ids}) reached the {self.vendor} emulator as "
+            f"{len(arrived)} (ids {arrived}): build_request must carry every event of its "
+            "batch (and the emulator append each event it accepts to received)"
+        )
+        outcome = destination.parse_response(batch, response)
+        outcomes = [outcome] if not isinstance(outcome, list | tuple) else list(outcome)
+        assert all(isinstance(o, Delivered) for o in outcomes), outcomes
 
     # --- delivery ----------------------------------------------------------------------------
 
