@@ -369,6 +369,38 @@ def test_a_plugin_that_returns_something_else_is_named(make: Callable[..., Track
         tracker.track("purchase", **WEB_PURCHASE)
 
 
+@pytest.mark.parametrize("through", ["destination", "hook"])
+def test_a_validate_that_raises_is_the_plugin_s_error_named(
+    make: Callable[..., Tracker], monkeypatch: pytest.MonkeyPatch, through: str
+) -> None:
+    """A plugin's validate (the destination's, a generator, or a postback_validate hook)
+    raising is a PluginError naming the vendor and the step, from track() and explain(), as a
+    validate returning something else is; not the plugin's bare KeyError."""
+
+    def broken(*args: Any, **kwargs: Any) -> Iterator[Skip]:
+        raise KeyError("ifa")
+        yield  # a generator, as the scaffold's validate is
+
+    class Hook:
+        @hookimpl
+        def postback_validate(self, event: Event, destination: Destination) -> list[Skip]:
+            if destination.name == "example":
+                raise KeyError("ifa")
+            return []
+
+    if through == "destination":
+        monkeypatch.setattr(ExampleDestination, "validate", broken)
+        tracker = make()
+    else:
+        tracker = make(plugins=[Hook()])
+    pattern = r"'example' failed in validate: KeyError: 'ifa'"
+    with pytest.raises(PluginError, match=pattern) as info:
+        tracker.track("purchase", **WEB_PURCHASE)
+    assert isinstance(info.value.__cause__, KeyError)
+    with pytest.raises(PluginError, match=pattern):
+        tracker.explain("purchase", **WEB_PURCHASE)
+
+
 # --- counts that other processes can read ------------------------------------------------------
 
 

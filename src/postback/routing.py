@@ -46,7 +46,7 @@ import attrs
 
 from postback.consent import ConsentGate
 from postback.destination import Destination, Skip, Skipped
-from postback.errors import InvalidEvent, Problem
+from postback.errors import InvalidEvent, PluginError, Problem
 from postback.events import CANONICAL_EVENTS, Event
 from postback.iso import CURRENCIES
 from postback.plugins import with_vendor
@@ -331,28 +331,33 @@ class Router:
         cur = event.currency
         exotic = cur is not None and cur not in CURRENCIES  # beyond ISO 4217 (Whop's ETH)
         for i, dest in enumerate(targets):
-            if exotic and cur not in dest.extra_currencies:
-                found: Iterable[Problem | Skip] = [currency_skip(dest.name, cur or "")]
-            else:
-                found = dest.validate(event) if direct else validate(event, dest)
             skipped = None
-            if found:
-                for given in found:
-                    if given.__class__ is Skip and given.vendor is not None:  # the common case
-                        finding: Problem | Skip = given
-                    else:
-                        finding = self._stamped(given, dest.name)
-                    if isinstance(finding, Skip):
-                        if skips is None:
-                            skips = [finding]
+            try:  # (free in 3.11 when nothing raises)
+                if exotic and cur not in dest.extra_currencies:
+                    found: Iterable[Problem | Skip] = [currency_skip(dest.name, cur or "")]
+                else:
+                    found = dest.validate(event) if direct else validate(event, dest)
+                if found:
+                    for given in found:  # (a generator's code runs here)
+                        if given.__class__ is Skip and given.vendor is not None:  # common case
+                            finding: Problem | Skip = given
                         else:
-                            skips.append(finding)
-                        if skipped is None:
-                            skipped = finding
-                    elif problems is None:
-                        problems = [finding]
-                    else:
-                        problems.append(finding)
+                            finding = self._stamped(given, dest.name)
+                        if isinstance(finding, Skip):
+                            if skips is None:
+                                skips = [finding]
+                            else:
+                                skips.append(finding)
+                            if skipped is None:
+                                skipped = finding
+                        elif problems is None:
+                            problems = [finding]
+                        else:
+                            problems.append(finding)
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise validate_failed(dest, exc) from exc
             if skipped is not None:
                 if first is None:
                     first, kept = [skipped], list(map(_NAME, targets[:i]))  # in C
@@ -503,7 +508,12 @@ class Router:
             if cur is not None and cur not in CURRENCIES and cur not in dest.extra_currencies:
                 findings: list[Problem | Skip] = [currency_skip(vname, cur)]
             else:
-                findings = [with_vendor(f, vname) for f in self.validate(event, dest)]
+                try:
+                    findings = [with_vendor(f, vname) for f in self.validate(event, dest)]
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise validate_failed(dest, exc) from exc
             if opts:
                 findings[:0] = option_problems(dest, opts.get(vname))
             problems = tuple(f for f in findings if not isinstance(f, Skip))
@@ -566,3 +576,14 @@ class Router:
             queued=(),
             error=error,
         )
+
+
+def validate_failed(destination: Destination, exc: Exception) -> PluginError:
+    """The error ``track()`` raises for a plugin's ``validate`` (the destination's or a
+    ``postback_validate`` hook's) that raised ``exc``: naming the vendor, secrets removed."""
+    text = destination.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    name = destination.name
+    return PluginError(
+        f"the plugin of vendor {name!r} failed in validate: {text} (a bug in the plugin: report "
+        f"it to its authors, or leave the vendor out with [vendors.{name}] enabled = false)"
+    )
