@@ -216,6 +216,57 @@ def test_a_plugins_bug_dead_letters_its_events_and_nothing_else(
         t.close(timeout=1)
 
 
+class NotAnOutcome(ExampleDestination):
+    """Answers with the vendor's JSON results (which echo the key) instead of outcomes."""
+
+    name = "buggy"
+
+    def build_request(self, batch: Sequence[Prepared]) -> httpx.Request:
+        request = super().build_request(batch)
+        url = str(request.url).replace("/buggy/", "/example/")
+        return httpx.Request("POST", url, headers=request.headers, content=request.content)
+
+    def parse_response(self, batch: Sequence[Prepared], response: httpx.Response) -> Any:
+        results = orjson.loads(response.content)["results"]
+        return [{**r, "key": self.settings.api_key.reveal()} for r in results]
+
+
+def test_an_answer_that_is_not_an_outcome_is_the_plugin_s_error_logged_and_redacted(
+    tmp_path: Path, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """parse_response returning something that is not an outcome (the vendor's JSON as is)
+    dead-letters the event as a plugin error: logged, naming the step and what to return,
+    with secrets removed from the reason (it was an unlogged "unknown outcome {repr}")."""
+
+    class Register:
+        @hookimpl
+        def postback_register_destinations(self, register: Callable[[type], None]) -> None:
+            register(NotAnOutcome)
+
+    rec = Recorder()
+    settings = sandbox.vendor_config("example")
+    cfg = {
+        "postback": {"queue": "memory://"},
+        "vendors": {
+            "buggy": {**settings, "base_url": settings["base_url"].replace("/example", "/buggy")}
+        },
+    }
+    t = Tracker.from_config(cfg, plugins=[example, Register(), rec], load_entry_points=False)
+    try:
+        with caplog.at_level(logging.WARNING, logger="postback"):
+            eid = t.track("sign_up", user={"email": "a@x.co"})
+            report = t.flush(timeout=10)
+        assert report["buggy"].dead == 1
+        [reason] = [o.reason for e, k, _, o in rec.calls if k == "DeadLettered" and e == eid]
+        assert reason.startswith("plugin error in postback_deliver: postback.errors.PluginError")
+        assert "parse_response returned a dict for an event" in reason
+        assert settings["api_key"] not in reason
+        assert "parse_response returned a dict" in caplog.text
+        assert settings["api_key"] not in caplog.text
+    finally:
+        t.close(timeout=1)
+
+
 # --- hostile Retry-After ---------------------------------------------------------------------
 
 

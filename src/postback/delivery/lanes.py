@@ -42,6 +42,7 @@ from postback.destination import (
     Prepared,
     Rejected,
     RejectedBatch,
+    Retry,
     RetryPolicy,
     SkipEvent,
     new_prepared,
@@ -74,6 +75,7 @@ def _user_agent() -> str:
 USER_AGENT = _user_agent()
 #: Settlements that put events back in the queue: the lane looks again for when they are due.
 _COMES_BACK = frozenset({"retry", "release"})
+_OUTCOMES = (Delivered, Retry, Rejected, RejectedBatch, Halt)  # postback.outcomes.Outcome
 
 
 class Lane:
@@ -533,6 +535,19 @@ class Lane:
                 "postback_deliver",
             )
             outcomes = [Rejected(reason)] * len(batch)
+        answered: Sequence[object] = outcomes  # (typed as outcomes: a plugin returns anything)
+        for o in answered:
+            if not isinstance(o, _OUTCOMES):  # named by its type only: it may quote a secret
+                reason = self._plugin_error(
+                    PluginError(
+                        f"{self.name}: parse_response returned a {type(o).__name__} for an "
+                        "event, not an outcome: return Delivered(), Retry(...), Rejected(...), "
+                        "RejectedBatch(...) or Halt(...), for the batch or one per event"
+                    ),
+                    "postback_deliver",
+                )
+                outcomes = [Rejected(reason)] * len(batch)
+                break
         redact = self.dest.redact
         return [scrubbed(o, redact) for o in outcomes]
 
