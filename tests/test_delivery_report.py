@@ -267,6 +267,27 @@ def test_an_answer_that_is_not_an_outcome_is_the_plugin_s_error_logged_and_redac
         t.close(timeout=1)
 
 
+def test_a_transform_returning_none_is_the_plugin_s_error_logged(
+    make_tracker: Callable[..., Tracker],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A transform that forgot its ``return`` dead-letters the event with a reason saying so
+    (it said "no plugin transformed the event", as if the plugin were not installed), and the
+    log says it once: nothing was logged."""
+    monkeypatch.setattr(ExampleDestination, "transform", lambda self, event: None)
+    rec = Recorder()
+    t = make_tracker(plugins=[rec])
+    with caplog.at_level(logging.WARNING, logger="postback"):
+        eid = t.track("sign_up", user={"email": "a@x.co"})
+        report = t.flush(timeout=10)
+    assert report["example"].dead == 1
+    [reason] = [o.reason for e, k, _, o in rec.calls if k == "DeadLettered" and e == eid]
+    assert reason.startswith("plugin error in transform: ")
+    assert "transform returned None" in reason and "SkipEvent" in reason
+    assert "example: a plugin failed in transform" in caplog.text
+
+
 # --- hostile Retry-After ---------------------------------------------------------------------
 
 

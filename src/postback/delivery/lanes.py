@@ -337,8 +337,12 @@ class Lane:
             except Exception as exc:
                 out.append(verdicts.dead(c, event, self._plugin_error(exc, "transform")))
                 continue
-            if record is None:
-                out.append(verdicts.dead(c, event, "no plugin transformed the event"))
+            if record is None:  # (a transform without its return, most likely)
+                none = PluginError(
+                    f"{self.name}: transform returned None: return the wire record, or raise "
+                    "SkipEvent not to send the event to this vendor"
+                )
+                out.append(verdicts.dead(c, event, self._plugin_error(none, "transform")))
                 continue
             add((c, new_prepared(event, record)))
         if self.scoped_halts and batch:
