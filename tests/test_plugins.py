@@ -193,6 +193,31 @@ def test_two_plugins_cannot_claim_one_vendor() -> None:
         PluginHost([example, Again()], load_entry_points=False)
 
 
+def test_a_secret_setting_not_typed_secret_is_refused_naming_the_plugin() -> None:
+    """``setting(secret=True)`` on a ``str``: the value stayed a plain string, shown by
+    ``repr(config)`` and never redacted from logs or dead letters (the redactor knows
+    ``Secret`` values only). The host refuses it at start, naming the plugin and the fix."""
+    import attrs
+
+    import postback.testing.example as example
+
+    @attrs.frozen
+    class PlainSettings:
+        api_key: str = postback.setting(help="key", secret=True)
+
+    class Plain(example.ExampleDestination):
+        name = "plain"
+        settings_class = PlainSettings
+
+    class Registers:
+        @postback.hookimpl
+        def postback_register_destinations(self, register):  # type: ignore[no-untyped-def]
+            register(Plain)
+
+    with pytest.raises(PluginError, match=r"Registers.*'plain'.*'api_key'.*postback\.Secret"):
+        PluginHost([Registers()], load_entry_points=False)
+
+
 def test_a_hookimpl_with_no_spec_is_refused() -> None:
     class Typo:
         @postback.hookimpl

@@ -19,6 +19,8 @@ import importlib
 import importlib.metadata
 import logging
 import os
+import re
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,7 @@ from postback import hookspecs
 from postback.default_plugins.core import postback_deliver as builtin_deliver
 from postback.delivery.queue import QueueBackend
 from postback.delivery.registry import QueueRegistry
-from postback.destination import Destination, Emulator, Skip
+from postback.destination import Destination, Emulator, Secret, Skip
 from postback.errors import PluginError, Problem
 from postback.fields import FieldSet
 
@@ -210,6 +212,14 @@ class PluginHost:
                 name = getattr(cls, "name", None)
                 if not isinstance(name, str) or not name:
                     raise PluginError(f"destination {cls.__qualname__} has no 'name'")
+                untyped = _secret_not_typed_secret(cls)
+                if untyped is not None:
+                    raise PluginError(
+                        f"plugin {plugin_name!r} registered vendor {name!r}, whose setting "
+                        f"{untyped!r} is declared secret=True but not typed postback.Secret: "
+                        "type it Secret (read it with .reveal() where it goes on the wire), or "
+                        "its value is shown in reprs and never redacted"
+                    )
                 if name in self.destinations and self.destinations[name] is not cls:
                     raise PluginError(
                         f"vendor {name!r} is registered twice: by {owners[name]!r} and by "
@@ -350,6 +360,26 @@ class PluginHost:
 
     def has_delivery_listeners(self) -> bool:
         return bool(self.pm.hook.postback_on_delivery.get_hookimpls())
+
+
+def _secret_not_typed_secret(cls: type[Destination]) -> str | None:
+    """The first setting of ``cls`` declared ``secret=True`` with a type other than
+    :class:`~postback.Secret` (or a type holding it, ``Secret | None``), if any. Untyped
+    settings and a ``settings_class`` that is not an attrs class are the config's to say."""
+    settings = getattr(cls, "settings_class", None)
+    if not (isinstance(settings, type) and attrs.has(settings)):
+        return None
+    for field in attrs.fields(settings):
+        if not (field.metadata or {}).get("secret") or field.type is None:
+            continue
+        kind = field.type
+        if isinstance(kind, str):  # ``from __future__ import annotations``
+            typed = re.search(r"\bSecret\b", kind) is not None
+        else:
+            typed = kind is Secret or Secret in typing.get_args(kind)
+        if not typed:
+            return str(field.name)
+    return None
 
 
 class _BrokenRegistration(Exception):
