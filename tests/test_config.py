@@ -563,3 +563,29 @@ def test_a_plugin_quoting_a_secret_setting_in_a_config_problem_is_redacted() -> 
             build_config({"vendors": {"example": {"api_key": key}}}, {"example": cls})
         assert key not in str(info.value), cls.__name__
         assert "***" in str(info.value), cls.__name__
+
+
+def test_a_plugin_failing_in_config_warnings_is_a_warning_without_its_secrets() -> None:
+    """``config check`` and ``doctor`` show a plugin's failing ``config_warnings`` as a
+    warning; the exception's text may quote a secret setting, which is masked there."""
+    from postback.destination import config_warnings
+
+    key = "sk_live_0123456789abcdef"
+
+    class Warns(ExampleDestination):
+        def config_warnings(self, events: frozenset[str] | None) -> Any:
+            raise RuntimeError(f"cannot check the account of {self.settings.api_key.reveal()}")
+
+    cfg = build_config({"vendors": {"example": {"api_key": key}}}, {"example": Warns})
+    dest = cfg.vendors["example"].make_destination(Warns)
+    [(path, message)] = config_warnings({"example": dest}, {"example": None})
+    assert path == "vendors.example" and "failed to check its config" in message
+    assert key not in message and "***" in message
+
+    class Quotes(ExampleDestination):
+        def config_warnings(self, events: frozenset[str] | None) -> Any:
+            yield "api_key", f"{self.settings.api_key.reveal()} is a test key"
+
+    dest = cfg.vendors["example"].make_destination(Quotes)
+    [(path, message)] = config_warnings({"example": dest}, {"example": None})
+    assert path == "vendors.example.api_key" and message == "*** is a test key"

@@ -532,9 +532,10 @@ def config_warnings(
         try:
             for setting_name, message in dest.config_warnings(events.get(name)):
                 key = f"vendors.{name}" + (f".{setting_name}" if setting_name else "")
-                out.append((key, message))
+                out.append((key, dest.redact(message)))  # (it may quote a secret it checks)
         except Exception as exc:  # a plugin's bug must not hide the others' warnings
-            out.append((f"vendors.{name}", f"the plugin failed to check its config: {exc!r}"))
+            said = dest.redact(repr(exc))
+            out.append((f"vendors.{name}", f"the plugin failed to check its config: {said}"))
     return out
 
 
