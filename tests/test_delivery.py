@@ -117,17 +117,21 @@ def test_per_event_rejections_go_to_dead_letters_and_replay(
 
 
 def test_garbage_answers_are_retried_then_dead_lettered(
-    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox.set_fault("example", status=200, body="<html>oops</html>")
     t = make_tracker(
         vendor={"retry": {"initial_backoff": 0.01, "max_backoff": 0.02, "max_attempts": 2}}
     )
-    t.track("sign_up", user={"email": "a@x.co"})
+    caplog.set_level(logging.INFO, logger="postback")
+    event_id = t.track("sign_up", user={"email": "a@x.co"})
     t.flush(timeout=5)
     (dead,) = t.queue.dead_letters()
     assert dead.reason.startswith("gave up after 2 attempts")
     assert "unreadable response" in dead.reason
+    # Was: each retry was logged at INFO, the giving up not at all (a rejection is a WARNING).
+    [said] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert event_id in said.getMessage() and "dead-lettered: gave up after 2" in said.getMessage()
 
 
 @pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)

@@ -203,7 +203,11 @@ class Verdicts:
                     if attempt >= policy.max_attempts
                     else f"gave up after {age:.0f}s (max_age)"
                 )
-                return self.dead(c, event, f"{why}: {outcome.reason}", outcome)
+                reason = f"{why}: {outcome.reason}"
+                log.warning(
+                    "%s: %s dead-lettered: %s", lane.name, event.event_id, mask_text(reason)
+                )
+                return self.dead(c, event, reason, outcome)
             asked = _seconds(outcome.after)
             wait = asked if asked is not None else backoff_seconds(policy, attempt)
             wait = min(wait, left)  # a last attempt when max_age is reached, not later
