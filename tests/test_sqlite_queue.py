@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -506,4 +507,50 @@ def test_processes_opening_a_new_file_at_once_all_start(tmp_path: Path) -> None:
     assert [p.returncode for p in procs] == [0] * 6, errors
     q = SQLiteQueue(tmp_path / "new.db")
     assert q.depth(["a"], 1)["a"].ready == 6
+    q.close()
+
+
+@pytest.mark.parametrize("there", ["replay", "discard"])
+def test_a_replay_racing_another_process_replay_or_discard_queues_once_at_most(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, there: str
+) -> None:
+    # Two processes (two dashboard workers, the CLI and the dashboard) replay the same dead
+    # letter: the second one's read of the dead letters must not be taken before the first
+    # one's replay is written, or the event is queued (and sent) twice. Or one discards it
+    # (by hand, or erase() for a person): it must not come back.
+    q = SQLiteQueue(tmp_path / "q.db")
+    q.serve(["a"])
+    assert q.acquire_delivery()
+    q.put("e0", "sign_up", 1000, ["a"], b"{}")
+    (got,) = q.claim("a", 1, 10_000)
+    q.settle("a", [Settlement(got, "dead", error="refused", attempts=1)], 10_000)
+    (dead,) = q.dead_letters()
+    other = SQLiteQueue(tmp_path / "q.db", busy_timeout=10.0)  # the other process
+    replayed_there: list[list[str]] = []
+    there = threading.Thread(
+        target=lambda: replayed_there.append(
+            [
+                d.event_id
+                for d in (other.requeue_dead if there == "replay" else other.discard_dead)(
+                    ids=[dead.id]
+                )
+            ]
+        )
+    )
+    read = type(q._log).dead_rows
+
+    def read_then_other_replays(self, *args):  # type: ignore[no-untyped-def]
+        rows = read(self, *args)
+        if self is q._log and not there.is_alive():
+            there.start()
+            there.join(0.5)  # done at once unless our replay holds the write lock
+        return rows
+
+    monkeypatch.setattr(type(q._log), "dead_rows", read_then_other_replays)
+    replayed_here = [d.event_id for d in q.requeue_dead(ids=[dead.id])]
+    there.join()
+    assert sorted(replayed_here + replayed_there[0]) == ["e0"]
+    queued = [c.event_id for c in q.claim("a", 10, 20_000)]
+    assert queued == (["e0"] if replayed_here or there == "replay" else [])
+    other.close()
     q.close()

@@ -372,11 +372,11 @@ class SQLiteLog:
     ) -> list[DeadLetter]:
         where, args = self.dead_filter(vendor, since_ms, ids)
         with self._file.work_lock, self._file.write_lock:
-            rows = self.dead_rows(where, args, 10**9)
             self._file.log_version += 1
             conn = self._file.work
             try:
-                with sqltx.write(conn):
+                with sqltx.write(conn):  # read under the write lock: another process may replay
+                    rows = self.dead_rows(where, args, 10**9)
                     conn.executemany(
                         INSERT,
                         [
@@ -394,10 +394,10 @@ class SQLiteLog:
             return []
         where, args = self.dead_filter(None, None, ids)
         with self._file.work_lock, self._file.write_lock:
-            rows = self.dead_rows(where, args, len(ids))
             conn = self._file.work
             try:
-                with sqltx.write(conn):
+                with sqltx.write(conn):  # read under the write lock: another process may replay
+                    rows = self.dead_rows(where, args, len(ids))
                     conn.executemany("DELETE FROM dead_letters WHERE id=?", [(d.id,) for d in rows])
             except sqlite3.Error as exc:
                 raise self._file.explain(exc) from None
