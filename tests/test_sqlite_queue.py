@@ -554,3 +554,28 @@ def test_a_replay_racing_another_process_replay_or_discard_queues_once_at_most(
     assert queued == (["e0"] if replayed_here or there == "replay" else [])
     other.close()
     q.close()
+
+
+def test_a_failed_remember_of_a_second_window_forgets_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Vendors with two different dedupe windows: the first window's keys are remembered, then
+    # remembering the second fails (the dedupe file is locked or the disk full) and track()
+    # raises. The app's retry of the event must not be dropped as a duplicate for the first.
+    q = SQLiteQueue(tmp_path / "q.db")
+    remember = SQLiteQueue.remember_for
+    calls: list[list[str]] = []
+
+    def second_fails(self, vendors, key, window_ms):  # type: ignore[no-untyped-def]
+        calls.append(list(vendors))
+        if len(calls) == 2:
+            raise QueueError("dedupe file: database is locked")
+        return remember(self, vendors, key, window_ms)
+
+    monkeypatch.setattr(SQLiteQueue, "remember_for", second_fails)
+    windows = {"a": 60_000, "b": 120_000}
+    with pytest.raises(QueueError):
+        q.put_unique("e1", "purchase", 1_000, ["a", "b"], b"{}", windows)
+    monkeypatch.undo()
+    assert q.put_unique("e1", "purchase", 1_000, ["a", "b"], b"{}", windows) == []
+    q.close()

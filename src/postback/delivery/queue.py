@@ -297,17 +297,17 @@ class Queue(abc.ABC):
             if window:
                 groups.setdefault(window, []).append(vendor)
         fresh: list[str] = []
-        for window, group in groups.items():
-            fresh += self.remember_for(group, event_id, window)
-        dups = [v for group in groups.values() for v in group if v not in fresh]
-        kept = [v for v in vendors if v not in dups] if dups else vendors
-        if kept:
-            try:
+        try:
+            for window, group in groups.items():
+                fresh += self.remember_for(group, event_id, window)
+            dups = [v for group in groups.values() for v in group if v not in fresh]
+            kept = [v for v in vendors if v not in dups] if dups else vendors
+            if kept:
                 self.put(event_id, name, created_ms, kept, payload)
-            except BaseException:
-                if fresh:
-                    self.forget_for(fresh, event_id)  # so that the app's retry is not a dup
-                raise
+        except BaseException:
+            if fresh:
+                self.forget_for(fresh, event_id)  # so that the app's retry is not a dup
+            raise
         return dups
 
     def wake_on_new(self, callback: Callable[[set[str]], None]) -> None:
