@@ -562,7 +562,8 @@ def test_a_plugin_quoting_a_secret_setting_in_a_config_problem_is_redacted() -> 
         with pytest.raises(ConfigError) as info:
             build_config({"vendors": {"example": {"api_key": key}}}, {"example": cls})
         assert key not in str(info.value), cls.__name__
-        assert "***" in str(info.value), cls.__name__
+        if cls is not ByBug:  # (a plugin's own failure is said by its type alone)
+            assert "***" in str(info.value), cls.__name__
 
 
 def test_a_plugin_failing_in_config_warnings_is_a_warning_without_its_secrets() -> None:

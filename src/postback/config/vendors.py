@@ -344,12 +344,13 @@ def _probe(
 
 def _plugin_failed(name: str, step: str, exc: Exception, base: str) -> ConfigProblem:
     """The problem said for a destination that raised in ``step`` while its settings were
-    checked: the exception's type and text, and whose bug it is."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    checked: the exception's type (its text may quote a secret the plugin was handling: a
+    credential in a URL is not a declared setting, so redaction would not find it), and whose
+    bug it is."""
     return ConfigProblem(
         base,
-        f"the {name} plugin failed in {step} ({text}): a bug in the plugin, report it to its "
-        "authors",
+        f"the {name} plugin failed in {step} ({type(exc).__name__}; its text is not shown, as "
+        "it may quote a secret): a bug in the plugin, report it to its authors",
     )
 
 
