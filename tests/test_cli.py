@@ -457,3 +457,22 @@ def test_replay_of_an_id_that_is_no_dead_letter_fails(config_file: Path) -> None
     assert code == 1 and "no dead letter 99" in out and "nothing was replayed" in out, out
     code, out = run("deadletters", "list", "--config", str(config_file))
     assert "neg-1" in out, out
+
+
+def test_deadletters_list_masks_personal_data_in_reasons(config_file: Path) -> None:
+    """A vendor's refusal may quote what it refused (an email, a phone, an IP): ``deadletters
+    show`` and the dashboard mask it in the reason; ``deadletters list`` printed it whole."""
+    import sqlite3
+
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.flush(timeout=5)
+    t.close()
+    reason = "invalid email jane.doe@example.com from 203.0.113.7"
+    with sqlite3.connect(config_file.parent / "queue.db") as db:
+        db.execute("UPDATE dead_letters SET reason = ?", (reason,))
+    code, out = run("deadletters", "list", "--config", str(config_file))
+    assert code == 0 and "neg-1" in out, out
+    assert "jane.doe@example.com" not in out and "203.0.113.7" not in out, out
+    code, out = run("deadletters", "show", "1", "--config", str(config_file))
+    assert "jane.doe@example.com" not in out, out

@@ -33,6 +33,7 @@ from postback.cli._shared import (
 )
 from postback.encryption import UnknownKey, open_payload
 from postback.events import loads_event
+from postback.textmask import mask_text
 
 __all__ = ["deadletters", "format_stats", "queue", "replay", "worker"]
 
@@ -179,7 +180,7 @@ def deadletters_list(
                 d.event_id,
                 ms_iso(d.failed_ms),
                 str(d.attempts),
-                d.reason,
+                mask_text(d.reason),  # a vendor's refusal may quote an email (as show masks)
             )
         console.print(table)
     finally:
