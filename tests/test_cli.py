@@ -476,3 +476,17 @@ def test_deadletters_list_masks_personal_data_in_reasons(config_file: Path) -> N
     assert "jane.doe@example.com" not in out and "203.0.113.7" not in out, out
     code, out = run("deadletters", "show", "1", "--config", str(config_file))
     assert "jane.doe@example.com" not in out, out
+
+
+def test_status_needs_no_vendor_secret(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``postback status`` reads the delivery ledger only, like ``queue stats`` and
+    ``deadletters``: it refused with "environment variable EXAMPLE_KEY is not set" (exit 2) in
+    a shell without the vendors' secrets, where an operator looks an event up."""
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, event_id="ok-1")
+    t.flush(timeout=5)
+    t.close()
+    monkeypatch.delenv("EXAMPLE_KEY")
+    code, out = run("status", "ok-1", "--config", str(config_file))
+    assert code == 0, out
+    assert "event ok-1" in out and "example: delivered" in out, out

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import orjson
 
-from postback.cli._shared import config_option
+from postback.cli._shared import config_option, queue_tracker
 from postback.ledger import EventStatus
 
 __all__ = ["render_status", "status"]
@@ -60,10 +60,9 @@ def status(event_id: str, config_path: Path | None, as_json: bool) -> None:
     id or attribution), skipped and why, dead-lettered and why. Exits 1 when nothing is
     known about it."""
     from postback.errors import PostbackError
-    from postback.tracker import Tracker
 
-    try:
-        tracker = Tracker.from_config(config_path)
+    try:  # no vendor is built: the ledger is read without their secrets
+        tracker, _ = queue_tracker(config_path, workers=False)
     except PostbackError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
