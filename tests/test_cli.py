@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -490,3 +491,18 @@ def test_status_needs_no_vendor_secret(config_file: Path, monkeypatch: pytest.Mo
     code, out = run("status", "ok-1", "--config", str(config_file))
     assert code == 0, out
     assert "event ok-1" in out and "example: delivered" in out, out
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("value", ["nan", "NaN"])
+def test_send_refuses_a_timeout_that_is_not_a_number(config_file: Path, value: str) -> None:
+    """``send --timeout nan`` was taken, and a NaN deadline never passes: with the vendor
+    unreachable the command waited forever. It is a usage error (exit 2), nothing sent."""
+    text = re.sub(r'base_url = ".*"', 'base_url = "http://127.0.0.1:1"', config_file.read_text())
+    config_file.write_text(text.replace("max_attempts = 2", "max_attempts = 1000"))
+    code, out = run(
+        "send", "sign_up", "--user", "email=a@b.co", "--timeout", value,
+        "--config", str(config_file),
+    )  # fmt: skip
+    assert code == 2, out
+    assert "--timeout" in out and "tracked" not in out, out

@@ -3,6 +3,7 @@ validate`` (a JSON Lines file of events checked without sending)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ def send(
     show per vendor what would happen and the exact HTTP request; send nothing."""
     from postback.single_event import EventWatch, request_lines, send_and_watch
 
+    if math.isnan(timeout):  # a deadline that never passes: it would wait forever
+        raise click.BadParameter("must be a number of seconds, not NaN", param_hint="--timeout")
     vendors: dict[str, dict[str, Any]] = {}
     for pair in vopts:
         key, sep, val = pair.partition("=")
