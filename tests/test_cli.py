@@ -506,3 +506,15 @@ def test_send_refuses_a_timeout_that_is_not_a_number(config_file: Path, value: s
     )  # fmt: skip
     assert code == 2, out
     assert "--timeout" in out and "tracked" not in out, out
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("value", ["nan", "-1"])
+def test_worker_refuses_a_stats_interval_that_is_not_a_number_of_seconds(
+    config_file: Path, value: str
+) -> None:
+    """``worker --stats-every nan`` was taken and printed no stats ever (a NaN time never
+    comes); ``-1`` printed them twice a second. Both are usage errors, before any delivery."""
+    code, out = run("worker", "--stats-every", value, "--config", str(config_file))
+    assert code == 2, out
+    assert "--stats-every" in out, out

@@ -9,6 +9,7 @@ vendor, and ``replay`` builds only the vendors it re-delivers to.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,6 +65,8 @@ def worker(config_path: Path | None, stats_every: float, stats_json: bool) -> No
     """Deliver queued events until SIGTERM/SIGINT, then finish in-flight requests and stop."""
     from postback.integrations import run_worker
 
+    if math.isnan(stats_every) or stats_every < 0:  # never due, or due at every turn
+        raise click.BadParameter("must be 0 (never) or more seconds", param_hint="--stats-every")
     with user_errors():
         tracker = tracker_for(config_path, workers=True)
     run_worker(
