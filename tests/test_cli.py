@@ -518,3 +518,17 @@ def test_worker_refuses_a_stats_interval_that_is_not_a_number_of_seconds(
     code, out = run("worker", "--stats-every", value, "--config", str(config_file))
     assert code == 2, out
     assert "--stats-every" in out, out
+
+
+def test_status_with_the_queue_unreachable_exits_1_as_queue_stats_does(
+    config_file: Path,
+) -> None:
+    """A queue that cannot be reached is no config error: ``queue stats`` and ``deadletters``
+    exit 1 saying so, ``status`` exited 2 (what a script reads as "fix the config")."""
+    pytest.importorskip("redis")
+    text = config_file.read_text().replace("sqlite://queue.db", "redis://127.0.0.1:1/0")
+    config_file.write_text(text)
+    for args in (("queue", "stats"), ("status", "ev-1")):
+        code, out = run(*args, "--config", str(config_file))
+        assert code == 1, (args, out)
+        assert "error: cannot reach Redis" in out, out

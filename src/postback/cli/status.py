@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import orjson
 
-from postback.cli._shared import config_option, queue_tracker
+from postback.cli._shared import config_option, queue_tracker, user_errors
 from postback.ledger import EventStatus
 
 __all__ = ["render_status", "status"]
@@ -61,11 +61,8 @@ def status(event_id: str, config_path: Path | None, as_json: bool) -> None:
     known about it."""
     from postback.errors import PostbackError
 
-    try:  # no vendor is built: the ledger is read without their secrets
+    with user_errors():  # no vendor is built: the ledger is read without their secrets
         tracker, _ = queue_tracker(config_path, workers=False)
-    except PostbackError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
     try:
         st = tracker.status(event_id)
     except PostbackError as exc:
