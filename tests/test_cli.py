@@ -508,6 +508,15 @@ def test_send_refuses_a_timeout_that_is_not_a_number(config_file: Path, value: s
     assert "--timeout" in out and "tracked" not in out, out
 
 
+def test_replay_refuses_a_timeout_that_is_not_a_number(config_file: Path) -> None:
+    """``replay --timeout nan`` was taken and its wait skipped (NaN compares false): the dead
+    letters were requeued and the command said "still pending" at once. A usage error now,
+    before anything is requeued."""
+    code, out = run("replay", "--timeout", "nan", "--config", str(config_file))
+    assert code == 2, out
+    assert "--timeout" in out and "replaying" not in out, out
+
+
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("value", ["nan", "-1"])
 def test_worker_refuses_a_stats_interval_that_is_not_a_number_of_seconds(

@@ -222,6 +222,8 @@ def replay(
 ) -> None:
     """Re-deliver dead letters: re-transformed from the stored canonical event, so a fixed
     plugin sends them correctly this time. Needs only the secrets of the vendors replayed to."""
+    if math.isnan(timeout):  # a deadline that never compares: the wait would be skipped
+        raise click.BadParameter("must be a number of seconds, not NaN", param_hint="--timeout")
     since_at = since_ms(since)
     with user_errors():
         reader, configured = queue_tracker(config_path, workers=False)
