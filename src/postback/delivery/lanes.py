@@ -42,7 +42,6 @@ from postback.destination import (
     Prepared,
     Rejected,
     RejectedBatch,
-    Retry,
     RetryPolicy,
     SkipEvent,
     new_prepared,
@@ -75,7 +74,6 @@ def _user_agent() -> str:
 USER_AGENT = _user_agent()
 #: Settlements that put events back in the queue: the lane looks again for when they are due.
 _COMES_BACK = frozenset({"retry", "release"})
-_OUTCOMES = (Delivered, Retry, Rejected, RejectedBatch, Halt)  # postback.outcomes.Outcome
 
 
 class Lane:
@@ -541,7 +539,7 @@ class Lane:
             outcomes = [Rejected(reason)] * len(batch)
         answered: Sequence[object] = outcomes  # (typed as outcomes: a plugin returns anything)
         for o in answered:
-            if not isinstance(o, _OUTCOMES):  # named by its type only: it may quote a secret
+            if not isinstance(o, Outcome):  # named by its type only: it may quote a secret
                 reason = self._plugin_error(
                     PluginError(
                         f"{self.name}: parse_response returned a {type(o).__name__} for an "
