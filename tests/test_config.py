@@ -529,6 +529,34 @@ def test_a_plugin_failing_in_its_config_checks_is_a_config_error_naming_it(
     assert "a bug in the plugin" in problem.message
 
 
+def test_secrets_in_a_list_setting_are_redacted_like_a_single_one() -> None:
+    """A setting holding several secrets (``spare_keys: list[Secret]``, the plugin host lets
+    it through as typed Secret) was masked in reprs but never redacted: a vendor echoing one
+    put it in logs and dead letters, and a plugin quoting one put it in a ConfigError."""
+    spares = ["spare-key-000A", "spare-key-000B"]
+
+    @attrs.frozen
+    class Many:
+        api_key: Secret = setting(help="key", secret=True)
+        spare_keys: list[Secret] = setting(help="more keys", secret=True, factory=list)
+
+    class Multi(ExampleDestination):
+        settings_class = Many
+
+    class Quoting(Multi):
+        def check_config(self):  # type: ignore[no-untyped-def]
+            yield "spare_keys", f"{self.settings.spare_keys[1].reveal()} is not an Acme key"
+
+    table = {"api_key": "primary-key-0001", "spare_keys": spares}
+    cfg = build_config({"vendors": {"example": table}}, {"example": Multi})
+    destination = cfg.vendors["example"].make_destination(Multi)
+    said = destination.redact(f"echo primary-key-0001 {spares[0]} {spares[1]}")
+    assert said == "echo *** *** ***"
+    with pytest.raises(ConfigError) as info:
+        build_config({"vendors": {"example": table}}, {"example": Quoting})
+    assert spares[1] not in str(info.value) and "*** is not an Acme key" in str(info.value)
+
+
 def test_a_plugin_quoting_a_secret_setting_in_a_config_problem_is_redacted() -> None:
     """A plugin's validator, ``__init__`` (ValueError) or ``check_config`` that quotes a secret
     setting's value (the key whose format it checks) does not put it in the ConfigError, which

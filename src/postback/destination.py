@@ -507,18 +507,29 @@ class Destination:
         cached: tuple[object, Redactor] | None = self.__dict__.get("_redactor")
         if cached is not None and cached[0] is self.settings:
             return cached[1]
-        secrets = []
+        secrets: list[str] = []
         if self.settings is not None and attrs.has(type(self.settings)):
             for a in attrs.fields(type(self.settings)):
-                val = getattr(self.settings, a.name, None)
-                if isinstance(val, Secret) and val.reveal():
-                    secrets.append(val.reveal())
+                secrets += _revealed(getattr(self.settings, a.name, None))
         redactor = Redactor(secrets)
         self.__dict__["_redactor"] = (self.settings, redactor)
         return redactor
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} -> {self.origin()}>"
+
+
+def _revealed(value: object) -> list[str]:
+    """The text of every :class:`Secret` in a setting's value: the value itself, or the items
+    of a list, tuple or set, or the values of a dict (``spare_keys: list[Secret]``)."""
+    if isinstance(value, Secret):
+        text = value.reveal()
+        return [text] if text else []
+    if isinstance(value, list | tuple | set | frozenset):
+        return [text for item in value for text in _revealed(item)]
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in _revealed(item)]
+    return []
 
 
 def config_warnings(

@@ -360,11 +360,16 @@ def _secrets_redactor(
     """What takes the values of the table's secret settings (8 characters or more, as for a
     withheld ``POSTBACK_*`` value) out of its problems' messages: a plugin's validator,
     ``__init__`` or ``check_config`` may quote the key whose format it checks."""
-    secrets = [
-        value
+    given = [
+        raw.get(a.name)
         for a in attrs.fields(cls.settings_class)
         if (a.metadata or {}).get("secret")
-        and isinstance(value := raw.get(a.name), str)
+    ]
+    secrets = [
+        value
+        for found in given
+        for value in (found if isinstance(found, list | tuple) else [found])  # list[Secret]
+        if isinstance(value, str)
         and len(value) >= 8
         and value.isascii()  # (one that is not is refused, unquoted, by the core)
     ]
