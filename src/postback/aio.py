@@ -242,8 +242,7 @@ class AsyncTracker:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
         derived = current_request_context()
         user, context = merge_request_context(derived, user, context, self._tracker.host.fields)
-        settings = self._tracker.config.consent
-        consent = merge_request_consent(derived, consent, settings.gpc, settings.purposes)
+        consent = merge_request_consent(derived, consent, self._tracker.config.consent)
         call = functools.partial(
             self._tracker.track,
             name,
@@ -284,8 +283,7 @@ class AsyncTracker:
             raise TrackerClosed("this tracker was closed; create a new one with from_config()")
         derived = current_request_context()
         user, context = merge_request_context(derived, user, context, self._tracker.host.fields)
-        settings = self._tracker.config.consent
-        consent = merge_request_consent(derived, consent, settings.gpc, settings.purposes)
+        consent = merge_request_consent(derived, consent, self._tracker.config.consent)
         return self._tracker.track(
             name,
             user=user,
@@ -318,8 +316,7 @@ class AsyncTracker:
         Queues nothing and does no I/O, so it needs no ``await``."""
         derived = current_request_context()
         user, context = merge_request_context(derived, user, context, self._tracker.host.fields)
-        settings = self._tracker.config.consent
-        consent = merge_request_consent(derived, consent, settings.gpc, settings.purposes)
+        consent = merge_request_consent(derived, consent, self._tracker.config.consent)
         return self._tracker.explain(
             name,
             user=user,

@@ -67,6 +67,7 @@ from postback.integrations._forwarded import forwarded_for
 from postback.normalize import CLICK_ID_FIELDS, has_control
 
 if TYPE_CHECKING:
+    from postback.consent import ConsentSettings
     from postback.fields import FieldSet
 
 __all__ = [
@@ -604,15 +605,12 @@ def merge_request_context(
 
 
 def merge_request_consent(
-    derived: RequestContext | None,
-    consent: object,
-    gpc_purposes: Iterable[str],
-    purposes: Iterable[str] = (),
+    derived: RequestContext | None, consent: object, settings: ConsentSettings
 ) -> Any:
     """``track()``'s ``consent`` with the request's signals filled in: ``Sec-GPC: 1`` denies
-    ``gpc_purposes`` (``[consent] gpc``), the ``consent_reader``'s answer overrides that (a
-    reader that raised denies ``purposes``, every known one, or else ``gpc_purposes``), and
-    the app's own ``consent`` overrides both, key by key. Returns ``consent`` untouched when
+    the purposes of ``[consent] gpc``, the ``consent_reader``'s answer overrides that (a
+    reader that raised denies every known purpose, ``[consent] purposes``), and the app's own
+    ``consent`` overrides both, key by key. Returns ``consent`` untouched when
     the request says nothing (or when it is not a mapping, so that ``track()`` reports it)."""
     if derived is None or (not derived.gpc and derived.consent is None):
         return consent
@@ -620,9 +618,9 @@ def merge_request_consent(
         return consent
     merged: dict[str, Any] = {}
     if derived.gpc:
-        merged.update(dict.fromkeys(gpc_purposes, False))
+        merged.update(dict.fromkeys(settings.gpc, False))
     if derived.consent is _READER_FAILED:
-        merged.update(dict.fromkeys(tuple(purposes) or tuple(gpc_purposes), False))
+        merged.update(dict.fromkeys(settings.purposes or settings.gpc, False))
     elif derived.consent is not None:
         if not isinstance(derived.consent, Mapping):
             raise TypeError(

@@ -205,8 +205,7 @@ class Postback:
         if flask.has_request_context():
             derived = _request_context(state.request_context)
             user, context = merge_request_context(derived, user, context, state.tracker.host.fields)
-            settings = state.tracker.config.consent
-            consent = merge_request_consent(derived, consent, settings.gpc, settings.purposes)
+            consent = merge_request_consent(derived, consent, state.tracker.config.consent)
         return state.tracker.track(
             name,
             user=user,
@@ -229,9 +228,8 @@ class Postback:
             user, context = merge_request_context(
                 derived, fields.get("user"), fields.get("context"), state.tracker.host.fields
             )
-            settings = state.tracker.config.consent
             consent = merge_request_consent(
-                derived, fields.get("consent"), settings.gpc, settings.purposes
+                derived, fields.get("consent"), state.tracker.config.consent
             )
             fields = {**fields, "user": user, "context": context, "consent": consent}
         return state.tracker.explain(name, **fields)

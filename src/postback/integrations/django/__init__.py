@@ -123,9 +123,7 @@ def track(
     """
     derived = _derived(request)
     user, context = merge_request_context(derived, user, context, get_tracker().host.fields)
-    consent = merge_request_consent(
-        derived, consent, get_tracker().config.consent.gpc, get_tracker().config.consent.purposes
-    )
+    consent = merge_request_consent(derived, consent, get_tracker().config.consent)
     return get_tracker().track(
         name,
         user=user,
@@ -160,9 +158,7 @@ async def atrack(
     hand-off. The first call builds the tracker (reading the config) on the loop."""
     derived = _derived(request)
     user, context = merge_request_context(derived, user, context, get_tracker().host.fields)
-    consent = merge_request_consent(
-        derived, consent, get_tracker().config.consent.gpc, get_tracker().config.consent.purposes
-    )
+    consent = merge_request_consent(derived, consent, get_tracker().config.consent)
     return await get_async_tracker().track(
         name,
         user=user,
