@@ -215,3 +215,27 @@ def test_a_disabled_vendors_marks_are_forgotten_too(marked: Path) -> None:
     config.write_text(enabled)
     assert _is_new(config, DOC_USER, "e3")  # forgotten by the command
     assert _is_new(config, "222", "e4")  # forgotten by the app's tracker
+
+
+def test_an_erase_forgets_the_marks_of_every_environment_and_product(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    # Was: erase forgot the marks of the environment and product configured now, so a person's
+    # Telegram user id stayed in the queue if the app once ran with other settings.
+    earlier = [
+        make_tracker(environment="staging", product="ad"),
+        make_tracker(product="ad"),
+    ]
+    for i, tracker in enumerate(earlier):
+        tonai = tracker.destinations["tonai"]
+        tonai.transform(event(event_id=f"e{i}"))
+        tonai.transform(event(telegram_user_id="222", event_id=f"other{i}"))
+        tracker.close(timeout=0)
+    now = make_tracker()  # production, exchange: none of the marks above
+    assert now.erase(user={"telegram_user_id": DOC_USER}).not_forgotten == ()
+    for i, settings in enumerate(({"environment": "staging", "product": "ad"}, {"product": "ad"})):
+        again = make_tracker(**settings)
+        tonai = again.destinations["tonai"]
+        assert tonai.transform(event(event_id=f"new{i}"))  # the erased user is new again
+        with pytest.raises(SkipEvent):
+            tonai.transform(event(telegram_user_id="222", event_id=f"more{i}"))  # kept

@@ -27,11 +27,13 @@ DIGEST.md section 4 has the evidence:
 * ``once_per_user`` (default true: Ton AI defines a conversion as a new user from an exchange
   task) reports at most one conversion per Telegram user, remembered in the tracker's queue
   store (so across restarts, and across hosts that share a Redis queue); false sends every
-  routed event.
+  routed event. An erase forgets the marks naming the person's Telegram user id, those of
+  every environment and product.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal
@@ -92,6 +94,15 @@ PRODUCTS: Final = ("exchange", "ad")
 _MAX_TELEGRAM_ID: Final = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]+")
 _SNIPPET = 300
+
+#: Every (environment, product) a once-per-user mark may be stored under, for an erase. A value
+#: dropped from the settings one day stays here: marks stored under it must stay erasable.
+_MARK_SCOPES: Final = tuple(itertools.product(ENVIRONMENTS, PRODUCTS))
+
+
+def _user_key(environment: str, product: str, telegram_id: str) -> str:
+    """The store key of a once-per-user claim (the claiming event's key extends it)."""
+    return f"{environment}/{product}/tg:{telegram_id}"
 
 
 def conversion_path(product: str) -> str:
@@ -279,7 +290,7 @@ class TonAIDestination(Destination):
 
     def _keys(self, telegram_id: str, event_id: str) -> tuple[str, str]:
         """(user key, owner key) in the store, scoped by environment and product."""
-        scope = f"{self.settings.environment}/{self.settings.product}/tg:{telegram_id}"
+        scope = _user_key(self.settings.environment, self.settings.product, telegram_id)
         return scope, f"{scope}/event:{event_id}"
 
     def transform(self, event: Event) -> dict[str, Any]:
@@ -326,12 +337,18 @@ class TonAIDestination(Destination):
 
     def erase_user(self, user: Mapping[str, str]) -> None:
         """An erased person's once-per-user marks name their Telegram user id: forget them
-        (so a later conversion of theirs counts as a new user's)."""
+        (so a later conversion of theirs counts as a new user's).
+
+        Those of every environment and product, not only the configured ones: the app may
+        have run with other settings before. Both settings take a few fixed values (validated
+        since the plugin's first version), so these are a few exact keys and prefixes.
+        """
         telegram_id = user.get("telegram_user_id")
         if telegram_id:
-            user_key, _ = self._keys(telegram_id, "")
-            self.store.forget(user_key)
-            self.store.forget_prefix(f"{user_key}/")
+            for environment, product in _MARK_SCOPES:
+                user_key = _user_key(environment, product, telegram_id)
+                self.store.forget(user_key)
+                self.store.forget_prefix(f"{user_key}/")
 
     # --- request / response ------------------------------------------------------------------
 
