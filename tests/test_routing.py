@@ -401,6 +401,44 @@ def test_a_validate_that_raises_is_the_plugin_s_error_named(
         tracker.explain("purchase", **WEB_PURCHASE)
 
 
+@pytest.mark.parametrize("reason", ["", "  \t"])
+def test_a_skip_without_a_reason_is_refused_where_it_is_built(reason: str) -> None:
+    with pytest.raises(ValueError, match=r"the reason must not be empty.*Skip\('no device id'"):
+        Skip(reason, "user.ifa", "pass user={'ifa': ...}")
+
+
+def test_a_skip_whose_reason_is_not_text_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"Skip\(reason=None\): the reason must be a str"):
+        Skip(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("through", ["destination", "hook"])
+def test_a_validate_yielding_a_skip_without_a_reason_is_the_plugin_s_error_named(
+    make: Callable[..., Tracker], monkeypatch: pytest.MonkeyPatch, through: str
+) -> None:
+    # Was: Skip("") was taken: the event skipped the vendor, counted and logged under an empty
+    # reason, and the plugin's author saw nothing wrong.
+    def blank(*args: Any, **kwargs: Any) -> Iterator[Skip]:
+        yield Skip("", "user.ifa")
+
+    class Hook:
+        @hookimpl
+        def postback_validate(self, event: Event, destination: Destination) -> list[Skip]:
+            return [Skip(" ")] if destination.name == "example" else []
+
+    if through == "destination":
+        monkeypatch.setattr(ExampleDestination, "validate", blank)
+        tracker = make()
+    else:
+        tracker = make(plugins=[Hook()])
+    pattern = r"'example' failed in validate: ValueError: Skip\(reason='\s*'\): the reason must"
+    with pytest.raises(PluginError, match=pattern):
+        tracker.track("purchase", **WEB_PURCHASE)
+    with pytest.raises(PluginError, match=pattern):
+        tracker.explain("purchase", **WEB_PURCHASE)
+    assert tracker.stats()["example"]["skips"] == {}  # nothing counted
+
+
 # --- counts that other processes can read ------------------------------------------------------
 
 

@@ -164,6 +164,20 @@ class RateHint:
 # What validate() and transform() say besides a record (outcomes: postback.outcomes)
 
 
+def _check_skip_reason(_skip: Skip, _attribute: attrs.Attribute[str], given: str) -> None:
+    """Refuse a :class:`Skip` without a reason: it would be counted and logged as ``''``."""
+    reason: object = given  # (typed str, but a plugin may pass anything)
+    if isinstance(reason, str) and reason.strip():
+        return
+    what = "be a str" if not isinstance(reason, str) else "not be empty or blank"
+    error = TypeError if not isinstance(reason, str) else ValueError
+    raise error(
+        f"Skip(reason={reason!r}): the reason must {what}; pass a short, stable text saying why "
+        "this vendor cannot use the event (it is counted and logged per vendor and reason), "
+        "e.g. Skip('no device id', field='user.ifa', fix=\"pass user={'ifa': ...}\")"
+    )
+
+
 @attrs.frozen
 class Skip:
     """What :meth:`Destination.validate` yields when this vendor cannot use an event *as
@@ -177,10 +191,12 @@ class Skip:
     ``reason`` is short and stable (it is counted per vendor and reason, and logged once per
     process with ``fix``), e.g. ``"no device id"``; ``field`` names the canonical field that
     would fix it (``"user.ifa"``); ``fix`` says how (``"pass user={'ifa': ...}, or list the
-    events X should get with events = [...]"``). The core sets ``vendor``.
+    events X should get with events = [...]"``). The core sets ``vendor``. An empty or blank
+    ``reason`` (or one that is not a str) is refused here, at construction: a
+    ``postback_validate`` building one fails as a plugin error naming the vendor.
     """
 
-    reason: str
+    reason: str = attrs.field(validator=_check_skip_reason)
     field: str = ""
     fix: str = ""
     vendor: str | None = None
