@@ -10,13 +10,15 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import postback
-from postback import PluginError, hookspecs
+from postback import Emulator, PluginError, hookspecs
 from postback.plugins import PluginHost
+from postback.sandbox import Sandbox
 from tests._distributions import add_entry_point_dist, build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,6 +193,45 @@ def test_two_plugins_cannot_claim_one_vendor() -> None:
 
     with pytest.raises(PluginError, match="registered twice"):
         PluginHost([example, Again()], load_entry_points=False)
+
+
+class _AcmeEmulator(Emulator):
+    vendor = "acme"
+
+
+class _AcmeAgain(Emulator):
+    vendor = "acme"
+
+
+class FirstEmulatorPlugin:
+    @postback.hookimpl
+    def postback_register_emulators(self, register: Callable[[type[Emulator]], None]) -> None:
+        register(_AcmeEmulator)
+
+
+class SecondEmulatorPlugin:
+    @postback.hookimpl
+    def postback_register_emulators(self, register: Callable[[type[Emulator]], None]) -> None:
+        register(_AcmeAgain)
+
+
+def test_two_plugins_cannot_register_one_vendor_s_emulator() -> None:
+    # Was: the second emulator replaced the first, silently: the sandbox served whichever
+    # plugin registered last.
+    pattern = (
+        r"emulator of vendor 'acme' is registered twice: by 'in-process-0:FirstEmulatorPlugin' "
+        r"\(_AcmeEmulator\) and by 'in-process-1:SecondEmulatorPlugin' \(_AcmeAgain\); "
+        r"uninstall one or disable it with POSTBACK_DISABLE_PLUGINS"
+    )
+    with pytest.raises(PluginError, match=pattern):
+        PluginHost([FirstEmulatorPlugin(), SecondEmulatorPlugin()], load_entry_points=False)
+    again = PluginHost([FirstEmulatorPlugin(), FirstEmulatorPlugin()], load_entry_points=False)
+    assert again.emulators == {"acme": _AcmeEmulator}  # the same class twice: no conflict
+
+
+def test_a_sandbox_refuses_two_emulators_of_one_vendor() -> None:
+    with pytest.raises(ValueError, match=r"two emulators of vendor 'acme': _AcmeEmulator and"):
+        Sandbox([_AcmeEmulator(), _AcmeAgain()])
 
 
 def test_a_secret_setting_not_typed_secret_is_refused_naming_the_plugin() -> None:

@@ -5,8 +5,9 @@ and skipped, so one broken package cannot take the application down), registers 
 built-in plugins and the tracker's in-process plugins, checks that every hook implementation
 matches a spec (``check_pending``), and collects the destinations and emulators that plugins
 register and the event fields those destinations declare (:class:`~postback.fields.FieldSet`:
-two that disagree on a field stop the host with an error naming both). :class:`PluginHost` is
-also the typed facade over ``pm.hook``: no other module calls hooks untyped.
+two that disagree on a field stop the host with an error naming both, as do two plugins
+registering one vendor's destination or emulator). :class:`PluginHost` is also the typed
+facade over ``pm.hook``: no other module calls hooks untyped.
 
 ``POSTBACK_DISABLE_PLUGINS`` (comma-separated entry-point names, or ``*`` for all) keeps
 entry-point plugins from loading, e.g. to rule one out while debugging.
@@ -231,10 +232,25 @@ class PluginHost:
 
             return register
 
-        def register_emulator(cls: type[Emulator]) -> None:
-            if not (isinstance(cls, type) and issubclass(cls, Emulator)):
-                raise PluginError(f"{cls!r} is not a postback.Emulator subclass")
-            self.emulators[cls.vendor] = cls
+        emulator_owners: dict[str, str] = {}
+
+        def register_emulator(plugin_name: str) -> Callable[[type[Emulator]], None]:
+            def register(cls: type[Emulator]) -> None:
+                if not (isinstance(cls, type) and issubclass(cls, Emulator)):
+                    raise PluginError(f"{cls!r} is not a postback.Emulator subclass")
+                vendor = cls.vendor
+                known = self.emulators.get(vendor)
+                if known is not None and known is not cls:
+                    raise PluginError(
+                        f"the emulator of vendor {vendor!r} is registered twice: by "
+                        f"{emulator_owners[vendor]!r} ({known.__qualname__}) and by "
+                        f"{plugin_name!r} ({cls.__qualname__}); uninstall one or disable it "
+                        "with POSTBACK_DISABLE_PLUGINS"
+                    )
+                self.emulators[vendor] = cls
+                emulator_owners[vendor] = plugin_name
+
+            return register
 
         # Call each plugin's registration hook on its own, so we know who registered what.
         dest_by_plugin: dict[str, tuple[str, ...]] = {}
@@ -245,7 +261,7 @@ class PluginHost:
             dest_by_plugin[impl.plugin_name] = tuple(sorted(set(self.destinations) - before))
         for impl in self.pm.hook.postback_register_emulators.get_hookimpls():
             before = set(self.emulators)
-            call(impl, register_emulator)
+            call(impl, register_emulator(impl.plugin_name))
             emu_by_plugin[impl.plugin_name] = tuple(sorted(set(self.emulators) - before))
         queues_by_plugin: dict[str, tuple[str, ...]] = {}
         for impl in self.pm.hook.postback_register_queues.get_hookimpls():

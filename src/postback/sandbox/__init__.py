@@ -1,8 +1,9 @@
 """``postback sandbox``: local emulations of the vendors' APIs, served on loopback.
 
-Every :class:`~postback.Emulator` that a plugin registers is mounted under ``/<vendor>``, so a
-tracker whose vendor has ``base_url = "http://127.0.0.1:PORT/<vendor>"`` talks to it exactly as
-it would talk to the vendor. The sandbox also injects faults for reliability tests::
+Every :class:`~postback.Emulator` that a plugin registers is mounted under ``/<vendor>`` (one
+per vendor: two for one vendor are refused, by the plugin host and here), so a tracker whose
+vendor has ``base_url = "http://127.0.0.1:PORT/<vendor>"`` talks to it exactly as it would
+talk to the vendor. The sandbox also injects faults for reliability tests::
 
     POST /_sandbox/faults   {"vendor": "x", "status": 503, "count": 3}      next 3 answers fail
                             {"vendor": "x", "latency": 0.02}                 add 20 ms to each
@@ -69,7 +70,15 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.emulators: dict[str, Emulator] = {e.vendor: e for e in emulators}
+        self.emulators: dict[str, Emulator] = {}
+        for emulator in emulators:
+            known = self.emulators.setdefault(emulator.vendor, emulator)
+            if known is not emulator:  # one would be served, the other never: say so
+                raise ValueError(
+                    f"two emulators of vendor {emulator.vendor!r}: "
+                    f"{type(known).__qualname__} and {type(emulator).__qualname__}; "
+                    "pass one per vendor"
+                )
         self._in_process = False
         self.faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
