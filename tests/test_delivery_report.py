@@ -136,6 +136,27 @@ def test_a_skip_from_transform_is_reported_skipped(
     agree(rec, t.stats()["example"])
 
 
+class BlankSkips:
+    """Raises SkipEvent with a blank message (a plugin author's slip)."""
+
+    @hookimpl(wrapper=True)
+    def postback_transform(self, event: Any, destination: Destination) -> Any:
+        if event.user.email:
+            raise SkipEvent("   ")
+        return (yield)
+
+
+def test_a_skip_without_a_reason_is_reported_under_its_type_not_a_blank(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox
+) -> None:
+    rec = Recorder()
+    t = make_tracker(plugins=[rec, BlankSkips()])
+    eid = t.track("sign_up", user={"email": "a@x.co"})
+    assert t.flush(timeout=10).complete
+    assert next(o for e, _, _, o in rec.calls if e == eid) == Skipped("SkipEvent")
+    agree(rec, t.stats()["example"])
+
+
 def test_halted_attempts_are_reported_and_not_counted(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:

@@ -330,7 +330,7 @@ class Lane:
             try:
                 record = transform(event, dest)
             except SkipEvent as exc:
-                out.append(verdicts.skipped(c, event, str(exc) or "SkipEvent"))
+                out.append(verdicts.skipped(c, event, str(exc).strip() or "SkipEvent"))
                 continue
             except Exception as exc:
                 out.append(verdicts.dead(c, event, self._plugin_error(exc, "transform")))
