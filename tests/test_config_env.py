@@ -498,3 +498,25 @@ def test_a_secret_in_a_postback_variable_is_not_quoted_in_the_error(
 def test_a_short_bad_value_of_a_postback_variable_is_still_quoted() -> None:
     found = problems(FILE, {"POSTBACK_VENDORS__EXAMPLE__TIMEOUT": "10 sx"})
     assert "'10 sx'" in found["vendors.example.timeout"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "path"),
+    [
+        ("POSTBACK_CONSENT__GPC", "consent.gpc"),
+        ("POSTBACK_VENDORS__EXAMPLE__PURPOSES", "vendors.example.purposes"),
+        ("POSTBACK_VENDORS__EXAMPLE__EVENTS", "vendors.example.events"),
+    ],
+)
+@pytest.mark.parametrize("value", ["", " ", ","])
+def test_an_empty_variable_of_a_list_setting_is_refused_not_an_empty_list(
+    variable: str, path: str, value: str
+) -> None:
+    """An empty variable is how a deployment writes one it has no value for (compose's
+    ``VAR=${UNSET}``); read as ``[]`` it would turn a safeguard off in silence: Sec-GPC
+    ignored, a vendor sent events whatever the consent, or sent none. It is refused, saying
+    how to mean none; ``[]`` still does."""
+    message = problems(FILE, {variable: value})[path]
+    assert f"(set by {variable}; it is empty:" in message and "set it to [] for none" in message
+    cfg = build_config(FILE, DESTS, environ={variable: "[]"})
+    assert cfg.from_env[path] == variable

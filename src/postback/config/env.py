@@ -15,7 +15,8 @@
 A value is typed like the file's: a setting whose type is a string (a secret, an id) takes the
 variable's text as it is; any other is read as a TOML value (``true``, ``12``, ``["a", "b"]``,
 ``{ max_age = "2h" }``), and as its text when that is not TOML (``process``, ``2s``,
-``600/minute``), a list also from comma-separated text (``purchase,sign_up``).
+``600/minute``), a list also from comma-separated text (``purchase,sign_up``), never from
+empty text (an empty list is ``[]``: an empty variable is refused, not a safeguard turned off).
 """
 
 from __future__ import annotations
@@ -136,7 +137,11 @@ def _typed(text: str, type_: Any) -> Any:
     except tomllib.TOMLDecodeError:
         pass
     if _is_list(type_):
-        return [part.strip() for part in text.split(",") if part.strip()]
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        # An empty variable (a deployment's unset placeholder) is not an empty list, which
+        # would turn a safeguard off (Sec-GPC, a vendor's consent purposes, its events):
+        # its text is refused as the setting's value; [] is how to say none.
+        return parts or text
     return text
 
 

@@ -251,7 +251,10 @@ def _name_variables(
         # Its text, and the strings read from it (a TOML table is quoted as a dict).
         values = [environ.get(var, ""), *_strings(_at(overlaid, key))]
         [masked] = _withheld([p], values)
-        out.append(ConfigProblem(p.path, f"{masked.message} (set by {var})"))
+        hint = ""
+        if not environ.get(var, "").replace(",", "").strip() and "list" in p.message:
+            hint = "; it is empty: unset it for the default, or set it to [] for none"
+        out.append(ConfigProblem(p.path, f"{masked.message} (set by {var}{hint})"))
     return out
 
 
