@@ -541,3 +541,23 @@ def test_status_with_the_queue_unreachable_exits_1_as_queue_stats_does(
         code, out = run(*args, "--config", str(config_file))
         assert code == 1, (args, out)
         assert "error: cannot reach Redis" in out, out
+
+
+def test_replay_to_a_disabled_vendor_is_refused_and_leaves_the_dead_letters(
+    config_file: Path,
+) -> None:
+    """With ``enabled = false`` the replay moved the dead letters back to the queue, showed
+    1/1 done and exited 0, but nothing delivers to a disabled vendor: the events sat in the
+    queue and were gone from ``deadletters list``. It is refused now, replaying nothing."""
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.flush(timeout=5)
+    t.close()
+    config_file.write_text(config_file.read_text() + "enabled = false\n")
+    code, out = run("replay", "--timeout", "5", "--config", str(config_file))
+    assert code == 2, out
+    assert "example is disabled (enabled = false)" in out and "nothing was replayed" in out
+    code, out = run("deadletters", "list", "--config", str(config_file))
+    assert "neg-1" in out, out
+    code, out = run("replay", "--id", "1", "--timeout", "5", "--config", str(config_file))
+    assert code == 2 and "example is disabled" in out, out

@@ -261,6 +261,16 @@ def replay(
                 2,
             )
         tracker, _ = queue_tracker(config_path, sorted(targets))
+    # Nothing delivers to a disabled vendor: its dead letters would leave the list for a queue
+    # where they wait until it is enabled again, while the replay said it was done.
+    if disabled := sorted(v for v in targets if not tracker.config.vendors[v].enabled):
+        tracker.close(timeout=0)
+        fail(
+            f"{', '.join(disabled)} {'is' if len(disabled) == 1 else 'are'} disabled "
+            "(enabled = false): enable it to replay its dead letters, or pick others with "
+            "--vendor / --id; nothing was replayed",
+            2,
+        )
     try:
         rows = tracker.queue.requeue_dead(vendor, since_at, ids)
         if not rows:
