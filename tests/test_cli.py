@@ -561,3 +561,23 @@ def test_replay_to_a_disabled_vendor_is_refused_and_leaves_the_dead_letters(
     assert "neg-1" in out, out
     code, out = run("replay", "--id", "1", "--timeout", "5", "--config", str(config_file))
     assert code == 2 and "example is disabled" in out, out
+
+
+def test_replay_of_an_id_that_vendor_or_since_leaves_out_fails(config_file: Path) -> None:
+    """``replay --id 1 --vendor other`` (or with a ``--since`` after dead letter 1 failed)
+    said "nothing to replay" and exited 0, so a script took dead letter 1 for replayed. The
+    id and the option that leaves it out are named, exit 1, and nothing is replayed."""
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.flush(timeout=5)
+    t.close()
+    code, out = run("replay", "--id", "1", "--vendor", "other", "-c", str(config_file))
+    assert code == 1, out
+    assert "dead letter 1 is for example, not --vendor other" in out, out
+    assert "nothing was replayed" in out
+    future = "2099-01-01T00:00Z"
+    code, out = run("replay", "--id", "1", "--since", future, "-c", str(config_file))
+    assert code == 1, out
+    assert "dead letter 1 failed before --since" in out and "nothing was replayed" in out, out
+    code, out = run("deadletters", "list", "--config", str(config_file))
+    assert "neg-1" in out, out

@@ -236,8 +236,15 @@ def replay(
                         "the ids); nothing was replayed",
                         1,
                     )
+                for d in found:  # asked for by id, so never left out in silence
+                    if d is not None and vendor is not None and d.vendor != vendor:
+                        why = f"is for {d.vendor}, not --vendor {vendor}"
+                    elif d is not None and since_at is not None and d.failed_ms < since_at:
+                        why = f"failed before --since {since} ({ms_iso(d.failed_ms)})"
+                    else:
+                        continue
+                    fail(f"dead letter {d.id} {why}; nothing was replayed", 1)
                 targets = {d.vendor for d in found if d is not None}
-                targets &= {vendor} if vendor else targets
             else:
                 rows = reader.queue.dead_letters(vendor, since_at, 1_000_000)
                 targets = {d.vendor for d in rows}
