@@ -14,6 +14,7 @@ from postback.config import (
     Config,
     CoreSettings,
     build_config,
+    find_config,
     parse_duration,
     parse_rate_limit,
     read_config,
@@ -353,6 +354,19 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> Non
         read_config(path)
     assert "UTF-8" in str(info.value)
     assert info.value.source == str(path)
+
+
+@pytest.mark.parametrize("name", ["postback.toml", "pyproject.toml"])
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path, name: str) -> None:
+    """Notepad and PowerShell 5 save UTF-8 with a byte order mark; tomllib refused it with
+    "Invalid statement (at line 1, column 1)", which says nothing of the invisible cause.
+    The mark is not part of the text: the file is read as without it, found by the search too."""
+    table = "[tool.postback]" if name == "pyproject.toml" else "[postback]"
+    path = tmp_path / name
+    path.write_bytes(f'\ufeff{table}\nqueue = "memory://"\n'.encode())
+    raw, source, _ = read_config(path)
+    assert raw["postback"] == {"queue": "memory://"} and source == str(path)
+    assert find_config(tmp_path) == path
 
 
 @pytest.mark.parametrize(

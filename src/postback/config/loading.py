@@ -173,8 +173,8 @@ def read_config(
 def _read_text(path: Path) -> str:
     """The text of a config file, refused (:class:`~postback.ConfigError`) when it is not a
     regular file (``/dev/zero`` or a pipe would be read, or waited on, forever) or is larger
-    than :data:`MAX_CONFIG_BYTES`. Raises ``OSError`` and ``UnicodeDecodeError`` as reading
-    does."""
+    than :data:`MAX_CONFIG_BYTES`; without a leading UTF-8 byte order mark. Raises ``OSError``
+    and ``UnicodeDecodeError`` as reading does."""
     mode = path.stat().st_mode  # before opening: opening a pipe with no writer blocks
     if stat.S_ISDIR(mode):
         raise IsADirectoryError(path)
@@ -195,7 +195,9 @@ def _read_text(path: Path) -> str:
                 "pyproject.toml"
             ]
         )
-    return data.decode()
+    # A byte order mark (Notepad's, PowerShell 5's "UTF8") is no part of the text; tomllib
+    # would refuse it as an "invalid statement" at line 1, column 1.
+    return data.decode("utf-8-sig")
 
 
 def _field_type(cls: type[Any], name: str) -> Any:
