@@ -581,3 +581,27 @@ def test_replay_of_an_id_that_vendor_or_since_leaves_out_fails(config_file: Path
     assert "dead letter 1 failed before --since" in out and "nothing was replayed" in out, out
     code, out = run("deadletters", "list", "--config", str(config_file))
     assert "neg-1" in out, out
+
+
+@pytest.mark.parametrize("how", ["file", "environment"])
+def test_replay_delivers_itself_where_the_app_runs_with_workers_false(
+    config_file: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """docs/how-to/replay.md: with no worker delivering from the queue, the command delivers
+    the dead letters itself. With the deployment's ``workers = false`` (web processes that
+    only enqueue) it delivered nothing, waited out ``--timeout`` and said "still pending"."""
+    sandbox.set_fault("example", status=503, count=2)  # max_attempts = 2: out of retries
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, event_id="outage-1")
+    t.flush(timeout=5)
+    t.close()
+    if how == "file":
+        config_file.write_text(
+            config_file.read_text().replace("[postback]\n", "[postback]\nworkers = false\n")
+        )
+    else:
+        monkeypatch.setenv("POSTBACK_WORKERS", "false")
+    code, out = run("replay", "--timeout", "10", "--config", str(config_file))
+    assert code == 0, out
+    assert "replaying 1 event(s) to example" in out
+    assert [e["event_id"] for e in sandbox.received("example")] == ["outage-1"]

@@ -267,7 +267,9 @@ def replay(
                 "--vendor / --id",
                 2,
             )
-        tracker, _ = queue_tracker(config_path, sorted(targets))
+        # It delivers itself (as postback worker does), whatever workers the app runs with: a
+        # deployment's workers = false would leave them all pending.
+        tracker, _ = queue_tracker(config_path, sorted(targets), workers=True)
     # Nothing delivers to a disabled vendor: its dead letters would leave the list for a queue
     # where they wait until it is enabled again, while the replay said it was done.
     if disabled := sorted(v for v in targets if not tracker.config.vendors[v].enabled):
