@@ -632,3 +632,20 @@ def test_a_plugin_failing_in_config_warnings_is_a_warning_without_its_secrets() 
     dest = cfg.vendors["example"].make_destination(Quotes)
     [(path, message)] = config_warnings({"example": dest}, {"example": None})
     assert path == "vendors.example.api_key" and message == "*** is a test key"
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_event_map_entry_naming_no_vendor_event_fails_at_start_up(name: str) -> None:
+    """``event_map = { purchase = "" }`` (an unset ``${VAR:-}``, or an attempt to send the
+    vendor no purchases) passed ``config check`` and ``doctor``; then every ``track()`` of a
+    purchase raised InvalidEvent from the plugin (Whop, X, Ton AI), in the app's request."""
+    raw = {
+        "postback": {"queue": "memory://"},
+        "vendors": {"example": {"api_key": "k", "event_map": {"purchase": name}}},
+    }
+    with pytest.raises(ConfigError) as info:
+        build_config(raw, {"example": ExampleDestination})
+    [problem] = info.value.problems
+    assert problem.path == "vendors.example.event_map"
+    assert "'purchase' is mapped to no event name" in problem.message
+    assert "events" in problem.message  # how to send the vendor no purchases instead

@@ -85,6 +85,13 @@ def _events(value: object) -> frozenset[str]:
 def _event_map(value: object) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError("must be a table of canonical name = vendor name")
+    # An empty name passed every check here, then made each track() of the event raise
+    # InvalidEvent from the plugin: refused at start-up instead.
+    if blank := [k for k, v in value.items() if not v.strip()]:
+        raise ValueError(
+            f"{blank[0]!r} is mapped to no event name: give the vendor's name for it, or "
+            "list the events the vendor should get in events = [...] to send it none"
+        )
     return {normalize_event_name(k): v for k, v in value.items()}
 
 
