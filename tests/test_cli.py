@@ -605,3 +605,19 @@ def test_replay_delivers_itself_where_the_app_runs_with_workers_false(
     assert code == 0, out
     assert "replaying 1 event(s) to example" in out
     assert [e["event_id"] for e in sandbox.received("example")] == ["outage-1"]
+
+
+def test_a_misspelt_canonical_event_in_events_is_a_warning(config_file: Path) -> None:
+    """``events = ["purchse"]`` for a vendor that takes custom events passed ``config check``
+    and ``doctor`` in silence, and the vendor never got a purchase (with another vendor routing
+    purchases, not even the runtime's "no vendor routes" warning said so)."""
+    config_file.write_text(config_file.read_text() + 'events = ["purchse", "sign_up"]\n')
+    code, out = run("config", "check", "--config", str(config_file))
+    assert code == 0, out
+    assert "warning: vendors.example.events: 'purchse' is no canonical event" in out, out
+    assert "did you mean 'purchase'?" in out
+    code, out = run("doctor", "--config", str(config_file))
+    assert "'purchse' is no canonical event" in out, out
+    config_file.write_text(config_file.read_text().replace('"purchse", ', '"my_promo", '))
+    code, out = run("config", "check", "--config", str(config_file))
+    assert code == 0 and "no canonical event" not in out, out  # an event of the app's own

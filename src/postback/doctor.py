@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import attrs
 
 import postback
+from postback.config.vendors import events_filter_warnings
 from postback.destination import config_warnings
 from postback.errors import ConfigError, PostbackError
 from postback.events import CANONICAL_EVENTS
@@ -69,7 +70,8 @@ def run_checks(config_path: Path | str | None) -> list[Check]:
     try:
         checks.append(Check("ok", "config", f"{tracker.config.source or 'config'} is valid"))
         filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
-        for key, message in config_warnings(tracker.destinations, filters):
+        warnings = config_warnings(tracker.destinations, filters)
+        for key, message in warnings + events_filter_warnings(tracker.config.vendors):
             checks.append(Check("warning", "config", f"{key}: {message}"))
         if not tracker.destinations:
             checks.append(

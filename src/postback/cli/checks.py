@@ -16,6 +16,7 @@ from postback.cli._shared import config_option, console, styled, user_errors
 from postback.config import CORE_HELP, find_config, read_config, settings_help
 from postback.config.env import apply_overrides
 from postback.config.loading import environment_settings
+from postback.config.vendors import events_filter_warnings
 from postback.destination import Secret, config_warnings
 from postback.errors import ConfigError
 from postback.plugins import PluginHost
@@ -139,7 +140,8 @@ def config_check(config_path: Path | None) -> None:
                     table.add_row("dedupe_window", f"{window / 1000:g} s" if window else "off")
                 console.print(table)
             filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
-            for key, message in config_warnings(tracker.destinations, filters):
+            warnings = config_warnings(tracker.destinations, filters)
+            for key, message in warnings + events_filter_warnings(tracker.config.vendors):
                 console.print(styled("warning", "yellow", f": {key}: {message}"))
         finally:
             tracker.close(timeout=0)

@@ -7,6 +7,8 @@ its key (``vendors.x.retry.max_age``) whichever half it is in. What needs the de
 or the ``[consent]`` table (``batch_size`` against the vendor's maximum, ``retry`` over its
 policy, ``purposes`` against the known purposes, the ``events`` filter against its event map,
 the plugin's own ``check_config``) is checked afterwards, still naming the key.
+:func:`events_filter_warnings` says which ``events`` entries look like a misspelt canonical
+name (a warning of ``config check`` and ``doctor``: an app may track a custom event so named).
 """
 
 from __future__ import annotations
@@ -29,11 +31,18 @@ from postback.dedupe import DEDUPE_HELP, parse_dedupe_window
 from postback.destination import Destination, RateLimit, RetryPolicy
 from postback.durations import parse_duration
 from postback.errors import ConfigError, ConfigProblem
-from postback.events import normalize_event_name
+from postback.events import CANONICAL_EVENTS, normalize_event_name
 from postback.redaction import Redactor
 from postback.setting_values import parse_rate_limit
 
-__all__ = ["VENDOR_COMMON_HELP", "CommonSettings", "RetrySettings", "VendorConfig", "build_vendor"]
+__all__ = [
+    "VENDOR_COMMON_HELP",
+    "CommonSettings",
+    "RetrySettings",
+    "VendorConfig",
+    "build_vendor",
+    "events_filter_warnings",
+]
 
 _MAX_TIMEOUT = 600.0  # seconds: a vendor's timeout for one request
 _MAX_LINGER = 60.0  # seconds: a vendor's linger before sending a partial batch
@@ -384,3 +393,24 @@ def _secrets_redactor(
         return lambda found: found
     redactor = Redactor(secrets)
     return lambda found: [ConfigProblem(p.path, redactor.redact(p.message)) for p in found]
+
+
+def events_filter_warnings(vendors: Mapping[str, VendorConfig]) -> list[tuple[str, str]]:
+    """``(key path, message)`` for each ``events`` entry that is no canonical event but close
+    to one: for a vendor taking custom events it passes the checks, and the vendor then never
+    gets the event meant (``purchse``: no purchase)."""
+    found = []
+    for name, vc in vendors.items():
+        for ev in sorted(vc.events or ()):
+            if ev in CANONICAL_EVENTS or ev in vc.event_map:
+                continue
+            hint = did_you_mean(ev, CANONICAL_EVENTS)
+            if hint:
+                found.append(
+                    (
+                        f"vendors.{name}.events",
+                        f"{ev!r} is no canonical event{hint}; as written, {name} gets only events "
+                        f"tracked under that exact name (fix it if it is a typo)",
+                    )
+                )
+    return found
