@@ -136,6 +136,7 @@ def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
         "in_flight": None,
         "in_flight_outcome": "finished",
         "not_forgotten": [],
+        "unreadable": 0,
     }
     code, out = run("deadletters", "list", "--config", str(config_file))
     assert "neg-2" in out and "neg-1" not in out
@@ -518,3 +519,32 @@ def test_a_vendor_that_cannot_forget_the_person_is_named_in_the_report(
     assert report.not_forgotten == ("example",)
     assert "example" in caplog.text and "RuntimeError" in caplog.text
     assert "555" not in caplog.text
+
+
+KEY_1 = "k1:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2U="
+
+
+@pytest.mark.parametrize("keys", [None, "k2:b3RoZXJvdGhlcm90aGVyb3RoZXJvdGhlcm90aGVyb3Q="])
+def test_erase_without_the_key_of_encrypted_dead_letters_fails_saying_so(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, keys: str | None
+) -> None:
+    """Run without the app's POSTBACK_ENCRYPTION_KEYS (or with a rotated key alone), ``erase``
+    could not read the sealed dead letters, so it matched none, said "0 dead letter(s)
+    deleted" and exited 0: the person's data stayed stored while the erase looked done."""
+    monkeypatch.setenv("POSTBACK_ENCRYPTION_KEYS", KEY_1)
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.flush(timeout=5)
+    t.close()
+    if keys is None:
+        monkeypatch.delenv("POSTBACK_ENCRYPTION_KEYS")
+    else:
+        monkeypatch.setenv("POSTBACK_ENCRYPTION_KEYS", keys)
+    code, out = run("erase", "--email", "a@b.co", "--json", "--config", str(config_file))
+    assert code == 1, out
+    assert '"unreadable": 1' in out
+    assert "1 dead letter(s) could not be read here" in out and "POSTBACK_ENCRYPTION_KEYS" in out
+    monkeypatch.setenv("POSTBACK_ENCRYPTION_KEYS", KEY_1)  # with the app's keys: done
+    code, out = run("erase", "--email", "a@b.co", "--json", "--config", str(config_file))
+    assert code == 0, out
+    assert json.loads(out)["dead_letters"] == 1 and json.loads(out)["unreadable"] == 0

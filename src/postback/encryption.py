@@ -28,7 +28,7 @@ from typing import Any
 
 from postback.errors import ConfigError, ConfigProblem
 
-__all__ = ["ENV_VAR", "Keyring", "UnknownKey", "keyring_from_env", "open_payload"]
+__all__ = ["ENV_VAR", "Keyring", "UnknownKey", "is_sealed", "keyring_from_env", "open_payload"]
 
 ENV_VAR = "POSTBACK_ENCRYPTION_KEYS"
 _MARK = b"~e1:"
@@ -129,6 +129,11 @@ def keyring_from_env() -> Keyring | None:
     ring = Keyring(_parse(value)) if value else None
     _cache = (value, ring)
     return ring
+
+
+def is_sealed(data: bytes) -> bool:
+    """Whether a stored event's bytes are encrypted (else they are its JSON)."""
+    return data.startswith(_MARK)
 
 
 def open_payload(data: bytes) -> bytes:

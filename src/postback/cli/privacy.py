@@ -140,6 +140,14 @@ def erase(
             )
         elif report.in_flight:
             click.echo(f"{report.in_flight} event(s) being sent at that moment finish")
+    if report.unreadable:
+        click.echo(
+            f"error: {report.unreadable} dead letter(s) could not be read here: they are "
+            "encrypted with a key POSTBACK_ENCRYPTION_KEYS does not list in this shell, so the "
+            "person's may be among them and were not deleted. Set it to the app's keys (the "
+            "rotated-out ones too) and erase again.",
+            err=True,
+        )
     if report.not_forgotten:
         cause = unbuilt[1] if unbuilt is not None else "see the error logged above"
         click.echo(
@@ -150,6 +158,7 @@ def erase(
             "tracker.erase() in the app).",
             err=True,
         )
+    if report.unreadable or report.not_forgotten:
         sys.exit(1)
 
 

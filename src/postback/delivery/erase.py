@@ -45,7 +45,7 @@ import orjson
 import phonenumbers
 
 from postback.delivery import sqltx
-from postback.encryption import open_payload
+from postback.encryption import is_sealed, open_payload
 from postback.events import USER_FIELDS
 from postback.pii import is_sha256_hex, normalize_phone, sha256_hex
 
@@ -283,7 +283,9 @@ class ErasureReport:
     same holds there); ``in_flight_outcome`` says so. ``not_forgotten``: the vendors whose
     :meth:`~postback.Destination.erase_user` failed, or that could not be built for it (a
     disabled one; logged): what they keep about the person (Ton AI's once-per-user marks) is
-    still there; erase again once the cause is fixed.
+    still there; erase again once the cause is fixed. ``unreadable``: dead letters sealed
+    with a key this process's ``POSTBACK_ENCRYPTION_KEYS`` does not list, so not matched (the
+    person's may be among them): erase again with the app's keys.
     """
 
     pending: int
@@ -291,6 +293,7 @@ class ErasureReport:
     in_flight: int | None
     in_flight_outcome: Literal["finished"] = "finished"
     not_forgotten: tuple[str, ...] = ()
+    unreadable: int = 0
 
     @property
     def total(self) -> int:
@@ -477,17 +480,24 @@ class ErasureFilter:
         return False
 
 
-def erase_dead_letters(queue: Queue, person: Person, phone_regions: tuple[str, ...] = ()) -> int:
-    """Delete every dead letter of ``person``; how many. ``phone_regions``: see
+def erase_dead_letters(
+    queue: Queue, person: Person, phone_regions: tuple[str, ...] = ()
+) -> tuple[int, int]:
+    """Delete every dead letter of ``person``: how many, and how many could not be read here
+    (sealed with a key this process lacks: whose they are is unknown). ``phone_regions``: see
     :func:`payload_keys` (the person's own are added)."""
     keys = person.keys()
     regions = tuple(dict.fromkeys((*phone_regions, *person.phone_regions)))
-    ids = [
-        d.id
-        for d in queue.dead_letters(None, None, 1 << 62)
-        if payload_keys(d.payload, regions) & keys
-    ]
-    return len(queue.discard_dead(ids)) if ids else 0
+    ids, unreadable = [], 0
+    for d in queue.dead_letters(None, None, 1 << 62):
+        if payload_keys(d.payload, regions) & keys:
+            ids.append(d.id)
+        elif is_sealed(d.payload):
+            try:
+                open_payload(d.payload)
+            except ValueError:  # UnknownKey: POSTBACK_ENCRYPTION_KEYS unset, or rotated
+                unreadable += 1
+    return (len(queue.discard_dead(ids)) if ids else 0), unreadable
 
 
 def sqlite_stored_events(path: Path, spool_dir: Path) -> Iterable[tuple[str, bytes]]:
@@ -585,7 +595,7 @@ def erase_person(
     in_flight: set[str] | None = None
     if sending is not None:
         in_flight = {c.event_id for c in sending if payload_keys(c.payload, regions) & keys}
-    dead = erase_dead_letters(queue, person, regions)
+    dead, unreadable = erase_dead_letters(queue, person, regions)
     not_forgotten = []
     for destination in destinations:
         try:
@@ -604,4 +614,5 @@ def erase_person(
         dead_letters=dead,
         in_flight=None if in_flight is None else len(in_flight),
         not_forgotten=tuple(not_forgotten),
+        unreadable=unreadable,
     )
