@@ -649,3 +649,24 @@ def test_an_event_map_entry_naming_no_vendor_event_fails_at_start_up(name: str) 
     assert problem.path == "vendors.example.event_map"
     assert "'purchase' is mapped to no event name" in problem.message
     assert "events" in problem.message  # how to send the vendor no purchases instead
+
+
+@pytest.mark.parametrize(
+    ("toml", "written"),
+    [("2026-09-25", '"2026-09-25"'), ("2026-09-25T10:00:00Z", '"2026-09-25T10:00:00+00:00"')],
+)
+def test_a_date_written_without_quotes_for_a_text_setting_says_to_quote_it(
+    tmp_path: Path, toml: str, written: str
+) -> None:
+    """TOML reads ``api_version_date = 2026-09-25`` as a date: the error was "must be a string,
+    got date", which does not say that the quotes are what is missing."""
+    path = tmp_path / "postback.toml"
+    path.write_text(f'[vendors.example]\napi_key = "k"\naccount = {toml}\n')
+    raw, _, _ = read_config(path)
+    with pytest.raises(ConfigError) as info:
+        build_config(raw, {"example": ExampleDestination})
+    [problem] = info.value.problems
+    assert problem.path == "vendors.example.account"
+    assert (
+        "TOML reads it as a date" in problem.message and f"date: write {written}" in problem.message
+    )

@@ -19,6 +19,7 @@ table's fields for the docs, ``postback plugins`` and ``postback config check``.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import types
 import typing
@@ -64,6 +65,9 @@ def _make_settings_converter() -> cattrs.Converter:
             return value
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)  # app ids written as TOML integers
+        if isinstance(value, (datetime.date, datetime.time)):  # a date written without quotes
+            quoted = f'"{value.isoformat()}"'
+            raise ValueError(f"must be a string, and TOML reads it as a date: write {quoted}")
         raise ValueError(f"must be a string, got {type(value).__name__}")
 
     def structure_int(value: object, _: type) -> int:
