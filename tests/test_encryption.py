@@ -47,6 +47,25 @@ def test_bad_keys_are_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "entry 1 must be KEYID:BASE64KEY" in text and "'k1' is not valid base64" in text
 
 
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_variable_is_refused_not_encryption_off(
+    monkeypatch: pytest.MonkeyPatch, make_tracker: Callable[..., Tracker], value: str
+) -> None:
+    """``POSTBACK_ENCRYPTION_KEYS=`` (compose's ``${UNSET}``, a blank ConfigMap value) is a
+    deployment mistake: refused at start-up, not events stored in plaintext; unset is off."""
+    use_keys(monkeypatch, value)
+    with pytest.raises(ConfigError) as info:
+        keyring_from_env()
+    text = str(info.value)
+    assert "POSTBACK_ENCRYPTION_KEYS" in text and "it is empty" in text
+    assert "unset it to store events unencrypted" in text
+    with pytest.raises(ConfigError, match="POSTBACK_ENCRYPTION_KEYS"):
+        make_tracker(core={"workers": False})
+    monkeypatch.delenv("POSTBACK_ENCRYPTION_KEYS")
+    assert keyring_from_env() is None
+    make_tracker(core={"workers": False}).close(timeout=0)
+
+
 def _stored(tmp_path: Path) -> bytes:
     """Every byte of the queue file, its WAL, its spool segments and side files."""
     files = [p for p in tmp_path.rglob("*") if p.is_file() and "queue.db" in str(p)]

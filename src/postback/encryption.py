@@ -6,7 +6,9 @@ before the queue stores them, so the spool files, the SQLite log, the Redis stre
 and dead letters hold only ciphertext; every reader (the lanes, ``deadletters show``, the
 dashboard, an erase) opens them with whichever listed key sealed them. To rotate, put the new
 key first and keep the old one listed until the events it sealed have been delivered or their
-dead letters have expired (``dead_letter_retention``).
+dead letters have expired (``dead_letter_retention``). Unset, events are stored plain; set
+but empty or blank is a :class:`~postback.errors.ConfigError` (an unset placeholder of a
+deployment, not a wish to turn encryption off).
 
 A sealed payload is ``~e1:KEYID:`` + a 12-byte random nonce + the ciphertext and tag; the key
 id is also bound as associated data. A plain payload is a JSON object (``{...``), so the two
@@ -116,17 +118,28 @@ def _aesgcm() -> Any:
     return AESGCM
 
 
-_cache: tuple[str, Keyring | None] | None = None
+_cache: tuple[str | None, Keyring | None] | None = None
 
 
 def keyring_from_env() -> Keyring | None:
-    """The keyring ``POSTBACK_ENCRYPTION_KEYS`` names (None when unset or empty); a malformed
-    value is a :class:`~postback.errors.ConfigError` saying which entry and why."""
+    """The keyring ``POSTBACK_ENCRYPTION_KEYS`` names (None when unset); a malformed value is a
+    :class:`~postback.errors.ConfigError` saying which entry and why, and so is an empty or
+    blank one (a deployment's unset placeholder, not a wish to store events in plaintext)."""
     global _cache
-    value = os.environ.get(ENV_VAR, "").strip()
+    value = os.environ.get(ENV_VAR)
     if _cache is not None and _cache[0] == value:
         return _cache[1]
-    ring = Keyring(_parse(value)) if value else None
+    if value is not None and not value.strip():
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    ENV_VAR,
+                    "is set but it is empty: unset it to store events unencrypted, or set it "
+                    "to your keys (KEYID:BASE64KEY, comma-separated)",
+                )
+            ]
+        )
+    ring = Keyring(_parse(value)) if value is not None else None
     _cache = (value, ring)
     return ring
 
