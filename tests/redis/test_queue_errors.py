@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from postback.delivery.redis import RedisQueue
-from postback.errors import QueueAuthRefused, QueueReadOnly, QueueUnavailable
+from postback.delivery.redis.urls import parse_url
+from postback.errors import ConfigError, QueueAuthRefused, QueueReadOnly, QueueUnavailable
 from tests.redis.support import RedisServer, free_port
 
 
@@ -72,3 +73,30 @@ def test_a_replica_is_read_only(local_redis: Callable[..., RedisServer]) -> None
             put(q, 0)
     finally:
         q.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "written"),
+    [
+        ("redis://:s3cret-pw@127.0.0.1:6379/abc", "/abc"),
+        ("rediss://127.0.0.1:6379/1/2", "/1/2"),
+        ("redis://127.0.0.1:6379?db=one", "?db=one"),
+        ("redis+sentinel://:s3cret-pw@127.0.0.1:26379/mymaster/x", "/mymaster/x"),
+    ],
+)
+def test_a_database_that_is_not_a_number_is_refused(url: str, written: str) -> None:
+    """redis-py reads ``redis://host/abc`` as database 0: refused before any connection (no
+    server runs here), naming the URL with its password masked and saying what to write."""
+    with pytest.raises(ConfigError) as info:
+        RedisQueue(url)
+    text = str(info.value)
+    assert f"the database {written!r} in the queue URL" in text and "is not a number" in text
+    assert "s3cret-pw" not in text and "for database 0" in text
+    if "s3cret-pw" in url:
+        assert ":***@127.0.0.1" in text
+
+
+def test_a_numbered_database_parses() -> None:
+    for url in ("redis://127.0.0.1:6379/3", "redis://127.0.0.1:6379/", "redis://127.0.0.1"):
+        assert parse_url(url).display_url == url
+    assert parse_url("redis+sentinel://127.0.0.1:26379/mymaster/2").prefix == "postback"

@@ -9,7 +9,7 @@ parsers are needed (:func:`typed_options`).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import attrs
 
@@ -70,6 +70,29 @@ class RedisTarget:
     options: dict[str, str]
 
 
+def _database_problems(
+    scheme: str, path: str, options: list[tuple[str, str]], display: str
+) -> list[str]:
+    """A database number that is not a number: redis-py ignores a ``/abc`` path (database 0,
+    another app's data perhaps), so it is refused here, with the URL's password masked."""
+    dbs = [("?db=" + v, v) for k, v in options if k == "db"]
+    segments = [p for p in unquote(path).split("/") if p]
+    if scheme in ("redis", "rediss") and path.strip("/"):
+        dbs.append((path, "/".join(segments)))
+    elif scheme == "redis+sentinel" and len(segments) > 1:
+        dbs.append((path, "/".join(segments[1:])))
+    example = {
+        "redis+sentinel": "redis+sentinel://host:26379/mymaster/0",
+        "unix": "unix:///path/to/redis.sock?db=0",
+    }.get(scheme, f"{scheme}://host:6379/0")
+    return [
+        f"the database {written!r} in the queue URL {display} is not a number: write the "
+        f"database's number, e.g. {example} for database 0"
+        for written, db in dbs
+        if not (db.isascii() and db.isdigit())
+    ]
+
+
 def parse_url(url: str) -> RedisTarget:
     try:
         parts = urlsplit(url)
@@ -105,12 +128,8 @@ def parse_url(url: str) -> RedisTarget:
                     "visibility_timeout in the queue URL must be at least 1 second (it is how "
                     "long a dead worker's events wait before others take them over)"
                 )
-    if problems:
-        raise ConfigError([ConfigProblem("postback.queue", p) for p in problems])
-    client_url = urlunsplit(parts._replace(query=urlencode(rest)))
     host = parts.hostname or ""
     netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
-    safe = urlunsplit((parts.scheme, netloc or host, parts.path, "", ""))
     user = (
         f"{parts.username or ''}:***@"
         if parts.password
@@ -120,6 +139,11 @@ def parse_url(url: str) -> RedisTarget:
     display = urlunsplit(
         (parts.scheme, user + (netloc or host), parts.path, urlencode(shown, safe="*"), "")
     )
+    problems.extend(_database_problems(parts.scheme.lower(), parts.path, rest, display))
+    if problems:
+        raise ConfigError([ConfigProblem("postback.queue", p) for p in problems])
+    client_url = urlunsplit(parts._replace(query=urlencode(rest)))
+    safe = urlunsplit((parts.scheme, netloc or host, parts.path, "", ""))
     return RedisTarget(
         scheme=parts.scheme,
         client_url=client_url,
