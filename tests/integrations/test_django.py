@@ -14,7 +14,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pb_django_site.settings")
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
-from django.core.management.base import SystemCheckError  # noqa: E402
+from django.core.management.base import CommandError, SystemCheckError  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 
 from postback.delivery.sqlite import SQLiteQueue  # noqa: E402
@@ -167,6 +167,23 @@ def pending_in(queue_file):
         return queue.depth(["example"], int(time.time() * 1000))["example"].pending
     finally:
         queue.close()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("args", "options"),
+    [(["--stats-every", "nan"], {}), (["--stats-every=-1"], {}), ([], {"stats_every": -0.5})],
+)
+def test_the_worker_refuses_a_stats_interval_that_is_not_a_number_of_seconds(
+    postback_settings, capsys, args, options
+):
+    """``manage.py postback_worker --stats-every nan`` was taken and printed no stats ever;
+    ``-1`` printed them twice a second. A CommandError before any delivery, as ``postback
+    worker`` refuses them (the worker, were it started, would run until the test's timeout)."""
+    postback_settings()
+    with pytest.raises(CommandError, match=r"--stats-every must be 0 \(never\) or more"):
+        call_command("postback_worker", *args, **options)
+    assert "delivering from" not in capsys.readouterr().out
 
 
 @pytest.mark.slow  # real processes, seconds: run on 3.11 only (tox.ini)

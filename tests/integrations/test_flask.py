@@ -337,6 +337,19 @@ def test_flask_cli_worker_delivers_for_enqueue_only_apps(
     assert pending_in(tmp_path / "queue.db") == 0
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("value", ["nan", "-1"])
+def test_the_worker_refuses_a_stats_interval_that_is_not_a_number_of_seconds(make_app, value):
+    """``flask postback worker --stats-every nan`` was taken and printed no stats ever; ``-1``
+    printed them twice a second. A usage error before any delivery, as for ``postback worker``
+    (the worker, were it started, would run until the test's timeout)."""
+    app = make_app()
+    result = app.test_cli_runner().invoke(args=["postback", "worker", "--stats-every", value])
+    assert result.exit_code == 2, result.output
+    assert "--stats-every" in result.output and "0 (never) or more seconds" in result.output
+    assert "delivering from" not in result.output
+
+
 def test_explain_sees_the_request_like_track(make_app):
     app = make_app()
     postback = pb_flask_app.postback

@@ -63,10 +63,12 @@ def format_stats(stats: Mapping[str, Mapping[str, Any]]) -> str:
 @click.option("--stats-json", is_flag=True, help="Print those stats as one JSON line.")
 def worker(config_path: Path | None, stats_every: float, stats_json: bool) -> None:
     """Deliver queued events until SIGTERM/SIGINT, then finish in-flight requests and stop."""
-    from postback.integrations import run_worker
+    from postback.integrations import run_worker, stats_interval
 
-    if math.isnan(stats_every) or stats_every < 0:  # never due, or due at every turn
-        raise click.BadParameter("must be 0 (never) or more seconds", param_hint="--stats-every")
+    try:
+        stats_interval(stats_every)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--stats-every") from None
     with user_errors():
         tracker = tracker_for(config_path, workers=True)
     run_worker(

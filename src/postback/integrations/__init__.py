@@ -11,7 +11,8 @@ logic, and its settings (:class:`RequestContextSettings`: proxy setup, per-field
 in :mod:`postback.integrations._context`. This module adds the other shared pieces: turning
 plugin names from settings into objects, loading a config with overrides (a worker forces
 ``workers = true``), and the worker loop behind ``flask postback worker`` and
-``manage.py postback_worker``. Importing it imports no web framework.
+``manage.py postback_worker`` with the check of their ``--stats-every`` (:func:`stats_interval`,
+``postback worker``'s too). Importing it imports no web framework.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -52,6 +54,7 @@ __all__ = [
     "resolve_path",
     "resolve_plugins",
     "run_worker",
+    "stats_interval",
     "tracker_with_overrides",
 ]
 
@@ -140,6 +143,16 @@ def tracker_with_overrides(
     )
 
 
+def stats_interval(seconds: float) -> float:
+    """``seconds`` as a ``--stats-every`` value, refused (``ValueError``, whose message each
+    command shows under the option's name) when negative (stats at every turn of the loop,
+    twice a second) or NaN (never due, so never printed). The one check of ``postback worker``,
+    ``flask postback worker``, ``manage.py postback_worker`` and :func:`run_worker`."""
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError("must be 0 (never) or more seconds")
+    return seconds
+
+
 def run_worker(
     tracker: Tracker,
     *,
@@ -158,9 +171,11 @@ def run_worker(
     ``tune_gc`` applies :func:`~postback.delivery.worker.tune_gc_for_delivery` (right for a
     process that only delivers, which is what this is for; pass False to leave the garbage
     collector alone). Every ``stats_every`` seconds it writes ``format_stats(tracker.stats())``
-    (one JSON line by default). The loop is :func:`postback.delivery.worker.run_worker_loop`,
-    the one a ``workers = "process"`` child runs too.
+    (one JSON line by default); a negative or NaN ``stats_every`` is a ``ValueError``. The
+    loop is :func:`postback.delivery.worker.run_worker_loop`, the one a ``workers = "process"``
+    child runs too.
     """
+    stats_interval(stats_every)
     stop = stop or threading.Event()
     with stop_on_signals(stop) if handle_signals else contextlib.nullcontext():
         if tune_gc:

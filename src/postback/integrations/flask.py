@@ -56,6 +56,7 @@ from postback.integrations import (
     resolve_path,
     resolve_plugins,
     run_worker,
+    stats_interval,
     tracker_with_overrides,
 )
 from postback.integrations._context import (
@@ -292,6 +293,10 @@ def _cli() -> None:
 @with_appcontext
 def _worker(stats_every: float) -> None:
     """Deliver queued events until SIGTERM/SIGINT (for web processes with workers = false)."""
+    try:
+        stats_interval(stats_every)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--stats-every") from None
     state: _AppState | None = flask.current_app.extensions.get(EXTENSION_KEY)
     if state is None:
         raise click.ClickException("postback is not set up for this app: call Postback(app)")

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from postback.errors import PostbackError
-from postback.integrations import run_worker
+from postback.integrations import run_worker, stats_interval
 from postback.integrations.django.conf import build_tracker
 
 
@@ -31,6 +31,10 @@ class Command(BaseCommand):  # type: ignore[misc]  # django ships no type hints
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            stats_interval(options["stats_every"])
+        except ValueError as exc:
+            raise CommandError(f"--stats-every {exc}") from None
         try:
             tracker = build_tracker(workers=True)
         except PostbackError as exc:
