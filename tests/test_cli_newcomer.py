@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from postback import Tracker
+from postback.delivery.sqlite import SQLiteQueue
 from postback.plugins import PluginHost
 from postback.sandbox import Sandbox
 from tests.cli_support import run
@@ -187,6 +188,7 @@ def test_queue_commands_need_no_vendor_secret(
 
 
 def test_deadletters_list_says_when_there_are_none(config_file: Path) -> None:
+    SQLiteQueue(config_file.parent / "queue.db").close()  # the app's queue, never failed
     code, out = run("deadletters", "list", "--config", str(config_file))
     assert code == 0
     assert "no dead letters in sqlite://" in out

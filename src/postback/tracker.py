@@ -87,6 +87,7 @@ class Tracker:
         *,
         queue: Queue | None = None,
         transport: Any = None,
+        create_queue: bool = True,
     ) -> None:
         if config.core.workers == "auto":
             workers = auto_workers(config, host, transport)
@@ -109,6 +110,7 @@ class Tracker:
             synchronous=config.core.sqlite_synchronous,
             delivers_on_threads=self.mode.delivers,
             registry=host.queues,
+            create=create_queue,
         )
         for name, dest in self.destinations.items():
             dest.store = QueueKeyStore(self.queue, name)
@@ -215,12 +217,15 @@ class Tracker:
         load_entry_points: bool = True,
         disable: Iterable[str] | None = None,
         environ: Mapping[str, str] | None = None,
+        create_queue: bool = True,
     ) -> Tracker:
         """Build a tracker from a raw configuration mapping (as :func:`postback.config.read_config`
         returns it): the plugin host, then the validated config. The one place that does it:
         :meth:`from_config` and the ``workers = "process"`` child both come here. ``environ``
         holds the ``POSTBACK_*`` overrides (default: ``os.environ``; the child passes none:
-        its raw config already has its parent's)."""
+        its raw config already has its parent's). ``create_queue=False`` refuses a queue that
+        does not exist yet (a ``sqlite://`` file) with a QueueError, for a command that reads
+        stored events."""
         host = PluginHost(plugins, load_entry_points=load_entry_points, disable=disable)
         broken = {name: info.error for name, info in host.infos.items() if info.error}
         cfg = build_config(
@@ -232,7 +237,7 @@ class Tracker:
             queues=host.queues,
             environ=environ,
         )
-        return cls(cfg, host, transport=transport)
+        return cls(cfg, host, transport=transport, create_queue=create_queue)
 
     # --- the hot path ----------------------------------------------------------------------------
 

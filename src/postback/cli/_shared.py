@@ -104,7 +104,9 @@ def queue_tracker(
 ) -> tuple[Tracker, list[str]]:
     """A tracker on the config's queue that builds only ``vendors`` (none by default), so that
     reading the local queue needs no vendor's secrets; and the names of every configured
-    vendor (``[vendors.NAME]`` tables, enabled or not)."""
+    vendor (``[vendors.NAME]`` tables, enabled or not). For the commands that read or act on
+    stored events: a ``sqlite://`` queue file that does not exist (a mistyped path, the wrong
+    config) is a QueueError naming it, not a new empty queue reported empty."""
     from postback.integrations import config_with_overrides
 
     raw = config_with_overrides(config_path, overrides)
@@ -126,7 +128,11 @@ def queue_tracker(
         if not k.startswith(prefix) or k[len(prefix) :].lower().split("__")[0] in names
     }
     tracker = Tracker.from_raw(
-        {**raw, "vendors": kept}, source=source, base_dir=base_dir, environ=environ
+        {**raw, "vendors": kept},
+        source=source,
+        base_dir=base_dir,
+        environ=environ,
+        create_queue=False,
     )
     return tracker, configured
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from postback.delivery.queue import Queue, QueueBackend, QueueCapabilities, QueueOptions
+from postback.errors import QueueError
 from postback.hookspecs import hookimpl
 
 __all__ = ["BUILTIN_QUEUES", "postback_register_queues"]
@@ -25,8 +26,14 @@ def open_sqlite(url: str, options: QueueOptions) -> Queue:
     from postback.delivery.queue import sqlite_path
     from postback.delivery.sqlite import SQLiteQueue
 
+    path = sqlite_path(url, options.base_dir)
+    if not options.create and not path.exists():  # a mistyped path: no new empty queue
+        raise QueueError(
+            f"the queue file {path} does not exist: check [postback] queue in the config (or "
+            "pass the app's config with --config); nothing was created"
+        )
     return SQLiteQueue(
-        sqlite_path(url, options.base_dir),
+        path,
         synchronous=options.synchronous,
         mapped_spool=options.delivers_on_threads,
     )

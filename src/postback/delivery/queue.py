@@ -138,6 +138,10 @@ class QueueOptions:
     synchronous: str = "normal"
     #: Whether this process also delivers (``workers = true`` or ``"process"``).
     delivers_on_threads: bool = True
+    #: False: refuse (:class:`~postback.errors.QueueError`) a queue that does not exist yet
+    #: instead of creating it (a ``sqlite://`` file), for the commands that read or act on
+    #: stored events. A backend whose queue is not made by opening it ignores it.
+    create: bool = True
 
 
 @attrs.frozen

@@ -102,6 +102,7 @@ def open_queue(
     synchronous: str = "normal",
     delivers_on_threads: bool = True,
     registry: QueueRegistry | None = None,
+    create: bool = True,
 ) -> Queue:
     """Open the queue backend a ``queue`` URL names, from ``registry`` (default: the
     built-in backends).
@@ -109,12 +110,13 @@ def open_queue(
     ``delivers_on_threads``: whether this process will also deliver (``workers = true`` or
     ``"process"``); the SQLite queue then writes its spool through a memory mapping, which
     never releases the interpreter lock to a delivery thread (see
-    :mod:`postback.delivery.spool`).
+    :mod:`postback.delivery.spool`). ``create``: see :attr:`QueueOptions.create`.
     """
     options = QueueOptions(
         base_dir=base_dir,
         max_size=max_size,
         synchronous=synchronous,
         delivers_on_threads=delivers_on_threads,
+        create=create,
     )
     return (registry or QueueRegistry.builtin()).open(url, options)

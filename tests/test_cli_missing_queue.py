@@ -1,0 +1,72 @@
+"""Commands that read or act on stored events refuse a ``sqlite://`` queue file that does not
+exist (a mistyped path, the wrong --config) instead of making a new empty queue and reporting
+it empty; the commands that track or deliver still create it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postback.sandbox import Sandbox
+from tests.cli_support import run
+
+READERS = [
+    ("deadletters", "list"),
+    ("deadletters", "show", "1"),
+    ("queue", "stats"),
+    ("status", "e-1"),
+    ("replay",),
+    ("erase", "--email", "someone@example.com"),
+]
+
+
+def _config(tmp_path: Path, sandbox: Sandbox, queue: str) -> Path:
+    path = tmp_path / "postback.toml"
+    path.write_text(
+        f'[postback]\nqueue = "{queue}"\n\n[vendors.example]\napi_key = "sandbox-example-key"\n'
+        f'base_url = "{sandbox.base_url("example")}"\n'
+    )
+    return path
+
+
+@pytest.mark.parametrize("args", READERS, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("where", ["nodir/q.db", "q.db"])
+def test_a_missing_queue_file_is_an_error_not_a_new_empty_queue(
+    tmp_path: Path, sandbox: Sandbox, example_installed: None, args: tuple[str, ...], where: str
+) -> None:
+    missing = tmp_path / where
+    config = _config(tmp_path, sandbox, f"sqlite:///{missing}")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code, out = run(*args, "--config", str(config))
+    assert code == 1, out
+    flat = " ".join(out.split())
+    assert f"the queue file {missing} does not exist" in flat, out
+    assert "[postback] queue" in flat and "--config" in flat, out
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no file, no directory
+
+
+def test_a_relative_queue_path_is_named_as_resolved(
+    tmp_path: Path, sandbox: Sandbox, example_installed: None
+) -> None:
+    config = _config(tmp_path, sandbox, "sqlite://data/queue.db")
+    code, out = run("queue", "stats", "--config", str(config))
+    assert code == 1, out
+    assert str(tmp_path / "data" / "queue.db") in " ".join(out.split()), out
+
+
+def test_send_still_creates_the_queue_and_the_readers_then_read_it(
+    tmp_path: Path, sandbox: Sandbox, example_installed: None
+) -> None:
+    path = tmp_path / "new" / "q.db"
+    config = _config(tmp_path, sandbox, f"sqlite:///{path}")
+    code, out = run(
+        "send", "purchase", "--value", "5", "--currency", "USD", "--event-id", "e-1",
+        "--user", "email=a@example.com", "--config", str(config),
+    )  # fmt: skip
+    assert code == 0, out
+    assert path.exists()
+    code, out = run("status", "e-1", "--config", str(config))
+    assert code == 0, out
+    code, out = run("queue", "stats", "--config", str(config))
+    assert code == 0, out
