@@ -127,6 +127,31 @@ def test_a_reply_that_came_too_late_is_not_taken_for_the_next_one(
     }
 
 
+def test_a_flush_the_child_cannot_answer_reports_the_halt_it_last_reported(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child halted the vendor (its key refused) and logged it; a flush it did not answer
+    in time (busy, being replaced) reported this process's own lanes: ``halted=None`` with
+    the events pending, as if nothing held them. It reports the halt the child last gave."""
+    monkeypatch.setattr(timing, "REPLY_GRACE", 0.2)
+    t = make_tracker(core={"workers": "process"}, vendor={"api_key": "a-wrong-key"})
+    for i in range(3):
+        t.track("sign_up", user={"email": f"u{i}@x.co"}, event_id=f"h-{i}")
+    report = t.flush(timeout=None)  # the child's flush ends once every vendor is halted
+    halted = report["example"].halted
+    assert halted is not None and "API key refused" in halted and report["example"].pending == 3
+    assert isinstance(t.deliverer, ProcessDeliverer)
+    child = t.deliverer.process.pid
+    assert child is not None
+    os.kill(child, signal.SIGSTOP)  # a child too busy to answer in time
+    try:
+        late = t.flush(timeout=0.1)
+        assert late["example"].pending == 3 and late["example"].halted == halted, late
+    finally:
+        os.kill(child, signal.SIGCONT)
+    assert t.flush(timeout=None)["example"].halted == halted  # the child's own word again
+
+
 def test_an_aborted_flush_does_not_wait_behind_another_request(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from postback.delivery import timing
@@ -120,7 +120,9 @@ class ProcessDeliverer:
     With no vendor enabled there is nothing to deliver: no child is started, ``ready()`` is
     true at once (as the threads deliverer's), and flushes and stats are the engine's.
     ``engine`` is never started here: its lanes count what this process tracked, and answer
-    for the child while it is not running (being replaced, say).
+    for the child while it does not (being replaced, or busy past a flush's timeout), with
+    the halts the child last reported (:meth:`_learn_halts`): not ``halted=None`` for a
+    vendor the child holds, its events pending.
     """
 
     flushes_on_close = True
@@ -157,8 +159,19 @@ class ProcessDeliverer:
             engine.ledger.flush()
             return engine.report({})
         report = self.process.flush(timeout, abort)
-        # None: the delivery process is gone (it is being replaced): say what is left.
-        return report if report is not None else engine.report(engine.pending())
+        if report is not None:
+            self._learn_halts({v: r.halted for v, r in report.vendors.items()})
+            return report
+        # None: the delivery process did not answer (being replaced, or busy past the
+        # timeout): what is left, and the halts it last reported.
+        return engine.report(engine.pending())
+
+    def _learn_halts(self, halts: Mapping[str, str | None]) -> None:
+        """Keep what the child said of each vendor's halt on this process's lanes, which
+        answer when the child does not (their ``halted`` is otherwise never set here)."""
+        for name, lane in self.engine.lanes.items():
+            if name in halts:
+                lane.stats.halted = halts[name]
 
     def flush_own(self, timeout: float) -> bool:
         return False  # the child's lanes are not ours to watch: flush() is the wait
@@ -180,6 +193,7 @@ class ProcessDeliverer:
         if lanes and self.process.running:
             remote = self.process.stats()
             if remote is not None:  # its counters, with what this process tracked
+                self._learn_halts({v: s.get("halted") for v, s in remote.items()})
                 for name, lane in lanes.items():
                     remote[name]["tracked"] = lane.stats.tracked
                 return remote
