@@ -359,6 +359,17 @@ def test_a_dead_letter_masks_numbers_under_personal_keys(
     assert json.loads(shown)["event"]["properties"]["customer"]["n"] == 3
 
 
+def test_a_dead_letter_shows_the_event_name_unmasked(make_tracker: Callable[..., Tracker]) -> None:
+    # Was: the canonical event's "name" (the event's name, "install") was masked as if it
+    # were a person's name ("i•••"), while the top level of the same output showed it whole.
+    t = make_tracker(core={"workers": False})
+    event = {"name": "install", "user": {"email": "ada@example.com", "first_name": "Ada"}}
+    d = DeadLetter(1, "example", "e1", "install", 0, 0, 1, "refused", json.dumps(event).encode())
+    shown = json.loads(shown_dead_letter(d, t.destinations.values()))
+    assert shown["event"]["name"] == "install"
+    assert shown["event"]["user"]["first_name"] == "A•••"  # a person's name stays masked
+
+
 class _EraseDuringRequest:
     """Erases the person while the lane's request for their event is being sent."""
 

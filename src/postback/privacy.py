@@ -3,7 +3,7 @@
 :func:`shown_dead_letter` is the one way a dead letter is printed (``postback deadletters
 show``): personal data masked unless ``reveal``, and every vendor's secrets removed always.
 
-Masking reuses :func:`postback.dashboard.masking.mask_value` (emails, phones, IPs, names) and
+Masking reuses :func:`postback.dashboard.masking.mask_payload` (emails, phones, IPs, names) and
 adds the identifiers a person can be looked up by (user and device ids, click ids, cookies,
 and every user or context field a vendor plugin declares).
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from postback.dashboard.masking import mask_value
+from postback.dashboard.masking import mask_payload
 from postback.delivery.queue import DeadLetter
 from postback.destination import Destination
 from postback.encryption import UnknownKey, open_payload
@@ -118,9 +118,9 @@ def mask_event(event: Mapping[str, Any], plain: Iterable[str] = ()) -> dict[str,
     """A stored canonical event with every personal field masked (ids keep 2 characters; so
     does every field a vendor plugin declares, but those in ``plain``: declared with
     ``identifier=False``)."""
-    masked = mask_value(_mask_identifiers(_mask_declared(event, frozenset(plain))))
-    assert isinstance(masked, dict)
-    return masked
+    # Each top-level value by itself, as the dashboard does: the event's own "name" is the
+    # event's name, not a person's (it is masked under user, context and properties).
+    return mask_payload(_mask_identifiers(_mask_declared(event, frozenset(plain))))
 
 
 def _redact(text: str, destinations: Iterable[Destination]) -> str:
