@@ -278,3 +278,17 @@ def test_replay_refuses_dead_letters_it_cannot_read(
     assert "nothing was replayed" in out
     code, out = run("deadletters", "list", "--config", str(config_file))
     assert "neg-1" in out, out
+
+
+def test_the_readme_names_every_command_postback_help_lists() -> None:
+    # Was: the README's list of what `postback --help` shows left out `status` and `erase`.
+    import click
+
+    from postback.cli import main
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    listed = readme.split("`.venv/bin/postback --help` lists the commands:", 1)[1]
+    listed = listed.split("\n\n", 1)[0]
+    assert isinstance(main, click.Group)
+    for name in main.commands:
+        assert f"`{name}" in listed, f"add `{name}` to the README's list of commands"
