@@ -169,6 +169,19 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         read_config(tmp_path / "nope.toml")
 
 
+def test_a_missing_relative_config_file_says_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Was: "config file 'postback.toml' does not exist", without the directory: run from
+    # another directory than the file's, a newcomer could not tell why.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        read_config("postback.toml")
+    message = str(info.value)
+    assert str(tmp_path / "postback.toml") in message
+    assert "full path" in message
+
+
 def test_durations_and_rate_limits() -> None:
     assert parse_duration("15m") == 900
     assert parse_duration(2) == 2.0

@@ -140,7 +140,13 @@ def read_config(
     try:
         data = tomllib.loads(_read_text(path))
     except FileNotFoundError:
-        raise ConfigError([f"config file {str(path)!r} does not exist"]) from None
+        where = (
+            ""
+            if path.is_absolute()
+            else f" (looked for {str(Path.cwd() / path)!r}: run from the directory that holds "
+            "it, or give its full path)"
+        )
+        raise ConfigError([f"config file {str(path)!r} does not exist{where}"]) from None
     except IsADirectoryError:
         raise ConfigError(
             [f"config path {str(path)!r} is a directory: give the postback.toml file in it"]
