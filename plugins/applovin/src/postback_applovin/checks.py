@@ -159,7 +159,8 @@ def _is_image_url(value: object) -> bool:
     return isinstance(value, str) and url_problem(value, web=True) is None
 
 
-_PLAIN_ITEM_KEYS = frozenset({"item_id", "quantity", "price"})
+#: MAX_VALUE as a float (exact): a float compared with it needs no int conversion.
+_MAX_AMOUNT = float(MAX_VALUE)
 _AMOUNT = (
     f"must be a non-negative amount in major units below {MAX_VALUE:,} (a number, or a "
     "decimal string of at most 64 characters), e.g. 9.99"
@@ -425,20 +426,22 @@ class EventChecks:
             return
         checks = _ITEM_CHECKS
         for i, item in enumerate(items):
-            if item.__class__ is dict and item.keys() <= _PLAIN_ITEM_KEYS:
-                # The common shape, accepted without a call per key: an item_id string, a
-                # whole quantity of at least 1, a non-negative price below MAX_VALUE (what
-                # the send side's to_micros takes; anything else gets _is_amount below).
+            if item.__class__ is dict and len(item) == 3 and "quantity" in item and "price" in item:
+                # The common shape, accepted without a call per key: item_id, quantity and
+                # price and nothing else (a third key that is not item_id fails the str test);
+                # an item_id string, a whole quantity of at least 1, a non-negative price
+                # below MAX_VALUE (what the send side's to_micros takes; anything else, and
+                # any other shape, gets the checks below).
                 item_id = item.get("item_id")
-                quantity = item.get("quantity", 1)
-                price = item.get("price", 0)
+                quantity = item["quantity"]
+                price = item["price"]
                 if (
                     item_id.__class__ is str
                     and item_id.strip()
                     and quantity.__class__ is int
                     and 1 <= quantity <= MAX_WHOLE
                     and (price.__class__ is float or price.__class__ is int)
-                    and 0 <= price < MAX_VALUE
+                    and 0.0 <= price < _MAX_AMOUNT
                 ):
                     continue
             if item.__class__ is not dict and not isinstance(item, Mapping):
