@@ -515,30 +515,32 @@ def _build_fields(
     known = fields.user if cls is User else fields.context
     checks = fields.user_checks if cls is User else fields.context_checks
     clean: dict[str, str] = {}
-    if data.keys() <= known:
-        # The common case, kept tight (it runs inside every track()): known keys, str values.
-        for key, raw in data.items():
-            if raw.__class__ is str:
-                val = raw.strip()
-                if val:
-                    clean[key] = val
-            elif raw is not None:
-                break  # not a plain string: take the general path below
-        else:
-            if not clean:
-                return empty
-            if "email" in clean:
-                clean["email"] = clean["email"].lower()
-            if not checks or checks.keys().isdisjoint(clean):
-                # Control characters (isprintable() clears the common case in C): a click
-                # id with one is malformed, a user agent loses them.
-                if cls is User:
-                    if "user_agent" in clean and not clean["user_agent"].isprintable():
-                        screen_user_agent(clean)
-                elif not CLICK_ID_FIELDS.isdisjoint(clean) and (bad := screen_click_ids(clean)):
-                    problems.extend(Problem(f"context.{k}", m) for k, m in bad)
-                return _fast_new(cls, clean) if clean else empty
-        clean = {}
+    # The common case, kept tight (it runs inside every track()): known fields that need no
+    # check of their own (a declared type or validator), str values. A key that is not one,
+    # or a value that is not a str, ends it: the general path below.
+    for key, raw in data.items():
+        if key not in known or key in checks:
+            break
+        if raw.__class__ is str:
+            val = raw.strip()
+            if val:
+                clean[key] = val
+        elif raw is not None:
+            break
+    else:
+        if not clean:
+            return empty
+        if "email" in clean:
+            clean["email"] = clean["email"].lower()
+        # Control characters (isprintable() clears the common case in C): a click id with
+        # one is malformed, a user agent loses them.
+        if cls is User:
+            if "user_agent" in clean and not clean["user_agent"].isprintable():
+                screen_user_agent(clean)
+        elif not CLICK_ID_FIELDS.isdisjoint(clean) and (bad := screen_click_ids(clean)):
+            problems.extend(Problem(f"context.{k}", m) for k, m in bad)
+        return _fast_new(cls, clean) if clean else empty
+    clean = {}
     for key, raw in data.items():
         if key not in known:
             label = brief_str(key)
