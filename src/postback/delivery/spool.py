@@ -72,6 +72,7 @@ __all__ = [
 log = logging.getLogger("postback.queue")
 
 HEADER = struct.Struct("<II")
+_HEAD = HEADER.size  # (read once: a Struct's size is an attribute lookup)
 SEGMENT_BYTES = 8 * 1024 * 1024  # the size of a segment (allocated when it starts)
 #: The size of a mapped segment that ``track()`` has to start itself (no prepared one was
 #: ready: the process's first, say): small, so that a prefaulted one made by
@@ -252,9 +253,9 @@ class SpoolWriter:
             start = self._size
             mm = self._map
             if mm is not None:
-                view = memoryview(record)
-                mm[start + HEADER.size : start + n] = view[HEADER.size :]
-                mm[start : start + HEADER.size] = view[: HEADER.size]  # last: now it counts
+                # Slices of the record (copies): cheaper than memoryview's views at this size.
+                mm[start + _HEAD : start + n] = record[_HEAD:]
+                mm[start : start + _HEAD] = record[:_HEAD]  # last: now it counts
                 self._size = start + n
                 if self.sync:
                     page = start - start % mmap.PAGESIZE
