@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -331,9 +332,15 @@ def test_events_built_without_attrs_init_are_whole() -> None:
     e = make_event("purchase", user={"email": "a@b.co"}, value=2, currency="USD", event_id="w-1")
     built = Event(**{f.name: getattr(e, f.name) for f in attrs.fields(Event)})
     for event in (e, loads_event(dumps_event(e))):
+        assert type(event) is Event  # filled as a private subclass, then made an Event
         assert all(hasattr(event, f.name) for f in attrs.fields(Event))
         assert event == built and repr(event) == repr(built)
         assert attrs.evolve(event, name="refund").name == "refund"
+        assert pickle.loads(pickle.dumps(event)) == built
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            event.name = "refund"  # type: ignore[misc]
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            del event.currency  # type: ignore[misc]
 
 
 def test_stored_form_is_the_same_however_user_and_context_were_built() -> None:
