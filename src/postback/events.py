@@ -432,7 +432,7 @@ def _stored_fields(obj: Any) -> dict[str, Any]:
     is that mapping, read without a copy. attrs' ``__init__`` writes every core field, None
     included: those go through :func:`_set_fields`."""
     d: dict[str, Any] = obj.__dict__
-    if len(d) < (_USER_FIELD_COUNT if obj.__class__ is User else _CONTEXT_FIELD_COUNT):
+    if len(d) < (_USER_FIELD_COUNT if type(obj) is User else _CONTEXT_FIELD_COUNT):
         return d
     return _set_fields(obj)
 
@@ -537,7 +537,11 @@ def _build_fields(
                 screen_user_agent(clean)
         elif not CLICK_ID_FIELDS.isdisjoint(clean) and (bad := screen_click_ids(clean)):
             problems.extend(Problem(f"context.{k}", m) for k, m in bad)
-        return _fast_new(cls, clean) if clean else empty
+        if not clean:
+            return empty
+        obj = object.__new__(cls)  # _fast_new(cls, clean), inline: twice in every track()
+        obj.__dict__.update(clean)
+        return obj
     clean = {}
     for key, raw in data.items():
         if key not in known:
