@@ -316,7 +316,11 @@ class Router:
         Written for the hot path: the vendors kept and each skipping vendor's first skip are
         collected in the one pass over the vendors' findings."""
         opts = event.vendor_options
-        targets: Sequence[Destination] = self.route(event) if opts else self._routes_for(event.name)
+        targets: Sequence[Destination]
+        if opts:
+            targets = self.route(event)
+        else:  # _routes_for's cache read here first (an empty tuple asks it again: cheap)
+            targets = self._by_name.get(event.name) or self._routes_for(event.name)
         gate = self.gate
         gated = gate is not None and (consent is not None or gate.always)
         denied: list[Skip] | None = None  # reported once the event is known to be accepted
