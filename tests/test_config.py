@@ -683,3 +683,18 @@ def test_a_date_written_without_quotes_for_a_text_setting_says_to_quote_it(
     assert (
         "TOML reads it as a date" in problem.message and f"date: write {written}" in problem.message
     )
+
+
+def test_an_events_entry_the_vendor_maps_by_default_is_no_misspelling() -> None:
+    """``events = ["view_content"]`` for Whop (which maps view_content itself) was warned of as
+    a misspelt ``view_item`` by ``config check`` and ``doctor``: a name in the vendor's own
+    default event map is the vendor's event, not a typo."""
+    from postback.config.vendors import events_filter_warnings
+
+    class Mapped(ExampleDestination):
+        default_event_map = {**ExampleDestination.default_event_map, "view_content": "content"}
+
+    raw = {"api_key": "k", "events": ["view_content", "purchse"]}
+    cfg = build_config({"vendors": {"example": raw}}, {"example": Mapped})
+    found = events_filter_warnings(cfg.vendors, {"example": Mapped})
+    assert [m.split(" ")[0] for _, m in found] == ["'purchse'"], found

@@ -71,7 +71,8 @@ def run_checks(config_path: Path | str | None) -> list[Check]:
         checks.append(Check("ok", "config", f"{tracker.config.source or 'config'} is valid"))
         filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
         warnings = config_warnings(tracker.destinations, filters)
-        for key, message in warnings + events_filter_warnings(tracker.config.vendors):
+        warnings += events_filter_warnings(tracker.config.vendors, tracker.host.destinations)
+        for key, message in warnings:
             checks.append(Check("warning", "config", f"{key}: {message}"))
         if not tracker.destinations:
             checks.append(

@@ -141,7 +141,8 @@ def config_check(config_path: Path | None) -> None:
                 console.print(table)
             filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
             warnings = config_warnings(tracker.destinations, filters)
-            for key, message in warnings + events_filter_warnings(tracker.config.vendors):
+            warnings += events_filter_warnings(tracker.config.vendors, tracker.host.destinations)
+            for key, message in warnings:
                 console.print(styled("warning", "yellow", f": {key}: {message}"))
         finally:
             tracker.close(timeout=0)

@@ -395,14 +395,21 @@ def _secrets_redactor(
     return lambda found: [ConfigProblem(p.path, redactor.redact(p.message)) for p in found]
 
 
-def events_filter_warnings(vendors: Mapping[str, VendorConfig]) -> list[tuple[str, str]]:
+def events_filter_warnings(
+    vendors: Mapping[str, VendorConfig],
+    classes: Mapping[str, type[Destination]] | None = None,
+) -> list[tuple[str, str]]:
     """``(key path, message)`` for each ``events`` entry that is no canonical event but close
     to one: for a vendor taking custom events it passes the checks, and the vendor then never
-    gets the event meant (``purchse``: no purchase)."""
+    gets the event meant (``purchse``: no purchase). A name the vendor maps (its config's
+    ``event_map``, or its plugin's default one, from ``classes``: Whop's ``view_content``) is
+    the vendor's own event, not a typo."""
     found = []
     for name, vc in vendors.items():
+        cls = (classes or {}).get(name)
+        defaults = cls.default_event_map if cls is not None else {}
         for ev in sorted(vc.events or ()):
-            if ev in CANONICAL_EVENTS or ev in vc.event_map:
+            if ev in CANONICAL_EVENTS or ev in vc.event_map or ev in defaults:
                 continue
             hint = did_you_mean(ev, CANONICAL_EVENTS)
             if hint:
