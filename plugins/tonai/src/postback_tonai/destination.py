@@ -95,8 +95,9 @@ _MAX_TELEGRAM_ID: Final = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]+")
 _SNIPPET = 300
 
-#: Every (environment, product) a once-per-user mark may be stored under, for an erase. A value
-#: dropped from the settings one day stays here: marks stored under it must stay erasable.
+#: Every (environment, product) a once-per-user mark may be stored under, for an erase: today
+#: every value the settings take. A value ever dropped from ENVIRONMENTS or PRODUCTS must still
+#: be listed here by hand (marks stored under it must stay erasable).
 _MARK_SCOPES: Final = tuple(itertools.product(ENVIRONMENTS, PRODUCTS))
 
 
