@@ -4,7 +4,7 @@ the checks that refuse a bad value naming the setting; and the names of the quer
 and cookies it reads.
 
 Reading a request with these settings is :mod:`postback.integrations._context`, which
-re-exports everything here.
+re-exports every name in this module's ``__all__``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,9 @@ __all__ = [
     "CLICK_ID_PARAMETERS",
     "COOKIE_FIELDS",
     "EXCLUDABLE",
-    "HEADER_CONTEXT_FIELDS",
-    "HEADER_USER_FIELDS",
     "MAX_VALUE_LENGTH",
     "SOURCES",
     "UTM_PARAMETERS",
-    "IPNetwork",
     "RequestContextSettings",
 ]
 
@@ -55,15 +52,15 @@ COOKIE_FIELDS: Mapping[str, str] = {
     "_ttp": "ttp",
     "_ga": "ga",
 }
-HEADER_USER_FIELDS = ("ip_address", "user_agent")
-HEADER_CONTEXT_FIELDS = ("url", "referrer_url", "language")
+_HEADER_USER_FIELDS = ("ip_address", "user_agent")
+_HEADER_CONTEXT_FIELDS = ("url", "referrer_url", "language")
 #: Sources that ``exclude`` can switch off as a whole.
 SOURCES: frozenset[str] = frozenset({"click_ids", "utm", "cookies"})
 #: Every name ``exclude`` accepts: the fields this module fills and the sources.
 EXCLUDABLE: frozenset[str] = frozenset(
     {
-        *HEADER_USER_FIELDS,
-        *HEADER_CONTEXT_FIELDS,
+        *_HEADER_USER_FIELDS,
+        *_HEADER_CONTEXT_FIELDS,
         *SOURCES,
         *CLICK_ID_PARAMETERS.values(),
         *UTM_PARAMETERS.values(),
