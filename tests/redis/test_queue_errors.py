@@ -99,4 +99,8 @@ def test_a_database_that_is_not_a_number_is_refused(url: str, written: str) -> N
 def test_a_numbered_database_parses() -> None:
     for url in ("redis://127.0.0.1:6379/3", "redis://127.0.0.1:6379/", "redis://127.0.0.1"):
         assert parse_url(url).display_url == url
+    # As redis-py reads them: a blank ?db= is ignored (the path's 3 is the database), and a
+    # ?db= that is a number is the database whatever the path says.
+    for url in ("redis://127.0.0.1:6379/3?db=", "redis://127.0.0.1:6379/x?db=1"):
+        parse_url(url)
     assert parse_url("redis+sentinel://127.0.0.1:26379/mymaster/2").prefix == "postback"

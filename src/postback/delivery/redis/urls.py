@@ -74,10 +74,14 @@ def _database_problems(
     scheme: str, path: str, options: list[tuple[str, str]], display: str
 ) -> list[str]:
     """A database number that is not a number: redis-py ignores a ``/abc`` path (database 0,
-    another app's data perhaps), so it is refused here, with the URL's password masked."""
-    dbs = [("?db=" + v, v) for k, v in options if k == "db"]
+    another app's data perhaps), so it is refused here, with the URL's password masked. Read
+    as redis-py reads it: a blank ``?db=`` is ignored, and a ``?db=`` given wins over the path
+    (which is then not checked)."""
+    dbs = [("?db=" + v, v) for k, v in options if k == "db" and v]
     segments = [p for p in unquote(path).split("/") if p]
-    if scheme in ("redis", "rediss") and path.strip("/"):
+    if dbs:
+        pass  # the query's database is the one used
+    elif scheme in ("redis", "rediss") and path.strip("/"):
         dbs.append((path, "/".join(segments)))
     elif scheme == "redis+sentinel" and len(segments) > 1:
         dbs.append((path, "/".join(segments[1:])))
