@@ -38,7 +38,8 @@ _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 class UnknownKey(ValueError):
-    """A stored event was sealed with a key id that ``POSTBACK_ENCRYPTION_KEYS`` lacks."""
+    """A stored event was sealed with a key id that ``POSTBACK_ENCRYPTION_KEYS`` lacks, or
+    the key listed under that id does not open it (changed, or the bytes are damaged)."""
 
 
 class Keyring:
@@ -51,6 +52,9 @@ class Keyring:
         self._prefix = _MARK + self._current_id + b":"
         self._by_id = {kid.encode(): AESGCM(key) for kid, key in keys}
         self._urandom = os.urandom
+        from cryptography.exceptions import InvalidTag  # (there: _aesgcm found cryptography)
+
+        self._invalid_tag = InvalidTag
 
     def seal(self, payload: bytes) -> bytes:
         nonce = self._urandom(12)
@@ -67,7 +71,14 @@ class Keyring:
                 f"the event was encrypted with key id {kid.decode(errors='replace')!r}, which "
                 f"{ENV_VAR} does not list: add that key (after the current one) and replay"
             )
-        plain: bytes = aead.decrypt(rest[:12], rest[12:], kid)
+        try:
+            plain: bytes = aead.decrypt(rest[:12], rest[12:], kid)
+        except self._invalid_tag:
+            raise UnknownKey(
+                f"the event was encrypted with key id {kid.decode(errors='replace')!r}, but "
+                f"the key {ENV_VAR} lists under that id does not open it: the key was changed "
+                "(list the one that sealed it), or the stored bytes are damaged"
+            ) from None
         return plain
 
     def __repr__(self) -> str:  # never the keys
