@@ -30,7 +30,8 @@ def open_sqlite(url: str, options: QueueOptions) -> Queue:
     if not options.create and not path.exists():  # a mistyped path: no new empty queue
         raise QueueError(
             f"the queue file {path} does not exist: check [postback] queue in the config (or "
-            "pass the app's config with --config); nothing was created"
+            "pass the app's config with --config); if the app has not run yet, it is made by "
+            "the first track() or `postback worker`; nothing was created"
         )
     return SQLiteQueue(
         path,
