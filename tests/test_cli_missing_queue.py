@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from postback.delivery.sqlite import SQLiteQueue
 from postback.sandbox import Sandbox
 from tests.cli_support import run
 
@@ -70,3 +71,48 @@ def test_send_still_creates_the_queue_and_the_readers_then_read_it(
     assert code == 0, out
     code, out = run("queue", "stats", "--config", str(config))
     assert code == 0, out
+
+
+# --- the commands that only check: they report a missing file and create nothing ------------
+
+
+@pytest.mark.parametrize("where", ["nodir/q.db", "q.db"])
+def test_config_check_reports_a_missing_queue_file_and_creates_nothing(
+    tmp_path: Path, sandbox: Sandbox, example_installed: None, where: str
+) -> None:
+    missing = tmp_path / where
+    config = _config(tmp_path, sandbox, f"sqlite:///{missing}")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code, out = run("config", "check", "--config", str(config))
+    assert code == 0, out  # a first setup: the app creates the file on its first event
+    flat = " ".join(out.split())
+    assert f"queue: sqlite:///{missing} (the file does not exist yet" in flat, out
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no file, no directory
+
+
+@pytest.mark.parametrize("where", ["nodir/q.db", "q.db"])
+def test_doctor_warns_of_a_missing_queue_file_and_creates_nothing(
+    tmp_path: Path, sandbox: Sandbox, example_installed: None, where: str
+) -> None:
+    missing = tmp_path / where
+    config = _config(tmp_path, sandbox, f"sqlite:///{missing}")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code, out = run("doctor", "--config", str(config))
+    flat = " ".join(out.split())
+    assert f"warning queue: {missing} does not exist yet" in flat, out
+    assert "is reachable" not in flat, out
+    assert "GB free where the queue is" in flat, out
+    assert code == 0, out
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_config_check_and_doctor_read_an_existing_queue(
+    tmp_path: Path, sandbox: Sandbox, example_installed: None
+) -> None:
+    path = tmp_path / "q.db"
+    config = _config(tmp_path, sandbox, f"sqlite:///{path}")
+    SQLiteQueue(path).close()
+    code, out = run("config", "check", "--config", str(config))
+    assert code == 0 and "does not exist" not in out, out
+    code, out = run("doctor", "--config", str(config))
+    assert code == 0 and f"sqlite:///{path} is reachable" in " ".join(out.split()), out

@@ -241,6 +241,7 @@ def test_new_plugin_refuses_an_installed_vendors_name(
 def test_doctor_passes_a_good_setup_and_names_what_to_fix(
     config_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    Tracker.from_config(config_file).close()  # the app ran: its queue file exists
     code, out = run("doctor", "--config", str(config_file))
     assert code == 0, out
     assert "config: " in out and "is valid" in out

@@ -6,6 +6,10 @@ installed plugins and their versions, the queue (reachable, writable, its file's
 free disk, Redis persistence), TLS trust (which CA certificates verify the vendors' hosts),
 the clock, and which vendors each canonical event would go to. The command prints them and
 exits 1 when there is a problem.
+
+:func:`checking_tracker` builds the tracker that ``doctor`` and ``config check`` inspect
+without creating the queue: a ``sqlite://`` file that does not exist yet (a first setup, or a
+mistyped path) is reported, not made.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import os
 import shutil
 import ssl
 import stat
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import attrs
@@ -27,12 +33,12 @@ import attrs
 import postback
 from postback.config.vendors import events_filter_warnings
 from postback.destination import config_warnings
-from postback.errors import ConfigError, PostbackError
+from postback.errors import ConfigError, PostbackError, QueueNotFound
 from postback.events import CANONICAL_EVENTS
 from postback.plugins import PluginHost
 from postback.tracker import Tracker
 
-__all__ = ["Check", "run_checks"]
+__all__ = ["Check", "checking_tracker", "run_checks"]
 
 Level = Literal["ok", "warning", "problem"]
 MIN_FREE_BYTES = 200 * 1024 * 1024  # below this, a vendor outage could fill the disk soon
@@ -53,7 +59,9 @@ def run_checks(config_path: Path | str | None) -> list[Check]:
     not (the configuration's problems say why)."""
     checks = list(_plugins())
     try:
-        tracker = _tracker(config_path)
+        # Delivering nothing (workers = false, whatever POSTBACK_WORKERS says).
+        with checking_tracker(config_path, {"workers": False}) as (tracker, missing):
+            checks += _with_tracker(tracker, missing)
     except ConfigError as exc:
         checks.append(
             Check(
@@ -63,41 +71,61 @@ def run_checks(config_path: Path | str | None) -> list[Check]:
                 "fix each key path listed (postback config check repeats them)",
             )
         )
-        return checks
     except PostbackError as exc:
         checks.append(Check("problem", "config", str(exc)))
-        return checks
-    try:
-        checks.append(Check("ok", "config", f"{tracker.config.source or 'config'} is valid"))
-        filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
-        warnings = config_warnings(tracker.destinations, filters)
-        warnings += events_filter_warnings(tracker.config.vendors, tracker.host.destinations)
-        for key, message in warnings:
-            checks.append(Check("warning", "config", f"{key}: {message}"))
-        if not tracker.destinations:
-            checks.append(
-                Check(
-                    "problem",
-                    "config",
-                    "no enabled vendor: events would be tracked and sent nowhere",
-                    "add a [vendors.NAME] table (postback plugins lists the installed vendors)",
-                )
-            )
-        checks += _queue(tracker)
-        checks += _tls(tracker)
-        checks += _clock()
-        checks += _routes(tracker)
-    finally:
-        tracker.close(timeout=0)
     return checks
 
 
-def _tracker(config_path: Path | str | None) -> Tracker:
-    """The configured tracker, delivering nothing (``workers = false``, whatever
-    ``POSTBACK_WORKERS`` says)."""
+@contextmanager
+def checking_tracker(
+    config_path: Path | str | None, overrides: Mapping[str, Any]
+) -> Iterator[tuple[Tracker, Path | None]]:
+    """The configured tracker (``overrides``: as
+    :func:`~postback.integrations.tracker_with_overrides`) and, when its ``sqlite://`` queue
+    file does not exist, that file's path: the tracker then stands on a queue in a temporary
+    directory, removed after, so that checking a config never creates its queue (nor a
+    mistyped path's directories). Closed on leaving."""
     from postback.integrations import tracker_with_overrides
 
-    return tracker_with_overrides(config_path, {"workers": False})
+    try:
+        tracker = tracker_with_overrides(config_path, overrides, create_queue=False)
+    except QueueNotFound as exc:
+        with tempfile.TemporaryDirectory(prefix="postback-check-") as tmp:
+            stand_in = {**overrides, "queue": f"sqlite:///{Path(tmp) / 'queue.db'}"}
+            tracker = tracker_with_overrides(config_path, stand_in)
+            try:
+                yield tracker, exc.path
+            finally:
+                tracker.close(timeout=0)
+        return
+    try:
+        yield tracker, None
+    finally:
+        tracker.close(timeout=0)
+
+
+def _with_tracker(tracker: Tracker, missing: Path | None) -> list[Check]:
+    checks = [Check("ok", "config", f"{tracker.config.source or 'config'} is valid")]
+    filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
+    warnings = config_warnings(tracker.destinations, filters)
+    for key, message in warnings + events_filter_warnings(
+        tracker.config.vendors, tracker.host.destinations
+    ):
+        checks.append(Check("warning", "config", f"{key}: {message}"))
+    if not tracker.destinations:
+        checks.append(
+            Check(
+                "problem",
+                "config",
+                "no enabled vendor: events would be tracked and sent nowhere",
+                "add a [vendors.NAME] table (postback plugins lists the installed vendors)",
+            )
+        )
+    checks += _missing_queue(missing) if missing is not None else _queue(tracker)
+    checks += _tls(tracker)
+    checks += _clock()
+    checks += _routes(tracker)
+    return checks
 
 
 def _plugins() -> Iterator[Check]:
@@ -149,8 +177,20 @@ def _queue(tracker: Tracker) -> Iterator[Check]:
         yield from _sqlite_file(sqlite_path(url))
 
 
+def _missing_queue(path: Path) -> Iterator[Check]:
+    yield Check(
+        "warning",
+        "queue",
+        f"{path} does not exist yet: the app creates it when it tracks its first event",
+        "if the app already runs, this is not its queue: check [postback] queue",
+    )
+    yield from _sqlite_file(path)
+
+
 def _sqlite_file(path: Path) -> Iterator[Check]:
     folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the queue makes the rest
+        folder = folder.parent
     if not os.access(folder, os.W_OK):
         yield Check(
             "problem",
@@ -177,7 +217,7 @@ def _sqlite_file(path: Path) -> Iterator[Check]:
             )
         else:
             yield Check("ok", "queue", f"{path} has mode {mode:o}")
-    free = shutil.disk_usage(folder if folder.exists() else Path.cwd()).free
+    free = shutil.disk_usage(folder).free
     level: Level = "ok" if free >= MIN_FREE_BYTES else "problem"
     yield Check(
         level,

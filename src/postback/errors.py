@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import attrs
 
@@ -40,6 +41,7 @@ __all__ = [
     "QueueDiskFull",
     "QueueError",
     "QueueFull",
+    "QueueNotFound",
     "QueueReadOnly",
     "QueueUnavailable",
     "TrackerClosed",
@@ -165,6 +167,15 @@ class PluginError(PostbackError):
 
 class QueueError(PostbackError):
     """The queue cannot take or give events; the message says why and what to do."""
+
+
+class QueueNotFound(QueueError):
+    """The queue does not exist and was opened without creating it (``create_queue=False``,
+    for the commands that read stored events): a ``sqlite://`` file not there, at ``path``."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class QueueFull(QueueError):

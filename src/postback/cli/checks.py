@@ -88,7 +88,7 @@ def _env_note(tracker: Tracker, path: str) -> str:
     return f" (from {var})" if var else ""
 
 
-def _core_table(tracker: Tracker) -> Table:
+def _core_table(tracker: Tracker, queue: str) -> Table:
     """The ``[postback]`` settings as resolved; the queue as the queue shows its URL (a
     password masked), every environment override named."""
     table = Table(title="[postback]", title_justify="left")
@@ -96,7 +96,7 @@ def _core_table(tracker: Tracker) -> Table:
     table.add_column("value")
     core = tracker.config.core
     for name in CORE_HELP:
-        value = tracker.queue.url if name == "queue" else getattr(core, name)
+        value = queue if name == "queue" else getattr(core, name)
         shown = str(value) if isinstance(value, enum.Enum) else repr(value)
         table.add_row(name, shown + _env_note(tracker, f"postback.{name}"))
     return table
@@ -106,46 +106,47 @@ def _core_table(tracker: Tracker) -> Table:
 @config_option
 def config_check(config_path: Path | None) -> None:
     """Validate the config; list every problem with its key path, or summarise it."""
-    with user_errors():
-        tracker = Tracker.from_config(config_path)
-        try:
-            console.print(styled("ok", "green", f": {tracker.config.source or 'config'}"))
-            console.print(f"queue: {tracker.queue.url}")
-            console.print(_core_table(tracker))
-            consent = tracker.config.consent
-            console.print(
-                f"consent: policy {consent.policy}; purposes {', '.join(sorted(consent.purposes))};"
-                f" Sec-GPC opts out of {', '.join(consent.gpc) or 'nothing'}"
+    from postback.doctor import checking_tracker
+
+    with user_errors(), checking_tracker(config_path, {}) as (tracker, missing):
+        queue = tracker.queue.url if missing is None else f"sqlite:///{missing}"
+        console.print(styled("ok", "green", f": {tracker.config.source or 'config'}"))
+        note = " (the file does not exist yet: the app creates it on its first event)"
+        console.print(f"queue: {queue}" + (note if missing else ""))
+        console.print(_core_table(tracker, queue))
+        consent = tracker.config.consent
+        console.print(
+            f"consent: policy {consent.policy}; purposes {', '.join(sorted(consent.purposes))};"
+            f" Sec-GPC opts out of {', '.join(consent.gpc) or 'nothing'}"
+        )
+        for name, vc in tracker.config.vendors.items():
+            dest = tracker.destinations.get(name)
+            table = Table(
+                title=f"[vendors.{name}]" + ("" if vc.enabled else " (disabled)"),
+                title_justify="left",
             )
-            for name, vc in tracker.config.vendors.items():
-                dest = tracker.destinations.get(name)
-                table = Table(
-                    title=f"[vendors.{name}]" + ("" if vc.enabled else " (disabled)"),
-                    title_justify="left",
-                )
-                table.add_column("setting")
-                table.add_column("value")
-                for fname, _help, secret, _default in settings_help(type(vc.settings)):
-                    value = getattr(vc.settings, fname)
-                    shown = "***" if secret or isinstance(value, Secret) else repr(value)
-                    table.add_row(fname, shown + _env_note(tracker, f"vendors.{name}.{fname}"))
-                origin = dest.origin() if dest else repr(vc.base_url)
-                table.add_row("base_url", origin + _env_note(tracker, f"vendors.{name}.base_url"))
-                if vc.events is not None:
-                    events = ", ".join(sorted(vc.events))
-                    table.add_row("events", events + _env_note(tracker, f"vendors.{name}.events"))
-                if dest is not None:
-                    table.add_row("purposes", ", ".join(tracker.consent_gate.needs[name]))
-                    window = tracker.dedupe.windows_ms.get(name) if tracker.dedupe else None
-                    table.add_row("dedupe_window", f"{window / 1000:g} s" if window else "off")
-                console.print(table)
-            filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
-            warnings = config_warnings(tracker.destinations, filters)
-            warnings += events_filter_warnings(tracker.config.vendors, tracker.host.destinations)
-            for key, message in warnings:
-                console.print(styled("warning", "yellow", f": {key}: {message}"))
-        finally:
-            tracker.close(timeout=0)
+            table.add_column("setting")
+            table.add_column("value")
+            for fname, _help, secret, _default in settings_help(type(vc.settings)):
+                value = getattr(vc.settings, fname)
+                shown = "***" if secret or isinstance(value, Secret) else repr(value)
+                table.add_row(fname, shown + _env_note(tracker, f"vendors.{name}.{fname}"))
+            origin = dest.origin() if dest else repr(vc.base_url)
+            table.add_row("base_url", origin + _env_note(tracker, f"vendors.{name}.base_url"))
+            if vc.events is not None:
+                events = ", ".join(sorted(vc.events))
+                table.add_row("events", events + _env_note(tracker, f"vendors.{name}.events"))
+            if dest is not None:
+                table.add_row("purposes", ", ".join(tracker.consent_gate.needs[name]))
+                window = tracker.dedupe.windows_ms.get(name) if tracker.dedupe else None
+                table.add_row("dedupe_window", f"{window / 1000:g} s" if window else "off")
+            console.print(table)
+        filters = {n: vc.events for n, vc in tracker.config.vendors.items()}
+        warnings = config_warnings(tracker.destinations, filters)
+        for key, message in warnings + events_filter_warnings(
+            tracker.config.vendors, tracker.host.destinations
+        ):
+            console.print(styled("warning", "yellow", f": {key}: {message}"))
 
 
 @click.command()

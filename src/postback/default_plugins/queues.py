@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from postback.delivery.queue import Queue, QueueBackend, QueueCapabilities, QueueOptions
-from postback.errors import QueueError
+from postback.errors import QueueNotFound
 from postback.hookspecs import hookimpl
 
 __all__ = ["BUILTIN_QUEUES", "postback_register_queues"]
@@ -28,10 +28,11 @@ def open_sqlite(url: str, options: QueueOptions) -> Queue:
 
     path = sqlite_path(url, options.base_dir)
     if not options.create and not path.exists():  # a mistyped path: no new empty queue
-        raise QueueError(
+        raise QueueNotFound(
             f"the queue file {path} does not exist: check [postback] queue in the config (or "
             "pass the app's config with --config); if the app has not run yet, it is made by "
-            "the first track() or `postback worker`; nothing was created"
+            "the first track() or `postback worker`; nothing was created",
+            path,
         )
     return SQLiteQueue(
         path,

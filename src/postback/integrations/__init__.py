@@ -125,11 +125,13 @@ def tracker_with_overrides(
     plugins: Iterable[object] = (),
     transport: Any = None,
     load_entry_points: bool = True,
+    create_queue: bool = True,
 ) -> Tracker:
     """A tracker from ``config`` with these ``[postback]`` settings fixed (as
     :func:`config_with_overrides`), whatever ``POSTBACK_*`` variables say of them: a worker
     command runs with the app's environment, where ``POSTBACK_WORKERS=false`` keeps the web
-    processes from delivering, and must deliver all the same."""
+    processes from delivering, and must deliver all the same. ``create_queue``: as
+    :meth:`Tracker.from_raw`."""
     raw = config_with_overrides(config, overrides)
     _, source, base_dir = read_config(config)
     return Tracker.from_raw(
@@ -140,6 +142,7 @@ def tracker_with_overrides(
         transport=transport,
         load_entry_points=load_entry_points,
         environ=environ_without(overrides),
+        create_queue=create_queue,
     )
 
 
