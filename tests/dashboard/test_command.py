@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from postback.cli import main
 from postback.dashboard import Dashboard, LoopbackOnly, serve
 from postback.dashboard.wsgi import is_loopback
+from postback.delivery.sqlite import SQLiteQueue
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com"])
@@ -42,9 +43,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_postback_ui_refuses_a_missing_queue_file_instead_of_creating_it(tmp_path) -> None:
+    # Was: a mistyped path served an empty dashboard over a new empty queue (and directories).
+    missing = tmp_path / "typo" / "q.db"
+    config = tmp_path / "postback.toml"
+    config.write_text(f'[postback]\nqueue = "sqlite:///{missing}"\n')
+    env = {**os.environ, "POSTBACK_DISABLE_PLUGINS": "*"}
+    argv = [sys.executable, "-m", "postback", "ui", "-c", str(config), "--port", "0"]
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("postback ui served a queue that does not exist") from None
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"the queue file {missing} does not exist" in done.stderr
+    assert not (tmp_path / "typo").exists()
+
+
 def test_postback_ui_serves_a_config(tmp_path) -> None:
     config = tmp_path / "postback.toml"
     config.write_text(f'[postback]\nqueue = "sqlite:///{tmp_path}/q.db"\n')
+    SQLiteQueue(tmp_path / "q.db").close()  # the app made it
     port = _free_port()
     env = {**os.environ, "POSTBACK_DISABLE_PLUGINS": "*"}
     proc = subprocess.Popen(

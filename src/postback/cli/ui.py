@@ -1,7 +1,8 @@
 """``postback ui``: serve the dashboard for a config on loopback. It builds its own tracker
 for the config, with a :class:`~postback.dashboard.recorder.Recorder`, delivering on threads:
 when no other process delivers from the queue, it does (so replayed dead letters go out); when
-one does, it stands by.
+one does, it stands by. It shows an existing queue: a ``sqlite://`` file that does not exist
+(a mistyped path, the wrong config) is an error, not a new empty queue.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def ui(config_path: Path | None, host: str, port: int) -> None:
             base_dir=base_dir,
             plugins=[recorder],
             environ=environ_without(["workers"]),  # delivers, whatever POSTBACK_WORKERS says
+            create_queue=False,  # a mistyped path: an error, not an empty dashboard
         )
     except PostbackError as exc:
         click.echo(f"error: {exc}", err=True)
