@@ -153,3 +153,30 @@ def test_event_lookup_shows_delivered_events_from_the_ledger(pages: Pages, track
     tracker.flush(10)
     html = pages.get("/events?id=order-done")
     assert "delivered" in html and "No record" not in html
+
+
+def test_a_dead_letter_shows_ids_masked_as_deadletters_show_does(
+    pages: Pages, tracker, sandbox
+) -> None:
+    # Was: the page masked emails, phones, IPs and names only; the advertising id, the user
+    # id, click ids and the user agent (which `postback deadletters show` masks) were shown.
+    from postback.privacy import shown_dead_letter
+
+    ids = {"ifa": "6D92078A-8246-4BA4-AE5B-76104861E7DC", "external_id": "crm-customer-4410"}
+    sandbox.set_fault("example", status=422, count=1)
+    tracker.track(
+        "purchase",
+        user={**PERSON, **ids, "user_agent": "Mozilla/5.0 (Secret-Device 9)"},
+        context={"fbclid": "IwAR0xyzClickIdOfJane"},
+        value=9.5,
+        currency="USD",
+        event_id="order-ids",
+    )
+    tracker.flush(5)
+    (dead,) = wait_for(lambda: tracker.queue.dead_letters(), "a dead letter")
+    cli = shown_dead_letter(dead, tracker.destinations.values())
+    shown = pages.get(f"/deadletters/{dead.id}")
+    for value in [*ids.values(), "Secret-Device", "IwAR0xyzClickIdOfJane"]:
+        assert value not in cli, value
+        assert value not in shown, value
+    assert "6D•••" in shown and "IwAR0xyzClickIdOfJane"[:2] + "•••" in shown

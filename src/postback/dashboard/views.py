@@ -1,20 +1,25 @@
 """The dashboard's pages as functions from the tracker (and a request's inputs) to the values a
 template shows. Every string from the queue passes through :mod:`~postback.dashboard.masking`
-here; templates never see a raw payload, reason or secret.
+here, and a stored event through :func:`postback.privacy.mask_event` (as ``postback
+deadletters show`` masks it: ids and click ids too); templates never see a raw payload, reason
+or secret.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from postback.dashboard.lanes import RateMeter, lane_rows
 from postback.dashboard.lookup import find_event
-from postback.dashboard.masking import mask_payload, mask_text, redacted_config, safe_url
+from postback.dashboard.masking import mask_text, mask_value, redacted_config, safe_url
 from postback.dashboard.recorder import Recorder
 from postback.delivery.queue import DeadLetter
+from postback.destination import Destination
 from postback.encryption import open_payload
+from postback.privacy import mask_event
 
 __all__ = [
     "config_page",
@@ -64,10 +69,13 @@ def event_page(tracker: Any, event_id: str | None) -> dict[str, Any]:
     return {"event_id": lookup.event_id, "lookup": lookup, "records": records}
 
 
-def masked_letter(d: DeadLetter) -> dict[str, Any]:
-    """A dead letter as the pages show it: reason and payload masked."""
+def masked_letter(d: DeadLetter, destinations: Iterable[Destination] = ()) -> dict[str, Any]:
+    """A dead letter as the pages show it: reason and payload masked (the fields the vendor
+    plugins in ``destinations`` declare as not identifying anyone are kept)."""
+    plain = [f.name for dest in destinations for f in dest.fields if not f.identifier]
     try:
-        event = mask_payload(orjson.loads(open_payload(d.payload)))
+        loaded = orjson.loads(open_payload(d.payload))
+        event = mask_event(loaded, plain) if isinstance(loaded, dict) else mask_value(loaded)
         shown = orjson.dumps(event, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
     except (orjson.JSONDecodeError, TypeError, ValueError):
         shown = "(the stored event could not be read)"
@@ -89,7 +97,7 @@ def dead_letters_page(tracker: Any, vendor: str | None) -> dict[str, Any]:
     rows = tracker.queue.dead_letters(vendor, None, DEAD_LETTERS_PER_PAGE)
     vendors = sorted(set(tracker.destinations) | set(tracker.queue.vendors_seen()))
     return {
-        "letters": [masked_letter(d) for d in rows],
+        "letters": [masked_letter(d, tracker.destinations.values()) for d in rows],
         "vendor": vendor or "",
         "vendors": vendors,
         "limit": DEAD_LETTERS_PER_PAGE,
@@ -98,7 +106,7 @@ def dead_letters_page(tracker: Any, vendor: str | None) -> dict[str, Any]:
 
 def dead_letter_page(tracker: Any, dead_id: int) -> dict[str, Any] | None:
     d = tracker.queue.dead_letter(dead_id)
-    return None if d is None else {"letter": masked_letter(d)}
+    return None if d is None else {"letter": masked_letter(d, tracker.destinations.values())}
 
 
 def config_page(tracker: Any) -> dict[str, Any]:
