@@ -131,3 +131,30 @@ def test_personal_query_parameters_in_a_url_are_masked_by_name() -> None:
     started = time.perf_counter()
     assert mask_text(text).endswith("&email=x•••")
     assert time.perf_counter() - started < 1.0
+
+
+def test_names_addresses_and_phones_under_their_usual_keys_are_masked() -> None:
+    # Was: a shipping address as shops send it (address1, full_name, zipcode, mobile) was
+    # shown in full inside properties: only the canonical user fields' keys were known.
+    shipping = {
+        "full_name": "Jane Doe",
+        "surname": "Doe",
+        "givenName": "Jane",
+        "address1": "12 Rue Oberkampf",
+        "address2": "Bat B",
+        "street_address": "12 Rue Oberkampf",
+        "zipcode": "75011",
+        "postcode": "SW1A 1AA",
+        "mobile": "0612345678",
+        "telephone": "06 12 34 56 78",
+        "email_address": "jane@example.org",
+        "date_of_birth": "1990-01-02",
+        "birthday": "1990-01-02",
+        "country": "FR",
+    }
+    shown = mask_payload({"name": "purchase", "properties": {"shipping": shipping}})
+    masked = shown["properties"]["shipping"]
+    for key in set(shipping) - {"country"}:
+        assert masked[key] != shipping[key], key
+    assert masked["full_name"] == "J•••" and masked["address1"] == "1•••"
+    assert masked["country"] == "FR" and shown["name"] == "purchase"

@@ -46,6 +46,26 @@ _PERSONAL_KEYS = {
     "birthdate": "name",
     "username": "name",
     "state": "name",
+    # The same things as shops and forms name them (a shipping address in properties).
+    "email_address": "email",
+    "mail": "email",
+    "phone_number": "phone",
+    "mobile": "phone",
+    "tel": "phone",
+    "telephone": "phone",
+    "full_name": "name",
+    "fname": "name",
+    "lname": "name",
+    "given_name": "name",
+    "family_name": "name",
+    "surname": "name",
+    "middle_name": "name",
+    "address1": "name",
+    "address2": "name",
+    "street_address": "name",
+    "zipcode": "name",
+    "postcode": "name",
+    "birthday": "name",
 }
 
 
