@@ -32,6 +32,10 @@ __all__ = [
 ]
 
 DEAD_LETTERS_PER_PAGE = 100
+#: A stored event's strings and lists are shown up to this many characters or items (masked
+#: first, whole): an event may be up to 1 MB, too much for a page.
+SHOWN_CHARS = 1000
+SHOWN_ITEMS = 100
 
 
 def lanes_page(tracker: Any, meter: RateMeter) -> dict[str, Any]:
@@ -94,9 +98,22 @@ def _shown_event(d: DeadLetter, destinations: Iterable[Destination]) -> str:
     try:
         loaded = orjson.loads(open_payload(d.payload))
         event = mask_event(loaded, plain) if isinstance(loaded, dict) else mask_value(loaded)
-        return orjson.dumps(event, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+        return orjson.dumps(_cut(event), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
     except (orjson.JSONDecodeError, TypeError, ValueError):
         return "(the stored event could not be read)"
+
+
+def _cut(value: Any) -> Any:
+    """``value`` with each long string and list cut, saying how much was left out."""
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return f"{value[:SHOWN_CHARS]}… ({len(value) - SHOWN_CHARS:,} characters more)"
+    if isinstance(value, dict):
+        return {k: _cut(v) for k, v in value.items()}
+    if isinstance(value, list):
+        kept = [_cut(v) for v in value[:SHOWN_ITEMS]]
+        more = len(value) - SHOWN_ITEMS
+        return [*kept, f"… ({more:,} items more)"] if more > 0 else kept
+    return value
 
 
 def dead_letters_page(tracker: Any, vendor: str | None) -> dict[str, Any]:
