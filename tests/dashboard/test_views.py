@@ -227,3 +227,19 @@ def test_a_dead_letter_page_cuts_a_long_value(pages: Pages, tracker, sandbox) ->
     assert len(shown) < 20_000
     assert "characters more" in shown and "order 12345 at 10:30" in shown
     assert "j•••@e•••.com" in shown and "jane.doe" not in shown
+
+
+def test_the_confirmation_line_cannot_be_written_by_a_link(
+    pages: Pages, tracker, sandbox, dead_letter
+) -> None:
+    # Was: /deadletters?done=TEXT showed any TEXT as the dashboard's own confirmation, so a
+    # link could put "Session expired: sign in at https://evil.example" on the real page.
+    spoof = "Session expired: sign in again at https://evil.example"
+    assert "evil.example" not in pages.get("/deadletters?done=" + spoof.replace(" ", "+"))
+    dead_id = dead_letter("order-flash")
+    token = pages.token(f"/deadletters/{dead_id}/discard")
+    done = pages.call("POST", f"/deadletters/{dead_id}/discard", {"csrf_token": token})
+    location = dict(done.headers)["Location"]
+    assert f"discarded {dead_id}" in pages.get(location)
+    gone = pages.call("POST", f"/deadletters/{dead_id}/discard", {"csrf_token": token})
+    assert f"dead letter {dead_id} was already gone" in pages.get(dict(gone.headers)["Location"])

@@ -16,7 +16,6 @@ import time
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
-from urllib.parse import quote
 
 from postback.dashboard import views
 from postback.dashboard.csrf import CsrfGuard
@@ -30,6 +29,14 @@ log = logging.getLogger("postback.dashboard")
 
 _STATIC = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript"}
 _DEAD = re.compile(r"^/deadletters/(\d{1,18})(?:/(replay|discard))?$")
+# What an action did, as its redirect says it (?done=replayed-12): the page words it, so a
+# link cannot make the dashboard show text of its choosing as its own confirmation.
+_DONE = re.compile(r"^(replayed|discarded|gone)-(\d{1,18})$")
+_DONE_WORDS = {
+    "replayed": "replayed {}",
+    "discarded": "discarded {}",
+    "gone": "dead letter {} was already gone",
+}
 
 
 def _jinja() -> Any:
@@ -65,6 +72,12 @@ def _age(seconds: float | None) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+def _flash(done: str) -> str:
+    """The confirmation line for an action's ``?done=`` code; nothing for anything else."""
+    match = _DONE.match(done)
+    return _DONE_WORDS[match[1]].format(match[2]) if match else ""
 
 
 class Dashboard:
@@ -127,7 +140,7 @@ class Dashboard:
             return self._page(request, "event.html", **views.event_page(self.tracker, q.get("id")))
         if path == "/deadletters":
             ctx = views.dead_letters_page(self.tracker, q.get("vendor"))
-            return self._page(request, "deadletters.html", flash=q.get("done", ""), **ctx)
+            return self._page(request, "deadletters.html", flash=_flash(q.get("done", "")), **ctx)
         if path == "/config":
             return self._page(request, "config.html", **views.config_page(self.tracker))
         match = _DEAD.match(path)
@@ -155,15 +168,15 @@ class Dashboard:
             rows = queue.requeue_dead(ids=[dead_id])
             if rows:
                 self.tracker.deliverer.notify(sorted({d.vendor for d in rows}))
-            done = f"replayed {dead_id}" if rows else f"dead letter {dead_id} was already gone"
+            done = f"replayed-{dead_id}" if rows else f"gone-{dead_id}"
         else:
             try:
                 rows = queue.discard_dead([dead_id])
             except NotImplementedError as exc:
                 return self._page(request, "error.html", 409, message=str(exc))
-            done = f"discarded {dead_id}" if rows else f"dead letter {dead_id} was already gone"
-        log.info("dashboard: %s", done)
-        location = f"{request.prefix}/deadletters?done={quote(done)}"
+            done = f"discarded-{dead_id}" if rows else f"gone-{dead_id}"
+        log.info("dashboard: %s", _flash(done))
+        location = f"{request.prefix}/deadletters?done={done}"
         return Response(303, b"", headers=(("Location", location),))
 
     # --- rendering -------------------------------------------------------------------------------
