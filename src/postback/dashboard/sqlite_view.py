@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from postback.delivery import sqltx
 from postback.delivery.queue import Queue
 
 __all__ = ["SQLiteView"]
@@ -46,8 +47,8 @@ class SQLiteView:
     def _conn(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._conn_ is None:
-                self._conn_ = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, timeout=2.0, check_same_thread=False
+                self._conn_ = sqltx.connect_read_only(
+                    self.path, timeout=2.0, check_same_thread=False
                 )
             yield self._conn_
 

@@ -506,7 +506,7 @@ def sqlite_stored_events(path: Path, spool_dir: Path) -> Iterable[tuple[str, byt
     what was ingested. Read on a connection of its own, without the write lock."""
     from postback.delivery import spool
 
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    conn = sqltx.connect_read_only(path, timeout=10.0)
     try:
         yield from conn.execute(
             "SELECT event_id, payload FROM events WHERE seq IN (SELECT seq FROM pending) "

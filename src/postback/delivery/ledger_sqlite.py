@@ -249,11 +249,8 @@ class SQLiteLedger:
             return []
         with self._lock:
             if self._queue_conn is None:
-                self._queue_conn = sqlite3.connect(
-                    f"file:{self.queue_path}?mode=ro",
-                    uri=True,
-                    timeout=timing.BUSY_TIMEOUT,
-                    check_same_thread=False,
+                self._queue_conn = sqltx.connect_read_only(
+                    self.queue_path, timeout=timing.BUSY_TIMEOUT, check_same_thread=False
                 )
             conn = self._queue_conn
             out: list[LedgerEntry] = []

@@ -14,14 +14,20 @@ failing at its first write with a lock it cannot upgrade. ``read`` transactions 
 
 A class rather than a ``@contextmanager`` generator: the lanes open one per claim, and a
 generator-based context manager costs about a microsecond more each time.
+
+:func:`connect_read_only` is the one way a file is opened read-only (``mode=ro``, by a URI):
+its path is quoted, so that a ``#``, ``?`` or ``%`` in a directory name (``~/C#/shop``) is
+not read as the URI's fragment, query or an escape, which opened another file (creating it).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from os import PathLike
 from types import TracebackType
+from urllib.parse import quote
 
-__all__ = ["read", "write"]
+__all__ = ["connect_read_only", "read", "write"]
 
 
 class _Transaction:
@@ -70,3 +76,15 @@ def read(conn: sqlite3.Connection) -> _Transaction:
     """``with read(conn) as conn:`` a read transaction (``BEGIN``): one snapshot for the
     queries of the block; ended (``COMMIT``) at the end, rolled back if the block raises."""
     return _Transaction(conn, "BEGIN")
+
+
+def connect_read_only(
+    path: str | PathLike[str], *, timeout: float, check_same_thread: bool = True
+) -> sqlite3.Connection:
+    """A read-only connection to the SQLite file at ``path``, whatever characters it holds."""
+    return sqlite3.connect(
+        f"file:{quote(str(path))}?mode=ro",
+        uri=True,
+        timeout=timeout,
+        check_same_thread=check_same_thread,
+    )
