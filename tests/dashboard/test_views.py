@@ -243,3 +243,26 @@ def test_the_confirmation_line_cannot_be_written_by_a_link(
     assert f"discarded {dead_id}" in pages.get(location)
     gone = pages.call("POST", f"/deadletters/{dead_id}/discard", {"csrf_token": token})
     assert f"dead letter {dead_id} was already gone" in pages.get(dict(gone.headers)["Location"])
+
+
+def test_control_and_bidi_characters_are_shown_escaped(pages: Pages, tracker, sandbox) -> None:
+    # Was: a vendor's answer or a property holding U+202E (right-to-left override) reversed
+    # the rest of its line on the page ("refused \u202egnp.exe" read "refused exe.png"), and
+    # terminal escapes (ESC, BEL) went into the page as they were.
+    sandbox.set_fault("example", status=400, count=1, body="bad \x1b[2J\x07 \u202egnp.exe")
+    tracker.track(
+        "purchase",
+        user=PERSON,
+        value=1,
+        currency="USD",
+        event_id="order-bidi",
+        properties={"note": "ok \u202etxt.exe \u2066x\u2069"},
+    )
+    tracker.flush(5)
+    (dead,) = wait_for(lambda: tracker.queue.dead_letters(), "a dead letter")
+    assert "\u202e" in dead.reason  # stored as the vendor said it
+    for path in (f"/deadletters/{dead.id}", "/deadletters", "/events?id=order-bidi"):
+        html = pages.get(path)
+        for raw in ("\x1b", "\x07", "\u202e", "\u2066", "\u2069"):
+            assert raw not in html, (path, raw)
+        assert "\\u202e" in html, path

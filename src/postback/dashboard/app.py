@@ -5,7 +5,8 @@
 Flask blueprint and Django URLs in :mod:`~postback.dashboard.frameworks`, the ``postback ui``
 server) call :meth:`Dashboard.handle`. Reads are GETs; replay and discard are POSTs that carry
 a CSRF token (:mod:`~postback.dashboard.csrf`) and are reached through a confirmation page.
-Templates are Jinja2 with autoescaping on; static files are served from the package.
+Templates are Jinja2 with autoescaping on, and every value they output passes through
+:func:`~postback.dashboard.masking.visible`; static files are served from the package.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from postback.dashboard import views
 from postback.dashboard.csrf import CsrfGuard
 from postback.dashboard.http import Request, Response
 from postback.dashboard.lanes import RateMeter
+from postback.dashboard.masking import visible
 from postback.dashboard.recorder import Recorder
 
 __all__ = ["Dashboard"]
@@ -50,6 +52,7 @@ def _jinja() -> Any:
         loader=jinja2.PackageLoader("postback.dashboard", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        finalize=visible,  # every value shown: no control or bidi override character raw
     )
     env.filters["when"] = _when
     env.filters["age"] = _age

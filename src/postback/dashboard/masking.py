@@ -6,10 +6,14 @@ quote the email it refused); :func:`mask_payload` walks a canonical event and ma
 and context field by what it is, and long hashes by shortening them (a SHA-256 of an email is
 still a stable identifier). :func:`redacted_config` turns the config in use into rows where
 every secret is a fixed placeholder: the secret's value is never read into the page at all.
+:func:`visible` writes control and bidirectional-override characters as ``\\uXXXX`` (every
+value a template outputs goes through it): a vendor's answer or a property cannot reverse or
+hide the text around it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,9 +24,31 @@ from postback.config import Config, settings_help
 from postback.destination import Secret
 from postback.textmask import mask_text
 
-__all__ = ["REDACTED", "mask_payload", "mask_text", "mask_value", "redacted_config", "safe_url"]
+__all__ = [
+    "REDACTED",
+    "mask_payload",
+    "mask_text",
+    "mask_value",
+    "redacted_config",
+    "safe_url",
+    "visible",
+]
 
 REDACTED = "•••••• (secret)"
+
+# Control characters (but tab and line feed) and the ones that reorder or isolate text.
+_INVISIBLE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def visible(value: Any) -> Any:
+    """``value`` with each control or bidirectional-override character written as
+    ``\\uXXXX`` when it is a string (anything else as it is)."""
+    if isinstance(value, str) and _INVISIBLE.search(value):
+        return _INVISIBLE.sub(lambda m: f"\\u{ord(m[0]):04x}", value)
+    return value
+
 
 # User and context fields that identify a person, and how each is masked.
 _PERSONAL_KEYS = {
