@@ -58,7 +58,8 @@ def deliveries_page(recorder: Recorder | None) -> dict[str, Any]:
 def event_page(tracker: Any, event_id: str | None) -> dict[str, Any]:
     if not event_id or not event_id.strip():
         return {"event_id": "", "lookup": None}
-    lookup = find_event(tracker.queue, event_id[:200], getattr(tracker, "ledger", None))
+    # Bounded by what an event id can be (255 characters): a longer one matches nothing.
+    lookup = find_event(tracker.queue, event_id.strip()[:256], getattr(tracker, "ledger", None))
     records = [
         {
             "vendor": r.vendor,
