@@ -112,6 +112,28 @@ def test_a_rejected_event_is_reported_dead_lettered_with_the_rejection(
     agree(rec, t.stats()["example"])
 
 
+def test_control_characters_in_a_vendors_answer_are_written_out_in_logs_and_dead_letters(
+    make_tracker: Callable[..., Tracker], sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A vendor's answer quoted in a reason went raw into the log line and the stored dead
+    letter: ESC sequences clear or retitle the terminal that shows the log, U+202E reverses
+    the text after it. They are written out (``\\u001b``) wherever the reason goes."""
+    hostile = "bad \x1b[2J\x1b]0;pwned\x07 \x1b[31mRED \u202eevil"
+    sandbox.set_fault("example", status=400, count=1, body=hostile)
+    rec = Recorder()
+    t = make_tracker(plugins=[rec])
+    with caplog.at_level(logging.INFO, logger="postback"):
+        eid = t.track("sign_up", user={"email": "a@x.co"})
+        assert t.flush(timeout=10).complete
+    dead = rec.calls[-1][3]
+    assert rec.of(eid) == [("DeadLettered", 1)]
+    (letter,) = t.queue.dead_letters(None, None, 10)
+    for text in (caplog.text, dead.reason, letter.reason):
+        assert "pwned" in text or "bad" in text, text
+        assert not any(c in text for c in "\x1b\x07\u202e"), repr(text)
+    assert "\\u001b[2J" in letter.reason and "\\u202eevil" in letter.reason
+
+
 class SkipTests:
     """Skips events whose email starts with "skip" (as a consent filter would)."""
 

@@ -11,14 +11,20 @@ details in the page URL (``context.url``) and the next page's referrer
 postal code. The value of every parameter named like personal data (:data:`QUERY_PERSONAL`)
 keeps its first character only. Only what is shown is masked: the stored event keeps the URL,
 which a vendor (AppLovin's ``event_source_url``) is sent.
+
+:func:`visible` writes control and bidirectional-override characters out as ``\\uXXXX``: a
+vendor's answer quoted in a reason cannot clear or retitle the terminal that shows a log line,
+nor reverse the text around it on a page. Every outcome's text passes through it
+(:func:`postback.delivery.settle.scrubbed`), and so does every value the dashboard shows.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
-__all__ = ["QUERY_PERSONAL", "mask_text"]
+__all__ = ["QUERY_PERSONAL", "mask_text", "visible"]
 
 #: Query parameters whose value is personal data, by name lower-cased without ``_``, ``-``
 #: or ``.`` (``first_name``, ``firstName`` and ``FIRST-NAME`` are one).
@@ -55,6 +61,20 @@ _QUERY_PARAM = re.compile(r"(?<=[?&;])([\w.\[\]%+-]{1,64})=([^&;#\s\"'<>]+)")
 # colon (IPv6), 32 hex characters in a row (a hash) or a query parameter (``?name=``,
 # ``&name=``): text without any is returned unscanned (``network=meta campaign=x`` included).
 _ANY = re.compile(r"[@\d:]|[0-9a-fA-F]{32}|[?&;][\w.\[\]%+-]{1,64}=")
+
+
+# Control characters (but tab and line feed) and the ones that reorder or isolate text.
+_INVISIBLE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def visible(value: Any) -> Any:
+    """``value`` with each control or bidirectional-override character written as
+    ``\\uXXXX`` when it is a string (anything else as it is)."""
+    if isinstance(value, str) and _INVISIBLE.search(value):
+        return _INVISIBLE.sub(lambda m: f"\\u{ord(m[0]):04x}", value)
+    return value
 
 
 def mask_text(text: str) -> str:

@@ -13,7 +13,6 @@ hide the text around it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,7 +21,7 @@ import attrs
 
 from postback.config import Config, settings_help
 from postback.destination import Secret
-from postback.textmask import mask_text
+from postback.textmask import mask_text, visible
 
 __all__ = [
     "REDACTED",
@@ -35,20 +34,6 @@ __all__ = [
 ]
 
 REDACTED = "•••••• (secret)"
-
-# Control characters (but tab and line feed) and the ones that reorder or isolate text.
-_INVISIBLE = re.compile(
-    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-)
-
-
-def visible(value: Any) -> Any:
-    """``value`` with each control or bidirectional-override character written as
-    ``\\uXXXX`` when it is a string (anything else as it is)."""
-    if isinstance(value, str) and _INVISIBLE.search(value):
-        return _INVISIBLE.sub(lambda m: f"\\u{ord(m[0]):04x}", value)
-    return value
-
 
 # User and context fields that identify a person, and how each is masked.
 _PERSONAL_KEYS = {

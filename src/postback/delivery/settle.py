@@ -51,7 +51,7 @@ from postback.outcomes import (
     Retry,
     Skipped,
 )
-from postback.textmask import mask_text
+from postback.textmask import mask_text, visible
 
 if TYPE_CHECKING:
     from postback.delivery.lanes import Lane
@@ -315,8 +315,10 @@ class Verdicts:
 def scrubbed(outcome: Outcome, redact: Callable[[str], str]) -> Outcome:
     """``outcome`` with every text field (reason, detail, note) passed through ``redact``: a
     plugin that quoted a response echoing its credentials leaks nothing to the logs, the
-    stored dead letters or ``postback_on_delivery``. A Delivered without a note is returned as
-    is (the common case costs one check)."""
+    stored dead letters or ``postback_on_delivery``; and through
+    :func:`~postback.textmask.visible`, so that a control character a vendor's answer holds
+    (an escape sequence, U+202E) is written out, not replayed on a terminal or a page. A
+    Delivered without a note is returned as is (the common case costs one check)."""
     if isinstance(outcome, Delivered) and outcome.note is None:
         return outcome
     if not attrs.has(type(outcome)):
@@ -325,7 +327,7 @@ def scrubbed(outcome: Outcome, redact: Callable[[str], str]) -> Outcome:
     for a in attrs.fields(type(outcome)):
         val = getattr(outcome, a.name)
         if isinstance(val, str):
-            clean = redact(val)
+            clean = visible(redact(val))
             if clean != val:
                 changes[a.name] = clean
     return attrs.evolve(outcome, **changes) if changes else outcome  # type: ignore[arg-type]
