@@ -300,3 +300,23 @@ def test_a_user_agent_loses_its_control_characters(given: str, stored: str | Non
     assert make_event("purchase", user={"user_agent": given}).user.user_agent == stored
     general = make_event("purchase", user={"user_agent": given, "user_id": 7})
     assert general.user.user_agent == stored
+
+
+class _TouchyStr(str):
+    """A str subclass whose comparisons and hash raise (a caller's own string type)."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("__eq__ called")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("__hash__ called")
+
+
+def test_a_str_subclass_event_id_is_kept_as_a_plain_str(tracker: Tracker) -> None:
+    """The id is stored and compared by the background threads (the ledger writer): a str
+    subclass whose ``__eq__`` raises killed that thread, and no later outcome was recorded."""
+    event_id = tracker.track("sign_up", event_id=_TouchyStr("order-1"), user={"user_id": "u1"})
+    assert type(event_id) is str and event_id == "order-1"
+    again = tracker.track("sign_up", event_id=_TouchyStr("order-1"), user={"user_id": "u1"})
+    assert type(again) is str
+    assert tracker.status("order-1").event_id == "order-1"
