@@ -320,3 +320,19 @@ def test_a_str_subclass_event_id_is_kept_as_a_plain_str(tracker: Tracker) -> Non
     again = tracker.track("sign_up", event_id=_TouchyStr("order-1"), user={"user_id": "u1"})
     assert type(again) is str
     assert tracker.status("order-1").event_id == "order-1"
+
+
+@pytest.mark.parametrize("group", ["user", "context"])
+def test_a_dict_of_many_unknown_fields_is_refused_briefly(tracker: Tracker, group: str) -> None:
+    """Each unknown field got its own problem with a did-you-mean (difflib, ~40 µs) and the
+    list of known fields: a request's 2-million-key dict kept track() busy for over a minute
+    and built a message of about a gigabyte. The first few are named, the rest counted."""
+    many = {f"k{i}": "v" for i in range(50_000)}
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("purchase", **{group: many})
+    problems = info.value.problems
+    assert len(problems) <= 21, len(problems)
+    assert problems[0].field == f"{group}.k0"
+    assert problems[-1].field == group and "49980 more unknown" in problems[-1].message
+    assert len(str(info.value)) < 20_000
+    assert tracker.explain("purchase", **{group: many}).error is not None

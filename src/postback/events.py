@@ -34,7 +34,7 @@ from cattrs.preconf.orjson import make_converter
 
 from postback.errors import InvalidEvent, Problem, brief_repr, brief_str
 from postback.event_ids import is_event_id, new_event_id
-from postback.field_names import KNOWN_ELSEWHERE, unknown_field
+from postback.field_names import KNOWN_ELSEWHERE, unknown_field, unknown_problems
 from postback.iso import CURRENCIES
 from postback.normalize import (
     CANONICAL_EVENTS,
@@ -543,10 +543,11 @@ def _build_fields(
         obj.__dict__.update(clean)
         return obj
     clean = {}
+    unknown: list[object] = []
+    at = len(problems)  # the unknown names go here, before the group's other problems
     for key, raw in data.items():
         if key not in known:
-            label = brief_str(key)
-            problems.append(Problem(f"{group}.{label}", fields.unknown(group, label)))
+            unknown.append(key)
             continue
         if raw is None:
             continue
@@ -567,6 +568,8 @@ def _build_fields(
                 problems.append(Problem(f"{group}.{key}", str(exc)))
                 continue
         clean[key] = val
+    if unknown:  # the first few named, each with a did-you-mean; the rest counted
+        problems[at:at] = unknown_problems(group, unknown, fields.unknown)
     if cls is User:
         screen_user_agent(clean)
     else:
@@ -611,12 +614,9 @@ def make_event(
 
     if event_id is None:
         eid = new_event_id()
-    elif event_id.__class__ is str and is_event_id(event_id):
-        eid = event_id
-    elif isinstance(event_id, str) and is_event_id(
-        event_id := str.__getitem__(event_id, slice(None))
-    ):
-        eid = event_id  # a str subclass as a plain str: the queue's threads compare and hash it
+    elif isinstance(event_id, str) and is_event_id(event_id):
+        # A plain str: the queue's threads compare and hash it (a subclass's methods may raise)
+        eid = event_id if event_id.__class__ is str else str.__getitem__(event_id, slice(None))
     else:
         problems.append(
             Problem(
