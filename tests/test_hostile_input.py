@@ -336,3 +336,34 @@ def test_a_dict_of_many_unknown_fields_is_refused_briefly(tracker: Tracker, grou
     assert problems[-1].field == group and "49980 more unknown" in problems[-1].message
     assert len(str(info.value)) < 20_000
     assert tracker.explain("purchase", **{group: many}).error is not None
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ called")
+
+    __repr__ = __str__
+
+
+def _deep(depth: int) -> dict[str, Any]:
+    inner: dict[str, Any] = {}
+    for _ in range(depth):
+        inner = {"a": inner}
+    return inner
+
+
+@pytest.mark.parametrize(
+    "name",
+    [_Unprintable(), _deep(100_000), 10**5000, ["x"] * 1_000_000],
+    ids=["unprintable", "deep-dict", "huge-int", "long-list"],
+)
+def test_explain_never_raises_for_a_hostile_event_name(tracker: Tracker, name: object) -> None:
+    """explain() quoted the name with str(): a RecursionError, a ValueError (int digits) or the
+    caller's own exception, where track() refuses the same name with InvalidEvent."""
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track(name, user={"user_id": "u1"})  # type: ignore[arg-type]
+    assert [p.field for p in info.value.problems] == ["name"]
+    explanation = tracker.explain(name, user={"user_id": "u1"})  # type: ignore[arg-type]
+    assert explanation.error is not None
+    assert [p.field for p in explanation.problems] == ["name"]
+    assert len(explanation.name) <= 200

@@ -308,7 +308,7 @@ class Tracker:
                 fields=self.host.fields,
             )
         except InvalidEvent as exc:
-            return Router.malformed(str(name), exc, self.config.vendors)
+            return Router.malformed(exc.event_name, exc, self.config.vendors)
         if consent is not None and (bad := parse_consent(consent, self._purposes)):
             return Router.malformed(event.name, InvalidEvent(event.name, bad), self.destinations)
         try:
