@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import pytest
@@ -83,6 +84,7 @@ def _settings(vendor: str) -> tuple[dict[str, Any], list[str]]:
 
 MODES = ["200", "400cut200", "400cut300", "400cut500", "500", "401", "header"]
 MODES += ["400php", "400gson", "400html"]  # the echo escaped as PHP, Gson or an HTML page does
+MODES += ["400url"]  # the echo percent-encoded twice (a URL echoed in a URL's query)
 
 
 def _escaped_echo(text: str, style: str) -> str:
@@ -126,6 +128,10 @@ class _Echo(BaseHTTPRequestHandler):
             forms = [f for s in cls.secrets for f in secret_forms(s) if f in text]
             form = forms[len(cls.seen) % len(forms)] if forms else ""
             payload = ("x" * (cut - 10) + form + " " + text).encode()
+        elif mode == "400url":
+            payload = (
+                f"see https://status.invalid/?q={quote(quote(text, safe=''), safe='')}".encode()
+            )
         elif mode in ("400php", "400gson", "400html"):
             payload = _escaped_echo(text, mode[len("400") :]).encode()
         elif mode == "header":

@@ -175,3 +175,36 @@ def test_an_echoed_credential_is_masked_even_beside_escapes_and_masks(
     """A mask over a secret that ends with the keyword, or a keyword right after another, does
     not hide the credential that follows (found by comparing with the previous redactor)."""
     assert token not in Redactor([secret]).redact(text)
+
+
+# --- percent-encoded again: a URL echoed inside a URL, an OAuth 1.0a signature base string ----
+
+
+def _pct(text: str, times: int) -> str:
+    for _ in range(times):
+        text = quote(text, safe="")
+    return text
+
+
+@pytest.mark.parametrize("times", [2, 3])
+@pytest.mark.parametrize("secret", [SECRET, PHP_KEY, GSON_KEY, "Gaz0c80lGj+4Aga1daQ0/x4bpyD="])
+def test_a_secret_percent_encoded_again_is_masked(secret: str, times: int) -> None:
+    """OAuth 1.0a's signature base string percent-encodes the encoded parameters again (a 401
+    quoting it is common), and a vendor echoing the request URL in a link encodes it again:
+    ``%2B`` as ``%252B``."""
+    echoed = _pct(secret, times)
+    text = f'{{"error": "signature_invalid", "base_string": "POST&x&oauth_token%3D{echoed}"}}'
+    assert Redactor([secret]).redact(text) == text.replace(echoed, MASK)
+    assert Redactor([secret]).redact(text.lower()) == text.lower().replace(echoed.lower(), MASK)
+
+
+@pytest.mark.parametrize("cut", [12, 13, 14, 15, 16])
+def test_a_trailing_prefix_of_a_secret_percent_encoded_again_is_masked(cut: str) -> None:
+    echoed = _pct("Gaz0c80lGj+4Aga1daQ0/x4bpyD=", 2)[:cut]
+    shown = Redactor(["Gaz0c80lGj+4Aga1daQ0/x4bpyD="]).redact(f"HTTP 400: {echoed}...")
+    assert shown == f"HTTP 400: {MASK}..."
+
+
+def test_percent_escapes_without_a_secret_are_unchanged() -> None:
+    text = "HTTP 400: /v1/events?q=a%2Bb%252F%25%zz%2 and 100% sure"
+    assert Redactor([PHP_KEY, GSON_KEY, "Gaz0c80lGj+4Aga1daQ0/x4bpyD="]).redact(text) == text

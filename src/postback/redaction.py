@@ -7,7 +7,8 @@ in the forms it can take in a request or an echoed response:
 
 * as given, and its JSON-escaped form (a body echoing ``"key": "a\\"b"``);
 * percent-encoded, as OAuth 1.0a (RFC 3986: everything but ``A-Za-z0-9-._~``) and as form
-  data (``+`` for space) encode it, in either hex case (``%2B`` / ``%2b``);
+  data (``+`` for space) encode it, in either hex case (``%2B`` / ``%2b``), and encoded again
+  (``%252B``: an OAuth 1.0a signature base string, a URL echoed in a URL's query);
 * base64, as a Basic ``Authorization`` header carries it;
 * any of those as a vendor's error body may escape it when it echoes the request, in any mix
   and nested (JSON inside HTML, JSON inside JSON): backslash escapes (PHP's ``\\/``, ``\\"``),
@@ -17,14 +18,14 @@ in the forms it can take in a request or an echoed response:
 * the credential of any ``Authorization: Bearer|Basic ...`` echoed in the text, whatever it is
   (its ``+ / =`` escaped as above, too).
 
-Escapes are matched by decoding, not by listing every mix: a text holding a backslash or an
-``&`` is also matched with its escapes decoded (three rounds: an escape escaped again, twice),
-and what matches there is masked in the text as written. Escapes stand for punctuation and
-the like, not for letters and digits: only the parts of the text around a secret form's
-longest run of letters and digits, written as is, are decoded (all of it for a secret without
-one). A text with no backslash and no ``&`` (the common case: a short reason) costs what it
-did: one regex search; the last text redacted (up to 2 KiB) is answered again from memory, as
-each event of a rejected batch brings the same reason.
+Escapes are matched by decoding, not by listing every mix: a text holding a backslash, an ``&``
+or a ``%`` (``%XX`` of an ASCII character is decoded too) is also matched with its escapes
+decoded (three rounds: an escape escaped again, twice), and what matches there is masked in the
+text as written. Escapes stand for punctuation and the like, not for letters and digits: only
+the parts of the text around a secret form's longest run of letters and digits, written as is,
+are decoded (all of it for a secret without one). A text with no backslash, ``&`` or ``%`` (the
+common case: a short reason) costs what it did: one regex search; the last text redacted (up to
+2 KiB) is answered again from memory, as each event of a rejected batch brings the same reason.
 
 A snippet cut *before* it was redacted can end with the first characters of a secret (a long
 400 body cut at 500 characters): a trailing prefix of a secret's form, four characters or more,
@@ -71,6 +72,7 @@ _ESCAPE_RE = re.compile(
     | \\*&(?:amp;)*\#(?:([0-9]{1,7})|[xX]([0-9a-fA-F]{1,6}));?
     | \\*&(?:amp;)*([A-Za-z][A-Za-z0-9]{1,31};)
     | \\+([^0-9A-Za-z\s])
+    | %([0-7][0-9a-fA-F])  # percent-encoded again (%252B): ASCII only, a byte is not a char
     )
     """,
     re.VERBOSE,
@@ -78,7 +80,8 @@ _ESCAPE_RE = re.compile(
 _SHORT = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 # An escape cut in half at the end of a snippet ("...\u00", "...&#6").
 _PARTIAL_RE = re.compile(
-    r"(?:(?<!\\)\\+(?:u[0-9a-fA-F]{0,3}|x[0-9a-fA-F]?)?|&(?:amp;)*#?[xX]?[0-9A-Za-z]{0,8})\Z"
+    r"(?:(?<!\\)\\+(?:u[0-9a-fA-F]{0,3}|x[0-9a-fA-F]?)?|&(?:amp;)*#?[xX]?[0-9A-Za-z]{0,8}"
+    r"|%[0-9a-fA-F]?)\Z"
 )
 _ROUNDS = 3  # decoding rounds: an escape escaped again, twice
 _MAX_ESCAPE = 16  # the most characters an escape of one character takes, for a cut text
@@ -175,7 +178,9 @@ class _Decoded:
 
 
 def _unescape(m: re.Match[str]) -> str | None:
-    hi, lo, u, x, short, dec, hexa, name, char = m.groups()
+    hi, lo, u, x, short, dec, hexa, name, char, pct = m.groups()
+    if pct is not None:
+        return chr(int(pct, 16))
     if hi is not None:
         return chr(0x10000 + ((int(hi, 16) - 0xD800) << 10) + int(lo, 16) - 0xDC00)
     if u is not None or x is not None:
@@ -238,7 +243,7 @@ class Redactor:
 
     def _redact(self, text: str) -> str:
         if self._pattern is not None:
-            if "\\" in text or "&" in text:  # maybe escaped: decoded where it can matter
+            if "\\" in text or "&" in text or "%" in text:  # maybe escaped: decode where it matters
                 text = self._redact_escaped(text)
             else:
                 text = self._cut_prefix(self._pattern.sub(MASK, text))
