@@ -367,3 +367,58 @@ def test_explain_never_raises_for_a_hostile_event_name(tracker: Tracker, name: o
     assert explanation.error is not None
     assert [p.field for p in explanation.problems] == ["name"]
     assert len(explanation.name) <= 200
+
+
+class _HostileStr(str):
+    """A str subclass whose own methods raise: taken as the plain string it holds."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ called")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("__hash__ called")
+
+    def strip(self, chars: str | None = None) -> str:
+        raise RuntimeError("strip called")
+
+
+class _HostileInt(int):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ called")
+
+    __repr__ = __str__
+
+
+class _HostileFloat(float):
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ called")
+
+    __str__ = __repr__
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": _HostileStr("Sign Up")},
+        {"currency": _HostileStr("usd"), "value": 1},
+        {"value": _HostileStr("1.5"), "currency": "USD"},
+        {"value": _HostileFloat(1.2345678), "currency": "USD"},
+        {"value": _HostileInt(3), "currency": "USD"},
+        {"timestamp": _HostileStr("2026-01-02T03:04:05Z")},
+        {"user": {"user_id": _HostileStr(" u1 ")}},
+        {"user": {"user_id": _HostileInt(42)}},
+        {"user": {"user_id": "u1", "email": _HostileStr("A@B.co")}},
+        {"context": {"utm_source": _HostileStr("news")}, "user": {"user_id": "u1"}},
+    ],
+    ids=lambda f: "-".join(f),
+)
+def test_str_int_and_float_subclasses_are_taken_as_their_plain_values(
+    tracker: Tracker, fields: dict[str, Any]
+) -> None:
+    """Their own methods (strip, __str__, __repr__, __hash__) were called and raised through
+    track() and explain(): the values they hold are read instead."""
+    fields = {"name": "sign_up", "user": {"user_id": "u1"}, **fields}
+    name = fields.pop("name")
+    event_id = tracker.track(name, **fields)
+    assert type(event_id) is str
+    assert tracker.explain(name, **fields).error is None

@@ -42,6 +42,7 @@ from postback.normalize import (
     MAX_VALUE,
     normalize_currency,
     normalize_event_name,
+    plain,
     screen_click_ids,
     screen_user_agent,
     to_micros,
@@ -551,7 +552,7 @@ def _build_fields(
             continue
         if raw is None:
             continue
-        coerced = _coerce_str(raw)
+        coerced = _coerce_str(plain(raw))  # a subclass's own strip() or __str__ not called
         if coerced is None:
             problems.append(Problem(f"{group}.{key}", _not_a_string(raw)))
             continue
@@ -615,8 +616,7 @@ def make_event(
     if event_id is None:
         eid = new_event_id()
     elif isinstance(event_id, str) and is_event_id(event_id):
-        # A plain str: the queue's threads compare and hash it (a subclass's methods may raise)
-        eid = event_id if event_id.__class__ is str else str.__getitem__(event_id, slice(None))
+        eid = event_id if event_id.__class__ is str else plain(event_id)  # threads hash it
     else:
         problems.append(
             Problem(

@@ -3,7 +3,8 @@
 Each helper returns the normalised value or raises ValueError with a message that says how to
 fix the input; :func:`postback.events.make_event` turns those into Problems. Every helper
 bounds its input before any costly work, so each accepts or refuses in microseconds: money below
-:data:`MAX_VALUE`, event times between 2001 and 2100 UTC.
+:data:`MAX_VALUE`, event times between 2001 and 2100 UTC. A str, int or float subclass is read
+as its plain value (:func:`plain`): its own methods are never called.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import overload
 
 from postback.errors import brief_repr
 from postback.iso import CURRENCIES
@@ -23,6 +25,7 @@ __all__ = [
     "has_control",
     "normalize_currency",
     "normalize_event_name",
+    "plain",
     "screen_click_ids",
     "screen_user_agent",
     "to_micros",
@@ -70,8 +73,28 @@ _EXACT_FLOAT = float(2**30)
 _MAX_VALUE_CHARS = 64
 
 
+@overload
+def plain(value: str) -> str: ...
+@overload
+def plain(value: object) -> object: ...
+def plain(value: object) -> object:
+    """A str, int or float subclass's value as the plain type (read with the base type's own
+    methods): its own ``strip``, ``__str__``, ``__hash__`` may do anything, even raise."""
+    cls = value.__class__
+    if cls is str or cls is int or cls is float or cls is bool:
+        return value
+    if isinstance(value, str):
+        return str.__getitem__(value, slice(None))
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    return value
+
+
 def normalize_event_name(name: object) -> str:
     """``"Add To Cart"``, ``"addToCart"`` and ``"add-to-cart"`` all become ``"add_to_cart"``."""
+    name = plain(name)
     if not isinstance(name, str):
         raise ValueError(f"must be a string, got {type(name).__name__}")
     if name in CANONICAL_EVENTS:
@@ -88,6 +111,7 @@ def normalize_event_name(name: object) -> str:
 def normalize_currency(currency: object, extra: frozenset[str] = frozenset()) -> str:
     """Return the upper-case ISO 4217 code, or one of ``extra`` (upper-case codes beyond ISO
     4217 that a configured vendor takes, e.g. Whop's ``ETH``), or raise ValueError."""
+    currency = plain(currency)
     if not isinstance(currency, str):
         raise ValueError(f"must be an ISO 4217 code such as 'USD', got {type(currency).__name__}")
     code = currency.strip().upper()
@@ -123,6 +147,7 @@ def to_micros(value: object) -> int:
             if whole[0] == "-":
                 return -(int(whole[1:]) * 1_000_000 + int(frac.ljust(6, "0")))
             return int(whole) * 1_000_000 + int(frac.ljust(6, "0"))
+    value = plain(value)
     if isinstance(value, bool):
         raise ValueError("must be a number, got bool")
     if isinstance(value, int):
@@ -173,6 +198,7 @@ def _too_large(value: object) -> str:
 def to_timestamp_ms(value: object) -> int:
     """Accept an aware datetime, epoch milliseconds, or an ISO-8601 string with an offset,
     from 2001-01-01 (inclusive) to 2100-01-01 (exclusive) UTC."""
+    value = plain(value)
     if isinstance(value, bool):
         raise ValueError("must be a datetime or epoch milliseconds, got bool")
     if isinstance(value, datetime):
