@@ -45,7 +45,7 @@ import orjson
 import phonenumbers
 
 from postback.delivery import sqltx
-from postback.encryption import is_sealed, open_payload
+from postback.encryption import open_payload
 from postback.events import USER_FIELDS
 from postback.pii import is_sha256_hex, normalize_phone, sha256_hex
 
@@ -258,8 +258,17 @@ def payload_keys(payload: bytes, phone_regions: tuple[str, ...] = ()) -> set[str
     """The tombstone keys of a stored event (empty if it is unreadable or has no user);
     ``phone_regions``: where its phone may be numbered, if given in national form."""
     try:
-        data = orjson.loads(open_payload(payload))
-    except (orjson.JSONDecodeError, ValueError):  # unreadable, or sealed with a key not here
+        plain = open_payload(payload)
+    except ValueError:  # sealed with a key not here
+        return set()
+    return _plain_keys(plain, phone_regions)
+
+
+def _plain_keys(plain: bytes, phone_regions: tuple[str, ...]) -> set[str]:
+    """:func:`payload_keys` of an event's plain (opened) bytes."""
+    try:
+        data = orjson.loads(plain)
+    except orjson.JSONDecodeError:  # unreadable
         return set()
     user = data.get("user") if isinstance(data, Mapping) else None
     if not isinstance(user, Mapping):
@@ -490,13 +499,13 @@ def erase_dead_letters(
     regions = tuple(dict.fromkeys((*phone_regions, *person.phone_regions)))
     ids, unreadable = [], 0
     for d in queue.dead_letters(None, None, 1 << 62):
-        if payload_keys(d.payload, regions) & keys:
+        try:
+            plain = open_payload(d.payload)  # opened once, here
+        except ValueError:  # UnknownKey: POSTBACK_ENCRYPTION_KEYS unset, rotated, or damaged
+            unreadable += 1
+            continue
+        if _plain_keys(plain, regions) & keys:
             ids.append(d.id)
-        elif is_sealed(d.payload):
-            try:
-                open_payload(d.payload)
-            except ValueError:  # UnknownKey: POSTBACK_ENCRYPTION_KEYS unset, or rotated
-                unreadable += 1
     return (len(queue.discard_dead(ids)) if ids else 0), unreadable
 
 
