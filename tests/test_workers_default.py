@@ -96,3 +96,48 @@ def test_what_cannot_reach_a_child_keeps_delivery_in_the_app(
 def test_under_pytest_delivery_stays_in_the_process(tmp_path: Path) -> None:
     # respx and in-process fixtures must see the deliveries of a test's tracker.
     assert resolve(tmp_path) is True
+
+
+def test_config_check_shows_auto_and_what_it_chose_here(
+    tmp_path: Path, sandbox: Any, example_installed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``config check`` showed ``workers  thread`` for ``workers = "auto"``: what auto
+    resolved to, as if the config had named it. It shows the setting and its resolution."""
+    from tests.cli_support import run, write_example_config
+
+    config = write_example_config(tmp_path / "postback.toml", sandbox, monkeypatch)
+    code, out = run("config", "check", "--config", str(config))
+    assert code == 0, out
+    assert "│ workers               │ auto (threads here: running under pytest)" in out, out
+    monkeypatch.setenv("POSTBACK_WORKERS", "process")  # named: shown as it is, no reason
+    code, out = run("config", "check", "--config", str(config))
+    assert code == 0, out
+    assert "│ workers               │ process (from POSTBACK_WORKERS)" in out, out
+    assert "auto" not in out.split("workers")[1].splitlines()[0], out
+
+
+@pytest.mark.parametrize(
+    ("queue", "why"),
+    [
+        ("memory://", "the queue is not a sqlite:// file"),
+        (None, "a sqlite:// queue and nothing that must run in this process"),
+    ],
+)
+def test_auto_workers_says_why(
+    tmp_path: Path, outside_pytest: None, queue: str | None, why: str
+) -> None:
+    from postback.tracker import auto_workers_why
+
+    host = PluginHost([example, Listener()], load_entry_points=False)
+    cfg = build_config(
+        {
+            "postback": {"queue": queue or f"sqlite:///{tmp_path}/q.db"},
+            "vendors": {"example": {"api_key": "k"}},
+        },
+        host.destinations,
+    )
+    _, reason = auto_workers_why(cfg, host)
+    if queue is None:  # the listener keeps delivery in the app, and says so
+        assert reason == "an in-process plugin implements postback_on_attribution"
+        _, reason = auto_workers_why(cfg, PluginHost([example], load_entry_points=False))
+    assert reason.startswith(why)

@@ -57,7 +57,7 @@ from postback.telemetry import register as register_telemetry
 from postback.telemetry import retire as retire_telemetry
 from postback.telemetry import sdk_configured, stamp
 
-__all__ = ["Tracker", "auto_workers"]
+__all__ = ["Tracker", "auto_workers", "auto_workers_why"]
 
 log = logging.getLogger("postback")
 
@@ -89,8 +89,11 @@ class Tracker:
         transport: Any = None,
         create_queue: bool = True,
     ) -> None:
+        #: Why ``workers = "auto"`` chose this tracker's mode (``config check`` shows it), or
+        #: None when the config named the mode itself.
+        self.auto_workers_reason: str | None = None
         if config.core.workers == "auto":
-            workers = auto_workers(config, host, transport)
+            workers, self.auto_workers_reason = auto_workers_why(config, host, transport)
             config = attrs.evolve(
                 config, core=attrs.evolve(config.core, workers=Workers.parse(workers))
             )
@@ -601,18 +604,30 @@ def auto_workers(config: Config, host: PluginHost, transport: Any = None) -> boo
     pytest (where tests mock HTTP with respx or read their own plugins' calls in-process).
     docs/deployment.md explains the choice and what it costs.
     """
-    if not config.core.queue.startswith("sqlite:") or transport is not None:
-        return True
-    if "pytest" in sys.modules or not sys.executable:
-        return True
-    if sdk_configured():
-        return True  # the app's OpenTelemetry SDK exports the lanes' spans and metrics
+    return auto_workers_why(config, host, transport)[0]
+
+
+def auto_workers_why(
+    config: Config, host: PluginHost, transport: Any = None
+) -> tuple[bool | str, str]:
+    """:func:`auto_workers` and why, in a phrase (``postback config check`` shows it)."""
+    if not config.core.queue.startswith("sqlite:"):
+        return True, "the queue is not a sqlite:// file a child process could share"
+    if transport is not None:
+        return True, "an HTTP transport was passed in-process"
+    if "pytest" in sys.modules:
+        return True, "running under pytest"
+    if not sys.executable:
+        return True, "no Python executable to start a child process with"
+    if sdk_configured():  # the app's OpenTelemetry SDK exports the lanes' spans and metrics
+        return True, "the app set an OpenTelemetry SDK, which must see the deliveries"
     for plugin in host.in_process:
-        if any(callable(getattr(plugin, hook, None)) for hook in _DELIVERY_HOOKS):
-            return True
+        for hook in _DELIVERY_HOOKS:
+            if callable(getattr(plugin, hook, None)):
+                return True, f"an in-process plugin implements {hook}"
     if host.in_process and child_spec_problem(host) is not None:
-        return True
-    return "process"
+        return True, "an in-process plugin cannot be sent to a child process"
+    return "process", "a sqlite:// queue and nothing that must run in this process"
 
 
 def _pick(configured: float | None, default: float | None) -> float:

@@ -90,7 +90,8 @@ def _env_note(tracker: Tracker, path: str) -> str:
 
 def _core_table(tracker: Tracker, queue: str) -> Table:
     """The ``[postback]`` settings as resolved; the queue as the queue shows its URL (a
-    password masked), every environment override named."""
+    password masked), ``workers = "auto"`` with what it chose and why, every environment
+    override named."""
     table = Table(title="[postback]", title_justify="left")
     table.add_column("setting")
     table.add_column("value")
@@ -98,6 +99,9 @@ def _core_table(tracker: Tracker, queue: str) -> Table:
     for name in CORE_HELP:
         value = queue if name == "queue" else getattr(core, name)
         shown = str(value) if isinstance(value, enum.Enum) else repr(value)
+        if name == "workers" and tracker.auto_workers_reason:  # the setting, then what it chose
+            chose = "threads" if value == "thread" else str(value)
+            shown = f"auto ({chose} here: {tracker.auto_workers_reason})"
         table.add_row(name, shown + _env_note(tracker, f"postback.{name}"))
     return table
 
