@@ -116,3 +116,27 @@ def test_config_check_and_doctor_read_an_existing_queue(
     assert code == 0 and "does not exist" not in out, out
     code, out = run("doctor", "--config", str(config))
     assert code == 0 and f"sqlite:///{path} is reachable" in " ".join(out.split()), out
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_config_check_names_the_variable_that_set_the_queue_whether_or_not_it_exists(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    example_installed: None,
+    monkeypatch: pytest.MonkeyPatch,
+    exists: bool,
+) -> None:
+    """The queue row said ``(from POSTBACK_QUEUE)`` when the file existed and dropped it when
+    it did not: the stand-in queue that spares creating the file hid where the setting came
+    from, though a mistyped variable is the likeliest cause of a missing file."""
+    config = _config(tmp_path, sandbox, f"sqlite:///{tmp_path / 'file.db'}")
+    queue = tmp_path / "from-env.db"
+    if exists:
+        SQLiteQueue(queue).close()
+    monkeypatch.setenv("POSTBACK_QUEUE", f"sqlite:///{queue}")
+    code, out = run("config", "check", "--config", str(config))
+    assert code == 0, out
+    row = next(line for line in out.splitlines() if line.startswith("│ queue "))
+    assert str(queue) in row and row.rstrip(" │").endswith("(from POSTBACK_QUEUE)"), out
+    assert ("does not exist yet" in out) is not exists, out
+    assert queue.exists() is exists  # checking created nothing

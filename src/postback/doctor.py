@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import attrs
 
 import postback
+from postback.config.env import apply_overrides, environ_without
 from postback.config.vendors import events_filter_warnings
 from postback.destination import config_warnings
 from postback.errors import ConfigError, PostbackError, QueueNotFound
@@ -84,7 +85,8 @@ def checking_tracker(
     :func:`~postback.integrations.tracker_with_overrides`) and, when its ``sqlite://`` queue
     file does not exist, that file's path: the tracker then stands on a queue in a temporary
     directory, removed after, so that checking a config never creates its queue (nor a
-    mistyped path's directories). Closed on leaving."""
+    mistyped path's directories), its ``config.from_env`` still naming a ``POSTBACK_QUEUE``
+    that set the missing file. Closed on leaving."""
     from postback.integrations import tracker_with_overrides
 
     try:
@@ -93,6 +95,12 @@ def checking_tracker(
         with tempfile.TemporaryDirectory(prefix="postback-check-") as tmp:
             stand_in = {**overrides, "queue": f"sqlite:///{Path(tmp) / 'queue.db'}"}
             tracker = tracker_with_overrides(config_path, stand_in)
+            # The stand-in hides POSTBACK_QUEUE from the tracker: name it as the source again.
+            _, queue_var = apply_overrides(
+                {}, ["queue"], lambda _: None, [], environ_without(overrides)
+            )
+            from_env = {**tracker.config.from_env, **queue_var}
+            tracker.config = attrs.evolve(tracker.config, from_env=from_env)
             try:
                 yield tracker, exc.path
             finally:
