@@ -479,6 +479,42 @@ def test_deadletters_list_masks_personal_data_in_reasons(config_file: Path) -> N
     assert "jane.doe@example.com" not in out, out
 
 
+def test_deadletters_keep_configured_and_labelled_vendor_ids_in_reasons(
+    config_file: Path,
+) -> None:
+    """``deadletters list`` and ``show`` (and the dashboard) showed ``app_id 9•••••99``: every
+    seven digits were masked as a phone number, the vendor's own configured ids too. Those
+    are kept; a phone number or email beside them is still masked."""
+    import sqlite3
+
+    from postback.dashboard.views import dead_letter_page, dead_letters_page
+
+    config_file.write_text(config_file.read_text() + 'account = "424242424242"\n')
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, value=-1, currency="USD", event_id="neg-1")
+    t.flush(timeout=5)
+    reason = (
+        "account 424242424242: no app for app_id 987654399; "
+        "refused +1 415 555 0100, jane.doe@example.com"
+    )
+    with sqlite3.connect(config_file.parent / "queue.db") as db:
+        db.execute("UPDATE dead_letters SET reason = ?", (reason,))
+    try:
+        (letter,) = dead_letters_page(t, None)["letters"]
+        page = dead_letter_page(t, letter["id"])
+        assert page is not None
+        shown = [letter["reason"], page["letter"]["reason"]]
+    finally:
+        t.close()
+    for args in (("deadletters", "list"), ("deadletters", "show", "1")):
+        code, out = run(*args, "--config", str(config_file))
+        assert code == 0, out
+        shown.append(" ".join(out.split()))
+    for out in shown:
+        assert "424242424242" in out and "app_id 987654399" in out, out
+        assert "555 0100" not in out and "jane.doe@example.com" not in out, out
+
+
 def test_status_needs_no_vendor_secret(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``postback status`` reads the delivery ledger only, like ``queue stats`` and
     ``deadletters``: it refused with "environment variable EXAMPLE_KEY is not set" (exit 2) in

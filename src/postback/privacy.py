@@ -11,7 +11,7 @@ and every user or context field a vendor plugin declares).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from postback.delivery.queue import DeadLetter
 from postback.destination import Destination
 from postback.encryption import UnknownKey, open_payload
 from postback.events import CONTEXT_FIELDS, USER_FIELDS
-from postback.textmask import mask_text
+from postback.textmask import mask_text, public_settings
 
 __all__ = [
     "mask_event",
@@ -134,10 +134,15 @@ def _iso(ms: int) -> str:
 
 
 def shown_dead_letter(
-    d: DeadLetter, destinations: Iterable[Destination], *, reveal: bool = False
+    d: DeadLetter,
+    destinations: Iterable[Destination],
+    *,
+    reveal: bool = False,
+    keep: Collection[str] = (),
 ) -> str:
     """A dead letter as JSON text for a terminal: personal data masked unless ``reveal``;
-    the secret settings of every vendor in ``destinations`` removed in any case."""
+    the secret settings of every vendor in ``destinations`` removed in any case. The reason
+    keeps the vendors' non-secret settings (``keep``, and those of ``destinations``)."""
     destinations = list(destinations)
     try:
         event: Any = orjson.loads(open_payload(d.payload))
@@ -148,7 +153,7 @@ def shown_dead_letter(
     # Secrets out first: masking could cut one (a hex key looks like a hash) so that
     # redaction no longer finds it.
     reason = _redact(d.reason, destinations)
-    reason = reason if reveal else mask_text(reason)
+    reason = reason if reveal else mask_text(reason, {*keep, *public_settings(destinations)})
     if not reveal and isinstance(event, Mapping):
         plain = [f.name for d in destinations for f in d.fields if not f.identifier]
         event = mask_event(event, plain)

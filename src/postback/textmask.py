@@ -16,15 +16,22 @@ which a vendor (AppLovin's ``event_source_url``) is sent.
 vendor's answer quoted in a reason cannot clear or retitle the terminal that shows a log line,
 nor reverse the text around it on a page. Every outcome's text passes through it
 (:func:`postback.delivery.settle.scrubbed`), and so does every value the dashboard shows.
+
+A vendor's own ids are not personal data, though they look like phone numbers (``No app found
+for app_id 333903271``): a number a vendor id label names, and the non-secret values of the
+vendors' settings that a caller passes as ``keep``, are shown as they are.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-__all__ = ["QUERY_PERSONAL", "mask_text", "visible"]
+import attrs
+
+__all__ = ["QUERY_PERSONAL", "mask_text", "public_settings", "visible"]
 
 #: Query parameters whose value is personal data, by name lower-cased without ``_``, ``-``
 #: or ``.`` (``first_name``, ``firstName`` and ``FIRST-NAME`` are one).
@@ -55,6 +62,12 @@ _IPV6_ANY = re.compile(
 # digits or letters.
 _PHONE = re.compile(r"(?<![\w.])(\+?|%2[Bb])(\d)[\d ().-]{5,18}(\d{2})(?!\w|\.\w)")
 _HEX_HASH = re.compile(r"\b([0-9a-fA-F]{8})[0-9a-fA-F]{24,}\b")
+# A vendor's id named just before a number or hash that would look like a phone number or a
+# hashed email ("No app found for app_id 333903271", "pixel_id=...", "App ID: '...'"): the
+# vendor's (or the app's) configuration, which a person's data is never labelled as.
+_ID_LABEL = re.compile(
+    r"\b(?:app|pixel|account|advertiser|company)[ _-]?id\W{0,3}\Z", re.IGNORECASE
+)
 # A query parameter: "?" or "&" (or ";"), its name, "=", and its value up to the next one.
 _QUERY_PARAM = re.compile(r"(?<=[?&;])([\w.\[\]%+-]{1,64})=([^&;#\s\"'<>]+)")
 # What every pattern above needs at least one of: an ``@`` (email), a digit (IPv4, phone), a
@@ -77,22 +90,55 @@ def visible(value: Any) -> Any:
     return value
 
 
-def mask_text(text: str) -> str:
-    """``text`` with emails, IP addresses, phone numbers and long hex hashes masked."""
+def mask_text(text: str, keep: Collection[str] = ()) -> str:
+    """``text`` with emails, IP addresses, phone numbers and long hex hashes masked.
+
+    Not masked: a number or hash that a vendor id label names (``app_id 333903271``,
+    ``pixel_id=...``, ``account id: ...``: see :data:`_ID_LABEL`), and a token equal to one of
+    ``keep``, the non-secret values of the vendors' settings
+    (:func:`public_settings`): configuration, not anyone's personal data."""
     if _ANY.search(text) is None:  # the common note ("no device id"): nothing to mask
         return text
     if "=" in text:
         text = _QUERY_PARAM.sub(_mask_parameter, text)
-    return _mask_patterns(text)
+    return _mask_patterns(text, keep)
 
 
-def _mask_patterns(text: str) -> str:
-    text = _EMAIL.sub(lambda m: f"{m[1]}•••{m[2]}{m[3]}•••{m[4]}", text)
-    text = _IPV6_ANY.sub(_mask_ipv6, text)
-    text = _IPV6.sub(lambda m: f"{m[1]}:{m[2]}:•••", text)
-    text = _IPV4.sub(lambda m: f"{m[1]}.{m[2]}.•.•", text)
-    text = _HEX_HASH.sub(lambda m: f"{m[1]}…", text)
-    return _PHONE.sub(lambda m: f"{m[1]}{m[2]}•••••{m[3]}", text)
+def public_settings(destinations: Iterable[Any]) -> frozenset[str]:
+    """The text settings of these destinations that are not secret (an app id, a pixel id, an
+    account): what :func:`mask_text` is given as ``keep`` where it shows a vendor's reasons.
+    A :class:`~postback.destination.Secret`, or a setting declared ``secret``, is never one."""
+    found: set[str] = set()
+    for dest in destinations:
+        settings = getattr(dest, "settings", None)
+        if settings is None or not attrs.has(type(settings)):
+            continue
+        for field in attrs.fields(type(settings)):
+            value = getattr(settings, field.name, None)
+            if isinstance(value, str) and value and not field.metadata.get("secret"):
+                found.add(value)
+    return frozenset(found)
+
+
+def _mask_patterns(text: str, keep: Collection[str] = ()) -> str:
+    def kept(mask: Callable[[re.Match[str]], str]) -> Callable[[re.Match[str]], str]:
+        return lambda m: m[0] if m[0] in keep else mask(m)
+
+    def unlabelled(mask: Callable[[re.Match[str]], str]) -> Callable[[re.Match[str]], str]:
+        def sub(m: re.Match[str]) -> str:
+            start = m.start()
+            if _ID_LABEL.search(m.string, max(0, start - 40), start) or m[0] in keep:
+                return m[0]
+            return mask(m)
+
+        return sub
+
+    text = _EMAIL.sub(kept(lambda m: f"{m[1]}•••{m[2]}{m[3]}•••{m[4]}"), text)
+    text = _IPV6_ANY.sub(kept(_mask_ipv6), text)
+    text = _IPV6.sub(kept(lambda m: f"{m[1]}:{m[2]}:•••"), text)
+    text = _IPV4.sub(kept(lambda m: f"{m[1]}.{m[2]}.•.•"), text)
+    text = _HEX_HASH.sub(unlabelled(lambda m: f"{m[1]}…"), text)
+    return _PHONE.sub(unlabelled(lambda m: f"{m[1]}{m[2]}•••••{m[3]}"), text)
 
 
 def _mask_ipv6(m: re.Match[str]) -> str:

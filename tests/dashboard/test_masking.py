@@ -158,3 +158,28 @@ def test_names_addresses_and_phones_under_their_usual_keys_are_masked() -> None:
         assert masked[key] != shipping[key], key
     assert masked["full_name"] == "J•••" and masked["address1"] == "1•••"
     assert masked["country"] == "FR" and shown["name"] == "purchase"
+
+
+def test_a_labelled_vendor_id_is_kept_and_a_phone_beside_it_masked() -> None:
+    """``No app found for app_id 987654399`` showed as ``app_id 9•••••99``: any run of seven
+    digits was masked as a phone number, a vendor's app, pixel or account id included."""
+    for text in (
+        "No app found for app_id 987654399 and os_type ios",
+        "unknown pixel_id=5544332211",
+        'account id: "12345678901" is suspended',
+        "App ID 333903271 not found",
+    ):
+        assert mask_text(text) == text, text
+    masked = mask_text("app_id 987654399: phone +1 (415) 555-0123 refused, app id is wrong")
+    assert "987654399" in masked and "555-0123" not in masked
+    # A label on another word keeps nothing: the phone after it is masked.
+    assert "5550123456" not in mask_text("app_id missing; phone 5550123456")
+    assert "5550123456" not in mask_text("user_id 5550123456")
+
+
+def test_configured_vendor_values_are_kept_and_nothing_else() -> None:
+    text = "account 424242424242 refused +14155550123 and jane@example.com"
+    masked = mask_text(text, keep={"424242424242"})
+    assert "424242424242" in masked
+    assert "+14155550123" not in masked and "jane@example.com" not in masked
+    assert mask_text(text, keep={"4155550123"}) == mask_text(text)  # a whole token, not a part

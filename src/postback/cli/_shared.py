@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+import attrs
 import click
 from rich.console import Console
 from rich.text import Text
@@ -135,6 +136,31 @@ def queue_tracker(
         create_queue=False,
     )
     return tracker, configured
+
+
+def public_vendor_values(config_path: Path | None, tracker: Tracker) -> frozenset[str]:
+    """The configured vendors' text settings that are not secret (an app id, a pixel id, an
+    account), read from the config as written (and its ``POSTBACK_VENDORS__*`` variables)
+    without building the vendors, so without their secrets: what ``deadletters list`` and
+    ``show`` leave unmasked in a reason. A setting declared secret, or whose value is a
+    ``${NAME}`` (not expanded here), is never one."""
+    from postback.integrations import config_with_overrides
+
+    classes = tracker.host.destinations
+    raw = config_with_overrides(config_path, {})
+    raw, _ = apply_overrides(raw, list(CORE_HELP), lambda _: None, list(classes))
+    tables = raw.get("vendors")
+    found: set[str] = set()
+    for name, table in tables.items() if isinstance(tables, Mapping) else ():
+        cls = classes.get(name)
+        if cls is None or not isinstance(table, Mapping):
+            continue
+        for a in attrs.fields(cls.settings_class):
+            value = table.get(a.name)
+            secret = a.metadata.get("secret") or "Secret" in str(a.type)
+            if isinstance(value, str) and value and not secret and "${" not in value:
+                found.add(value)
+    return frozenset(found)
 
 
 def kv_pairs(pairs: tuple[str, ...], what: str) -> dict[str, Any]:

@@ -19,7 +19,13 @@ from pathlib import Path
 import attrs
 import click
 
-from postback.cli._shared import config_option, count_or_id, queue_tracker, user_errors
+from postback.cli._shared import (
+    config_option,
+    count_or_id,
+    public_vendor_values,
+    queue_tracker,
+    user_errors,
+)
 from postback.errors import ConfigError
 from postback.privacy import shown_dead_letter
 from postback.tracker import Tracker
@@ -46,7 +52,8 @@ def deadletters_show(dead_id: int, config_path: Path | None, reveal: bool) -> No
         if d is None:
             click.echo(f"no dead letter {dead_id} (deadletters list shows the ids)", err=True)
             sys.exit(1)
-        click.echo(shown_dead_letter(d, tracker.destinations.values(), reveal=reveal))
+        keep = public_vendor_values(config_path, tracker)  # app ids are nobody's data
+        click.echo(shown_dead_letter(d, tracker.destinations.values(), reveal=reveal, keep=keep))
     finally:
         tracker.close(timeout=0)
 

@@ -27,6 +27,7 @@ from postback.cli._shared import (
     err,
     fail,
     ms_iso,
+    public_vendor_values,
     queue_tracker,
     since_ms,
     tracker_for,
@@ -177,6 +178,7 @@ def deadletters_list(
         table = Table(title=f"{len(rows)} dead letter(s)", title_justify="left")
         for col in ("id", "vendor", "event", "event id", "failed", "attempts", "reason"):
             table.add_column(col, overflow="fold")
+        keep = public_vendor_values(config_path, tracker)  # app ids are nobody's data
         for d in rows:
             table.add_row(
                 str(d.id),
@@ -185,7 +187,7 @@ def deadletters_list(
                 d.event_id,
                 ms_iso(d.failed_ms),
                 str(d.attempts),
-                mask_text(d.reason),  # a vendor's refusal may quote an email (as show masks)
+                mask_text(d.reason, keep),  # a refusal may quote an email (as show masks)
             )
         console.print(table)
     finally:

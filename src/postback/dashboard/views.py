@@ -20,6 +20,7 @@ from postback.delivery.queue import DeadLetter
 from postback.destination import Destination
 from postback.encryption import open_payload
 from postback.privacy import mask_event
+from postback.textmask import public_settings
 
 __all__ = [
     "config_page",
@@ -80,7 +81,9 @@ def masked_letter(
     """A dead letter as the pages show it: reason and payload masked (the fields the vendor
     plugins in ``destinations`` declare as not identifying anyone are kept). ``event=False``
     leaves the stored event unread (``payload`` empty): the list does not show it, and an
-    event near the 1 MB limit takes a fifth of a second to decode and mask."""
+    event near the 1 MB limit takes a fifth of a second to decode and mask. The vendors'
+    non-secret settings (an app id) stay as they are in the reason."""
+    destinations = list(destinations)
     return {
         "id": d.id,
         "vendor": d.vendor,
@@ -89,7 +92,7 @@ def masked_letter(
         "created_ms": d.created_ms,
         "failed_ms": d.failed_ms,
         "attempts": d.attempts,
-        "reason": mask_text(d.reason),
+        "reason": mask_text(d.reason, public_settings(destinations)),
         "payload": _shown_event(d, destinations) if event else "",
     }
 
@@ -122,7 +125,7 @@ def dead_letters_page(tracker: Any, vendor: str | None) -> dict[str, Any]:
     rows = tracker.queue.dead_letters(vendor, None, DEAD_LETTERS_PER_PAGE)
     vendors = sorted(set(tracker.destinations) | set(tracker.queue.vendors_seen()))
     return {
-        "letters": [masked_letter(d, event=False) for d in rows],
+        "letters": [masked_letter(d, tracker.destinations.values(), event=False) for d in rows],
         "vendor": vendor or "",
         "vendors": vendors,
         "limit": DEAD_LETTERS_PER_PAGE,
