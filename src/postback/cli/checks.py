@@ -125,15 +125,17 @@ def config_check(config_path: Path | None) -> None:
         )
         for name, vc in tracker.config.vendors.items():
             dest = tracker.destinations.get(name)
-            table = Table(
-                title=f"[vendors.{name}]" + ("" if vc.enabled else " (disabled)"),
-                title_justify="left",
-            )
+            state = "" if vc.enabled else " (disabled)"
+            if vc.unchecked_secrets:
+                state = " (disabled; secrets not checked)"
+            table = Table(title=f"[vendors.{name}]{state}", title_justify="left")
             table.add_column("setting")
             table.add_column("value")
             for fname, _help, secret, _default in settings_help(type(vc.settings)):
                 value = getattr(vc.settings, fname)
                 shown = "***" if secret or isinstance(value, Secret) else repr(value)
+                if fname in vc.unchecked_secrets:
+                    shown = "not set (checked when enabled)"
                 table.add_row(fname, shown + _env_note(tracker, f"vendors.{name}.{fname}"))
             origin = dest.origin() if dest else repr(vc.base_url)
             table.add_row("base_url", origin + _env_note(tracker, f"vendors.{name}.base_url"))

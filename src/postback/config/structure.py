@@ -186,11 +186,14 @@ def structure_table(
     problems: list[ConfigProblem],
     *,
     only: Iterable[str] | None = None,
+    unchecked: Iterable[str] = (),
 ) -> Any:
     """``cls`` built from ``raw`` (keys ``cls`` does not take are the caller's to report, except
     in nested tables), or ``None`` after appending each problem with its key path.
 
-    ``only`` limits the fields read (a vendor's table mixes the common settings and its own).
+    ``only`` limits the fields read (a vendor's table mixes the common settings and its own);
+    the validators of the ``unchecked`` fields are not run (a disabled vendor's placeholder
+    for a secret it was not given).
     """
     attrs.resolve_types(cls)
     reported = {p.path for p in problems}
@@ -236,7 +239,7 @@ def structure_table(
         return None
     ok = True
     for field in fields:
-        if field.validator is None:
+        if field.validator is None or field.name in unchecked:
             continue
         try:
             field.validator(instance, field, getattr(instance, field.name))

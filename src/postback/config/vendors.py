@@ -28,7 +28,7 @@ from postback.config.structure import (
 )
 from postback.consent import ConsentSettings, parse_vendor_purposes
 from postback.dedupe import DEDUPE_HELP, parse_dedupe_window
-from postback.destination import Destination, RateLimit, RetryPolicy
+from postback.destination import Destination, RateLimit, RetryPolicy, Secret
 from postback.durations import parse_duration
 from postback.errors import ConfigError, ConfigProblem
 from postback.events import CANONICAL_EVENTS, normalize_event_name
@@ -171,7 +171,10 @@ class CommonSettings:
         "Canonical event name -> the vendor's event name, overriding its defaults.", _event_map
     )
     enabled: bool = _common(
-        "Set false to keep the table but send nothing to this vendor.", _enabled, True
+        "Set false to keep the table but send nothing to this vendor; its secrets are then "
+        "not required (a ${NAME} may be unset), until it is enabled again.",
+        _enabled,
+        True,
     )
     rate_limit: RateLimit | bool | None = _common(
         "Requests per window, e.g. '600/minute' or '60000/15 minutes'; false for none.",
@@ -234,6 +237,9 @@ class VendorConfig:
     retry: RetryPolicy | None = None
     purposes: tuple[str, ...] | None = None  # None: the destination's purposes
     dedupe_window: float | None = None  # None: its default_dedupe_window; 0: off
+    #: The secret settings a disabled vendor was given no value for (an unset ``${NAME}``, or
+    #: none at all): not required until it is enabled, held as empty secrets, never used.
+    unchecked_secrets: tuple[str, ...] = ()
 
     def make_destination(self, cls: type[Destination]) -> Destination:
         return cls(self.settings, base_url=self.base_url, event_map=self.event_map)
@@ -265,7 +271,9 @@ def build_vendor(
     common_keys = [k for k in raw if k in VENDOR_COMMON_HELP]
     common = structure_table(raw, CommonSettings, base, found, only=common_keys)
     own = {k: v for k, v in raw.items() if k in own_fields}
-    settings = structure_table(own, cls.settings_class, base, found)
+    unchecked = _waived_secrets(raw, cls, base, problems)
+    own.update((key, Secret("")) for key in unchecked)
+    settings = structure_table(own, cls.settings_class, base, found, unchecked=unchecked)
     purposes: tuple[str, ...] | None = None
     found += _against_destination(name, raw, cls, base, found)
     if "purposes" in raw:  # read from raw: said even when another common setting is wrong
@@ -277,7 +285,8 @@ def build_vendor(
     problems += redact(found)
     if found or settings is None or common is None:
         return None
-    probe_problems = _probe(name, settings, common, cls, base)
+    # The plugin's own checks would judge the empty secrets: they run once it is enabled.
+    probe_problems = [] if unchecked else _probe(name, settings, common, cls, base)
     problems += redact(probe_problems)
     if probe_problems:
         return None
@@ -297,7 +306,28 @@ def build_vendor(
         retry=common.retry.over(cls.retry_policy) if common.retry is not None else None,
         purposes=purposes,
         dedupe_window=common.dedupe_window,
+        unchecked_secrets=unchecked,
     )
+
+
+def _waived_secrets(
+    raw: Mapping[str, Any], cls: type[Destination], base: str, problems: list[ConfigProblem]
+) -> tuple[str, ...]:
+    """The secret settings of a table with ``enabled = false`` that have no value (absent, or
+    an unset ``${NAME}``, which left an empty string and a problem at its key path, removed
+    here): a user disables a vendor when its keys are not at hand. A value that is given is
+    checked as ever; with the vendor enabled, nothing is waived."""
+    if raw.get("enabled") is not False:
+        return ()
+    waived = tuple(
+        a.name
+        for a in attrs.fields(cls.settings_class)
+        if (a.metadata or {}).get("secret")
+        and (raw.get(a.name) == "" or (a.name not in raw and a.default is attrs.NOTHING))
+    )
+    paths = {f"{base}.{key}" for key in waived}
+    problems[:] = [p for p in problems if p.path not in paths]
+    return waived
 
 
 def _against_destination(
