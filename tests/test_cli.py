@@ -657,3 +657,38 @@ def test_a_misspelt_canonical_event_in_events_is_a_warning(config_file: Path) ->
     config_file.write_text(config_file.read_text().replace('"purchse", ', '"my_promo", '))
     code, out = run("config", "check", "--config", str(config_file))
     assert code == 0 and "no canonical event" not in out, out  # an event of the app's own
+
+
+def test_replay_leaves_the_events_the_vendor_s_events_filter_no_longer_takes(
+    config_file: Path, sandbox: Sandbox
+) -> None:
+    """``replay`` sent every dead letter, also the events the vendor's ``events`` filter had
+    since been changed to leave out: a vendor got what it is no longer configured to receive.
+    Those stay dead letters, counted and named; an ``--id`` of one is refused (exit 1)."""
+    sandbox.set_fault("example", status=422, count=3)
+    t = Tracker.from_config(config_file)
+    t.track("sign_up", user={"email": "a@b.co"}, event_id="s-1")
+    t.track("sign_up", user={"email": "a@b.co"}, event_id="s-2")
+    t.track("purchase", user={"email": "a@b.co"}, value=5, currency="USD", event_id="p-1")
+    t.flush(timeout=5)
+    dead = {d.event_id: d.id for d in t.queue.dead_letters()}
+    t.close()
+    assert set(dead) == {"s-1", "s-2", "p-1"}
+    sandbox.clear_faults()
+    config_file.write_text(config_file.read_text() + 'events = ["purchase"]\n')
+    code, out = run("replay", "--id", str(dead["s-1"]), "-c", str(config_file))
+    assert code == 1, out
+    flat = " ".join(out.split())
+    assert f"dead letter {dead['s-1']} is a sign_up event" in flat, out
+    assert "[vendors.example] events" in flat and "nothing was replayed" in flat, out
+    code, out = run("replay", "--timeout", "5", "--config", str(config_file))
+    assert code == 0, out
+    flat = " ".join(out.split())
+    assert "replaying 1 event(s) to example" in flat, out
+    assert "left 2 dead letter(s) that [vendors.example] events no longer takes" in flat, out
+    assert "(sign_up 2)" in flat, out
+    assert [e.get("event_id") for e in sandbox.received("example")] == ["p-1"]
+    code, out = run("deadletters", "list", "--config", str(config_file))
+    assert "s-1" in out and "s-2" in out and "p-1" not in out, out
+    code, out = run("replay", "--timeout", "5", "--config", str(config_file))
+    assert code == 0 and "nothing to replay" in out and "(sign_up 2)" in out, out

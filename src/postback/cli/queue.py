@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -284,8 +285,30 @@ def replay(
             "--vendor / --id; nothing was replayed",
             2,
         )
+    # The vendor's events filter as it is now: what it no longer takes stays a dead letter.
+    filters = {v: tracker.config.vendors[v].events for v in targets}
+    filtered = [d for d in chosen if (f := filters[d.vendor]) is not None and d.name not in f]
+    if ids and filtered:  # asked for by id, so never left out in silence
+        tracker.close(timeout=0)
+        d = filtered[0]
+        fail(
+            f"dead letter {d.id} is a {d.name} event, which [vendors.{d.vendor}] events no "
+            f"longer takes: add {d.name!r} to events to replay it, or leave out --id {d.id}; "
+            "nothing was replayed",
+            1,
+        )
     try:
-        rows = tracker.queue.requeue_dead(vendor, since_at, ids)
+        if filtered:
+            console.print(_filtered_note(filtered))
+            staying = {d.id for d in filtered}
+            wanted = [d.id for d in chosen if d.id not in staying]
+            rows = [  # by id, in chunks: a query takes a bounded number of parameters
+                r
+                for i in range(0, len(wanted), 500)
+                for r in tracker.queue.requeue_dead(vendor, since_at, wanted[i : i + 500])
+            ]
+        else:
+            rows = tracker.queue.requeue_dead(vendor, since_at, ids)
         if not rows:
             console.print("nothing to replay")
             return
@@ -317,6 +340,21 @@ def replay(
             fail(f"the replay did not deliver everything: {unfinished}", 1)
     finally:
         tracker.close(timeout=0)
+
+
+def _filtered_note(filtered: list[Any]) -> str:
+    """What a replay left as dead letters because each vendor's ``events`` filter no longer
+    takes them: how many per vendor, by event name, and how to replay them."""
+    parts = []
+    for vendor in sorted({d.vendor for d in filtered}):
+        names = Counter(d.name for d in filtered if d.vendor == vendor)
+        counts = ", ".join(f"{n} {c}" for n, c in sorted(names.items()))
+        total = sum(names.values())
+        parts.append(
+            f"left {total} dead letter(s) that [vendors.{vendor}] events no longer takes "
+            f"({counts}): add those events to its events to replay them"
+        )
+    return "; ".join(parts)
 
 
 def _unfinished(report: Any) -> str:
