@@ -557,3 +557,69 @@ def test_a_plugin_skip_without_its_vendor_is_stamped_once_and_reused(
     assert router._stamped(built_once, "example").vendor == "example"
     named = Skip("no device id", vendor="devices")
     assert router._stamped(named, "devices") is named
+
+
+# --- a vendor that says which user field it skips without (Destination.skip_without) -----------
+
+
+def test_a_skip_a_vendor_declares_is_decided_without_validate_and_accounted_the_same(
+    make: Callable[..., Tracker], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    validate = DevicesDestination.validate
+
+    def counting(self: DevicesDestination, event: Event) -> Iterable[Problem | Skip]:
+        calls.append(event.event_id)
+        return validate(self, event)
+
+    plain = Skip("no device id", "user.ifa", "pass user={'ifa': ...}")  # the core stamps it
+    monkeypatch.setattr(DevicesDestination, "validate", counting)
+    monkeypatch.setattr(DevicesDestination, "skip_without", lambda self, name: ("ifa", plain))
+    listener = Outcomes()
+    tracker = make(plugins=[listener])
+    with caplog.at_level(logging.DEBUG, logger="postback"):
+        first = tracker.track("purchase", **WEB_PURCHASE)
+        second = tracker.track("purchase", **WEB_PURCHASE)
+    assert calls == []  # decided from the missing field alone
+    assert tracker.stats()["devices"]["skips"] == {"no device id": 2}
+    skips = [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert [r.levelname for r in skips] == ["WARNING", "DEBUG"]
+    assert "user.ifa: no device id" in skips[0].getMessage()
+    assert [s[:4] for s in listener.seen if s[0] == "devices"] == [
+        ("devices", first, Skipped("no device id"), 0),
+        ("devices", second, Skipped("no device id"), 0),
+    ]
+    assert tracker.status(first).vendors["devices"].state == "skipped"
+    # explain() still asks validate, and says the same.
+    route = tracker.explain("purchase", **WEB_PURCHASE)
+    assert route.vendors["devices"].status == "skipped" and len(calls) == 1
+    # With the field, or with per-event options, validate decides.
+    user = {**WEB_PURCHASE["user"], "ifa": "EA7583CD-A667-48BC-B806-42ECB2B48606"}
+    tracker.track("purchase", **{**WEB_PURCHASE, "user": user})
+    assert len(calls) == 2
+    tracker.track("purchase", **WEB_PURCHASE, vendors={"devices": True})
+    assert len(calls) == 3 and tracker.stats()["devices"]["skips"] == {"no device id": 3}
+
+
+def test_a_declared_skip_is_a_problem_when_strict_as_before(
+    make: Callable[..., Tracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(DevicesDestination, "skip_without", lambda self, name: ("ifa", NO_DEVICE))
+    tracker = make(core={"strict": True})
+    with pytest.raises(InvalidEvent, match="no device id"):
+        tracker.track("purchase", **WEB_PURCHASE)
+
+
+@pytest.mark.parametrize("said", [RuntimeError("broken"), ("ifa", "not a Skip"), "ifa"])
+def test_a_skip_without_that_breaks_or_says_nonsense_leaves_it_to_validate(
+    make: Callable[..., Tracker], monkeypatch: pytest.MonkeyPatch, said: object
+) -> None:
+    def skip_without(self: DevicesDestination, name: str) -> object:
+        if isinstance(said, Exception):
+            raise said
+        return said
+
+    monkeypatch.setattr(DevicesDestination, "skip_without", skip_without)
+    tracker = make()
+    tracker.track("purchase", **WEB_PURCHASE)
+    assert tracker.stats()["devices"]["skips"] == {"no device id": 1}

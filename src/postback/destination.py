@@ -442,6 +442,18 @@ class Destination:
         """
         return ()
 
+    def skip_without(self, event_name: str) -> tuple[str, Skip] | None:
+        """``(user field, skip)`` when this vendor skips every ``event_name`` event that lacks
+        that user field (``"ifa"``, or a field it declares) and has no per-event options: its
+        :meth:`validate` then yields that one Skip (built once) and nothing else. ``None`` (the
+        default): no such field, or not for this name.
+
+        A promise to the router, which then leaves the vendor out of such events without
+        calling ``validate`` (a web event at a vendor of app installs, on every ``track()``);
+        the skip is counted, logged and reported as if ``validate`` had yielded it. Asked once
+        per event name; ``explain()`` and a strict tracker call ``validate`` as before."""
+        return None
+
     def transform(self, event: Event) -> Any:
         """Map a canonical event to this vendor's wire record (a JSON-able dict, usually)."""
         raise NotImplementedError

@@ -231,6 +231,9 @@ class Router:
         self.gate = gate
         self._by_name: dict[str, tuple[Destination, ...]] = {}
         self._names_by_name: dict[str, tuple[str, ...]] = {}  # the same, as vendor names
+        #: Per name, for each of its routes: (user field, stamped Skip) when the vendor skips
+        #: such an event without that field (``Destination.skip_without``); None when none do.
+        self._quick_by_name: dict[str, tuple[tuple[str, Skip] | None, ...] | None] = {}
         self._known_names = self._names_configured()
         #: (id of a plugin's Skip without a vendor, vendor) -> (that Skip, its stamped copy)
         self._stamps: dict[tuple[int, str], tuple[object, Problem | Skip]] = {}
@@ -258,8 +261,39 @@ class Router:
         if len(self._by_name) < _NAME_CACHE_LIMIT:
             self._by_name[name] = routes
             self._names_by_name[name] = tuple(d.name for d in routes)
+            self._quick_by_name[name] = self._quick_skips(name, routes)
             self._warn_about_name(name, routes)
         return routes
+
+    def _quick_skips(
+        self, name: str, routes: tuple[Destination, ...]
+    ) -> tuple[tuple[str, Skip] | None, ...] | None:
+        """Per route, the user field without which it skips a ``name`` event (and the Skip,
+        stamped), from ``Destination.skip_without``; None when no route says so. Only where
+        each vendor's ``validate`` is called directly (no other plugin validates) and skips
+        stay skips (not strict): otherwise ``validate`` always runs."""
+        if not self.direct or self.strict:
+            return None
+        quick: list[tuple[str, Skip] | None] = []
+        for dest in routes:
+            try:
+                said = dest.skip_without(name)
+            except Exception:  # validate (which runs instead) reports a broken plugin
+                said = None
+            if (
+                isinstance(said, tuple)
+                and len(said) == 2
+                and isinstance(said[0], str)
+                and isinstance(said[1], Skip)
+            ):
+                skip = said[1]  # stamped as admit() would stamp it: the same object
+                if skip.__class__ is not Skip or skip.vendor is None:
+                    stamped = self._stamped(skip, dest.name)
+                    skip = stamped if isinstance(stamped, Skip) else skip
+                quick.append((said[0], skip))
+            else:
+                quick.append(None)
+        return tuple(quick) if any(quick) else None
 
     def route(self, event: Event) -> list[Destination]:
         """The vendors ``event`` goes to: configured and enabled, mapped or in the ``events``
@@ -334,11 +368,21 @@ class Router:
         validate, direct = self.validate, self.direct
         cur = event.currency
         exotic = cur is not None and cur not in CURRENCIES  # beyond ISO 4217 (Whop's ETH)
+        # Vendors that skip this name without a user field, known without calling validate.
+        quick = None if opts or gated else self._quick_by_name.get(event.name)
+        has = event.user.__dict__.get if quick is not None else None
         for i, dest in enumerate(targets):
             skipped = None
             try:  # (free in 3.11 when nothing raises)
                 if exotic and cur not in dest.extra_currencies:
                     found: Iterable[Problem | Skip] = [currency_skip(dest.name, cur or "")]
+                elif quick is not None and (q := quick[i]) is not None and not has(q[0]):  # type: ignore[misc]
+                    skipped = q[1]
+                    if skips is None:
+                        skips = [skipped]
+                    else:
+                        skips.append(skipped)
+                    found = ()
                 else:
                     found = dest.validate(event) if direct else validate(event, dest)
                 if found:

@@ -243,3 +243,17 @@ def test_a_web_event_skips_mobana_without_raising(tracker: Tracker) -> None:
 def test_opting_out_skips_validation(tracker: Tracker) -> None:
     """A web event without an install id can be kept from Mobana per event."""
     tracker.track("page_view", user={"email": "a@b.co"}, vendors={"mobana": False})
+
+
+def test_skip_without_says_what_validate_says_without_an_install_id(
+    make_dest: Callable[..., MobanaDestination], make_event_: Callable[..., Event]
+) -> None:
+    # The router skips Mobana on skip_without's word, without calling validate: they agree.
+    dest = make_dest(event_map={"order": "order_done"})
+    for name in ["purchase", "sign_up", "order", "custom_thing"]:
+        said = dest.skip_without(name)
+        assert said is not None and said[0] == "install_id"
+        for kw in ({}, {"value": 5, "currency": "EUR"}, {"value": 5, "currency": "JPY"}):
+            ev = make_event_(name, user={"email": "a@b.co"}, **kw)
+            found = list(dest.validate(ev))
+            assert found == [said[1]] and found[0] is said[1], (name, kw)

@@ -263,3 +263,15 @@ def test_one_conversion_per_request(dest: TonAIDestination) -> None:
     p = Prepared(ev, dest.transform(ev))
     with pytest.raises(ValueError, match="one conversion per request"):
         dest.build_request([p, p])
+
+
+def test_skip_without_says_what_validate_says_without_a_telegram_user_id() -> None:
+    # The router skips Ton AI on skip_without's word, without calling validate: they agree;
+    # a name not mapped to "conversion" is a Problem too, so it is left to validate.
+    dest = make_destination(event_map={"sign_up": "conversion", "lead": "signup"})
+    assert dest.skip_without("lead") is None and dest.skip_without("never_mapped") is None
+    said = dest.skip_without("sign_up")
+    assert said is not None and said[0] == "telegram_user_id"
+    for kw in ({}, {"value": 5, "currency": "USD"}):
+        found = list(dest.validate(event("sign_up", telegram_user_id=None, **kw)))
+        assert found == [said[1]] and found[0] is said[1]

@@ -373,3 +373,27 @@ def test_events_filter_naming_an_unmapped_event_is_a_config_error(kit: Any) -> N
     assert any(
         p.path == "vendors.x.events" and "subscribe" in p.message for p in info.value.problems
     )
+
+
+@pytest.mark.parametrize(
+    "event_map", [None, {"sign_up": "SIGN_UP", "order": "PURCHASE", "wish": "NOT_A_TYPE"}]
+)
+def test_skip_without_says_what_validate_says_without_a_device_id(
+    kit: Any, event_map: dict[str, str] | None
+) -> None:
+    # The router skips X on skip_without's word, without calling validate: the two agree.
+    dest = kit.destination(event_map=event_map)
+    names = {*postback.events.CANONICAL_EVENTS, *dest.event_map, "custom_thing"}
+    declared = 0
+    for name in sorted(names):
+        said = dest.skip_without(name)
+        if said is None:
+            continue
+        declared += 1
+        field, skip = said
+        assert field == "ifa"
+        for user in ({"email": "a@b.co"}, {"ifa": None, "os": "ios"}, {}):
+            ev = kit.event(name, user=user, value=5, currency="USD")
+            found = list(dest.validate(ev))
+            assert found == [skip] and found[0] is skip, name
+    assert declared == len(dest._mapped_ok) > 0

@@ -365,6 +365,11 @@ class MobanaDestination(Destination):
                 'to send (events = ["purchase"])',
             )
 
+    def skip_without(self, event_name: str) -> tuple[str, Skip] | None:
+        """An event without ``user.install_id`` (and no per-event options) is skipped, and
+        nothing else is said (``validate``'s first test)."""
+        return ("install_id", self._skip_no_install_id)
+
     def validate(self, event: Event) -> Iterable[Problem | Skip]:
         """A :class:`~postback.Skip` when Mobana cannot use the event (no install ID, a value
         in a currency without a rate); a :class:`~postback.Problem` when it is malformed (an

@@ -261,6 +261,14 @@ class TonAIDestination(Destination):
 
     # --- validate ----------------------------------------------------------------------------
 
+    def skip_without(self, event_name: str) -> tuple[str, Skip] | None:
+        """An event mapped to ``"conversion"`` without ``user.telegram_user_id`` (and no
+        per-event options, which the core refuses for Ton AI) is skipped, and nothing else is
+        said; another name is also a Problem, so ``validate`` runs."""
+        if self.vendor_event_name(event_name) != CONVERSION:
+            return None
+        return ("telegram_user_id", self._skip_no_telegram_id)
+
     def validate(self, event: Event) -> Iterable[Problem | Skip]:
         """A :class:`~postback.Skip` without ``user.telegram_user_id``; a
         :class:`~postback.Problem` for one that is not a Telegram user id, a name not mapped

@@ -543,6 +543,11 @@ class XDestination(Destination):
 
     # --- validate -----------------------------------------------------------------------------
 
+    def skip_without(self, event_name: str) -> tuple[str, Skip] | None:
+        """A mapped event without ``user.ifa`` (and no per-event options) is skipped, and
+        nothing else is said (``validate``'s first test)."""
+        return ("ifa", self._skip_no_ifa) if event_name in self._mapped_ok else None
+
     def validate(self, event: Event) -> Iterable[Problem | Skip]:
         """What keeps X from taking ``event``.
 
