@@ -2,7 +2,7 @@
 ("track() instructions, another pass"): steadier than ``bench/track_instructions.py``, for
 cuts of a few hundred instructions.
 
-    python bench/track_quiet.py [--n 1000] [--piece track,make_event,stored_form,admit,applovin]
+    python bench/track_quiet.py [--n 1000] [--piece track,make_event,admit,report,...]
 
 Runs itself under ``valgrind --tool=callgrind`` with collection off, and turns it on (callgrind's
 client requests, through a tiny C helper compiled here with the system's ``callgrind.h``) only
@@ -102,6 +102,13 @@ def child(lib: str, n: int, pieces: str) -> None:
                 for e in evs:
                     admit(e)
                 cg.cg_off()
+            elif piece == "report":  # the skip bookkeeping of a web purchase (two skips)
+                router = tracker.router
+                first = [q[1] for q in router._quick_by_name["purchase"] or () if q]
+                cg.cg_on()
+                for e in evs:
+                    router._report(e, first)
+                cg.cg_off()
             elif piece == "applovin":
                 dest = tracker.destinations["applovin"]
                 cg.cg_on()
@@ -115,6 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--piece", default="track")
+    parser.add_argument("--keep", default=None, help="copy callgrind's files to this directory")
     parser.add_argument("--child", default=None)
     args = parser.parse_args()
     if args.child:
@@ -151,6 +159,8 @@ def main() -> None:
         )
         if run.returncode:
             sys.exit(run.stderr[-3000:])
+        if args.keep:
+            shutil.copytree(tmp, args.keep, dirs_exist_ok=True)
         figures = []
         parts = sorted(tmp.glob("cg.out.*-01"), key=lambda p: int(p.name.split(".")[2][:-3]))
         for part in parts:  # the main thread's dumps, in order

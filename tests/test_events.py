@@ -388,3 +388,34 @@ def test_event_id_check_is_the_documented_pattern(event_id: str) -> None:
         with pytest.raises(InvalidEvent) as exc:
             make_event("purchase", event_id=event_id)
         assert [p.field for p in exc.value.problems] == ["event_id"]
+
+
+def test_dumps_event_writes_what_the_general_unstructure_writes() -> None:
+    # dumps_event builds the stored form inline; the general function is the reference.
+    import orjson
+
+    from postback.events import Context, User, _stored_fields, _unstructure_event_fast
+
+    made = [
+        make_event("purchase"),
+        make_event(
+            "purchase",
+            user={"email": "A@B.co ", "ip_address": "203.0.113.7"},
+            value=5,
+            currency="EUR",
+            context={"url": "https://x.example/"},
+            properties={"items": [{"item_id": "a"}]},
+            vendors={"example": {"k": 1}},
+        ),
+    ]
+    # attrs' __init__ writes every field, None included: those are read through set_fields.
+    full = Event(
+        name="sign_up",
+        event_id="e-1",
+        timestamp_ms=1,
+        user=User(email="a@b.co"),
+        context=Context(url="https://x.example/"),
+    )
+    for event in [*made, full, loads_event(dumps_event(made[1]))]:
+        assert dumps_event(event) == orjson.dumps(_unstructure_event_fast(event, _stored_fields))
+    assert b"null" not in dumps_event(full)

@@ -439,8 +439,32 @@ def _stored_fields(obj: Any) -> dict[str, Any]:
 
 
 def dumps_event(event: Event) -> bytes:
-    """Serialise an event to the bytes the queue stores."""
-    return orjson.dumps(_unstructure_event_fast(event, _stored_fields))
+    """Serialise an event to the bytes the queue stores: what
+    ``_unstructure_event_fast(event, _stored_fields)`` gives, built here with both inline
+    (this runs in every ``track()``: two and three calls fewer)."""
+    e = event
+    d: dict[str, Any] = {"name": e.name, "event_id": e.event_id, "timestamp_ms": e.timestamp_ms}
+    user = e.user
+    if user is not _EMPTY_USER:
+        fields = user.__dict__
+        if len(fields) >= (_USER_FIELD_COUNT if type(user) is User else _CONTEXT_FIELD_COUNT):
+            fields = _set_fields(user)
+        d["user"] = fields
+    if e.value_micros is not None:
+        d["value_micros"] = e.value_micros
+    if e.currency is not None:
+        d["currency"] = e.currency
+    ctx = e.context
+    if ctx is not _EMPTY_CONTEXT:
+        fields = ctx.__dict__
+        if len(fields) >= _CONTEXT_FIELD_COUNT:
+            fields = _set_fields(ctx)
+        d["context"] = fields
+    if e.properties:
+        d["properties"] = e.properties
+    if e.vendor_options:
+        d["vendor_options"] = e.vendor_options
+    return orjson.dumps(d)
 
 
 def loads_event(data: bytes | str) -> Event:
