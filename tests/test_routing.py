@@ -623,3 +623,51 @@ def test_a_skip_without_that_breaks_or_says_nonsense_leaves_it_to_validate(
     tracker = make()
     tracker.track("purchase", **WEB_PURCHASE)
     assert tracker.stats()["devices"]["skips"] == {"no device id": 1}
+
+
+def test_a_skip_recorded_while_the_writer_starts_a_turn_is_written_and_so_are_later_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer thread lowers its flag and clears its event before each write: a skip
+    recorded in between (here, deterministically, inside ``clear()``) is in that write, and
+    the skips after it wake the thread again. With the flag lowered first, that skip raised
+    it again and the event was then cleared: later skips reached the queue only at close()."""
+    import threading
+
+    import postback.skips as skips_module
+    from postback.destination import Skip
+    from postback.events import make_event
+    from postback.skips import SkipLedger
+
+    monkeypatch.setattr(skips_module, "WRITE_EVERY", 0.01)
+    queue = MemoryQueue()
+    skips = SkipLedger(queue)
+    skip = Skip("no device id", "user.ifa", "pass it", "x")
+    event = make_event("purchase")
+
+    class InBetween(threading.Event):
+        landed = False
+
+        def clear(self) -> None:
+            if not InBetween.landed:  # a track() on another thread, just then
+                InBetween.landed = True
+                skips.record([skip], event)
+            super().clear()
+
+    skips._dirty = InBetween()
+
+    def written(n: int) -> bool:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if queue.skip_counts().get("x", {}).get("no device id") == n:
+                return True
+            time.sleep(0.01)
+        return False
+
+    try:
+        skips.record([skip], event)
+        assert written(2) and InBetween.landed
+        skips.record([skip], event)
+        assert written(3)  # the thread was woken again
+    finally:
+        skips.close()

@@ -224,9 +224,12 @@ class SkipLedger:
             # Let a second's worth of skips gather, then write them in one go.
             if self._stopping.wait(WRITE_EVERY):
                 return
-            # Before draining: a skip recorded from here on raises the flag again.
-            self._flagged = False
+            # Cleared, then lowered, then drained: a skip recorded before the flag is lowered
+            # is in this write; one after it raises the flag and sets the event again. (The
+            # other order let a skip recorded in between leave the flag up and the event
+            # clear: no write until close().)
             self._dirty.clear()
+            self._flagged = False
             self.write()
 
     def close(self) -> None:
