@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from postback.dashboard import Dashboard
 from postback.dashboard.masking import REDACTED
 from tests.dashboard.support import PERSON, Pages, wait_for
 
@@ -275,3 +276,28 @@ def test_event_lookup_finds_an_event_id_of_the_longest_kind(pages: Pages, dead_l
     dead_id = dead_letter(long_id)
     html = pages.get(f"/events?id={long_id}")
     assert "dead-lettered" in html and f'href="/deadletters/{dead_id}"' in html
+
+
+def test_replay_leaves_an_event_the_vendor_s_events_filter_no_longer_takes(
+    make_tracker, sandbox, dead_letter, tracker
+) -> None:
+    """The dashboard's replay requeued any dead letter, also one of an event the vendor's
+    ``events`` filter had since been changed to leave out (``postback replay`` leaves those):
+    it stays a dead letter, nothing is sent, and the page says why and how to replay it."""
+    dead_id = dead_letter("order-filtered")
+    tracker.close(timeout=1)
+    sandbox.clear_faults()
+    now = make_tracker(core={"workers": True}, vendor={"events": ["sign_up"]})
+    pages = Pages(Dashboard(now))
+    confirm = pages.get(f"/deadletters/{dead_id}/replay")
+    assert "events no longer takes" in " ".join(confirm.split()), confirm
+    token = pages.token(f"/deadletters/{dead_id}/replay")
+    done = pages.call("POST", f"/deadletters/{dead_id}/replay", {"csrf_token": token})
+    assert done.status == 409
+    page = " ".join(done.body.decode().split())
+    assert f"dead letter {dead_id} is a purchase event" in page, page
+    assert "[vendors.example] events no longer takes" in page, page
+    assert "add &#39;purchase&#39; to events to replay it" in page, page
+    assert now.queue.dead_letter(dead_id) is not None  # still a dead letter
+    now.flush(1)
+    assert sandbox.received("example") == []

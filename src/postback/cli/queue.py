@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from postback.cli._shared import (
     tracker_for,
     user_errors,
 )
+from postback.delivery.replayable import filtered_note, not_taken, why_left
 from postback.encryption import UnknownKey, open_payload
 from postback.events import loads_event
 from postback.textmask import mask_text
@@ -286,20 +286,15 @@ def replay(
             2,
         )
     # The vendor's events filter as it is now: what it no longer takes stays a dead letter.
-    filters = {v: tracker.config.vendors[v].events for v in targets}
-    filtered = [d for d in chosen if (f := filters[d.vendor]) is not None and d.name not in f]
+    filtered = not_taken(tracker.config.vendors, chosen)
     if ids and filtered:  # asked for by id, so never left out in silence
         tracker.close(timeout=0)
         d = filtered[0]
-        fail(
-            f"dead letter {d.id} is a {d.name} event, which [vendors.{d.vendor}] events no "
-            f"longer takes: add {d.name!r} to events to replay it, or leave out --id {d.id}; "
-            "nothing was replayed",
-            1,
-        )
+        reason = why_left(tracker.config.vendors, d)
+        fail(f"dead letter {d.id} {reason}, or leave out --id {d.id}; nothing was replayed", 1)
     try:
         if filtered:
-            console.print(_filtered_note(filtered))
+            console.print(filtered_note(filtered))
             staying = {d.id for d in filtered}
             wanted = [d.id for d in chosen if d.id not in staying]
             rows = [  # by id, in chunks: a query takes a bounded number of parameters
@@ -340,21 +335,6 @@ def replay(
             fail(f"the replay did not deliver everything: {unfinished}", 1)
     finally:
         tracker.close(timeout=0)
-
-
-def _filtered_note(filtered: list[Any]) -> str:
-    """What a replay left as dead letters because each vendor's ``events`` filter no longer
-    takes them: how many per vendor, by event name, and how to replay them."""
-    parts = []
-    for vendor in sorted({d.vendor for d in filtered}):
-        names = Counter(d.name for d in filtered if d.vendor == vendor)
-        counts = ", ".join(f"{n} {c}" for n, c in sorted(names.items()))
-        total = sum(names.values())
-        parts.append(
-            f"left {total} dead letter(s) that [vendors.{vendor}] events no longer takes "
-            f"({counts}): add those events to its events to replay them"
-        )
-    return "; ".join(parts)
 
 
 def _unfinished(report: Any) -> str:

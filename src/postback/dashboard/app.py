@@ -24,6 +24,7 @@ from postback.dashboard.http import Request, Response
 from postback.dashboard.lanes import RateMeter
 from postback.dashboard.masking import visible
 from postback.dashboard.recorder import Recorder
+from postback.delivery.replayable import why_left
 
 __all__ = ["Dashboard"]
 
@@ -156,8 +157,10 @@ class Dashboard:
                     404,
                     message=f"No dead letter {match[1]} (replayed or discarded?).",
                 )
-            template = "confirm.html" if match[2] else "deadletter.html"
-            return self._page(request, template, action=match[2] or "", **found)
+            if not match[2]:
+                return self._page(request, "deadletter.html", action="", **found)
+            left = self._left(int(match[1])) if match[2] == "replay" else None
+            return self._page(request, "confirm.html", action=match[2], left=left or "", **found)
         return self._error(request, 404, "No such page.")
 
     # --- actions ---------------------------------------------------------------------------------
@@ -168,6 +171,8 @@ class Dashboard:
             return self._error(request, 403, f"Refused: {problem}.")
         queue = self.tracker.queue
         if action == "replay":
+            if left := self._left(dead_id):  # as postback replay: the config decides
+                return self._page(request, "error.html", 409, message=left)
             rows = queue.requeue_dead(ids=[dead_id])
             if rows:
                 self.tracker.deliverer.notify(sorted({d.vendor for d in rows}))
@@ -181,6 +186,15 @@ class Dashboard:
         log.info("dashboard: %s", _flash(done))
         location = f"{request.prefix}/deadletters?done={done}"
         return Response(303, b"", headers=(("Location", location),))
+
+    def _left(self, dead_id: int) -> str | None:
+        """Why a replay would leave this dead letter as it is (:mod:`~postback.delivery.
+        replayable`, the rule ``postback replay`` follows); None: replayable, or gone."""
+        d = self.tracker.queue.dead_letter(dead_id)
+        why = why_left(self.tracker.config.vendors, d) if d is not None else None
+        if why is None:
+            return None
+        return f"Not replayed: dead letter {dead_id} {why}. It stays a dead letter."
 
     # --- rendering -------------------------------------------------------------------------------
 

@@ -207,7 +207,11 @@ class Queue(abc.ABC):
     def requeue_dead(
         self, vendor: str | None = None, since_ms: int | None = None, ids: Sequence[int] = ()
     ) -> list[DeadLetter]:
-        """Move dead letters back into the queue (fresh attempts) and return them."""
+        """Move dead letters back into the queue (fresh attempts) and return them.
+
+        The low-level primitive: it requeues exactly the dead letters selected, with no rule
+        of its own (a vendor's ``events`` filter, ``enabled``). ``postback replay`` and the
+        dashboard first ask :func:`postback.delivery.replayable.split` which to leave."""
 
     def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
         """Delete these dead letters for good and return those that existed (the dashboard's
