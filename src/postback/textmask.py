@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import attrs
 
-__all__ = ["QUERY_PERSONAL", "mask_text", "public_settings", "visible"]
+__all__ = ["QUERY_PERSONAL", "mask_text", "public_settings", "public_values", "visible"]
 
 #: Query parameters whose value is personal data, by name lower-cased without ``_``, ``-``
 #: or ``.`` (``first_name``, ``firstName`` and ``FIRST-NAME`` are one).
@@ -99,25 +99,46 @@ def mask_text(text: str, keep: Collection[str] = ()) -> str:
     (:func:`public_settings`): configuration, not anyone's personal data."""
     if _ANY.search(text) is None:  # the common note ("no device id"): nothing to mask
         return text
+    if isinstance(keep, str):  # one value, not a collection of its characters and substrings
+        keep = (keep,)
     if "=" in text:
         text = _QUERY_PARAM.sub(_mask_parameter, text)
     return _mask_patterns(text, keep)
 
 
 def public_settings(destinations: Iterable[Any]) -> frozenset[str]:
-    """The text settings of these destinations that are not secret (an app id, a pixel id, an
-    account): what :func:`mask_text` is given as ``keep`` where it shows a vendor's reasons.
-    A :class:`~postback.destination.Secret`, or a setting declared ``secret``, is never one."""
+    """The non-secret settings of these built destinations that masking would otherwise hide
+    (an app id, a pixel id, an account): what :func:`mask_text` is given as ``keep`` where a
+    tracker's vendors are built (the dashboard, :func:`postback.privacy.shown_dead_letter`).
+
+    The CLI's reading commands build no vendor (that would need their secrets), so they use
+    :func:`postback.cli._shared.public_vendor_values` on the config as written; a tracker made
+    in code has no config file to read, so this one reads the built settings. Both apply
+    :func:`public_values`, one rule. A :class:`~postback.destination.Secret` is never kept."""
     found: set[str] = set()
     for dest in destinations:
         settings = getattr(dest, "settings", None)
         if settings is None or not attrs.has(type(settings)):
             continue
-        for field in attrs.fields(type(settings)):
-            value = getattr(settings, field.name, None)
-            if isinstance(value, str) and value and not field.metadata.get("secret"):
-                found.add(value)
+        names = [f.name for f in attrs.fields(type(settings))]
+        found |= public_values(type(settings), {n: getattr(settings, n, None) for n in names})
     return frozenset(found)
+
+
+def public_values(settings_class: type, values: Mapping[str, object]) -> set[str]:
+    """Of one vendor's setting ``values`` (built or as written), those a reason may show as
+    they are: a text setting not declared ``secret`` (nor typed ``Secret``), not a ``${NAME}``,
+    and shaped like an id masking would hide (:func:`mask_text` changes it as a whole, so at
+    least 8 characters of phone shape or a 32-digit hash): a short or common value ("1",
+    "US", "true") keeps nothing, and could only ever match itself."""
+    found: set[str] = set()
+    for a in attrs.fields(settings_class):
+        value = values.get(a.name)
+        if not isinstance(value, str) or a.metadata.get("secret") or "Secret" in str(a.type):
+            continue
+        if "${" not in value and value.strip() == value and mask_text(value) != value:
+            found.add(value)
+    return found
 
 
 def _mask_patterns(text: str, keep: Collection[str] = ()) -> str:

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-import attrs
 import click
 from rich.console import Console
 from rich.text import Text
@@ -25,6 +24,7 @@ from rich.text import Text
 from postback.config import CORE_HELP, parse_duration, read_config
 from postback.config.env import apply_overrides, environ_without
 from postback.errors import ConfigError, InvalidEvent, PostbackError
+from postback.textmask import public_values
 from postback.tracker import Tracker
 
 __all__ = [
@@ -139,11 +139,13 @@ def queue_tracker(
 
 
 def public_vendor_values(config_path: Path | None, tracker: Tracker) -> frozenset[str]:
-    """The configured vendors' text settings that are not secret (an app id, a pixel id, an
-    account), read from the config as written (and its ``POSTBACK_VENDORS__*`` variables)
-    without building the vendors, so without their secrets: what ``deadletters list`` and
-    ``show`` leave unmasked in a reason. A setting declared secret, or whose value is a
-    ``${NAME}`` (not expanded here), is never one."""
+    """The configured vendors' non-secret settings a reason shows as they are (an app id, a
+    pixel id, an account): what ``deadletters list`` and ``show`` give ``mask_text`` as
+    ``keep``. Read from the config as written (and its ``POSTBACK_VENDORS__*`` variables),
+    because these commands build no vendor: building one needs its secrets, which reading the
+    local queue must not. (:func:`postback.textmask.public_settings` reads built destinations
+    instead, for a tracker that has them but maybe no config file.) Both apply one rule,
+    :func:`postback.textmask.public_values`."""
     from postback.integrations import config_with_overrides
 
     classes = tracker.host.destinations
@@ -153,13 +155,8 @@ def public_vendor_values(config_path: Path | None, tracker: Tracker) -> frozense
     found: set[str] = set()
     for name, table in tables.items() if isinstance(tables, Mapping) else ():
         cls = classes.get(name)
-        if cls is None or not isinstance(table, Mapping):
-            continue
-        for a in attrs.fields(cls.settings_class):
-            value = table.get(a.name)
-            secret = a.metadata.get("secret") or "Secret" in str(a.type)
-            if isinstance(value, str) and value and not secret and "${" not in value:
-                found.add(value)
+        if cls is not None and isinstance(table, Mapping):
+            found |= public_values(cls.settings_class, table)
     return frozenset(found)
 
 
