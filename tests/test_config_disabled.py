@@ -101,3 +101,35 @@ def test_a_disabled_x_loads_without_its_five_secrets() -> None:
     with pytest.raises(ConfigError) as info:
         build_config({"vendors": {"x": {"enabled": True}}}, classes)
     assert "vendors.x.hmac_key" in [p.path for p in info.value.problems]
+
+
+def _disabled_file(path: Path) -> Path:
+    path.write_text(
+        f'[postback]\nqueue = "sqlite:///{path.parent}/queue.db"\n\n[vendors.example]\n'
+        'enabled = false\napi_key = "${EXAMPLE_KEY_NOT_SET}"\n'
+    )
+    return path
+
+
+def test_the_cli_never_sends_to_a_disabled_vendor(
+    tmp_path: Path, sandbox: Sandbox, example_installed: None
+) -> None:
+    path = _disabled_file(tmp_path / "postback.toml")
+    Tracker.from_config(path).close()  # makes the queue file
+    code, out = run("send", "purchase", "--user", "email=a@b.co", "--config", str(path))
+    assert code == 1, out
+    code, out = run(
+        "send", "purchase", "--user", "email=a@b.co", "--vendor-option", "example.x=1",
+        "--config", str(path),
+    )  # fmt: skip
+    assert code != 0 and "disabled" in out, out
+    code, out = run("replay", "--vendor", "example", "--config", str(path))
+    assert code in (0, 2), out
+    code, out = run("doctor", "--config", str(path))
+    flat = " ".join(out.split())
+    assert (
+        "example" in flat
+        and "disabled" in flat
+        and "secrets were not checked (api_key not set)" in flat
+    ), out
+    assert sandbox.received("example") == []

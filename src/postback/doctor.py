@@ -120,13 +120,17 @@ def _with_tracker(tracker: Tracker, missing: Path | None) -> list[Check]:
         tracker.config.vendors, tracker.host.destinations
     ):
         checks.append(Check("warning", "config", f"{key}: {message}"))
+    checks += _disabled(tracker)
     if not tracker.destinations:
+        disabled = [n for n, vc in tracker.config.vendors.items() if not vc.enabled]
         checks.append(
             Check(
                 "problem",
                 "config",
                 "no enabled vendor: events would be tracked and sent nowhere",
-                "add a [vendors.NAME] table (postback plugins lists the installed vendors)",
+                f"set enabled = true in [vendors.{disabled[0]}] (with its secrets)"
+                if disabled
+                else "add a [vendors.NAME] table (postback plugins lists the installed vendors)",
             )
         )
     checks += _missing_queue(missing) if missing is not None else _queue(tracker)
@@ -134,6 +138,27 @@ def _with_tracker(tracker: Tracker, missing: Path | None) -> list[Check]:
     checks += _clock()
     checks += _routes(tracker)
     return checks
+
+
+def _disabled(tracker: Tracker) -> list[Check]:
+    """One line per disabled vendor: nothing is sent to it, and its secrets were not checked
+    (those not given are empty placeholders, never used; the plugin's own checks of its
+    settings run once it is enabled)."""
+    out = []
+    for name, vc in sorted(tracker.config.vendors.items()):
+        if vc.enabled:
+            continue
+        unset = f" ({', '.join(vc.unchecked_secrets)} not set)" if vc.unchecked_secrets else ""
+        out.append(
+            Check(
+                "warning",
+                "vendors",
+                f"{name} is disabled (enabled = false): nothing is sent to it, and its secrets "
+                f"were not checked{unset}",
+                f"to send to it, set enabled = true in [vendors.{name}] and give its secrets",
+            )
+        )
+    return out
 
 
 def _plugins() -> Iterator[Check]:
