@@ -111,6 +111,19 @@ def _disabled_file(path: Path) -> Path:
     return path
 
 
+def test_a_vendor_loaded_disabled_cannot_be_enabled_with_its_empty_secrets() -> None:
+    """``attrs.evolve(vendor_config, enabled=True)`` (a tracker made in code, enabling a vendor
+    at run time) kept the empty placeholder secrets, and the tracker built the vendor with an
+    empty API key and sent to it. Enabling it needs the config loaded again, with the secrets."""
+    import attrs
+
+    raw = {"postback": {"queue": "memory://"}, "vendors": {"example": {"enabled": False}}}
+    vc = build_config(raw, DESTS).vendors["example"]
+    with pytest.raises(ValueError) as info:
+        attrs.evolve(vc, enabled=True)
+    assert "api_key" in str(info.value) and "enabled = false" in str(info.value)
+
+
 def test_the_cli_never_sends_to_a_disabled_vendor(
     tmp_path: Path, sandbox: Sandbox, example_installed: None
 ) -> None:

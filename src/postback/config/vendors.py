@@ -239,7 +239,18 @@ class VendorConfig:
     dedupe_window: float | None = None  # None: its default_dedupe_window; 0: off
     #: The secret settings a disabled vendor was given no value for (an unset ``${NAME}``, or
     #: none at all): not required until it is enabled, held as empty secrets, never used.
-    unchecked_secrets: tuple[str, ...] = ()
+    unchecked_secrets: tuple[str, ...] = attrs.field(default=())
+
+    @unchecked_secrets.validator
+    def _never_enabled_without_them(self, _: Any, value: tuple[str, ...]) -> None:
+        # attrs.evolve(vc, enabled=True) on a vendor loaded disabled would send its empty
+        # placeholders as the secrets.
+        if value and self.enabled:
+            raise ValueError(
+                f"[vendors.{self.name}] was loaded with enabled = false, so its "
+                f"{', '.join(value)} {'was' if len(value) == 1 else 'were'} never given: to "
+                "enable it, load the config again with enabled = true and its secrets"
+            )
 
     def make_destination(self, cls: type[Destination]) -> Destination:
         return cls(self.settings, base_url=self.base_url, event_map=self.event_map)
