@@ -124,6 +124,24 @@ def test_a_vendor_loaded_disabled_cannot_be_enabled_with_its_empty_secrets() -> 
     assert "api_key" in str(info.value) and "enabled = false" in str(info.value)
 
 
+def test_track_naming_a_disabled_vendor_says_it_is_disabled() -> None:
+    """``track(..., vendors={"example": ...})`` for a disabled vendor said it "is not a
+    configured vendor (configured: none)"; it is configured, and disabled."""
+    from postback import InvalidEvent
+
+    raw = {
+        "postback": {"queue": "memory://", "on_invalid": "raise"},
+        "vendors": {"example": {"enabled": False}},
+    }
+    tracker = Tracker.from_config(raw, load_entry_points=False, plugins=[example])
+    try:
+        with pytest.raises(InvalidEvent) as info:
+            tracker.track("purchase", user={"email": "a@b.co"}, vendors={"example": {}})
+        assert "is disabled ([vendors.example] enabled = false)" in str(info.value)
+    finally:
+        tracker.close(timeout=0)
+
+
 def test_the_cli_never_sends_to_a_disabled_vendor(
     tmp_path: Path, sandbox: Sandbox, example_installed: None
 ) -> None:
@@ -135,7 +153,7 @@ def test_the_cli_never_sends_to_a_disabled_vendor(
         "send", "purchase", "--user", "email=a@b.co", "--vendor-option", "example.x=1",
         "--config", str(path),
     )  # fmt: skip
-    assert code != 0 and "disabled" in out, out
+    assert code != 0 and "is disabled ([vendors.example] enabled = false)" in out, out
     code, out = run("replay", "--vendor", "example", "--config", str(path))
     assert code in (0, 2), out
     code, out = run("doctor", "--config", str(path))

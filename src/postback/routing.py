@@ -477,11 +477,14 @@ class Router:
         return [d for d in targets if d.name not in first]
 
     def _unknown_vendors(self, opts: Mapping[str, object]) -> list[Problem] | None:
+        configured = ", ".join(sorted(self.destinations)) or "none"
         unknown = [
             Problem(
                 f"vendors.{name}",
-                "is not a configured vendor (configured: "
-                f"{', '.join(sorted(self.destinations)) or 'none'})",
+                f"is disabled ([vendors.{name}] enabled = false): nothing is sent to it; "
+                "leave out its options, or enable it"
+                if name in self.disabled
+                else f"is not a configured vendor (configured: {configured})",
             )
             for name in opts
             if name not in self.destinations
