@@ -301,3 +301,15 @@ def test_replay_leaves_an_event_the_vendor_s_events_filter_no_longer_takes(
     assert now.queue.dead_letter(dead_id) is not None  # still a dead letter
     now.flush(1)
     assert sandbox.received("example") == []
+
+
+def test_the_config_page_says_a_disabled_vendor_s_unset_secret_is_not_set(
+    make_tracker, sandbox
+) -> None:
+    """A disabled vendor's secret that was never given (an empty placeholder) was shown as
+    redacted, as if it were set; it says "not set (checked when enabled)", as config check."""
+    tracker = make_tracker(vendor={"enabled": False, "api_key": ""})
+    page = " ".join(Pages(Dashboard(tracker)).get("/config").split())
+    row = re.search(r"<th scope=\"row\">api_key</th><td><code>([^<]*)</code>", page)
+    assert row is not None, page
+    assert row[1] == "not set (checked when enabled)", page

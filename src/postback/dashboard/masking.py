@@ -151,6 +151,8 @@ def redacted_config(config: Config) -> list[tuple[str, list[tuple[str, str]]]]:
 
     A vendor setting declared secret is shown as :data:`REDACTED` without reading its value;
     any :class:`~postback.destination.Secret` elsewhere likewise; URLs lose their passwords.
+    A disabled vendor's secret never given is "not set (checked when enabled)", as ``config
+    check`` says, not shown as if it were set.
     """
     sections: list[tuple[str, list[tuple[str, str]]]] = []
     core = [(f.name, _show(getattr(config.core, f.name))) for f in attrs.fields(type(config.core))]
@@ -158,6 +160,9 @@ def redacted_config(config: Config) -> list[tuple[str, list[tuple[str, str]]]]:
     for name, vc in config.vendors.items():
         rows: list[tuple[str, str]] = []
         for fname, _help, secret, _default in settings_help(type(vc.settings)):
+            if fname in vc.unchecked_secrets:  # a disabled vendor's empty placeholder
+                rows.append((fname, "not set (checked when enabled)"))
+                continue
             rows.append((fname, REDACTED if secret else _show(getattr(vc.settings, fname))))
         for field in attrs.fields(type(vc)):
             if field.name in ("name", "settings"):
