@@ -313,3 +313,22 @@ def test_the_config_page_says_a_disabled_vendor_s_unset_secret_is_not_set(
     row = re.search(r"<th scope=\"row\">api_key</th><td><code>([^<]*)</code>", page)
     assert row is not None, page
     assert row[1] == "not set (checked when enabled)", page
+
+
+def test_replay_of_a_disabled_vendor_s_dead_letter_is_refused(
+    make_tracker, sandbox, dead_letter, tracker
+) -> None:
+    """As ``postback replay`` (exit 2): nothing delivers to a disabled vendor, so a replay
+    would only move the dead letter to a queue where it waits, while the page said done."""
+    dead_id = dead_letter("order-disabled")
+    tracker.close(timeout=1)
+    sandbox.clear_faults()
+    now = make_tracker(core={"workers": True}, vendor={"enabled": False})
+    pages = Pages(Dashboard(now))
+    token = pages.token(f"/deadletters/{dead_id}/replay")
+    done = pages.call("POST", f"/deadletters/{dead_id}/replay", {"csrf_token": token})
+    assert done.status == 409
+    page = " ".join(done.body.decode().split())
+    assert "is for example, which is disabled (enabled = false)" in page, page
+    assert now.queue.dead_letter(dead_id) is not None
+    assert sandbox.received("example") == []
