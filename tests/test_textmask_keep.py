@@ -75,3 +75,17 @@ def test_a_configured_1_does_not_unmask_a_phone_in_deadletters(config_file: Path
         assert code == 0, out
         flat = " ".join(out.split())
         assert "415 555 0100" not in flat and "jane.doe@example.com" not in flat, out
+
+
+def test_an_id_label_keeps_a_bare_number_not_a_formatted_phone() -> None:
+    """A vendor id label kept whatever phone-shaped text followed it: "no user for account id
+    +1 415 555 0100" showed the number. A vendor's id is a bare run of digits (or a hash);
+    a number written with "+", spaces, dots, dashes or brackets is masked after a label too."""
+    for text in [
+        "no user for account id +1 415 555 0100",
+        "app_id: (415) 555-0100",
+        "pixel id 415.555.0100",
+    ]:
+        assert "555" not in mask_text(text), text
+    assert mask_text("No app found for app_id 333903271") == "No app found for app_id 333903271"
+    assert "333903271" in mask_text("account_id=333903271; phone +1 415 555 0100")

@@ -93,7 +93,7 @@ def visible(value: Any) -> Any:
 def mask_text(text: str, keep: Collection[str] = ()) -> str:
     """``text`` with emails, IP addresses, phone numbers and long hex hashes masked.
 
-    Not masked: a number or hash that a vendor id label names (``app_id 333903271``,
+    Not masked: a bare number or hash that a vendor id label names (``app_id 333903271``,
     ``pixel_id=...``, ``account id: ...``: see :data:`_ID_LABEL`), and a token equal to one of
     ``keep``, the non-secret values of the vendors' settings
     (:func:`public_settings`): configuration, not anyone's personal data."""
@@ -148,7 +148,12 @@ def _mask_patterns(text: str, keep: Collection[str] = ()) -> str:
     def unlabelled(mask: Callable[[re.Match[str]], str]) -> Callable[[re.Match[str]], str]:
         def sub(m: re.Match[str]) -> str:
             start = m.start()
-            if _ID_LABEL.search(m.string, max(0, start - 40), start) or m[0] in keep:
+            if m[0] in keep:
+                return m[0]
+            # An id is a bare run of digits or a hash: "+1 415 555 0100" after a label is a
+            # phone number the vendor calls an account, still masked.
+            bare = m[0].isalnum()
+            if bare and _ID_LABEL.search(m.string, max(0, start - 40), start):
                 return m[0]
             return mask(m)
 
