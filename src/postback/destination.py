@@ -516,7 +516,11 @@ class Destination:
         """Forget what this vendor keeps about a person being erased (``tracker.erase()``),
         e.g. the marks it put in :attr:`store`. ``user``: the identifiers given, as
         ``track()`` stores them (``user_id``, ``email``, ``phone``, and each ``user=`` field
-        by its name). The default keeps nothing, so forgets nothing."""
+        by its name). The default keeps nothing, so forgets nothing.
+
+        It is called for a disabled vendor too (``enabled = false``), whose secrets may be the
+        empty placeholders of keys never given (``VendorConfig.unchecked_secrets``): forget
+        what is kept locally (:attr:`store`); never send a request from here."""
 
     def redact(self, text: str) -> str:
         """Remove every secret setting's value from ``text``, in every form it can take on the
