@@ -164,3 +164,20 @@ def test_the_cli_never_sends_to_a_disabled_vendor(
         and "secrets were not checked (api_key not set)" in flat
     ), out
     assert sandbox.received("example") == []
+
+
+def test_a_disabled_vendor_s_events_filter_is_still_checked_without_its_secrets() -> None:
+    """With a secret not given, the plugin's own checks were skipped altogether, and with them
+    the events filter's: ``events = ["no_such_thing"]`` loaded while disabled and failed only
+    once enabled. They run on the placeholder now; what they say of the secrets is ignored."""
+    pytest.importorskip("postback_tonai")
+    from postback.plugins import PluginHost
+
+    classes = PluginHost().destinations
+    table = {"enabled": False, "events": ["purchase", "no_such_thing"]}
+    with pytest.raises(ConfigError) as info:
+        build_config({"vendors": {"tonai": table}}, classes)
+    assert [p.path for p in info.value.problems] == ["vendors.tonai.events"]
+    assert "no event for 'no_such_thing'" in str(info.value)
+    cfg = build_config({"vendors": {"tonai": {**table, "events": ["purchase"]}}}, classes)
+    assert cfg.vendors["tonai"].unchecked_secrets == ("api_key",)
