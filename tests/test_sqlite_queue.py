@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -282,6 +283,26 @@ def test_write_path_a_record_cut_short_is_skipped_only_once_its_writer_is_gone(
     assert not segment.exists()
     deliverer.close()
     writer.close()
+
+
+def _framed(body: bytes) -> bytes:
+    """A record with a valid checksum around any body (what no postback writer makes)."""
+    return spool.HEADER.pack(len(body), zlib.crc32(body)) + body
+
+
+def test_parse_records_reads_a_payload_holding_newlines_and_stops_at_a_malformed_header() -> None:
+    # A sealed payload is binary: only the first newline ends the header.
+    sealed = b"\x00PB1\n\x9c\nmore\n"
+    good = spool.encode("e1", "x", 7, ",a,", sealed)
+    ends: list[int] = []
+    rows, used, damaged = spool.parse_records(good + good, ends)
+    assert rows == [("e1", "x", 7, ",a,", sealed)] * 2
+    assert (used, damaged, ends) == (2 * len(good), False, [len(good), 2 * len(good)])
+    # Checksums that match but headers that are not [id, name, created_ms, vendors]: damage
+    # where they start (a JSON number used to raise TypeError out of the reader).
+    for body in (b"5\n{}", b"[1,2]\n{}", b'["e", "x", 1, ",a,"]', b"not json\n{}"):
+        rows, used, damaged = spool.parse_records(good + _framed(body) + good)
+        assert (rows, used, damaged) == ([("e1", "x", 7, ",a,", sealed)], len(good), True), body
 
 
 @pytest.mark.parametrize("mapped", [True, False])
