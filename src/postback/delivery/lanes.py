@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import httpx
+import orjson
 from limits.storage import Storage
 
 from postback.delivery import timing
@@ -52,7 +53,7 @@ from postback.destination import (
 )
 from postback.encryption import open_payload
 from postback.errors import PluginError, QueueError
-from postback.events import loads_event
+from postback.events import event_from_stored
 from postback.telemetry import DELIVERY_EXTENSION, http_status
 from postback.telemetry import attempt as telemetry_attempt
 
@@ -319,12 +320,16 @@ class Lane:
         # is erased (the common batch has no tombstone to look at). The tombstones known so
         # far spare a transform; new ones are looked for once the batch shows as in flight.
         erased = erasures.erased if erasures.active else None
-        transform = host.transform
-        dest = self.dest
+        transform = host.transformer(self.dest)
+        loads = orjson.loads
         add = batch.append
         for c in claimed:
+            payload = c.payload
             try:
-                event = loads_event(open_payload(c.payload))
+                # A plain stored event is a JSON object; anything else (sealed) is opened first.
+                event = event_from_stored(
+                    loads(payload if payload[:1] == b"{" else open_payload(payload))
+                )
             except Exception as exc:
                 out.append(verdicts.dead(c, None, f"stored event is unreadable: {exc}"))
                 continue
@@ -332,7 +337,7 @@ class Lane:
                 out.append(verdicts.skipped(c, event, "erased"))
                 continue
             try:
-                record = transform(event, dest)
+                record = transform(event)
             except SkipEvent as exc:
                 out.append(verdicts.skipped(c, event, str(exc).strip() or "SkipEvent"))
                 continue
