@@ -22,6 +22,7 @@ import respx
 import postback.testing.example as example
 from postback import (
     DeadLettered,
+    Delivered,
     Destination,
     Halt,
     Prepared,
@@ -489,3 +490,42 @@ def test_new_prepared_is_a_prepared_like_any_other() -> None:
     assert (made.event, made.record) == ("event", record)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         made.record = {}  # type: ignore[misc]
+
+
+# --- batches accepted whole (counted per batch) -----------------------------------------------
+
+
+@pytest.mark.parametrize("hook", [False, True])
+def test_batches_accepted_whole_count_every_event_and_a_note_among_them_is_logged(
+    make_tracker: Callable[..., Tracker],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    hook: bool,
+) -> None:
+    """A batch of plain Delivered outcomes is decided and counted per batch; one with a note
+    among them goes event by event: the note is logged, and the counts (and the hook, when
+    one listens) cover every event either way."""
+
+    def parse(self: ExampleDestination, batch: Sequence[Any], response: httpx.Response) -> Any:
+        return [
+            Delivered(note="an odd answer" if p.event.event_id == "noted" else None) for p in batch
+        ]
+
+    monkeypatch.setattr(ExampleDestination, "parse_response", parse)
+    rec = Recorder()
+    t = make_tracker(plugins=[rec] if hook else [])
+    with caplog.at_level(logging.WARNING, logger="postback"):
+        for i in range(3):
+            t.track("sign_up", user={"email": f"a{i}@x.co"})
+        assert t.flush(timeout=10).complete
+        assert t.stats()["example"]["delivered"] == 3
+        assert "delivered, but" not in caplog.text
+        noted = t.track("sign_up", user={"email": "b0@x.co"}, event_id="noted")
+        t.track("sign_up", user={"email": "b1@x.co"})
+        assert t.flush(timeout=10).complete
+    stats = t.stats()["example"]
+    assert stats["delivered"] == 5 and stats["halted"] is None
+    assert f"example: {noted} delivered, but: an odd answer" in caplog.text
+    if hook:
+        agree(rec, stats)
+        assert rec.count("Delivered") == 5

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import operator
 import threading
 import time
 import traceback
@@ -37,7 +38,13 @@ from postback.delivery.http import UnsafeHeader
 from postback.delivery.queue import Claimed, Queue, Settlement
 from postback.delivery.rategate import RateGate
 from postback.delivery.request_threads import RequestThreads, Slots
-from postback.delivery.settle import RefusalWatch, Verdict, Verdicts, scrubbed
+from postback.delivery.settle import (
+    RefusalWatch,
+    Verdict,
+    Verdicts,
+    plainly_delivered,
+    scrubbed,
+)
 from postback.delivery.stats import VendorReport, VendorStats
 from postback.destination import (
     Delivered,
@@ -79,6 +86,9 @@ def _user_agent() -> str:
 USER_AGENT = _user_agent()
 #: Settlements that put events back in the queue: the lane looks again for when they are due.
 _COMES_BACK = frozenset({"retry", "release"})
+_ONLY_DELIVERED = {Delivered}
+_kind = operator.attrgetter("kind")
+_settlement_kind = operator.attrgetter("settlement.kind")
 
 
 class Lane:
@@ -372,16 +382,10 @@ class Lane:
                     del self.sending[me]
                 latency = time.perf_counter() - t0
                 self.stats.latencies.append(latency)
-                decide = verdicts.decide
-                out.extend(
-                    [
-                        decide(c, p.event, outcome, now)
-                        for (c, p), outcome in zip(batch, outcomes, strict=True)
-                    ]
-                )
+                out.extend(verdicts.decide_all(batch, outcomes, now))
                 attempt.settled(out[len(out) - len(batch) :], latency)
         if out:
-            if any(v.settlement.kind == "dead" for v in out):
+            if "dead" in map(_settlement_kind, out):
                 out = self._not_dead_if_erased(out)
             self._record([v.settlement for v in out], int(now * 1000))
             self.engine.ledger.record(self.dest, out, int(time.time() * 1000))
@@ -458,7 +462,7 @@ class Lane:
             try:
                 self.engine.queue.settle(self.name, settlements, now_ms)
                 _faults.ok(f"{self.name}: recording outcomes in the queue")
-                if any(s.kind in _COMES_BACK for s in settlements):
+                if not _COMES_BACK.isdisjoint(map(_kind, settlements)):
                     self.wake.set()  # an idle lane's wait was set before this retry was due
                 return
             except QueueError as exc:
@@ -484,6 +488,9 @@ class Lane:
         not sent yet is then not sent (``halted`` carries the halt through the bisection)."""
         halted = [] if halted is None else halted
         outcomes = list(self._deliver_once(batch) if answered is None else answered)
+        if set(map(type, outcomes)) == _ONLY_DELIVERED:  # the common case: accepted whole
+            self.refusals.delivered()
+            return outcomes
         refused = [i for i, o in enumerate(outcomes) if isinstance(o, RejectedBatch)]
         if any(isinstance(o, Delivered) for o in outcomes):
             self.refusals.delivered()
@@ -559,6 +566,8 @@ class Lane:
                 )
                 outcomes = [Rejected(reason)] * len(batch)
                 break
+        if plainly_delivered(outcomes):
+            return outcomes  # nothing to scrub
         redact = self.dest.redact
         return [scrubbed(o, redact) for o in outcomes]
 
