@@ -472,13 +472,6 @@ def loads_event(data: bytes | str) -> Event:
     return _structure_event(orjson.loads(data), Event)
 
 
-def event_from_stored(data: Any) -> Event:
-    """An :class:`Event` from the decoded JSON of its stored form (``orjson.loads`` of what
-    :func:`dumps_event` wrote): :func:`loads_event` in two steps, for a caller that binds
-    the decoder once per batch (the delivery lanes)."""
-    return _structure_event(data, Event)
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS = Decimal(1_000_000)
 

@@ -60,7 +60,7 @@ from postback.destination import (
 )
 from postback.encryption import open_payload
 from postback.errors import PluginError, QueueError
-from postback.events import event_from_stored
+from postback.events import Event, converter
 from postback.telemetry import DELIVERY_EXTENSION, http_status
 from postback.telemetry import attempt as telemetry_attempt
 
@@ -86,6 +86,9 @@ def _user_agent() -> str:
 USER_AGENT = _user_agent()
 #: Settlements that put events back in the queue: the lane looks again for when they are due.
 _COMES_BACK = frozenset({"retry", "release"})
+#: An Event from the decoded JSON of its stored form: the structure hook the events module
+#: registers for Event (loads_event's second step), called directly, one Python frame.
+_structure_event = converter.get_structure_hook(Event)
 _ONLY_DELIVERED = {Delivered}
 _kind = operator.attrgetter("kind")
 _settlement_kind = operator.attrgetter("settlement.kind")
@@ -332,13 +335,14 @@ class Lane:
         erased = erasures.erased if erasures.active else None
         transform = host.transformer(self.dest)
         loads = orjson.loads
+        structure = _structure_event
         add = batch.append
         for c in claimed:
             payload = c.payload
             try:
                 # A plain stored event is a JSON object; anything else (sealed) is opened first.
-                event = event_from_stored(
-                    loads(payload if payload[:1] == b"{" else open_payload(payload))
+                event = structure(
+                    loads(payload if payload[:1] == b"{" else open_payload(payload)), Event
                 )
             except Exception as exc:
                 out.append(verdicts.dead(c, None, f"stored event is unreadable: {exc}"))
