@@ -4,14 +4,16 @@ or accepted and storable; none raises an internal exception or burns CPU (issue 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from postback import InvalidEvent, Tracker
-from postback.events import MAX_VALUE, make_event, to_micros
+from postback.errors import PluginError
+from postback.events import MAX_VALUE, Event, make_event, to_micros
+from postback.plugin import hookimpl
 from postback.storable import MAX_EVENT_BYTES
 
 
@@ -422,3 +424,318 @@ def test_str_int_and_float_subclasses_are_taken_as_their_plain_values(
     event_id = tracker.track(name, **fields)
     assert type(event_id) is str
     assert tracker.explain(name, **fields).error is None
+
+
+# Hostile mappings (a Mapping or dict subclass whose own methods raise) and str, int or float
+# subclasses inside per-vendor options: the caller's programming error, refused with
+# InvalidEvent naming the argument (or read as the plain value it holds), never an exception of
+# the caller's own escaping track(), nor reported as a plugin's bug.
+
+
+class _FlakyMapping(Mapping[Any, Any]):
+    """A Mapping over ``data`` whose method ``broken`` raises (``__getitem__``: a KeyError for
+    a key it lists)."""
+
+    def __init__(self, data: dict[Any, Any], broken: str) -> None:
+        self._data, self._broken = data, broken
+
+    def _check(self, method: str) -> None:
+        if method == self._broken:
+            raise RuntimeError(f"{method} is broken")
+
+    def __getitem__(self, key: Any) -> Any:
+        if self._broken == "__getitem__":
+            raise KeyError(key)
+        return self._data[key]
+
+    def __iter__(self) -> Any:
+        self._check("__iter__")
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        self._check("__len__")
+        return len(self._data)
+
+    def items(self) -> Any:
+        self._check("items")
+        return super().items()
+
+    def keys(self) -> Any:
+        self._check("keys")
+        return super().keys()
+
+    def values(self) -> Any:
+        self._check("values")
+        return super().values()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._check("get")
+        return super().get(key, default)
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ is broken")
+
+
+class _FlakyDict(dict[Any, Any]):
+    """A dict subclass whose every reading method raises: read as the plain dict it holds."""
+
+    def _broken(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("broken " * 100_000)  # a huge message too
+
+    __getitem__ = items = keys = values = get = __iter__ = __len__ = __repr__ = _broken
+    __contains__ = __eq__ = __bool__ = _broken  # type: ignore[assignment]
+
+
+#: The methods a caller's mapping may have broken.
+_BROKEN = ["__getitem__", "__iter__", "__len__", "items", "keys", "values", "get"]
+
+#: Where a mapping goes in track(): (the argument built around the mapping, the field that is
+#: named if it cannot be read).
+_PLACES: dict[str, tuple[Callable[[Any], dict[str, Any]], str]] = {
+    "user": (lambda m: {"user": m}, "user"),
+    "context": (lambda m: {"context": m}, "context"),
+    "properties": (lambda m: {"properties": m}, "properties"),
+    "items-entry": (
+        lambda m: {"properties": {"items": [{"item_id": "a"}, m]}},
+        "properties.items[1]",
+    ),
+    "vendors": (lambda m: {"vendors": m}, "vendors"),
+    "vendor-options": (lambda m: {"vendors": {"example": m}}, "vendors.example"),
+}
+
+_CONTENT: dict[str, dict[str, Any]] = {
+    "user": {"user_id": "u7", "email": "A@b.co"},
+    "context": {"url": "https://shop.example/p", "utm_source": "news"},
+    "properties": {"sku": "S-1", "n": 2},
+    "items-entry": {"item_id": "S-2", "quantity": 1},
+    "vendors": {"example": {"click_id": "c-9"}},
+    "vendor-options": {"click_id": "c-9"},
+}
+
+
+def _track_then_a_normal_one(
+    tracker: Tracker, sandbox: Any, fields: dict[str, Any], where: str
+) -> None:
+    """track() and explain() with ``fields``: accepted, or InvalidEvent naming ``where``
+    (briefly, saying what to pass); then the tracker still delivers a normal event."""
+    fields = {"user": {"user_id": "u1"}, **fields}
+    try:
+        tracker.track("purchase", value=1, currency="USD", **fields)
+    except InvalidEvent as exc:
+        assert [p.field for p in exc.problems] == [where], exc.problems
+        assert "pass a dict" in str(exc) or "pass a list" in str(exc), str(exc)
+        assert len(str(exc)) < 1000
+        refused = True
+    else:
+        refused = False
+    explanation = tracker.explain("purchase", value=1, currency="USD", **fields)
+    assert (explanation.error is not None) is refused
+    if refused:
+        assert [p.field for p in explanation.problems] == [where]
+    event_id = tracker.track("purchase", user={"user_id": "after"}, value=2, currency="USD")
+    assert tracker.flush(timeout=10).complete
+    assert event_id in [e["id"] for e in sandbox.received("example")]
+
+
+@pytest.mark.parametrize("broken", _BROKEN)
+@pytest.mark.parametrize("place", list(_PLACES))
+def test_a_mapping_whose_own_methods_raise_never_escapes_track(
+    make_tracker: Callable[..., Tracker], sandbox: Any, place: str, broken: str
+) -> None:
+    tracker = make_tracker(core={"workers": True})
+    wrap, where = _PLACES[place]
+    fields = wrap(_FlakyMapping(_CONTENT[place], broken))
+    _track_then_a_normal_one(tracker, sandbox, fields, where)
+
+
+@pytest.mark.parametrize("place", list(_PLACES))
+def test_a_dict_subclass_whose_methods_raise_is_read_as_the_dict_it_holds(
+    make_tracker: Callable[..., Tracker], sandbox: Any, place: str
+) -> None:
+    tracker = make_tracker(core={"workers": True})
+    wrap, _ = _PLACES[place]
+    fields = {"user": {"user_id": "u1"}, **wrap(_FlakyDict(_CONTENT[place]))}
+    event_id = tracker.track("purchase", value=1, currency="USD", **fields)
+    assert tracker.explain("purchase", value=1, currency="USD", **fields).error is None
+    assert tracker.flush(timeout=10).complete
+    [sent] = [e for e in sandbox.received("example") if e["id"] == event_id]
+    if place == "user":
+        assert sent["user"] == "a@b.co"
+    if place in ("vendors", "vendor-options"):
+        assert sent["click_id"] == "c-9"
+
+
+@pytest.mark.parametrize("place", list(_PLACES))
+def test_a_mapping_that_behaves_is_read_as_its_content(
+    make_tracker: Callable[..., Tracker], sandbox: Any, place: str
+) -> None:
+    tracker = make_tracker(core={"workers": True})
+    wrap, _ = _PLACES[place]
+    fields = {"user": {"user_id": "u1"}, **wrap(_FlakyMapping(_CONTENT[place], "none"))}
+    event_id = tracker.track("purchase", value=1, currency="USD", **fields)
+    assert tracker.explain("purchase", value=1, currency="USD", **fields).error is None
+    assert tracker.flush(timeout=10).complete
+    [sent] = [e for e in sandbox.received("example") if e["id"] == event_id]
+    if place in ("vendors", "vendor-options"):
+        assert sent["click_id"] == "c-9"
+
+
+@pytest.mark.parametrize("broken", ["items", "__getitem__"])
+def test_a_mapping_that_cannot_be_read_is_refused_naming_it(tracker: Tracker, broken: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("purchase", user=_FlakyMapping({"user_id": "u"}, broken))
+    [problem] = info.value.problems
+    assert problem.field == "user" and problem.vendor is None
+    assert problem.message.startswith("could not be read as a mapping (")
+    assert problem.message.endswith("); pass a dict")
+    assert "RuntimeError: items is broken" in problem.message or "KeyError" in problem.message
+
+
+def test_an_unreadable_mapping_is_named_briefly(tracker: Tracker) -> None:
+    class Huge(_FlakyMapping):
+        def items(self) -> Any:
+            raise RuntimeError("x" * 5_000_000)
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    class Worse(_FlakyMapping):
+        def items(self) -> Any:
+            raise Unprintable
+
+    for mapping in (Huge({}, ""), Worse({}, "")):
+        with pytest.raises(InvalidEvent) as info:
+            tracker.track("purchase", context=mapping)
+        assert [p.field for p in info.value.problems] == ["context"]
+        assert len(str(info.value)) < 500
+
+
+class _TouchyKey(str):
+    """A str subclass that hashes as a str (so it can be a dict key) but whose ``__eq__``,
+    ``__str__``, ``__format__`` and ``strip`` raise."""
+
+    __hash__ = str.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("__eq__ called")
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ called")
+
+    def __format__(self, spec: str) -> str:
+        raise RuntimeError("__format__ called")
+
+    def strip(self, chars: str | None = None) -> str:
+        raise RuntimeError("strip called")
+
+
+class _TouchyInt(int):
+    def __index__(self) -> int:
+        raise RuntimeError("__index__ called")
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ called")
+
+    __repr__ = __format__ = __eq__ = __hash__ = __str__  # type: ignore[assignment]
+
+
+class _TouchyFloat(float):
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ called")
+
+    __str__ = __format__ = __eq__ = __hash__ = __float__ = __repr__  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(
+    ("vendors", "click_id"),
+    [
+        ({"example": {"click_id": _TouchyKey("c-1")}}, "c-1"),
+        ({"example": {_TouchyKey("click_id"): "c-2"}}, "c-2"),
+        ({_TouchyKey("example"): {"click_id": "c-3"}}, "c-3"),
+        ({"example": {"click_id": _HostileStr("c-4")}}, "c-4"),
+        ({"example": {"click_id": [_TouchyInt(5), _TouchyFloat(0.5)]}}, [5, 0.5]),
+        ({"example": {"click_id": {"n": _TouchyInt(6)}}}, {"n": 6}),
+    ],
+    ids=["value", "option-name", "vendor-name", "strip", "int-float", "nested"],
+)
+def test_str_int_and_float_subclasses_in_vendor_options_are_taken_as_plain_values(
+    make_tracker: Callable[..., Tracker], sandbox: Any, vendors: dict[Any, Any], click_id: Any
+) -> None:
+    """The main fields read such values with normalize.plain(); the per-vendor options were
+    passed on as given: the core's option check (``key in option_keys``), the vendor's own
+    validate() and the stored form called their methods."""
+    tracker = make_tracker(core={"workers": True})
+    event_id = tracker.track(
+        "purchase", user={"user_id": "u1"}, value=1, currency="USD", vendors=vendors
+    )
+    explanation = tracker.explain(
+        "purchase", user={"user_id": "u1"}, value=1, currency="USD", vendors=vendors
+    )
+    assert explanation.error is None and explanation.queued == ("example",)
+    assert tracker.flush(timeout=10).complete
+    [sent] = [e for e in sandbox.received("example") if e["id"] == event_id]
+    assert sent["click_id"] == click_id
+
+
+class _ReadsOptions:
+    """A vendor plugin's validate reading the per-event options and the items as a vendor's
+    does (``opts.get``, ``value in {...}``): a hostile value there was reported as the
+    plugin's bug ("the plugin of vendor 'example' failed in validate")."""
+
+    @hookimpl
+    def postback_validate(self, event: Event, destination: Any) -> list[Any]:
+        opts = event.options_for(destination.name)
+        assert opts.__class__ is dict
+        for key, value in opts.items():
+            assert key.__class__ is str and key in {"click_id"}
+            assert value.__class__ in (str, int, float, list, dict)
+        for item in event.properties.get("items", []):
+            assert item.__class__ is dict
+            assert all(k.__class__ is str and k in {"item_id", "n"} for k in item)
+        return []
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"vendors": {"example": {"click_id": _TouchyKey("c")}}},
+        {"vendors": {"example": {_TouchyKey("click_id"): "c"}}},
+        {"vendors": {"example": _FlakyDict({"click_id": "c"})}},
+        {"vendors": {"example": _FlakyMapping({"click_id": "c"}, "get")}},
+        {"properties": {"items": [{_TouchyKey("item_id"): "a", "n": _TouchyInt(1)}]}},
+        {"properties": {"items": [_FlakyDict({"item_id": "a"})]}},
+        {"properties": {"items": [_FlakyMapping({"item_id": "a"}, "get")]}},
+    ],
+    ids=[
+        "option-value",
+        "option-name",
+        "options-dict",
+        "options-mapping",
+        "item-keys",
+        "item-dict",
+        "item-mapping",
+    ],
+)
+def test_a_plugin_reading_options_and_items_sees_plain_values(
+    make_tracker: Callable[..., Tracker], fields: dict[str, Any]
+) -> None:
+    tracker = make_tracker(core={"workers": False}, plugins=[_ReadsOptions()])
+    tracker.track("purchase", user={"user_id": "u1"}, value=1, currency="USD", **fields)
+    explanation = tracker.explain(
+        "purchase", user={"user_id": "u1"}, value=1, currency="USD", **fields
+    )
+    assert explanation.error is None and explanation.queued == ("example",)
+
+
+def test_a_hostile_vendor_option_never_blames_the_plugin(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    """An options mapping that cannot be read is the caller's error, never a PluginError."""
+    tracker = make_tracker(core={"workers": False}, plugins=[_ReadsOptions()])
+    broken = {"example": _FlakyMapping({"click_id": "c"}, "items")}
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("purchase", user={"user_id": "u1"}, vendors=broken)
+    assert [p.field for p in info.value.problems] == ["vendors.example"]
+    assert not isinstance(info.value, PluginError)
+    assert tracker.explain("purchase", user={"user_id": "u1"}, vendors=broken).error is not None

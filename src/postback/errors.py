@@ -94,6 +94,21 @@ def brief_str(value: object, limit: int = BRIEF_CHARS) -> str:
     return brief_repr(value, limit)
 
 
+def brief_error(exc: BaseException, limit: int = BRIEF_CHARS) -> str:
+    """An exception as a message quotes it: ``"RuntimeError: boom"``, its text cut to about
+    ``limit`` characters. Never raises (an exception whose ``__str__`` raises is shown by its
+    type's name alone): it quotes what a caller's own object raised."""
+    try:
+        name = brief_str(type(exc).__name__, limit)
+    except Exception:  # a metaclass with a hostile __name__
+        name = "an exception"
+    try:
+        text = brief_str(str(exc), limit)
+    except Exception:
+        return name
+    return f"{name}: {text}" if text else name
+
+
 def _type_name(value: object) -> str:
     try:
         return f"a value of type {type(value).__name__}"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -40,13 +40,19 @@ from postback.normalize import (
     CANONICAL_EVENTS,
     CLICK_ID_FIELDS,
     MAX_VALUE,
+    Unreadable,
+    coerce_str,
     normalize_currency,
     normalize_event_name,
+    not_a_string,
     plain,
+    plain_data,
+    read_mapping,
     screen_click_ids,
     screen_user_agent,
     to_micros,
     to_timestamp_ms,
+    vendor_options,
 )
 
 if TYPE_CHECKING:
@@ -467,6 +473,16 @@ def dumps_event(event: Event) -> bytes:
     return orjson.dumps(d)
 
 
+def dumps_plain_event(event: Event) -> bytes:
+    """:func:`dumps_event`, refusing (TypeError) a subclass of dict, list, str or int anywhere
+    in the event rather than writing it as its base type (:mod:`postback.storable` then reads
+    the event as plain data)."""
+    return orjson.dumps(_unstructure_event_fast(event, _stored_fields), None, _NO_SUBCLASSES)
+
+
+_NO_SUBCLASSES = orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
 def loads_event(data: bytes | str) -> Event:
     """Read back an event that :func:`dumps_event` produced."""
     return _structure_event(orjson.loads(data), Event)
@@ -492,36 +508,6 @@ class _CoreFields:
 _CORE_ONLY: Any = _CoreFields()
 
 
-#: User and context fields take integers that fit in 64 bits, signed or not (a user id, a
-#: Telegram id): str() converts them in microseconds, where a 5000-digit one raises.
-_MIN_INT_FIELD = -(2**63)
-_MAX_INT_FIELD = 2**64 - 1
-
-
-def _coerce_str(value: object) -> str | None:
-    """User and context fields are strings; numbers (Telegram ids, user ids) are accepted,
-    in 64 bits (:func:`_not_a_string` says why any other is refused)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        if _MIN_INT_FIELD <= value <= _MAX_INT_FIELD:
-            return str(value)
-        return None
-    if isinstance(value, date):
-        return value.isoformat()
-    return None
-
-
-def _not_a_string(value: object) -> str:
-    """Why :func:`_coerce_str` refused ``value``, and how to fix it."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (
-            f"is too large: {brief_repr(value)}; a number here fits in 64 bits "
-            f"({_MIN_INT_FIELD} to {_MAX_INT_FIELD}); if it is an id, pass it as a string"
-        )
-    return f"must be a string, got {type(value).__name__}"
-
-
 def _build_fields(
     cls: type[Any],
     group: str,
@@ -532,53 +518,64 @@ def _build_fields(
     empty = _EMPTY_USER if cls is User else _EMPTY_CONTEXT
     if data is None:
         return empty
-    if data.__class__ is not dict and not isinstance(data, Mapping):
-        problems.append(Problem(group, f"must be a dict, got {type(data).__name__}"))
-        return empty
+    if data.__class__ is not dict:
+        if not isinstance(data, Mapping):
+            problems.append(Problem(group, f"must be a dict, got {type(data).__name__}"))
+            return empty
+        try:  # a dict subclass or another mapping: its entries, read once (keys plain)
+            data = read_mapping(data)
+        except Unreadable as exc:
+            problems.append(Problem(group, exc.message))
+            return empty
     known = fields.user if cls is User else fields.context
     checks = fields.user_checks if cls is User else fields.context_checks
     clean: dict[str, str] = {}
     # The common case, kept tight (it runs inside every track()): known fields that need no
     # check of their own (a declared type or validator), str values. A key that is not one,
-    # or a value that is not a str, ends it: the general path below.
-    for key, raw in data.items():
-        if key not in known or key in checks:
-            break
-        if raw.__class__ is str:
-            val = raw.strip()
-            if val:
-                clean[key] = val
-        elif raw is not None:
-            break
-    else:
-        if not clean:
-            return empty
-        if "email" in clean:
-            clean["email"] = clean["email"].lower()
-        # Control characters (isprintable() clears the common case in C): a click id with
-        # one is malformed, a user agent loses them.
-        if cls is User:
-            if "user_agent" in clean and not clean["user_agent"].isprintable():
-                screen_user_agent(clean)
-        elif not CLICK_ID_FIELDS.isdisjoint(clean) and (bad := screen_click_ids(clean)):
-            problems.extend(Problem(f"context.{k}", m) for k, m in bad)
-        if not clean:
-            return empty
-        obj = object.__new__(cls)  # _fast_new(cls, clean), inline: twice in every track()
-        obj.__dict__.update(clean)
-        return obj
+    # or a value that is not a str, ends it: the general path below (which also takes a key
+    # whose own __eq__ raised: a str subclass, read there by plain()).
+    try:
+        for key, raw in data.items():
+            if key not in known or key in checks:
+                break
+            if raw.__class__ is str:
+                val = raw.strip()
+                if val:
+                    clean[key] = val
+            elif raw is not None:
+                break
+        else:
+            if not clean:
+                return empty
+            if "email" in clean:
+                clean["email"] = clean["email"].lower()
+            # Control characters (isprintable() clears the common case in C): a click id with
+            # one is malformed, a user agent loses them.
+            if cls is User:
+                if "user_agent" in clean and not clean["user_agent"].isprintable():
+                    screen_user_agent(clean)
+            elif not CLICK_ID_FIELDS.isdisjoint(clean) and (bad := screen_click_ids(clean)):
+                problems.extend(Problem(f"context.{k}", m) for k, m in bad)
+            if not clean:
+                return empty
+            obj = object.__new__(cls)  # _fast_new(cls, clean), inline: twice in every track()
+            obj.__dict__.update(clean)
+            return obj
+    except Exception:  # a key whose own __eq__ raised: the general path reads it by plain()
+        data = read_mapping(data)  # (a plain dict by now: this never raises)
     clean = {}
     unknown: list[object] = []
     at = len(problems)  # the unknown names go here, before the group's other problems
-    for key, raw in data.items():
+    for given, raw in data.items():
+        key = plain(given)
         if key not in known:
             unknown.append(key)
             continue
         if raw is None:
             continue
-        coerced = _coerce_str(plain(raw))  # a subclass's own strip() or __str__ not called
+        coerced = coerce_str(plain(raw))  # a subclass's own strip() or __str__ not called
         if coerced is None:
-            problems.append(Problem(f"{group}.{key}", _not_a_string(raw)))
+            problems.append(Problem(f"{group}.{key}", not_a_string(raw)))
             continue
         val = coerced.strip()
         if not val:
@@ -695,8 +692,14 @@ def make_event(
     props: Mapping[str, Any]
     if properties is None:
         props = {}
-    elif properties.__class__ is dict or isinstance(properties, Mapping):
-        props = properties
+    elif properties.__class__ is dict:
+        props = properties  # (any subclass or mapping inside: see storable.stored_event)
+    elif isinstance(properties, Mapping):
+        try:  # a dict subclass or another mapping: read once, as plain data
+            props = plain_data(properties)  # type: ignore[assignment]
+        except Unreadable as exc:
+            problems.append(Problem(exc.field("properties"), exc.message))
+            props = {}
     else:
         problems.append(Problem("properties", f"must be a dict, got {type(properties).__name__}"))
         props = {}
@@ -704,19 +707,16 @@ def make_event(
     opts: Mapping[str, Any]
     if vendors is None:
         opts = {}
-    elif isinstance(vendors, Mapping):
+    elif vendors.__class__ is dict:
         opts = vendors
         for vname, vopts in vendors.items():
-            if not (isinstance(vopts, Mapping) or vopts is False or vopts is True):
-                problems.append(
-                    Problem(
-                        f"vendors.{vname}",
-                        "must be a dict of options for that vendor, or False to skip it",
-                    )
-                )
+            if vname.__class__ is not str or (
+                vopts.__class__ is not dict and vopts is not False and vopts is not True
+            ):
+                opts = vendor_options(vendors, problems)
+                break
     else:
-        problems.append(Problem("vendors", f"must be a dict, got {type(vendors).__name__}"))
-        opts = {}
+        opts = vendor_options(vendors, problems)
 
     if problems:
         # The name as given, bounded: it is quoted in the message and logged (on_invalid = log)

@@ -4,32 +4,45 @@ Each helper returns the normalised value or raises ValueError with a message tha
 fix the input; :func:`postback.events.make_event` turns those into Problems. Every helper
 bounds its input before any costly work, so each accepts or refuses in microseconds: money below
 :data:`MAX_VALUE`, event times between 2001 and 2100 UTC. A str, int or float subclass is read
-as its plain value (:func:`plain`): its own methods are never called.
+as its plain value (:func:`plain`): its own methods are never called. A mapping or list
+given as ``properties``, vendor options or a user or context group is read into plain dicts
+and lists once (:func:`plain_data`, :func:`read_mapping`); one whose own methods raise is
+:class:`Unreadable`, which names where it is and what to pass instead. :func:`vendor_options`
+reads ``track(vendors=...)`` that is not already plain; :func:`coerce_str` a user or context
+field's value.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import overload
+from enum import Enum
+from typing import Any, overload
 
-from postback.errors import brief_repr
+from postback.errors import Problem, brief_error, brief_repr, brief_str
 from postback.iso import CURRENCIES
 
 __all__ = [
     "CANONICAL_EVENTS",
     "CLICK_ID_FIELDS",
     "MAX_VALUE",
+    "Unreadable",
+    "coerce_str",
     "has_control",
     "normalize_currency",
     "normalize_event_name",
+    "not_a_string",
     "plain",
+    "plain_data",
+    "read_mapping",
     "screen_click_ids",
     "screen_user_agent",
     "to_micros",
     "to_timestamp_ms",
+    "vendor_options",
 ]
 
 #: The canonical event names. Vendors map these to their own vocabulary; any other snake_case
@@ -89,6 +102,86 @@ def plain(value: object) -> object:
         return int.__index__(value)
     if isinstance(value, float):
         return float.__float__(value)
+    return value
+
+
+class Unreadable(Exception):
+    """Reading a caller's mapping or list raised (its own ``items``, ``__getitem__``,
+    ``__iter__``...): a malformed argument. ``path`` holds the keys and indexes from the
+    argument down to it."""
+
+    def __init__(self, kind: str, cause: BaseException) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.cause = brief_error(cause)
+        self.path: list[object] = []
+
+    def field(self, argument: str) -> str:
+        """Where it is, from ``argument``: ``properties.items[1]``."""
+        return argument + "".join(
+            f"[{key}]" if key.__class__ is int else f".{brief_str(key)}" for key in self.path
+        )
+
+    @property
+    def message(self) -> str:
+        fix = "a dict" if self.kind == "mapping" else "a list"
+        return f"could not be read as a {self.kind} ({self.cause}); pass {fix}"
+
+
+def read_mapping(data: Mapping[object, object]) -> dict[object, object]:
+    """``data``'s entries as a plain dict, one level deep, keys read by :func:`plain`: a dict
+    subclass through dict's own methods (its overrides never called), any other mapping
+    through its ``items()``. Raises :class:`Unreadable` when reading it raises."""
+    try:
+        items = dict.items(data) if isinstance(data, dict) else data.items()
+        return {plain(key): value for key, value in items}
+    except Exception as exc:
+        raise Unreadable("mapping", exc) from None
+
+
+#: How deep :func:`plain_data` copies: past what orjson stores (it refuses 255 levels, and
+#: the stored form names the field), and far from Python's recursion limit.
+_COPY_DEPTH = 256
+
+
+def plain_data(value: object, depth: int = 0) -> object:
+    """JSON-like data (``properties``, vendor options) with every mapping a plain dict (keys
+    read by :func:`plain`), every list a plain list (a tuple stays one), every str, int or
+    float subclass its plain value: what a vendor plugin and the stored form then read, so
+    none of the caller's own methods runs there. Enum members, dates and other values are
+    kept as they are. Raises :class:`Unreadable` (with the path to it) for a mapping or list
+    whose reading raises."""
+    cls = value.__class__
+    if cls is str or cls is int or cls is float or cls is bool or value is None:
+        return value
+    if isinstance(value, (str, int, float)):
+        return value if isinstance(value, Enum) else plain(value)
+    if depth >= _COPY_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        out: dict[object, object] = {}
+        key: object = None
+        try:
+            for given, item in dict.items(value) if isinstance(value, dict) else value.items():
+                key = plain(given)
+                out[key] = plain_data(item, depth + 1)
+        except Unreadable as exc:
+            exc.path.insert(0, key)
+            raise
+        except Exception as exc:
+            raise Unreadable("mapping", exc) from None
+        return out
+    if isinstance(value, (list, tuple)):
+        items: list[object] = []
+        try:
+            for item in list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value):
+                items.append(plain_data(item, depth + 1))
+        except Unreadable as exc:
+            exc.path.insert(0, len(items))
+            raise
+        except Exception as exc:  # (list's and tuple's own iteration does not raise)
+            raise Unreadable("list", exc) from None
+        return tuple(items) if cls is tuple else items
     return value
 
 
@@ -294,3 +387,62 @@ def screen_user_agent(clean: dict[str, str]) -> None:
             clean["user_agent"] = stripped
         else:
             del clean["user_agent"]
+
+
+#: User and context fields take integers that fit in 64 bits, signed or not (a user id, a
+#: Telegram id): str() converts them in microseconds, where a 5000-digit one raises.
+_MIN_INT_FIELD = -(2**63)
+_MAX_INT_FIELD = 2**64 - 1
+
+
+def coerce_str(value: object) -> str | None:
+    """User and context fields are strings; numbers (Telegram ids, user ids) are accepted,
+    in 64 bits (:func:`not_a_string` says why any other is refused)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if _MIN_INT_FIELD <= value <= _MAX_INT_FIELD:
+            return str(value)
+        return None
+    if isinstance(value, date):
+        return value.isoformat()
+    return None
+
+
+def not_a_string(value: object) -> str:
+    """Why :func:`coerce_str` refused ``value``, and how to fix it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (
+            f"is too large: {brief_repr(value)}; a number here fits in 64 bits "
+            f"({_MIN_INT_FIELD} to {_MAX_INT_FIELD}); if it is an id, pass it as a string"
+        )
+    return f"must be a string, got {type(value).__name__}"
+
+
+def vendor_options(vendors: object, problems: list[Problem]) -> dict[str, Any]:
+    """``track(vendors=...)`` other than a plain dict of vendor names to plain dicts or
+    booleans: read as plain data (:func:`~postback.normalize.plain_data`), or its problems."""
+    if not isinstance(vendors, Mapping):
+        problems.append(Problem("vendors", f"must be a dict, got {type(vendors).__name__}"))
+        return {}
+    try:
+        opts: dict[Any, Any] = plain_data(vendors)  # type: ignore[assignment]
+    except Unreadable as exc:
+        problems.append(Problem(exc.field("vendors"), exc.message))
+        return {}
+    for vname, vopts in opts.items():
+        if vname.__class__ is not str:
+            problems.append(
+                Problem(
+                    "vendors",
+                    f"keys must be vendor names (strings), got {brief_repr(vname)}",
+                )
+            )
+        elif not (vopts.__class__ is dict or vopts is False or vopts is True):
+            problems.append(
+                Problem(
+                    f"vendors.{brief_str(vname)}",
+                    "must be a dict of options for that vendor, or False to skip it",
+                )
+            )
+    return opts

@@ -11,8 +11,15 @@ anyway. It refuses, with :class:`~postback.InvalidEvent` naming the field at fau
   serialiser would write ``null``, silently changing the value);
 * anything else JSON cannot hold (an integer beyond 64 bits, a non-string key, nesting too deep).
 
+Properties and vendor options holding a dict, list, str, int or float subclass, or another
+mapping, are read once as plain data (:func:`~postback.normalize.plain_data`) and put in the
+event in their place: what the vendors' ``validate`` then reads and what is stored is plain,
+none of the caller's own methods runs there; one whose reading raises is refused, naming
+where it is.
+
 The checks cost nothing on a well-formed event: the NaN search runs only when the serialised
-bytes contain ``null``, and the diagnosis only when serialising failed.
+bytes contain ``null``, the copy only when orjson met a subclass, and the diagnosis only when
+serialising failed.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from typing import Any
 import orjson
 
 from postback.errors import InvalidEvent, Problem, brief_repr, brief_str
-from postback.events import Event, dumps_event
+from postback.events import Event, dumps_event, dumps_plain_event
+from postback.normalize import Unreadable, plain_data
 
 __all__ = ["MAX_EVENT_BYTES", "stored_form"]
 
@@ -39,11 +47,21 @@ _SEARCH_DEPTH = 256
 
 def stored_form(event: Event) -> bytes:
     """The bytes the queue stores for ``event``, or :class:`~postback.InvalidEvent` naming the
-    field that cannot be stored or sent."""
+    field that cannot be stored or sent.
+
+    Properties or vendor options holding a subclass of dict, list, str, int or float, or
+    another mapping, are replaced in ``event`` by their plain copies (:func:`_plain_event`):
+    ``track()`` calls this on the event :func:`~postback.events.make_event` just built, before
+    any plugin reads it. (In place, not a new event returned: a tuple per ``track()`` costs
+    more than the rest of this check.)"""
     try:
-        payload = dumps_event(event)
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        raise InvalidEvent(event.name, _diagnose(event, exc)) from None
+        payload = dumps_plain_event(event)
+    except (TypeError, orjson.JSONEncodeError):  # a subclass somewhere, or not storable
+        _plain_event(event)
+        try:
+            payload = dumps_event(event)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise InvalidEvent(event.name, _diagnose(event, exc)) from None
     if len(payload) > MAX_EVENT_BYTES:
         raise InvalidEvent(event.name, [_too_large(event, len(payload))])
     # NaN and infinities are written as null: look for them (find(), not `in`: bytes'
@@ -56,6 +74,22 @@ def stored_form(event: Event) -> bytes:
         found += _non_finite("vendors", event.vendor_options)
         raise InvalidEvent(event.name, found)
     return payload
+
+
+def _plain_event(event: Event) -> None:
+    """Put plain copies of ``event``'s properties and vendor options in it; refuse it naming
+    each one whose reading raised (the caller's own mapping: never a plugin's fault)."""
+    problems = []
+    parts = []
+    for argument, data in (("properties", event.properties), ("vendors", event.vendor_options)):
+        try:
+            parts.append(plain_data(data))
+        except Unreadable as exc:
+            problems.append(Problem(exc.field(argument), exc.message))
+    if problems:
+        raise InvalidEvent(event.name, problems)
+    object.__setattr__(event, "properties", parts[0])  # (frozen to its users, not to us)
+    object.__setattr__(event, "vendor_options", parts[1])
 
 
 def _any_non_finite(values: Iterable[Any], depth: int) -> bool:
