@@ -20,7 +20,8 @@ from typing import Any
 import postback.testing.example as example
 import postback.tracker as tracker_module
 from postback import Tracker, telemetry
-from postback.events import dumps_event, make_event
+from postback.event_codec import dumps_event
+from postback.events import make_event
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ import pytest
 
 import postback.testing.example
 from postback import InvalidEvent, PluginError, Tracker
-from postback.events import Context, User, dumps_event, loads_event, make_event
+from postback.event_codec import dumps_event, loads_event
+from postback.events import Context, User, make_event
 from postback.fields import CORE_FIELDS, FieldSet
 from postback.plugin import Destination, Problem, context_field, hookimpl, user_field
 from postback.privacy import mask_event
@@ -276,7 +277,8 @@ def test_a_declared_whole_number_with_leading_zeros_is_read_not_raised(
 ) -> None:
     """int() counts leading zeros against Python's 4300-digit limit: the value is read from its
     significant digits, never a ValueError out of track()."""
-    from postback.events import loads_event, make_event
+    from postback.event_codec import loads_event
+    from postback.events import make_event
     from postback.storable import stored_form
 
     made = make_event("sign_up", user={"player_id": given}, fields=tracker.host.fields)

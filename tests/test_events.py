@@ -12,11 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postback import InvalidEvent
+from postback.event_codec import dumps_event, loads_event
 from postback.events import (
     CANONICAL_EVENTS,
     Event,
-    dumps_event,
-    loads_event,
     make_event,
     normalize_currency,
     normalize_event_name,
@@ -273,7 +272,7 @@ def test_round_trip_through_the_stored_form() -> None:
 
 
 def test_fast_paths_match_cattrs_generated_hooks() -> None:
-    from postback.events import (
+    from postback.event_codec import (
         _generated_structure_event,
         _generated_unstructure_event,
         converter,
@@ -349,7 +348,8 @@ def test_stored_form_is_the_same_however_user_and_context_were_built() -> None:
     import attrs
     import orjson
 
-    from postback.events import Context, User, _unstructure_event_fast, dumps_event
+    from postback.event_codec import _unstructure_event_fast, dumps_event
+    from postback.events import Context, User
 
     e = make_event(
         "purchase",
@@ -394,7 +394,8 @@ def test_dumps_event_writes_what_the_general_unstructure_writes() -> None:
     # dumps_event builds the stored form inline; the general function is the reference.
     import orjson
 
-    from postback.events import Context, User, _stored_fields, _unstructure_event_fast
+    from postback.event_codec import _stored_fields, _unstructure_event_fast
+    from postback.events import Context, User
 
     made = [
         make_event("purchase"),

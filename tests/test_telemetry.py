@@ -30,7 +30,8 @@ from opentelemetry.util._once import Once
 from postback import AsyncTracker, Tracker, telemetry
 from postback.delivery.memory import MemoryQueue
 from postback.destination import Prepared
-from postback.events import dumps_event, loads_event, make_event
+from postback.event_codec import dumps_event, loads_event
+from postback.events import make_event
 from postback.hookspecs import hookimpl
 from postback.sandbox import Sandbox
 from postback.testing.example import ExampleDestination

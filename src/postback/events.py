@@ -11,12 +11,9 @@ with ``.get(name)``. ``make_event`` accepts those its field set names; for any o
 why (:func:`~postback.field_names.unknown_field`: a did-you-mean, or the first-party plugin
 to install). Event ids are made and checked by :mod:`postback.event_ids`.
 
-The queue stores events as bytes produced by :data:`converter` (one cattrs converter for the
-canonical form, orjson underneath): :func:`dumps_event` and :func:`loads_event`.
-
-Size: about 690 lines, over the house's 600, because the model, its stored form and
-:func:`make_event` share private fast paths (``_new_event``, ``_fast_new``, the empty user and
-context) that keep ``track()`` and the delivery lanes cheap; parsing of single values lives in
+The queue stores events in the form :mod:`postback.event_codec` writes and reads, which
+shares this module's private constructors (``_new_event``, ``_fast_new``, the empty user and
+context) that keep ``track()`` and the delivery lanes cheap. Parsing of single values lives in
 :mod:`postback.normalize` and declared fields in :mod:`postback.fields`.
 """
 
@@ -29,8 +26,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import orjson
-from cattrs.preconf.orjson import make_converter
 
 from postback.errors import InvalidEvent, Problem, brief_repr, brief_str
 from postback.event_ids import is_event_id, new_event_id
@@ -68,9 +63,6 @@ __all__ = [
     "Context",
     "Event",
     "User",
-    "converter",
-    "dumps_event",
-    "loads_event",
     "make_event",
     "new_event_id",
     "normalize_currency",
@@ -355,137 +347,6 @@ class Attribution:
     creative_id: str | None = None
     publisher_app_id: str | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-def _make_converter() -> Any:
-    conv = make_converter(omit_if_default=True)
-    # properties and vendor options are plain JSON-able data that orjson writes as they are;
-    # cattrs' generic walk over them would cost more than the rest of the event together.
-    plain = Mapping[str, Any]
-    conv.register_unstructure_hook_func(lambda t: t == plain, lambda value: value)
-    # User and Context are frozen dict-classes whose unset fields are None: their stored form
-    # is the set fields, read straight from the instance dict.
-    conv.register_unstructure_hook(User, _set_fields)
-    conv.register_unstructure_hook(Context, _set_fields)
-    return conv
-
-
-def _set_fields(obj: Any) -> dict[str, Any]:
-    return {k: v for k, v in obj.__dict__.items() if v is not None}
-
-
-#: The one cattrs converter for the canonical form (never the global one).
-converter = _make_converter()
-_generated_unstructure_event = converter.get_unstructure_hook(Event)
-_generated_structure_event = converter.get_structure_hook(Event)
-
-
-def _structure_event(data: Any, cls: type[Event]) -> Event:
-    """Read back the form dumps_event writes, directly: the delivery lanes do this for every
-    event they send, and cattrs' generic path costs ten times more. A user or context field
-    that is not a core one is a field a plugin declares (or declared: an event queued before
-    its field moved out of the core, or whose plugin is gone) and is kept as stored. Anything
-    unexpected (a payload from another postback version) goes through cattrs' generated hook."""
-    user = data.get("user") if data.__class__ is dict else None
-    context = data.get("context") if data.__class__ is dict else None
-    if (user is not None and user.__class__ is not dict) or (
-        context is not None and context.__class__ is not dict
-    ):
-        return _generated_structure_event(data, cls)  # type: ignore[no-any-return]
-    try:
-        return _new_event(
-            data["name"],
-            data["event_id"],
-            data["timestamp_ms"],
-            _fast_new(User, user) if user else _EMPTY_USER,
-            data.get("value_micros"),
-            data.get("currency"),
-            _fast_new(Context, context) if context else _EMPTY_CONTEXT,
-            data.get("properties") or {},
-            data.get("vendor_options") or {},
-        )
-    except (TypeError, KeyError, AttributeError):
-        return _generated_structure_event(data, cls)  # type: ignore[no-any-return]
-
-
-converter.register_structure_hook(Event, _structure_event)
-
-
-def _unstructure_event_fast(e: Event, fields_of: Any = _set_fields) -> dict[str, Any]:
-    """The stored form of an event (what cattrs' generated hook would produce), directly."""
-    d: dict[str, Any] = {"name": e.name, "event_id": e.event_id, "timestamp_ms": e.timestamp_ms}
-    if e.user is not _EMPTY_USER:
-        d["user"] = fields_of(e.user)
-    if e.value_micros is not None:
-        d["value_micros"] = e.value_micros
-    if e.currency is not None:
-        d["currency"] = e.currency
-    if e.context is not _EMPTY_CONTEXT:
-        d["context"] = fields_of(e.context)
-    if e.properties:
-        d["properties"] = e.properties
-    if e.vendor_options:
-        d["vendor_options"] = e.vendor_options
-    return d
-
-
-converter.register_unstructure_hook(Event, _unstructure_event_fast)
-
-
-def _stored_fields(obj: Any) -> dict[str, Any]:
-    """The set fields of a User or Context, for orjson to read (never handed out). An
-    instance holding fewer entries than the core has fields was filled with the set fields
-    only (:func:`_fast_new`, from :func:`make_event` or a stored event): its own ``__dict__``
-    is that mapping, read without a copy. attrs' ``__init__`` writes every core field, None
-    included: those go through :func:`_set_fields`."""
-    d: dict[str, Any] = obj.__dict__
-    if len(d) < (_USER_FIELD_COUNT if type(obj) is User else _CONTEXT_FIELD_COUNT):
-        return d
-    return _set_fields(obj)
-
-
-def dumps_event(event: Event) -> bytes:
-    """Serialise an event to the bytes the queue stores: what
-    ``_unstructure_event_fast(event, _stored_fields)`` gives, built here with both inline
-    (this runs in every ``track()``: two and three calls fewer)."""
-    e = event
-    d: dict[str, Any] = {"name": e.name, "event_id": e.event_id, "timestamp_ms": e.timestamp_ms}
-    user = e.user
-    if user is not _EMPTY_USER:
-        fields = user.__dict__
-        if len(fields) >= (_USER_FIELD_COUNT if type(user) is User else _CONTEXT_FIELD_COUNT):
-            fields = _set_fields(user)
-        d["user"] = fields
-    if e.value_micros is not None:
-        d["value_micros"] = e.value_micros
-    if e.currency is not None:
-        d["currency"] = e.currency
-    ctx = e.context
-    if ctx is not _EMPTY_CONTEXT:
-        fields = ctx.__dict__
-        if len(fields) >= _CONTEXT_FIELD_COUNT:
-            fields = _set_fields(ctx)
-        d["context"] = fields
-    if e.properties:
-        d["properties"] = e.properties
-    if e.vendor_options:
-        d["vendor_options"] = e.vendor_options
-    return orjson.dumps(d)
-
-
-def dumps_plain_event(event: Event) -> bytes:
-    """:func:`dumps_event`, refusing (TypeError) a subclass of dict, list, str or int anywhere
-    in the event rather than writing it as its base type (:mod:`postback.storable` then reads
-    the event as plain data)."""
-    return orjson.dumps(_unstructure_event_fast(event, _stored_fields), None, _NO_SUBCLASSES)
-
-
-_NO_SUBCLASSES = orjson.OPT_PASSTHROUGH_SUBCLASS
-
-
-def loads_event(data: bytes | str) -> Event:
-    """Read back an event that :func:`dumps_event` produced."""
-    return _structure_event(orjson.loads(data), Event)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

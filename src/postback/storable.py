@@ -32,7 +32,8 @@ from typing import Any
 import orjson
 
 from postback.errors import InvalidEvent, Problem, brief_repr, brief_str
-from postback.events import Event, dumps_event, dumps_plain_event
+from postback.event_codec import REFUSE_SUBCLASSES, dumps_event
+from postback.events import Event
 from postback.normalize import Unreadable, plain_data
 
 __all__ = ["MAX_EVENT_BYTES", "stored_form"]
@@ -55,7 +56,7 @@ def stored_form(event: Event) -> bytes:
     any plugin reads it. (In place, not a new event returned: a tuple per ``track()`` costs
     more than the rest of this check.)"""
     try:
-        payload = dumps_plain_event(event)
+        payload = dumps_event(event, REFUSE_SUBCLASSES)
     except (TypeError, orjson.JSONEncodeError):  # a subclass somewhere, or not storable
         _plain_event(event)
         try:

@@ -35,7 +35,7 @@ from postback.cli._shared import (
 )
 from postback.delivery.replayable import filtered_note, not_taken, why_left
 from postback.encryption import UnknownKey, open_payload
-from postback.events import loads_event
+from postback.event_codec import loads_event
 from postback.textmask import mask_text
 
 __all__ = ["deadletters", "format_stats", "queue", "replay", "worker"]

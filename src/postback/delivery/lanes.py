@@ -60,7 +60,8 @@ from postback.destination import (
 )
 from postback.encryption import open_payload
 from postback.errors import PluginError, QueueError
-from postback.events import Event, converter
+from postback.event_codec import converter
+from postback.events import Event
 from postback.telemetry import DELIVERY_EXTENSION, http_status
 from postback.telemetry import attempt as telemetry_attempt
 

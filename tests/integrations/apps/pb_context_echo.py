@@ -12,7 +12,8 @@ from typing import Any
 
 from postback import hookimpl
 from postback.destination import Destination
-from postback.events import Event, converter
+from postback.event_codec import converter
+from postback.events import Event
 
 
 @hookimpl(wrapper=True)
