@@ -122,6 +122,29 @@ def test_attribution_and_delivery_hooks(make_tracker: Callable[..., Tracker]) ->
     assert sorted(outcomes) == [("example", "Delivered"), ("example", "Delivered")]
 
 
+def test_attribution_reaches_its_hook_when_nobody_listens_to_deliveries(
+    make_tracker: Callable[..., Tracker],
+) -> None:
+    # The lane counts a batch delivered whole at once when no delivery hook listens; an
+    # attribution (its raw response is a dict: unhashable) must still take the per-event path.
+    seen: list[tuple[str, str | None]] = []
+
+    class Listener:
+        @hookimpl
+        def postback_on_attribution(self, attribution: Attribution, event: Event) -> None:
+            seen.append((event.event_id, attribution.campaign_id))
+
+    t = make_tracker(plugins=[Listener()])
+    t.track(
+        "sign_up", user={"email": "a@b.co"}, event_id="e1", vendors={"example": {"click_id": "42"}}
+    )
+    t.track("sign_up", user={"email": "b@b.co"}, event_id="e2")
+    report = t.flush(timeout=5)
+    assert report.complete, report
+    assert seen == [("e1", "cmp-42")]
+    assert t.stats()["example"]["delivered"] == 2
+
+
 def test_a_consent_filter_wraps_transform(
     make_tracker: Callable[..., Tracker], sandbox: Sandbox
 ) -> None:

@@ -76,14 +76,16 @@ _reported = operator.attrgetter("reported")
 _reported_note = operator.attrgetter("reported.note")
 _reported_attribution = operator.attrgetter("reported.attribution")
 _ONLY_DELIVERED = {Delivered}
-_ONLY_NONE = {None}
 
 
 def plainly_delivered(outcomes: Sequence[object]) -> bool:
     """Whether every outcome is a :class:`Delivered` itself (not a subclass) without a note:
     the common batch, accepted whole, which the lane then handles per batch, not per event.
     The checks run in C (``map`` over the batch), a few nanoseconds an event."""
-    return set(map(type, outcomes)) == _ONLY_DELIVERED and set(map(_note, outcomes)) == _ONLY_NONE
+    return (
+        set(map(type, outcomes)) == _ONLY_DELIVERED
+        and list(map(_note, outcomes)).count(None) == len(outcomes)  # (a note may not hash)
+    )
 
 
 #: Single events refused in a row with the same reason (and nothing delivered in between)
@@ -286,8 +288,10 @@ class Verdicts:
         if (
             not notify
             and set(map(type, map(_reported, verdicts))) == _ONLY_DELIVERED
-            and set(map(_reported_note, verdicts)) == _ONLY_NONE
-            and set(map(_reported_attribution, verdicts)) == _ONLY_NONE
+            # (counts, not sets: an Attribution's raw response is a dict, which cannot be
+            # hashed, nor can a plugin's wrongly typed note)
+            and list(map(_reported_note, verdicts)).count(None) == len(verdicts)
+            and list(map(_reported_attribution, verdicts)).count(None) == len(verdicts)
         ):  # the common batch: every event delivered plainly, and no hook to tell
             stats.delivered += len(verdicts)
             if not lane.scoped_halts:
