@@ -88,3 +88,20 @@ def wait(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+def check_second_erase(tracker: Tracker) -> None:
+    """Erasing a person twice before the deliverer has dropped their events: the second
+    report counts them as ``already_erased``, not as ``pending`` again; an event tracked
+    between the two erases is the second's own (``tracker`` delivers nothing: no workers)."""
+    who = {"email": "carol@example.com", "user_id": "carol"}
+    for i in range(2):
+        _purchase(tracker, who, f"carol-{i}")
+    _purchase(tracker, {"user_id": "dave"}, "dave-0")
+    first = tracker.erase(email="carol@example.com")
+    assert (first.pending, first.already_erased) == (2, 0), first
+    second = tracker.erase(email="carol@example.com")
+    assert (second.pending, second.already_erased, second.total) == (0, 2, 0), second
+    _purchase(tracker, who, "carol-after")  # new data: the third erase's own
+    third = tracker.erase(user_id="carol")  # another identifier of hers: those still count
+    assert (third.pending, third.already_erased) == (1, 2), third

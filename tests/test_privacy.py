@@ -21,7 +21,7 @@ from postback.delivery.queue import Claimed, DeadLetter
 from postback.privacy import shown_dead_letter
 from postback.sandbox import Sandbox
 from tests.cli_support import run
-from tests.privacy_support import ERASE_RETRY, check_erase, check_retention
+from tests.privacy_support import ERASE_RETRY, check_erase, check_retention, check_second_erase
 
 
 def test_retention_default_is_30_days() -> None:
@@ -98,6 +98,16 @@ def test_erase_a_person_while_the_vendor_is_down(
     check_erase(t, sandbox)
 
 
+@pytest.mark.parametrize("queue", ["sqlite", "memory://"])
+def test_a_second_erase_counts_the_events_the_first_dropped_apart(
+    queue: str, make_tracker: Callable[..., Tracker]
+) -> None:
+    # Was: until the deliverer dropped them, every erase counted the person's events again
+    # under "pending", as if it had just erased them.
+    t = make_tracker(queue=None if queue == "sqlite" else queue, core={"workers": False})
+    check_second_erase(t)
+
+
 def test_erase_matches_user_id_and_phone_digits(make_tracker: Callable[..., Tracker]) -> None:
     t = make_tracker(core={"workers": False})
     t.track("purchase", user={"user_id": "u-1"}, value=1, currency="USD", event_id="a")
@@ -137,6 +147,7 @@ def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
         "in_flight_outcome": "finished",
         "not_forgotten": [],
         "unreadable": 0,
+        "already_erased": 0,
     }
     code, out = run("deadletters", "list", "--config", str(config_file))
     assert "neg-2" in out and "neg-1" not in out
@@ -153,6 +164,24 @@ def test_erase_command(config_file: Path, sandbox: Sandbox) -> None:
     assert code == 2 and "user.ifaa" in out
     code, out = run("erase", "--user", "ifa", "--config", str(config_file))
     assert code == 2 and "NAME=VALUE" in out
+
+
+def test_erase_command_run_twice_says_what_an_earlier_erase_dropped(
+    config_file: Path, sandbox: Sandbox
+) -> None:
+    sandbox.set_fault("example", status=503, count=10**6)  # the events wait in the file
+    t = Tracker.from_config(config_file)
+    t.track("purchase", user={"email": "a@b.co"}, value=1, currency="USD", event_id="p-1")
+    t.close(timeout=0)
+    args = ("erase", "--email", "a@b.co", "--config", str(config_file))
+    code, out = run(*args)
+    assert code == 0 and "erased: 1 queued event(s) dropped" in out, out
+    assert "already erased" not in out
+    code, out = run(*args)
+    assert code == 0 and "erased: 0 queued event(s) dropped" in out, out
+    assert "1 queued event(s) already erased earlier, awaiting cleanup" in out
+    code, out = run(*args, "--json")
+    assert (json.loads(out)["pending"], json.loads(out)["already_erased"]) == (0, 1)
 
 
 _KEEPER_PLUGIN = """

@@ -7,7 +7,7 @@ import pytest
 import postback.testing.example as example
 from postback import Tracker
 from tests.encryption_support import EMAIL, check_sealed_delivery, new_key, use_keys
-from tests.privacy_support import ERASE_RETRY, check_erase, check_retention
+from tests.privacy_support import ERASE_RETRY, check_erase, check_retention, check_second_erase
 from tests.redis.support import RecordingSandbox, example_config
 
 
@@ -30,6 +30,18 @@ def test_erase_a_person_while_the_vendor_is_down(redis_url: str, sink: Recording
     t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
     try:
         check_erase(t, sink)
+    finally:
+        t.close(timeout=1)
+
+
+def test_a_second_erase_counts_the_events_the_first_dropped_apart(
+    redis_url: str, sink: RecordingSandbox
+) -> None:
+    cfg = example_config(redis_url, sink)
+    cfg["postback"]["workers"] = False
+    t = Tracker.from_config(cfg, plugins=[example], load_entry_points=False)
+    try:
+        check_second_erase(t)
     finally:
         t.close(timeout=1)
 

@@ -141,6 +141,11 @@ def erase(
             f"erased: {report.pending} queued event(s) dropped, {report.dead_letters} dead "
             "letter(s) deleted"
         )
+        if report.already_erased:
+            click.echo(
+                f"{report.already_erased} queued event(s) already erased earlier, awaiting "
+                "cleanup (the deliverer removes them when it next takes them up)"
+            )
         if report.in_flight is None:
             click.echo(
                 "an event a deliverer was sending at that moment finishes (it cannot be recalled)"

@@ -286,7 +286,9 @@ class ErasureReport:
     """What ``erase()`` did.
 
     ``pending``: the person's events the queue held (new or waiting for a retry), which no
-    vendor will get; ``dead_letters``: their dead letters, deleted; ``in_flight``: their events
+    vendor will get; ``already_erased``: those of them an earlier erase had dropped already
+    (not counted in ``pending``), still in the queue until the deliverer takes them up and
+    removes them; ``dead_letters``: their dead letters, deleted; ``in_flight``: their events
     a lane of this process was sending at that moment (those requests finish: a request
     already written cannot be recalled), or None when delivery runs in another process (the
     same holds there); ``in_flight_outcome`` says so. ``not_forgotten``: the vendors whose
@@ -303,6 +305,7 @@ class ErasureReport:
     in_flight_outcome: Literal["finished"] = "finished"
     not_forgotten: tuple[str, ...] = ()
     unreadable: int = 0
+    already_erased: int = 0
 
     @property
     def total(self) -> int:
@@ -509,16 +512,17 @@ def erase_dead_letters(
     return (len(queue.discard_dead(ids)) if ids else 0), unreadable
 
 
-def sqlite_stored_events(path: Path, spool_dir: Path) -> Iterable[tuple[str, bytes]]:
-    """``(event_id, payload)`` of every event a ``sqlite://`` queue still holds for some vendor:
-    the log's rows past the slowest cursor or waiting for a retry, and the spool's records past
-    what was ingested. Read on a connection of its own, without the write lock."""
+def sqlite_stored_events(path: Path, spool_dir: Path) -> Iterable[tuple[str, bytes, int]]:
+    """``(event_id, payload, created_ms)`` of every event a ``sqlite://`` queue still holds for
+    some vendor: the log's rows past the slowest cursor or waiting for a retry, and the spool's
+    records past what was ingested. Read on a connection of its own, without the write lock."""
     from postback.delivery import spool
 
     conn = sqltx.connect_read_only(path, timeout=10.0)
     try:
         yield from conn.execute(
-            "SELECT event_id, payload FROM events WHERE seq IN (SELECT seq FROM pending) "
+            "SELECT event_id, payload, created_ms FROM events "
+            "WHERE seq IN (SELECT seq FROM pending) "
             "OR seq > coalesce((SELECT min(seq) FROM cursors), 0)"
         )
         offsets = dict(conn.execute("SELECT segment, offset FROM spool").fetchall())
@@ -531,8 +535,8 @@ def sqlite_stored_events(path: Path, spool_dir: Path) -> Iterable[tuple[str, byt
             continue  # ingested and deleted meanwhile: its events are in the log
         start = int(offsets.get(segment.name, 0))
         rows, _, _ = spool.parse_records(data[start:])
-        for event_id, _name, _created, _vendors, payload in rows:
-            yield event_id, payload
+        for event_id, _name, created_ms, _vendors, payload in rows:
+            yield event_id, payload, created_ms
 
 
 def disabled_keepers(
@@ -590,6 +594,7 @@ def erase_person(
     keys = person.keys()
     at_ms = time.time_ns() // 1_000_000
     try:
+        earlier = log.load()  # the tombstones before this erase: what they dropped already
         log.add(keys, at_ms)
         erasures.refresh(force=True)
     except Exception as exc:  # sqlite3, OS or Redis errors alike: nothing was erased
@@ -617,9 +622,20 @@ def erase_person(
                 destination.name,
                 type(exc).__name__,
             )
-    held = {eid for eid, p in queue.stored_events() if payload_keys(p, regions) & keys}
+    held: set[str] = set()
+    dropped: set[str] = set()  # by an earlier erase: the deliverer has yet to remove them
+    for row in queue.stored_events():
+        matched = payload_keys(row[1], regions)
+        if not matched & keys:
+            continue
+        held.add(row[0])
+        created_ms = row[2] if len(row) > 2 else None  # a queue plugin may not say
+        if created_ms is not None and any(earlier.get(k, -1) >= created_ms for k in matched):
+            dropped.add(row[0])
+    held -= in_flight or set()
     return ErasureReport(
-        pending=len(held - (in_flight or set())),
+        pending=len(held - dropped),
+        already_erased=len(held & dropped),
         dead_letters=dead,
         in_flight=None if in_flight is None else len(in_flight),
         not_forgotten=tuple(not_forgotten),

@@ -182,9 +182,13 @@ class MemoryQueue(Queue):
     def erasure_log(self) -> erase.ErasureLog:
         return self._erasures
 
-    def stored_events(self) -> Iterable[tuple[str, bytes]]:
+    def stored_events(self) -> Iterable[tuple[str, bytes, int]]:
         with self._lock:
-            return [(str(e[0]), e[3]) for e in self._events.values() if isinstance(e[3], bytes)]
+            return [
+                (str(e[0]), e[3], int(e[2]))  # type: ignore[call-overload]
+                for e in self._events.values()
+                if isinstance(e[3], bytes)
+            ]
 
     def discard_dead(self, ids: Sequence[int]) -> list[DeadLetter]:
         wanted = set(ids)

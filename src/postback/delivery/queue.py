@@ -234,9 +234,11 @@ class Queue(abc.ABC):
         every process that uses it; None: the backend cannot erase."""
         return None
 
-    def stored_events(self) -> Iterable[tuple[str, bytes]]:
-        """``(event_id, payload)`` of the events still held for some vendor (for an erase's
-        report; a backend that cannot list them yields nothing)."""
+    def stored_events(self) -> Iterable[tuple[str, bytes] | tuple[str, bytes, int]]:
+        """``(event_id, payload, created_ms)`` of the events still held for some vendor (for
+        an erase's report; a backend that cannot list them yields nothing). A pair without
+        ``created_ms`` is taken too, but then the report cannot tell the events an earlier
+        erase already dropped (``already_erased``) from those this one does (``pending``)."""
         return ()
 
     @abc.abstractmethod

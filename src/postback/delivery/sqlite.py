@@ -386,7 +386,7 @@ class SQLiteQueue(Queue):
     def erasure_log(self) -> erase.ErasureLog:
         return erase.SQLiteErasureLog(Path(f"{self.path}.erased"))
 
-    def stored_events(self) -> Iterable[tuple[str, bytes]]:
+    def stored_events(self) -> Iterable[tuple[str, bytes, int]]:
         return erase.sqlite_stored_events(self.path, self.spool_dir)
 
     def remember(self, vendor: str, key: str) -> bool:

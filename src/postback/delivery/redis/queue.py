@@ -598,7 +598,7 @@ class RedisQueue(Queue):
     def erasure_log(self) -> erase.ErasureLog:
         return erase.RedisErasureLog(self._client, self._base)
 
-    def stored_events(self) -> Iterable[tuple[str, bytes]]:
+    def stored_events(self) -> Iterable[tuple[str, bytes, int]]:
         from postback.delivery.redis.erasure import stored_events
 
         with self._errors("reading the queue for an erase"):
