@@ -501,6 +501,7 @@ _PLACES: dict[str, tuple[Callable[[Any], dict[str, Any]], str]] = {
     ),
     "vendors": (lambda m: {"vendors": m}, "vendors"),
     "vendor-options": (lambda m: {"vendors": {"example": m}}, "vendors.example"),
+    "consent": (lambda m: {"consent": m}, "consent"),
 }
 
 _CONTENT: dict[str, dict[str, Any]] = {
@@ -510,6 +511,7 @@ _CONTENT: dict[str, dict[str, Any]] = {
     "items-entry": {"item_id": "S-2", "quantity": 1},
     "vendors": {"example": {"click_id": "c-9"}},
     "vendor-options": {"click_id": "c-9"},
+    "consent": {"ads": True, "measurement": False},
 }
 
 
@@ -591,6 +593,45 @@ def test_a_mapping_that_cannot_be_read_is_refused_naming_it(tracker: Tracker, br
     assert "RuntimeError: items is broken" in problem.message or "KeyError" in problem.message
 
 
+@pytest.mark.parametrize("broken", ["items", "__getitem__", "__iter__"])
+def test_a_consent_mapping_that_cannot_be_read_is_refused_naming_it(
+    tracker: Tracker, broken: str
+) -> None:
+    # Was: parse_consent() called its items() (and the gate its get()): the caller's own
+    # RuntimeError escaped track() and explain().
+    with pytest.raises(InvalidEvent) as info:
+        tracker.track("purchase", consent=_FlakyMapping({"ads": True}, broken))
+    [problem] = info.value.problems
+    assert problem.field == "consent" and problem.vendor is None
+    assert problem.message.startswith("could not be read as a mapping (")
+    assert problem.message.endswith("); pass a dict")
+    explanation = tracker.explain("purchase", consent=_FlakyMapping({"ads": True}, broken))
+    assert explanation.error is not None
+    assert [p.field for p in explanation.problems] == ["consent"]
+
+
+def test_a_web_request_s_consent_signals_leave_an_unreadable_consent_to_track(
+    tracker: Tracker,
+) -> None:
+    # Was: with Sec-GPC: 1 (or a consent_reader), the web integrations merged the app's
+    # consent= with `if consent:` and update(): its own RuntimeError escaped before track().
+    from postback.consent import ConsentSettings
+    from postback.integrations._context import RequestContext, merge_request_consent
+
+    signals, settings = RequestContext(gpc=True), ConsentSettings()
+    for broken in ("__len__", "items", "keys", "__getitem__"):
+        consent = _FlakyMapping({"measurement": True}, broken)
+        merged = merge_request_consent(signals, consent, settings)
+        if merged is consent:  # unreadable: track() refuses it, naming it
+            with pytest.raises(InvalidEvent) as info:
+                tracker.track("purchase", consent=merged)
+            assert [p.field for p in info.value.problems] == ["consent"]
+        else:
+            assert merged == {"ads": False, "measurement": True}, broken
+    merged = merge_request_consent(signals, _FlakyDict({"ads": True}), settings)
+    assert merged == {"ads": True} and merged.__class__ is dict
+
+
 def test_an_unreadable_mapping_is_named_briefly(tracker: Tracker) -> None:
     class Huge(_FlakyMapping):
         def items(self) -> Any:
@@ -645,6 +686,29 @@ class _TouchyFloat(float):
         raise RuntimeError("__repr__ called")
 
     __str__ = __format__ = __eq__ = __hash__ = __float__ = __repr__  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(
+    ("consent", "sent"),
+    [
+        (_FlakyDict({"ads": False}), False),
+        (_FlakyDict({"ads": True}), True),
+        ({_TouchyKey("ads"): False}, False),
+        (_FlakyMapping({_TouchyKey("ads"): False}, "get"), False),
+    ],
+    ids=["dict-subclass-denies", "dict-subclass-grants", "touchy-key", "mapping-touchy-key"],
+)
+def test_consent_is_read_as_its_plain_content(
+    make_tracker: Callable[..., Tracker], sandbox: Any, consent: Any, sent: bool
+) -> None:
+    tracker = make_tracker(core={"workers": True})
+    fields: dict[str, Any] = {"user": {"user_id": "u1"}, "value": 1, "currency": "USD"}
+    explanation = tracker.explain("purchase", consent=consent, **fields)
+    assert explanation.error is None
+    assert explanation.queued == (("example",) if sent else ())
+    event_id = tracker.track("purchase", consent=consent, **fields)
+    assert tracker.flush(timeout=10).complete
+    assert (event_id in [e["id"] for e in sandbox.received("example")]) is sent
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ import attrs
 from postback.destination import Destination, Skip
 from postback.errors import ConfigProblem, Problem, brief_repr, brief_str
 from postback.events import Event
+from postback.normalize import Unreadable, read_mapping
 
 __all__ = [
     "BUILTIN_PURPOSES",
@@ -53,6 +54,7 @@ __all__ = [
     "ConsentGate",
     "ConsentSettings",
     "build_consent_settings",
+    "checked_consent",
     "parse_consent",
     "parse_vendor_purposes",
 ]
@@ -162,19 +164,42 @@ def parse_vendor_purposes(
 
 def parse_consent(consent: object, known: frozenset[str]) -> list[Problem]:
     """What is wrong with ``track(consent=...)``: it must map known purposes to booleans."""
-    if not isinstance(consent, Mapping):
-        return [
+    return checked_consent(consent, known)[1]
+
+
+def checked_consent(
+    consent: object, known: frozenset[str]
+) -> tuple[Mapping[str, bool] | None, list[Problem]]:
+    """``track(consent=...)`` as the gate and ``postback_consent`` plugins read it, and what
+    is wrong with it. A plain dict of known purposes to booleans (the common case) is returned
+    as given, nothing copied; a dict subclass or another mapping is read once into a plain
+    dict (keys plain, by :func:`~postback.normalize.read_mapping`: a subclass's overrides are
+    never called), and one whose reading raises is a problem naming ``consent``."""
+    if consent.__class__ is dict:
+        for purpose, granted in consent.items():
+            if purpose.__class__ is not str or purpose not in known:
+                break
+            if granted is not True and granted is not False:
+                break
+        else:
+            return consent, []
+    elif not isinstance(consent, Mapping):
+        return None, [
             Problem(
                 "consent",
                 f"must be a mapping of purpose to True/False, e.g. {{'ads': False}}, "
                 f"got {type(consent).__name__}",
             )
         ]
+    try:
+        data = read_mapping(consent)
+    except Unreadable as exc:
+        return None, [Problem("consent", exc.message)]
     problems = []
-    for purpose, granted in consent.items():
+    for purpose, granted in data.items():
         try:
             is_known = purpose in known
-        except TypeError:  # an unhashable key (a Mapping need not hash its keys)
+        except Exception:  # unhashable, or a key whose own __hash__ or __eq__ raises
             is_known = False
         if not is_known:
             problems.append(
@@ -188,7 +213,7 @@ def parse_consent(consent: object, known: frozenset[str]) -> list[Problem]:
             problems.append(
                 Problem(f"consent.{purpose}", f"must be True or False, got {brief_repr(granted)}")
             )
-    return problems
+    return data, problems  # type: ignore[return-value]
 
 
 class ConsentGate:

@@ -28,7 +28,7 @@ import attrs
 
 from postback import exit_hooks
 from postback.config import Config, Workers, build_config, read_config
-from postback.consent import ConsentGate, parse_consent
+from postback.consent import ConsentGate, checked_consent
 from postback.dedupe import Deduper
 from postback.delivery.deliverer import Deliverer, choose_deliverer
 from postback.delivery.engine import DeliveryEngine, FlushReport
@@ -265,8 +265,10 @@ class Tracker:
             **fields,
         )
         stored_form(event)
-        if consent is not None and (bad := parse_consent(consent, self._purposes)):
-            raise InvalidEvent(event.name, bad)
+        if consent is not None:
+            consent, bad = checked_consent(consent, self._purposes)
+            if bad:
+                raise InvalidEvent(event.name, bad)
         explanation = self.router.explain(event, consent)
         if explanation.error is not None:
             raise explanation.error
@@ -312,8 +314,11 @@ class Tracker:
             )
         except InvalidEvent as exc:
             return Router.malformed(exc.event_name, exc, self.config.vendors)
-        if consent is not None and (bad := parse_consent(consent, self._purposes)):
-            return Router.malformed(event.name, InvalidEvent(event.name, bad), self.destinations)
+        if consent is not None:
+            consent, bad = checked_consent(consent, self._purposes)
+            if bad:
+                bad_consent = InvalidEvent(event.name, bad)
+                return Router.malformed(event.name, bad_consent, self.destinations)
         try:
             stored_form(event)
         except InvalidEvent as exc:
@@ -383,11 +388,13 @@ class Tracker:
                 "dropped invalid event %r: %s", exc.event_name, "; ".join(map(str, exc.problems))
             )
             return event.event_id
-        if consent is not None and (bad := parse_consent(consent, self._purposes)):
-            if self._raise:
-                raise InvalidEvent(event.name, bad)
-            log.warning("dropped event %r: %s", event.name, "; ".join(map(str, bad)))
-            return event.event_id
+        if consent is not None:
+            consent, bad = checked_consent(consent, self._purposes)
+            if bad:
+                if self._raise:
+                    raise InvalidEvent(event.name, bad)
+                log.warning("dropped event %r: %s", event.name, "; ".join(map(str, bad)))
+                return event.event_id
         names = self.router.admit(event, consent)
         if not names:
             return event.event_id

@@ -64,7 +64,7 @@ from urllib.parse import quote, urlsplit
 import attrs
 
 from postback.integrations._forwarded import forwarded_for
-from postback.normalize import CLICK_ID_FIELDS, has_control
+from postback.normalize import CLICK_ID_FIELDS, Unreadable, has_control, read_mapping
 
 if TYPE_CHECKING:
     from postback.consent import ConsentSettings
@@ -390,12 +390,18 @@ def merge_request_consent(
     the purposes of ``[consent] gpc``, the ``consent_reader``'s answer overrides that (a
     reader that raised denies every known purpose, ``[consent] purposes``), and the app's own
     ``consent`` overrides both, key by key. Returns ``consent`` untouched when
-    the request says nothing (or when it is not a mapping, so that ``track()`` reports it)."""
+    the request says nothing (or when it is not a mapping, or one whose reading raises, so
+    that ``track()`` reports it); a dict subclass is read as the plain dict it holds."""
     if derived is None or (not derived.gpc and derived.consent is None):
         return consent
-    if consent is not None and not isinstance(consent, Mapping):
-        return consent
-    merged: dict[str, Any] = {}
+    if consent is not None:
+        if not isinstance(consent, Mapping):
+            return consent
+        try:
+            consent = read_mapping(consent)  # once, keys plain: no override of its own runs
+        except Unreadable:
+            return consent
+    merged: dict[Any, Any] = {}
     if derived.gpc:
         merged.update(dict.fromkeys(settings.gpc, False))
     if derived.consent is _READER_FAILED:
